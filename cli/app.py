@@ -1,0 +1,40 @@
+"""The `scaling` command: a thin typer app; user mistakes print one red line and exit 2."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from cli import query, training
+from fits.errors import FitError
+from runners.errors import RunnerError
+from scaling.errors import ScalingError
+from store.errors import StoreError
+
+USER_ERRORS = (RunnerError, StoreError, FitError, ScalingError)
+
+app = typer.Typer(
+    name="scaling",
+    help="Train small models, log them to DuckDB, fit scaling laws, predict large runs.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("run")(training.run)
+app.command("demo")(training.demo)
+app.command("sql")(query.sql)
+app.command("runs")(query.runs)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the console script."""
+    try:
+        app(args=argv, prog_name="scaling")
+    except USER_ERRORS as exc:
+        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        Console(stderr=True).print("[yellow]interrupted[/]")
+        sys.exit(130)

@@ -1,0 +1,115 @@
+"""Pieces every command shares: number parsing, the --db option, tables, progress bars."""
+
+from __future__ import annotations
+
+import math
+import numbers
+import re
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+console = Console()
+SI_SCALES = ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k"))
+SUFFIXES = {"": 1.0, "k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12}
+NUMBER = re.compile(r"^\s*([+-]?(?:\d[\d_]*\.?\d*|\.\d+)(?:e[+-]?\d+)?)\s*([kmbgt]?)\s*$", re.I)
+
+
+def parse_number(text: str) -> float:
+    """Read 7e9, 7B, 1.4T, 2M, 500k, 2_000_000 as a float."""
+    match = NUMBER.match(str(text))
+    if not match:
+        raise ValueError(f"not a number: {text!r} (examples: 2e6, 7B, 1.4T, 500k)")
+    return float(match.group(1).replace("_", "")) * SUFFIXES[match.group(2).lower()]
+
+
+def integer(text: str | int) -> int:
+    """Typer parser for whole numbers written as 2e6, 50M, 2_000_000."""
+    if isinstance(text, int):
+        return text
+    number = _number(text)
+    if not math.isfinite(number) or number != round(number):
+        raise typer.BadParameter(f"{text!r} is not a whole number")
+    return round(number)
+
+
+def real(text: str | float) -> float:
+    """Typer parser for numbers written as 3e-3, 7B, 1.4T."""
+    return float(text) if isinstance(text, int | float) else _number(text)
+
+
+def _number(text: str) -> float:
+    try:
+        return parse_number(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+
+
+DbOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--db",
+        help="DuckDB run log (default: $SCALING_DB or ./scaling.duckdb).",
+        show_default=False,
+    ),
+]
+
+
+def format_value(value: object) -> str:
+    """Compact cell text: 4 significant digits, SI suffixes for large counts."""
+    if value is None:
+        return ""
+    if isinstance(value, pd.Timestamp):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
+        return str(value)
+    if math.isnan(value):
+        return ""
+    magnitude = abs(value)
+    if 1e5 <= magnitude < 1e15:
+        scale, suffix = next((s, x) for s, x in SI_SCALES if magnitude >= s)
+        return f"{value / scale:.3g}{suffix}"
+    if isinstance(value, numbers.Integral):
+        return str(value)
+    if 1e3 <= magnitude < 1e5:
+        return f"{value:.0f}"
+    return f"{value:.4g}"
+
+
+def print_frame(frame: pd.DataFrame, title: str | None = None) -> None:
+    """A DataFrame as a rich table (floats to 4 significant digits)."""
+    table = Table(title=title, show_lines=False)
+    for column in frame.columns:
+        numeric = pd.api.types.is_numeric_dtype(frame[column])
+        table.add_column(str(column), justify="right" if numeric else "left")
+    for row in frame.itertuples(index=False):
+        table.add_row(*(format_value(v) for v in row))
+    console.print(table)
+
+
+def progress_bar(transient: bool = False) -> Progress:
+    """The progress bar of long commands: count, bar, rate fields, elapsed and ETA."""
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=transient,
+    )

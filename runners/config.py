@@ -1,0 +1,170 @@
+"""Run configuration: what a run is, validated, resolved and hashed into its run_id."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+from runners.errors import RunnerError
+
+ARCHS = ("llama", "tnl", "hgrn2", "cosformer2")
+SCHEDULES = ("cosine", "wsd", "constant")
+PRECISIONS = ("fp32", "bf16")
+PARAMETRIZATIONS = ("sp", "mup")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Shape of a decoder LM; the token mixer is chosen by `arch`."""
+
+    arch: str = "llama"
+    d_model: int = 128
+    n_layers: int = 4
+    n_heads: int = 4
+    seq_len: int = 256
+    vocab_size: int = 256
+    parametrization: str = "sp"
+    mup_base_width: int = 128
+    chunk_size: int = 64
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.n_heads
+
+    @property
+    def ffn_hidden(self) -> int:
+        """GLU hidden width 8d/3 (so the channel mixer holds 8 d^2), rounded to a multiple of 8."""
+        return max(8, round(8 * self.d_model / 3 / 8) * 8)
+
+    @property
+    def width_mult(self) -> float:
+        """muP width multiplier m = d / d_base (1 under standard parametrization)."""
+        return self.d_model / self.mup_base_width if self.parametrization == "mup" else 1.0
+
+    def validate(self) -> None:
+        if self.arch not in ARCHS:
+            raise RunnerError(f"unknown arch {self.arch!r}: choose one of {', '.join(ARCHS)}")
+        for name in ("d_model", "n_layers", "n_heads", "seq_len", "vocab_size", "chunk_size"):
+            if getattr(self, name) <= 0:
+                raise RunnerError(
+                    f"{name.replace('_', '-')} must be positive, got {getattr(self, name)}"
+                )
+        if self.d_model % self.n_heads:
+            raise RunnerError(f"d-model {self.d_model} is not divisible by n-heads {self.n_heads}")
+        if self.parametrization not in PARAMETRIZATIONS:
+            raise RunnerError(f"unknown parametrization {self.parametrization!r}: choose sp or mup")
+        if self.mup_base_width <= 0:
+            raise RunnerError(f"mup-base-width must be positive, got {self.mup_base_width}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How a model is trained: token horizon, optimiser, schedule, data."""
+
+    tokens: int = 2_000_000
+    lr: float = 3e-3
+    batch_size: int = 16
+    warmup: int | None = None
+    schedule: str = "cosine"
+    precision: str = "fp32"
+    seed: int = 0
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    beta1: float = 0.9
+    beta2: float = 0.95
+    eval_every: int | None = None
+    eval_tokens: int = 65_536
+    corpus: str = "default"
+
+    def validate(self) -> None:
+        if self.lr <= 0 or self.lr != self.lr:
+            raise RunnerError(f"lr must be positive, got {self.lr}")
+        if self.batch_size <= 0:
+            raise RunnerError(f"batch-size must be positive, got {self.batch_size}")
+        if self.tokens <= 0:
+            raise RunnerError(f"tokens must be positive, got {self.tokens}")
+        if self.schedule not in SCHEDULES:
+            raise RunnerError(f"unknown schedule {self.schedule!r}: choose {', '.join(SCHEDULES)}")
+        if self.precision not in PRECISIONS:
+            raise RunnerError(f"unknown precision {self.precision!r}: choose fp32 or bf16")
+        if self.warmup is not None and self.warmup < 0:
+            raise RunnerError(f"warmup must be >= 0 steps, got {self.warmup}")
+        if self.eval_every is not None and self.eval_every <= 0:
+            raise RunnerError(f"eval-every must be positive, got {self.eval_every}")
+        if self.eval_tokens <= 0:
+            raise RunnerError(f"eval-tokens must be positive, got {self.eval_tokens}")
+        if self.weight_decay < 0 or self.grad_clip <= 0:
+            raise RunnerError("weight-decay must be >= 0 and grad-clip > 0")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One training run. Its id is a hash of everything that changes the result."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.train.batch_size * self.model.seq_len
+
+    @property
+    def steps(self) -> int:
+        """Whole optimiser steps; the last one may be a smaller batch so the horizon is exact."""
+        return -(-self.tokens // self.tokens_per_step)
+
+    @property
+    def tokens(self) -> int:
+        """Trained tokens: the requested horizon rounded down to whole sequences."""
+        return (self.train.tokens // self.model.seq_len) * self.model.seq_len
+
+    def validate(self) -> RunConfig:
+        self.model.validate()
+        self.train.validate()
+        if self.train.tokens < self.tokens_per_step:
+            raise RunnerError(
+                f"token horizon {self.train.tokens:,} is shorter than one batch "
+                f"({self.train.batch_size} x {self.model.seq_len} = "
+                f"{self.tokens_per_step:,} tokens)"
+            )
+        return self
+
+    def resolved(self) -> RunConfig:
+        """Fill defaults that depend on the horizon, so the hash names what actually ran."""
+        self.validate()
+        steps = self.steps
+        train = self.train
+        if train.warmup is None:
+            train = replace(train, warmup=max(1, min(200, steps // 20)))
+        if train.eval_every is None:
+            # Evaluations cost about a third of a training token each: keep them near 10%
+            # of the training compute, between 1 (the final one) and 10 per run.
+            n_evals = min(10, max(1, round(0.3 * self.tokens / train.eval_tokens)))
+            train = replace(train, eval_every=max(1, steps // n_evals))
+        return replace(self, train=train)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": asdict(self.model), "train": asdict(self.train)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
+        return cls(
+            _build(ModelConfig, data.get("model", {})), _build(TrainConfig, data.get("train", {}))
+        )
+
+    def run_id(self, corpus_sha256: str) -> str:
+        """Hash of the resolved config and the corpus bytes: the same run is never trained twice."""
+        payload = json.dumps(
+            {**self.resolved().to_dict(), "corpus_sha256": corpus_sha256}, sort_keys=True
+        )
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def _build(cls: type, values: dict[str, Any]) -> Any:
+    known = {f.name for f in fields(cls)}
+    unknown = set(values) - known
+    if unknown:
+        raise RunnerError(f"unknown {cls.__name__} setting(s): {', '.join(sorted(unknown))}")
+    return cls(**values)

@@ -1,0 +1,74 @@
+"""The decoder LM every architecture shares: embeddings, pre-norm residual blocks, tied readout.
+
+Only the token mixer differs between architectures (DESIGN.md section 6).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from runners.config import ModelConfig
+from runners.models.layers import GLU, RMSNorm
+from runners.models.softmax import SoftmaxAttention
+
+MIXERS: dict[str, type[nn.Module]] = {"llama": SoftmaxAttention}
+INIT_STD = 0.02
+
+
+def mixer_class(arch: str) -> type[nn.Module]:
+    return MIXERS[arch]
+
+
+class Block(nn.Module):
+    """x += mix(norm(x)); x += channel(norm(x))."""
+
+    def __init__(self, cfg: ModelConfig, layer: int) -> None:
+        super().__init__()
+        self.mix_norm = RMSNorm(cfg.d_model)
+        self.mix = mixer_class(cfg.arch)(cfg, layer)
+        self.channel_norm = RMSNorm(cfg.d_model)
+        self.channel = GLU(cfg)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.mix(self.mix_norm(x))
+        return x + self.channel(self.channel_norm(x))
+
+
+class LanguageModel(nn.Module):
+    """Decoder-only LM with tied input/output embeddings.
+
+    Logits are multiplied by `output_mult / width_mult`, which is 1 under SP and the muP
+    readout multiplier under muP.
+    """
+
+    def __init__(self, cfg: ModelConfig, output_mult: float = 1.0) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.blocks = nn.ModuleList(Block(cfg, layer) for layer in range(cfg.n_layers))
+        self.norm = RMSNorm(cfg.d_model)
+        self.logit_scale = output_mult / cfg.width_mult
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """GPT-2 style init: N(0, 0.02) matrices, residual outputs scaled by 1/sqrt(2L)."""
+        residual_std = INIT_STD / math.sqrt(2 * self.cfg.n_layers)
+        for name, p in self.named_parameters():
+            if p.dim() < 2:
+                continue
+            std = residual_std if name.endswith(("out.weight", "w_out.weight")) else INIT_STD
+            nn.init.normal_(p, mean=0.0, std=std)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        x = self.embed(idx)
+        for block in self.blocks:
+            x = block(x)
+        return F.linear(self.norm(x), self.embed.weight) * self.logit_scale
+
+    def loss(self, idx: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        logits = self(idx)
+        return F.cross_entropy(logits.float().view(-1, logits.shape[-1]), targets.reshape(-1))

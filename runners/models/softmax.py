@@ -1,0 +1,45 @@
+"""LLaMA-style causal softmax attention with rotary embeddings."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from runners.config import ModelConfig
+from runners.models.layers import Rotary
+
+
+class SoftmaxAttention(nn.Module):
+    """Multi-head causal attention through scaled_dot_product_attention.
+
+    Logits are scaled by 1/sqrt(head_dim) under SP and by 1/head_dim under muP.
+    """
+
+    def __init__(self, cfg: ModelConfig, layer: int) -> None:
+        super().__init__()
+        self.n_heads = cfg.n_heads
+        self.head_dim = cfg.head_dim
+        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=False)
+        self.out = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
+        self.rotary = Rotary(cfg.head_dim, cfg.seq_len)
+        mup = cfg.parametrization == "mup"
+        self.scale = 1.0 / cfg.head_dim if mup else 1.0 / math.sqrt(cfg.head_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, d = x.shape
+        q, k, v = self.qkv(x).view(b, t, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k = self.rotary(q), self.rotary(k)
+        o = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self.scale)
+        return self.out(o.transpose(1, 2).reshape(b, t, d))
+
+    @staticmethod
+    def param_count(cfg: ModelConfig) -> int:
+        return 4 * cfg.d_model**2
+
+    @staticmethod
+    def forward_flops(cfg: ModelConfig) -> int:
+        """Projections plus QK^T and AV over the full context (as Shen et al. count it)."""
+        return 2 * SoftmaxAttention.param_count(cfg) + 4 * cfg.seq_len * cfg.d_model

@@ -1,0 +1,40 @@
+"""Train one run and record it in the run log: the glue between runners and store."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from runners.config import RunConfig
+from runners.corpus import load_corpus
+from runners.results import Progress, RunResult, config_row
+from runners.train import train
+from store.db import connect
+from store.runs import mark_running, record_run, run_status
+
+
+def run_and_record(
+    config: RunConfig,
+    db: str | Path | None = None,
+    sweep: str | None = None,
+    device: str = "auto",
+    force: bool = False,
+    progress: Callable[[Progress], None] | None = None,
+) -> tuple[RunResult | None, str]:
+    """Train `config` unless the log already holds it as done; returns (result, run_id).
+
+    The run is marked `running` before training and committed with its curve at the end,
+    so a killed process leaves a `running` row and never a half-written curve.
+    """
+    config = config.resolved()
+    corpus = load_corpus(config.train.corpus)
+    row = config_row(config, corpus.name, corpus.sha256, sweep)
+    run_id = row["run_id"]
+    with connect(db) as con:
+        if run_status(con, run_id) == "done" and not force:
+            return None, run_id
+        mark_running(con, row)
+    result = train(config, device=device, progress=progress)
+    with connect(db) as con:
+        record_run(con, result.row(sweep), result.curve_rows(), sweep=sweep)
+    return result, run_id
