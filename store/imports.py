@@ -75,7 +75,7 @@ def parse_mapping(text: str | None) -> dict[str, str]:
     return mapping
 
 
-def _apply_mapping(frame: pd.DataFrame, mapping: dict[str, str]) -> pd.DataFrame:
+def normalise_columns(frame: pd.DataFrame, mapping: dict[str, str]) -> pd.DataFrame:
     """Rename mapped columns; a mapping that is no column name is a SQL expression over them."""
     frame = frame.copy()
     con = duckdb.connect()
@@ -119,7 +119,7 @@ def _problem(row: pd.Series) -> str | None:
 
 def plan_import(frame: pd.DataFrame, source: str, mapping: dict[str, str]) -> ImportPlan:
     """Map columns, validate every row, and build `runs` rows for the good ones."""
-    frame = _apply_mapping(frame, mapping)
+    frame = normalise_columns(frame, mapping)
     if "final_val_loss" not in frame.columns:
         raise StoreError("no loss column: name one with --columns loss=COLUMN")
     if not any(c in frame.columns for c in SIZE_COLUMNS):
