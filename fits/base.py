@@ -132,7 +132,10 @@ class Fit:
             {
                 "law": self.law,
                 "format_version": FORMAT_VERSION,
-                "config": self.get_params(),
+                "config": {  # a Generator cannot be stored: the record keeps no seed then
+                    k: None if isinstance(v, np.random.Generator) else v
+                    for k, v in self.get_params().items()
+                },
                 "params": self.params_,
                 "uncertainty": {
                     "level": self.level_,
