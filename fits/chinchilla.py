@@ -49,7 +49,7 @@ _POLISH_TOL = {"gtol": 1e-10, "ftol": 1e-15, "fscale": 0.0}
 # Two end points closer than this (max-norm in theta) are the same local optimum.
 _DISTINCT_TOL = 0.05
 # Starts per objective evaluation block: keeps the (starts x points) temporaries in cache.
-_CHUNK = 64
+_CHUNK = 96
 
 
 def starting_grid() -> np.ndarray:

@@ -7,11 +7,13 @@ one row of a matrix: the objective is evaluated for all active rows in one vecto
 the two-loop recursion runs on stacked histories, and each row stops on its own criteria.
 
 Algorithm (Nocedal & Wright, Numerical Optimization, ch. 7 and 3): limited-memory BFGS with
-the two-loop recursion and initial scaling gamma = s'y / y'y, a backtracking line search with
-the Armijo condition and safeguarded quadratic interpolation, and curvature pairs kept only
-when s'y > 0 (the update is skipped otherwise, which keeps the implicit Hessian positive
-definite). Stopping rules follow L-BFGS-B: max |gradient| <= gtol, or a relative decrease of
-the objective below ftol.
+the two-loop recursion and initial scaling gamma = s'y / y'y; a line search that brackets a
+step meeting the weak Wolfe conditions (Armijo decrease and curvature, c1 = 1e-4, c2 = 0.9)
+with safeguarded interpolation, so that curvature pairs have s'y > 0. All rows iterate in
+lockstep, so the histories are one ring buffer; a row whose new pair is unusable (s'y <= 0,
+possible only when the line search gives up on curvature) gets an empty slot that round.
+A row whose direction is not a descent direction restarts from steepest descent. Stopping
+rules follow L-BFGS-B: max |gradient| <= gtol, or a relative decrease below ftol.
 """
 
 from __future__ import annotations
