@@ -280,6 +280,18 @@ class ChinchillaLaw(Fit):
     n_jobs: worker processes for the grid search and the bootstrap (-1: all cores). The
         result does not depend on it beyond floating-point rounding (different batches sum
         in a different order): draws agree to about 1e-6 relative.
+
+    Attributes (after fit)
+    ----------------------
+    params_: {E, A, B, alpha, beta}; theta_: (a, b, e, alpha, beta) with A = e^a, ...
+    objective_: the minimised sum of Huber losses; n_points_: runs with positive weight.
+    stderr_, intervals_: bootstrap standard deviation and percentile interval at level_
+        ({} when n_bootstrap = 0); bootstrap_params_: (n_bootstrap, 5) draws, columns in
+        PARAM_NAMES order, or None.
+    derived_, derived_intervals_: allocation exponents a, b and coefficient G.
+    best_start_: the grid point (E, A, B, alpha, beta) whose run reached the optimum.
+    local_optima_, local_objectives_: the distinct optima that seed the bootstrap.
+    n_starts_, n_converged_: grid starts run, and how many met the stopping criteria.
     """
 
     law = "chinchilla"

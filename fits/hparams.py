@@ -38,6 +38,13 @@ class LogLinearLaw(Fit):
     exponents: names of the exponents, one per variable (default "k_<variable>").
     signs: +1 or -1 per variable: the exponent in the formula is sign * exponent.
     level: confidence level of `intervals_` and the default of `predict_interval`.
+
+    Attributes (after fit)
+    ----------------------
+    params_ {coef, exponents...} in the law's sign convention, stderr_ (the constant's by the
+    delta method), intervals_ (t intervals; the constant's is exp of the log-space one),
+    beta_ and cov_ (log-space OLS coefficients and covariance), df_resid_, rsquared_,
+    objective_ (SSR in log space), n_points_.
     """
 
     law = "loglinear"

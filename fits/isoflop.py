@@ -106,6 +106,13 @@ class IsoFLOPFit(_ComputeOptimalFit):
     min_points: distinct model sizes a budget needs for its parabola (>= 3).
     exclude_unbracketed: leave out budgets whose minimum lies outside their sampled N.
     level: confidence level of the intervals.
+
+    Attributes (after fit)
+    ----------------------
+    params_ {G, a}, stderr_, intervals_, derived_ {b = 1 - a}, derived_intervals_,
+    rsquared_, objective_ (SSR of log N_opt), n_points_ (runs), regression_ (the
+    LogLinearLaw), budgets_ (one row per budget: C, n_points, N_min, N_max, N_opt, D_opt,
+    loss_opt, bracketed, used, note).
     """
 
     law = "isoflop"
@@ -231,6 +238,9 @@ class EnvelopeFit(_ComputeOptimalFit):
     n_bins: log-uniform compute bins between the smallest and largest compute seen.
     flops_per_token: k in C = k N tokens when the curves carry no flops column.
     level: confidence level of the intervals.
+
+    Attributes (after fit): as IsoFLOPFit, with envelope_ (one row per non-empty bin: bin,
+    C, N, tokens, loss, run) in place of budgets_ and n_points_ counting curve points.
     """
 
     law = "envelope"

@@ -44,6 +44,13 @@ class PowerLaw(Fit):
     level: confidence level of `intervals_` and the default of `predict_interval`.
     n_bootstrap: resamples for percentile intervals (0: Jacobian covariance only).
     random_state: seed or numpy Generator for the bootstrap.
+
+    Attributes (after fit)
+    ----------------------
+    params_ {E, A, alpha} (a fixed E included), stderr_ and intervals_ at level_ for the
+    fitted ones, cov_ (3x3 covariance of E, A, alpha; zero for a fixed E), df_resid_,
+    objective_ (sum of squared residuals), n_points_, bootstrap_params_ (draws or None).
+    Mu-scaling's L = a x^b + c reads a = A, b = -alpha, c = E.
     """
 
     law = "power"
