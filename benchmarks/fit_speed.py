@@ -39,23 +39,26 @@ NAMES = ("E", "A", "B", "alpha", "beta")
 DELTA = 1e-3
 
 
-def published_objective(theta: np.ndarray, log_n: np.ndarray, log_d: np.ndarray,
-                        log_loss: np.ndarray) -> float:
+def published_objective(
+    theta: np.ndarray, log_n: np.ndarray, log_d: np.ndarray, log_loss: np.ndarray
+) -> float:
     """The published objective; theta = (a, b, e, alpha, beta) with A = e^a, B = e^b, E = e^e."""
     a, b, e, alpha, beta = theta
     pred = logsumexp([a - alpha * log_n, b - beta * log_d, np.full_like(log_n, e)], axis=0)
     return float(np.sum(huber(DELTA, pred - log_loss)))
 
 
-def published_gradient(theta: np.ndarray, log_n: np.ndarray, log_d: np.ndarray,
-                       log_loss: np.ndarray) -> np.ndarray:
+def published_gradient(
+    theta: np.ndarray, log_n: np.ndarray, log_d: np.ndarray, log_loss: np.ndarray
+) -> np.ndarray:
     """Analytic gradient of published_objective (softmax weights times the Huber slope)."""
     a, b, e, alpha, beta = theta
     u = np.stack([a - alpha * log_n, b - beta * log_d, np.full_like(log_n, e)])
     lse = logsumexp(u, axis=0)
     w = np.exp(u - lse) * np.clip(lse - log_loss, -DELTA, DELTA)
-    return np.array([w[0].sum(), w[1].sum(), w[2].sum(),
-                     -(w[0] * log_n).sum(), -(w[1] * log_d).sum()])
+    return np.array(
+        [w[0].sum(), w[1].sum(), w[2].sum(), -(w[0] * log_n).sum(), -(w[1] * log_d).sum()]
+    )
 
 
 def reference_fit(
@@ -65,8 +68,9 @@ def reference_fit(
     best_f, best_x = np.inf, None
     jac = published_gradient if use_gradient else None
     for theta0 in starts:
-        res = minimize(published_objective, theta0, args=(log_n, log_d, log_loss),
-                       jac=jac, method="L-BFGS-B")
+        res = minimize(
+            published_objective, theta0, args=(log_n, log_d, log_loss), jac=jac, method="L-BFGS-B"
+        )
         if res.fun < best_f:
             best_f, best_x = res.fun, res.x
     return best_f, best_x
@@ -90,14 +94,25 @@ def timed(fn, repeats: int = 1):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA,
-                        help="CSV with columns N, D, loss (default: Epoch's Chinchilla points)")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=DEFAULT_DATA,
+        help="CSV with columns N, D, loss (default: Epoch's Chinchilla points)",
+    )
     parser.add_argument("--n-bootstrap", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=3, help="timing repeats for our fit")
-    parser.add_argument("--reference-starts", type=int, default=4500,
-                        help="run the references on this many evenly spaced grid starts")
-    parser.add_argument("--skip-jac-reference", action="store_true",
-                        help="skip the scipy reference with the analytic gradient")
+    parser.add_argument(
+        "--reference-starts",
+        type=int,
+        default=4500,
+        help="run the references on this many evenly spaced grid starts",
+    )
+    parser.add_argument(
+        "--skip-jac-reference",
+        action="store_true",
+        help="skip the scipy reference with the analytic gradient",
+    )
     args = parser.parse_args()
 
     data = pd.read_csv(args.data)
@@ -108,8 +123,10 @@ def main() -> None:
     step = max(1, len(grid) // args.reference_starts)
     ref_starts, scale = grid[::step], len(grid) / len(grid[::step])
     cores = os.cpu_count()
-    print(f"data: {args.data} ({len(data)} points), {len(grid)} starts, {cores} cores, "
-          f"load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"data: {args.data} ({len(data)} points), {len(grid)} starts, {cores} cores, "
+        f"load average {os.getloadavg()[0]:.1f}"
+    )
 
     def ours_fit(jobs):
         return ChinchillaLaw(n_bootstrap=0, n_jobs=jobs).fit(N, D, loss)
@@ -125,7 +142,8 @@ def main() -> None:
     for label, use_grad in kinds:
         print(f"reference: scipy L-BFGS-B, {label}, {len(ref_starts)} starts ...", flush=True)
         (f, x), wall, cpu = timed(
-            lambda g=use_grad: reference_fit(log_n, log_d, log_loss, g, ref_starts))
+            lambda g=use_grad: reference_fit(log_n, log_d, log_loss, g, ref_starts)
+        )
         refs.append((f"scipy L-BFGS-B loop, {label}", f, x, wall * scale, cpu * scale))
 
     print(f"load average now {os.getloadavg()[0]:.1f}")
@@ -134,16 +152,27 @@ def main() -> None:
     w1, c1, w2 = min(w1, w1b), min(c1, c1b), min(w2, w2b)
 
     est = "" if scale == 1 else f"  (times scaled up x{scale:.0f} from a subset: estimate)"
-    print(f"\n{'fit':46s} {'wall (s)':>9s} {'CPU (s)':>9s} {'objective':>16s}  "
-          + "  ".join(f"{n:>8s}" for n in NAMES) + est)
-    rows = [("ours, fits.ChinchillaLaw, 1 process", f_ours, ours.theta_, w1, c1),
-            (f"ours, fits.ChinchillaLaw, {cores} processes",
-             published_objective(ours2.theta_, log_n, log_d, log_loss), ours2.theta_, w2,
-             np.nan),
-            *refs]
+    print(
+        f"\n{'fit':46s} {'wall (s)':>9s} {'CPU (s)':>9s} {'objective':>16s}  "
+        + "  ".join(f"{n:>8s}" for n in NAMES)
+        + est
+    )
+    rows = [
+        ("ours, fits.ChinchillaLaw, 1 process", f_ours, ours.theta_, w1, c1),
+        (
+            f"ours, fits.ChinchillaLaw, {cores} processes",
+            published_objective(ours2.theta_, log_n, log_d, log_loss),
+            ours2.theta_,
+            w2,
+            np.nan,
+        ),
+        *refs,
+    ]
     for name, f, theta, wall, cpu in rows:
-        print(f"{name:46s} {wall:9.3f} {cpu:9.3f} {f:16.10e}  "
-              + "  ".join(f"{v:8.4g}" for v in as_params(theta)))
+        print(
+            f"{name:46s} {wall:9.3f} {cpu:9.3f} {f:16.10e}  "
+            + "  ".join(f"{v:8.4g}" for v in as_params(theta))
+        )
 
     p_ours = np.array([ours.params_[k] for k in NAMES])
     for name, f, theta, wall, cpu in refs:
@@ -151,23 +180,39 @@ def main() -> None:
         rel_p = np.abs(as_params(theta) / p_ours - 1).max()
         same = abs(rel_f) < 1e-6 and rel_p < 1e-3
         print(f"\nvs {name}:")
-        print(f"  speed-up, 1 process: {wall / w1:7.1f}x wall, {cpu / c1:7.1f}x CPU;"
-              f"  {cores} processes: {wall / w2:7.1f}x wall")
-        print(f"  objective: ours lower by {rel_f:.2e} (relative); largest parameter "
-              f"difference {rel_p:.2e} (relative) -> same optimum: {'yes' if same else 'NO'}")
+        print(
+            f"  speed-up, 1 process: {wall / w1:7.1f}x wall, {cpu / c1:7.1f}x CPU;"
+            f"  {cores} processes: {wall / w2:7.1f}x wall"
+        )
+        print(
+            f"  objective: ours lower by {rel_f:.2e} (relative); largest parameter "
+            f"difference {rel_p:.2e} (relative) -> same optimum: {'yes' if same else 'NO'}"
+        )
 
     if args.n_bootstrap > 0:
         print(f"\nbootstrap: {args.n_bootstrap} resamples (times include the grid fit)")
         for jobs, fit_wall in ((1, w1), (-1, w2)):
-            boot, wall, _ = timed(lambda j=jobs: ChinchillaLaw(
-                n_bootstrap=args.n_bootstrap, n_jobs=j, random_state=0).fit(N, D, loss))
+            boot, wall, _ = timed(
+                lambda j=jobs: ChinchillaLaw(
+                    n_bootstrap=args.n_bootstrap, n_jobs=j, random_state=0
+                ).fit(N, D, loss)
+            )
             label = "1 process" if jobs == 1 else f"{cores} processes"
-            print(f"  {label:12s}: {wall:6.2f} s wall  (bootstrap alone about "
-                  f"{wall - fit_wall:.2f} s)")
-        print("  95% percentile intervals:", ", ".join(
-            f"{n} [{lo:.4g}, {hi:.4g}]" for n, (lo, hi) in zip(
-                NAMES, np.quantile(boot.bootstrap_params_, [0.025, 0.975], axis=0).T,
-                strict=True)))
+            print(
+                f"  {label:12s}: {wall:6.2f} s wall  (bootstrap alone about "
+                f"{wall - fit_wall:.2f} s)"
+            )
+        print(
+            "  95% percentile intervals:",
+            ", ".join(
+                f"{n} [{lo:.4g}, {hi:.4g}]"
+                for n, (lo, hi) in zip(
+                    NAMES,
+                    np.quantile(boot.bootstrap_params_, [0.025, 0.975], axis=0).T,
+                    strict=True,
+                )
+            ),
+        )
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import sys
 import typer
 from rich.console import Console
 
-from cli import imports, query, training
+from cli import imports, laws, query, training
 from fits.errors import FitError
 from runners.errors import RunnerError
 from scaling.errors import ScalingError
@@ -27,6 +27,9 @@ app.command("demo")(training.demo)
 app.command("sql")(query.sql)
 app.command("runs")(query.runs)
 app.command("import")(imports.import_runs)
+app.command("fit")(laws.fit)
+app.add_typer(laws.predict_app, name="predict")
+app.command("backtest")(laws.backtest)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -65,8 +65,13 @@ def theta_to_params(theta: np.ndarray) -> np.ndarray:
     """(a, b, e, alpha, beta) rows -> (E, A, B, alpha, beta) rows."""
     theta = np.asarray(theta, dtype=float)
     return np.stack(
-        [np.exp(theta[..., 2]), np.exp(theta[..., 0]), np.exp(theta[..., 1]),
-         theta[..., 3], theta[..., 4]],
+        [
+            np.exp(theta[..., 2]),
+            np.exp(theta[..., 0]),
+            np.exp(theta[..., 1]),
+            theta[..., 3],
+            theta[..., 4],
+        ],
         axis=-1,
     )
 
@@ -75,8 +80,13 @@ def params_to_theta(params: np.ndarray) -> np.ndarray:
     """(E, A, B, alpha, beta) rows -> (a, b, e, alpha, beta) rows."""
     params = np.asarray(params, dtype=float)
     return np.stack(
-        [np.log(params[..., 1]), np.log(params[..., 2]), np.log(params[..., 0]),
-         params[..., 3], params[..., 4]],
+        [
+            np.log(params[..., 1]),
+            np.log(params[..., 2]),
+            np.log(params[..., 0]),
+            params[..., 3],
+            params[..., 4],
+        ],
         axis=-1,
     )
 
@@ -212,8 +222,10 @@ class _Coordinates:
 
     def to_phi(self, theta: np.ndarray) -> np.ndarray:
         a, b, e, alpha, beta = np.moveaxis(np.asarray(theta, dtype=float), -1, 0)
-        return np.stack([a - alpha * self.m_n, b - beta * self.m_d, e,
-                         alpha * self.s_n, beta * self.s_d], axis=-1)
+        return np.stack(
+            [a - alpha * self.m_n, b - beta * self.m_d, e, alpha * self.s_n, beta * self.s_d],
+            axis=-1,
+        )
 
     def to_theta(self, phi: np.ndarray) -> np.ndarray:
         p0, p1, e, p3, p4 = np.moveaxis(np.asarray(phi, dtype=float), -1, 0)
@@ -348,8 +360,9 @@ class ChinchillaLaw(Fit):
         objective = HuberLSEObjective(z_n, z_d, log_loss, self.delta, weights)
         grid_phi = coords.to_phi(starting_grid())
         res = self._grid_search(objective, grid_phi)
-        order = _distinct_optima(coords.to_theta(res.x), res.fun, res.converged,
-                                 max(1, self.n_local_optima))
+        order = _distinct_optima(
+            coords.to_theta(res.x), res.fun, res.converged, max(1, self.n_local_optima)
+        )
         if order.size == 0:
             raise FitError("no start of the grid converged: the data do not determine the law")
         best = order[0]
@@ -361,8 +374,7 @@ class ChinchillaLaw(Fit):
 
         self.theta_ = coords.to_theta(phi_best)
         self.best_start_ = theta_to_params(starting_grid()[best])
-        self.params_ = dict(zip(PARAM_NAMES, map(float, theta_to_params(self.theta_)),
-                                strict=True))
+        self.params_ = dict(zip(PARAM_NAMES, map(float, theta_to_params(self.theta_)), strict=True))
         self.objective_ = float(f_best)
         self.n_points_ = int(N.size)
         self.n_starts_ = int(grid_phi.shape[0])
@@ -388,16 +400,16 @@ class ChinchillaLaw(Fit):
         """Every grid start to convergence, split across processes when n_jobs > 1."""
         n_workers = resolve_n_jobs(self.n_jobs)
         parts = [np.arange(i, grid_phi.shape[0], n_workers) for i in range(n_workers)]
-        results = map_chunks(_run_starts, [(objective, grid_phi[p]) for p in parts],
-                             self.n_jobs)
+        results = map_chunks(_run_starts, [(objective, grid_phi[p]) for p in parts], self.n_jobs)
         x = np.empty_like(grid_phi)
         fun = np.empty(grid_phi.shape[0])
         n_iter = np.empty(grid_phi.shape[0], dtype=int)
         conv = np.empty(grid_phi.shape[0], dtype=bool)
         for p, r in zip(parts, results, strict=True):
             x[p], fun[p], n_iter[p], conv[p] = r.x, r.fun, r.n_iter, r.converged
-        return BatchResult(x=x, fun=fun, n_iter=n_iter, converged=conv,
-                           n_evals=sum(r.n_evals for r in results))
+        return BatchResult(
+            x=x, fun=fun, n_iter=n_iter, converged=conv, n_evals=sum(r.n_evals for r in results)
+        )
 
     def _refit_resamples(
         self,
@@ -486,8 +498,10 @@ class ChinchillaLaw(Fit):
         lines[1] += f" (sum of Huber losses, delta={self.delta:g}, on log loss)"
         lines.append(f"grid: {self.n_starts_} L-BFGS starts, {self.n_converged_} converged")
         if self.bootstrap_params_ is not None:
-            lines.append(f"bootstrap: {self.bootstrap_params_.shape[0]} resamples of the runs, "
-                         f"percentile intervals at {100 * self.level_:g}%")
+            lines.append(
+                f"bootstrap: {self.bootstrap_params_.shape[0]} resamples of the runs, "
+                f"percentile intervals at {100 * self.level_:g}%"
+            )
         else:
             lines.append("bootstrap: none (n_bootstrap=0), no uncertainty reported")
         return lines
@@ -496,8 +510,10 @@ class ChinchillaLaw(Fit):
         out = ["compute-optimal allocation (C = 6 N D): N_opt = G (C/6)^a, D_opt = (C/6)^b / G"]
         for name in DERIVED_NAMES:
             lo, hi = self.derived_intervals_.get(name, (math.nan, math.nan))
-            out.append(f"  {name} = {self.derived_[name]:.6g}"
-                       + (f"   [{lo:.6g}, {hi:.6g}]" if np.isfinite(lo) else ""))
+            out.append(
+                f"  {name} = {self.derived_[name]:.6g}"
+                + (f"   [{lo:.6g}, {hi:.6g}]" if np.isfinite(lo) else "")
+            )
         return out
 
     def _state(self) -> dict[str, Any]:

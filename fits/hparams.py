@@ -193,26 +193,28 @@ class LogLinearLaw(Fit):
 
 def step_law_lr(level: float = 0.90) -> LogLinearLaw:
     """Step Law's optimal learning rate: lr* = a N^alpha D^beta."""
-    return LogLinearLaw(variables=("N", "D"), target="lr", coef="a",
-                        exponents=("alpha", "beta"), level=level)
+    return LogLinearLaw(
+        variables=("N", "D"), target="lr", coef="a", exponents=("alpha", "beta"), level=level
+    )
 
 
 def batch_size_law(variable: str = "D", level: float = 0.90) -> LogLinearLaw:
     """Optimal batch size: BS* = c D^gamma (Step Law), or c N^gamma with variable='N' (Porian)."""
-    return LogLinearLaw(variables=(variable,), target="batch_size", coef="c",
-                        exponents=("gamma",), level=level)
+    return LogLinearLaw(
+        variables=(variable,), target="batch_size", coef="c", exponents=("gamma",), level=level
+    )
 
 
 def porian_lr(level: float = 0.90) -> LogLinearLaw:
     """Porian et al.'s optimal learning rate against model size: LR*(N) = a N^alpha."""
-    return LogLinearLaw(variables=("N",), target="lr", coef="a", exponents=("alpha",),
-                        level=level)
+    return LogLinearLaw(variables=("N",), target="lr", coef="a", exponents=("alpha",), level=level)
 
 
 def bjorck_lr(level: float = 0.90) -> LogLinearLaw:
     """Bjorck et al.'s optimal learning rate against tokens at one size: LR*(D) = B D^-beta."""
-    return LogLinearLaw(variables=("D",), target="lr", coef="B", exponents=("beta",),
-                        signs=(-1,), level=level)
+    return LogLinearLaw(
+        variables=("D",), target="lr", coef="B", exponents=("beta",), signs=(-1,), level=level
+    )
 
 
 def fit_per_group(
@@ -220,10 +222,7 @@ def fit_per_group(
 ) -> dict[Any, LogLinearLaw]:
     """One law per group (e.g. Bjorck's LR*(D) per model size): {group key: fitted law}."""
     validate.columns(frame, [*([by] if isinstance(by, str) else by), target])
-    return {
-        key: make().fit(group, group[target])
-        for key, group in frame.groupby(by, sort=True)
-    }
+    return {key: make().fit(group, group[target]) for key, group in frame.groupby(by, sort=True)}
 
 
 def near_optimal_runs(

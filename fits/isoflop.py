@@ -37,8 +37,9 @@ class _ComputeOptimalFit(Fit):
     def _fit_regression(self, C: np.ndarray, n_opt: np.ndarray, what: str) -> None:
         validate.at_least(C.size, 3, what)
         validate.distinct(n_opt, 2, "optimal model sizes", "N_opt")
-        reg = LogLinearLaw(variables=("C",), target="N_opt", coef="G", exponents=("a",),
-                           level=self.level)
+        reg = LogLinearLaw(
+            variables=("C",), target="N_opt", coef="G", exponents=("a",), level=self.level
+        )
         self.regression_ = reg.fit({"C": C}, n_opt)
         self._copy_from_regression()
 
@@ -65,8 +66,9 @@ class _ComputeOptimalFit(Fit):
         self._check_fitted()
         C = np.asarray(C, dtype=float)
         p = self.regression_.predict_interval({"C": C.reshape(-1)}, level)
-        return Prediction(p.estimate.reshape(C.shape), p.lo.reshape(C.shape),
-                          p.hi.reshape(C.shape), p.level)
+        return Prediction(
+            p.estimate.reshape(C.shape), p.lo.reshape(C.shape), p.hi.reshape(C.shape), p.level
+        )
 
     def compute_optimal(self, C: Any) -> tuple[np.ndarray, np.ndarray]:
         """(N_opt, D_opt) at compute C, with D_opt = C / (flops_per_token * N_opt)."""
@@ -84,8 +86,10 @@ class _ComputeOptimalFit(Fit):
 
     def _summary_footer(self) -> list[str]:
         lo, hi = self.derived_intervals_["b"]
-        return [f"R^2 of the log-log regression: {self.rsquared_:.4f}",
-                f"D_opt exponent b = 1 - a = {self.derived_['b']:.6g}   [{lo:.6g}, {hi:.6g}]"]
+        return [
+            f"R^2 of the log-log regression: {self.rsquared_:.4f}",
+            f"D_opt exponent b = 1 - a = {self.derived_['b']:.6g}   [{lo:.6g}, {hi:.6g}]",
+        ]
 
     def _regression_state(self) -> dict[str, Any]:
         return self.regression_.to_dict()
@@ -179,17 +183,25 @@ class IsoFLOPFit(_ComputeOptimalFit):
                 + (f" ({reasons})" if reasons else "")
             )
         self.n_points_ = int(N.size)
-        self._fit_regression(used["C"].to_numpy(), used["N_opt"].to_numpy(),
-                             "compute budgets with a usable minimum")
+        self._fit_regression(
+            used["C"].to_numpy(), used["N_opt"].to_numpy(), "compute budgets with a usable minimum"
+        )
         return self
 
     def _budget_minimum(self, N: np.ndarray, loss: np.ndarray, C: np.ndarray) -> dict[str, Any]:
         """Vertex of loss ~ parabola(log N) for one budget, with flags."""
         c_budget = float(np.exp(np.log(C).mean()))
         row: dict[str, Any] = {
-            "C": c_budget, "n_points": int(N.size), "N_min": float(N.min()),
-            "N_max": float(N.max()), "N_opt": np.nan, "D_opt": np.nan, "loss_opt": np.nan,
-            "bracketed": False, "has_vertex": False, "note": "",
+            "C": c_budget,
+            "n_points": int(N.size),
+            "N_min": float(N.min()),
+            "N_max": float(N.max()),
+            "N_opt": np.nan,
+            "D_opt": np.nan,
+            "loss_opt": np.nan,
+            "bracketed": False,
+            "has_vertex": False,
+            "note": "",
         }
         n_sizes = np.unique(N).size
         if n_sizes < self.min_points:
@@ -222,8 +234,10 @@ class IsoFLOPFit(_ComputeOptimalFit):
         ]
 
     def _state(self) -> dict[str, Any]:
-        return {"regression": self._regression_state(),
-                "budgets": self.budgets_.to_dict(orient="list")}
+        return {
+            "regression": self._regression_state(),
+            "budgets": self.budgets_.to_dict(orient="list"),
+        }
 
     def _load_state(self, state: dict[str, Any]) -> None:
         self._load_regression(state["regression"])
@@ -286,13 +300,22 @@ class EnvelopeFit(_ComputeOptimalFit):
         order = np.lexsort((losses, which))  # by bin, then by loss
         first = np.r_[True, which[order][1:] != which[order][:-1]]
         best = order[first]
-        self.envelope_ = pd.DataFrame({
-            "bin": which[best], "C": c[best], "N": n[best], "tokens": toks[best],
-            "loss": losses[best], "run": pts[run].to_numpy()[best],
-        })
+        self.envelope_ = pd.DataFrame(
+            {
+                "bin": which[best],
+                "C": c[best],
+                "N": n[best],
+                "tokens": toks[best],
+                "loss": losses[best],
+                "run": pts[run].to_numpy()[best],
+            }
+        )
         self.n_points_ = len(pts)
-        self._fit_regression(self.envelope_["C"].to_numpy(), self.envelope_["N"].to_numpy(),
-                             "non-empty compute bins on the envelope")
+        self._fit_regression(
+            self.envelope_["C"].to_numpy(),
+            self.envelope_["N"].to_numpy(),
+            "non-empty compute bins on the envelope",
+        )
         return self
 
     def _summary_header(self) -> list[str]:
@@ -304,8 +327,10 @@ class EnvelopeFit(_ComputeOptimalFit):
         ]
 
     def _state(self) -> dict[str, Any]:
-        return {"regression": self._regression_state(),
-                "envelope": self.envelope_.to_dict(orient="list")}
+        return {
+            "regression": self._regression_state(),
+            "envelope": self.envelope_.to_dict(orient="list"),
+        }
 
     def _load_state(self, state: dict[str, Any]) -> None:
         self._load_regression(state["regression"])

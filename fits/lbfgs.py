@@ -90,8 +90,9 @@ def minimize_batched(
             slope[bad] = -np.einsum("kp,kp->k", g[bad], g[bad])
         step = np.where(has_pair, 1.0, np.minimum(1.0, 1.0 / np.linalg.norm(g, axis=1)))
 
-        x_new, f_new, g_new, ok, n = _line_search(fun, x, f, d, slope, step, rows, c1, c2,
-                                                  max_line_search)
+        x_new, f_new, g_new, ok, n = _line_search(
+            fun, x, f, d, slope, step, rows, c1, c2, max_line_search
+        )
         n_evals += n
 
         s = x_new - x
@@ -126,8 +127,7 @@ def minimize_batched(
     else:
         n_iter_out[rows] = max_iter
     x_out[rows], f_out[rows] = x, f  # rows that ran out of iterations
-    return BatchResult(x=x_out, fun=f_out, n_iter=n_iter_out, converged=conv_out,
-                       n_evals=n_evals)
+    return BatchResult(x=x_out, fun=f_out, n_iter=n_iter_out, converged=conv_out, n_evals=n_evals)
 
 
 def _two_loop(
@@ -208,8 +208,9 @@ def _line_search(
         pending = pending[~done]
         if pending.size == 0:
             break
-        step[pending] = _next_step(lo[pending], f_lo[pending], df_lo[pending],
-                                   hi[pending], f_hi[pending], slope[pending])
+        step[pending] = _next_step(
+            lo[pending], f_lo[pending], df_lo[pending], hi[pending], f_hi[pending], slope[pending]
+        )
     return x_new, f_new, g_new, ok, n_evals
 
 

@@ -59,8 +59,7 @@ def optimal_lr(
     groups = frame.groupby(keys, sort=True, dropna=False) if keys else [((), frame)]
     for key, group in groups:
         per_lr = group.groupby("_lr", sort=True)["_loss"].mean()  # NaN only if all diverged
-        result = _group_optimum(per_lr.index.to_numpy(), per_lr.to_numpy(), n_neighbors,
-                                min_points)
+        result = _group_optimum(per_lr.index.to_numpy(), per_lr.to_numpy(), n_neighbors, min_points)
         key = key if isinstance(key, tuple) else (key,)
         rows.append({**dict(zip(keys, key, strict=True)), **result})
     return pd.DataFrame(rows, columns=[*keys, *RESULT_COLUMNS])
@@ -74,13 +73,24 @@ def _group_optimum(
     n_points, n_diverged = int(finite.sum()), int((~finite).sum())
     out: dict[str, object] = {"n_points": n_points, "n_diverged": n_diverged}
     if n_points == 0:
-        return {**out, "lr_opt": np.nan, "loss_opt": np.nan, "n_fit": 0, "bracketed": False,
-                "note": "no finite loss (all runs diverged)"}
+        return {
+            **out,
+            "lr_opt": np.nan,
+            "loss_opt": np.nan,
+            "n_fit": 0,
+            "bracketed": False,
+            "note": "no finite loss (all runs diverged)",
+        }
     best = int(np.nanargmin(loss))
     fallback = {"lr_opt": float(lr[best]), "loss_opt": float(loss[best])}
     if n_points < min_points:
-        return {**out, **fallback, "n_fit": 0, "bracketed": False,
-                "note": f"too few finite points ({n_points} < {min_points}): best sampled LR"}
+        return {
+            **out,
+            **fallback,
+            "n_fit": 0,
+            "bracketed": False,
+            "note": f"too few finite points ({n_points} < {min_points}): best sampled LR",
+        }
 
     # Every sampled LR other than the best one is worse (finite and higher, or diverged),
     # so the best is bracketed exactly when it is not the lowest or highest sampled LR.
@@ -94,7 +104,7 @@ def _group_optimum(
     size = min(max(2 * n_neighbors + 1, min_points), fin_idx.size)
     start = int(np.searchsorted(fin_idx, best)) - (size - 1) // 2
     start = min(max(start, 0), fin_idx.size - size)  # slide the window inside the data
-    use = fin_idx[start:start + size]
+    use = fin_idx[start : start + size]
     u = np.log(lr[use])
     c2, c1, c0 = np.polyfit(u, loss[use], 2)
     out["n_fit"] = int(use.size)

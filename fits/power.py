@@ -102,9 +102,7 @@ class PowerLaw(Fit):
         return self
 
     # -- fitting internals -----------------------------------------------------------------
-    def _residual_fns(
-        self, xs: np.ndarray, y: np.ndarray, sw: np.ndarray
-    ) -> tuple[Any, Any]:
+    def _residual_fns(self, xs: np.ndarray, y: np.ndarray, sw: np.ndarray) -> tuple[Any, Any]:
         """Weighted residual and Jacobian in the free scaled parameters (E?, A', alpha)."""
 
         def unpack(p: np.ndarray) -> tuple[float, float, float]:
@@ -157,8 +155,9 @@ class PowerLaw(Fit):
             starts = self._profile_starts(xs, y, sw)
         best, best_ssr = None, np.inf
         for p0 in starts:
-            res = optimize.least_squares(resid, p0, jac=jac, method="lm", xtol=1e-14,
-                                         ftol=1e-14, gtol=1e-14)
+            res = optimize.least_squares(
+                resid, p0, jac=jac, method="lm", xtol=1e-14, ftol=1e-14, gtol=1e-14
+            )
             ssr = float(np.sum(res.fun**2))
             if np.isfinite(ssr) and ssr < best_ssr:
                 best, best_ssr = res.x, ssr
@@ -186,16 +185,17 @@ class PowerLaw(Fit):
         """Delta method to the natural parameters; a fixed E gets zero variance."""
         _, A_s, alpha = scaled
         # d(E, A, alpha) / d(E, A', alpha)
-        T = np.array([[1.0, 0.0, 0.0],
-                      [0.0, x0**alpha, A_s * x0**alpha * np.log(x0)],
-                      [0.0, 0.0, 1.0]])
+        T = np.array(
+            [[1.0, 0.0, 0.0], [0.0, x0**alpha, A_s * x0**alpha * np.log(x0)], [0.0, 0.0, 1.0]]
+        )
         full = np.zeros((3, 3))
         idx = [0, 1, 2] if self.E is None else [1, 2]
         full[np.ix_(idx, idx)] = cov
         return T @ full @ T.T
 
-    def _bootstrap(self, xs: np.ndarray, y: np.ndarray, scaled: np.ndarray,
-                   x0: float) -> np.ndarray:
+    def _bootstrap(
+        self, xs: np.ndarray, y: np.ndarray, scaled: np.ndarray, x0: float
+    ) -> np.ndarray:
         """Refits on resampled points from the full-data optimum; unidentifiable draws skipped."""
         rng = as_generator(self.random_state)
         counts = resample_weights(xs.size, int(self.n_bootstrap), rng)

@@ -95,4 +95,3 @@ def level(value: float) -> float:
     if not 0.0 < float(value) < 1.0:
         raise ValueError(f"level must be between 0 and 1 (exclusive), got {value}")
     return float(value)
-

@@ -47,12 +47,17 @@ class ComputeOptimal:
     loss: Prediction
 
     def __str__(self) -> str:
-        return "\n".join([f"compute C = {fmt(self.C)} FLOPs", str(self.N), str(self.D),
-                          str(self.loss)])  # fmt: skip
+        return "\n".join(
+            [f"compute C = {fmt(self.C)} FLOPs", str(self.N), str(self.D), str(self.loss)]
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"C": self.C, "N": self.N.to_dict(), "D": self.D.to_dict(),
-                "loss": self.loss.to_dict()}  # fmt: skip
+        return {
+            "C": self.C,
+            "N": self.N.to_dict(),
+            "D": self.D.to_dict(),
+            "loss": self.loss.to_dict(),
+        }
 
 
 @dataclass(frozen=True)
@@ -72,10 +77,14 @@ class Crossover:
     def __str__(self) -> str:
         if self.C is None:
             return f"{self.arch_a} vs {self.arch_b}: {self.note}"
-        lines = [f"{self.arch_a} vs {self.arch_b}: {self.note}", str(self.C), str(self.N),
-                 str(self.D),
-                 f"{self.better_below} is better below, {self.better_above} above; "
-                 f"{self.fraction_crossing:.0%} of bootstrap pairs cross in range"]  # fmt: skip
+        lines = [
+            f"{self.arch_a} vs {self.arch_b}: {self.note}",
+            str(self.C),
+            str(self.N),
+            str(self.D),
+            f"{self.better_below} is better below, {self.better_above} above; "
+            f"{self.fraction_crossing:.0%} of bootstrap pairs cross in range",
+        ]
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
@@ -118,9 +127,14 @@ class Backtest:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "law": self.law, "holdout": self.holdout, "fraction": self.fraction,
-            "level": self.level, "n_train": self.n_train, "n_test": len(self.frame),
-            "median_rel_error": self.median_rel_error, "max_rel_error": self.max_rel_error,
+            "law": self.law,
+            "holdout": self.holdout,
+            "fraction": self.fraction,
+            "level": self.level,
+            "n_train": self.n_train,
+            "n_test": len(self.frame),
+            "median_rel_error": self.median_rel_error,
+            "max_rel_error": self.max_rel_error,
             "coverage": self.coverage,
             "runs": self.frame.to_dict("records"),
-        }  # fmt: skip
+        }

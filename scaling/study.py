@@ -103,11 +103,12 @@ class Study:
         frame = normalise_columns(runs, {})
         if "final_val_loss" not in frame.columns:
             raise ScalingError("the frame needs a loss column (loss or final_val_loss)")
-        frame = frame.assign(
-            run_id=frame["run_id"] if "run_id" in frame else [f"row{i}" for i in range(len(frame))],
-            status=frame["status"] if "status" in frame else "done",
-            source=frame["source"] if "source" in frame else "frame",
-        )
+        defaults = {
+            "run_id": [f"row{i}" for i in range(len(frame))],
+            "status": "done",
+            "source": "frame",
+        }
+        frame = frame.assign(**{k: v for k, v in defaults.items() if k not in frame.columns})
         con = duckdb.connect(":memory:")
         migrate(con, Path(":memory:"))
         con.register("_frame", frame[[c for c in frame.columns if c in _run_columns(con)]])
@@ -136,32 +137,42 @@ class Study:
         """Runs as a DataFrame (by default only finished ones)."""
         with self._connection(read_only=True) as con:
             try:
-                return read_runs(con, arch=arch, status=status, sweep=sweep, source=source,
-                                 where=where)  # fmt: skip
+                return read_runs(
+                    con, arch=arch, status=status, sweep=sweep, source=source, where=where
+                )
             except duckdb.Error as exc:
                 raise ScalingError(f"bad --where clause: {str(exc).splitlines()[0]}") from exc
 
-    def _data(self, law: str, arch: str | None, source: str | None, where: str | None,
-              n_column: str) -> pd.DataFrame:  # fmt: skip
+    def _data(
+        self, law: str, arch: str | None, source: str | None, where: str | None, n_column: str
+    ) -> pd.DataFrame:
         """The runs a law is fitted on, with the columns fits/ expects (N, D, C, loss, ...)."""
         status = None if law in ("lr", "lr-law") else "done"
         runs = self.runs(arch=arch, status=status, source=source, where=where)
         if status is None:
             runs = runs[runs["status"].isin(["done", "diverged"])]
         if runs.empty:
-            what = ", ".join(f"{k}={v}" for k, v in
-                             (("arch", arch), ("source", source), ("where", where)) if v)  # fmt: skip
+            what = ", ".join(
+                f"{k}={v}" for k, v in (("arch", arch), ("source", source), ("where", where)) if v
+            )
             raise ScalingError(f"no finished runs match{' (' + what + ')' if what else ''}")
         if n_column not in runs.columns:
             raise ScalingError(f"unknown N column {n_column!r}: use params or params_nonembed")
-        frame = pd.DataFrame({
-            "run_id": runs["run_id"], "arch": runs["arch"].fillna("-"),
-            "N": runs[n_column].astype(float), "D": runs["tokens"].astype(float),
-            "C": runs["flops"].astype(float), "loss": runs["final_val_loss"].astype(float),
-            "lr": runs["lr"].astype(float), "batch_size": runs["batch_size"].astype(float),
-            "batch_tokens": (runs["batch_size"] * runs["seq_len"]).astype(float),
-            "d_model": runs["d_model"].astype(float), "status": runs["status"],
-        })  # fmt: skip
+        frame = pd.DataFrame(
+            {
+                "run_id": runs["run_id"],
+                "arch": runs["arch"].fillna("-"),
+                "N": runs[n_column].astype(float),
+                "D": runs["tokens"].astype(float),
+                "C": runs["flops"].astype(float),
+                "loss": runs["final_val_loss"].astype(float),
+                "lr": runs["lr"].astype(float),
+                "batch_size": runs["batch_size"].astype(float),
+                "batch_tokens": (runs["batch_size"] * runs["seq_len"]).astype(float),
+                "d_model": runs["d_model"].astype(float),
+                "status": runs["status"],
+            }
+        )
         return frame.reset_index(drop=True)
 
     # -- fitting ---------------------------------------------------------------------------
@@ -186,10 +197,18 @@ class Study:
         data = self._data(law, arch, source, where, n_column)
         n_bootstrap = int(options.pop("bootstrap", self.n_bootstrap))
         selection = {
-            "law": law, "arch": arch, "source": source, "where": where, "n_column": n_column,
-            "options": options, "bootstrap": n_bootstrap, "level": self.level,
-            "seed": self.seed, "n_runs": len(data), "runs": runs_fingerprint(list(data.run_id)),
-        }  # fmt: skip
+            "law": law,
+            "arch": arch,
+            "source": source,
+            "where": where,
+            "n_column": n_column,
+            "options": options,
+            "bootstrap": n_bootstrap,
+            "level": self.level,
+            "seed": self.seed,
+            "n_runs": len(data),
+            "runs": runs_fingerprint(list(data.run_id)),
+        }
         if not refit:
             with self._connection(read_only=True) as con:
                 stored = find_fit(con, law, selection)
@@ -204,12 +223,19 @@ class Study:
             fitted.fit_id = save_fit(con, law, arch, selection, record)
         return fitted
 
-    def _fit_law(self, law: str, data: pd.DataFrame, selection: dict[str, Any],
-                 n_bootstrap: int, options: dict[str, Any]) -> FittedLaw:  # fmt: skip
+    def _fit_law(
+        self,
+        law: str,
+        data: pd.DataFrame,
+        selection: dict[str, Any],
+        n_bootstrap: int,
+        options: dict[str, Any],
+    ) -> FittedLaw:
         level, seed = self.level, self.seed
         if law == "chinchilla":
-            model = ChinchillaLaw(level=level, n_bootstrap=n_bootstrap, random_state=seed,
-                                  n_jobs=self.n_jobs).fit(data.N, data.D, data.loss)  # fmt: skip
+            model = ChinchillaLaw(
+                level=level, n_bootstrap=n_bootstrap, random_state=seed, n_jobs=self.n_jobs
+            ).fit(data.N, data.D, data.loss)
             residuals = np.log(data.loss) - np.log(model.predict(data.N, data.D))
             return FittedLaw(law, model, selection, residuals=residuals.to_numpy())
         if law == "isoflop":
@@ -222,38 +248,51 @@ class Study:
             if x_name not in POWER_X:
                 raise ScalingError(f"power law x must be one of {', '.join(POWER_X)}")
             x = data[POWER_X[x_name]]
-            model = PowerLaw(E=options.pop("E", None), level=level, n_bootstrap=n_bootstrap,
-                             random_state=seed).fit(x, data.loss)  # fmt: skip
+            model = PowerLaw(
+                E=options.pop("E", None), level=level, n_bootstrap=n_bootstrap, random_state=seed
+            ).fit(x, data.loss)
             residuals = np.log(data.loss) - np.log(model.predict(x))
             return FittedLaw(law, model, selection, residuals=residuals.to_numpy())
         optima = optimal_lr(data, ("arch", "N", "D", "batch_size"))
         if law == "lr":
             return FittedLaw(law, None, selection, table=optima)
         if law == "lr-law":
-            return self._lr_law(optima, selection, options.pop("form", "auto"))
+            method = options.get("method", "vertex")
+            if method == "near-optimal":
+                near = near_optimal_runs(data[data.status == "done"], ["arch", "N", "D"], "loss")
+                return self._lr_law(near, near.lr, selection, options.get("form", "auto"))
+            if method != "vertex":
+                raise ScalingError("lr-law method must be vertex or near-optimal")
+            usable = optima[optima.bracketed.astype(bool)]
+            if len(usable) < 3:
+                raise ScalingError(
+                    f"need at least 3 groups with a bracketed LR optimum, found {len(usable)} "
+                    f"of {len(optima)} (scan LRs on both sides of the best one)"
+                )
+            fitted = self._lr_law(usable, usable.lr_opt, selection, options.get("form", "auto"))
+            fitted.table = optima
+            return fitted
         near = near_optimal_runs(data[data.status == "done"], ["arch", "N", "D"], "loss")
         if near["batch_tokens"].isna().any():
-            raise ScalingError("runs lack seq_len, so batch size in tokens is unknown "
-                               "(import with --columns seq_len=LENGTH)")  # fmt: skip
+            raise ScalingError(
+                "runs lack seq_len, so batch size in tokens is unknown "
+                "(import with --columns seq_len=LENGTH)"
+            )
         model = batch_size_law("D", level=level).fit(near, near.batch_tokens)
         return FittedLaw(law, model, selection, table=near)
 
-    def _lr_law(self, optima: pd.DataFrame, selection: dict[str, Any], form: str) -> FittedLaw:
-        usable = optima[optima.bracketed]
-        if len(usable) < 3:
-            raise ScalingError(
-                f"need at least 3 groups with a bracketed LR optimum, found {len(usable)} of "
-                f"{len(optima)} (scan LRs on both sides of the best one)"
-            )
+    def _lr_law(
+        self, points: pd.DataFrame, lr: pd.Series, selection: dict[str, Any], form: str
+    ) -> FittedLaw:
+        """LR* against N and/or D; `auto` drops a variable that does not vary."""
         if form == "auto":
-            many_n, many_d = usable.N.nunique() > 1, usable.D.nunique() > 1
+            many_n, many_d = points.N.nunique() > 1, points.D.nunique() > 1
             form = "step" if many_n and many_d else "porian" if many_n else "bjorck"
         makers = {"step": step_law_lr, "porian": porian_lr, "bjorck": bjorck_lr}
         if form not in makers:
             raise ScalingError(f"unknown lr-law form {form!r}: auto, step, porian or bjorck")
-        selection["options"]["form"] = form
-        model = makers[form](level=self.level).fit(usable, usable.lr_opt)
-        return FittedLaw("lr-law", model, selection, table=optima)
+        model = makers[form](level=self.level).fit(points, lr)
+        return FittedLaw("lr-law", model, selection, table=points)
 
     def _envelope(self, data: pd.DataFrame, level: float) -> EnvelopeFit:
         with self._connection(read_only=True) as con:
@@ -263,21 +302,30 @@ class Study:
         per_token = (data.C / data.D).rename("flops_per_token")
         curves = curves.merge(data[["run_id", "N"]].join(per_token), on="run_id")
         curves["flops"] = curves.tokens * curves.flops_per_token
-        return EnvelopeFit(level=level).fit(curves, N="N", tokens="tokens", loss="train_loss",
-                                            flops="flops")  # fmt: skip
+        return EnvelopeFit(level=level).fit(
+            curves, N="N", tokens="tokens", loss="train_loss", flops="flops"
+        )
 
     # -- questions -------------------------------------------------------------------------
-    def predict_loss(self, N: float, D: float, arch: str | None = None,
-                     source: str | None = None, where: str | None = None) -> Prediction:  # fmt: skip
+    def predict_loss(
+        self,
+        N: float,
+        D: float,
+        arch: str | None = None,
+        source: str | None = None,
+        where: str | None = None,
+    ) -> Prediction:
         """Loss of one model of N parameters trained on D tokens, with a prediction interval."""
         fitted = self.fit("chinchilla", arch, source, where)
         value, lo, hi = self._loss_interval(fitted, np.array([N]), np.array([D]))
-        return self._answer(Prediction("loss", value[0], lo[0], hi[0], self.level,
-                                       fitted.fit_id, "prediction"),
-                            {"ask": "loss", "N": N, "D": D, "arch": arch})  # fmt: skip
+        return self._answer(
+            Prediction("loss", value[0], lo[0], hi[0], self.level, fitted.fit_id, "prediction"),
+            {"ask": "loss", "N": N, "D": D, "arch": arch},
+        )
 
-    def compute_optimal(self, C: float, arch: str | None = None, source: str | None = None,
-                        where: str | None = None) -> ComputeOptimal:  # fmt: skip
+    def compute_optimal(
+        self, C: float, arch: str | None = None, source: str | None = None, where: str | None = None
+    ) -> ComputeOptimal:
         """N and D that minimise the fitted loss at compute C = 6 N D, and that loss."""
         fitted = self.fit("chinchilla", arch, source, where)
         model: ChinchillaLaw = fitted.model  # type: ignore[assignment]
@@ -287,37 +335,66 @@ class Study:
         fid, level = fitted.fit_id, self.level
         answer = ComputeOptimal(
             C,
-            Prediction("N_opt", float(n_opt[0]), float(n_pred.lo[0]), float(n_pred.hi[0]),
-                       level, fid),
-            Prediction("D_opt", float(d_opt[0]), float(d_pred.lo[0]), float(d_pred.hi[0]),
-                       level, fid),
+            Prediction(
+                "N_opt", float(n_opt[0]), float(n_pred.lo[0]), float(n_pred.hi[0]), level, fid
+            ),
+            Prediction(
+                "D_opt", float(d_opt[0]), float(d_pred.lo[0]), float(d_pred.hi[0]), level, fid
+            ),
             Prediction("loss", value[0], lo[0], hi[0], level, fid, "prediction"),
-        )  # fmt: skip
+        )
         for part in (answer.N, answer.D, answer.loss):
             self._answer(part, {"ask": "compute_optimal", "C": C, "arch": arch})
         return answer
 
-    def optimal_lr(self, N: float, D: float, arch: str | None = None,
-                   source: str | None = None, where: str | None = None) -> Prediction:  # fmt: skip
+    def optimal_lr(
+        self,
+        N: float,
+        D: float,
+        arch: str | None = None,
+        source: str | None = None,
+        where: str | None = None,
+    ) -> Prediction:
         """Optimal peak LR from the fitted LR law (interval of the regression mean)."""
         fitted = self.fit("lr-law", arch, source, where)
         p = fitted.model.predict_interval({"N": [N], "D": [D]}, self.level)  # type: ignore[union-attr]
-        return self._answer(Prediction("lr_opt", float(p.estimate[0]), float(p.lo[0]),
-                                       float(p.hi[0]), self.level, fitted.fit_id),
-                            {"ask": "lr", "N": N, "D": D, "arch": arch})  # fmt: skip
+        return self._answer(
+            Prediction(
+                "lr_opt",
+                float(p.estimate[0]),
+                float(p.lo[0]),
+                float(p.hi[0]),
+                self.level,
+                fitted.fit_id,
+            ),
+            {"ask": "lr", "N": N, "D": D, "arch": arch},
+        )
 
-    def optimal_batch_size(self, D: float, arch: str | None = None,
-                           source: str | None = None, where: str | None = None) -> Prediction:  # fmt: skip
+    def optimal_batch_size(
+        self, D: float, arch: str | None = None, source: str | None = None, where: str | None = None
+    ) -> Prediction:
         """Optimal batch size in tokens at horizon D from BS* = c D^gamma."""
         fitted = self.fit("bs-law", arch, source, where)
         p = fitted.model.predict_interval({"D": [D]}, self.level)  # type: ignore[union-attr]
-        return self._answer(Prediction("batch_tokens_opt", float(p.estimate[0]),
-                                       float(p.lo[0]), float(p.hi[0]), self.level,
-                                       fitted.fit_id),
-                            {"ask": "batch_size", "D": D, "arch": arch})  # fmt: skip
+        return self._answer(
+            Prediction(
+                "batch_tokens_opt",
+                float(p.estimate[0]),
+                float(p.lo[0]),
+                float(p.hi[0]),
+                self.level,
+                fitted.fit_id,
+            ),
+            {"ask": "batch_size", "D": D, "arch": arch},
+        )
 
-    def crossover(self, arch_a: str, arch_b: str, C_range: tuple[float, float] = (1e15, 1e27),
-                  source: str | None = None) -> Crossover:  # fmt: skip
+    def crossover(
+        self,
+        arch_a: str,
+        arch_b: str,
+        C_range: tuple[float, float] = (1e15, 1e27),
+        source: str | None = None,
+    ) -> Crossover:
         """Compute at which the compute-optimal frontiers of two architectures cross."""
         lo_c, hi_c = C_range
         if not 0 < lo_c < hi_c:
@@ -332,29 +409,50 @@ class Study:
         b_at_low = _frontier(mb._params_row()[None], np.array([lo_c]))[0, 0]
         low_winner, high_winner = (arch_a, arch_b) if a_at_low < b_at_low else (arch_b, arch_a)
         if not np.isfinite(point):
-            note = (f"none in range {lo_c:.3g}..{hi_c:.3g} FLOPs: {low_winner} is better "
-                    "throughout")  # fmt: skip
-            return Crossover(arch_a, arch_b, None, None, None, low_winner, low_winner,
-                             fraction, note)  # fmt: skip
+            note = f"none in range {lo_c:.3g}..{hi_c:.3g} FLOPs: {low_winner} is better throughout"
+            return Crossover(
+                arch_a, arch_b, None, None, None, low_winner, low_winner, fraction, note
+            )
         crossing = draws[np.isfinite(draws)]
         c_lo, c_hi = percentile_interval(np.log(crossing), self.level)
         winner = ma if high_winner == arch_a else mb
         fid = (fa if winner is ma else fb).fit_id
         (n_pred, d_pred) = winner.compute_optimal_interval(np.array([point]), self.level)
         return Crossover(
-            arch_a, arch_b,
+            arch_a,
+            arch_b,
             Prediction("C_cross", point, math.exp(c_lo), math.exp(c_hi), self.level, fid),
-            Prediction(f"N_opt ({high_winner})", float(n_pred.estimate[0]),
-                       float(n_pred.lo[0]), float(n_pred.hi[0]), self.level, fid),
-            Prediction(f"D_opt ({high_winner})", float(d_pred.estimate[0]),
-                       float(d_pred.lo[0]), float(d_pred.hi[0]), self.level, fid),
-            low_winner, high_winner, fraction,
+            Prediction(
+                f"N_opt ({high_winner})",
+                float(n_pred.estimate[0]),
+                float(n_pred.lo[0]),
+                float(n_pred.hi[0]),
+                self.level,
+                fid,
+            ),
+            Prediction(
+                f"D_opt ({high_winner})",
+                float(d_pred.estimate[0]),
+                float(d_pred.lo[0]),
+                float(d_pred.hi[0]),
+                self.level,
+                fid,
+            ),
+            low_winner,
+            high_winner,
+            fraction,
             f"{high_winner}'s frontier passes {low_winner}'s",
-        )  # fmt: skip
+        )
 
-    def backtest(self, law: str = "chinchilla", arch: str | None = None,
-                 holdout: str = "top-compute", fraction: float = 0.25,
-                 source: str | None = None, where: str | None = None) -> Backtest:  # fmt: skip
+    def backtest(
+        self,
+        law: str = "chinchilla",
+        arch: str | None = None,
+        holdout: str = "top-compute",
+        fraction: float = 0.25,
+        source: str | None = None,
+        where: str | None = None,
+    ) -> Backtest:
         """Fit on all but the held-out runs, predict those, and score the predictions."""
         if law not in ("chinchilla", "power"):
             raise ScalingError("backtest supports the loss laws: chinchilla and power")
@@ -378,16 +476,28 @@ class Study:
             value, lo, hi = self._loss_interval(fitted, test.N.to_numpy(), test.D.to_numpy())
         else:
             value, lo, hi = self._loss_interval(fitted, test.C.to_numpy(), None)
-        frame = test[["run_id", "N", "D", "C"]].assign(
-            actual=test.loss.to_numpy(), predicted=value, lo=lo, hi=hi,
-        ).reset_index(drop=True)  # fmt: skip
+        frame = (
+            test[["run_id", "N", "D", "C"]]
+            .assign(
+                actual=test.loss.to_numpy(),
+                predicted=value,
+                lo=lo,
+                hi=hi,
+            )
+            .reset_index(drop=True)
+        )
         frame["rel_error"] = (frame.predicted - frame.actual) / frame.actual
         frame["covered"] = (frame.lo <= frame.actual) & (frame.actual <= frame.hi)
         return Backtest(law, holdout, fraction, self.level, len(train), frame)
 
     # -- helpers ---------------------------------------------------------------------------
-    def _loss_interval(self, fitted: FittedLaw, x1: np.ndarray, x2: np.ndarray | None,
-                       optimal_at: float | None = None) -> tuple[np.ndarray, ...]:  # fmt: skip
+    def _loss_interval(
+        self,
+        fitted: FittedLaw,
+        x1: np.ndarray,
+        x2: np.ndarray | None,
+        optimal_at: float | None = None,
+    ) -> tuple[np.ndarray, ...]:
         """Point loss and a prediction interval: law draws times a resampled run residual."""
         model = fitted.model
         if isinstance(model, ChinchillaLaw):
@@ -408,14 +518,25 @@ class Study:
 
     def _answer(self, prediction: Prediction, question: dict[str, Any]) -> Prediction:
         with self._connection() as con:
-            save_prediction(con, prediction.fit_id, {**question, "quantity": prediction.quantity},
-                            prediction.value, prediction.lo, prediction.hi, prediction.level)  # fmt: skip
+            save_prediction(
+                con,
+                prediction.fit_id,
+                {**question, "quantity": prediction.quantity},
+                prediction.value,
+                prediction.lo,
+                prediction.hi,
+                prediction.level,
+            )
         return prediction
 
 
 def _run_columns(con: duckdb.DuckDBPyConnection) -> set[str]:
-    return {r[0] for r in con.execute("SELECT column_name FROM duckdb_columns() "
-                                      "WHERE table_name = 'runs'").fetchall()}  # fmt: skip
+    return {
+        r[0]
+        for r in con.execute(
+            "SELECT column_name FROM duckdb_columns() WHERE table_name = 'runs'"
+        ).fetchall()
+    }
 
 
 def _record(fitted: FittedLaw) -> dict[str, Any]:

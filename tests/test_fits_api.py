@@ -20,8 +20,13 @@ def test_public_names_are_exported():
 
 def test_fits_never_imports_torch_or_duckdb():
     code = "import sys, fits; print(sorted({'torch', 'duckdb'} & set(sys.modules)))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, cwd=Path(__file__).resolve().parents[1])
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
     assert out.stdout.strip() == "[]"
 
 

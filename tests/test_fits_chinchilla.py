@@ -110,14 +110,16 @@ def test_same_optimum_as_scipy_from_the_best_start(fitted, epoch240):
         alpha, beta = phi[3] / sn, phi[4] / sd
         return np.array([phi[0] + alpha * mn, phi[1] + beta * md, phi[2], alpha, beta])
 
-    start = to_theta(dict(zip(("E", "A", "B", "alpha", "beta"), fitted.best_start_,
-                              strict=True)))
+    start = to_theta(dict(zip(("E", "A", "B", "alpha", "beta"), fitted.best_start_, strict=True)))
     assert any(np.allclose(start, g) for g in starting_grid())
     a, b, e, alpha, beta = start
     phi0 = np.array([a - alpha * mn, b - beta * md, e, alpha * sn, beta * sd])
-    ref = minimize(lambda p: reference_objective(theta_of(p), d.N, d.D, d.loss), phi0,
-                   method="L-BFGS-B",
-                   options={"ftol": 1e-15, "gtol": 1e-11, "maxiter": 20000, "maxfun": 100000})
+    ref = minimize(
+        lambda p: reference_objective(theta_of(p), d.N, d.D, d.loss),
+        phi0,
+        method="L-BFGS-B",
+        options={"ftol": 1e-15, "gtol": 1e-11, "maxiter": 20000, "maxfun": 100000},
+    )
     assert fitted.objective_ <= ref.fun * (1 + 1e-9)
     assert fitted.objective_ == pytest.approx(ref.fun, rel=1e-7)
     np.testing.assert_allclose(to_theta(fitted.params_), theta_of(ref.x), rtol=2e-4, atol=2e-4)
@@ -127,8 +129,13 @@ def test_scipy_in_raw_coordinates_cannot_improve_on_the_fit(fitted, epoch240):
     """Started at our optimum, L-BFGS-B on (a, b, e, alpha, beta) finds nothing lower."""
     d = epoch240
     theta = to_theta(fitted.params_)
-    ref = minimize(reference_objective, theta, args=(d.N, d.D, d.loss), method="L-BFGS-B",
-                   options={"ftol": 1e-15, "gtol": 1e-11, "maxiter": 20000})
+    ref = minimize(
+        reference_objective,
+        theta,
+        args=(d.N, d.D, d.loss),
+        method="L-BFGS-B",
+        options={"ftol": 1e-15, "gtol": 1e-11, "maxiter": 20000},
+    )
     assert ref.fun >= fitted.objective_ * (1 - 1e-9)
     np.testing.assert_allclose(ref.x, theta, rtol=1e-3, atol=1e-3)
 
@@ -140,13 +147,15 @@ def test_analytic_gradient_matches_finite_differences(epoch240):
     for row in (0, 1):
         for theta in ([6.0, 7.5, 0.6, 0.35, 0.37], [3.0, 12.0, -0.5, 0.2, 0.6]):
             x = np.asarray(theta)
-            err = check_grad(lambda t, r=row: obj(t[None], np.array([r]))[0][0],
-                             lambda t, r=row: obj(t[None], np.array([r]))[1][0], x)
+            err = check_grad(
+                lambda t, r=row: obj(t[None], np.array([r]))[0][0],
+                lambda t, r=row: obj(t[None], np.array([r]))[1][0],
+                x,
+            )
             scale = np.linalg.norm(obj(x[None], np.array([row]))[1][0])
             assert err < 1e-5 * max(scale, 1.0)
             f = obj(x[None], np.array([row]))[0][0]
-            assert f == pytest.approx(reference_objective(x, d.N, d.D, d.loss, w[row]),
-                                      rel=1e-12)
+            assert f == pytest.approx(reference_objective(x, d.N, d.D, d.loss, w[row]), rel=1e-12)
 
 
 # -- synthetic data with known parameters ----------------------------------------------------
@@ -172,12 +181,14 @@ def test_noisy_synthetic_is_covered_by_the_bootstrap():
 def test_closed_form_allocation_matches_brute_force(fitted):
     p = fitted.params_
     for C in (1e19, 1e21, 5.76e23, 1e26):
+
         def loss_at(log_n, C=C):
             N = np.exp(log_n)
             return law(p, N, C / (6 * N))
 
-        brute = minimize_scalar(loss_at, bounds=(np.log(1e6), np.log(1e15)), method="bounded",
-                                options={"xatol": 1e-10})
+        brute = minimize_scalar(
+            loss_at, bounds=(np.log(1e6), np.log(1e15)), method="bounded", options={"xatol": 1e-10}
+        )
         n_opt, d_opt = fitted.compute_optimal(C)
         assert n_opt == pytest.approx(np.exp(brute.x), rel=1e-6)
         assert d_opt == pytest.approx(C / (6 * n_opt), rel=1e-12)
@@ -240,8 +251,7 @@ def test_warm_started_resamples_reach_the_full_grid_optimum(epoch240, fitted):
     counts = resample_weights(len(d), fitted.n_bootstrap, np.random.default_rng(0))
     for i in (0, 1, 2):
         full = ChinchillaLaw(n_bootstrap=0).fit(d.N, d.D, d.loss, sample_weight=counts[i])
-        draw = dict(zip(("E", "A", "B", "alpha", "beta"), fitted.bootstrap_params_[i],
-                        strict=True))
+        draw = dict(zip(("E", "A", "B", "alpha", "beta"), fitted.bootstrap_params_[i], strict=True))
         f_draw = reference_objective(to_theta(draw), d.N, d.D, d.loss, counts[i])
         assert f_draw <= full.objective_ * (1 + 1e-9)
 

@@ -52,10 +52,12 @@ def test_ols_matches_the_normal_equations():
     assert m.params_["c"] == pytest.approx(np.exp(beta[0]), rel=1e-10)
     assert m.stderr_["gamma"] == pytest.approx(se[1], rel=1e-8)
     assert m.intervals_["gamma"] == pytest.approx((beta[1] - t * se[1], beta[1] + t * se[1]))
-    assert m.intervals_["c"] == pytest.approx((np.exp(beta[0] - t * se[0]),
-                                               np.exp(beta[0] + t * se[0])))
-    assert m.rsquared_ == pytest.approx(1 - resid @ resid / np.sum((np.log(y) - np.log(y).mean())
-                                                                    ** 2))
+    assert m.intervals_["c"] == pytest.approx(
+        (np.exp(beta[0] - t * se[0]), np.exp(beta[0] + t * se[0]))
+    )
+    assert m.rsquared_ == pytest.approx(
+        1 - resid @ resid / np.sum((np.log(y) - np.log(y).mean()) ** 2)
+    )
 
 
 def test_predict_interval_is_the_mean_confidence_interval():
@@ -98,11 +100,13 @@ def test_porian_forms():
 
 
 def test_near_optimal_selection():
-    runs = pd.DataFrame({
-        "N": [1, 1, 1, 2, 2, 2],
-        "D": [1, 1, 1, 1, 1, 1],
-        "loss": [2.000, 2.004, 2.006, 3.0, np.nan, 3.01],
-    })
+    runs = pd.DataFrame(
+        {
+            "N": [1, 1, 1, 2, 2, 2],
+            "D": [1, 1, 1, 1, 1, 1],
+            "loss": [2.000, 2.004, 2.006, 3.0, np.nan, 3.01],
+        }
+    )
     kept = near_optimal_runs(runs, ["N", "D"], "loss", rel_tol=0.0025)
     assert kept.index.tolist() == [0, 1, 3]  # 2.006 > 2.005; NaN never kept
 

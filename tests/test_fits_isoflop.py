@@ -83,8 +83,7 @@ def test_published_chinchilla_points_by_training_flop():
     are 0.2-0.3 apart in log10), the exponent is near the paper's approach-2 a = 0.49.
     We get a = 0.493 (90% CI 0.455..0.531) with 12 of 16 groups usable."""
     svg = pd.read_csv(DATA / "chinchilla_epoch" / "svg_extracted_data.csv")
-    m = IsoFLOPFit(log10_resolution=0.25).fit(svg["Model Size"], svg["loss"],
-                                              svg["Training FLOP"])
+    m = IsoFLOPFit(log10_resolution=0.25).fit(svg["Model Size"], svg["loss"], svg["Training FLOP"])
     assert m.params_["a"] == pytest.approx(0.493, abs=0.001)
     assert 0.45 < m.params_["a"] < 0.55
     lo, hi = m.intervals_["a"]
@@ -117,8 +116,9 @@ def test_round_trip():
 
 def test_refuses_too_few_budgets():
     runs = isoflop_runs(budgets=[1e19, 1e20])
-    with pytest.raises(FitError, match="need at least 3 compute budgets with a usable minimum,"
-                                       " found 2"):
+    with pytest.raises(
+        FitError, match="need at least 3 compute budgets with a usable minimum, found 2"
+    ):
         IsoFLOPFit().fit(runs.N, runs.loss, runs.C)
     runs = isoflop_runs(n=2)
     with pytest.raises(FitError, match="only 2 distinct model sizes"):
@@ -136,8 +136,9 @@ def curves(sizes=SIZES, steps=400):
     rows = []
     for i, N in enumerate(sizes):
         tokens = np.geomspace(1e7, 2e12, steps)  # long enough to reach C = 1e21 at N_opt
-        rows.append(pd.DataFrame({"run_id": f"r{i}", "N": N, "tokens": tokens,
-                                  "loss": loss_of(N, tokens)}))
+        rows.append(
+            pd.DataFrame({"run_id": f"r{i}", "N": N, "tokens": tokens, "loss": loss_of(N, tokens)})
+        )
     return pd.concat(rows, ignore_index=True)
 
 
@@ -164,7 +165,8 @@ def test_envelope_uses_a_flops_column_and_skips_unlogged_points():
     # Scaling every compute by 1.5 keeps the exponent and shifts G by 1.5^-a.
     assert with_flops.params_["a"] == pytest.approx(base.params_["a"], rel=1e-9)
     assert with_flops.params_["G"] == pytest.approx(
-        base.params_["G"] * 1.5 ** -base.params_["a"], rel=1e-9)
+        base.params_["G"] * 1.5 ** -base.params_["a"], rel=1e-9
+    )
 
 
 def test_envelope_refuses_a_single_size_and_round_trips():

@@ -23,8 +23,13 @@ def test_rosenbrock_every_start_reaches_the_minimum():
 
 def test_matches_scipy_lbfgsb_on_rosenbrock():
     x0 = np.array([-1.2, 1.0, 0.7, -0.3])
-    ref = minimize(rosen, x0, jac=rosen_der, method="L-BFGS-B",
-                   options={"ftol": 1e-15, "gtol": 1e-12, "maxiter": 5000})
+    ref = minimize(
+        rosen,
+        x0,
+        jac=rosen_der,
+        method="L-BFGS-B",
+        options={"ftol": 1e-15, "gtol": 1e-12, "maxiter": 5000},
+    )
     res = minimize_batched(rosenbrock, x0[None, :], gtol=1e-12, ftol=0.0, max_iter=5000)
     np.testing.assert_allclose(res.x[0], ref.x, atol=1e-6)
 
@@ -88,6 +93,7 @@ def test_start_already_at_the_minimum_takes_no_step():
 
 @pytest.mark.parametrize("memory", [1, 3, 10])
 def test_any_memory_length_converges(memory):
-    res = minimize_batched(rosenbrock, np.array([[-1.2, 1.0]]), memory=memory,
-                           gtol=1e-9, ftol=0.0, max_iter=5000)
+    res = minimize_batched(
+        rosenbrock, np.array([[-1.2, 1.0]]), memory=memory, gtol=1e-9, ftol=0.0, max_iter=5000
+    )
     np.testing.assert_allclose(res.x[0], 1.0, atol=1e-5)

@@ -15,15 +15,24 @@ def quadratic(lr, opt, curv=0.05, floor=2.0):
 
 
 def sweep(losses, lrs=LRS, **extra):
-    return pd.DataFrame({"arch": "llama", "N": 1e7, "D": 2e8, "batch_size": 32,
-                         "lr": lrs, "loss": losses, **extra})
+    return pd.DataFrame(
+        {"arch": "llama", "N": 1e7, "D": 2e8, "batch_size": 32, "lr": lrs, "loss": losses, **extra}
+    )
 
 
 def test_vertex_of_an_exact_quadratic_is_recovered():
     rows = [sweep(quadratic(LRS, opt), N=N) for N, opt in ((1e7, 3e-3), (2e7, 1.3e-3))]
     out = optimal_lr(pd.concat(rows))
-    assert list(out.columns) == [*KEYS, "lr_opt", "loss_opt", "n_points", "n_fit", "n_diverged",
-                                 "bracketed", "note"]
+    assert list(out.columns) == [
+        *KEYS,
+        "lr_opt",
+        "loss_opt",
+        "n_points",
+        "n_fit",
+        "n_diverged",
+        "bracketed",
+        "note",
+    ]
     np.testing.assert_allclose(out.lr_opt, [3e-3, 1.3e-3], rtol=1e-9)
     np.testing.assert_allclose(out.loss_opt, 2.0, rtol=1e-12)
     assert out.bracketed.all() and (out.note == "").all()

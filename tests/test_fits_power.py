@@ -44,8 +44,9 @@ def test_mu_scaling_reference_predictions(mu, mu_fit):
 def test_jacobian_errors_match_curve_fit(mu, mu_fit):
     """Standard errors from s^2 (J'J)^-1 agree with scipy's curve_fit covariance."""
     x, y = mu.params_millions[:7].to_numpy(), mu.train_loss_at_20k_steps[:7].to_numpy()
-    popt, pcov = curve_fit(lambda x, E, A, alpha: E + A * x**-alpha, x, y,
-                           p0=[3.0, 2.0, 0.5], maxfev=20000)
+    popt, pcov = curve_fit(
+        lambda x, E, A, alpha: E + A * x**-alpha, x, y, p0=[3.0, 2.0, 0.5], maxfev=20000
+    )
     se = np.sqrt(np.diag(pcov))
     np.testing.assert_allclose(popt, [mu_fit.params_[k] for k in ("E", "A", "alpha")], rtol=1e-5)
     np.testing.assert_allclose(se, [mu_fit.stderr_[k] for k in ("E", "A", "alpha")], rtol=1e-4)
