@@ -405,8 +405,8 @@ class Study:
         point = _crossing(ma._params_row()[None], mb._params_row()[None], lo_c, hi_c)[0]
         draws = _crossing(ma._draws(), mb._draws(), lo_c, hi_c)
         fraction = float(np.isfinite(draws).mean())
-        a_at_low = _frontier(ma._params_row()[None], np.array([lo_c]))[0, 0]
-        b_at_low = _frontier(mb._params_row()[None], np.array([lo_c]))[0, 0]
+        a_at_low = frontier(ma._params_row()[None], np.array([lo_c]))[0, 0]
+        b_at_low = frontier(mb._params_row()[None], np.array([lo_c]))[0, 0]
         low_winner, high_winner = (arch_a, arch_b) if a_at_low < b_at_low else (arch_b, arch_a)
         if not np.isfinite(point):
             note = f"none in range {lo_c:.3g}..{hi_c:.3g} FLOPs: {low_winner} is better throughout"
@@ -506,7 +506,7 @@ class Study:
             if optimal_at is None:
                 draws = chinchilla_loss(draws_params, x1, x2)
             else:
-                draws = _frontier(draws_params, np.array([optimal_at]))
+                draws = frontier(draws_params, np.array([optimal_at]))
         else:
             point = model.predict(x1)  # type: ignore[union-attr]
             draws = _power_draws(model, x1)  # type: ignore[arg-type]
@@ -556,7 +556,7 @@ def _reload(law: str, selection: dict[str, Any], fit_id: str, record: dict[str, 
     return FittedLaw(law, model, selection, fit_id, table, residuals)
 
 
-def _frontier(params: np.ndarray, C: np.ndarray) -> np.ndarray:
+def frontier(params: np.ndarray, C: np.ndarray) -> np.ndarray:
     """Compute-optimal loss L(N_opt(C), D_opt(C)) for each params row and each C."""
     n_opt, d_opt = compute_optimal_allocation(params, C)
     p = np.asarray(params, dtype=float)
@@ -567,7 +567,7 @@ def _frontier(params: np.ndarray, C: np.ndarray) -> np.ndarray:
 def _crossing(pa: np.ndarray, pb: np.ndarray, lo_c: float, hi_c: float) -> np.ndarray:
     """First C in [lo_c, hi_c] where frontiers of paired rows cross (NaN where none)."""
     grid = np.geomspace(lo_c, hi_c, 241)
-    diff = _frontier(pa, grid) - _frontier(pb, grid)
+    diff = frontier(pa, grid) - frontier(pb, grid)
     out = np.full(diff.shape[0], np.nan)
     for i, row in enumerate(diff):
         change = np.flatnonzero(np.sign(row[:-1]) * np.sign(row[1:]) < 0)
@@ -576,7 +576,7 @@ def _crossing(pa: np.ndarray, pb: np.ndarray, lo_c: float, hi_c: float) -> np.nd
 
             def gap(log_c: float, i: int = i) -> float:
                 c = np.array([math.exp(log_c)])
-                return float(_frontier(pa[i : i + 1], c)[0, 0] - _frontier(pb[i : i + 1], c)[0, 0])
+                return float(frontier(pa[i : i + 1], c)[0, 0] - frontier(pb[i : i + 1], c)[0, 0])
 
             out[i] = math.exp(brentq(gap, math.log(grid[j]), math.log(grid[j + 1])))
     return out
