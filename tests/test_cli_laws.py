@@ -62,7 +62,15 @@ def test_backtest_and_report(db, tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["fit", "chinchilla", "--where", "params = (SELECT min(params) FROM runs)"], "distinct"),
+        (
+            [
+                "fit",
+                "chinchilla",
+                "--where",
+                "params IN (SELECT DISTINCT params FROM runs ORDER BY params LIMIT 2)",
+            ],
+            "need at least 3 distinct model sizes, found 2",
+        ),
         (["fit", "nonsense"], "unknown law"),
         (["predict", "loss", "--N", "7B", "--D", "1T", "--arch", "tnl"], "no finished runs"),
         (["fit", "chinchilla", "--where", "nonsense_column > 1"], "bad --where"),
