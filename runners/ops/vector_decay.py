@@ -69,7 +69,8 @@ def chunk_vector_decay(
         q, k, v, log_f = (F.pad(x, (0, 0, 0, pad)) for x in (q, k, v, log_f))
     q, k, v, log_f = (x.reshape(b, h, n, c, x.shape[-1]) for x in (q, k, v, log_f))
 
-    cum = log_f.cumsum(dim=-2)  # b_i
+    # b_i; summed in at least float32 so that bf16 gates do not drift along the chunk
+    cum = log_f.to(torch.promote_types(log_f.dtype, torch.float32)).cumsum(dim=-2)
     last = cum[..., -1:, :]  # b_C
     out = _intra_chunk(q, k, v, cum)
     updates = (k * (last - cum).exp()).transpose(-1, -2) @ v  # (B, H, N, Dk, Dv)
