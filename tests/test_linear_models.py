@@ -112,6 +112,12 @@ def test_language_model_decodes_token_by_token(arch: str) -> None:
     assert max_diff(torch.stack(steps, dim=1), lm(idx)) < TOL
 
 
+def test_decoding_refuses_softmax_attention() -> None:
+    lm = model("llama")
+    with pytest.raises(RunnerError, match="no fixed-size decoding state"):
+        decode_step(lm, torch.zeros(1, dtype=torch.long), [None] * lm.cfg.n_layers)
+
+
 @pytest.mark.parametrize("arch", LINEAR)
 def test_language_model_gradients_match_the_recurrence(arch: str) -> None:
     lm = model(arch, seq_len=40)

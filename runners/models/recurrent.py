@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, NamedTuple
 import torch
 import torch.nn.functional as F
 
+from runners.errors import RunnerError
+
 if TYPE_CHECKING:
     from runners.models.lm import LanguageModel
 
@@ -30,7 +32,10 @@ def decode_step(
 
     Start with `[None] * n_layers`. Mirrors Block.forward and LanguageModel.forward, with
     each mixer's `step` in place of its sequence form (tested equal to the full forward).
+    Softmax attention has no fixed-size state, so llama models are refused.
     """
+    if not hasattr(model.blocks[0].mix, "step"):
+        raise RunnerError(f"{model.cfg.arch} has no fixed-size decoding state (linear archs do)")
     x = model.embed(tokens)
     new_states = []
     for block, state in zip(model.blocks, states, strict=True):
