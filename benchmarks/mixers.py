@@ -9,9 +9,10 @@
     python benchmarks/mixers.py            # a few minutes on 2 CPU cores
     python benchmarks/mixers.py --quick    # about a minute: fewer sizes and lengths
 
-Each figure is the fastest of a few repeats (wall clock), which is the least noisy statistic
-when other processes share the cores. The CPU load at the start is printed: compare ratios
-from one run, not absolute times across runs.
+Each figure is the fastest of a few repeats, the least noisy statistic when other processes
+share the cores. The clock is wall time; on a busy machine `--threads 1 --cpu-time` times
+this process's CPU seconds instead, which other processes disturb far less. The load at the
+start is printed: compare ratios from one run, not absolute times across runs.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import argparse
 import os
 import time
 from collections.abc import Callable
+from functools import partial
 
 import pandas as pd
 import torch
@@ -32,14 +34,19 @@ LINEAR = ("tnl", "hgrn2", "cosformer2")
 ARCHS = ("llama", *LINEAR)
 
 
-def fastest(fn: Callable[..., object], repeats: int, *args: object) -> float:
+Timer = Callable[..., float]
+
+
+def fastest(
+    clock: Callable[[], float], fn: Callable[..., object], repeats: int, *args: object
+) -> float:
     """Seconds of the fastest of `repeats` calls fn(*args), after one warm-up call."""
     fn(*args)
     times = []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = clock()
         fn(*args)
-        times.append(time.perf_counter() - start)
+        times.append(clock() - start)
     return min(times)
 
 
@@ -57,7 +64,7 @@ def train_step(model: LanguageModel, optimizer: torch.optim.Optimizer, idx: torc
     optimizer.step()
 
 
-def chunk_vs_recurrent(quick: bool) -> pd.DataFrame:
+def chunk_vs_recurrent(quick: bool, timer: Timer) -> pd.DataFrame:
     """Part 1: one mixer of size s (d 128, 4 heads), batch 2 x 1024 tokens, forward+backward."""
     seq_len, batch = 1024, 2
     rows = []
@@ -68,7 +75,7 @@ def chunk_vs_recurrent(quick: bool) -> pd.DataFrame:
         seconds = {}
         for impl in ("chunk", "recurrent"):
             mixer.impl = impl
-            seconds[impl] = fastest(mixer_pass, 1 if quick else 2, mixer, x)
+            seconds[impl] = timer(mixer_pass, 1 if quick else 2, mixer, x)
         tokens = batch * seq_len
         rows.append(
             {
@@ -81,7 +88,7 @@ def chunk_vs_recurrent(quick: bool) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def context_scaling(quick: bool) -> pd.DataFrame:
+def context_scaling(quick: bool, timer: Timer) -> pd.DataFrame:
     """Part 2: LMs of size s, forward+backward per token as seq_len grows, tokens fixed."""
     tokens = 4096 if quick else 8192
     lengths = (256, 1024, 2048) if quick else (256, 512, 1024, 2048, 4096)
@@ -92,7 +99,7 @@ def context_scaling(quick: bool) -> pd.DataFrame:
             torch.manual_seed(0)
             model = LanguageModel(size_config(arch, "s", seq_len=seq_len))
             idx = torch.randint(0, 256, (tokens // seq_len, seq_len + 1))
-            seconds = fastest(model_pass, 2, model, idx)
+            seconds = timer(model_pass, 2, model, idx)
             per_token = seconds / tokens
             base = base or per_token
             rows.append(
@@ -106,7 +113,7 @@ def context_scaling(quick: bool) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def training_throughput(quick: bool) -> pd.DataFrame:
+def training_throughput(quick: bool, timer: Timer) -> pd.DataFrame:
     """Part 3: full training steps (batch 16 x 256) at matched sizes, tokens/s vs llama.
 
     hgrn2 runs twice: at the default chunk (64) and at 16, where its chunk form is cheaper
@@ -123,7 +130,7 @@ def training_throughput(quick: bool) -> pd.DataFrame:
             model = LanguageModel(cfg)
             optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
             idx = torch.randint(0, 256, (batch, seq_len + 1))
-            seconds = fastest(train_step, 2 if quick else 3, model, optimizer, idx)
+            seconds = timer(train_step, 2 if quick else 3, model, optimizer, idx)
             tokens_per_s = batch * seq_len / seconds
             llama = llama or tokens_per_s
             rows.append(
@@ -142,12 +149,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer sizes, lengths, repeats")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    parser.add_argument("--cpu-time", action="store_true", help="time CPU seconds, not wall")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    timer = partial(fastest, time.process_time if args.cpu_time else time.perf_counter)
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-        f"load average {os.getloadavg()[0]:.2f} at start"
+        f"{'CPU' if args.cpu_time else 'wall'} time, load average {os.getloadavg()[0]:.2f} at start"
     )
     pd.set_option("display.float_format", lambda v: f"{v:,.3g}")
     parts = (
@@ -160,7 +169,7 @@ def main() -> None:
     )  # fmt: skip
     for title, part in parts:
         start = time.perf_counter()
-        frame = part(args.quick)
+        frame = part(args.quick, timer)
         print(f"\n{title}  [{time.perf_counter() - start:.0f} s]")
         print(frame.to_string(index=False))
     print(f"\nload average {os.getloadavg()[0]:.2f} at end")
