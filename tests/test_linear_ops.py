@@ -143,15 +143,19 @@ def test_vector_decay_gradients_match_the_recurrence(chunk: int) -> None:
 
 
 def test_vector_decay_is_stable_for_gates_near_zero() -> None:
-    """log f down to -100 per step in float32: exp(-b) would overflow; the chunk form does not."""
+    """log f down to -100 per step in float32: exp(-b) would overflow; the chunk form does not.
+
+    Accuracy is that of float32 cumulative sums of |b| up to 64 x 100: decay factors carry a
+    relative error of about |b| x 6e-8 (here ~4e-4; ~1e-5 for ordinary gates).
+    """
     x = inputs(64)
     q, k, v = (x[n].float() for n in ("q", "k", "v"))
-    log_f = (-100 * torch.rand(B, H, 64, DK)).float()
+    log_f = -100 * torch.rand(B, H, 64, DK, generator=torch.Generator().manual_seed(3))
     o, s = chunk_vector_decay(q, k, v, log_f, 64)
     ref_o, ref_s = recurrent_vector_decay(q, k, v, log_f)
-    torch.testing.assert_close(s, ref_s, rtol=1e-4, atol=1e-4)
     assert torch.isfinite(o).all() and torch.isfinite(s).all()
-    torch.testing.assert_close(o, ref_o, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(s, ref_s, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(o, ref_o, rtol=1e-3, atol=2e-3)
 
 
 def test_vector_decay_rejects_chunks_that_are_not_powers_of_two() -> None:
