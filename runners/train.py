@@ -75,7 +75,7 @@ def train(
     )
     torch.manual_seed(tcfg.seed)
     model = LanguageModel(mcfg).to(dev)
-    optimizer = make_optimizer(model, tcfg)
+    optimizer = make_optimizer(model, mcfg, tcfg)
     sampler = BatchSampler(corpus.train, mcfg.seq_len, tcfg.seed)
     windows = validation_windows(corpus.val, mcfg.seq_len, tcfg.eval_tokens)
 

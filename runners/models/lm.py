@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from runners import mup
 from runners.config import ModelConfig
 from runners.models.cosformer2 import CosFormer2Mixer
 from runners.models.hgrn2 import HGRN2Mixer
@@ -66,13 +67,16 @@ class LanguageModel(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """GPT-2 style init: N(0, 0.02) matrices, residual outputs scaled by 1/sqrt(2L)."""
+        """GPT-2 style init: N(0, 0.02) matrices, residual outputs scaled by 1/sqrt(2L);
+        under muP, rescaled per tensor by runners.mup."""
         residual_std = INIT_STD / math.sqrt(2 * self.cfg.n_layers)
         for name, p in self.named_parameters():
             if p.dim() < 2:
                 continue
             std = residual_std if name.endswith(("out.weight", "w_out.weight")) else INIT_STD
             nn.init.normal_(p, mean=0.0, std=std)
+        if self.cfg.parametrization == "mup":
+            mup.apply_init(self, self.cfg)
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         x = self.embed(idx)

@@ -1,0 +1,82 @@
+"""muP for Adam, relative to a base width (Yang et al., Tensor Programs V).
+
+A tensor's rule follows from which of its dimensions grow with width, found by comparing its
+shape in the model at the base width with the model at twice that width (models grow by
+adding heads of a fixed head dim when the base width allows it):
+
+    tensor                                        init std         Adam LR   weight decay
+    matrix whose fan-in grows (every projection)  sigma / sqrt(m)  eta / m   wd * m
+    matrix whose fan-in is fixed (low-rank gate)   sigma            eta       wd
+    embedding (tied with the readout)             sigma            eta       wd
+    vectors (gains, decay bounds, angles)         as in SP         eta       none
+
+m is fan_in / fan_in at the base width. The readout is the tied embedding with logits
+multiplied by output_mult / (d / d_base), and softmax attention scores by 1/head_dim instead
+of 1/sqrt(head_dim). At the base width every multiplier is 1.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import torch
+from torch import nn
+
+from runners.config import ModelConfig
+
+
+@dataclass(frozen=True)
+class TensorRule:
+    """How one parameter scales with width: which role, and its fan-in ratio m."""
+
+    role: str  # hidden, fixed-fan-in, embedding or vector
+    fan_in_mult: float = 1.0
+
+    @property
+    def init_mult(self) -> float:
+        return 1.0 / math.sqrt(self.fan_in_mult) if self.role == "hidden" else 1.0
+
+    @property
+    def lr_mult(self) -> float:
+        return 1.0 / self.fan_in_mult if self.role == "hidden" else 1.0
+
+
+def _scaled(cfg: ModelConfig, width: int) -> ModelConfig:
+    heads = width // cfg.head_dim if width % cfg.head_dim == 0 else cfg.n_heads
+    return replace(cfg, d_model=width, n_heads=max(1, heads), parametrization="sp")
+
+
+def _fan_ins(cfg: ModelConfig) -> dict[str, int]:
+    from runners.models.lm import LanguageModel  # the model module imports this one
+
+    with torch.device("meta"):
+        model = LanguageModel(cfg)
+    return {name: p.shape[1] for name, p in model.named_parameters() if p.dim() == 2}
+
+
+def tensor_rules(model: nn.Module, cfg: ModelConfig) -> dict[str, TensorRule]:
+    """The muP rule of every parameter of `model` (all multipliers 1 under SP)."""
+    rules = {name: TensorRule("vector") for name, _ in model.named_parameters()}
+    if cfg.parametrization != "mup":
+        return rules
+    base = _fan_ins(_scaled(cfg, cfg.mup_base_width))
+    double = _fan_ins(_scaled(cfg, 2 * cfg.mup_base_width))
+    for module_name, module in model.named_modules():
+        if isinstance(module, nn.Embedding):
+            rules[f"{module_name}.weight"] = TensorRule("embedding")
+        elif isinstance(module, nn.Linear):
+            name = f"{module_name}.weight"
+            if base[name] != double[name]:
+                rules[name] = TensorRule("hidden", module.weight.shape[1] / base[name])
+            else:
+                rules[name] = TensorRule("fixed-fan-in")
+    return rules
+
+
+@torch.no_grad()
+def apply_init(model: nn.Module, cfg: ModelConfig) -> None:
+    """Rescale an SP initialisation to muP: hidden matrices shrink by 1/sqrt(m)."""
+    rules = tensor_rules(model, cfg)
+    for name, p in model.named_parameters():
+        p.mul_(rules[name].init_mult)
