@@ -1,0 +1,315 @@
+"""The sweep coordinator: plans runs, hands them to an executor, and is the only writer.
+
+Workers never touch the run log. The coordinator commits each finished run with its whole
+curve in one transaction, through short-lived connections so that readers get in between.
+It holds the run log's sweep lock for its lifetime, so a second coordinator is refused.
+
+Crash safety comes from the run log being the only state: a run is marked `running` when it
+is handed out and committed when it comes back. A coordinator killed at any point leaves
+committed runs (kept) and `running` rows (no one else can hold the lock, so a restarted
+coordinator knows they are orphans and runs them again). A run that finished in a worker
+but was not yet committed when the coordinator died is trained again on restart.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from runners.config import RunConfig
+from runners.corpus import load_corpus
+from runners.results import Progress, config_row
+from runners.sweeps.designs import LossOf
+from runners.sweeps.executors import Executor, Finished, make_executor, threads_per_worker
+from runners.sweeps.throughput import Throughput
+from store.db import connect, default_path
+from store.lock import lock_holder, sweep_lock
+from store.runs import mark_running, record_run
+from store.sweeps import FINISHED, add_to_sweep, measured_throughput, run_outcomes, sweep_counts
+
+COMMIT_WAIT_S = 600.0  # a commit waits this long for a reader (e.g. `scaling sql`) to let go
+POLL_S = 1.0
+# What a run's result sets, cleared when it is marked running or fails: DuckDB's INSERT OR
+# REPLACE keeps the columns a row leaves out, so an earlier attempt's values would linger.
+CLEARED = dict.fromkeys(
+    ("final_val_loss", "final_train_loss", "wall_s", "tokens_per_s", "device", "error",
+     "finished_at")
+)  # fmt: skip
+
+Planner = Callable[[LossOf], list[RunConfig]]
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    config: RunConfig
+    row: dict[str, Any]  # its `runs` row before it has run (runners.results.config_row)
+
+    @property
+    def run_id(self) -> str:
+        return self.row["run_id"]
+
+    @property
+    def label(self) -> str:
+        m, lr = self.config.model, self.config.train.lr
+        return f"{m.arch} d={m.d_model} L={m.n_layers} D={self.config.tokens:,} lr={lr:.3g}"
+
+
+class Observer:
+    """Hooks a display can override; the coordinator calls them as the sweep moves."""
+
+    def planned(self, total: int, finished: int) -> None:
+        """The plan has `total` runs, `finished` of them recorded (the plan may grow)."""
+
+    def started(self, run: PlannedRun) -> None: ...
+
+    def progressed(self, run: PlannedRun, progress: Progress) -> None: ...
+
+    def finished(self, run: PlannedRun, row: dict[str, Any]) -> None: ...
+
+
+@dataclass(frozen=True)
+class SweepOptions:
+    executor: str = "local"
+    workers: int = 1
+    threads: int | None = None  # torch threads per worker; default cores // workers
+    device: str = "auto"
+    address: str | None = None  # Ray cluster address (None: start a local Ray)
+    max_runs: int | None = None  # start at most this many runs in this invocation
+    time_budget_s: float | None = None  # start no run after this many seconds
+    retry_failed: bool = False  # train runs recorded as failed again
+
+
+@dataclass
+class SweepReport:
+    name: str
+    planned: int
+    trained: Counter[str] = field(default_factory=Counter)  # this invocation, by status
+    left: int = 0
+    stopped_by: str | None = None  # "time budget" or "max runs" when runs are left
+    wall_s: float = 0.0
+
+
+class _Book:
+    """The plan and what the run log says about each of its runs, kept in step in memory."""
+
+    def __init__(
+        self, sweep: str, planner: Planner, outcomes: dict[str, tuple[str, Any]], retry_failed: bool
+    ) -> None:
+        self.sweep, self.planner = sweep, planner
+        # With retry_failed, runs that failed before this invocation count as not run; a run
+        # that fails again now is final, so a deterministic failure is retried only once.
+        self.outcomes = {
+            k: v for k, v in outcomes.items() if not (retry_failed and v[0] == "failed")
+        }
+        self._runs: dict[RunConfig, PlannedRun] = {}
+        self._plan: list[PlannedRun] | None = None
+
+    def finished(self, run_id: str) -> bool:
+        outcome = self.outcomes.get(run_id)
+        return outcome is not None and outcome[0] in FINISHED
+
+    def loss_of(self, config: RunConfig) -> float | None:
+        run_id = self.run(config).run_id
+        if not self.finished(run_id):
+            return None
+        status, loss = self.outcomes[run_id]
+        return loss if status == "done" and loss is not None and math.isfinite(loss) else math.inf
+
+    def run(self, config: RunConfig) -> PlannedRun:
+        if config not in self._runs:
+            corpus = load_corpus(config.train.corpus)
+            row = config_row(config, corpus.name, corpus.sha256, self.sweep)
+            self._runs[config] = PlannedRun(config, row)
+        return self._runs[config]
+
+    def plan(self) -> list[PlannedRun]:
+        if self._plan is None:
+            runs = {r.run_id: r for r in map(self.run, self.planner(self.loss_of))}
+            self._plan = list(runs.values())
+        return self._plan
+
+    def todo(self, busy: Iterable[str] = ()) -> list[PlannedRun]:
+        """Runs not finished nor in flight, costliest first (the tail of a sweep stays short)."""
+        skip = set(busy)
+        runs = [r for r in self.plan() if r.run_id not in skip and not self.finished(r.run_id)]
+        return sorted(runs, key=lambda r: -r.row["flops"])
+
+    def record(self, run_id: str, status: str, loss: float | None) -> None:
+        self.outcomes[run_id] = (status, loss)
+        self._plan = None  # an lr_scan may refine on this result
+
+    def n_finished(self) -> int:
+        return sum(self.finished(r.run_id) for r in self.plan())
+
+
+def run_sweep(
+    name: str,
+    planner: Planner,
+    db: str | Path | None = None,
+    options: SweepOptions = SweepOptions(),
+    observer: Observer | None = None,
+) -> SweepReport:
+    """Train every planned run the log does not hold yet; safe to kill and start again."""
+    db = Path(db) if db is not None else default_path()
+    observer = observer or Observer()
+    threads = threads_per_worker(options.workers, options.threads)
+    started_at = time.monotonic()
+    with sweep_lock(db):
+        with connect(db, wait_s=COMMIT_WAIT_S) as con:
+            book = _Book(name, planner, run_outcomes(con), options.retry_failed)
+            add_to_sweep(con, name, [r.run_id for r in book.plan() if book.finished(r.run_id)])
+        report = SweepReport(name, len(book.plan()))
+        observer.planned(len(book.plan()), book.n_finished())
+        if book.todo():
+            executor = make_executor(
+                options.executor, options.workers, threads, options.device, options.address
+            )
+            try:
+                _drive(book, executor, db, options, observer, report, started_at)
+            finally:
+                executor.close()
+    report.planned = len(book.plan())
+    report.left = len(book.todo())
+    report.wall_s = time.monotonic() - started_at
+    return report
+
+
+def _drive(
+    book: _Book,
+    executor: Executor,
+    db: Path,
+    options: SweepOptions,
+    observer: Observer,
+    report: SweepReport,
+    started_at: float,
+) -> None:
+    in_flight: dict[str, PlannedRun] = {}
+    done: list[tuple[PlannedRun, dict[str, Any], list[dict[str, Any]]]] = []
+    n_started = 0
+    while True:
+        report.stopped_by = _stop_reason(options, n_started, started_at)
+        starts = []
+        if report.stopped_by is None:
+            free = executor.slots - len(in_flight)
+            if options.max_runs is not None:
+                free = min(free, options.max_runs - n_started)
+            starts = book.todo(in_flight)[:free]
+        if done or starts:
+            with connect(db, wait_s=COMMIT_WAIT_S) as con:
+                for _, row, curve in done:
+                    record_run(con, row, curve, sweep=book.sweep)
+                for run in starts:
+                    mark_running(con, {**run.row, **CLEARED})
+            for run, row, _ in done:
+                observer.finished(run, row)
+            if done:
+                observer.planned(len(book.plan()), book.n_finished())
+            done.clear()
+        for run in starts:
+            executor.submit(run.run_id, run.config)
+            in_flight[run.run_id] = run
+            observer.started(run)
+        n_started += len(starts)
+        if not in_flight:
+            return
+        for event in executor.wait(POLL_S):
+            run = in_flight[event.key]
+            if not isinstance(event, Finished):
+                observer.progressed(run, event.progress)
+                continue
+            del in_flight[event.key]
+            row, curve = _finished_row(run, event, book.sweep)
+            book.record(run.run_id, row["status"], row.get("final_val_loss"))
+            report.trained[row["status"]] += 1
+            done.append((run, row, curve))
+
+
+def _stop_reason(options: SweepOptions, n_started: int, started_at: float) -> str | None:
+    if options.max_runs is not None and n_started >= options.max_runs:
+        return "max runs"
+    budget = options.time_budget_s
+    if budget is not None and time.monotonic() - started_at >= budget:
+        return "time budget"
+    return None
+
+
+def _finished_row(
+    run: PlannedRun, event: Finished, sweep: str
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The `runs` row and curve to commit for a run that came back."""
+    result, error = event.result, event.error
+    if result is not None and result.run_id != run.run_id:
+        result, error = (
+            None,
+            (
+                f"the worker computed run id {result.run_id}: its corpus or code differs from the "
+                "coordinator's (same scaling install and corpus on every node?)"
+            ),
+        )
+    if result is None:
+        finished_at = datetime.now(UTC).replace(tzinfo=None)
+        return {
+            **run.row,
+            **CLEARED,
+            "status": "failed",
+            "error": error,
+            "finished_at": finished_at,
+        }, []
+    return result.row(sweep), result.curve_rows()
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    """What `run_sweep` would do: every planned run with its status and estimated seconds."""
+
+    name: str
+    runs: pd.DataFrame
+    throughput: Throughput | None
+
+
+def plan_sweep(name: str, planner: Planner, db: str | Path | None = None) -> SweepPlan:
+    """The plan against the run log (read-only; a missing log means nothing is done yet)."""
+    outcomes, measured = {}, None
+    path = Path(db) if db is not None else default_path()
+    if path.exists():
+        with connect(path, read_only=True) as con:
+            outcomes, measured = run_outcomes(con), measured_throughput(con)
+    book = _Book(name, planner, outcomes, retry_failed=False)
+    runs = pd.DataFrame(
+        [{**r.row, "status": outcomes.get(r.run_id, ("planned",))[0]} for r in book.plan()]
+    )
+    throughput = None
+    if measured is not None:
+        throughput = Throughput.fit(measured["flops_per_token"], measured["tokens_per_s"])
+    if throughput is not None:
+        runs["est_s"] = throughput.seconds(runs["flops"] / runs["tokens"], runs["tokens"])
+    return SweepPlan(name, runs, throughput)
+
+
+def sweep_status(
+    db: str | Path | None = None, name: str | None = None, planner: Planner | None = None
+) -> tuple[pd.DataFrame, str | None]:
+    """Runs per sweep by status and who coordinates the log now (None: no one).
+
+    Given a planner, the sweep's row also says how many runs it plans and has left.
+    """
+    path = Path(db) if db is not None else default_path()
+    with connect(path, read_only=True) as con:
+        frame = sweep_counts(con, name)
+        outcomes = run_outcomes(con) if planner is not None else {}
+    if planner is not None and name is not None:
+        book = _Book(name, planner, outcomes, retry_failed=False)
+        if frame.empty:
+            frame = pd.DataFrame([{"sweep": name, "runs": 0, "done": 0, "running": 0,
+                                   "diverged": 0, "failed": 0, "last_finished": None}])  # fmt: skip
+        frame["planned"] = len(book.plan())
+        frame["left"] = len(book.todo())
+    return frame, lock_holder(path)
