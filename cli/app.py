@@ -7,7 +7,7 @@ import sys
 import typer
 from rich.console import Console
 
-from cli import query, training
+from cli import query, sweep, training
 from fits.errors import FitError
 from runners.errors import RunnerError
 from scaling.errors import ScalingError
@@ -26,6 +26,7 @@ app.command("run")(training.run)
 app.command("demo")(training.demo)
 app.command("sql")(query.sql)
 app.command("runs")(query.runs)
+app.add_typer(sweep.app, name="sweep")
 
 
 def main(argv: list[str] | None = None) -> None:
