@@ -4,11 +4,12 @@ Workers never touch the run log. The coordinator commits each finished run with 
 curve in one transaction, through short-lived connections so that readers get in between.
 It holds the run log's sweep lock for its lifetime, so a second coordinator is refused.
 
-Crash safety comes from the run log being the only state: a run is marked `running` when it
-is handed out and committed when it comes back. A coordinator killed at any point leaves
+Crash safety comes from the run log being the only state: a run is marked `running` once
+it is handed out and committed when it comes back. A coordinator killed at any point leaves
 committed runs (kept) and `running` rows (no one else can hold the lock, so a restarted
-coordinator knows they are orphans and runs them again). A run that finished in a worker
-but was not yet committed when the coordinator died is trained again on restart.
+coordinator knows they are orphans and runs them again). Commits are grouped, at most one
+per COMMIT_EVERY_S, so that many short runs do not each pay for opening the log: a run
+that came back less than that before the coordinator died is trained again on restart.
 """
 
 from __future__ import annotations
@@ -32,11 +33,12 @@ from runners.sweeps.executors import Executor, Finished, make_executor, threads_
 from runners.sweeps.throughput import Throughput
 from store.db import connect, default_path
 from store.lock import lock_holder, sweep_lock
-from store.runs import mark_running, record_run
-from store.sweeps import FINISHED, add_to_sweep, measured_throughput, run_outcomes, sweep_counts
+from store.runs import add_to_sweep, mark_running, record_runs
+from store.sweeps import FINISHED, measured_throughput, run_outcomes, sweep_counts
 
 COMMIT_WAIT_S = 600.0  # a commit waits this long for a reader (e.g. `scaling sql`) to let go
 POLL_S = 1.0
+COMMIT_EVERY_S = 1.0  # results that come back closer together than this share a connection
 # What a run's result sets, cleared when it is marked running or fails: DuckDB's INSERT OR
 # REPLACE keeps the columns a row leaves out, so an earlier attempt's values would linger.
 CLEARED = dict.fromkeys(
@@ -95,6 +97,7 @@ class SweepReport:
     left: int = 0
     stopped_by: str | None = None  # "time budget" or "max runs" when runs are left
     wall_s: float = 0.0
+    coordinator_cpu_s: float = 0.0  # CPU the coordinator used planning, committing, dispatching
 
 
 class _Book:
@@ -182,6 +185,37 @@ def run_sweep(
     return report
 
 
+class _Journal:
+    """What the run log still has to hear: runs handed out, results come back."""
+
+    def __init__(self) -> None:
+        self.handed_out: list[PlannedRun] = []
+        self.results: list[tuple[PlannedRun, dict[str, Any], list[dict[str, Any]]]] = []
+        self.last_commit = -math.inf
+
+    def __bool__(self) -> bool:
+        return bool(self.handed_out or self.results)
+
+    def due(self) -> float:
+        return self.last_commit + COMMIT_EVERY_S
+
+    def commit(self, db: Path, sweep: str, observer: Observer) -> None:
+        """One connection: mark what is still out as running, then record the results.
+
+        The results are one transaction: each run with its whole curve, or none of them.
+        """
+        back = {run.run_id for run, _, _ in self.results}
+        with connect(db, wait_s=COMMIT_WAIT_S) as con:
+            for run in self.handed_out:
+                if run.run_id not in back:
+                    mark_running(con, {**run.row, **CLEARED})
+            record_runs(con, [(row, curve) for _, row, curve in self.results], sweep)
+        for run, row, _ in self.results:
+            observer.finished(run, row)
+        self.handed_out, self.results = [], []
+        self.last_commit = time.monotonic()
+
+
 def _drive(
     book: _Book,
     executor: Executor,
@@ -191,36 +225,36 @@ def _drive(
     report: SweepReport,
     started_at: float,
 ) -> None:
+    """Keep every slot busy; commit at most every COMMIT_EVERY_S, and once more at the end.
+
+    A finished run's slot is refilled at once, before its commit: workers never wait on the
+    run log, and runs that finish close together share one connection.
+    """
     in_flight: dict[str, PlannedRun] = {}
-    done: list[tuple[PlannedRun, dict[str, Any], list[dict[str, Any]]]] = []
-    n_started = 0
+    journal = _Journal()
+    n_started, cpu_started = 0, time.process_time()
     while True:
         report.stopped_by = _stop_reason(options, n_started, started_at)
-        starts = []
         if report.stopped_by is None:
             free = executor.slots - len(in_flight)
             if options.max_runs is not None:
                 free = min(free, options.max_runs - n_started)
-            starts = book.todo(in_flight)[:free]
-        if done or starts:
-            with connect(db, wait_s=COMMIT_WAIT_S) as con:
-                for _, row, curve in done:
-                    record_run(con, row, curve, sweep=book.sweep)
-                for run in starts:
-                    mark_running(con, {**run.row, **CLEARED})
-            for run, row, _ in done:
-                observer.finished(run, row)
-            if done:
+            for run in book.todo(in_flight)[:free]:
+                executor.submit(run.run_id, run.config)
+                in_flight[run.run_id] = run
+                journal.handed_out.append(run)
+                observer.started(run)
+                n_started += 1
+        if journal and (not in_flight or time.monotonic() >= journal.due()):
+            finished = bool(journal.results)
+            journal.commit(db, book.sweep, observer)
+            if finished:
                 observer.planned(len(book.plan()), book.n_finished())
-            done.clear()
-        for run in starts:
-            executor.submit(run.run_id, run.config)
-            in_flight[run.run_id] = run
-            observer.started(run)
-        n_started += len(starts)
         if not in_flight:
+            report.coordinator_cpu_s = time.process_time() - cpu_started
             return
-        for event in executor.wait(POLL_S):
+        timeout = min(POLL_S, max(0.0, journal.due() - time.monotonic())) if journal else POLL_S
+        for event in executor.wait(timeout):
             run = in_flight[event.key]
             if not isinstance(event, Finished):
                 observer.progressed(run, event.progress)
@@ -229,7 +263,7 @@ def _drive(
             row, curve = _finished_row(run, event, book.sweep)
             book.record(run.run_id, row["status"], row.get("final_val_loss"))
             report.trained[row["status"]] += 1
-            done.append((run, row, curve))
+            journal.results.append((run, row, curve))
 
 
 def _stop_reason(options: SweepOptions, n_started: int, started_at: float) -> str | None:

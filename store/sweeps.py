@@ -1,8 +1,6 @@
-"""Sweep bookkeeping in the run log: outcomes by run id, membership, status, throughput."""
+"""Sweep bookkeeping in the run log: outcomes by run id, status per sweep, throughput."""
 
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 import duckdb
 import pandas as pd
@@ -14,13 +12,6 @@ def run_outcomes(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[str, float |
     """Every run's (status, final_val_loss) by run id: what a restarted sweep resumes from."""
     rows = con.execute("SELECT run_id, status, final_val_loss FROM runs").fetchall()
     return {run_id: (status, loss) for run_id, status, loss in rows}
-
-
-def add_to_sweep(con: duckdb.DuckDBPyConnection, sweep: str, run_ids: Sequence[str]) -> None:
-    """Make finished runs (perhaps from another sweep) members of `sweep` too."""
-    if run_ids:
-        sql = "INSERT OR IGNORE INTO sweep_runs SELECT ?, unnest(?::VARCHAR[])"
-        con.execute(sql, [sweep, list(run_ids)])
 
 
 def sweep_counts(con: duckdb.DuckDBPyConnection, sweep: str | None = None) -> pd.DataFrame:

@@ -22,7 +22,7 @@ from runners.config import RunConfig
 from runners.results import Progress
 from runners.sweeps.executors import Finished, Update, execute
 
-PROGRESS_EVERY_S = 0.25  # a worker reports a running run's progress at most this often
+PROGRESS_EVERY_S = 0.5  # a worker reports a running run's progress at most this often
 ORPHAN_CHECK_S = 0.5  # how often a worker checks that its coordinator is alive
 CLOSE_WAIT_S = 5.0
 
