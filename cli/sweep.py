@@ -7,15 +7,16 @@ The coordinator and designs import torch: they are imported inside the commands,
 from __future__ import annotations
 
 import re
+import signal
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
-import pandas as pd
 import typer
 
 from cli.common import DbOption, console, format_value, print_frame, progress_bar
 from runners.sweeps.spec import load_spec
+from store.sweeps import FINISHED
 
 EXIT_RUNS_LEFT = 3  # `sweep run` stopped by --max-runs/--time-budget: start it again
 
@@ -61,13 +62,13 @@ def plan(
     result = plan_sweep(sweep.name, Planner(sweep), db)
     runs = result.runs
     counts = runs["status"].value_counts()
-    todo = runs[~runs["status"].isin(["done", "diverged", "failed"])]
+    todo = runs[~runs["status"].isin(FINISHED)]
     columns = ["run_id", "arch", "d_model", "n_layers", "n_heads", "params", "tokens", "lr",
                "batch_size", "seed", "flops", "status"]  # fmt: skip
     if "est_s" in runs:
         columns.append("est_s")
     print_frame(runs[columns], title=f"sweep {sweep.name} ({sweep.design.kind})")
-    done = ", ".join(f"{counts.get(s, 0)} {s}" for s in ("done", "diverged", "failed"))
+    done = ", ".join(f"{counts.get(s, 0)} {s}" for s in FINISHED)
     console.print(f"{len(runs)} runs planned: {done}; {len(todo)} to run")
     if sweep.design.refine:
         limit = sweep.design.max_runs
@@ -122,6 +123,8 @@ def run(
     from scaling.sweep import SweepOptions, run_sweep
 
     sweep = load_spec(spec)
+    # A scheduler's SIGTERM stops the sweep as Ctrl-C does: what came back is committed.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     options = SweepOptions(
         executor=executor.value, workers=workers, threads=threads, device=device,
         address=ray_address, max_runs=max_runs, time_budget_s=time_budget,
@@ -160,7 +163,7 @@ def status(
         print_frame(frame, title="sweeps")
     if holder:
         console.print(f"a coordinator is running: {holder}")
-    elif frame.get("running", pd.Series(dtype=int)).sum():
+    elif not frame.empty and frame["running"].sum():
         console.print("no coordinator is running: the next `sweep run` reclaims `running` runs")
 
 

@@ -41,5 +41,7 @@ class SweepDisplay(Observer):
         self._summary()
 
     def _summary(self) -> None:
-        info = f"{len(self.tasks)} running  {sum(self.rates.values()):,.0f} tok/s"
+        info = f"{len(self.tasks)} running"
+        if self.rates:  # Ray tasks report no progress
+            info += f"  {sum(self.rates.values()):,.0f} tok/s"
         self.bar.update(self.overall, info=info)

@@ -29,7 +29,13 @@ from runners.config import RunConfig
 from runners.corpus import load_corpus
 from runners.results import Progress, config_row
 from runners.sweeps.designs import LossOf
-from runners.sweeps.executors import Executor, Finished, make_executor, threads_per_worker
+from runners.sweeps.executors import (
+    Executor,
+    Finished,
+    Update,
+    make_executor,
+    threads_per_worker,
+)
 from runners.sweeps.throughput import Throughput
 from store.db import connect, default_path
 from store.lock import lock_holder, sweep_lock
@@ -37,7 +43,7 @@ from store.runs import add_to_sweep, mark_running, record_runs
 from store.sweeps import FINISHED, measured_throughput, run_outcomes, sweep_counts
 
 COMMIT_WAIT_S = 600.0  # a commit waits this long for a reader (e.g. `scaling sql`) to let go
-POLL_S = 1.0
+POLL_S = 1.0  # the longest the coordinator sleeps between looks at its budget and workers
 COMMIT_EVERY_S = 1.0  # results that come back closer together than this share a connection
 # What a run's result sets, cleared when it is marked running or fails: DuckDB's INSERT OR
 # REPLACE keeps the columns a row leaves out, so an earlier attempt's values would linger.
@@ -70,11 +76,14 @@ class Observer:
     def planned(self, total: int, finished: int) -> None:
         """The plan has `total` runs, `finished` of them recorded (the plan may grow)."""
 
-    def started(self, run: PlannedRun) -> None: ...
+    def started(self, run: PlannedRun) -> None:
+        """The run was handed to a worker."""
 
-    def progressed(self, run: PlannedRun, progress: Progress) -> None: ...
+    def progressed(self, run: PlannedRun, progress: Progress) -> None:
+        """A running run's latest step (local workers only)."""
 
-    def finished(self, run: PlannedRun, row: dict[str, Any]) -> None: ...
+    def finished(self, run: PlannedRun, row: dict[str, Any]) -> None:
+        """The run is committed to the log with this row (status done, diverged or failed)."""
 
 
 @dataclass(frozen=True)
@@ -92,7 +101,7 @@ class SweepOptions:
 @dataclass
 class SweepReport:
     name: str
-    planned: int
+    planned: int = 0
     trained: Counter[str] = field(default_factory=Counter)  # this invocation, by status
     left: int = 0
     stopped_by: str | None = None  # "time budget" or "max runs" when runs are left
@@ -169,14 +178,14 @@ def run_sweep(
         with connect(db, wait_s=COMMIT_WAIT_S) as con:
             book = _Book(name, planner, run_outcomes(con), options.retry_failed)
             add_to_sweep(con, name, [r.run_id for r in book.plan() if book.finished(r.run_id)])
-        report = SweepReport(name, len(book.plan()))
+        report = SweepReport(name)
         observer.planned(len(book.plan()), book.n_finished())
         if book.todo():
             executor = make_executor(
                 options.executor, options.workers, threads, options.device, options.address
             )
             try:
-                _drive(book, executor, db, options, observer, report, started_at)
+                _Coordinator(book, executor, db, options, observer, report).run(started_at)
             finally:
                 executor.close()
     report.planned = len(book.plan())
@@ -216,54 +225,81 @@ class _Journal:
         self.last_commit = time.monotonic()
 
 
-def _drive(
-    book: _Book,
-    executor: Executor,
-    db: Path,
-    options: SweepOptions,
-    observer: Observer,
-    report: SweepReport,
-    started_at: float,
-) -> None:
-    """Keep every slot busy; commit at most every COMMIT_EVERY_S, and once more at the end.
+class _Coordinator:
+    """Keeps every slot busy; commits at most every COMMIT_EVERY_S, and once more at the end.
 
     A finished run's slot is refilled at once, before its commit: workers never wait on the
     run log, and runs that finish close together share one connection.
     """
-    in_flight: dict[str, PlannedRun] = {}
-    journal = _Journal()
-    n_started, cpu_started = 0, time.process_time()
-    while True:
-        report.stopped_by = _stop_reason(options, n_started, started_at)
-        if report.stopped_by is None:
-            free = executor.slots - len(in_flight)
-            if options.max_runs is not None:
-                free = min(free, options.max_runs - n_started)
-            for run in book.todo(in_flight)[:free]:
-                executor.submit(run.run_id, run.config)
-                in_flight[run.run_id] = run
-                journal.handed_out.append(run)
-                observer.started(run)
-                n_started += 1
-        if journal and (not in_flight or time.monotonic() >= journal.due()):
-            finished = bool(journal.results)
-            journal.commit(db, book.sweep, observer)
-            if finished:
-                observer.planned(len(book.plan()), book.n_finished())
-        if not in_flight:
-            report.coordinator_cpu_s = time.process_time() - cpu_started
-            return
-        timeout = min(POLL_S, max(0.0, journal.due() - time.monotonic())) if journal else POLL_S
-        for event in executor.wait(timeout):
-            run = in_flight[event.key]
-            if not isinstance(event, Finished):
-                observer.progressed(run, event.progress)
+
+    def __init__(
+        self,
+        book: _Book,
+        executor: Executor,
+        db: Path,
+        options: SweepOptions,
+        observer: Observer,
+        report: SweepReport,
+    ) -> None:
+        self.book, self.executor, self.db = book, executor, db
+        self.options, self.observer, self.report = options, observer, report
+        self.in_flight: dict[str, PlannedRun] = {}
+        self.journal = _Journal()
+        self.n_started = 0
+
+    def run(self, started_at: float) -> None:
+        cpu_started = time.process_time()
+        try:
+            self._loop(started_at)
+        except (KeyboardInterrupt, SystemExit):
+            # Stopped by Ctrl-C or a scheduler's SIGTERM: keep what came back; the runs
+            # still out are about to be stopped and stay `running` until reclaimed.
+            self.journal.handed_out = []
+            if self.journal.results:
+                self.journal.commit(self.db, self.book.sweep, self.observer)
+            raise
+        self.report.coordinator_cpu_s = time.process_time() - cpu_started
+
+    def _loop(self, started_at: float) -> None:
+        journal = self.journal
+        while True:
+            self.report.stopped_by = _stop_reason(self.options, self.n_started, started_at)
+            if self.report.stopped_by is None:
+                self._hand_out()
+            if journal and (not self.in_flight or time.monotonic() >= journal.due()):
+                finished = bool(journal.results)
+                journal.commit(self.db, self.book.sweep, self.observer)
+                if finished:
+                    self.observer.planned(len(self.book.plan()), self.book.n_finished())
+            if not self.in_flight:
+                return
+            timeout = POLL_S
+            if journal:
+                timeout = min(POLL_S, max(0.0, journal.due() - time.monotonic()))
+            self._receive(self.executor.wait(timeout))
+
+    def _hand_out(self) -> None:
+        free = self.executor.slots - len(self.in_flight)
+        if self.options.max_runs is not None:
+            free = min(free, self.options.max_runs - self.n_started)
+        for run in self.book.todo(self.in_flight)[:free]:
+            self.executor.submit(run.run_id, run.config)
+            self.in_flight[run.run_id] = run
+            self.journal.handed_out.append(run)
+            self.observer.started(run)
+            self.n_started += 1
+
+    def _receive(self, events: list[Update | Finished]) -> None:
+        for event in events:
+            run = self.in_flight[event.key]
+            if isinstance(event, Update):
+                self.observer.progressed(run, event.progress)
                 continue
-            del in_flight[event.key]
-            row, curve = _finished_row(run, event, book.sweep)
-            book.record(run.run_id, row["status"], row.get("final_val_loss"))
-            report.trained[row["status"]] += 1
-            journal.results.append((run, row, curve))
+            del self.in_flight[event.key]
+            row, curve = _finished_row(run, event, self.book.sweep)
+            self.book.record(run.run_id, row["status"], row.get("final_val_loss"))
+            self.report.trained[row["status"]] += 1
+            self.journal.results.append((run, row, curve))
 
 
 def _stop_reason(options: SweepOptions, n_started: int, started_at: float) -> str | None:
@@ -281,23 +317,15 @@ def _finished_row(
     """The `runs` row and curve to commit for a run that came back."""
     result, error = event.result, event.error
     if result is not None and result.run_id != run.run_id:
-        result, error = (
-            None,
-            (
-                f"the worker computed run id {result.run_id}: its corpus or code differs from the "
-                "coordinator's (same scaling install and corpus on every node?)"
-            ),
+        error = (
+            f"the worker computed run id {result.run_id}: its corpus or code differs from "
+            "the coordinator's (same scaling install and corpus on every node?)"
         )
-    if result is None:
-        finished_at = datetime.now(UTC).replace(tzinfo=None)
-        return {
-            **run.row,
-            **CLEARED,
-            "status": "failed",
-            "error": error,
-            "finished_at": finished_at,
-        }, []
-    return result.row(sweep), result.curve_rows()
+        result = None
+    if result is not None:
+        return result.row(sweep), result.curve_rows()
+    failed = {**run.row, **CLEARED, "status": "failed", "error": error}
+    return {**failed, "finished_at": datetime.now(UTC).replace(tzinfo=None)}, []
 
 
 @dataclass(frozen=True)

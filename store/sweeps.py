@@ -25,10 +25,10 @@ def sweep_counts(con: duckdb.DuckDBPyConnection, sweep: str | None = None) -> pd
         )
         SELECT m.sweep,
                count(*) AS runs,
-               count_if(r.status = 'done') AS done,
-               count_if(r.status = 'running') AS running,
-               count_if(r.status = 'diverged') AS diverged,
-               count_if(r.status = 'failed') AS failed,
+               count(*) FILTER (r.status = 'done') AS done,
+               count(*) FILTER (r.status = 'running') AS running,
+               count(*) FILTER (r.status = 'diverged') AS diverged,
+               count(*) FILTER (r.status = 'failed') AS failed,
                max(r.finished_at) AS last_finished
         FROM members m JOIN runs r USING (run_id)
         {where}

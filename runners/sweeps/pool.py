@@ -81,13 +81,13 @@ class LocalPool:
         return events
 
     def close(self) -> None:
-        """Stop the workers: idle ones are asked to exit, busy ones are terminated."""
+        """Stop the workers: idle ones are asked to exit, busy ones are killed."""
         for worker in self._workers:
             if worker.key is None:
                 with contextlib.suppress(OSError):
                     worker.conn.send(None)
             else:
-                worker.process.terminate()
+                worker.process.kill()  # it ignores SIGTERM (see _serve)
         deadline = time.monotonic() + CLOSE_WAIT_S
         for worker in self._workers:
             worker.process.join(max(0.0, deadline - time.monotonic()))
@@ -113,8 +113,14 @@ def _drain(worker: _Worker) -> list[Update | Finished]:
 
 
 def _serve(conn: Connection, threads: int, device: str, parent: int) -> None:
-    """A worker: train what the coordinator sends until told to stop or orphaned."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the coordinator's to handle
+    """A worker: train what the coordinator sends until told to stop or orphaned.
+
+    Ctrl-C and a scheduler's SIGTERM reach the whole process group; they are the
+    coordinator's to handle (it commits what came back, then stops its workers). A worker
+    that died of them first would have its run recorded as failed.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
     while True:
         try:
