@@ -52,7 +52,7 @@ CLEARED = dict.fromkeys(
      "finished_at")
 )  # fmt: skip
 
-Planner = Callable[[LossOf], list[RunConfig]]
+PlanFunction = Callable[[LossOf], list[RunConfig]]  # runners.sweeps.designs.Planner is one
 
 
 @dataclass(frozen=True)
@@ -113,7 +113,11 @@ class _Book:
     """The plan and what the run log says about each of its runs, kept in step in memory."""
 
     def __init__(
-        self, sweep: str, planner: Planner, outcomes: dict[str, tuple[str, Any]], retry_failed: bool
+        self,
+        sweep: str,
+        planner: PlanFunction,
+        outcomes: dict[str, tuple[str, Any]],
+        retry_failed: bool,
     ) -> None:
         self.sweep, self.planner = sweep, planner
         # With retry_failed, runs that failed before this invocation count as not run; a run
@@ -164,7 +168,7 @@ class _Book:
 
 def run_sweep(
     name: str,
-    planner: Planner,
+    planner: PlanFunction,
     db: str | Path | None = None,
     options: SweepOptions = SweepOptions(),
     observer: Observer | None = None,
@@ -337,7 +341,7 @@ class SweepPlan:
     throughput: Throughput | None
 
 
-def plan_sweep(name: str, planner: Planner, db: str | Path | None = None) -> SweepPlan:
+def plan_sweep(name: str, planner: PlanFunction, db: str | Path | None = None) -> SweepPlan:
     """The plan against the run log (read-only; a missing log means nothing is done yet)."""
     outcomes, measured = {}, None
     path = Path(db) if db is not None else default_path()
@@ -357,7 +361,7 @@ def plan_sweep(name: str, planner: Planner, db: str | Path | None = None) -> Swe
 
 
 def sweep_status(
-    db: str | Path | None = None, name: str | None = None, planner: Planner | None = None
+    db: str | Path | None = None, name: str | None = None, planner: PlanFunction | None = None
 ) -> tuple[pd.DataFrame, str | None]:
     """Runs per sweep by status and who coordinates the log now (None: no one).
 

@@ -104,3 +104,9 @@ def test_lr_scan_refines_until_the_optimum_is_bracketed(tmp_path):
     replan = plan_sweep(spec.name, Planner(spec), db)
     assert len(replan.runs) == report.planned and set(replan.runs.status) <= {"done", "diverged"}
     assert run_sweep(spec.name, Planner(spec), db, OPTIONS).trained.total() == 0
+
+
+def test_a_spent_time_budget_starts_nothing_and_says_so(tmp_path):
+    options = SweepOptions(workers=1, threads=1, time_budget_s=0.0)
+    report = run_sweep("budget", lambda _: [tiny()], tmp_path / "log.duckdb", options)
+    assert (report.trained.total(), report.left, report.stopped_by) == (0, 1, "time budget")
