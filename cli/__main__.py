@@ -1,6 +1,5 @@
-"""`python -m cli`: the `scaling` command without an installed console script."""
+"""`python -m cli` runs the `scaling` command (used by tests and when no script is on PATH)."""
 
 from cli.app import main
 
-if __name__ == "__main__":
-    main()
+main()

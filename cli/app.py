@@ -7,7 +7,7 @@ import sys
 import typer
 from rich.console import Console
 
-from cli import query, sweep, training
+from cli import imports, laws, query, report, sweep, training
 from fits.errors import FitError
 from runners.errors import RunnerError
 from scaling.errors import ScalingError
@@ -26,6 +26,11 @@ app.command("run")(training.run)
 app.command("demo")(training.demo)
 app.command("sql")(query.sql)
 app.command("runs")(query.runs)
+app.command("import")(imports.import_runs)
+app.command("fit")(laws.fit)
+app.add_typer(laws.predict_app, name="predict")
+app.command("backtest")(laws.backtest)
+app.command("report")(report.report)
 app.add_typer(sweep.app, name="sweep")
 
 

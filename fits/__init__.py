@@ -1,0 +1,58 @@
+"""Scaling-law estimators: pure numerics on numpy arrays and pandas DataFrames.
+
+Every estimator follows scikit-learn (`fit` returns self, learned values end in `_`) and
+reports its uncertainty, prints a `summary()`, and round-trips through `to_dict()` /
+`from_dict()`. Data that cannot identify a law raise `FitError` with the reason.
+"""
+
+from fits.base import Fit, Prediction, from_dict
+from fits.bootstrap import percentile_interval, resample_weights
+from fits.chinchilla import (
+    ChinchillaLaw,
+    allocation_exponents,
+    chinchilla_loss,
+    compute_optimal_allocation,
+    starting_grid,
+)
+from fits.errors import FitError
+from fits.hparams import (
+    LogLinearLaw,
+    batch_size_law,
+    bjorck_lr,
+    fit_per_group,
+    near_optimal_runs,
+    porian_lr,
+    step_law_lr,
+)
+from fits.isoflop import EnvelopeFit, IsoFLOPFit
+from fits.lbfgs import BatchResult, minimize_batched
+from fits.lr import optimal_lr
+from fits.power import PowerLaw, power_law
+
+__all__ = [
+    "BatchResult",
+    "ChinchillaLaw",
+    "EnvelopeFit",
+    "Fit",
+    "FitError",
+    "IsoFLOPFit",
+    "LogLinearLaw",
+    "PowerLaw",
+    "Prediction",
+    "allocation_exponents",
+    "batch_size_law",
+    "bjorck_lr",
+    "chinchilla_loss",
+    "compute_optimal_allocation",
+    "fit_per_group",
+    "from_dict",
+    "minimize_batched",
+    "near_optimal_runs",
+    "optimal_lr",
+    "percentile_interval",
+    "porian_lr",
+    "power_law",
+    "resample_weights",
+    "starting_grid",
+    "step_law_lr",
+]

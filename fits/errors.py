@@ -1,5 +1,9 @@
-"""Errors for data that cannot identify a law."""
+"""The one error type every estimator raises for data it cannot fit."""
 
 
 class FitError(ValueError):
-    """The data cannot identify the requested law; the message says what is missing."""
+    """Data cannot identify the law (too few sizes, no spread, NaNs, non-positive values...).
+
+    A ValueError so that callers who only know the standard library still catch it; the
+    message says what is missing and is meant to be shown to the user as is.
+    """

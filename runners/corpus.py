@@ -23,6 +23,7 @@ from runners.errors import RunnerError
 VOCAB_SIZE = 256
 DEFAULT_CORPUS = "default"
 EMBEDDED_PATH = Path(__file__).parent / "data" / "stdlib.u8.xz"
+EMBEDDED_SHA256 = "775f030ae338e08384b51e1e7fee5ce4534f23d9016fcaa6c16ae51d4ee00453"
 VALIDATION_BLOCK = 1 << 16  # bytes per split block
 VALIDATION_EVERY = 50  # every 50th block is held out (2%)
 TEXT_SUFFIXES = {".txt", ".md", ".py", ".rst", ".json", ".csv", ".html", ".tex", ".c", ".h"}
@@ -147,6 +148,8 @@ def load_corpus(spec: str = DEFAULT_CORPUS) -> Corpus:
     if spec == DEFAULT_CORPUS:
         blob = lzma.decompress(EMBEDDED_PATH.read_bytes())
         name = DEFAULT_CORPUS
+        if hashlib.sha256(blob).hexdigest() != EMBEDDED_SHA256:
+            raise RunnerError(f"the embedded corpus {EMBEDDED_PATH} is damaged: reinstall scaling")
     else:
         path = Path(spec).expanduser().resolve()
         blob = _read_user_corpus(path)

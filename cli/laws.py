@@ -1,0 +1,216 @@
+"""`scaling fit`, `scaling predict ...`, `scaling backtest`: laws and what they answer."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Annotated, Any
+
+import typer
+
+from cli.common import DbOption, console, print_frame, real
+from scaling.study import LAWS, FittedLaw, Study
+
+Arch = Annotated[str | None, typer.Option(help="Only runs of this architecture.")]
+Source = Annotated[
+    str | None, typer.Option(help="Only runs from this source (local, imported:NAME).")
+]
+Where = Annotated[str | None, typer.Option(help="Extra SQL condition on runs.")]
+Json = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
+Level = Annotated[float, typer.Option(help="Interval level.", min=0.5, max=0.999)]
+Bootstrap = Annotated[int, typer.Option(help="Bootstrap resamples (chinchilla, power).")]
+
+predict_app = typer.Typer(help="Answer a question about a large run, with an interval.",
+                          no_args_is_help=True)  # fmt: skip
+
+
+def _study(db: Any, level: float = 0.90, bootstrap: int = 1000) -> Study:
+    return Study(db, level=level, n_bootstrap=bootstrap)
+
+
+def _clean(value: Any) -> Any:
+    """NaN and inf become null so the JSON is valid for any reader."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
+
+
+def _emit(payload: dict[str, Any]) -> None:
+    typer.echo(json.dumps(_clean(payload), indent=1, default=str))
+
+
+def fit_payload(fitted: FittedLaw) -> dict[str, Any]:
+    """The JSON of a fit: parameter names as keys, then intervals and the rest."""
+    out: dict[str, Any] = {}
+    model = fitted.model
+    if model is not None:
+        out.update(model.params_)
+        out["intervals"] = {k: list(v) for k, v in model.intervals_.items()}
+        out["stderr"] = dict(model.stderr_)
+        out["level"] = model.level_
+        out["n_points"] = model.n_points_
+        out["objective"] = model.objective_
+        for name in ("derived_", "derived_intervals_"):
+            if hasattr(model, name):
+                out[name.rstrip("_")] = getattr(model, name)
+    if fitted.table is not None:
+        out["table"] = json.loads(fitted.table.to_json(orient="records"))
+    out.update({"law": fitted.law, "fit_id": fitted.fit_id, "n_runs": fitted.selection["n_runs"]})
+    return out
+
+
+def fit(
+    law: Annotated[str, typer.Argument(help=f"One of: {', '.join(LAWS)}.")],
+    arch: Arch = None,
+    source: Source = None,
+    where: Where = None,
+    bootstrap: Bootstrap = 1000,
+    level: Level = 0.90,
+    n_column: Annotated[str, typer.Option(help="N is params or params_nonembed.")] = "params",
+    x: Annotated[str, typer.Option(help="power: the variable, N, D, C or width.")] = "C",
+    fixed_e: Annotated[
+        float | None, typer.Option("--E", help="power: hold the offset E fixed (e.g. 0).")
+    ] = None,
+    form: Annotated[str, typer.Option(help="lr-law: auto, step, porian or bjorck.")] = "auto",
+    method: Annotated[
+        str,
+        typer.Option(
+            help="lr-law/bs-law data: vertex (per-group optimum) or near-optimal "
+            "(runs within 0.25% of their (N, D) best, as Step Law)."
+        ),
+    ] = "vertex",
+    groups: Annotated[bool, typer.Option(help="Also print the per-group table.")] = False,
+    refit: Annotated[bool, typer.Option(help="Fit again even if stored for these runs.")] = False,
+    as_json: Json = False,
+    db: DbOption = None,
+) -> None:
+    """Fit a law on a selection of runs, print it and store it in the fits table."""
+    options: dict[str, Any] = {}
+    if law == "power":
+        options = {"x": x, **({"E": fixed_e} if fixed_e is not None else {})}
+    elif law == "lr-law":
+        options = {"form": form, "method": method}
+    fitted = _study(db, level, bootstrap).fit(law, arch, source, where, n_column=n_column,
+                                              refit=refit, **options)  # fmt: skip
+    if as_json:
+        _emit(fit_payload(fitted))
+        return
+    console.print(f"[bold]{fitted.law}[/] fit {fitted.fit_id} on {fitted.selection['n_runs']} runs")
+    if fitted.model is not None:
+        console.print(fitted.model.summary(), highlight=False)
+    table = fitted.table
+    if table is None:
+        return
+    if "bracketed" in table.columns:
+        console.print(f"{int(table.bracketed.sum())} of {len(table)} groups have a bracketed "
+                      "LR optimum")  # fmt: skip
+    if law in ("lr", "isoflop") or groups:
+        shown = table.assign(note=table["note"].astype(str).str.slice(0, 48))
+        print_frame(shown, title="per budget" if law == "isoflop" else "per group")
+
+
+def _show(answer: Any, as_json: bool) -> None:
+    if as_json:
+        _emit(answer.to_dict())
+    else:
+        console.print(str(answer), highlight=False)
+
+
+@predict_app.command("loss")
+def predict_loss(
+    n: Annotated[float, typer.Option("--N", "-N", parser=real, help="Parameters (7e9, 7B).")],
+    d: Annotated[float, typer.Option("--D", "-D", parser=real, help="Tokens (1.4T).")],
+    arch: Arch = None,
+    source: Source = None,
+    where: Where = None,
+    level: Level = 0.90,
+    as_json: Json = False,
+    db: DbOption = None,
+) -> None:
+    """Loss of an N-parameter model trained on D tokens (Chinchilla law)."""
+    _show(_study(db, level).predict_loss(n, d, arch, source, where), as_json)
+
+
+@predict_app.command("optimal")
+def predict_optimal(
+    compute: Annotated[float, typer.Option(parser=real, help="Training FLOPs (1e24).")],
+    arch: Arch = None,
+    source: Source = None,
+    where: Where = None,
+    level: Level = 0.90,
+    as_json: Json = False,
+    db: DbOption = None,
+) -> None:
+    """Compute-optimal N and D (C = 6ND) and the loss they reach."""
+    _show(_study(db, level).compute_optimal(compute, arch, source, where), as_json)
+
+
+@predict_app.command("lr")
+def predict_lr(
+    n: Annotated[float, typer.Option("--N", "-N", parser=real, help="Parameters.")],
+    d: Annotated[float, typer.Option("--D", "-D", parser=real, help="Tokens.")],
+    arch: Arch = None,
+    source: Source = None,
+    where: Where = None,
+    level: Level = 0.90,
+    as_json: Json = False,
+    db: DbOption = None,
+) -> None:
+    """Optimal peak learning rate from the LR law fitted on LR scans."""
+    _show(_study(db, level).optimal_lr(n, d, arch, source, where), as_json)
+
+
+@predict_app.command("bs")
+def predict_bs(
+    d: Annotated[float, typer.Option("--D", "-D", parser=real, help="Tokens.")],
+    arch: Arch = None,
+    source: Source = None,
+    where: Where = None,
+    level: Level = 0.90,
+    as_json: Json = False,
+    db: DbOption = None,
+) -> None:
+    """Optimal batch size (in tokens) at horizon D."""
+    _show(_study(db, level).optimal_batch_size(d, arch, source, where), as_json)
+
+
+@predict_app.command("crossover")
+def predict_crossover(
+    arch_a: Annotated[str, typer.Argument(help="First architecture.")],
+    arch_b: Annotated[str, typer.Argument(help="Second architecture.")],
+    min_compute: Annotated[float, typer.Option(parser=real, help="Search from.")] = 1e15,
+    max_compute: Annotated[float, typer.Option(parser=real, help="Search to.")] = 1e27,
+    source: Source = None,
+    level: Level = 0.90,
+    as_json: Json = False,
+    db: DbOption = None,
+) -> None:
+    """Compute at which one architecture's compute-optimal frontier passes the other's."""
+    answer = _study(db, level).crossover(arch_a, arch_b, (min_compute, max_compute), source)
+    _show(answer, as_json)
+
+
+def backtest(
+    law: Annotated[str, typer.Argument(help="chinchilla or power.")] = "chinchilla",
+    arch: Arch = None,
+    source: Source = None,
+    where: Where = None,
+    holdout: Annotated[
+        str, typer.Option(help="top-compute, top-params, top-tokens or random.")
+    ] = "top-compute",
+    fraction: Annotated[float, typer.Option(help="Fraction of runs held out.")] = 0.25,
+    level: Level = 0.90,
+    as_json: Json = False,
+    db: DbOption = None,
+) -> None:
+    """Refit without the held-out runs and score its predictions of them."""
+    result = _study(db, level).backtest(law, arch, holdout, fraction, source, where)
+    if as_json:
+        _emit(result.to_dict())
+        return
+    print_frame(result.frame.drop(columns=["run_id"]), title="held-out runs")
+    console.print(str(result), highlight=False)

@@ -1,0 +1,32 @@
+"""`scaling report`: figures and an HTML page of the fits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cli.common import DbOption, console
+
+
+def report(
+    out: Annotated[Path, typer.Option(help="Folder for the PNGs, CSVs and index.html.")] = Path(
+        "scaling-report"
+    ),
+    arch: Annotated[str | None, typer.Option(help="Only this architecture.")] = None,
+    source: Annotated[str | None, typer.Option(help="Only runs from this source.")] = None,
+    bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples per fit.")] = 1000,
+    db: DbOption = None,
+) -> None:
+    """Draw loss-vs-compute frontiers, IsoFLOP curves, LR scans and laws, residuals and a
+    backtest into PNG files and one HTML page."""
+    from scaling.report import write_report
+    from scaling.study import Study
+
+    result = write_report(Study(db, n_bootstrap=bootstrap), out, arch, source)
+    for figure in result.figures.values():
+        console.print(f"drew {figure.png}")
+    for name, reason in result.skipped.items():
+        console.print(f"[yellow]not drawn: {name}: {reason}[/]")
+    console.print(f"open {result.index}")

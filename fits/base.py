@@ -1,0 +1,200 @@
+"""What every fitted law shares: uncertainty reporting, a printable summary, a JSON round trip.
+
+Estimators follow scikit-learn: constructor arguments are configuration only, `fit` returns
+self, learned values end in `_`. Every fit carries `params_` (the law's parameters by name),
+`stderr_` and `intervals_` (at `level_`), `n_points_` and `objective_`, prints a statsmodels-
+like `summary()`, and survives `to_dict()` -> JSON -> `from_dict()` so that the store can save
+it and a predictor can reload it without the data it came from.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar, Self
+
+import numpy as np
+import pandas as pd
+
+_REGISTRY: dict[str, type[Fit]] = {}
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Point estimates with a two-sided interval at `level` (arrays of one shape)."""
+
+    estimate: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+    level: float
+
+    def to_frame(self) -> pd.DataFrame:
+        """The prediction as a table: estimate, lo, hi (the level is in the column names)."""
+        pct = f"{100 * self.level:g}%"
+        return pd.DataFrame(
+            {
+                "estimate": np.ravel(self.estimate),
+                f"lo ({pct})": np.ravel(self.lo),
+                f"hi ({pct})": np.ravel(self.hi),
+            }
+        )
+
+
+class Fit:
+    """Base class of every estimator in fits/; subclasses set `law` and implement `fit`."""
+
+    law: ClassVar[str]
+    formula: ClassVar[str]
+
+    params_: dict[str, float]
+    stderr_: dict[str, float]
+    intervals_: dict[str, tuple[float, float]]
+    level_: float
+    n_points_: int
+    objective_: float
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "law" in cls.__dict__:
+            _REGISTRY[cls.law] = cls
+
+    # -- configuration (scikit-learn's get_params convention) --------------------------------
+    def get_params(self) -> dict[str, Any]:
+        """Constructor arguments, read back from the attributes of the same name."""
+        sig = inspect.signature(type(self).__init__)
+        return {
+            name: getattr(self, name)
+            for name, p in sig.parameters.items()
+            if name != "self" and p.kind is not p.VAR_KEYWORD
+        }
+
+    def is_fitted(self) -> bool:
+        """True once `fit` (or `from_dict`) has set the learned attributes."""
+        return hasattr(self, "params_")
+
+    def _check_fitted(self) -> None:
+        if not self.is_fitted():
+            raise RuntimeError(f"{type(self).__name__} is not fitted yet: call fit() first")
+
+    # -- reporting -------------------------------------------------------------------------
+    def _summary_header(self) -> list[str]:
+        """Lines above the parameter table; subclasses add what their fit needs to be read."""
+        return [
+            f"{type(self).__name__}: {self.formula}",
+            f"points: {self.n_points_}    objective: {self.objective_:.6g}",
+        ]
+
+    def _summary_footer(self) -> list[str]:
+        """Lines under the table (method notes, warnings)."""
+        return []
+
+    def summary(self) -> str:
+        """A plain-text table of estimates, standard errors and intervals at `level_`."""
+        self._check_fitted()
+        lo_pct = 100 * (1 - self.level_) / 2
+        hi_pct = 100 - lo_pct
+        head = ("param", "estimate", "std err", f"lo ({lo_pct:g}%)", f"hi ({hi_pct:g}%)")
+        rows = [head]
+        for name, value in self.params_.items():
+            lo, hi = self.intervals_.get(name, (math.nan, math.nan))
+            se = self.stderr_.get(name, math.nan)
+            rows.append((name, *(_fmt(v) for v in (value, se, lo, hi))))
+        widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+        table = [
+            "  ".join(
+                cell.ljust(w) if i == 0 else cell.rjust(w)
+                for i, (cell, w) in enumerate(zip(r, widths, strict=True))
+            )
+            for r in rows
+        ]
+        rule = "-" * len(table[0])
+        lines = [*self._summary_header(), rule, table[0], rule, *table[1:], rule]
+        return "\n".join([*lines, *self._summary_footer()])
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
+    # -- serialisation ---------------------------------------------------------------------
+    def _state(self) -> dict[str, Any]:
+        """Class-specific learned state needed to predict after a reload (JSON-ready)."""
+        return {}
+
+    def _load_state(self, state: dict[str, Any]) -> None:
+        """Inverse of `_state`."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable record: law, config, params, uncertainty, n_points, objective."""
+        self._check_fitted()
+        return _jsonable(
+            {
+                "law": self.law,
+                "format_version": FORMAT_VERSION,
+                "config": {  # a Generator cannot be stored: the record keeps no seed then
+                    k: None if isinstance(v, np.random.Generator) else v
+                    for k, v in self.get_params().items()
+                },
+                "params": self.params_,
+                "uncertainty": {
+                    "level": self.level_,
+                    "stderr": self.stderr_,
+                    "intervals": {k: list(v) for k, v in self.intervals_.items()},
+                },
+                "n_points": self.n_points_,
+                "objective": self.objective_,
+                "state": self._state(),
+            }
+        )
+
+    @classmethod
+    def from_dict(cls, record: dict[str, Any]) -> Self:
+        """Rebuild a fitted estimator from `to_dict()` output (any law when called on Fit)."""
+        law = record.get("law")
+        if law not in _REGISTRY:
+            raise ValueError(f"unknown law {law!r}; known: {sorted(_REGISTRY)}")
+        klass = _REGISTRY[law]
+        if not issubclass(klass, cls):
+            raise ValueError(f"record holds a {law!r} fit, not a {cls.__name__}")
+        obj = klass(**record.get("config", {}))
+        unc = record["uncertainty"]
+        obj.params_ = {k: _num(v) for k, v in record["params"].items()}
+        obj.stderr_ = {k: _num(v) for k, v in unc["stderr"].items()}
+        obj.intervals_ = {k: (_num(v[0]), _num(v[1])) for k, v in unc["intervals"].items()}
+        obj.level_ = float(unc["level"])
+        obj.n_points_ = int(record["n_points"])
+        obj.objective_ = _num(record["objective"])
+        obj._load_state(record.get("state", {}))
+        return obj
+
+
+def from_dict(record: dict[str, Any]) -> Fit:
+    """Rebuild any fitted law from its `to_dict()` record (dispatch on `record['law']`)."""
+    return Fit.from_dict(record)
+
+
+def _num(value: float | None) -> float:
+    """JSON null (how NaN is stored) back to NaN."""
+    return math.nan if value is None else float(value)
+
+
+def _fmt(value: float) -> str:
+    return "-" if value is None or not np.isfinite(value) else f"{value:.6g}"
+
+
+def _jsonable(obj: Any) -> Any:
+    """Plain Python containers and floats (NaN/inf become None) so json.dumps accepts it."""
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, bool | np.bool_):
+        return bool(obj)
+    if isinstance(obj, int | np.integer):
+        return int(obj)
+    if isinstance(obj, float | np.floating):
+        return float(obj) if math.isfinite(obj) else None
+    return obj

@@ -1,0 +1,310 @@
+"""`scaling report`: PNG figures and one HTML page of the fits, drawn from the run log.
+
+Each figure is built from a DataFrame that is written beside it as CSV, so what a figure
+shows can be checked against the data (tests do exactly that) and reused elsewhere.
+A figure whose law cannot be fitted is left out with the reason on the page.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from fits import chinchilla_loss
+from fits.bootstrap import percentile_interval
+from scaling.errors import ScalingError
+from scaling.study import FittedLaw, Study, frontier
+
+matplotlib.use("Agg")  # files only: no display needed
+
+
+@dataclass
+class Figure:
+    """One drawn figure: its PNG, the data behind it, and a caption."""
+
+    name: str
+    caption: str
+    data: pd.DataFrame
+    png: Path
+    csv: Path
+
+
+@dataclass
+class Report:
+    out: Path
+    figures: dict[str, Figure] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+    fits: list[FittedLaw] = field(default_factory=list)
+
+    @property
+    def index(self) -> Path:
+        return self.out / "index.html"
+
+
+def _save(report: Report, name: str, caption: str, data: pd.DataFrame, fig: plt.Figure) -> None:
+    png, csv = report.out / f"{name}.png", report.out / f"{name}.csv"
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+    data.to_csv(csv, index=False)
+    report.figures[name] = Figure(name, caption, data, png, csv)
+
+
+def _frontier_figure(report: Report, study: Study, runs: pd.DataFrame, source: str | None) -> None:
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    rows = []
+    for arch, group in runs.groupby(runs.arch.fillna("")):
+        label = arch or "all"
+        ax.scatter(group.flops, group.final_val_loss, s=14, alpha=0.6, label=f"{label} runs")
+        rows.append(
+            group.assign(kind="run")[["arch", "kind", "flops", "final_val_loss"]].rename(
+                columns={"flops": "C", "final_val_loss": "loss"}
+            )
+        )
+        try:
+            fitted = study.fit("chinchilla", arch or None, source)
+        except ScalingError as exc:
+            report.skipped[f"frontier of {label}"] = str(exc)
+            continue
+        report.fits.append(fitted)
+        model = fitted.model
+        grid = np.geomspace(group.flops.min() / 3, group.flops.max() * 30, 60)
+        line = frontier(
+            np.array([[model.params_[k] for k in ("E", "A", "B", "alpha", "beta")]]), grid
+        )[0]
+        lo, hi = percentile_interval(frontier(model._draws(), grid), study.level)
+        ax.plot(grid, line, label=f"{label} compute-optimal frontier")
+        ax.fill_between(grid, lo, hi, alpha=0.2)
+        rows.append(
+            pd.DataFrame(
+                {"arch": arch, "kind": "frontier", "C": grid, "loss": line, "lo": lo, "hi": hi}
+            )
+        )
+    ax.set(
+        xscale="log",
+        xlabel="training compute C (FLOPs)",
+        ylabel="final validation loss",
+        title="Loss against compute, with the fitted frontier",
+    )
+    ax.legend(fontsize=7)
+    _save(
+        report,
+        "frontier",
+        f"Runs and each architecture's compute-optimal frontier "
+        f"L(N_opt(C), D_opt(C)) with its {study.level:.0%} bootstrap band.",
+        pd.concat(rows, ignore_index=True),
+        fig,
+    )
+
+
+def _isoflop_figure(report: Report, study: Study, arch: str | None, source: str | None) -> None:
+    fitted = study.fit("isoflop", arch, source)
+    report.fits.append(fitted)
+    budgets = fitted.table
+    data = study._data("isoflop", arch, source, None, "params")
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    labels = np.round(np.log10(data.C) / fitted.model.log10_resolution)
+    colors = plt.get_cmap("viridis")
+    span = (np.log10(data.C.min()), np.log10(data.C.max()) + 1e-9)
+    rows = []
+    for label, group in data.groupby(labels):
+        group = group.sort_values("N")
+        shade = (np.log10(group.C.median()) - span[0]) / (span[1] - span[0])
+        ax.plot(group.N, group.loss, "o-", ms=3, color=colors(shade))
+        rows.append(group.assign(budget=float(label))[["budget", "C", "N", "loss"]])
+    scale = plt.cm.ScalarMappable(cmap=colors, norm=plt.Normalize(*span))
+    fig.colorbar(scale, ax=ax, label="log10 compute C")
+    used = budgets[budgets.used]
+    ax.scatter(used.N_opt, used.loss_opt, marker="*", s=120, c="k", zorder=5, label="fitted minima")
+    ax.set(
+        xscale="log",
+        xlabel="parameters N",
+        ylabel="final loss",
+        title="IsoFLOP curves and their minima",
+    )
+    ax.legend(fontsize=7)
+    minima = used[["C", "N_opt", "loss_opt"]].assign(budget=np.nan, N=np.nan, loss=np.nan)
+    _save(
+        report,
+        "isoflop",
+        "Loss against model size at fixed compute; stars are the "
+        "parabola minima that feed N_opt = G C^a.",
+        pd.concat([*rows, minima]),
+        fig,
+    )
+
+
+def _lr_figures(report: Report, study: Study, arch: str | None, source: str | None) -> None:
+    fitted = study.fit("lr", arch, source)
+    report.fits.append(fitted)
+    optima = fitted.table
+    data = study._data("lr", arch, source, None, "params")
+    data = data[data.status == "done"]
+    keys = ["arch", "N", "D", "batch_size"]
+    vertices = optima.set_index(keys).lr_opt.to_dict()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for key, group in data.groupby(keys):
+        group = group.groupby("lr", as_index=False).loss.mean()
+        (line,) = ax.plot(
+            group.lr, group.loss, "o-", ms=3, label=f"{key[0]} N={key[1]:.3g} D={key[2]:.3g}"
+        )
+        best = vertices.get(key, np.nan)
+        if np.isfinite(best):
+            ax.axvline(best, color=line.get_color(), ls=":", lw=1)
+    ax.set(
+        xscale="log",
+        xlabel="peak learning rate",
+        ylabel="final loss",
+        title="Loss against LR per (size, tokens); dotted: fitted optimum",
+    )
+    ax.legend(fontsize=6)
+    _save(
+        report,
+        "lr",
+        "Loss against learning rate per group, with the vertex of the parabola in log LR.",
+        data[["arch", "N", "D", "batch_size", "lr", "loss"]],
+        fig,
+    )
+    law = study.fit("lr-law", arch, source)
+    report.fits.append(law)
+    usable = optima[optima.bracketed.astype(bool)]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4))
+    for ax, var in zip(axes, ("N", "D"), strict=True):
+        ax.scatter(usable[var], usable.lr_opt, s=18)
+        grid = np.geomspace(usable[var].min() / 2, usable[var].max() * 2, 40)
+        others = {v: np.full_like(grid, usable[v].median()) for v in ("N", "D") if v != var}
+        pred = law.model.predict({var: grid, **others})
+        ax.plot(grid, pred, label="fitted law (other variable at its median)")
+        ax.set(xscale="log", yscale="log", xlabel=var, ylabel="optimal LR")
+        ax.legend(fontsize=7)
+    fig.suptitle(law.model.law_formula)
+    _save(
+        report,
+        "lr_law",
+        "Fitted optimal LR against N and against D with the law.",
+        usable[["arch", "N", "D", "batch_size", "lr_opt"]],
+        fig,
+    )
+
+
+def _residual_and_backtest_figures(
+    report: Report, study: Study, arch: str | None, source: str | None
+) -> None:
+    fitted = study.fit("chinchilla", arch, source)
+    data = study._data("chinchilla", arch, source, None, "params")
+    predicted = chinchilla_loss(
+        np.array([fitted.model.params_[k] for k in ("E", "A", "B", "alpha", "beta")]),
+        data.N,
+        data.D,
+    ).ravel()
+    resid = pd.DataFrame(
+        {
+            "C": data.C,
+            "N": data.N,
+            "D": data.D,
+            "loss": data.loss,
+            "predicted": predicted,
+            "log_residual": np.log(data.loss / predicted),
+        }
+    )
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.scatter(resid.C, resid.log_residual, s=12)
+    ax.axhline(0, color="k", lw=0.8)
+    ax.set(
+        xscale="log",
+        xlabel="compute C",
+        ylabel="log(actual / fitted)",
+        title="Residuals of the Chinchilla fit",
+    )
+    _save(report, "residuals", "Log residuals of the Chinchilla fit against compute.", resid, fig)
+    result = study.backtest("chinchilla", arch, source=source)
+    frame = result.frame
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.errorbar(
+        frame.actual,
+        frame.predicted,
+        yerr=[frame.predicted - frame.lo, frame.hi - frame.predicted],
+        fmt="o",
+        ms=3,
+        alpha=0.7,
+    )
+    edge = [min(frame.actual.min(), frame.lo.min()), max(frame.actual.max(), frame.hi.max())]
+    ax.plot(edge, edge, "k--", lw=0.8)
+    ax.set(xlabel="actual loss", ylabel="predicted loss", title=str(result).split(":")[0])
+    _save(report, "backtest", str(result), frame, fig)
+
+
+def write_report(
+    study: Study, out: Path, arch: str | None = None, source: str | None = None
+) -> Report:
+    """Draw every figure the data allow and write out/index.html linking them."""
+    out.mkdir(parents=True, exist_ok=True)
+    report = Report(out)
+    runs = study.runs(arch=arch, source=source)
+    if runs.empty:
+        raise ScalingError("no finished runs to report on")
+    steps: list[tuple[str, Callable[[], None]]] = [
+        ("frontier", lambda: _frontier_figure(report, study, runs, source)),
+        ("isoflop", lambda: _isoflop_figure(report, study, arch, source)),
+        ("lr", lambda: _lr_figures(report, study, arch, source)),
+        (
+            "residuals and backtest",
+            lambda: _residual_and_backtest_figures(report, study, arch, source),
+        ),
+    ]
+    for name, draw in steps:
+        try:
+            draw()
+        except ScalingError as exc:
+            report.skipped[name] = str(exc)
+    _write_html(report)
+    return report
+
+
+def _write_html(report: Report) -> None:
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>scaling report</title>",
+        "<style>body{font-family:sans-serif;max-width:1000px;margin:auto}"
+        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px}"
+        "pre{background:#f6f6f6;padding:6px}</style></head><body>",
+        "<h1>scaling report</h1>",
+    ]
+    for figure in report.figures.values():
+        parts.append(
+            f"<h2>{html.escape(figure.name)}</h2><p>{html.escape(figure.caption)}</p>"
+            f"<img src='{figure.png.name}' style='max-width:100%'>"
+            f"<p><a href='{figure.csv.name}'>data ({figure.csv.name})</a></p>"
+        )
+    parts.append("<h2>Fitted laws</h2>")
+    seen = set()
+    for fitted in report.fits:
+        if fitted.model is None or fitted.fit_id in seen:
+            continue
+        seen.add(fitted.fit_id)
+        model = fitted.model
+        rows = "".join(
+            f"<tr><td>{html.escape(k)}</td><td>{v:.6g}</td>"
+            f"<td>{model.intervals_.get(k, (float('nan'),) * 2)[0]:.6g}</td>"
+            f"<td>{model.intervals_.get(k, (float('nan'),) * 2)[1]:.6g}</td></tr>"
+            for k, v in model.params_.items()
+        )
+        arch = fitted.selection.get("arch") or "all"
+        parts.append(
+            f"<h3>{html.escape(fitted.law)} ({html.escape(str(arch))}, "
+            f"{fitted.selection['n_runs']} runs, {fitted.fit_id})</h3>"
+            f"<table><tr><th>param</th><th>estimate</th><th>lo</th><th>hi</th></tr>"
+            f"{rows}</table><pre>{html.escape(model.summary())}</pre>"
+        )
+    if report.skipped:
+        parts.append("<h2>Not drawn</h2><ul>")
+        parts += [f"<li>{html.escape(k)}: {html.escape(v)}</li>" for k, v in report.skipped.items()]
+        parts.append("</ul>")
+    parts.append("</body></html>")
+    report.index.write_text("\n".join(parts))

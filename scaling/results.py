@@ -1,0 +1,140 @@
+"""Answers of the prediction API: plain dataclasses that print well and serialise to dicts."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import pandas as pd
+
+
+def fmt(value: float | None) -> str:
+    """A number for people: 4 significant digits, scientific when very large or small."""
+    if value is None:
+        return "-"
+    return f"{value:.4g}"
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A predicted quantity with a two-sided interval at `level`, and the fit it came from."""
+
+    quantity: str
+    value: float
+    lo: float
+    hi: float
+    level: float
+    fit_id: str | None = None
+    interval: str = "confidence"
+
+    def __str__(self) -> str:
+        return (
+            f"{self.quantity} = {fmt(self.value)}  "
+            f"[{fmt(self.lo)}, {fmt(self.hi)}] ({self.level:.0%} {self.interval} interval)"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ComputeOptimal:
+    """Compute-optimal model size, tokens and loss at a compute budget C."""
+
+    C: float
+    N: Prediction
+    D: Prediction
+    loss: Prediction
+
+    def __str__(self) -> str:
+        return "\n".join(
+            [f"compute C = {fmt(self.C)} FLOPs", str(self.N), str(self.D), str(self.loss)]
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "C": self.C,
+            "N": self.N.to_dict(),
+            "D": self.D.to_dict(),
+            "loss": self.loss.to_dict(),
+        }
+
+
+@dataclass(frozen=True)
+class Crossover:
+    """Where one architecture's compute-optimal frontier passes another's (if it does)."""
+
+    arch_a: str
+    arch_b: str
+    C: Prediction | None
+    N: Prediction | None
+    D: Prediction | None
+    better_below: str | None
+    better_above: str | None
+    fraction_crossing: float
+    note: str
+
+    def __str__(self) -> str:
+        if self.C is None:
+            return f"{self.arch_a} vs {self.arch_b}: {self.note}"
+        lines = [
+            f"{self.arch_a} vs {self.arch_b}: {self.note}",
+            str(self.C),
+            str(self.N),
+            str(self.D),
+            f"{self.better_below} is better below, {self.better_above} above; "
+            f"{self.fraction_crossing:.0%} of bootstrap pairs cross in range",
+        ]
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        for key in ("C", "N", "D"):
+            out[key] = None if getattr(self, key) is None else getattr(self, key).to_dict()
+        return out
+
+
+@dataclass
+class Backtest:
+    """Predictions for held-out runs from a fit on the others, scored against what happened."""
+
+    law: str
+    holdout: str
+    fraction: float
+    level: float
+    n_train: int
+    frame: pd.DataFrame = field(repr=False)
+
+    @property
+    def median_rel_error(self) -> float:
+        return float(self.frame["rel_error"].abs().median())
+
+    @property
+    def max_rel_error(self) -> float:
+        return float(self.frame["rel_error"].abs().max())
+
+    @property
+    def coverage(self) -> float:
+        return float(self.frame["covered"].mean())
+
+    def __str__(self) -> str:
+        return (
+            f"backtest {self.law} ({self.holdout}, {self.fraction:.0%} held out): fitted on "
+            f"{self.n_train} runs, predicted {len(self.frame)}: median |relative error| "
+            f"{self.median_rel_error:.2%}, max {self.max_rel_error:.2%}, "
+            f"{self.level:.0%} intervals cover {self.coverage:.0%}"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "law": self.law,
+            "holdout": self.holdout,
+            "fraction": self.fraction,
+            "level": self.level,
+            "n_train": self.n_train,
+            "n_test": len(self.frame),
+            "median_rel_error": self.median_rel_error,
+            "max_rel_error": self.max_rel_error,
+            "coverage": self.coverage,
+            "runs": self.frame.to_dict("records"),
+        }

@@ -1,0 +1,71 @@
+"""Stored fits and predictions: what was fitted on which selection, and what was answered."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from typing import Any
+
+import duckdb
+
+
+def save_fit(
+    con: duckdb.DuckDBPyConnection,
+    law: str,
+    arch: str | None,
+    selection: dict[str, Any],
+    record: dict[str, Any],
+) -> str:
+    """Store a fit (its `to_dict()` record) with the selection of runs it came from."""
+    fit_id = "fit-" + uuid.uuid4().hex[:12]
+    con.execute(
+        "INSERT INTO fits (fit_id, law, arch, selection, params, uncertainty, n_points, objective)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            fit_id, law, arch, json.dumps(selection, sort_keys=True),
+            json.dumps(record.get("params")), json.dumps(record),
+            record.get("n_points"), record.get("objective"),
+        ],
+    )  # fmt: skip
+    return fit_id
+
+
+def find_fit(
+    con: duckdb.DuckDBPyConnection, law: str, selection: dict[str, Any]
+) -> tuple[str, dict[str, Any]] | None:
+    """The newest fit of `law` made on exactly this selection (same runs), if any."""
+    row = con.execute(
+        "SELECT fit_id, uncertainty FROM fits WHERE law = ? AND selection = ? "
+        "ORDER BY created_at DESC, fit_id LIMIT 1",
+        [law, json.dumps(selection, sort_keys=True)],
+    ).fetchone()
+    return (row[0], json.loads(row[1])) if row else None
+
+
+def load_fit(con: duckdb.DuckDBPyConnection, fit_id: str) -> dict[str, Any] | None:
+    row = con.execute("SELECT uncertainty FROM fits WHERE fit_id = ?", [fit_id]).fetchone()
+    return json.loads(row[0]) if row else None
+
+
+def save_prediction(
+    con: duckdb.DuckDBPyConnection,
+    fit_id: str | None,
+    question: dict[str, Any],
+    value: float,
+    lo: float,
+    hi: float,
+    level: float,
+) -> str:
+    prediction_id = "pred-" + uuid.uuid4().hex[:12]
+    con.execute(
+        "INSERT INTO predictions (prediction_id, fit_id, question, value, lo, hi, level) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [prediction_id, fit_id, json.dumps(question, sort_keys=True), value, lo, hi, level],
+    )
+    return prediction_id
+
+
+def runs_fingerprint(run_ids: list[str]) -> str:
+    """A short hash of a set of runs: a stored fit is reused only for the same runs."""
+    return hashlib.sha256("\n".join(sorted(run_ids)).encode()).hexdigest()[:16]

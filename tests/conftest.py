@@ -1,0 +1,44 @@
+"""Shared fixtures: a fresh run-log path, tiny configs, and a CLI runner in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from runners.config import ModelConfig, RunConfig, TrainConfig
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "runs.duckdb"
+
+
+def tiny_config(**train: object) -> RunConfig:
+    """A model small enough to train a few hundred steps in seconds."""
+    defaults = {"tokens": 64 * 16 * 20, "lr": 3e-3, "batch_size": 16, "eval_tokens": 4096}
+    return RunConfig(
+        ModelConfig(d_model=32, n_layers=1, n_heads=2, seq_len=64),
+        TrainConfig(**{**defaults, **train}),
+    )
+
+
+def run_cli(
+    *args: str, cwd: Path | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess:
+    """Run the real `scaling` command in a subprocess (this checkout's code)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "200"}
+    return subprocess.run(
+        [sys.executable, "-m", "cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

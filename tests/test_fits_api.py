@@ -1,0 +1,97 @@
+"""The shared contract: public names, serialisation dispatch, input messages, no heavy imports."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import fits
+from fits import FitError, PowerLaw, Prediction, from_dict, validate
+
+
+def test_public_names_are_exported():
+    for name in fits.__all__:
+        assert hasattr(fits, name), name
+
+
+def test_fits_never_imports_torch_or_duckdb():
+    code = "import sys, fits; print(sorted({'torch', 'duckdb'} & set(sys.modules)))"
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    assert out.stdout.strip() == "[]"
+
+
+def test_fit_error_is_a_value_error():
+    assert issubclass(FitError, ValueError)
+
+
+@pytest.fixture(scope="module")
+def power():
+    x = np.geomspace(1.0, 100.0, 8)
+    return PowerLaw().fit(x, 2.0 + 3.0 * x**-0.5 + 0.001 * np.sin(x))
+
+
+def test_from_dict_dispatches_on_the_law_and_checks_it(power):
+    record = json.loads(json.dumps(power.to_dict()))
+    assert set(record) >= {"law", "params", "uncertainty", "n_points", "objective", "config"}
+    assert set(record["uncertainty"]) >= {"level", "stderr", "intervals"}
+    assert isinstance(from_dict(record), PowerLaw)
+    with pytest.raises(ValueError, match="not a ChinchillaLaw"):
+        fits.ChinchillaLaw.from_dict(record)
+    with pytest.raises(ValueError, match="unknown law 'nope'"):
+        from_dict({**record, "law": "nope"})
+
+
+def test_generator_seed_is_not_serialised():
+    x = np.geomspace(1.0, 100.0, 8)
+    m = PowerLaw(n_bootstrap=20, random_state=np.random.default_rng(0)).fit(x, 1 + x**-0.3)
+    record = json.loads(json.dumps(m.to_dict()))
+    assert record["config"]["random_state"] is None
+    assert len(record["state"]["bootstrap_params"]) == m.bootstrap_params_.shape[0]
+
+
+def test_unfitted_estimators_say_so():
+    with pytest.raises(RuntimeError, match="not fitted"):
+        PowerLaw().summary()
+    with pytest.raises(RuntimeError, match="not fitted"):
+        fits.ChinchillaLaw().predict(1e9, 1e10)
+
+
+def test_level_is_checked(power):
+    with pytest.raises(ValueError, match="level must be between 0 and 1"):
+        PowerLaw(level=90).fit([1.0, 2.0, 3.0, 4.0], [3.0, 2.0, 1.5, 1.2])
+    with pytest.raises(ValueError, match="level must be between 0 and 1"):
+        power.predict_interval([5.0], level=1.0)
+
+
+def test_prediction_frame_states_the_level():
+    p = Prediction(np.array([1.0, 2.0]), np.array([0.5, 1.5]), np.array([1.5, 2.5]), 0.8)
+    frame = p.to_frame()
+    assert list(frame.columns) == ["estimate", "lo (80%)", "hi (80%)"]
+    assert frame.shape == (2, 3)
+
+
+def test_input_messages():
+    with pytest.raises(FitError, match="no data: N is empty"):
+        validate.positive([], "N")
+    with pytest.raises(FitError, match="N must be numeric"):
+        validate.positive(["a", "b"], "N")
+    with pytest.raises(FitError, match="one-dimensional"):
+        validate.positive(np.ones((2, 2)), "N")
+    bad = np.arange(1.0, 11.0)
+    bad[[0, 2, 4, 6, 8, 9, 1]] = -1
+    with pytest.raises(FitError, match=r"\(rows 0, 1, 2, 4, 6 and 2 more\)"):
+        validate.positive(bad, "D")
+    with pytest.raises(FitError, match=r"NaN or infinite values in y \(row b\)"):
+        validate.finite(pd.Series([1.0, np.inf], index=["a", "b"]), "y")
+    with pytest.raises(FitError, match=r"missing column\(s\) 'lr'"):
+        validate.columns(pd.DataFrame({"loss": [1.0]}), ["loss", "lr"])

@@ -1,0 +1,139 @@
+"""The prediction API against published numbers and synthetic data with known answers."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.optimize import brentq, minimize_scalar
+
+from scaling.errors import ScalingError
+from scaling.study import Study
+from tests.conftest import SHARED_DATA
+
+EPOCH = {"E": 1.81686, "A": 482.006, "B": 2085.434, "alpha": 0.34781, "beta": 0.36585}
+
+
+def law(p: dict, N, D):
+    return p["E"] + p["A"] / np.asarray(N) ** p["alpha"] + p["B"] / np.asarray(D) ** p["beta"]
+
+
+@pytest.fixture(scope="module")
+def chinchilla() -> Study:
+    points = pd.read_csv(SHARED_DATA / "chinchilla_epoch" / "chinchilla_epoch_NDloss.csv")
+    return Study.from_frame(points.nsmallest(240, "loss"), n_bootstrap=300)
+
+
+def synthetic(p: dict, seed: int, noise: float = 0.005, arch: str = "a") -> pd.DataFrame:
+    """IsoFLOP-like grid of runs from a known law, with multiplicative noise."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for C in np.geomspace(1e17, 1e20, 6):
+        for N in np.geomspace(1e7, 1e9, 7):
+            D = C / (6 * N)
+            loss = law(p, N, D) * math.exp(rng.normal(0, noise))
+            rows.append({"arch": arch, "N": N, "D": D, "C": C, "loss": loss})
+    return pd.DataFrame(rows)
+
+
+def test_predicts_chinchilla_70b_like_the_epoch_refit(chinchilla):
+    prediction = chinchilla.predict_loss(70e9, 1.4e12)
+    published = float(law(EPOCH, 70e9, 1.4e12))
+    assert prediction.value == pytest.approx(published, abs=0.01)
+    assert prediction.lo < published < prediction.hi
+    assert prediction.hi - prediction.lo < 0.2
+    assert prediction.interval == "prediction" and prediction.level == 0.9
+
+
+def test_compute_optimal_matches_a_brute_force_minimum_and_chinchilla(chinchilla):
+    C = 5.76e23
+    answer = chinchilla.compute_optimal(C)
+    fitted = chinchilla.fit("chinchilla", bootstrap=300).model.params_
+    best = minimize_scalar(lambda logn: float(law(fitted, math.exp(logn), C / 6 / math.exp(logn))),
+                           bounds=(math.log(1e9), math.log(1e13)), method="bounded")  # fmt: skip
+    assert answer.N.value == pytest.approx(math.exp(best.x), rel=1e-3)
+    assert answer.N.value * answer.D.value * 6 == pytest.approx(C, rel=1e-9)
+    assert answer.N.lo < 70e9 < answer.N.hi  # the model Chinchilla trained on this budget
+    assert answer.loss.value == pytest.approx(best.fun, rel=1e-6)
+
+
+def test_stored_fit_is_reused_for_the_same_runs(chinchilla):
+    first = chinchilla.fit("chinchilla", bootstrap=300)
+    again = chinchilla.fit("chinchilla", bootstrap=300)
+    other = chinchilla.fit("chinchilla", bootstrap=300, where="final_val_loss < 3")
+    assert first.fit_id == again.fit_id != other.fit_id
+    assert again.model.params_ == pytest.approx(first.model.params_)
+    assert other.selection["n_runs"] < first.selection["n_runs"]
+
+
+def test_backtest_on_a_known_law_is_accurate_and_calibrated():
+    truth = {"E": 1.7, "A": 400.0, "B": 900.0, "alpha": 0.34, "beta": 0.3}
+    study = Study.from_frame(synthetic(truth, seed=1, noise=0.004), n_bootstrap=300)
+    result = study.backtest("chinchilla", holdout="top-compute", fraction=0.25)
+    assert result.n_train + len(result.frame) == 42
+    assert result.frame.C.min() >= study.runs().flops.quantile(0.7)
+    assert result.median_rel_error < 0.01
+    assert result.coverage >= 0.7
+
+
+def test_backtest_on_chinchilla_reports_honest_figures(chinchilla):
+    result = chinchilla.backtest("chinchilla", fraction=0.25)
+    assert len(result.frame) == 60 and result.n_train == 180
+    assert 0 < result.median_rel_error < 0.05
+    assert 0 <= result.coverage <= 1
+    assert set(result.frame.columns) >= {"predicted", "actual", "lo", "hi", "covered"}
+
+
+def test_crossover_of_two_known_frontiers():
+    small_wins = {"E": 1.9, "A": 200.0, "B": 400.0, "alpha": 0.34, "beta": 0.3}
+    large_wins = {"E": 1.7, "A": 900.0, "B": 900.0, "alpha": 0.34, "beta": 0.3}
+    frame = pd.concat([synthetic(small_wins, 2, arch="softmax"),
+                       synthetic(large_wins, 3, arch="linear")])  # fmt: skip
+    study = Study.from_frame(frame, n_bootstrap=200)
+
+    def frontier(p, C):
+        return minimize_scalar(lambda n: float(law(p, math.exp(n), C / 6 / math.exp(n))),
+                               bounds=(0, 40), method="bounded").fun  # fmt: skip
+
+    def gap(log_c):
+        return frontier(small_wins, math.exp(log_c)) - frontier(large_wins, math.exp(log_c))
+
+    true_c = math.exp(brentq(gap, math.log(1e15), math.log(1e30)))
+    answer = study.crossover("softmax", "linear", (1e15, 1e30))
+    assert answer.better_below == "softmax" and answer.better_above == "linear"
+    assert answer.C.value == pytest.approx(true_c, rel=1.0)
+    assert answer.C.lo < true_c < answer.C.hi
+    none = study.crossover("softmax", "linear", (1e15, true_c / 100))
+    assert none.C is None and "none in range" in none.note
+
+
+def test_optimal_lr_and_batch_size_recover_known_power_laws():
+    rng = np.random.default_rng(4)
+    rows = []
+    for N in (1e7, 3e7, 1e8):
+        for D in (1e9, 4e9, 1.6e10):
+            lr_star = 0.5 * N**-0.3 * D**0.1
+            for k in range(-3, 4):
+                lr = lr_star * 2.0**k
+                loss = 3.0 + 0.02 * math.log2(lr / lr_star) ** 2 + rng.normal(0, 1e-4)
+                rows.append({"arch": "x", "N": N, "D": D, "lr": lr, "batch_size": 64,
+                             "seq_len": 128, "loss": loss})  # fmt: skip
+    study = Study.from_frame(pd.DataFrame(rows))
+    answer = study.optimal_lr(3e8, 6e10)
+    assert answer.value == pytest.approx(0.5 * 3e8**-0.3 * 6e10**0.1, rel=0.03)
+    assert answer.lo < answer.value < answer.hi
+
+
+def test_not_enough_data_says_what_is_missing():
+    frame = pd.DataFrame({"N": [1e6, 1e6, 2e6, 2e6], "D": [1e8, 2e8, 1e8, 2e8],
+                          "loss": [3.0, 2.9, 2.8, 2.7]})  # fmt: skip
+    study = Study.from_frame(frame)
+    with pytest.raises(ScalingError, match="need at least 3 distinct model sizes, found 2"):
+        study.predict_loss(1e9, 1e10)
+    with pytest.raises(ScalingError, match="no finished runs match"):
+        study.predict_loss(1e9, 1e10, arch="nope")
+    with pytest.raises(ScalingError, match="non-positive or NaN values in lr"):
+        study.optimal_lr(1e9, 1e10)
+    one_lr = Study.from_frame(frame.assign(lr=1e-3, batch_size=8))
+    with pytest.raises(ScalingError, match="need at least 3 groups with a bracketed LR"):
+        one_lr.optimal_lr(1e9, 1e10)
