@@ -111,10 +111,9 @@ def _named_size(name: str, model_kw: dict[str, Any]) -> ModelConfig:
     arch = model_kw.get("arch", ModelConfig.arch)
     overrides = {k: v for k, v in model_kw.items() if k != "arch" and k not in SHAPE}
     try:
-        model = size_config(arch, name, **overrides)
+        return size_config(arch, name, **overrides)
     except (KeyError, ValueError, TypeError) as exc:
         raise RunnerError(f"spec.axes.size: {name!r} for arch {arch}: {exc}") from None
-    return model
 
 
 def refinements(
