@@ -12,10 +12,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from runners.config import ModelConfig
+from runners.models.cosformer2 import CosFormer2Mixer
+from runners.models.hgrn2 import HGRN2Mixer
 from runners.models.layers import GLU, RMSNorm
 from runners.models.softmax import SoftmaxAttention
+from runners.models.tnl import TNLMixer
 
-MIXERS: dict[str, type[nn.Module]] = {"llama": SoftmaxAttention}
+MIXERS: dict[str, type[nn.Module]] = {
+    "llama": SoftmaxAttention,
+    "tnl": TNLMixer,
+    "hgrn2": HGRN2Mixer,
+    "cosformer2": CosFormer2Mixer,
+}
 INIT_STD = 0.02
 
 
@@ -50,6 +58,9 @@ class LanguageModel(nn.Module):
         self.cfg = cfg
         self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
         self.blocks = nn.ModuleList(Block(cfg, layer) for layer in range(cfg.n_layers))
+        tie_layers = getattr(mixer_class(cfg.arch), "tie_layers", None)
+        if tie_layers is not None:  # hgrn2: one lower-bound parameter read by every layer
+            tie_layers([block.mix for block in self.blocks])
         self.norm = RMSNorm(cfg.d_model)
         self.logit_scale = output_mult / cfg.width_mult
         self.reset_parameters()

@@ -1,0 +1,21 @@
+"""`scaling sizes`: the named size ladder, matched in parameters across architectures."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from cli.common import print_frame
+
+
+def sizes(
+    arch: Annotated[
+        str | None, typer.Option(help="Only this architecture (llama, tnl, hgrn2, cosformer2).")
+    ] = None,
+    seq_len: Annotated[int, typer.Option(help="Context length for FLOPs per token.")] = 256,
+) -> None:
+    """List the size ladder: shapes, parameters and training FLOPs per token."""
+    from runners.sizes import ladder
+
+    print_frame(ladder(arch, seq_len), title=f"size ladder (FLOPs per token at seq_len {seq_len})")

@@ -1,0 +1,118 @@
+"""TransNormerLLM's token mixer (TNL): linear attention with a fixed per-head decay.
+
+q = swish(x Wq), k = swish(x Wk), v = x Wv; per head S_t = lam S_{t-1} + k_t v_t^T,
+o_t = S_t^T q_t (no 1/sqrt(d) scale, no denominator). The heads' outputs are normalised by
+SRMSNorm (x / rms(x) over the concatenated heads, no gain), multiplied by a low-rank sigmoid
+gate sigma(x W_gdown W_gup) of rank head_dim, and projected by W_o.
+The math lives in runners/ops/scalar_decay.py; this module owns the parameters.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from runners.config import ModelConfig
+from runners.models.recurrent import RecurrentState
+from runners.ops import (
+    chunk_scalar_decay,
+    recurrent_scalar_decay,
+    scalar_decay_flops,
+    step_scalar_decay,
+)
+
+NORM_EPS = 1e-6
+
+
+def tnl_log_decay(n_heads: int, layer: int, n_layers: int) -> torch.Tensor:
+    """log(lam_h) = -m_h (1 - l / (L - 1) + 1e-5), m_h = 2^(-8h/H) the ALiBi slopes, h = 1..H.
+
+    Lower layers forget fast, the top layer barely at all. With one layer (L = 1) the ratio
+    l / (L - 1) is taken as 0, so that layer decays like a bottom layer.
+    """
+    slopes = 2.0 ** (-8.0 * torch.arange(1, n_heads + 1, dtype=torch.float64) / n_heads)
+    depth = layer / (n_layers - 1) if n_layers > 1 else 0.0
+    return -slopes * (1.0 - depth + 1e-5)
+
+
+class TNLMixer(nn.Module):
+    """Lightning attention with per-head decay, output norm and low-rank gate.
+
+    `impl` picks the sequence form: "chunk" (training, default) or "recurrent" (the naive
+    reference loop); `step` decodes one token with O(1) state.
+    """
+
+    def __init__(self, cfg: ModelConfig, layer: int) -> None:
+        super().__init__()
+        d = cfg.d_model
+        self.n_heads, self.head_dim, self.chunk_size = cfg.n_heads, cfg.head_dim, cfg.chunk_size
+        self.impl = "chunk"
+        # q, k, v and the gate's down projection in one matmul
+        self.qkvg = nn.Linear(d, 3 * d + self.head_dim, bias=False)
+        self.gate_up = nn.Linear(self.head_dim, d, bias=False)
+        self.out = nn.Linear(d, d, bias=False)
+        log_decay = self.log_decay_of(cfg, layer).float()
+        self.register_buffer("log_decay", log_decay, persistent=False)
+
+    @staticmethod
+    def log_decay_of(cfg: ModelConfig, layer: int) -> torch.Tensor:
+        return tnl_log_decay(cfg.n_heads, layer, cfg.n_layers)
+
+    def features(self, q: torch.Tensor, k: torch.Tensor, start: int) -> tuple[torch.Tensor, ...]:
+        """Feature map of queries and keys (B, H, T, D) at positions start.. (identity here)."""
+        return q, k
+
+    def project(self, x: torch.Tensor, start: int) -> tuple[torch.Tensor, ...]:
+        """x (B, T, d) -> q, k, v (B, H, T, .) and the gate's low-rank input (B, T, head_dim)."""
+        b, t, d = x.shape
+        qkv, gate = self.qkvg(x).split([3 * d, self.head_dim], dim=-1)
+        q, k, v = qkv.view(b, t, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k = self.features(F.silu(q), F.silu(k), start)
+        return q, k, v, gate
+
+    def output(self, o: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
+        """Heads (B, H, T, D) -> SRMSNorm, times sigma(gate W_gup), then W_o: (B, T, d)."""
+        o = o.transpose(1, 2).flatten(2)
+        o = F.rms_norm(o, (o.shape[-1],), eps=NORM_EPS)
+        return self.out(o * torch.sigmoid(self.gate_up(gate)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_state(x)[0]
+
+    def forward_state(
+        self, x: torch.Tensor, state: RecurrentState | None = None
+    ) -> tuple[torch.Tensor, RecurrentState]:
+        """Whole sequence x (B, T, d) from `state` (None: empty) -> (y, state after it)."""
+        start = 0 if state is None else state.position
+        memory = None if state is None else state.memory
+        q, k, v, gate = self.project(x, start)
+        if self.impl == "chunk":
+            o, memory = chunk_scalar_decay(q, k, v, self.log_decay, self.chunk_size, memory)
+        else:
+            o, memory = recurrent_scalar_decay(q, k, v, self.log_decay, memory)
+        return self.output(o, gate), RecurrentState(memory, start + x.shape[1])
+
+    def step(
+        self, x: torch.Tensor, state: RecurrentState | None = None
+    ) -> tuple[torch.Tensor, RecurrentState]:
+        """One token x (B, d) -> (y (B, d), state)."""
+        start = 0 if state is None else state.position
+        q, k, v, gate = self.project(x.unsqueeze(1), start)
+        q, k, v = q[:, :, 0], k[:, :, 0], v[:, :, 0]
+        memory = q.new_zeros(*q.shape, v.shape[-1]) if state is None else state.memory
+        o, memory = step_scalar_decay(q, k, v, self.log_decay, memory)
+        return self.output(o.unsqueeze(2), gate)[:, 0], RecurrentState(memory, start + 1)
+
+    @staticmethod
+    def param_count(cfg: ModelConfig) -> int:
+        """Wq, Wk, Wv, Wo (4 d^2) and the rank-head_dim gate (2 d head_dim)."""
+        return 4 * cfg.d_model**2 + 2 * cfg.d_model * cfg.head_dim
+
+    @staticmethod
+    def forward_flops(cfg: ModelConfig) -> int:
+        """Projections and gate, plus the chunk-wise products (chunk size, not context, sets it)."""
+        mixing = cfg.n_heads * scalar_decay_flops(
+            cfg.seq_len, cfg.chunk_size, cfg.head_dim, cfg.head_dim
+        )
+        return 2 * TNLMixer.param_count(cfg) + -(-mixing // cfg.seq_len)

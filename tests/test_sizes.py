@@ -1,0 +1,61 @@
+"""The size ladder: matched parameters across architectures, valid configs, the CLI table."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from cli.app import app
+from runners.accounting import count
+from runners.config import ARCHS
+from runners.errors import RunnerError
+from runners.sizes import HEAD_DIM, MATCH_TOLERANCE, SIZES, ladder, size_config
+
+
+@pytest.mark.parametrize("name", list(SIZES))
+def test_every_size_is_matched_across_architectures_within_5_percent(name: str) -> None:
+    assert MATCH_TOLERANCE == 0.05
+    assert set(SIZES[name]) == set(ARCHS)
+    counts = {arch: count(size_config(arch, name)).params_nonembed for arch in ARCHS}
+    reference = counts["llama"]
+    for arch, n in counts.items():
+        assert abs(n / reference - 1) <= MATCH_TOLERANCE, (arch, n, reference)
+
+
+def test_ladder_spans_small_to_large_with_a_fixed_head_dim() -> None:
+    llama = [count(size_config("llama", name)).params_nonembed for name in SIZES]
+    assert llama == sorted(llama)
+    assert 0.2e6 < llama[0] < 0.5e6 and 20e6 < llama[-1] < 40e6
+    for name in SIZES:
+        for arch in ARCHS:
+            assert size_config(arch, name).head_dim == HEAD_DIM
+
+
+def test_size_config_takes_overrides_and_rejects_unknown_names() -> None:
+    cfg = size_config("hgrn2", "m", seq_len=1024, chunk_size=32)
+    assert (cfg.arch, cfg.d_model, cfg.seq_len, cfg.chunk_size) == ("hgrn2", 192, 1024, 32)
+    with pytest.raises(RunnerError, match="unknown size"):
+        size_config("llama", "huge")
+    with pytest.raises(RunnerError, match="unknown arch"):
+        size_config("mamba", "s")
+
+
+def test_ladder_frame_has_the_exact_counts() -> None:
+    frame = ladder("tnl", seq_len=512)
+    assert list(frame.columns) == [
+        "name", "arch", "d_model", "n_layers", "n_heads", "params", "params_nonembed",
+        "flops_per_token",
+    ]  # fmt: skip
+    assert list(frame["name"]) == list(SIZES) and set(frame["arch"]) == {"tnl"}
+    row = frame.iloc[1]
+    counts = count(size_config("tnl", row["name"], seq_len=512))
+    assert (row["params"], row["flops_per_token"]) == (counts.params, counts.flops_per_token)
+    assert len(ladder()) == len(SIZES) * len(ARCHS)
+
+
+def test_sizes_command_prints_the_ladder() -> None:
+    result = CliRunner().invoke(app, ["sizes", "--arch", "hgrn2"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    for name in SIZES:
+        assert f" {name} " in result.output
+    assert "hgrn2" in result.output and "llama" not in result.output
