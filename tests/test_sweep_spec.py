@@ -67,14 +67,15 @@ def test_isoflop_spends_each_budget_with_exact_flops_per_token():
         assert abs(flops - budget) <= count(config.model).flops_per_token * config.model.seq_len
 
 
-def test_named_sizes_go_through_runners_sizes():
-    parsed = parse_spec(spec(axes={"size": ["small"]}))
-    assert parsed.axes["size"][0].name == "small"
-    try:
-        import runners.sizes  # noqa: F401
-    except ImportError:
-        with pytest.raises(RunnerError, match=r"spec\.axes\.size: named size 'small' needs"):
-            initial_configs(parsed)
+def test_named_sizes_come_from_the_arch_ladder_with_the_specs_model_settings():
+    from runners.sizes import size_config
+
+    configs = initial_configs(parse_spec(spec(axes={"arch": ["llama", "tnl"], "size": ["s"]})))
+    assert [c.model for c in configs] == [
+        size_config(arch, "s", seq_len=32) for arch in ("llama", "tnl")
+    ]
+    with pytest.raises(RunnerError, match=r"^spec\.axes\.size: 'huge' for arch llama: unknown"):
+        initial_configs(parse_spec(spec(axes={"size": ["huge"]})))
 
 
 @pytest.mark.parametrize(
