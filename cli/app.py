@@ -7,7 +7,7 @@ import sys
 import typer
 from rich.console import Console
 
-from cli import imports, laws, query, report, sizes, training
+from cli import imports, laws, query, report, sizes, sweep, training
 from fits.errors import FitError
 from runners.errors import RunnerError
 from scaling.errors import ScalingError
@@ -32,6 +32,7 @@ app.add_typer(laws.predict_app, name="predict")
 app.command("backtest")(laws.backtest)
 app.command("report")(report.report)
 app.command("sizes")(sizes.sizes)
+app.add_typer(sweep.app, name="sweep")
 
 
 def main(argv: list[str] | None = None) -> None:

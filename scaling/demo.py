@@ -12,6 +12,7 @@ from runners.config import ModelConfig, RunConfig, TrainConfig
 DEMO_SIZES = [(64, 2, 2), (96, 3, 3), (128, 4, 4)]  # (d_model, n_layers, n_heads)
 DEMO_TOKENS = [300_000, 600_000, 1_200_000]
 DEMO_LR = 4e-3
+DEMO_WORKERS = 2
 
 
 def demo_configs() -> list[RunConfig]:
@@ -27,27 +28,23 @@ def demo_configs() -> list[RunConfig]:
 
 
 def run_demo(db: str | Path | None, console: Console) -> pd.DataFrame:
-    """Train every demo run not yet in the log, then return the demo runs as a table."""
+    """Train every demo run not yet in the log as the sweep "demo", then return its table.
+
+    Two workers with one torch thread each: these small models gain little from a second
+    thread, and one-thread runs keep their pace when other jobs share the cores, where
+    two-thread runs slow down badly. Costliest runs go first, so the two finish together.
+    """
     from cli.common import progress_bar
-    from scaling.execute import run_and_record
+    from cli.sweep_display import SweepDisplay
+    from runners.sweeps.executors import cores
+    from scaling.sweep import SweepOptions, run_sweep
     from store.db import connect
     from store.runs import read_runs
 
     configs = demo_configs()
+    options = SweepOptions(workers=min(DEMO_WORKERS, cores()), threads=1)
     with progress_bar() as bar:
-        overall = bar.add_task("demo runs", total=len(configs), info="")
-        for config in configs:
-            m = config.model
-            task = bar.add_task(f"  d={m.d_model} L={m.n_layers} D={config.tokens:,}",
-                                total=config.resolved().steps, info="")  # fmt: skip
-
-            def show(p, task=task) -> None:
-                info = f"{p.tokens_per_s:,.0f} tok/s  loss {p.loss:.3f}"
-                bar.update(task, completed=p.step, info=info)
-
-            run_and_record(config, db=db, sweep="demo", progress=show)
-            bar.remove_task(task)
-            bar.advance(overall)
+        run_sweep("demo", lambda _: configs, db, options, SweepDisplay(bar, "demo"))
     with connect(db, read_only=True) as con:
         frame = read_runs(con, sweep="demo")
     columns = ["run_id", "d_model", "n_layers", "params", "tokens", "flops", "status",

@@ -15,16 +15,26 @@ CURVE_COLUMNS = ("run_id", "step", "tokens", "train_loss", "val_loss", "lr")
 
 
 def _insert_run(con: duckdb.DuckDBPyConnection, row: Mapping[str, Any]) -> None:
-    unknown = set(row) - set(RUN_COLUMNS)
-    if unknown:
-        raise ValueError(f"not run columns: {sorted(unknown)}")
-    values = {
-        k: (json.dumps(v) if k == "config" and not isinstance(v, str) else v)
-        for k, v in row.items()
-    }
-    cols = ", ".join(values)
-    marks = ", ".join("?" for _ in values)
-    con.execute(f"INSERT OR REPLACE INTO runs ({cols}) VALUES ({marks})", list(values.values()))
+    _insert_runs(con, [row])
+
+
+def _insert_runs(con: duckdb.DuckDBPyConnection, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Upsert rows with one multi-row statement per set of columns (a statement costs more
+    than a row, so a batch costs about what one row does)."""
+    groups: dict[tuple[str, ...], list[Mapping[str, Any]]] = {}
+    for row in rows:
+        unknown = set(row) - set(RUN_COLUMNS)
+        if unknown:
+            raise ValueError(f"not run columns: {sorted(unknown)}")
+        groups.setdefault(tuple(row), []).append(row)
+    for columns, group in groups.items():
+        values = [
+            json.dumps(v) if k == "config" and not isinstance(v, str) else v
+            for row in group
+            for k, v in row.items()
+        ]
+        marks = ", ".join(["(" + ", ".join("?" * len(columns)) + ")"] * len(group))
+        con.execute(f"INSERT OR REPLACE INTO runs ({', '.join(columns)}) VALUES {marks}", values)
 
 
 def mark_running(con: duckdb.DuckDBPyConnection, row: Mapping[str, Any]) -> None:
@@ -42,21 +52,44 @@ def record_run(
     sweep: str | None = None,
 ) -> None:
     """Commit a finished run and its whole curve in one transaction (all or nothing)."""
-    frame = pd.DataFrame(list(curve), columns=list(CURVE_COLUMNS[1:]))
-    frame.insert(0, "run_id", row["run_id"])
+    record_runs(con, [(row, curve)], sweep)
+
+
+def record_runs(
+    con: duckdb.DuckDBPyConnection,
+    runs: Sequence[tuple[Mapping[str, Any], Sequence[Mapping[str, Any]]]],
+    sweep: str | None = None,
+) -> None:
+    """Commit finished runs, each with its whole curve, in one transaction (all or nothing).
+
+    A batch costs about as much as a single run: a sweep of short runs commits them together.
+    """
+    if not runs:
+        return
+    ids = [row["run_id"] for row, _ in runs]
+    points = [{"run_id": row["run_id"], **p} for row, curve in runs for p in curve]
+    frame = pd.DataFrame(points, columns=list(CURVE_COLUMNS))
     con.execute("BEGIN TRANSACTION")
     try:
-        con.execute("DELETE FROM curves WHERE run_id = ?", [row["run_id"]])
-        _insert_run(con, row)
-        con.register("_curve", frame)
-        con.execute("INSERT INTO curves SELECT * FROM _curve")
-        con.unregister("_curve")
+        con.execute("DELETE FROM curves WHERE list_contains(?, run_id)", [ids])
+        _insert_runs(con, [row for row, _ in runs])
+        if len(frame):
+            con.register("_curve", frame)
+            con.execute("INSERT INTO curves SELECT * FROM _curve")
+            con.unregister("_curve")
         if sweep is not None:
-            con.execute("INSERT OR IGNORE INTO sweep_runs VALUES (?, ?)", [sweep, row["run_id"]])
+            add_to_sweep(con, sweep, ids)
         con.execute("COMMIT")
     except Exception:
         con.execute("ROLLBACK")
         raise
+
+
+def add_to_sweep(con: duckdb.DuckDBPyConnection, sweep: str, run_ids: Sequence[str]) -> None:
+    """Make runs members of `sweep` (a run can belong to several sweeps)."""
+    if run_ids:
+        sql = "INSERT OR IGNORE INTO sweep_runs SELECT ?, unnest(?::VARCHAR[])"
+        con.execute(sql, [sweep, list(run_ids)])
 
 
 def run_status(con: duckdb.DuckDBPyConnection, run_id: str) -> str | None:

@@ -1,0 +1,172 @@
+"""`scaling sweep plan|run|status`: sweeps of many runs from a TOML spec, resumable.
+
+The coordinator and designs import torch: they are imported inside the commands, so that
+`scaling --help` and the other commands stay fast.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cli.common import DbOption, console, format_value, print_frame, progress_bar
+from runners.sweeps.spec import load_spec
+from store.sweeps import FINISHED
+
+EXIT_RUNS_LEFT = 3  # `sweep run` stopped by --max-runs/--time-budget: start it again
+
+app = typer.Typer(
+    help="Sweeps of many runs from a TOML spec: plan them, run what is left, follow them.",
+    no_args_is_help=True,
+)
+SpecArgument = Annotated[Path, typer.Argument(help="The sweep spec (TOML).", show_default=False)]
+DURATION = re.compile(r"(\d+(?:\.\d*)?)\s*([dhms]?)", re.I)
+SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1, "": 1}
+
+
+class ExecutorKind(StrEnum):
+    local = "local"
+    ray = "ray"
+
+
+def duration(text: str) -> float:
+    """Typer parser for 2h, 90m, 1h30m, 45s or plain seconds."""
+    text = str(text).strip()
+    parts = DURATION.findall(text)
+    if not text or DURATION.sub("", text).strip():
+        raise typer.BadParameter(f"{text!r} is not a duration (examples: 2h, 90m, 1h30m, 600)")
+    return sum(float(n) * SECONDS[unit.lower()] for n, unit in parts)
+
+
+def _clock(seconds: float) -> str:
+    minutes, s = divmod(round(seconds), 60)
+    hours, m = divmod(minutes, 60)
+    return f"{hours}h {m:02d}m" if hours else f"{m}m {s:02d}s"
+
+
+def plan(
+    spec: SpecArgument,
+    db: DbOption = None,
+    workers: Annotated[int, typer.Option(help="Workers to estimate the wall time for.")] = 1,
+) -> None:
+    """Print the runs a sweep would do, how many are done, its FLOPs and wall time."""
+    from runners.sweeps.designs import DEFAULT_EXTRA_RUNS, Planner
+    from scaling.sweep import plan_sweep
+
+    sweep = load_spec(spec)
+    result = plan_sweep(sweep.name, Planner(sweep), db)
+    runs = result.runs
+    counts = runs["status"].value_counts()
+    todo = runs[~runs["status"].isin(FINISHED)]
+    columns = ["run_id", "arch", "d_model", "n_layers", "n_heads", "params", "tokens", "lr",
+               "batch_size", "seed", "flops", "status"]  # fmt: skip
+    if "est_s" in runs:
+        columns.append("est_s")
+    print_frame(runs[columns], title=f"sweep {sweep.name} ({sweep.design.kind})")
+    done = ", ".join(f"{counts.get(s, 0)} {s}" for s in FINISHED)
+    console.print(f"{len(runs)} runs planned: {done}; {len(todo)} to run")
+    if sweep.design.refine:
+        limit = sweep.design.max_runs
+        console.print(
+            "refinement adds LRs until each group's optimum is bracketed, up to "
+            + (f"{limit} runs per group" if limit else f"{DEFAULT_EXTRA_RUNS} more per group")
+        )
+    console.print(
+        f"compute: {format_value(runs['flops'].sum())} FLOPs in all, "
+        f"{format_value(todo['flops'].sum())} to run"
+    )
+    if result.throughput is None:
+        console.print("wall time: no throughput data yet (no finished runs in the log)")
+    else:
+        seconds = todo["est_s"].sum() / max(1, workers)
+        console.print(
+            f"estimated wall time: {_clock(seconds)} with {workers} worker(s), from the "
+            f"throughput of {result.throughput.n_runs} finished runs"
+        )
+
+
+def run(
+    spec: SpecArgument,
+    db: DbOption = None,
+    workers: Annotated[int, typer.Option(help="Runs at once (processes, or Ray tasks).")] = 1,
+    threads: Annotated[
+        int | None, typer.Option(help="torch threads per worker [default: cores / workers].")
+    ] = None,
+    executor: Annotated[ExecutorKind, typer.Option(help="Where runs train.")] = (
+        ExecutorKind.local
+    ),
+    ray_address: Annotated[
+        str | None, typer.Option(help="Ray cluster (host:port or auto; default: a local Ray).")
+    ] = None,
+    max_runs: Annotated[
+        int | None, typer.Option(min=1, help="Start at most this many runs, then stop.")
+    ] = None,
+    time_budget: Annotated[
+        float | None,
+        typer.Option(parser=duration, help="Start no run after this long (2h, 90m, 1h30m)."),
+    ] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    retry_failed: Annotated[bool, typer.Option(help="Train failed runs again.")] = False,
+) -> None:
+    """Train the runs of a sweep that the log does not hold yet; safe to kill and restart.
+
+    Exits 0 when nothing is left to do, 3 when --max-runs or --time-budget stopped it
+    with runs left (start it again to go on), 2 on a bad spec or a busy run log.
+    """
+    from cli.sweep_display import SweepDisplay
+    from runners.sweeps.designs import Planner
+    from scaling.sweep import SweepOptions, run_sweep
+
+    sweep = load_spec(spec)
+    # A scheduler's SIGTERM stops the sweep as Ctrl-C does: what came back is committed.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    options = SweepOptions(
+        executor=executor.value, workers=workers, threads=threads, device=device,
+        address=ray_address, max_runs=max_runs, time_budget_s=time_budget,
+        retry_failed=retry_failed,
+    )  # fmt: skip
+    with progress_bar() as bar:
+        report = run_sweep(sweep.name, Planner(sweep), db, options, SweepDisplay(bar, sweep.name))
+    trained = ", ".join(f"{n} {status}" for status, n in sorted(report.trained.items()))
+    console.print(
+        f"sweep {sweep.name}: trained {report.trained.total()} run(s)"
+        f"{f' ({trained})' if trained else ''} in {_clock(report.wall_s)}; "
+        f"{report.planned - report.left} of {report.planned} finished"
+    )
+    if report.left:
+        console.print(f"stopped by the {report.stopped_by}: {report.left} run(s) left")
+        raise typer.Exit(EXIT_RUNS_LEFT)
+
+
+def status(
+    spec: Annotated[
+        Path | None, typer.Argument(help="A spec, to also show planned and left.")
+    ] = None,
+    db: DbOption = None,
+) -> None:
+    """Runs per sweep: done, running, diverged, failed (and left, given a spec)."""
+    from runners.sweeps.designs import Planner
+    from scaling.sweep import sweep_status
+
+    sweep = load_spec(spec) if spec is not None else None
+    frame, holder = sweep_status(
+        db, sweep.name if sweep else None, Planner(sweep) if sweep else None
+    )
+    if frame.empty:
+        console.print("no sweeps in the log")
+    else:
+        print_frame(frame, title="sweeps")
+    if holder:
+        console.print(f"a coordinator is running: {holder}")
+    elif not frame.empty and frame["running"].sum():
+        console.print("no coordinator is running: the next `sweep run` reclaims `running` runs")
+
+
+app.command("plan")(plan)
+app.command("run")(run)
+app.command("status")(status)

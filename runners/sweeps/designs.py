@@ -1,0 +1,163 @@
+"""Designs: how a spec's axes become run configs.
+
+- grid: the cross product of the axes.
+- isoflop: the cross product without tokens, once per compute budget C, with
+  tokens = C / (exact training FLOPs per token of that model, runners.accounting.count),
+  so that every run of a budget spends C FLOPs to within one sequence.
+- lr_scan: the grid, read as groups that differ only in LR. With refine, each group whose
+  best LR is the smallest or largest sampled gets one more LR beyond it (the scan's own
+  spacing), until the best LR has a worse neighbour on both sides or the group holds
+  `max_runs` runs. Diverged and failed runs count as worse than any finished one.
+
+Plans are pure functions of the spec and of the losses seen so far, so a restarted sweep
+recomputes exactly the runs it planned before and their run ids find the finished ones.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from runners.accounting import Counts, count
+from runners.config import ModelConfig, RunConfig, TrainConfig
+from runners.errors import RunnerError
+from runners.sweeps.spec import MAX_TOKENS, MODEL_FIELDS, SHAPE, Size, SweepSpec
+
+DEFAULT_EXTRA_RUNS = 4  # refine adds at most this many LRs per group unless max_runs says
+
+# The final validation loss of a finished run (inf if it diverged or failed), None while
+# it has not finished.
+LossOf = Callable[[RunConfig], float | None]
+
+
+class Planner:
+    """The runs of a spec: the initial design, then lr_scan refinements as losses come in."""
+
+    def __init__(self, spec: SweepSpec) -> None:
+        self.spec = spec
+        self.initial = initial_configs(spec)
+
+    def __call__(self, loss_of: LossOf | None = None) -> list[RunConfig]:
+        if not self.spec.design.refine or loss_of is None:
+            return list(self.initial)
+        return self.initial + refinements(self.initial, loss_of, self.spec.design.max_runs)
+
+
+def initial_configs(spec: SweepSpec) -> list[RunConfig]:
+    """The design's runs before any result is known, resolved, without duplicates."""
+    keys = list(spec.axes)
+    configs = []
+    for combo in itertools.product(*(spec.axes[k] for k in keys)):
+        values = dict(zip(keys, combo, strict=True))
+        for budget in spec.design.budgets or (None,):
+            configs.append(_config(spec, values, budget))
+    return list(dict.fromkeys(configs))
+
+
+def _config(spec: SweepSpec, values: dict[str, Any], budget: float | None) -> RunConfig:
+    settings = {**spec.fixed, **values}
+    size = settings.pop("size", None)
+    model_kw = {k: v for k, v in settings.items() if k in MODEL_FIELDS}
+    train_kw = {k: v for k, v in settings.items() if k not in MODEL_FIELDS}
+    label = " ".join(f"{k}={v.label if isinstance(v, Size) else v}" for k, v in values.items())
+    if size is None:
+        model = ModelConfig(**model_kw)
+    elif size.name is not None:
+        model = _named_size(size.name, model_kw)
+    else:
+        model = ModelConfig(**model_kw, **{k: getattr(size, k) for k in SHAPE})
+    if budget is not None:
+        per_token = _counts(model, spec).flops_per_token
+        train_kw["tokens"] = min(round(budget / per_token), MAX_TOKENS + 1)
+        label += f" budget={budget:.3g} ({per_token:,} FLOPs/token)"
+    config = RunConfig(model, TrainConfig(**train_kw))
+    where = spec.where("tokens")
+    if config.train.tokens > MAX_TOKENS:
+        raise RunnerError(f"{where}: {label}: {config.train.tokens:,} tokens is too many")
+    if config.train.tokens < config.tokens_per_step:
+        raise RunnerError(
+            f"{where}: {label}: {config.train.tokens:,} tokens is less than one batch "
+            f"({config.train.batch_size} x {model.seq_len} = {config.tokens_per_step:,} tokens)"
+        )
+    try:
+        config = config.resolved()
+    except RunnerError as exc:
+        raise RunnerError(f"spec: {label}: {exc}") from None
+    _counts(config.model, spec)
+    return config
+
+
+def _counts(model: ModelConfig, spec: SweepSpec) -> Counts:
+    try:
+        return count(model)
+    except KeyError:
+        raise RunnerError(
+            f"{spec.where('arch')}: arch {model.arch!r} is not available in this install"
+        ) from None
+
+
+def _named_size(name: str, model_kw: dict[str, Any]) -> ModelConfig:
+    """A named size of the arch's ladder (runners.sizes), with the spec's other model settings."""
+    try:
+        from runners.sizes import size_config
+    except ImportError:
+        raise RunnerError(
+            f"spec.axes.size: named size {name!r} needs runners.sizes, which this install "
+            "lacks; give d_model, n_layers and n_heads instead"
+        ) from None
+    arch = model_kw.get("arch", ModelConfig.arch)
+    overrides = {k: v for k, v in model_kw.items() if k != "arch" and k not in SHAPE}
+    try:
+        return size_config(arch, name, **overrides)
+    except (KeyError, ValueError, TypeError) as exc:
+        raise RunnerError(f"spec.axes.size: {name!r} for arch {arch}: {exc}") from None
+
+
+def refinements(
+    initial: list[RunConfig], loss_of: LossOf, max_runs: int | None = None
+) -> list[RunConfig]:
+    """Extra LRs for each LR-scan group whose optimum is not yet bracketed.
+
+    A group is the runs that differ only in LR. Its next LR is decided only once all its
+    runs have finished, so a group adds at most one pending run at a time.
+    """
+    groups: dict[RunConfig, list[RunConfig]] = {}
+    for config in initial:
+        groups.setdefault(_without_lr(config), []).append(config)
+    extra = []
+    for template, members in groups.items():
+        lrs = sorted(c.train.lr for c in members)
+        factor = (lrs[-1] / lrs[0]) ** (1 / (len(lrs) - 1)) if lrs[-1] > lrs[0] else 2.0
+        limit = max_runs or len(members) + DEFAULT_EXTRA_RUNS
+        while len(members) < limit:
+            losses = [loss_of(c) for c in members]
+            if any(loss is None for loss in losses):
+                break
+            lr = next_lr([c.train.lr for c in members], losses, factor)
+            if lr is None:
+                break
+            new = replace(template, train=replace(template.train, lr=lr))
+            members.append(new)
+            extra.append(new)
+    return extra
+
+
+def next_lr(lrs: list[float], losses: list[float], factor: float) -> float | None:
+    """The LR that extends a scan toward its optimum, or None once the optimum is bracketed."""
+    finite = [(loss, lr) for lr, loss in zip(lrs, losses, strict=True) if math.isfinite(loss)]
+    low, high = min(lrs), max(lrs)
+    if not finite:
+        return low / factor
+    best = min(finite)[1]
+    if best == low:
+        return low / factor
+    if best == high:
+        return high * factor
+    return None
+
+
+def _without_lr(config: RunConfig) -> RunConfig:
+    return replace(config, train=replace(config.train, lr=1.0))

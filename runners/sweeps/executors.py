@@ -1,0 +1,106 @@
+"""What every executor shares: the events it reports, the work a worker does, the factory.
+
+An executor runs configs somewhere else (worker processes, a Ray cluster) and reports back;
+it never touches the run log. The coordinator (scaling.sweep) is the single writer.
+"""
+
+from __future__ import annotations
+
+import os
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+
+from runners.config import RunConfig
+from runners.errors import RunnerError
+from runners.results import Progress, RunResult
+from runners.train import train
+
+EXECUTORS = ("local", "ray")
+
+
+@dataclass(frozen=True)
+class Update:
+    """A running run's latest step (local workers send one every PROGRESS_EVERY_S)."""
+
+    key: str
+    progress: Progress
+
+
+@dataclass(frozen=True)
+class Finished:
+    """A run came back: a result (done or diverged), or the error that stopped it."""
+
+    key: str
+    result: RunResult | None
+    error: str | None = None
+
+    @classmethod
+    def of(cls, key: str, outcome: RunResult | str) -> Finished:
+        """From what `execute` returned."""
+        return cls(key, None, outcome) if isinstance(outcome, str) else cls(key, outcome)
+
+
+class Executor(Protocol):
+    slots: int  # runs it trains at once
+
+    def submit(self, key: str, config: RunConfig) -> None: ...
+
+    def wait(self, timeout: float) -> list[Update | Finished]: ...
+
+    def close(self) -> None: ...
+
+
+def cores() -> int:
+    """CPU cores this process may use (the affinity mask, where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def threads_per_worker(workers: int, threads: int | None) -> int:
+    """torch threads per worker: the cores shared out, so that workers x threads <= cores."""
+    if workers < 1:
+        raise RunnerError(f"--workers must be at least 1, got {workers}")
+    if threads is None:
+        return max(1, cores() // workers)
+    if threads < 1:
+        raise RunnerError(f"--threads must be at least 1, got {threads}")
+    return threads
+
+
+def execute(
+    config: RunConfig,
+    device: str,
+    threads: int,
+    progress: Callable[[Progress], None] | None = None,
+) -> RunResult | str:
+    """Train one run in a worker; an exception becomes its message, so the sweep goes on."""
+    torch.set_num_threads(threads)
+    try:
+        return train(config, device=device, progress=progress)
+    except Exception as exc:
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        return f"{type(exc).__name__}: {exc} (at {os.path.basename(where.filename)}:{where.lineno})"
+
+
+def make_executor(
+    kind: str, workers: int, threads: int, device: str = "auto", address: str | None = None
+) -> Executor:
+    """A local process pool (base install) or a Ray executor (the `ray` extra)."""
+    if kind == "local":
+        if threads * workers > cores():
+            raise RunnerError(
+                f"{workers} workers x {threads} threads is more than the {cores()} cores here"
+            )
+        from runners.sweeps.pool import LocalPool
+
+        return LocalPool(workers, threads, device)
+    if kind == "ray":
+        from runners.sweeps.ray_executor import RayExecutor
+
+        return RayExecutor(workers, threads, device, address)
+    raise RunnerError(f"unknown executor {kind!r}: choose {' or '.join(EXECUTORS)}")

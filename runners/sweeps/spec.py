@@ -1,0 +1,325 @@
+"""Sweep specs: TOML in, a checked `SweepSpec` out, or one RunnerError naming the bad key.
+
+A spec names the sweep, fixes settings shared by every run, lists axes to cross and picks a
+design (see runners.sweeps.designs for what each design makes of them):
+
+    name = "lr-scan"
+    [fixed]                 # any ModelConfig / TrainConfig field, one value each
+    seq_len = 64
+    [axes]                  # lists of values to cross (a single value is a list of one)
+    size = [{ d_model = 32, n_layers = 1, n_heads = 2 }, "small"]
+    lr = { logspace = [1e-3, 3e-2, 4] }
+    [design]
+    kind = "lr_scan"        # grid | isoflop | lr_scan
+    refine = true
+
+Every check happens here or in the designs, before anything is trained, so that a typo
+costs one line of error and not a night of runs.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from runners.config import ARCHS, PARAMETRIZATIONS, PRECISIONS, SCHEDULES, ModelConfig, TrainConfig
+from runners.errors import RunnerError
+
+AXES = (
+    "arch", "size", "tokens", "lr", "batch_size", "seed", "parametrization", "schedule",
+    "precision",
+)  # fmt: skip
+DESIGNS = ("grid", "isoflop", "lr_scan")
+SHAPE = ("d_model", "n_layers", "n_heads")
+MODEL_FIELDS = {f.name: f.type for f in fields(ModelConfig)}
+TRAIN_FIELDS = {f.name: f.type for f in fields(TrainConfig)}
+SETTINGS = {**MODEL_FIELDS, **TRAIN_FIELDS}
+CHOICES = {
+    "arch": ARCHS,
+    "parametrization": PARAMETRIZATIONS,
+    "schedule": SCHEDULES,
+    "precision": PRECISIONS,
+}
+NON_NEGATIVE = {"warmup", "seed", "weight_decay"}
+BELOW_ONE = {"beta1", "beta2"}
+MAX_INT = 2**31 - 1  # model and batch columns are INTEGER in the run log
+MAX_TOKENS = 10**15
+MAX_LOGSPACE = 1000
+MAX_RUNS = 100_000
+
+
+@dataclass(frozen=True)
+class Size:
+    """One entry of the size axis: a named size of the arch ladder or an explicit shape."""
+
+    name: str | None = None
+    d_model: int = 0
+    n_layers: int = 0
+    n_heads: int = 0
+
+    @property
+    def label(self) -> str:
+        return self.name or f"d{self.d_model}-l{self.n_layers}-h{self.n_heads}"
+
+
+@dataclass(frozen=True)
+class Design:
+    """How axes become runs: `budgets` (FLOPs) for isoflop; `refine`/`max_runs` for lr_scan."""
+
+    kind: str = "grid"
+    budgets: tuple[float, ...] = ()
+    refine: bool = False
+    max_runs: int | None = None
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    name: str
+    fixed: Mapping[str, Any]
+    axes: Mapping[str, tuple[Any, ...]]
+    design: Design
+
+    def where(self, setting: str) -> str:
+        """The spec key a setting comes from, for error messages."""
+        if setting in self.axes:
+            return f"spec.axes.{setting}"
+        if setting == "tokens" and self.design.kind == "isoflop":
+            return "spec.design.budgets"
+        return f"spec.fixed.{setting}"
+
+
+def load_spec(path: str | Path) -> SweepSpec:
+    """Read and check a spec file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RunnerError(f"spec file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RunnerError(f"cannot read spec {path}: {exc}") from exc
+    return loads_spec(text)
+
+
+def loads_spec(text: str) -> SweepSpec:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise RunnerError(f"spec: not valid TOML: {exc}") from exc
+    return parse_spec(data)
+
+
+def parse_spec(data: Any) -> SweepSpec:
+    """Check a spec given as the dict TOML produces."""
+    table = _table(data, "spec")
+    _known(table, ("name", "fixed", "axes", "design"), "spec")
+    name = table.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise RunnerError(f"spec.name: give the sweep a non-empty name, got {name!r}")
+    axes = _parse_axes(_table(table.get("axes", {}), "spec.axes"))
+    fixed = _parse_fixed(_table(table.get("fixed", {}), "spec.fixed"), axes)
+    design = _parse_design(table.get("design", "grid"), axes, fixed)
+    spec = SweepSpec(name.strip(), fixed, axes, design)
+    n_runs = math.prod(len(v) for v in axes.values()) * max(1, len(design.budgets))
+    if n_runs > MAX_RUNS:
+        raise RunnerError(f"spec.axes: {n_runs:,} runs, more than {MAX_RUNS:,}: split the sweep")
+    return spec
+
+
+def _table(value: Any, key: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise RunnerError(f"{key}: expected a table, got {_kind(value)}")
+    for k in value:
+        if not isinstance(k, str):
+            raise RunnerError(f"{key}: keys must be strings, got {k!r}")
+    return value
+
+
+def _known(table: Mapping[str, Any], known: tuple[str, ...] | Mapping[str, Any], key: str) -> None:
+    for k in table:
+        if k not in known:
+            raise RunnerError(f"{key}.{k}: unknown key (expected one of {', '.join(known)})")
+
+
+def _kind(value: Any) -> str:
+    return {dict: "a table", list: "a list", bool: "a boolean", str: "a string"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def _parse_fixed(table: dict[str, Any], axes: Mapping[str, Any]) -> dict[str, Any]:
+    _known(table, SETTINGS, "spec.fixed")
+    fixed = {}
+    for k, value in table.items():
+        key = f"spec.fixed.{k}"
+        if k in axes:
+            raise RunnerError(f"{key}: also given under [axes]; set it in one place")
+        if "size" in axes and k in SHAPE:
+            raise RunnerError(f"{key}: the size axis sets the shape; remove it from [fixed]")
+        fixed[k] = _setting(k, value, key)
+    return fixed
+
+
+def _parse_axes(table: dict[str, Any]) -> dict[str, tuple[Any, ...]]:
+    _known(table, AXES, "spec.axes")
+    axes = {}
+    for k in AXES:
+        if k not in table:
+            continue
+        key = f"spec.axes.{k}"
+        raw = table[k]
+        if isinstance(raw, dict) and k in ("lr", "tokens"):
+            values = _logspace(raw, key)
+            if k == "tokens":
+                values = [round(v) for v in values]
+        else:
+            values = raw if isinstance(raw, list) else [raw]
+        if not values:
+            raise RunnerError(f"{key}: empty list (give at least one value)")
+        if k == "size":
+            axes[k] = tuple(_size(v, f"{key}[{i}]") for i, v in enumerate(values))
+        else:
+            axes[k] = tuple(_setting(k, v, key) for v in values)
+    return axes
+
+
+def _logspace(table: dict[str, Any], key: str) -> list[float]:
+    """{logspace = [lo, hi, n]}: n values spaced evenly in log from lo to hi, both included."""
+    _known(table, ("logspace",), key)
+    spec = table.get("logspace")
+    if not isinstance(spec, list) or len(spec) != 3:
+        raise RunnerError(f"{key}.logspace: expected [lo, hi, n], got {spec!r}")
+    lo = _real(spec[0], f"{key}.logspace[0]")
+    hi = _real(spec[1], f"{key}.logspace[1]")
+    n = _integer(spec[2], f"{key}.logspace[2]")
+    if lo <= 0 or hi < lo:
+        raise RunnerError(f"{key}.logspace: need 0 < lo <= hi, got lo={lo:g} hi={hi:g}")
+    if not 1 <= n <= MAX_LOGSPACE:
+        raise RunnerError(f"{key}.logspace: n must be between 1 and {MAX_LOGSPACE}, got {n}")
+    if n == 1:
+        return [lo]
+    ratio = (math.log(hi) - math.log(lo)) / (n - 1)
+    return [lo * math.exp(ratio * i) for i in range(n - 1)] + [hi]
+
+
+def _size(value: Any, key: str) -> Size:
+    if isinstance(value, str):
+        if not value.strip():
+            raise RunnerError(f"{key}: empty size name")
+        return Size(name=value.strip())
+    if not isinstance(value, dict):
+        raise RunnerError(
+            f"{key}: expected a size name or a table of {', '.join(SHAPE)}, got {_kind(value)}"
+        )
+    _known(value, SHAPE, key)
+    missing = [k for k in SHAPE if k not in value]
+    if missing:
+        raise RunnerError(f"{key}: missing {', '.join(missing)}")
+    shape = {k: _setting(k, value[k], f"{key}.{k}") for k in SHAPE}
+    if shape["d_model"] % shape["n_heads"]:
+        raise RunnerError(
+            f"{key}: d_model {shape['d_model']} is not divisible by n_heads {shape['n_heads']}"
+        )
+    return Size(**shape)
+
+
+def _setting(name: str, value: Any, key: str) -> Any:
+    """One value of a RunConfig setting, typed from the config dataclasses and range-checked."""
+    kind = SETTINGS[name]
+    if name in CHOICES:
+        if not isinstance(value, str) or value not in CHOICES[name]:
+            raise RunnerError(f"{key}: expected one of {', '.join(CHOICES[name])}, got {value!r}")
+        return value
+    if kind == "str":
+        if not isinstance(value, str) or not value:
+            raise RunnerError(f"{key}: expected a non-empty string, got {_kind(value)}")
+        return value
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise RunnerError(f"{key}: expected true or false, got {_kind(value)}")
+        return value
+    if kind.startswith("int"):
+        number = _integer(value, key)
+        high = MAX_TOKENS if name in ("tokens", "eval_tokens") else MAX_INT
+        if number > high:
+            raise RunnerError(f"{key}: must be at most {high:,}, got {number:,}")
+    else:
+        number = _real(value, key)
+    if name in NON_NEGATIVE:
+        if number < 0:
+            raise RunnerError(f"{key}: must be >= 0, got {value!r}")
+    elif name in BELOW_ONE:
+        if not 0 <= number < 1:
+            raise RunnerError(f"{key}: must be in [0, 1), got {value!r}")
+    elif number <= 0:
+        raise RunnerError(f"{key}: must be positive, got {value!r}")
+    return number
+
+
+def _integer(value: Any, key: str) -> int:
+    """A whole number; TOML floats such as 2e6 count when they are whole."""
+    if isinstance(value, float) and math.isfinite(value) and value == int(value):
+        return int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise RunnerError(f"{key}: expected a whole number, got {value!r}")
+    return value
+
+
+def _real(value: Any, key: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise RunnerError(f"{key}: expected a number, got {value!r}")
+    number = float(value) if abs(value) < 1e300 else math.inf
+    if not math.isfinite(number):
+        raise RunnerError(f"{key}: expected a finite number, got {value!r}")
+    return number
+
+
+def _parse_design(raw: Any, axes: Mapping[str, Any], fixed: Mapping[str, Any]) -> Design:
+    table = {"kind": raw} if isinstance(raw, str) else _table(raw, "spec.design")
+    _known(table, ("kind", "budgets", "refine", "max_runs"), "spec.design")
+    kind = table.get("kind", "grid")
+    if kind not in DESIGNS or not isinstance(kind, str):
+        raise RunnerError(f"spec.design.kind: expected one of {', '.join(DESIGNS)}, got {kind!r}")
+    budgets: tuple[float, ...] = ()
+    if kind == "isoflop":
+        budgets = _budgets(table.get("budgets"))
+        for key, where in (("spec.axes.tokens", axes), ("spec.fixed.tokens", fixed)):
+            if "tokens" in where:
+                raise RunnerError(f"{key}: an isoflop design sets tokens from the budgets")
+    elif "budgets" in table:
+        raise RunnerError("spec.design.budgets: only an isoflop design takes budgets")
+    refine = table.get("refine", False)
+    if not isinstance(refine, bool):
+        raise RunnerError(f"spec.design.refine: expected true or false, got {refine!r}")
+    if refine and kind != "lr_scan":
+        raise RunnerError("spec.design.refine: only an lr_scan design refines")
+    if kind == "lr_scan" and "lr" not in axes:
+        raise RunnerError("spec.axes.lr: an lr_scan design needs an lr axis")
+    max_runs = table.get("max_runs")
+    if max_runs is not None:
+        if not refine:
+            raise RunnerError("spec.design.max_runs: only applies with refine = true")
+        max_runs = _integer(max_runs, "spec.design.max_runs")
+        if max_runs < len(axes["lr"]):
+            raise RunnerError(
+                f"spec.design.max_runs: {max_runs} is fewer than the {len(axes['lr'])} "
+                "LRs the scan starts with"
+            )
+    return Design(kind, budgets, refine, max_runs)
+
+
+def _budgets(raw: Any) -> tuple[float, ...]:
+    key = "spec.design.budgets"
+    if raw is None:
+        raise RunnerError(f"{key}: an isoflop design needs compute budgets (FLOPs per run)")
+    values = _logspace(raw, key) if isinstance(raw, dict) else raw
+    if not isinstance(values, list) or not values:
+        raise RunnerError(f"{key}: expected a non-empty list of FLOPs, got {raw!r}")
+    budgets = tuple(_real(v, key) for v in values)
+    for b in budgets:
+        if b <= 0:
+            raise RunnerError(f"{key}: must be positive, got {b:g}")
+    return budgets

@@ -1,0 +1,381 @@
+"""The sweep coordinator: plans runs, hands them to an executor, and is the only writer.
+
+Workers never touch the run log. The coordinator commits each finished run with its whole
+curve in one transaction, through short-lived connections so that readers get in between.
+It holds the run log's sweep lock for its lifetime, so a second coordinator is refused.
+
+Crash safety comes from the run log being the only state: a run is marked `running` once
+it is handed out and committed when it comes back. A coordinator killed at any point leaves
+committed runs (kept) and `running` rows (no one else can hold the lock, so a restarted
+coordinator knows they are orphans and runs them again). Commits are grouped, at most one
+per COMMIT_EVERY_S, so that many short runs do not each pay for opening the log: a run
+that came back less than that before the coordinator died is trained again on restart.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from runners.config import RunConfig
+from runners.corpus import load_corpus
+from runners.results import Progress, config_row
+from runners.sweeps.designs import LossOf
+from runners.sweeps.executors import (
+    Executor,
+    Finished,
+    Update,
+    make_executor,
+    threads_per_worker,
+)
+from runners.sweeps.throughput import Throughput
+from store.db import connect, default_path
+from store.lock import lock_holder, sweep_lock
+from store.runs import add_to_sweep, mark_running, record_runs
+from store.sweeps import FINISHED, measured_throughput, run_outcomes, sweep_counts
+
+COMMIT_WAIT_S = 600.0  # a commit waits this long for a reader (e.g. `scaling sql`) to let go
+POLL_S = 1.0  # the longest the coordinator sleeps between looks at its budget and workers
+COMMIT_EVERY_S = 1.0  # results that come back closer together than this share a connection
+# What a run's result sets, cleared when it is marked running or fails: DuckDB's INSERT OR
+# REPLACE keeps the columns a row leaves out, so an earlier attempt's values would linger.
+CLEARED = dict.fromkeys(
+    ("final_val_loss", "final_train_loss", "wall_s", "tokens_per_s", "device", "error",
+     "finished_at")
+)  # fmt: skip
+
+PlanFunction = Callable[[LossOf], list[RunConfig]]  # runners.sweeps.designs.Planner is one
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    config: RunConfig
+    row: dict[str, Any]  # its `runs` row before it has run (runners.results.config_row)
+
+    @property
+    def run_id(self) -> str:
+        return self.row["run_id"]
+
+    @property
+    def label(self) -> str:
+        m, lr = self.config.model, self.config.train.lr
+        return f"{m.arch} d={m.d_model} L={m.n_layers} D={self.config.tokens:,} lr={lr:.3g}"
+
+
+class Observer:
+    """Hooks a display can override; the coordinator calls them as the sweep moves."""
+
+    def planned(self, total: int, finished: int) -> None:
+        """The plan has `total` runs, `finished` of them recorded (the plan may grow)."""
+
+    def started(self, run: PlannedRun) -> None:
+        """The run was handed to a worker."""
+
+    def progressed(self, run: PlannedRun, progress: Progress) -> None:
+        """A running run's latest step (local workers only)."""
+
+    def finished(self, run: PlannedRun, row: dict[str, Any]) -> None:
+        """The run is committed to the log with this row (status done, diverged or failed)."""
+
+
+@dataclass(frozen=True)
+class SweepOptions:
+    executor: str = "local"
+    workers: int = 1
+    threads: int | None = None  # torch threads per worker; default cores // workers
+    device: str = "auto"
+    address: str | None = None  # Ray cluster address (None: start a local Ray)
+    max_runs: int | None = None  # start at most this many runs in this invocation
+    time_budget_s: float | None = None  # start no run after this many seconds
+    retry_failed: bool = False  # train runs recorded as failed again
+
+
+@dataclass
+class SweepReport:
+    name: str
+    planned: int = 0
+    trained: Counter[str] = field(default_factory=Counter)  # this invocation, by status
+    left: int = 0
+    stopped_by: str | None = None  # "time budget" or "max runs" when runs are left
+    wall_s: float = 0.0
+    coordinator_cpu_s: float = 0.0  # CPU the coordinator used planning, committing, dispatching
+
+
+class _Book:
+    """The plan and what the run log says about each of its runs, kept in step in memory."""
+
+    def __init__(
+        self,
+        sweep: str,
+        planner: PlanFunction,
+        outcomes: dict[str, tuple[str, Any]],
+        retry_failed: bool,
+    ) -> None:
+        self.sweep, self.planner = sweep, planner
+        # With retry_failed, runs that failed before this invocation count as not run; a run
+        # that fails again now is final, so a deterministic failure is retried only once.
+        self.outcomes = {
+            k: v for k, v in outcomes.items() if not (retry_failed and v[0] == "failed")
+        }
+        self._runs: dict[RunConfig, PlannedRun] = {}
+        self._plan: list[PlannedRun] | None = None
+
+    def finished(self, run_id: str) -> bool:
+        outcome = self.outcomes.get(run_id)
+        return outcome is not None and outcome[0] in FINISHED
+
+    def loss_of(self, config: RunConfig) -> float | None:
+        run_id = self.run(config).run_id
+        if not self.finished(run_id):
+            return None
+        status, loss = self.outcomes[run_id]
+        return loss if status == "done" and loss is not None and math.isfinite(loss) else math.inf
+
+    def run(self, config: RunConfig) -> PlannedRun:
+        if config not in self._runs:
+            corpus = load_corpus(config.train.corpus)
+            row = config_row(config, corpus.name, corpus.sha256, self.sweep)
+            self._runs[config] = PlannedRun(config, row)
+        return self._runs[config]
+
+    def plan(self) -> list[PlannedRun]:
+        if self._plan is None:
+            runs = {r.run_id: r for r in map(self.run, self.planner(self.loss_of))}
+            self._plan = list(runs.values())
+        return self._plan
+
+    def todo(self, busy: Iterable[str] = ()) -> list[PlannedRun]:
+        """Runs not finished nor in flight, costliest first (the tail of a sweep stays short)."""
+        skip = set(busy)
+        runs = [r for r in self.plan() if r.run_id not in skip and not self.finished(r.run_id)]
+        return sorted(runs, key=lambda r: -r.row["flops"])
+
+    def record(self, run_id: str, status: str, loss: float | None) -> None:
+        self.outcomes[run_id] = (status, loss)
+        self._plan = None  # an lr_scan may refine on this result
+
+    def n_finished(self) -> int:
+        return sum(self.finished(r.run_id) for r in self.plan())
+
+
+def run_sweep(
+    name: str,
+    planner: PlanFunction,
+    db: str | Path | None = None,
+    options: SweepOptions = SweepOptions(),
+    observer: Observer | None = None,
+) -> SweepReport:
+    """Train every planned run the log does not hold yet; safe to kill and start again."""
+    db = Path(db) if db is not None else default_path()
+    observer = observer or Observer()
+    threads = threads_per_worker(options.workers, options.threads)
+    started_at = time.monotonic()
+    with sweep_lock(db):
+        with connect(db, wait_s=COMMIT_WAIT_S) as con:
+            book = _Book(name, planner, run_outcomes(con), options.retry_failed)
+            add_to_sweep(con, name, [r.run_id for r in book.plan() if book.finished(r.run_id)])
+        report = SweepReport(name)
+        observer.planned(len(book.plan()), book.n_finished())
+        if book.todo():
+            executor = make_executor(
+                options.executor, options.workers, threads, options.device, options.address
+            )
+            try:
+                _Coordinator(book, executor, db, options, observer, report).run(started_at)
+            finally:
+                executor.close()
+    report.planned = len(book.plan())
+    report.left = len(book.todo())
+    report.wall_s = time.monotonic() - started_at
+    return report
+
+
+class _Journal:
+    """What the run log still has to hear: runs handed out, results come back."""
+
+    def __init__(self) -> None:
+        self.handed_out: list[PlannedRun] = []
+        self.results: list[tuple[PlannedRun, dict[str, Any], list[dict[str, Any]]]] = []
+        self.last_commit = -math.inf
+
+    def __bool__(self) -> bool:
+        return bool(self.handed_out or self.results)
+
+    def due(self) -> float:
+        return self.last_commit + COMMIT_EVERY_S
+
+    def commit(self, db: Path, sweep: str, observer: Observer) -> None:
+        """One connection: mark what is still out as running, then record the results.
+
+        The results are one transaction: each run with its whole curve, or none of them.
+        """
+        back = {run.run_id for run, _, _ in self.results}
+        with connect(db, wait_s=COMMIT_WAIT_S) as con:
+            for run in self.handed_out:
+                if run.run_id not in back:
+                    mark_running(con, {**run.row, **CLEARED})
+            record_runs(con, [(row, curve) for _, row, curve in self.results], sweep)
+        for run, row, _ in self.results:
+            observer.finished(run, row)
+        self.handed_out, self.results = [], []
+        self.last_commit = time.monotonic()
+
+
+class _Coordinator:
+    """Keeps every slot busy; commits at most every COMMIT_EVERY_S, and once more at the end.
+
+    A finished run's slot is refilled at once, before its commit: workers never wait on the
+    run log, and runs that finish close together share one connection.
+    """
+
+    def __init__(
+        self,
+        book: _Book,
+        executor: Executor,
+        db: Path,
+        options: SweepOptions,
+        observer: Observer,
+        report: SweepReport,
+    ) -> None:
+        self.book, self.executor, self.db = book, executor, db
+        self.options, self.observer, self.report = options, observer, report
+        self.in_flight: dict[str, PlannedRun] = {}
+        self.journal = _Journal()
+        self.n_started = 0
+
+    def run(self, started_at: float) -> None:
+        cpu_started = time.process_time()
+        try:
+            self._loop(started_at)
+        except (KeyboardInterrupt, SystemExit):
+            # Stopped by Ctrl-C or a scheduler's SIGTERM: keep what came back; the runs
+            # still out are about to be stopped and stay `running` until reclaimed.
+            self.journal.handed_out = []
+            if self.journal.results:
+                self.journal.commit(self.db, self.book.sweep, self.observer)
+            raise
+        self.report.coordinator_cpu_s = time.process_time() - cpu_started
+
+    def _loop(self, started_at: float) -> None:
+        journal = self.journal
+        while True:
+            self.report.stopped_by = _stop_reason(self.options, self.n_started, started_at)
+            if self.report.stopped_by is None:
+                self._hand_out()
+            if journal and (not self.in_flight or time.monotonic() >= journal.due()):
+                finished = bool(journal.results)
+                journal.commit(self.db, self.book.sweep, self.observer)
+                if finished:
+                    self.observer.planned(len(self.book.plan()), self.book.n_finished())
+            if not self.in_flight:
+                return
+            timeout = POLL_S
+            if journal:
+                timeout = min(POLL_S, max(0.0, journal.due() - time.monotonic()))
+            self._receive(self.executor.wait(timeout))
+
+    def _hand_out(self) -> None:
+        free = self.executor.slots - len(self.in_flight)
+        if self.options.max_runs is not None:
+            free = min(free, self.options.max_runs - self.n_started)
+        for run in self.book.todo(self.in_flight)[:free]:
+            self.executor.submit(run.run_id, run.config)
+            self.in_flight[run.run_id] = run
+            self.journal.handed_out.append(run)
+            self.observer.started(run)
+            self.n_started += 1
+
+    def _receive(self, events: list[Update | Finished]) -> None:
+        for event in events:
+            run = self.in_flight[event.key]
+            if isinstance(event, Update):
+                self.observer.progressed(run, event.progress)
+                continue
+            del self.in_flight[event.key]
+            row, curve = _finished_row(run, event, self.book.sweep)
+            self.book.record(run.run_id, row["status"], row.get("final_val_loss"))
+            self.report.trained[row["status"]] += 1
+            self.journal.results.append((run, row, curve))
+
+
+def _stop_reason(options: SweepOptions, n_started: int, started_at: float) -> str | None:
+    if options.max_runs is not None and n_started >= options.max_runs:
+        return "max runs"
+    budget = options.time_budget_s
+    if budget is not None and time.monotonic() - started_at >= budget:
+        return "time budget"
+    return None
+
+
+def _finished_row(
+    run: PlannedRun, event: Finished, sweep: str
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The `runs` row and curve to commit for a run that came back."""
+    result, error = event.result, event.error
+    if result is not None and result.run_id != run.run_id:
+        error = (
+            f"the worker computed run id {result.run_id}: its corpus or code differs from "
+            "the coordinator's (same scaling install and corpus on every node?)"
+        )
+        result = None
+    if result is not None:
+        return result.row(sweep), result.curve_rows()
+    failed = {**run.row, **CLEARED, "status": "failed", "error": error}
+    return {**failed, "finished_at": datetime.now(UTC).replace(tzinfo=None)}, []
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    """What `run_sweep` would do: every planned run with its status and estimated seconds."""
+
+    name: str
+    runs: pd.DataFrame
+    throughput: Throughput | None
+
+
+def plan_sweep(name: str, planner: PlanFunction, db: str | Path | None = None) -> SweepPlan:
+    """The plan against the run log (read-only; a missing log means nothing is done yet)."""
+    outcomes, measured = {}, None
+    path = Path(db) if db is not None else default_path()
+    if path.exists():
+        with connect(path, read_only=True) as con:
+            outcomes, measured = run_outcomes(con), measured_throughput(con)
+    book = _Book(name, planner, outcomes, retry_failed=False)
+    runs = pd.DataFrame(
+        [{**r.row, "status": outcomes.get(r.run_id, ("planned",))[0]} for r in book.plan()]
+    )
+    throughput = None
+    if measured is not None:
+        throughput = Throughput.fit(measured["flops_per_token"], measured["tokens_per_s"])
+    if throughput is not None:
+        runs["est_s"] = throughput.seconds(runs["flops"] / runs["tokens"], runs["tokens"])
+    return SweepPlan(name, runs, throughput)
+
+
+def sweep_status(
+    db: str | Path | None = None, name: str | None = None, planner: PlanFunction | None = None
+) -> tuple[pd.DataFrame, str | None]:
+    """Runs per sweep by status and who coordinates the log now (None: no one).
+
+    Given a planner, the sweep's row also says how many runs it plans and has left.
+    """
+    path = Path(db) if db is not None else default_path()
+    with connect(path, read_only=True) as con:
+        frame = sweep_counts(con, name)
+        outcomes = run_outcomes(con) if planner is not None else {}
+    if planner is not None and name is not None:
+        book = _Book(name, planner, outcomes, retry_failed=False)
+        if frame.empty:
+            frame = pd.DataFrame([{"sweep": name, "runs": 0, "done": 0, "running": 0,
+                                   "diverged": 0, "failed": 0, "last_finished": None}])  # fmt: skip
+        frame["planned"] = len(book.plan())
+        frame["left"] = len(book.todo())
+    return frame, lock_holder(path)

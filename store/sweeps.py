@@ -1,0 +1,49 @@
+"""Sweep bookkeeping in the run log: outcomes by run id, status per sweep, throughput."""
+
+from __future__ import annotations
+
+import duckdb
+import pandas as pd
+
+FINISHED = ("done", "diverged", "failed")
+
+
+def run_outcomes(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[str, float | None]]:
+    """Every run's (status, final_val_loss) by run id: what a restarted sweep resumes from."""
+    rows = con.execute("SELECT run_id, status, final_val_loss FROM runs").fetchall()
+    return {run_id: (status, loss) for run_id, status, loss in rows}
+
+
+def sweep_counts(con: duckdb.DuckDBPyConnection, sweep: str | None = None) -> pd.DataFrame:
+    """Runs per sweep by status (members and runs the sweep marked running)."""
+    where = "WHERE m.sweep = ?" if sweep is not None else ""
+    return con.execute(
+        f"""
+        WITH members AS (
+            SELECT sweep, run_id FROM sweep_runs
+            UNION SELECT sweep, run_id FROM runs WHERE sweep IS NOT NULL
+        )
+        SELECT m.sweep,
+               count(*) AS runs,
+               count(*) FILTER (r.status = 'done') AS done,
+               count(*) FILTER (r.status = 'running') AS running,
+               count(*) FILTER (r.status = 'diverged') AS diverged,
+               count(*) FILTER (r.status = 'failed') AS failed,
+               max(r.finished_at) AS last_finished
+        FROM members m JOIN runs r USING (run_id)
+        {where}
+        GROUP BY m.sweep ORDER BY m.sweep
+        """,
+        [sweep] if sweep is not None else [],
+    ).df()
+
+
+def measured_throughput(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Finished runs' FLOPs per token and tokens per wall second (evaluations included)."""
+    return con.execute(
+        """
+        SELECT flops / tokens AS flops_per_token, tokens / wall_s AS tokens_per_s
+        FROM runs
+        WHERE status = 'done' AND source = 'local' AND wall_s > 0 AND tokens > 0 AND flops > 0
+        """
+    ).df()
