@@ -25,6 +25,9 @@ def run(
     schedule: Annotated[str, typer.Option(help="cosine, wsd or constant.")] = "cosine",
     precision: Annotated[str, typer.Option(help="fp32 or bf16 (autocast).")] = "fp32",
     parametrization: Annotated[str, typer.Option(help="sp or mup.")] = "sp",
+    mup_base_width: Annotated[
+        int, typer.Option(help="muP: the width at which muP equals SP.")
+    ] = 128,
     seed: Annotated[int, typer.Option(help="Seed for init and data order.")] = 0,
     corpus: Annotated[
         str, typer.Option(help="'default', a text file, a folder, .jsonl or .parquet.")
@@ -41,7 +44,8 @@ def run(
 
     config = RunConfig(
         ModelConfig(arch=arch, d_model=d_model, n_layers=n_layers, n_heads=n_heads,
-                    seq_len=seq_len, parametrization=parametrization),
+                    seq_len=seq_len, parametrization=parametrization,
+                    mup_base_width=mup_base_width),
         TrainConfig(tokens=tokens, lr=lr, batch_size=batch_size, warmup=warmup,
                     schedule=schedule, precision=precision, seed=seed, corpus=corpus,
                     eval_every=eval_every, eval_tokens=eval_tokens),

@@ -30,9 +30,9 @@ class SoftmaxAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, t, d = x.shape
-        q, k, v = self.qkv(x).view(b, t, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        q, k = self.rotary(q), self.rotary(k)
-        o = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self.scale)
+        qkv = self.qkv(x).view(b, t, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k = self.rotary(qkv[:2])  # one rotation for q and k together
+        o = F.scaled_dot_product_attention(q, k, qkv[2], is_causal=True, scale=self.scale)
         return self.out(o.transpose(1, 2).reshape(b, t, d))
 
     @staticmethod
