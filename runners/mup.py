@@ -11,8 +11,8 @@ adding heads of a fixed head dim when the base width allows it):
     vectors (gains, decay bounds, angles)         as in SP         eta       none
 
 m is fan_in / fan_in at the base width. The readout is the tied embedding with logits
-multiplied by output_mult / (d / d_base), and softmax attention scores by 1/head_dim instead
-of 1/sqrt(head_dim). At the base width every multiplier is 1.
+multiplied by output_mult / (d / d_base), and softmax attention scores scale as 1/head_dim
+instead of 1/sqrt(head_dim) (see `attention_scale`). At the base width muP is SP.
 """
 
 from __future__ import annotations
@@ -45,6 +45,14 @@ class TensorRule:
 def _scaled(cfg: ModelConfig, width: int) -> ModelConfig:
     heads = width // cfg.head_dim if width % cfg.head_dim == 0 else cfg.n_heads
     return replace(cfg, d_model=width, n_heads=max(1, heads), parametrization="sp")
+
+
+def attention_scale(cfg: ModelConfig) -> float:
+    """Softmax score scale: 1/sqrt(head_dim) under SP; under muP sqrt(base head_dim)/head_dim,
+    which scales as 1/head_dim when heads widen and equals SP at the base width."""
+    if cfg.parametrization != "mup":
+        return 1.0 / math.sqrt(cfg.head_dim)
+    return math.sqrt(_scaled(cfg, cfg.mup_base_width).head_dim) / cfg.head_dim
 
 
 def _fan_ins(cfg: ModelConfig) -> dict[str, int]:

@@ -64,8 +64,18 @@ def test_hidden_matrices_scale_with_their_fan_in(arch):
 def test_softmax_attention_scores_scale_as_one_over_head_dim():
     from runners.models.softmax import SoftmaxAttention
 
-    assert SoftmaxAttention(config("llama", 128), 0).scale == 1 / 32
-    assert SoftmaxAttention(config("llama", 128, "sp"), 0).scale == 1 / math.sqrt(32)
+    def scale(width: int, heads: int, parametrization: str) -> float:
+        cfg = ModelConfig(
+            d_model=width, n_heads=heads, parametrization=parametrization, mup_base_width=64
+        )
+        return SoftmaxAttention(cfg, 0).scale
+
+    # heads of a fixed dim (the base has 2 heads of 32): muP keeps SP's 1/sqrt(32)
+    assert scale(256, 8, "mup") == pytest.approx(scale(256, 8, "sp"))
+    assert scale(256, 8, "sp") == pytest.approx(1 / math.sqrt(32))
+    # a fixed number of heads whose dim grows 4x: the scale falls 4x, not 2x
+    assert scale(256, 1, "mup") == pytest.approx(scale(64, 1, "mup") / 4)
+    assert scale(256, 1, "sp") == pytest.approx(scale(64, 1, "sp") / 2)
 
 
 @pytest.mark.parametrize("arch", ARCHS)

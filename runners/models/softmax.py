@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from runners.config import ModelConfig
 from runners.models.layers import Rotary
+from runners.mup import attention_scale
 
 
 class SoftmaxAttention(nn.Module):
     """Multi-head causal attention through scaled_dot_product_attention.
 
-    Logits are scaled by 1/sqrt(head_dim) under SP and by 1/head_dim under muP.
+    Scores are scaled by 1/sqrt(head_dim) under SP and as 1/head_dim under muP.
     """
 
     def __init__(self, cfg: ModelConfig, layer: int) -> None:
@@ -25,8 +24,7 @@ class SoftmaxAttention(nn.Module):
         self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=False)
         self.out = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
         self.rotary = Rotary(cfg.head_dim, cfg.seq_len)
-        mup = cfg.parametrization == "mup"
-        self.scale = 1.0 / cfg.head_dim if mup else 1.0 / math.sqrt(cfg.head_dim)
+        self.scale = attention_scale(cfg)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, t, d = x.shape
