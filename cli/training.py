@@ -73,7 +73,9 @@ def run(
 
 def demo(db: DbOption = None) -> None:
     """The showcase: a small real sweep of LLaMA-style models on the embedded corpus."""
-    from scaling.demo import run_demo
+    from scaling.demo import demo_answers, run_demo
 
     frame = run_demo(db, console)
     print_frame(frame, title="demo runs")
+    for line in demo_answers(db):
+        console.print(line, highlight=False)

@@ -27,7 +27,7 @@ from typing import Any, Self
 import numpy as np
 
 from fits import validate
-from fits.base import Fit, Prediction
+from fits.base import Fit, Prediction, _num
 from fits.bootstrap import (
     RandomState,
     as_generator,
@@ -535,9 +535,9 @@ class ChinchillaLaw(Fit):
             None if draws is None else np.asarray(draws, dtype=float)[:, np.argsort(order)]
         )
         self.theta_ = params_to_theta(self._params_row())
-        self.derived_ = {k: float(v) for k, v in state["derived"].items()}
+        self.derived_ = {k: _num(v) for k, v in state["derived"].items()}
         self.derived_intervals_ = {
-            k: (float(v[0]), float(v[1])) for k, v in state["derived_intervals"].items()
+            k: (_num(v[0]), _num(v[1])) for k, v in state["derived_intervals"].items()
         }
         self.local_optima_ = np.asarray(state["local_optima"], dtype=float)[:, np.argsort(order)]
         self.local_objectives_ = np.asarray(state["local_objectives"], dtype=float)

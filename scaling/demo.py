@@ -13,6 +13,8 @@ DEMO_SIZES = [(64, 2, 2), (96, 3, 3), (128, 4, 4)]  # (d_model, n_layers, n_head
 DEMO_TOKENS = [300_000, 600_000, 1_200_000]
 DEMO_LR = 4e-3
 DEMO_WORKERS = 2
+DEMO_WHERE = "run_id IN (SELECT run_id FROM sweep_runs WHERE sweep = 'demo')"
+ASK_N, ASK_D, ASK_C = 10e6, 200e6, 1e16  # a model 12x the largest demo model, and a budget
 
 
 def demo_configs() -> list[RunConfig]:
@@ -50,3 +52,28 @@ def run_demo(db: str | Path | None, console: Console) -> pd.DataFrame:
     columns = ["run_id", "d_model", "n_layers", "params", "tokens", "flops", "status",
                "final_val_loss", "wall_s", "tokens_per_s"]  # fmt: skip
     return frame[columns].sort_values(["params", "tokens"]).reset_index(drop=True)
+
+
+def demo_answers(db: str | Path | None) -> list[str]:
+    """Fit the demo runs, predict a larger run, and backtest: the loop the product serves."""
+    from scaling.errors import ScalingError
+    from scaling.study import Study
+
+    study = Study(db)
+    try:
+        fitted = study.fit("chinchilla", "llama", where=DEMO_WHERE)
+        loss = study.predict_loss(ASK_N, ASK_D, "llama", where=DEMO_WHERE)
+        optimal = study.compute_optimal(ASK_C, "llama", where=DEMO_WHERE)
+        backtest = study.backtest("chinchilla", "llama", where=DEMO_WHERE)
+    except ScalingError as exc:
+        return [f"no law from the demo runs: {exc}"]
+    p = fitted.model.params_
+    return [
+        f"Chinchilla fit on {fitted.selection['n_runs']} demo runs ({fitted.fit_id}): "
+        f"L = {p['E']:.3g} + {p['A']:.3g}/N^{p['alpha']:.3g} + {p['B']:.3g}/D^{p['beta']:.3g}",
+        f"a {ASK_N:.0e}-parameter model on {ASK_D:.0e} tokens: {loss}",
+        f"compute-optimal at {ASK_C:.0e} FLOPs: {optimal.N}; {optimal.D}",
+        str(backtest),
+        "next: scaling fit chinchilla --arch llama, scaling predict loss --N 1B --D 20B, "
+        "scaling report --out report",
+    ]
