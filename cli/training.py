@@ -12,6 +12,9 @@ from runners.config import ModelConfig, RunConfig, TrainConfig
 
 def run(
     arch: Annotated[str, typer.Option(help="llama, tnl, hgrn2 or cosformer2.")] = "llama",
+    size: Annotated[
+        str | None, typer.Option(help="A named size (see `scaling sizes`); sets the shape.")
+    ] = None,
     d_model: Annotated[int, typer.Option(help="Model width.")] = 128,
     n_layers: Annotated[int, typer.Option(help="Number of blocks.")] = 4,
     n_heads: Annotated[int, typer.Option(help="Attention heads (d_model must divide).")] = 4,
@@ -42,17 +45,44 @@ def run(
     from runners.corpus import load_corpus
     from scaling.execute import run_and_record
 
+    model = ModelConfig(
+        arch=arch,
+        d_model=d_model,
+        n_layers=n_layers,
+        n_heads=n_heads,
+        seq_len=seq_len,
+        parametrization=parametrization,
+        mup_base_width=mup_base_width,
+    )
+    if size is not None:
+        from runners.sizes import size_config
+
+        model = size_config(
+            arch,
+            size,
+            seq_len=seq_len,
+            parametrization=parametrization,
+            mup_base_width=mup_base_width,
+        )
     config = RunConfig(
-        ModelConfig(arch=arch, d_model=d_model, n_layers=n_layers, n_heads=n_heads,
-                    seq_len=seq_len, parametrization=parametrization,
-                    mup_base_width=mup_base_width),
-        TrainConfig(tokens=tokens, lr=lr, batch_size=batch_size, warmup=warmup,
-                    schedule=schedule, precision=precision, seed=seed, corpus=corpus,
-                    eval_every=eval_every, eval_tokens=eval_tokens),
-    ).resolved()  # fmt: skip
+        model,
+        TrainConfig(
+            tokens=tokens,
+            lr=lr,
+            batch_size=batch_size,
+            warmup=warmup,
+            schedule=schedule,
+            precision=precision,
+            seed=seed,
+            corpus=corpus,
+            eval_every=eval_every,
+            eval_tokens=eval_tokens,
+        ),
+    ).resolved()
     load_corpus(corpus)  # a missing or bad corpus is reported before the progress bar
     with progress_bar() as bar:
-        task = bar.add_task(f"{arch} d={d_model} L={n_layers}", total=config.steps, info="")
+        shape = f"{arch} d={config.model.d_model} L={config.model.n_layers}"
+        task = bar.add_task(shape, total=config.steps, info="")
 
         def show(p) -> None:
             info = f"{p.tokens_per_s:,.0f} tok/s  loss {p.loss:.3f}"

@@ -142,9 +142,13 @@ def _read_user_corpus(path: Path) -> bytes:
     return _read_text_file(path)
 
 
-@lru_cache(maxsize=4)
 def load_corpus(spec: str = DEFAULT_CORPUS) -> Corpus:
     """Load the default corpus or a user corpus (text file, folder, .jsonl, .parquet)."""
+    return _load(spec)  # one cache key however the spec is passed
+
+
+@lru_cache(maxsize=4)
+def _load(spec: str) -> Corpus:
     if spec == DEFAULT_CORPUS:
         blob = lzma.decompress(EMBEDDED_PATH.read_bytes())
         name = DEFAULT_CORPUS

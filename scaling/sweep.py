@@ -39,18 +39,12 @@ from runners.sweeps.executors import (
 from runners.sweeps.throughput import Throughput
 from store.db import connect, default_path
 from store.lock import lock_holder, sweep_lock
-from store.runs import add_to_sweep, mark_running, record_runs
+from store.runs import RESULT_CLEARED, add_to_sweep, mark_running, record_runs
 from store.sweeps import FINISHED, measured_throughput, run_outcomes, sweep_counts
 
 COMMIT_WAIT_S = 600.0  # a commit waits this long for a reader (e.g. `scaling sql`) to let go
 POLL_S = 1.0  # the longest the coordinator sleeps between looks at its budget and workers
 COMMIT_EVERY_S = 1.0  # results that come back closer together than this share a connection
-# What a run's result sets, cleared when it is marked running or fails: DuckDB's INSERT OR
-# REPLACE keeps the columns a row leaves out, so an earlier attempt's values would linger.
-CLEARED = dict.fromkeys(
-    ("final_val_loss", "final_train_loss", "wall_s", "tokens_per_s", "device", "error",
-     "finished_at")
-)  # fmt: skip
 
 PlanFunction = Callable[[LossOf], list[RunConfig]]  # runners.sweeps.designs.Planner is one
 
@@ -221,7 +215,7 @@ class _Journal:
         with connect(db, wait_s=COMMIT_WAIT_S) as con:
             for run in self.handed_out:
                 if run.run_id not in back:
-                    mark_running(con, {**run.row, **CLEARED})
+                    mark_running(con, run.row)
             record_runs(con, [(row, curve) for _, row, curve in self.results], sweep)
         for run, row, _ in self.results:
             observer.finished(run, row)
@@ -328,7 +322,7 @@ def _finished_row(
         result = None
     if result is not None:
         return result.row(sweep), result.curve_rows()
-    failed = {**run.row, **CLEARED, "status": "failed", "error": error}
+    failed = {**run.row, **RESULT_CLEARED, "status": "failed", "error": error}
     return {**failed, "finished_at": datetime.now(UTC).replace(tzinfo=None)}, []
 
 

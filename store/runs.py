@@ -11,6 +11,19 @@ import pandas as pd
 
 from store.schema import RUN_COLUMNS
 
+# What a run's result sets, cleared when it is marked running or fails: DuckDB's INSERT OR
+# REPLACE keeps the columns a row leaves out, so an earlier attempt's values would linger.
+RESULT_CLEARED = dict.fromkeys(
+    (
+        "final_val_loss",
+        "final_train_loss",
+        "wall_s",
+        "tokens_per_s",
+        "device",
+        "error",
+        "finished_at",
+    )
+)
 CURVE_COLUMNS = ("run_id", "step", "tokens", "train_loss", "val_loss", "lr")
 
 
@@ -42,7 +55,7 @@ def mark_running(con: duckdb.DuckDBPyConnection, row: Mapping[str, Any]) -> None
     existing = con.execute("SELECT status FROM runs WHERE run_id = ?", [row["run_id"]]).fetchone()
     if existing and existing[0] == "done":
         return
-    _insert_run(con, {**row, "status": "running"})
+    _insert_run(con, {**row, **RESULT_CLEARED, "status": "running"})
 
 
 def record_run(
