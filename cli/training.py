@@ -45,6 +45,11 @@ def run(
     from runners.corpus import load_corpus
     from scaling.execute import run_and_record
 
+    if size is not None:
+        from runners.sizes import size_config
+
+        named = size_config(arch, size)
+        d_model, n_layers, n_heads = named.d_model, named.n_layers, named.n_heads
     model = ModelConfig(
         arch=arch,
         d_model=d_model,
@@ -54,16 +59,6 @@ def run(
         parametrization=parametrization,
         mup_base_width=mup_base_width,
     )
-    if size is not None:
-        from runners.sizes import size_config
-
-        model = size_config(
-            arch,
-            size,
-            seq_len=seq_len,
-            parametrization=parametrization,
-            mup_base_width=mup_base_width,
-        )
     config = RunConfig(
         model,
         TrainConfig(

@@ -330,17 +330,12 @@ class Study:
         fitted = self.fit("chinchilla", arch, source, where)
         model: ChinchillaLaw = fitted.model  # type: ignore[assignment]
         n_pred, d_pred = model.compute_optimal_interval(np.array([C]), self.level)
-        n_opt, d_opt = n_pred.estimate, d_pred.estimate
-        value, lo, hi = self._loss_interval(fitted, n_opt, d_opt, optimal_at=C)
+        value, lo, hi = self._loss_interval(fitted, n_pred.estimate, d_pred.estimate, optimal_at=C)
         fid, level = fitted.fit_id, self.level
         answer = ComputeOptimal(
             C,
-            Prediction(
-                "N_opt", float(n_opt[0]), float(n_pred.lo[0]), float(n_pred.hi[0]), level, fid
-            ),
-            Prediction(
-                "D_opt", float(d_opt[0]), float(d_pred.lo[0]), float(d_pred.hi[0]), level, fid
-            ),
+            _scalar("N_opt", n_pred, fid),
+            _scalar("D_opt", d_pred, fid),
             Prediction("loss", value[0], lo[0], hi[0], level, fid, "prediction"),
         )
         for part in (answer.N, answer.D, answer.loss):
@@ -359,15 +354,7 @@ class Study:
         fitted = self.fit("lr-law", arch, source, where)
         p = fitted.model.predict_interval({"N": [N], "D": [D]}, self.level)  # type: ignore[union-attr]
         return self._answer(
-            Prediction(
-                "lr_opt",
-                float(p.estimate[0]),
-                float(p.lo[0]),
-                float(p.hi[0]),
-                self.level,
-                fitted.fit_id,
-            ),
-            {"ask": "lr", "N": N, "D": D, "arch": arch},
+            _scalar("lr_opt", p, fitted.fit_id), {"ask": "lr", "N": N, "D": D, "arch": arch}
         )
 
     def optimal_batch_size(
@@ -377,14 +364,7 @@ class Study:
         fitted = self.fit("bs-law", arch, source, where)
         p = fitted.model.predict_interval({"D": [D]}, self.level)  # type: ignore[union-attr]
         return self._answer(
-            Prediction(
-                "batch_tokens_opt",
-                float(p.estimate[0]),
-                float(p.lo[0]),
-                float(p.hi[0]),
-                self.level,
-                fitted.fit_id,
-            ),
+            _scalar("batch_tokens_opt", p, fitted.fit_id),
             {"ask": "batch_size", "D": D, "arch": arch},
         )
 
@@ -422,22 +402,8 @@ class Study:
             arch_a,
             arch_b,
             Prediction("C_cross", point, math.exp(c_lo), math.exp(c_hi), self.level, fid),
-            Prediction(
-                f"N_opt ({high_winner})",
-                float(n_pred.estimate[0]),
-                float(n_pred.lo[0]),
-                float(n_pred.hi[0]),
-                self.level,
-                fid,
-            ),
-            Prediction(
-                f"D_opt ({high_winner})",
-                float(d_pred.estimate[0]),
-                float(d_pred.lo[0]),
-                float(d_pred.hi[0]),
-                self.level,
-                fid,
-            ),
+            _scalar(f"N_opt ({high_winner})", n_pred, fid),
+            _scalar(f"D_opt ({high_winner})", d_pred, fid),
             low_winner,
             high_winner,
             fraction,
@@ -528,6 +494,19 @@ class Study:
                 prediction.level,
             )
         return prediction
+
+
+def _scalar(quantity: str, p: Any, fit_id: str | None, interval: str = "confidence") -> Prediction:
+    """The first point of a fits.Prediction (arrays) as one answer."""
+    return Prediction(
+        quantity,
+        float(np.ravel(p.estimate)[0]),
+        float(np.ravel(p.lo)[0]),
+        float(np.ravel(p.hi)[0]),
+        p.level,
+        fit_id,
+        interval,
+    )
 
 
 def _run_columns(con: duckdb.DuckDBPyConnection) -> set[str]:
