@@ -8,6 +8,7 @@ resamples as one batched weighted problem instead of one problem per resample.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, TypeVar
@@ -37,9 +38,16 @@ def resample_weights(n_points: int, n_resamples: int, rng: np.random.Generator) 
 def percentile_interval(
     draws: np.ndarray, level: float, axis: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Equal-tailed percentile interval of bootstrap draws at `level` (e.g. 0.90 -> 5%..95%)."""
+    """Equal-tailed percentile interval of bootstrap draws at `level` (e.g. 0.90 -> 5%..95%).
+
+    Non-finite draws (a degenerate refit whose prediction overflowed) are left out rather
+    than turning the whole interval into nan; an interval is nan only if every draw is.
+    """
     tail = (1.0 - level) / 2.0
-    lo, hi = np.quantile(draws, [tail, 1.0 - tail], axis=axis)
+    draws = np.where(np.isfinite(draws), draws, np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-nan slices: nan, as documented
+        lo, hi = np.nanquantile(draws, [tail, 1.0 - tail], axis=axis)
     return lo, hi
 
 

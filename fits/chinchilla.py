@@ -64,16 +64,9 @@ def starting_grid() -> np.ndarray:
 def theta_to_params(theta: np.ndarray) -> np.ndarray:
     """(a, b, e, alpha, beta) rows -> (E, A, B, alpha, beta) rows."""
     theta = np.asarray(theta, dtype=float)
-    return np.stack(
-        [
-            np.exp(theta[..., 2]),
-            np.exp(theta[..., 0]),
-            np.exp(theta[..., 1]),
-            theta[..., 3],
-            theta[..., 4],
-        ],
-        axis=-1,
-    )
+    with np.errstate(over="ignore"):  # a degenerate bootstrap refit may overflow to inf
+        scales = np.exp(theta[..., [2, 0, 1]])
+    return np.concatenate([scales, theta[..., 3:5]], axis=-1)
 
 
 def params_to_theta(params: np.ndarray) -> np.ndarray:
@@ -97,7 +90,8 @@ def chinchilla_loss(params: np.ndarray, N: np.ndarray, D: np.ndarray) -> np.ndar
     E, A, B, alpha, beta = (p[..., i, None] for i in range(5))
     N = np.asarray(N, dtype=float).reshape(-1)
     D = np.asarray(D, dtype=float).reshape(-1)
-    return E + A / N**alpha + B / D**beta
+    with np.errstate(all="ignore"):  # degenerate draws give inf/nan, which intervals leave out
+        return E + A / N**alpha + B / D**beta
 
 
 def allocation_exponents(alpha: np.ndarray, beta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -116,9 +110,10 @@ def compute_optimal_allocation(
     p = np.asarray(params, dtype=float)
     _, A, B, alpha, beta = (p[..., i, None] for i in range(5))
     a, b = allocation_exponents(alpha, beta)
-    G = (alpha * A / (beta * B)) ** (1.0 / (alpha + beta))
     X = np.asarray(C, dtype=float).reshape(-1) / flops_per_token
-    return G * X**a, X**b / G
+    with np.errstate(all="ignore"):  # degenerate draws give inf/nan, which intervals leave out
+        G = (alpha * A / (beta * B)) ** (1.0 / (alpha + beta))
+        return G * X**a, X**b / G
 
 
 class HuberLSEObjective:
@@ -430,14 +425,16 @@ class ChinchillaLaw(Fit):
         """Allocation exponents a, b and the coefficient G for params rows."""
         _, A, B, alpha, beta = params.T
         a, b = allocation_exponents(alpha, beta)
-        G = (alpha * A / (beta * B)) ** (1.0 / (alpha + beta))
+        with np.errstate(all="ignore"):  # degenerate draws: inf/nan, left out of intervals
+            G = (alpha * A / (beta * B)) ** (1.0 / (alpha + beta))
         return {"a": a, "b": b, "G": G}
 
     def _set_uncertainty(self) -> None:
         draws = self.bootstrap_params_
         assert draws is not None
         lo, hi = percentile_interval(draws, self.level_)
-        sd = draws.std(axis=0, ddof=1)
+        with np.errstate(over="ignore"):
+            sd = np.nanstd(np.where(np.isfinite(draws), draws, np.nan), axis=0, ddof=1)
         self.stderr_ = {n: float(v) for n, v in zip(PARAM_NAMES, sd, strict=True)}
         self.intervals_ = {n: (float(lo[i]), float(hi[i])) for i, n in enumerate(PARAM_NAMES)}
         derived = self._derived(draws)

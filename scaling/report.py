@@ -20,7 +20,7 @@ import pandas as pd
 from fits import chinchilla_loss
 from fits.bootstrap import percentile_interval
 from scaling.errors import ScalingError
-from scaling.study import FittedLaw, Study, frontier
+from scaling.study import LR_GROUP, FittedLaw, Study, frontier
 
 matplotlib.use("Agg")  # files only: no display needed
 
@@ -147,13 +147,17 @@ def _lr_figures(report: Report, study: Study, arch: str | None, source: str | No
     optima = fitted.table
     data = study._data("lr", arch, source, None, "params")
     data = data[data.status == "done"]
-    keys = ["arch", "N", "D", "batch_size"]
+    keys = list(LR_GROUP)
     vertices = optima.set_index(keys).lr_opt.to_dict()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for key, group in data.groupby(keys):
         group = group.groupby("lr", as_index=False).loss.mean()
         (line,) = ax.plot(
-            group.lr, group.loss, "o-", ms=3, label=f"{key[0]} N={key[1]:.3g} D={key[2]:.3g}"
+            group.lr,
+            group.loss,
+            "o-",
+            ms=3,
+            label=f"{key[0]} {key[1]} N={key[2]:.3g} D={key[3]:.3g}",
         )
         best = vertices.get(key, np.nan)
         if np.isfinite(best):
@@ -164,12 +168,13 @@ def _lr_figures(report: Report, study: Study, arch: str | None, source: str | No
         ylabel="final loss",
         title="Loss against LR per (size, tokens); dotted: fitted optimum",
     )
-    ax.legend(fontsize=6)
+    if len(vertices) <= 12:  # beyond that the legend hides the plot; the CSV names the groups
+        ax.legend(fontsize=6)
     _save(
         report,
         "lr",
         "Loss against learning rate per group, with the vertex of the parabola in log LR.",
-        data[["arch", "N", "D", "batch_size", "lr", "loss"]],
+        data[[*LR_GROUP, "lr", "loss"]],
         fig,
     )
     law = study.fit("lr-law", arch, source)
@@ -189,7 +194,7 @@ def _lr_figures(report: Report, study: Study, arch: str | None, source: str | No
         report,
         "lr_law",
         "Fitted optimal LR against N and against D with the law.",
-        usable[["arch", "N", "D", "batch_size", "lr_opt"]],
+        usable[[*LR_GROUP, "lr_opt"]],
         fig,
     )
 

@@ -49,6 +49,7 @@ from store.runs import read_curves, read_runs
 
 LAWS = ("chinchilla", "isoflop", "envelope", "power", "lr", "lr-law", "bs-law")
 POWER_X = {"N": "N", "D": "D", "C": "C", "width": "d_model"}
+LR_GROUP = ("arch", "parametrization", "N", "D", "batch_size")  # runs that differ only in LR
 HOLDOUTS = ("top-compute", "top-params", "top-tokens", "random")
 
 
@@ -170,6 +171,7 @@ class Study:
                 "batch_size": runs["batch_size"].astype(float),
                 "batch_tokens": (runs["batch_size"] * runs["seq_len"]).astype(float),
                 "d_model": runs["d_model"].astype(float),
+                "parametrization": runs["parametrization"].fillna("-"),
                 "status": runs["status"],
             }
         )
@@ -253,7 +255,7 @@ class Study:
             ).fit(x, data.loss)
             residuals = np.log(data.loss) - np.log(model.predict(x))
             return FittedLaw(law, model, selection, residuals=residuals.to_numpy())
-        optima = optimal_lr(data, ("arch", "N", "D", "batch_size"))
+        optima = optimal_lr(data, LR_GROUP)
         if law == "lr":
             return FittedLaw(law, None, selection, table=optima)
         if law == "lr-law":
@@ -540,7 +542,8 @@ def frontier(params: np.ndarray, C: np.ndarray) -> np.ndarray:
     n_opt, d_opt = compute_optimal_allocation(params, C)
     p = np.asarray(params, dtype=float)
     E, A, B, alpha, beta = (p[..., i, None] for i in range(5))
-    return E + A / n_opt**alpha + B / d_opt**beta
+    with np.errstate(all="ignore"):  # degenerate draws give inf/nan, which intervals leave out
+        return E + A / n_opt**alpha + B / d_opt**beta
 
 
 def _crossing(pa: np.ndarray, pb: np.ndarray, lo_c: float, hi_c: float) -> np.ndarray:

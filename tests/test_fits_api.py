@@ -95,3 +95,19 @@ def test_input_messages():
         validate.finite(pd.Series([1.0, np.inf], index=["a", "b"]), "y")
     with pytest.raises(FitError, match=r"missing column\(s\) 'lr'"):
         validate.columns(pd.DataFrame({"loss": [1.0]}), ["loss", "lr"])
+
+
+def test_percentile_interval_leaves_out_overflowed_draws():
+    """A few degenerate refits overflow to inf or nan; the interval is that of the rest,
+    matching numpy's quantile of the finite draws (an all-degenerate column stays nan)."""
+    rng = np.random.default_rng(0)
+    finite = rng.normal(size=(200, 2))
+    draws = np.vstack([finite, [[np.inf, np.nan], [np.nan, -np.inf]]])
+    draws[:, 1] = np.nan
+    draws[:200, 1] = finite[:, 1]
+    lo, hi = fits.percentile_interval(draws, 0.9)
+    want_lo, want_hi = np.quantile(finite, [0.05, 0.95], axis=0)
+    np.testing.assert_allclose(lo, want_lo)
+    np.testing.assert_allclose(hi, want_hi)
+    lo, hi = fits.percentile_interval(np.full((5, 1), np.inf), 0.9)
+    assert np.isnan(lo).all() and np.isnan(hi).all()
