@@ -9,20 +9,24 @@ from rich.console import Console
 
 from runners.config import ModelConfig, RunConfig, TrainConfig
 
-DEMO_SIZES = [(64, 2, 2), (96, 3, 3), (128, 4, 4)]  # (d_model, n_layers, n_heads)
-DEMO_TOKENS = [300_000, 600_000, 1_200_000]
-DEMO_LR = 4e-3
+DEMO_SIZES = [(32, 2, 2), (64, 2, 4), (128, 2, 4)]  # (d_model, n_layers, n_heads)
+DEMO_TOKENS = [500_000, 1_000_000, 2_000_000]
+LR_TIMES_WIDTH = 0.256  # SP's best LR fell as 1/width in benchmarks/transfer_experiments.py
 DEMO_WORKERS = 2
 DEMO_WHERE = "run_id IN (SELECT run_id FROM sweep_runs WHERE sweep = 'demo')"
-ASK_N, ASK_D, ASK_C = 10e6, 200e6, 1e16  # a model 12x the largest demo model, and a budget
+ASK_N, ASK_D, ASK_C = 10e6, 200e6, 1e16  # a model 20x the largest demo model, and a budget
 
 
 def demo_configs() -> list[RunConfig]:
-    """3 sizes x 3 horizons at context 128, batch 16: enough for a first law in minutes."""
+    """3 widths x 3 horizons at context 128, batch 16: enough for a first law in minutes.
+
+    Each width trains near its own best LR: one LR for all would favour the small models
+    at short horizons and the law would see larger models doing worse.
+    """
     return [
         RunConfig(
             ModelConfig(arch="llama", d_model=d, n_layers=n, n_heads=h, seq_len=128),
-            TrainConfig(tokens=tokens, lr=DEMO_LR, batch_size=16, eval_tokens=32_768),
+            TrainConfig(tokens=tokens, lr=LR_TIMES_WIDTH / d, batch_size=16, eval_tokens=32_768),
         )
         for d, n, h in DEMO_SIZES
         for tokens in DEMO_TOKENS

@@ -1,0 +1,40 @@
+"""The showcase end to end at a tiny horizon: real sweep, real runs, real fits."""
+
+import duckdb
+from rich.console import Console
+
+from scaling import demo
+
+
+def test_demo_configs_cover_sizes_and_horizons_with_lr_falling_with_width():
+    configs = demo.demo_configs()
+    widths = {c.model.d_model for c in configs}
+    assert len(widths) >= 3 and len({c.train.tokens for c in configs}) >= 2
+    assert {c.model.arch for c in configs} == {"llama"}
+    for c in configs:
+        assert c.train.lr * c.model.d_model == demo.LR_TIMES_WIDTH
+
+
+def test_demo_trains_the_sweep_once_and_answers(tmp_path, monkeypatch):
+    monkeypatch.setattr(demo, "DEMO_TOKENS", [8_192, 16_384, 32_768])
+    db = tmp_path / "demo.duckdb"
+    table = demo.run_demo(db, Console(quiet=True))
+    assert len(table) == 9 and set(table.status) == {"done"}
+    assert table.params.is_monotonic_increasing
+    con = duckdb.connect(str(db), read_only=True)
+    in_sweep = con.execute("SELECT count(*) FROM sweep_runs WHERE sweep = 'demo'").fetchone()
+    created = con.execute("SELECT max(created_at) FROM runs").fetchone()
+    con.close()
+    assert in_sweep == (9,)
+
+    again = demo.run_demo(db, Console(quiet=True))  # resumes: nothing left to train
+    assert again.run_id.tolist() == table.run_id.tolist()
+    con = duckdb.connect(str(db), read_only=True)
+    assert con.execute("SELECT max(created_at) FROM runs").fetchone() == created
+    con.close()
+
+    fit, loss, optimal, backtest, _ = demo.demo_answers(db)
+    assert fit.startswith("Chinchilla fit on 9 demo runs")
+    assert "prediction interval" in loss and "nan" not in loss
+    assert "N_opt" in optimal and "D_opt" in optimal and "nan" not in optimal
+    assert backtest.startswith("backtest chinchilla")
