@@ -27,6 +27,6 @@ def count(cfg: ModelConfig) -> Counts:
     d, v = cfg.d_model, cfg.vocab_size
     per_layer = mixer.param_count(cfg) + GLU.param_count(cfg) + 2 * d
     nonembed = cfg.n_layers * per_layer + d
-    embed = v * d
+    embed = v * d * (2 if cfg.parametrization == "mup" else 1)  # muP unties the readout
     forward = cfg.n_layers * (mixer.forward_flops(cfg) + GLU.forward_flops(cfg)) + 2 * v * d
     return Counts(nonembed + embed, nonembed, 3 * forward)

@@ -1,7 +1,9 @@
-"""The muP coordinate check: activation size against width after a few training steps.
+"""The muP coordinate check: how far each layer's output moves in a few steps, against width.
 
-Under muP the RMS of every layer's output after t Adam steps is about constant in width;
-under standard parametrization some layer (the logits first) grows with width.
+Under muP the RMS of every layer's change x_t - x_0 after t Adam steps is about constant in
+width; under standard parametrization some layer (the logits first) moves more as width
+grows. The change, not x_t itself, is measured: it is what sets the optimal LR, and it leaves
+out the readout's SP-sized start (see runners.mup).
 """
 
 from __future__ import annotations
@@ -21,27 +23,21 @@ from runners.optim import make_optimizer
 HEAD_DIM = 32
 
 
-def _activations(model: LanguageModel, idx: torch.Tensor) -> dict[str, float]:
-    """RMS of the embedding output, each block's output and the logits on one batch."""
-    sizes: dict[str, float] = {}
-    hooks = [
-        model.embed.register_forward_hook(
-            lambda _m, _i, out: sizes.__setitem__("embedding", out.pow(2).mean().sqrt().item())
-        )
-    ]
+def _activations(model: LanguageModel, idx: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The embedding output, each block's output and the logits on one batch."""
+    outputs: dict[str, torch.Tensor] = {}
+    hooks = [model.embed.register_forward_hook(lambda _m, _i, out: outputs.update(embedding=out))]
     for i, block in enumerate(model.blocks):
         hooks.append(
             block.register_forward_hook(
-                lambda _m, _i, out, i=i: sizes.__setitem__(
-                    f"block {i}", out.pow(2).mean().sqrt().item()
-                )
+                lambda _m, _i, out, i=i: outputs.__setitem__(f"block {i}", out)
             )
         )
     with torch.no_grad():
-        sizes["logits"] = model(idx).pow(2).mean().sqrt().item()
+        outputs["logits"] = model(idx)
     for hook in hooks:
         hook.remove()
-    return sizes
+    return outputs
 
 
 def coordinate_check(
@@ -55,7 +51,7 @@ def coordinate_check(
     batch_size: int = 8,
     seeds: tuple[int, ...] = (0, 1, 2),
 ) -> pd.DataFrame:
-    """One row per (width, layer): the RMS of that layer's output after `steps` updates,
+    """One row per (width, layer): the RMS of that layer's change over `steps` updates,
     averaged (geometrically) over `seeds`, since a few steps of one model are noisy."""
     tokens = load_corpus().train
     rows = []
@@ -78,11 +74,13 @@ def coordinate_check(
             group["lr"] = lr * group["lr_mult"]
         sampler = BatchSampler(tokens, seq_len, seed)
         x, y = sampler.sample(batch_size)
+        start = _activations(model, x)
         for _ in range(steps):
             optimizer.zero_grad(set_to_none=True)
             model.loss(x, y).backward()
             optimizer.step()
-        for layer, rms in _activations(model, x).items():
+        for layer, out in _activations(model, x).items():
+            rms = (out - start[layer]).pow(2).mean().sqrt().item()
             rows.append({"width": width, "seed": seed, "layer": layer, "log_rms": np.log(rms)})
     frame = pd.DataFrame(rows).groupby(["width", "layer"], sort=False, as_index=False).log_rms
     return frame.mean().assign(rms=lambda f: np.exp(f.log_rms)).drop(columns="log_rms")

@@ -7,12 +7,22 @@ adding heads of a fixed head dim when the base width allows it):
     tensor                                        init std         Adam LR   weight decay
     matrix whose fan-in grows (every projection)  sigma / sqrt(m)  eta / m   wd * m
     matrix whose fan-in is fixed (low-rank gate)   sigma            eta       wd
-    embedding (tied with the readout)             sigma            eta       wd
+    embedding                                     sigma            eta       wd
+    readout (untied, logits x 1/m)                sigma * sqrt(m)  eta       wd
     vectors (gains, decay bounds, angles)         as in SP         eta       none
 
-m is fan_in / fan_in at the base width. The readout is the tied embedding with logits
+m is fan_in / fan_in at the base width. The readout is a separate matrix with logits
 multiplied by output_mult / (d / d_base), and softmax attention scores scale as 1/head_dim
-instead of 1/sqrt(head_dim) (see `attention_scale`). At the base width muP is SP.
+instead of 1/sqrt(head_dim) (see `attention_scale`). At the base width muP is SP but for
+the untied readout.
+
+One deliberate departure from Tensor Programs V: the effective readout W / m starts with
+variance sigma^2 / m, proportional to 1 / fan_in, not to 1 / fan_in^2. A readout that starts
+that small trains badly with Adam over short horizons: at d=256, 2 layers, 250k tokens, base
+width 32 and eta 8e-3 the validation loss was 2.51 with the 1 / fan_in^2 start, 2.33 with
+this one and 2.14 for SP at its best LR. The coordinate check (runners.coord_check) still
+finds every layer's update size near flat in width, the logits' included (log-log slopes
+-0.20..+0.08 over widths 64..1024, against +1.8..+2.4 for SP's blocks).
 """
 
 from __future__ import annotations
@@ -71,7 +81,7 @@ def tensor_rules(model: nn.Module, cfg: ModelConfig) -> dict[str, TensorRule]:
     base = _fan_ins(_scaled(cfg, cfg.mup_base_width))
     double = _fan_ins(_scaled(cfg, 2 * cfg.mup_base_width))
     for module_name, module in model.named_modules():
-        if isinstance(module, nn.Embedding):
+        if isinstance(module, nn.Embedding) or module_name == "readout":
             rules[f"{module_name}.weight"] = TensorRule("embedding")
         elif isinstance(module, nn.Linear):
             name = f"{module_name}.weight"

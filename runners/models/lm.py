@@ -1,4 +1,4 @@
-"""The decoder LM every architecture shares: embeddings, pre-norm residual blocks, tied readout.
+"""The decoder LM every architecture shares: embeddings, pre-norm residual blocks, readout.
 
 Only the token mixer differs between architectures (DESIGN.md section 6).
 """
@@ -48,10 +48,10 @@ class Block(nn.Module):
 
 
 class LanguageModel(nn.Module):
-    """Decoder-only LM with tied input/output embeddings.
-
-    Logits are multiplied by `output_mult / width_mult`, which is 1 under SP and the muP
-    readout multiplier under muP.
+    """Decoder-only LM. Under SP the readout is the input embedding (tied); under muP it is
+    a separate matrix, since a tied matrix's readout gradient shrinks as 1/m and Adam would
+    then train it for its input role alone. Logits are multiplied by
+    `output_mult / width_mult`: 1 under SP, the muP readout multiplier under muP.
     """
 
     def __init__(self, cfg: ModelConfig, output_mult: float = 1.0) -> None:
@@ -63,6 +63,12 @@ class LanguageModel(nn.Module):
         if tie_layers is not None:  # hgrn2: one lower-bound parameter read by every layer
             tie_layers([block.mix for block in self.blocks])
         self.norm = RMSNorm(cfg.d_model)
+        mup_readout = cfg.parametrization == "mup"
+        self.readout = (  # initialised last below; skip_init leaves the RNG stream untouched
+            nn.utils.skip_init(nn.Linear, cfg.d_model, cfg.vocab_size, bias=False)
+            if mup_readout
+            else None
+        )
         self.logit_scale = output_mult / cfg.width_mult
         self.reset_parameters()
 
@@ -71,10 +77,12 @@ class LanguageModel(nn.Module):
         under muP, rescaled per tensor by runners.mup."""
         residual_std = INIT_STD / math.sqrt(2 * self.cfg.n_layers)
         for name, p in self.named_parameters():
-            if p.dim() < 2:
+            if p.dim() < 2 or name == "readout.weight":
                 continue
             std = residual_std if name.endswith(("out.weight", "w_out.weight")) else INIT_STD
             nn.init.normal_(p, mean=0.0, std=std)
+        if self.readout is not None:  # the effective readout W / m starts at std sigma / sqrt(m)
+            nn.init.normal_(self.readout.weight, mean=0.0, std=INIT_STD * self.cfg.width_mult**0.5)
         if self.cfg.parametrization == "mup":
             mup.apply_init(self, self.cfg)
 
@@ -82,7 +90,12 @@ class LanguageModel(nn.Module):
         x = self.embed(idx)
         for block in self.blocks:
             x = block(x)
-        return F.linear(self.norm(x), self.embed.weight) * self.logit_scale
+        return self.logits(x)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Final norm, readout and the logit multiplier, from the residual stream."""
+        weight = self.embed.weight if self.readout is None else self.readout.weight
+        return F.linear(self.norm(x), weight) * self.logit_scale
 
     def loss(self, idx: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         logits = self(idx)

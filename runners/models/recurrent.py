@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, NamedTuple
 
 import torch
-import torch.nn.functional as F
 
 from runners.errors import RunnerError
 
@@ -43,4 +42,4 @@ def decode_step(
         x = x + y
         x = x + block.channel(block.channel_norm(x))
         new_states.append(state)
-    return F.linear(model.norm(x), model.embed.weight) * model.logit_scale, new_states
+    return model.logits(x), new_states
