@@ -80,7 +80,8 @@ def format_value(value: object) -> str:
         return ""
     magnitude = abs(value)
     if 1e5 <= magnitude < 1e15:
-        scale, suffix = next((s, x) for s, x in SI_SCALES if magnitude >= s)
+        shown = float(f"{magnitude:.3g}")  # 999,936 shows as 1M, not 1e+03k
+        scale, suffix = next((s, x) for s, x in SI_SCALES if shown >= s)
         return f"{value / scale:.3g}{suffix}"
     if isinstance(value, numbers.Integral):
         return str(value)

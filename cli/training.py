@@ -101,6 +101,8 @@ def demo(db: DbOption = None) -> None:
     from scaling.demo import demo_answers, run_demo
 
     frame = run_demo(db, console)
-    print_frame(frame, title="demo runs")
+    short = {"d_model": "d", "n_layers": "layers", "final_val_loss": "val loss", "wall_s": "wall s"}
+    table = frame.assign(run_id=frame.run_id.str[:8]).rename(columns=short)
+    print_frame(table.drop(columns=["flops", "tokens_per_s"]), title="demo runs (all in SQL)")
     for line in demo_answers(db):
         console.print(line, highlight=False)

@@ -109,3 +109,11 @@ def test_corrupt_or_foreign_database_is_refused(tmp_path):
     duckdb.connect(str(foreign)).execute("CREATE TABLE x (a INT)").close()
     done = run_cli("run", *TINY, "--db", str(foreign))
     assert done.returncode == 2 and "not a scaling run log" in done.stderr
+
+
+def test_large_counts_read_with_si_suffixes():
+    from cli.common import format_value
+
+    assert format_value(999_936) == "1M" and format_value(123_456) == "123k"
+    assert format_value(1_500_000) == "1.5M" and format_value(5.92e12) == "5.92T"
+    assert format_value(4096) == "4096" and format_value(2.3456) == "2.346"
