@@ -164,16 +164,15 @@ def analyse_horizon(runs: pd.DataFrame) -> None:
             color=line.get_color(),
             label=f"beta = {law.params_['beta']:.2f} [{lo:.2f}, {hi:.2f}]",
         )
-    ax.set(
-        xscale="log",
+    _save(
+        fig,
+        ax,
+        "transfer_horizon.png",
         yscale="log",
         xlabel="training tokens D",
         ylabel="optimal LR",
         title="LR*(D) = B D^-beta",
     )
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(DOCS / "transfer_horizon.png", dpi=100)
 
 
 def analyse_ladder(runs: pd.DataFrame) -> None:
@@ -203,15 +202,22 @@ def analyse_ladder(runs: pd.DataFrame) -> None:
     ax.plot(x[:-1], y[:-1], "o", label="fitted widths")
     ax.plot(x[-1:], y[-1:], "s", label=f"held out (error {error:+.2%})")
     ax.plot(grid, law.predict(grid), label="L = a x^b + c")
-    ax.set(
-        xscale="log",
+    _save(
+        fig,
+        ax,
+        "transfer_mup_widths.png",
         xlabel="parameters (millions)",
         ylabel="final validation loss",
         title="muP, fixed hyperparameters: loss against width",
     )
+
+
+def _save(fig: plt.Figure, ax: plt.Axes, name: str, **axis: str) -> None:
+    """Label a log-x figure, add its legend and write it to docs/."""
+    ax.set(xscale="log", **axis)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(DOCS / "transfer_mup_widths.png", dpi=100)
+    fig.savefig(DOCS / name, dpi=100)
 
 
 def _ladder_ids(runs: pd.DataFrame) -> list[str]:
