@@ -32,6 +32,7 @@ CASES = {
     # name: (d_model, n_layers, seq_len, batch, tokens per run, runs)
     "short": (32, 1, 32, 8, 2_048, 48),
     "longer": (64, 2, 64, 16, 327_680, 8),
+    "long": (64, 2, 64, 16, 1_310_720, 8),  # ~25 s runs: pool start-up amortised
 }
 
 
