@@ -231,9 +231,9 @@ def _ladder_ids(runs: pd.DataFrame) -> list[str]:
 
 
 def analyse(parquet: Path) -> None:
-    runs = pd.read_parquet(parquet) if parquet.exists() else None
-    if runs is None:
+    if not parquet.exists():
         sys.exit(f"no results at {parquet}: run `python {Path(__file__).name} run` first")
+    runs = duckdb.sql("SELECT * FROM read_parquet(?)", params=[str(parquet)]).df()
     DOCS.mkdir(exist_ok=True)
     analyse_width(runs)
     analyse_horizon(runs)
