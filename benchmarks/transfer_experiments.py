@@ -4,10 +4,11 @@ and muP loss prediction across width. Results are sweeps in a DuckDB run log lik
     python benchmarks/transfer_experiments.py run       # train the sweeps (resumable)
     python benchmarks/transfer_experiments.py analyse   # figures + numbers from the Parquet
 
-`run` trains benchmarks/experiments/{width,horizon}.toml, then a muP width ladder at the LR
-that was best at the base width, and exports every run to benchmarks/data/transfer_runs.parquet
-(committed, so `analyse`, the report and tests need no retraining). `analyse` prints the
-fitted optima, the horizon law and the muP prediction, and draws docs/transfer_*.png.
+`run` trains the sweeps in benchmarks/experiments/ (width, horizon, horizon_long,
+horizon_warmup), then a muP width ladder at the LR that was best at the base width, and exports
+every run to benchmarks/data/transfer_runs.parquet (committed, so `analyse`, the report and
+tests need no retraining). `analyse` prints the fitted optima, the horizon law and the muP
+prediction, and draws docs/transfer_*.png.
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ size = [
 
 
 def run(db: Path) -> None:
-    for name in ("width.toml", "horizon.toml"):
+    for name in ("width.toml", "horizon.toml", "horizon_long.toml", "horizon_warmup.toml"):
         sweep(SPECS / name, db)
     runs = duckdb.connect(str(db), read_only=True).execute("SELECT * FROM runs").df()
     base = width_runs(runs)
@@ -138,13 +139,15 @@ def analyse_width(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def analyse_horizon(runs: pd.DataFrame) -> None:
-    """LR*(D) = B D^-beta per size (Bjorck et al.)."""
+    """LR*(D) = B D^-beta per size (Bjorck et al.); d=64 goes on to 4M tokens."""
     data = runs[
         (runs.parametrization == "sp")
         & runs.d_model.isin([64, 128])
         & (runs.n_layers == 2)
-        & runs.tokens.isin([124_928, 249_984, 499_968, 999_936])
+        & runs.tokens.isin([124_928, 249_984, 499_968, 999_936, 2_000_000, 4_000_000])
     ]
+    fixed_warmup = data.sweep == "transfer-horizon-warmup"
+    data, fixed_warmup = data[~fixed_warmup], data[fixed_warmup]
     optima = scans(data)
     print("\nLR across token horizon (SP, 2 layers): optimum per horizon")
     print(optima[["d_model", "tokens", "lr_opt", "loss_opt", "bracketed"]].to_string(index=False))
@@ -156,6 +159,13 @@ def analyse_horizon(runs: pd.DataFrame) -> None:
             f"  d={width}: LR* = {law.params_['B']:.3g} D^-{law.params_['beta']:.3f}, "
             f"beta 90% interval [{lo:.3f}, {hi:.3f}] on {len(group)} horizons"
         )
+        if width == 64 and not fixed_warmup.empty:
+            same = scans(fixed_warmup).iloc[0]
+            print(
+                f"  d=64 at 4M tokens with 12 warmup steps instead of 5%: LR* {same.lr_opt:.3g} "
+                f"(loss {same.loss_opt:.4f}, bracketed {same.bracketed})"
+            )
+            ax.plot(same.tokens, same.lr_opt, "kx", label="d=64, 12 warmup steps (not 5%)")
         grid = np.geomspace(group.tokens.min() / 1.5, group.tokens.max() * 1.5, 30)
         (line,) = ax.plot(group.tokens, group.lr_opt, "o", label=f"d={width} optima")
         ax.plot(

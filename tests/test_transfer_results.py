@@ -45,6 +45,7 @@ def test_under_muP_wider_is_better_at_the_transferred_lr(width_optima):
 
 def test_smaller_models_want_larger_lrs_at_every_horizon(runs):
     data = runs[(runs.parametrization == "sp") & runs.d_model.isin([64, 128])]
+    data = data[data.tokens <= 1_000_000]  # both sizes were scanned up to 1M tokens
     optima = optimal_lr(data, ("d_model", "tokens")).pivot(
         index="tokens", columns="d_model", values="lr_opt"
     )
@@ -60,3 +61,14 @@ def test_muP_width_ladder_predicts_the_held_out_width_within_5_percent(runs):
     error = law.predict(x[-1:])[0] / y[-1] - 1
     assert abs(error) < 0.05
     assert (np.diff(law.predict(x)) < 0).all()  # the fitted law falls with width
+
+
+def test_the_optimum_rises_with_horizon_only_with_a_warmup_that_grows_too(runs):
+    """5% warmup: the d=64 optimum at 4M tokens is well above the one at 500k; with the
+    12 warmup steps of the 500k run it is back within 1.5x of it."""
+    d64 = runs[(runs.parametrization == "sp") & (runs.d_model == 64)]
+    fixed = d64.sweep == "transfer-horizon-warmup"
+    scaled = optimal_lr(d64[~fixed], ("tokens",)).set_index("tokens").lr_opt
+    short = optimal_lr(d64[fixed], ("tokens",)).set_index("tokens").lr_opt
+    assert scaled.loc[4_000_000] > 2 * scaled.loc[499_968]
+    assert 1 / 1.5 < short.loc[4_000_000] / scaled.loc[499_968] < 1.5
