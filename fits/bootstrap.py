@@ -35,6 +35,11 @@ def resample_weights(n_points: int, n_resamples: int, rng: np.random.Generator) 
     return counts.reshape(n_resamples, n_points)
 
 
+def finite_or_nan(draws: np.ndarray) -> np.ndarray:
+    """Draws with inf (a degenerate refit that overflowed) as nan, for the nan-aware stats."""
+    return np.where(np.isfinite(draws), draws, np.nan)
+
+
 def percentile_interval(
     draws: np.ndarray, level: float, axis: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -44,7 +49,7 @@ def percentile_interval(
     than turning the whole interval into nan; an interval is nan only if every draw is.
     """
     tail = (1.0 - level) / 2.0
-    draws = np.where(np.isfinite(draws), draws, np.nan)
+    draws = finite_or_nan(draws)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-nan slices: nan, as documented
         lo, hi = np.nanquantile(draws, [tail, 1.0 - tail], axis=axis)

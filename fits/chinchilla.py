@@ -31,6 +31,7 @@ from fits.base import Fit, Prediction, _num
 from fits.bootstrap import (
     RandomState,
     as_generator,
+    finite_or_nan,
     map_chunks,
     percentile_interval,
     resample_weights,
@@ -434,7 +435,7 @@ class ChinchillaLaw(Fit):
         assert draws is not None
         lo, hi = percentile_interval(draws, self.level_)
         with np.errstate(over="ignore"):
-            sd = np.nanstd(np.where(np.isfinite(draws), draws, np.nan), axis=0, ddof=1)
+            sd = np.nanstd(finite_or_nan(draws), axis=0, ddof=1)
         self.stderr_ = {n: float(v) for n, v in zip(PARAM_NAMES, sd, strict=True)}
         self.intervals_ = {n: (float(lo[i]), float(hi[i])) for i, n in enumerate(PARAM_NAMES)}
         derived = self._derived(draws)

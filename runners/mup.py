@@ -40,12 +40,14 @@ from runners.config import ModelConfig
 class TensorRule:
     """How one parameter scales with width: which role, and its fan-in ratio m."""
 
-    role: str  # hidden, fixed-fan-in, embedding or vector
+    role: str  # hidden, fixed-fan-in, embedding, readout or vector
     fan_in_mult: float = 1.0
 
     @property
     def init_mult(self) -> float:
-        return 1.0 / math.sqrt(self.fan_in_mult) if self.role == "hidden" else 1.0
+        if self.role == "hidden":
+            return 1.0 / math.sqrt(self.fan_in_mult)
+        return math.sqrt(self.fan_in_mult) if self.role == "readout" else 1.0
 
     @property
     def lr_mult(self) -> float:
@@ -81,8 +83,10 @@ def tensor_rules(model: nn.Module, cfg: ModelConfig) -> dict[str, TensorRule]:
     base = _fan_ins(_scaled(cfg, cfg.mup_base_width))
     double = _fan_ins(_scaled(cfg, 2 * cfg.mup_base_width))
     for module_name, module in model.named_modules():
-        if isinstance(module, nn.Embedding) or module_name == "readout":
+        if isinstance(module, nn.Embedding):
             rules[f"{module_name}.weight"] = TensorRule("embedding")
+        elif module_name == "readout":  # logits x 1/m, so sigma * sqrt(m) starts W/m at 1/fan_in
+            rules["readout.weight"] = TensorRule("readout", cfg.width_mult)
         elif isinstance(module, nn.Linear):
             name = f"{module_name}.weight"
             if base[name] != double[name]:
@@ -94,7 +98,8 @@ def tensor_rules(model: nn.Module, cfg: ModelConfig) -> dict[str, TensorRule]:
 
 @torch.no_grad()
 def apply_init(model: nn.Module, cfg: ModelConfig) -> None:
-    """Rescale an SP initialisation to muP: hidden matrices shrink by 1/sqrt(m)."""
+    """Rescale an SP initialisation to muP: hidden matrices shrink by 1/sqrt(m), the
+    readout grows by sqrt(m)."""
     rules = tensor_rules(model, cfg)
     for name, p in model.named_parameters():
         p.mul_(rules[name].init_mult)

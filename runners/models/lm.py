@@ -64,7 +64,7 @@ class LanguageModel(nn.Module):
             tie_layers([block.mix for block in self.blocks])
         self.norm = RMSNorm(cfg.d_model)
         mup_readout = cfg.parametrization == "mup"
-        self.readout = (  # initialised last below; skip_init leaves the RNG stream untouched
+        self.readout = (  # skip_init draws nothing; registered last, SP's draws stay as they are
             nn.utils.skip_init(nn.Linear, cfg.d_model, cfg.vocab_size, bias=False)
             if mup_readout
             else None
@@ -77,12 +77,10 @@ class LanguageModel(nn.Module):
         under muP, rescaled per tensor by runners.mup."""
         residual_std = INIT_STD / math.sqrt(2 * self.cfg.n_layers)
         for name, p in self.named_parameters():
-            if p.dim() < 2 or name == "readout.weight":
+            if p.dim() < 2:
                 continue
-            std = residual_std if name.endswith(("out.weight", "w_out.weight")) else INIT_STD
-            nn.init.normal_(p, mean=0.0, std=std)
-        if self.readout is not None:  # the effective readout W / m starts at std sigma / sqrt(m)
-            nn.init.normal_(self.readout.weight, mean=0.0, std=INIT_STD * self.cfg.width_mult**0.5)
+            residual = name.split(".")[-2] in ("out", "w_out")  # not readout.weight
+            nn.init.normal_(p, mean=0.0, std=residual_std if residual else INIT_STD)
         if self.cfg.parametrization == "mup":
             mup.apply_init(self, self.cfg)
 
