@@ -159,13 +159,6 @@ def analyse_horizon(runs: pd.DataFrame) -> None:
             f"  d={width}: LR* = {law.params_['B']:.3g} D^-{law.params_['beta']:.3f}, "
             f"beta 90% interval [{lo:.3f}, {hi:.3f}] on {len(group)} horizons"
         )
-        if width == 64 and not fixed_warmup.empty:
-            same = scans(fixed_warmup).iloc[0]
-            print(
-                f"  d=64 at 4M tokens with 12 warmup steps instead of 5%: LR* {same.lr_opt:.3g} "
-                f"(loss {same.loss_opt:.4f}, bracketed {same.bracketed})"
-            )
-            ax.plot(same.tokens, same.lr_opt, "kx", label="d=64, 12 warmup steps (not 5%)")
         grid = np.geomspace(group.tokens.min() / 1.5, group.tokens.max() * 1.5, 30)
         (line,) = ax.plot(group.tokens, group.lr_opt, "o", label=f"d={width} optima")
         ax.plot(
@@ -174,6 +167,13 @@ def analyse_horizon(runs: pd.DataFrame) -> None:
             color=line.get_color(),
             label=f"beta = {law.params_['beta']:.2f} [{lo:.2f}, {hi:.2f}]",
         )
+    control = scans(fixed_warmup) if not fixed_warmup.empty else pd.DataFrame()
+    for same in control.itertuples():  # the d=64, 4M-token scan with a fixed warmup
+        print(
+            f"  d={same.d_model} at {same.tokens:.3g} tokens with 12 warmup steps instead of 5%: "
+            f"LR* {same.lr_opt:.3g} (loss {same.loss_opt:.4f}, bracketed {same.bracketed})"
+        )
+        ax.plot(same.tokens, same.lr_opt, "kx", label=f"d={same.d_model}, 12 warmup steps")
     _save(
         fig,
         ax,
