@@ -33,8 +33,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from fits import ChinchillaLaw, starting_grid  # noqa: E402
+from scaling import datasets  # noqa: E402
 
-DEFAULT_DATA = REPO.parent / "shared" / "data" / "chinchilla_epoch" / "chinchilla_epoch_NDloss.csv"
+DEFAULT_DATA = datasets.path("chinchilla-epoch")
 NAMES = ("E", "A", "B", "alpha", "beta")
 DELTA = 1e-3
 

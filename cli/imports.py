@@ -8,12 +8,14 @@ from typing import Annotated
 import typer
 
 from cli.common import DbOption, console
+from scaling import datasets
+from scaling.errors import ScalingError
 from store.db import connect
 from store.imports import import_file
 
 
 def import_runs(
-    file: Annotated[Path, typer.Argument(help="CSV, Parquet or JSONL file of runs.")],
+    file: Annotated[Path | None, typer.Argument(help="CSV, Parquet or JSONL file of runs.")] = None,
     source: Annotated[
         str | None, typer.Option(help="Name recorded as source 'imported:NAME' (default: stem).")
     ] = None,
@@ -24,9 +26,19 @@ def import_runs(
     skip_bad: Annotated[
         bool, typer.Option(help="Import the good rows and list the bad ones.")
     ] = False,
+    example: Annotated[
+        str | None,
+        typer.Option(help=f"A data set that ships with scaling: {', '.join(datasets.names())}."),
+    ] = None,
     db: DbOption = None,
 ) -> None:
     """Import runs (N, D, loss, lr, ...) so they can be fitted like local ones."""
+    if (file is None) == (example is None):
+        raise ScalingError("give a file to import or --example NAME (one of the two)")
+    if example is not None:
+        file = datasets.path(example)
+        source = source or example
+    assert file is not None
     with connect(db) as con:
         count, problems = import_file(con, file, source, columns, skip_bad)
     for problem in problems:

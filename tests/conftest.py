@@ -12,7 +12,6 @@ import pytest
 from runners.config import ModelConfig, RunConfig, TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
 
 
 @pytest.fixture

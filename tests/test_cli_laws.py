@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from tests.conftest import SHARED_DATA, run_cli
+from scaling import datasets
+from tests.conftest import run_cli
 
 WHERE = "run_id NOT IN (SELECT run_id FROM runs ORDER BY final_val_loss DESC LIMIT 5)"
 
@@ -12,7 +13,7 @@ WHERE = "run_id NOT IN (SELECT run_id FROM runs ORDER BY final_val_loss DESC LIM
 @pytest.fixture(scope="module")
 def db(tmp_path_factory):
     path = tmp_path_factory.mktemp("laws") / "log.duckdb"
-    data = SHARED_DATA / "chinchilla_epoch" / "chinchilla_epoch_NDloss.csv"
+    data = datasets.path("chinchilla-epoch")
     done = run_cli("import", str(data), "--source", "chinchilla", "--db", str(path))
     assert done.returncode == 0, done.stderr
     return path

@@ -1,7 +1,6 @@
 """Chinchilla approach 3 against Epoch AI's published refit, scipy, closed forms and synthetics."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -11,8 +10,7 @@ from scipy.special import huber, logsumexp
 
 from fits import ChinchillaLaw, FitError, compute_optimal_allocation, from_dict, resample_weights
 from fits.chinchilla import HuberLSEObjective, starting_grid
-
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+from scaling import datasets
 
 # Besiroglu et al. 2024 (Epoch AI), 240 points, 95% bootstrap intervals.
 EPOCH_95 = {
@@ -46,7 +44,7 @@ def law(p, N, D):
 
 @pytest.fixture(scope="module")
 def epoch240():
-    d = pd.read_csv(DATA / "chinchilla_epoch" / "chinchilla_epoch_NDloss.csv")
+    d = pd.read_csv(datasets.path("chinchilla-epoch"))
     return d.sort_values("loss").iloc[:240].reset_index(drop=True)
 
 
@@ -76,7 +74,7 @@ def test_fit_reproduces_the_plain_published_procedure(fitted):
 
 def test_all_245_points_give_the_outlier_driven_fit():
     """Data README: on all 245 rows the procedure gives E 1.891, B 12843, beta 0.453."""
-    d = pd.read_csv(DATA / "chinchilla_epoch" / "chinchilla_epoch_NDloss.csv")
+    d = pd.read_csv(datasets.path("chinchilla-epoch"))
     m = ChinchillaLaw(n_bootstrap=0).fit(d.N, d.D, d.loss)
     assert m.params_["E"] == pytest.approx(1.891, rel=1e-3)
     assert m.params_["B"] == pytest.approx(12843, rel=1e-3)

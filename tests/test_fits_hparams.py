@@ -1,7 +1,6 @@
 """Hyperparameter laws (OLS in log space) against closed forms, statsmodels and Step Law."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -20,8 +19,7 @@ from fits import (
     porian_lr,
     step_law_lr,
 )
-
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+from scaling import datasets
 
 
 def grid_nd():
@@ -113,7 +111,7 @@ def test_near_optimal_selection():
 
 @pytest.fixture(scope="module")
 def step_runs():
-    d = pd.read_csv(DATA / "step_law" / "dense_lr_bs_loss.csv")
+    d = pd.read_csv(datasets.path("step-law"))
     kept = near_optimal_runs(d, ["N", "D"], "smooth loss", rel_tol=0.0025)
     return kept.assign(bs_tokens=kept.bs * 2048)
 

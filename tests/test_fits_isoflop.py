@@ -1,15 +1,14 @@
 """IsoFLOP (approach 2) and loss-envelope (approach 1) fits on synthetic and published data."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from fits import EnvelopeFit, FitError, IsoFLOPFit, compute_optimal_allocation, from_dict
+from scaling import datasets
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 TRUTH = np.array([1.69, 406.4, 410.7, 0.34, 0.28])  # Hoffmann et al.: E, A, B, alpha, beta
 A_TRUE = TRUTH[4] / (TRUTH[3] + TRUTH[4])  # N_opt ~ C^a, a = beta / (alpha + beta)
 BUDGETS = np.geomspace(1e18, 1e22, 9)
@@ -82,7 +81,7 @@ def test_published_chinchilla_points_by_training_flop():
     """Grouped by their Training FLOP (log10 rounded to 0.25: the budgets of Hoffmann et al.
     are 0.2-0.3 apart in log10), the exponent is near the paper's approach-2 a = 0.49.
     We get a = 0.493 (90% CI 0.455..0.531) with 12 of 16 groups usable."""
-    svg = pd.read_csv(DATA / "chinchilla_epoch" / "svg_extracted_data.csv")
+    svg = pd.read_csv(datasets.path("chinchilla-epoch-svg"))
     m = IsoFLOPFit(log10_resolution=0.25).fit(svg["Model Size"], svg["loss"], svg["Training FLOP"])
     assert m.params_["a"] == pytest.approx(0.493, abs=0.001)
     assert 0.45 < m.params_["a"] < 0.55

@@ -1,7 +1,6 @@
 """Single-variable power laws against Mu-scaling's published fit and synthetic data."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -9,13 +8,12 @@ import pytest
 from scipy.optimize import curve_fit
 
 from fits import FitError, PowerLaw, from_dict
-
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+from scaling import datasets
 
 
 @pytest.fixture(scope="module")
 def mu():
-    return pd.read_csv(DATA / "mu_scaling" / "mu_scaling_loss_vs_width.csv")
+    return pd.read_csv(datasets.path("mu-scaling"))
 
 
 @pytest.fixture(scope="module")

@@ -4,15 +4,16 @@ import duckdb
 import pandas as pd
 import pytest
 
+from scaling import datasets
 from store.db import connect
 from store.errors import StoreError
 from store.imports import import_file
 from store.runs import read_runs
-from tests.conftest import SHARED_DATA, run_cli
+from tests.conftest import run_cli
 
-CHINCHILLA = SHARED_DATA / "chinchilla_epoch" / "chinchilla_epoch_NDloss.csv"
-STEP_LAW = SHARED_DATA / "step_law" / "dense_lr_bs_loss.csv"
-MU = SHARED_DATA / "mu_scaling" / "mu_scaling_loss_vs_width.csv"
+CHINCHILLA = datasets.path("chinchilla-epoch")
+STEP_LAW = datasets.path("step-law")
+MU = datasets.path("mu-scaling")
 
 
 def test_chinchilla_points_import_with_aliases_and_reimport_adds_nothing(db):

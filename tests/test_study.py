@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 from scipy.optimize import brentq, minimize_scalar
 
+from scaling import datasets
 from scaling.errors import ScalingError
 from scaling.study import Study
-from tests.conftest import SHARED_DATA
 
 EPOCH = {"E": 1.81686, "A": 482.006, "B": 2085.434, "alpha": 0.34781, "beta": 0.36585}
 
@@ -20,7 +20,7 @@ def law(p: dict, N, D):
 
 @pytest.fixture(scope="module")
 def chinchilla() -> Study:
-    points = pd.read_csv(SHARED_DATA / "chinchilla_epoch" / "chinchilla_epoch_NDloss.csv")
+    points = pd.read_csv(datasets.path("chinchilla-epoch"))
     return Study.from_frame(points.nsmallest(240, "loss"), n_bootstrap=300)
 
 
