@@ -115,7 +115,7 @@ def _read_parquet(path: Path) -> bytes:
     import duckdb  # runners reads user Parquet through DuckDB; imported only when asked
 
     try:
-        rows = duckdb.sql("SELECT text FROM read_parquet(?)", params=[str(path)]).fetchall()
+        rows = duckdb.execute("SELECT text FROM read_parquet(?)", [str(path)]).fetchall()
     except duckdb.Error as exc:
         raise RunnerError(f"{path}: cannot read a 'text' column from this Parquet file") from exc
     return "\n".join(str(r[0]) for r in rows if r[0] is not None).encode("utf-8")

@@ -12,6 +12,7 @@ d = 64) move to a wider, shallower shape.
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import pandas as pd
 
@@ -37,7 +38,7 @@ SIZES: dict[str, dict[str, tuple[int, int, int]]] = {
 }
 
 
-def size_config(arch: str, name: str, **overrides: object) -> ModelConfig:
+def size_config(arch: str, name: str, **overrides: Any) -> ModelConfig:
     """The ModelConfig of size `name` for `arch`; other fields (seq_len, ...) via overrides."""
     if name not in SIZES:
         raise RunnerError(f"unknown size {name!r}: choose one of {', '.join(SIZES)}")

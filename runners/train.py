@@ -65,6 +65,7 @@ def train(
     corpus = load_corpus(config.train.corpus)
     dev = pick_device(device)
     mcfg, tcfg = config.model, config.train
+    assert tcfg.warmup is not None and tcfg.eval_every is not None  # set by resolved()
     result = RunResult(
         run_id=config.run_id(corpus.sha256),
         config=config,

@@ -24,6 +24,9 @@ class RMSNorm(nn.Module):
 class Rotary(nn.Module):
     """Rotary position embedding (rotate-half form) for tensors shaped (B, H, T, head_dim)."""
 
+    cos: torch.Tensor
+    sin: torch.Tensor
+
     def __init__(self, head_dim: int, max_len: int, base: float = 10_000.0) -> None:
         super().__init__()
         inv_freq = base ** (-torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)

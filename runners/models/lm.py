@@ -6,6 +6,7 @@ Only the token mixer differs between architectures (DESIGN.md section 6).
 from __future__ import annotations
 
 import math
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -19,7 +20,16 @@ from runners.models.layers import GLU, RMSNorm
 from runners.models.softmax import SoftmaxAttention
 from runners.models.tnl import TNLMixer
 
-MIXERS: dict[str, type[nn.Module]] = {
+
+class MixerClass(Protocol):
+    """What every token-mixer class provides: construction and its own accounting."""
+
+    def __call__(self, cfg: ModelConfig, layer: int) -> nn.Module: ...
+    def param_count(self, cfg: ModelConfig) -> int: ...
+    def forward_flops(self, cfg: ModelConfig) -> int: ...
+
+
+MIXERS: dict[str, MixerClass] = {
     "llama": SoftmaxAttention,
     "tnl": TNLMixer,
     "hgrn2": HGRN2Mixer,
@@ -28,7 +38,7 @@ MIXERS: dict[str, type[nn.Module]] = {
 INIT_STD = 0.02
 
 
-def mixer_class(arch: str) -> type[nn.Module]:
+def mixer_class(arch: str) -> MixerClass:
     return MIXERS[arch]
 
 

@@ -7,14 +7,14 @@ grows with the context: this is what makes decoding O(1) per token.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 import torch
 
 from runners.errors import RunnerError
 
 if TYPE_CHECKING:
-    from runners.models.lm import LanguageModel
+    from runners.models.lm import Block, LanguageModel
 
 
 class RecurrentState(NamedTuple):
@@ -37,8 +37,10 @@ def decode_step(
         raise RunnerError(f"{model.cfg.arch} has no fixed-size decoding state (linear archs do)")
     x = model.embed(tokens)
     new_states = []
-    for block, state in zip(model.blocks, states, strict=True):
-        y, state = block.mix.step(block.mix_norm(x), state)
+    blocks = cast("list[Block]", list(model.blocks))
+    for block, state in zip(blocks, states, strict=True):
+        mixer: Any = block.mix  # a linear mixer: checked above to have `step`
+        y, state = mixer.step(block.mix_norm(x), state)
         x = x + y
         x = x + block.channel(block.channel_norm(x))
         new_states.append(state)

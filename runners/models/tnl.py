@@ -43,6 +43,8 @@ class TNLMixer(nn.Module):
     reference loop); `step` decodes one token with O(1) state.
     """
 
+    log_decay: torch.Tensor
+
     def __init__(self, cfg: ModelConfig, layer: int) -> None:
         super().__init__()
         d = cfg.d_model

@@ -133,10 +133,10 @@ def refinements(
         factor = (lrs[-1] / lrs[0]) ** (1 / (len(lrs) - 1)) if lrs[-1] > lrs[0] else 2.0
         limit = max_runs or len(members) + DEFAULT_EXTRA_RUNS
         while len(members) < limit:
-            losses = [loss_of(c) for c in members]
-            if any(loss is None for loss in losses):
+            known = [loss for loss in map(loss_of, members) if loss is not None]
+            if len(known) < len(members):
                 break
-            lr = next_lr([c.train.lr for c in members], losses, factor)
+            lr = next_lr([c.train.lr for c in members], known, factor)
             if lr is None:
                 break
             new = replace(template, train=replace(template.train, lr=lr))

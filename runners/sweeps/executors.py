@@ -45,7 +45,8 @@ class Finished:
 
 
 class Executor(Protocol):
-    slots: int  # runs it trains at once
+    @property
+    def slots(self) -> int: ...  # runs it trains at once
 
     def submit(self, key: str, config: RunConfig) -> None: ...
 
