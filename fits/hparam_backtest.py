@@ -71,7 +71,7 @@ def score_groups(
     rows = []
     for row in predicted.itertuples(index=False):
         key = tuple(getattr(row, k) for k in keys)
-        group = by_group.get(key if len(key) > 1 else key[0])
+        group = by_group.get(key)  # a list of keys groups by tuples, even of one key
         if group is None:
             raise ValueError(f"no runs for the held-out group {dict(zip(keys, key, strict=True))}")
         value, lo, hi = float(row.predicted), float(row.lo), float(row.hi)

@@ -487,15 +487,14 @@ class Study:
         keys = ["arch", "parametrization", "N", "D"]
         groups = data[keys].drop_duplicates().reset_index(drop=True)
         held = groups[largest_compute(groups, fraction)]
+        held = held.iloc[np.argsort((held.N * held.D).to_numpy(), kind="stable")]  # by compute
         test = data.set_index(keys).index.isin(held.set_index(keys).index)
         if len(groups) - len(held) < 3:
-            raise ScalingError(
-                f"{law} backtest: holding out {len(held)} of {len(groups)} (N, D) groups leaves "
-                f"{len(groups) - len(held)} to fit on; need at least 3"
-            )
+            left = f"{len(groups) - len(held)} of {len(groups)} (N, D) groups left to fit on"
+            raise ScalingError(f"{law} backtest: {left}, need at least 3")
         quoted = ", ".join("'" + r.replace("'", "''") + "'" for r in data.run_id[~test])
         clause = f"({where}) AND run_id IN ({quoted})" if where else f"run_id IN ({quoted})"
-        options = {"method": method} if law == "lr-law" else {}
+        options: dict[str, Any] = {"method": method} if law == "lr-law" else {}
         fitted = self.fit(law, arch, source, clause, **options)
         model: LogLinearLaw = fitted.model  # type: ignore[assignment]
         p = model.predict_interval(held, self.level)
