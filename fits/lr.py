@@ -63,16 +63,17 @@ def scan(
     """Mean finite loss per distinct x, sorted by x; NaN where every run at that x diverged.
 
     A run diverged if its loss is NaN/inf or its `status` (when given and present) says so.
+    x is read to 12 significant digits, so 0.008 and 0.008000000000000002 are one value.
     """
     validate.columns(runs, [x, loss])
     values = runs[loss].astype(float).to_numpy()
     diverged = ~np.isfinite(values)
     if status is not None and status in runs.columns:
         diverged |= runs[status].astype(str).str.lower().eq("diverged").to_numpy()
-    frame = pd.DataFrame(
-        {"x": validate.positive(runs[x], x), "loss": np.where(diverged, np.nan, values)}
-    )
-    return frame.groupby("x", sort=True)["loss"].mean().rename(loss)
+    xs = validate.positive(runs[x], x)
+    frame = pd.DataFrame({"x": xs, "loss": np.where(diverged, np.nan, values)})
+    same = frame.groupby([float(f"{v:.12g}") for v in xs], sort=True)
+    return pd.Series(same["loss"].mean().to_numpy(), index=same["x"].min().to_numpy(), name=loss)
 
 
 def scan_parabola(
