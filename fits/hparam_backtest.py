@@ -111,7 +111,8 @@ def _score_scan(
                  "bracketed": False, "note": "no finite loss"}  # fmt: skip
         return np.nan, np.nan, empty
     at = float(group[across].to_numpy(float)[finite][np.argmin(values.to_numpy()[finite])])
-    per_x = scan(group[group[across].astype(float) == at], x, loss, status)
+    same = np.isclose(group[across].to_numpy(float), at, rtol=1e-9, atol=0.0, equal_nan=True)
+    per_x = scan(group[same], x, loss, status)  # the scan through the best run
     opt = scan_optimum(per_x.index.to_numpy(), per_x.to_numpy(), name=name)
     ok = np.isfinite(per_x.to_numpy())
     sampled, measured = per_x.index.to_numpy()[ok], per_x.to_numpy()[ok]

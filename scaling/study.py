@@ -426,7 +426,8 @@ class Study:
     ) -> Backtest | HparamBacktest:
         """Fit on all but the held-out runs, predict those, and score the predictions.
 
-        lr-law and bs-law hold out whole (N, D) groups (`method`: how lr-law is fitted)."""
+        lr-law and bs-law hold out whole (N, D) groups; `method` is how lr-law is fitted.
+        """
         if law in ("lr-law", "bs-law"):
             return self._backtest_hparams(law, arch, holdout, fraction, source, where, method)
         if law not in ("chinchilla", "power"):

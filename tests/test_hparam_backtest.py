@@ -105,6 +105,13 @@ def test_known_law_is_recovered_on_the_held_out_groups(method):
     assert frame.in_range.all() and frame.bracketed.all()
 
 
+def test_runs_without_a_batch_size_are_one_lr_scan_per_group():
+    runs = synthetic_runs().drop(columns=["batch_size", "seq_len"])
+    result = Study.from_frame(runs).backtest("lr-law")
+    np.testing.assert_allclose(result.frame.ratio, 1.0, rtol=1e-6)
+    assert result.frame.batch_size.isna().all()
+
+
 @pytest.fixture(scope="module")
 def step_db(tmp_path_factory):
     path = tmp_path_factory.mktemp("steplaw") / "log.duckdb"
