@@ -8,7 +8,8 @@ from typing import Annotated, Any
 
 import typer
 
-from cli.common import DbOption, console, print_frame, real
+from cli.common import DbOption, console, format_value, print_frame, real
+from scaling.results import HparamBacktest
 from scaling.study import LAWS, FittedLaw, Study
 
 Arch = Annotated[str | None, typer.Option(help="Only runs of this architecture.")]
@@ -195,22 +196,36 @@ def predict_crossover(
 
 
 def backtest(
-    law: Annotated[str, typer.Argument(help="chinchilla or power.")] = "chinchilla",
+    law: Annotated[str, typer.Argument(help="chinchilla, power, lr-law or bs-law.")] = "chinchilla",
     arch: Arch = None,
     source: Source = None,
     where: Where = None,
     holdout: Annotated[
         str, typer.Option(help="top-compute, top-params, top-tokens or random.")
     ] = "top-compute",
-    fraction: Annotated[float, typer.Option(help="Fraction of runs held out.")] = 0.25,
+    fraction: Annotated[
+        float, typer.Option(help="Fraction of runs (lr-law, bs-law: of (N, D) groups) held out.")
+    ] = 0.25,
+    method: Annotated[
+        str | None,
+        typer.Option(help="lr-law: vertex (default) or near-optimal, as in `scaling fit`."),
+    ] = None,
     level: Level = 0.90,
     as_json: Json = False,
     db: DbOption = None,
 ) -> None:
     """Refit without the held-out runs and score its predictions of them."""
-    result = _study(db, level).backtest(law, arch, holdout, fraction, source, where)
+    result = _study(db, level).backtest(law, arch, holdout, fraction, source, where, method)
     if as_json:
         _emit(result.to_dict())
         return
-    print_frame(result.frame.drop(columns=["run_id"]), title="held-out runs")
+    if isinstance(result, HparamBacktest):
+        shown = result.frame.drop(columns=["arch", "parametrization", "lo", "hi"])
+        interval = result.frame[["lo", "hi"]].apply(
+            lambda r: f"{format_value(r.lo)}..{format_value(r.hi)}", axis=1
+        )
+        shown.insert(shown.columns.get_loc("predicted") + 1, "interval", interval)
+        print_frame(shown, title="held-out (N, D) groups")
+    else:
+        print_frame(result.frame.drop(columns=["run_id"]), title="held-out runs")
     console.print(str(result), highlight=False)

@@ -12,11 +12,15 @@ edge), at least 3 points. Its vertex is lr_opt. A group is `bracketed` only if a
 sampled LR (finite or diverged) lies on both sides of the best one, the parabola opens
 upwards, and the vertex lies within the sampled LRs; otherwise `note` says why, and lr_opt
 falls back to the best sampled LR when there is no usable vertex.
+
+`scan_optimum` and `LogParabola` do the same for any one-dimensional scan (e.g. loss against
+batch size at a fixed LR); a backtest reads the loss penalty of a predicted value off them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -24,6 +28,74 @@ import pandas as pd
 from fits import validate
 
 RESULT_COLUMNS = ("lr_opt", "loss_opt", "n_points", "n_fit", "n_diverged", "bracketed", "note")
+
+
+@dataclass(frozen=True)
+class LogParabola:
+    """loss = c0 + c1 u + c2 u^2 with u = log x: a scan's fitted loss against log LR (or BS)."""
+
+    c0: float
+    c1: float
+    c2: float
+
+    def __call__(self, x: np.ndarray | float) -> np.ndarray:
+        u = np.log(np.asarray(x, dtype=float))
+        return self.c0 + self.c1 * u + self.c2 * u * u
+
+    @property
+    def vertex(self) -> float:
+        """x at the minimum; NaN when the parabola does not open upwards."""
+        return float(np.exp(-self.c1 / (2.0 * self.c2))) if self.c2 > 0 else np.nan
+
+    @property
+    def minimum(self) -> float:
+        """Loss at the vertex; NaN when the parabola does not open upwards."""
+        return float(self.c0 - self.c1 * self.c1 / (4.0 * self.c2)) if self.c2 > 0 else np.nan
+
+    def penalty(self, x: np.ndarray | float) -> np.ndarray:
+        """Relative loss above the minimum of using x instead of the vertex: c2 (u - u*)^2 / min."""
+        return (self(x) - self.minimum) / self.minimum
+
+
+def scan(
+    runs: pd.DataFrame, x: str = "lr", loss: str = "loss", status: str | None = "status"
+) -> pd.Series:
+    """Mean finite loss per distinct x, sorted by x; NaN where every run at that x diverged.
+
+    A run diverged if its loss is NaN/inf or its `status` (when given and present) says so.
+    x is read to 12 significant digits, so 0.008 and 0.008000000000000002 are one value.
+    """
+    validate.columns(runs, [x, loss])
+    values = runs[loss].astype(float).to_numpy()
+    diverged = ~np.isfinite(values)
+    if status is not None and status in runs.columns:
+        diverged |= runs[status].astype(str).str.lower().eq("diverged").to_numpy()
+    xs = validate.positive(runs[x], x)
+    frame = pd.DataFrame({"x": xs, "loss": np.where(diverged, np.nan, values)})
+    same = frame.groupby([float(f"{v:.12g}") for v in xs], sort=True)
+    return pd.Series(same["loss"].mean().to_numpy(), index=same["x"].min().to_numpy(), name=loss)
+
+
+def scan_parabola(
+    x: np.ndarray, loss: np.ndarray, n_neighbors: int = 1, min_points: int = 3
+) -> tuple[LogParabola, int] | None:
+    """Parabola in log x through the best finite point of a scan and its finite neighbours.
+
+    x sorted and distinct, NaN loss = diverged. Takes `n_neighbors` on each side (from one side
+    when the best is at an edge), at least `min_points`; returns it with the number of points
+    used, or None when the scan has fewer than `min_points` finite points.
+    """
+    x, loss = np.asarray(x, dtype=float), np.asarray(loss, dtype=float)
+    fin_idx = np.flatnonzero(np.isfinite(loss))
+    if fin_idx.size < min_points:
+        return None
+    best = int(np.nanargmin(loss))
+    size = min(max(2 * n_neighbors + 1, min_points), fin_idx.size)
+    start = int(np.searchsorted(fin_idx, best)) - (size - 1) // 2
+    start = min(max(start, 0), fin_idx.size - size)  # slide the window inside the data
+    use = fin_idx[start : start + size]
+    c2, c1, c0 = np.polyfit(np.log(x[use]), loss[use], 2)
+    return LogParabola(float(c0), float(c1), float(c2)), int(use.size)
 
 
 def optimal_lr(
@@ -46,74 +118,70 @@ def optimal_lr(
     validate.columns(runs, [*keys, lr, loss])
     if min_points < 3:
         raise ValueError("a parabola needs min_points >= 3")
-    lrs = validate.positive(runs[lr], lr)
-    frame = pd.DataFrame({"_lr": lrs, "_loss": runs[loss].astype(float).to_numpy()})
-    diverged = ~np.isfinite(frame["_loss"].to_numpy())
-    if status is not None and status in runs.columns:
-        diverged |= runs[status].astype(str).str.lower().eq("diverged").to_numpy()
-    frame["_loss"] = np.where(diverged, np.nan, frame["_loss"])
-    for k in keys:
-        frame[k] = runs[k].to_numpy()
+    validate.positive(runs[lr], lr)
 
     rows = []
-    groups = frame.groupby(keys, sort=True, dropna=False) if keys else [((), frame)]
+    groups = runs.groupby(keys, sort=True, dropna=False) if keys else [((), runs)]
     for key, group in groups:
-        per_lr = group.groupby("_lr", sort=True)["_loss"].mean()  # NaN only if all diverged
-        result = _group_optimum(per_lr.index.to_numpy(), per_lr.to_numpy(), n_neighbors, min_points)
+        per_lr = scan(group, lr, loss, status)  # NaN only if all diverged
+        result = scan_optimum(per_lr.index.to_numpy(), per_lr.to_numpy(), n_neighbors, min_points)
+        result["lr_opt"] = result.pop("opt")
         key = key if isinstance(key, tuple) else (key,)
         rows.append({**dict(zip(keys, key, strict=True)), **result})
-    return pd.DataFrame(rows, columns=[*keys, *RESULT_COLUMNS])
+    return pd.DataFrame(rows, columns=[*keys, *RESULT_COLUMNS])  # drops each `parabola`
 
 
-def _group_optimum(
-    lr: np.ndarray, loss: np.ndarray, n_neighbors: int, min_points: int
+def scan_optimum(
+    x: np.ndarray,
+    loss: np.ndarray,
+    n_neighbors: int = 1,
+    min_points: int = 3,
+    name: str = "LR",
 ) -> dict[str, object]:
-    """Vertex of the parabola in log LR around the best point of one group (LRs sorted)."""
+    """Optimum of one scan (x sorted and distinct, NaN loss = diverged), as in `optimal_lr`.
+
+    Returns opt, loss_opt, n_points, n_fit, n_diverged, bracketed, note, and the fitted
+    `parabola` (a LogParabola, None when there are too few finite points); `name` is what the
+    notes call x.
+    """
     finite = np.isfinite(loss)
     n_points, n_diverged = int(finite.sum()), int((~finite).sum())
-    out: dict[str, object] = {"n_points": n_points, "n_diverged": n_diverged}
+    out: dict[str, object] = {"n_points": n_points, "n_diverged": n_diverged, "parabola": None}
     if n_points == 0:
         return {
             **out,
-            "lr_opt": np.nan,
+            "opt": np.nan,
             "loss_opt": np.nan,
             "n_fit": 0,
             "bracketed": False,
             "note": "no finite loss (all runs diverged)",
         }
     best = int(np.nanargmin(loss))
-    fallback = {"lr_opt": float(lr[best]), "loss_opt": float(loss[best])}
-    if n_points < min_points:
+    fallback = {"opt": float(x[best]), "loss_opt": float(loss[best])}
+    fitted = scan_parabola(x, loss, n_neighbors, min_points)
+    if fitted is None:
         return {
             **out,
             **fallback,
             "n_fit": 0,
             "bracketed": False,
-            "note": f"too few finite points ({n_points} < {min_points}): best sampled LR",
+            "note": f"too few finite points ({n_points} < {min_points}): best sampled {name}",
         }
 
-    # Every sampled LR other than the best one is worse (finite and higher, or diverged),
-    # so the best is bracketed exactly when it is not the lowest or highest sampled LR.
+    # Every sampled x other than the best one is worse (finite and higher, or diverged),
+    # so the best is bracketed exactly when it is not the lowest or highest sampled x.
     notes = []
     if best == 0:
-        notes.append("best LR is the lowest sampled")
-    if best == lr.size - 1:
-        notes.append("best LR is the highest sampled")
-
-    fin_idx = np.flatnonzero(finite)
-    size = min(max(2 * n_neighbors + 1, min_points), fin_idx.size)
-    start = int(np.searchsorted(fin_idx, best)) - (size - 1) // 2
-    start = min(max(start, 0), fin_idx.size - size)  # slide the window inside the data
-    use = fin_idx[start : start + size]
-    u = np.log(lr[use])
-    c2, c1, c0 = np.polyfit(u, loss[use], 2)
-    out["n_fit"] = int(use.size)
-    if not c2 > 0:
+        notes.append(f"best {name} is the lowest sampled")
+    if best == x.size - 1:
+        notes.append(f"best {name} is the highest sampled")
+    parabola, out["n_fit"] = fitted
+    out["parabola"] = parabola
+    if not parabola.c2 > 0:
         notes.append("parabola opens downward")
         return {**out, **fallback, "bracketed": False, "note": "; ".join(notes)}
-    u_opt = -c1 / (2.0 * c2)
-    vertex = {"lr_opt": float(np.exp(u_opt)), "loss_opt": float(c0 - c1 * c1 / (4.0 * c2))}
-    if not (np.log(lr[0]) <= u_opt <= np.log(lr[-1])):
-        notes.append("vertex outside the sampled LRs")
+    vertex = {"opt": parabola.vertex, "loss_opt": parabola.minimum}
+    if not (x[0] <= parabola.vertex <= x[-1]):
+        notes.append(f"vertex outside the sampled {name}s")
         return {**out, **fallback, "bracketed": False, "note": "; ".join(notes)}
     return {**out, **vertex, "bracketed": not notes, "note": "; ".join(notes)}

@@ -138,3 +138,49 @@ class Backtest:
             "coverage": self.coverage,
             "runs": self.frame.to_dict("records"),
         }
+
+
+@dataclass
+class HparamBacktest:
+    """An LR or batch-size law fitted on the smaller (N, D) groups, scored on the largest.
+
+    Per held-out group (`frame`): the predicted optimum with its interval, the group's own
+    optimum (vertex of its loss parabola), their ratio, and the loss penalty in % of using
+    the prediction, read off that parabola and off the measured grid (fits.hparam_backtest).
+    """
+
+    law: str
+    method: str
+    formula: str
+    fraction: float
+    level: float
+    n_train: int
+    frame: pd.DataFrame = field(repr=False)
+
+    def __str__(self) -> str:
+        f = self.frame
+        return (
+            f"backtest {self.law} ({self.method}; {self.formula}): fitted on {self.n_train} "
+            f"(N, D) groups, predicted the {len(f)} largest: ratio predicted/actual "
+            f"{f.ratio.min():.3g}..{f.ratio.max():.3g}; loss penalty off the parabola "
+            f"{_spread(f.penalty_pct)}, off the grid {_spread(f.grid_penalty_pct)}; "
+            f"{self.level:.0%} intervals hold {int(f.covered.sum())} of {len(f)}"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "law": self.law,
+            "method": self.method,
+            "formula": self.formula,
+            "fraction": self.fraction,
+            "level": self.level,
+            "n_train": self.n_train,
+            "n_test": len(self.frame),
+            "groups": self.frame.to_dict("records"),
+        }
+
+
+def _spread(percent: pd.Series) -> str:
+    """'median 0.1%, max 0.3%' over the finite values, '-' when there are none."""
+    values = percent.dropna()
+    return f"median {values.median():.2g}%, max {values.max():.2g}%" if len(values) else "-"

@@ -28,6 +28,7 @@ from fits import (
     Fit,
     FitError,
     IsoFLOPFit,
+    LogLinearLaw,
     PowerLaw,
     batch_size_law,
     bjorck_lr,
@@ -40,8 +41,9 @@ from fits import (
     step_law_lr,
 )
 from fits.bootstrap import percentile_interval
+from fits.hparam_backtest import largest_compute, score_groups
 from scaling.errors import ScalingError
-from scaling.results import Backtest, ComputeOptimal, Crossover, Prediction
+from scaling.results import Backtest, ComputeOptimal, Crossover, HparamBacktest, Prediction
 from store.db import connect, migrate
 from store.fits import find_fit, runs_fingerprint, save_fit, save_prediction
 from store.imports import normalise_columns
@@ -420,10 +422,16 @@ class Study:
         fraction: float = 0.25,
         source: str | None = None,
         where: str | None = None,
-    ) -> Backtest:
-        """Fit on all but the held-out runs, predict those, and score the predictions."""
+        method: str | None = None,
+    ) -> Backtest | HparamBacktest:
+        """Fit on all but the held-out runs, predict those, and score the predictions.
+
+        lr-law and bs-law hold out whole (N, D) groups; `method` is how lr-law is fitted.
+        """
+        if law in ("lr-law", "bs-law"):
+            return self._backtest_hparams(law, arch, holdout, fraction, source, where, method)
         if law not in ("chinchilla", "power"):
-            raise ScalingError("backtest supports the loss laws: chinchilla and power")
+            raise ScalingError("backtest supports chinchilla, power, lr-law and bs-law")
         if holdout not in HOLDOUTS:
             raise ScalingError(f"unknown holdout {holdout!r}: choose {', '.join(HOLDOUTS)}")
         if not 0 < fraction < 1:
@@ -457,6 +465,48 @@ class Study:
         frame["rel_error"] = (frame.predicted - frame.actual) / frame.actual
         frame["covered"] = (frame.lo <= frame.actual) & (frame.actual <= frame.hi)
         return Backtest(law, holdout, fraction, self.level, len(train), frame)
+
+    def _backtest_hparams(
+        self,
+        law: str,
+        arch: str | None,
+        holdout: str,
+        fraction: float,
+        source: str | None,
+        where: str | None,
+        method: str | None,
+    ) -> HparamBacktest:
+        """Fit the LR (BS) law without the largest-compute (N, D) groups and score it on them."""
+        if holdout != "top-compute":
+            raise ScalingError(f"{law} backtests hold out the largest-compute groups only")
+        if not 0 < fraction < 1:
+            raise ScalingError(f"holdout fraction must be between 0 and 1, got {fraction}")
+        method = method or ("vertex" if law == "lr-law" else "near-optimal")
+        if law == "bs-law" and method != "near-optimal":
+            raise ScalingError("bs-law is fitted on the near-optimal runs: --method near-optimal")
+        data = self._data("lr", arch, source, where, "params")
+        keys = ["arch", "parametrization", "N", "D"]
+        groups = data[keys].drop_duplicates().reset_index(drop=True)
+        held = groups[largest_compute(groups, fraction)]
+        held = held.iloc[np.argsort((held.N * held.D).to_numpy(), kind="stable")]  # by compute
+        test = data.set_index(keys).index.isin(held.set_index(keys).index)
+        if len(groups) - len(held) < 3:
+            left = f"{len(groups) - len(held)} of {len(groups)} (N, D) groups left to fit on"
+            raise ScalingError(f"{law} backtest: {left}, need at least 3")
+        quoted = ", ".join("'" + r.replace("'", "''") + "'" for r in data.run_id[~test])
+        clause = f"({where}) AND run_id IN ({quoted})" if where else f"run_id IN ({quoted})"
+        options: dict[str, Any] = {"method": method} if law == "lr-law" else {}
+        fitted = self.fit(law, arch, source, clause, **options)
+        model: LogLinearLaw = fitted.model  # type: ignore[assignment]
+        p = model.predict_interval(held, self.level)
+        predicted = held.assign(predicted=p.estimate, lo=p.lo, hi=p.hi)
+        x, across, name = (
+            ("lr", "batch_size", "LR") if law == "lr-law" else ("batch_tokens", "lr", "batch size")
+        )
+        frame = score_groups(data[test], predicted, keys, x, across, name=name)
+        return HparamBacktest(
+            law, method, model.law_formula, fraction, self.level, len(groups) - len(held), frame
+        )
 
     # -- helpers ---------------------------------------------------------------------------
     def _loss_interval(

@@ -117,3 +117,11 @@ def test_custom_group_keys_and_column_names():
     assert out.width[0] == 256 and out.lr_opt[0] == pytest.approx(5e-3, rel=1e-9)
     with pytest.raises(ValueError, match="missing column"):
         optimal_lr(df)  # default keys arch, N, D, batch_size are not there
+
+
+def test_lrs_equal_but_for_rounding_are_one_lr():
+    lrs = np.array([1e-3, 2e-3, 4e-3, 8e-3, 3 * 0.1 / 3 * 0.08, 1.6e-2])  # 8.000000000000002e-3
+    assert lrs[4] != lrs[3]
+    out = optimal_lr(sweep(quadratic(lrs, 4e-3), lrs))
+    assert out.n_points[0] == 5 and out.n_fit[0] == 3
+    assert out.bracketed[0] and out.lr_opt[0] == pytest.approx(4e-3, rel=1e-9)
