@@ -40,8 +40,16 @@ def import_runs(
         source = source or example
     assert file is not None
     with connect(db) as con:
-        count, problems = import_file(con, file, source, columns, skip_bad)
+        counts, problems = import_file(con, file, source, columns, skip_bad)
     for problem in problems:
         console.print(f"[yellow]skipped {problem}[/]")
     name = source or file.stem
-    console.print(f"imported {count} runs from {file} as source 'imported:{name}'")
+    notes = [
+        f"{counts.present} already in the log" if counts.present else "",
+        f"{counts.duplicates} repeated rows in the file" if counts.duplicates else "",
+    ]
+    console.print(
+        f"imported {counts.inserted} run{'s' * (counts.inserted != 1)} from {file} "
+        f"as source 'imported:{name}' "
+        f"(select them with --source {name})" + "".join(f"; {note}" for note in notes if note)
+    )

@@ -7,7 +7,7 @@ import pytest
 from scaling import datasets
 from store.db import connect
 from store.errors import StoreError
-from store.imports import import_file
+from store.imports import ImportCounts, import_file
 from store.runs import read_runs
 from tests.conftest import run_cli
 
@@ -19,8 +19,8 @@ MU = datasets.path("mu-scaling")
 def test_chinchilla_points_import_with_aliases_and_reimport_adds_nothing(db):
     source = pd.read_csv(CHINCHILLA)
     with connect(db) as con:
-        assert import_file(con, CHINCHILLA, "chinchilla") == (245, [])
-        assert import_file(con, CHINCHILLA, "chinchilla") == (245, [])
+        assert import_file(con, CHINCHILLA, "chinchilla") == (ImportCounts(245, 0, 0), [])
+        assert import_file(con, CHINCHILLA, "chinchilla") == (ImportCounts(0, 245, 0), [])
         runs = read_runs(con, source="imported:chinchilla")
     assert len(runs) == 245
     assert sorted(runs.params) == pytest.approx(sorted(source.N))
@@ -32,10 +32,10 @@ def test_chinchilla_points_import_with_aliases_and_reimport_adds_nothing(db):
 
 def test_explicit_mapping_keeps_unmapped_columns_in_config(db):
     with connect(db) as con:
-        count, _ = import_file(con, STEP_LAW, "steplaw", "loss=smooth loss")
+        counts, _ = import_file(con, STEP_LAW, "steplaw", "loss=smooth loss")
         runs = read_runs(con, source="imported:steplaw")
     source = pd.read_csv(STEP_LAW)
-    assert count == len(source) == len(runs)
+    assert counts.inserted == len(source) == len(runs)
     assert sorted(runs.final_val_loss) == pytest.approx(sorted(source["smooth loss"]))
     assert sorted(runs.lr) == pytest.approx(sorted(source.lr))
     assert sorted(runs.batch_size) == pytest.approx(sorted(source.bs))
@@ -59,8 +59,8 @@ def test_bad_rows_import_nothing_unless_skipped(tmp_path, db):
         with pytest.raises(StoreError, match=r"line 3.*line 4.*line 5"):
             import_file(con, bad)
         assert read_runs(con).empty
-        count, problems = import_file(con, bad, skip_bad=True)
-    assert count == 2
+        counts, problems = import_file(con, bad, skip_bad=True)
+    assert counts.inserted == 2
     assert [p.split(":")[0] for p in problems] == ["line 3", "line 4", "line 5"]
 
 
