@@ -33,7 +33,7 @@ def run_and_record(
     """
     config = config.resolved()
     corpus = load_corpus(config.train.corpus)
-    row = config_row(config, corpus.name, corpus.sha256, sweep)
+    row = config_row(config, corpus.name, corpus.sha256, sweep, len(corpus.train))
     run_id = row["run_id"]
     with connect(db) as con:
         if run_status(con, run_id) == "done" and not force:

@@ -135,7 +135,7 @@ class _Book:
     def run(self, config: RunConfig) -> PlannedRun:
         if config not in self._runs:
             corpus = load_corpus(config.train.corpus)
-            row = config_row(config, corpus.name, corpus.sha256, self.sweep)
+            row = config_row(config, corpus.name, corpus.sha256, self.sweep, len(corpus.train))
             self._runs[config] = PlannedRun(config, row)
         return self._runs[config]
 

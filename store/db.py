@@ -40,10 +40,12 @@ def is_damage(exc: duckdb.Error) -> bool:
 
 def _damaged(path: Path, exc: duckdb.Error) -> StoreError | None:
     """A StoreError for an error that says the file itself is damaged, else None."""
-    if not is_damage(exc):
+    match = DAMAGE.search(str(exc))
+    if match is None:
         return None
-    message = str(exc).splitlines()[0].removeprefix("IO Error: ")
-    return StoreError(f"{path} is damaged ({message}); restore it from a copy or start a new one")
+    return StoreError(
+        f"{path} is damaged ({match.group(0).lower()}); restore it from a copy or start a new one"
+    )
 
 
 def _holder(message: str) -> str:

@@ -9,9 +9,11 @@ when the coordinator dies, even by SIGKILL, so a restarted sweep never races orp
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import multiprocessing as mp
 import os
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -25,6 +27,7 @@ from runners.sweeps.executors import Finished, Update, execute
 PROGRESS_EVERY_S = 0.5  # a worker reports a running run's progress at most this often
 ORPHAN_CHECK_S = 0.5  # how often a worker checks that its coordinator is alive
 CLOSE_WAIT_S = 5.0
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 @dataclass
@@ -121,6 +124,7 @@ def _serve(conn: Connection, threads: int, device: str, parent: int) -> None:
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _die_with_parent()
     threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
     while True:
         try:
@@ -140,6 +144,16 @@ def _serve(conn: Connection, threads: int, device: str, parent: int) -> None:
                 conn.send(("progress", key, progress))
 
         conn.send(("finished", key, execute(config, device, threads, report)))
+
+
+def _die_with_parent() -> None:
+    """On Linux, have the kernel SIGKILL this worker the moment its coordinator dies
+    (prctl PR_SET_PDEATHSIG); `_exit_with` is the portable fallback and covers the race of
+    a coordinator that died before this call."""
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _exit_with(parent: int) -> None:
