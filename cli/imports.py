@@ -44,12 +44,13 @@ def import_runs(
     for problem in problems:
         console.print(f"[yellow]skipped {problem}[/]")
     name = source or file.stem
-    notes = [
-        f"{counts.present} already in the log" if counts.present else "",
-        f"{counts.duplicates} repeated rows in the file" if counts.duplicates else "",
-    ]
     console.print(
         f"imported {counts.inserted} run{'s' * (counts.inserted != 1)} from {file} "
-        f"as source 'imported:{name}' "
-        f"(select them with --source {name})" + "".join(f"; {note}" for note in notes if note)
+        f"as source 'imported:{name}' (--source {name} selects them)"
     )
+    notes = [
+        f"{counts.present} already in the log, left as they are" if counts.present else "",
+        f"{counts.duplicates} rows repeat an earlier row of the file" if counts.duplicates else "",
+    ]
+    if any(notes):
+        console.print("; ".join(note for note in notes if note))
