@@ -23,7 +23,7 @@ EXECUTORS = ("local", "ray")
 
 @dataclass(frozen=True)
 class Update:
-    """A running run's latest step (local workers send one every PROGRESS_EVERY_S)."""
+    """A running run's latest step (local workers send one every worker.PROGRESS_EVERY_S)."""
 
     key: str
     progress: Progress
