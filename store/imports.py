@@ -221,7 +221,7 @@ def _cell(column: str, kind: str, value: object) -> object:
 
 
 def _problem(record: dict[str, object]) -> str | None:
-    if record.get("status", "done") == "done" and record.get("final_val_loss") is None:
+    if record["status"] == "done" and record.get("final_val_loss") is None:
         return "no loss"
     if all(record.get(c) is None for c in SIZE_COLUMNS):
         return "needs params, tokens or flops"
@@ -259,6 +259,7 @@ def plan_import(frame: pd.DataFrame, source: str, mapping: dict[str, str]) -> Im
         except ValueError as exc:
             bad.append((number, str(exc)))
             continue
+        record["status"] = record.get("status") or "done"
         if reason := _problem(record):
             bad.append((number, reason))
             continue
@@ -271,7 +272,6 @@ def plan_import(frame: pd.DataFrame, source: str, mapping: dict[str, str]) -> Im
             continue
         record["config"] = json.dumps(config, default=str)
         record["source"] = f"imported:{source}"
-        record.setdefault("status", "done")
         if record.get("flops") is None and record.get("params") and record.get("tokens"):
             record["flops"] = 6.0 * record["params"] * record["tokens"]  # type: ignore[operator]
         good[record["run_id"]] = record
