@@ -84,8 +84,8 @@ def _version(con: duckdb.DuckDBPyConnection, path: Path) -> int:
         if tables:
             raise StoreError(f"{path} is a DuckDB file but not a scaling run log")
         return 0
-    row = con.execute("SELECT max(version) FROM schema_version").fetchone()
-    return int(row[0] or 0)
+    (version,) = con.execute("SELECT max(version) FROM schema_version").fetchall()[0]
+    return int(version or 0)
 
 
 def migrate(con: duckdb.DuckDBPyConnection, path: Path) -> None:

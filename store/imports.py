@@ -123,12 +123,12 @@ def normalise_columns(frame: pd.DataFrame, mapping: dict[str, str]) -> pd.DataFr
             ) from exc
     con.close()
     mapped = {source for source in mapping.values() if source in frame.columns}
-    renames = {}
+    renames: dict[str, str] = {}
     for column in frame.columns:
         if column in mapping or column in mapped:
             continue
         key = str(column).strip().lower().replace(" ", "_")
-        target = key if key in RUN_COLUMNS else ALIASES.get(key)
+        target = key if key in RUN_COLUMNS else ALIASES.get(key, "")
         if target and target not in mapping and target not in renames.values():
             renames[column] = target
     return frame.drop(columns=[c for c in mapped if c not in mapping]).rename(columns=renames)
@@ -266,15 +266,16 @@ def plan_import(frame: pd.DataFrame, source: str, mapping: dict[str, str]) -> Im
         kept = {c: (None if _missing(row[c]) else row[c]) for c in run_part}
         config = {str(c): (None if _missing(row[c]) else row[c]) for c in extra}
         payload = json.dumps({"source": source, **kept, **config}, sort_keys=True, default=str)
-        record["run_id"] = "imp-" + hashlib.sha256(payload.encode()).hexdigest()[:16]
-        if record["run_id"] in good:
+        run_id = "imp-" + hashlib.sha256(payload.encode()).hexdigest()[:16]
+        if run_id in good:
             duplicates += 1
             continue
+        record["run_id"] = run_id
         record["config"] = json.dumps(config, default=str)
         record["source"] = f"imported:{source}"
         if record.get("flops") is None and record.get("params") and record.get("tokens"):
             record["flops"] = 6.0 * record["params"] * record["tokens"]  # type: ignore[operator]
-        good[record["run_id"]] = record
+        good[run_id] = record
     records = list(good.values())
     columns = sorted({k for r in records for k in r}) or ["run_id"]
     return ImportPlan(pd.DataFrame(records, columns=columns), bad, duplicates)
