@@ -59,8 +59,8 @@ def sql(
     elif format is Format.csv:
         frame.map(_csv_safe).to_csv(out or sys.stdout, index=False)
     else:
-        text = json.dumps([dict(zip(columns, map(_json_value, row), strict=True)) for row in rows],
-                          indent=1)  # fmt: skip
+        records = [dict(zip(columns, map(_json_value, row), strict=True)) for row in rows]
+        text = json.dumps(records, indent=1)
         (out.write_text(text + "\n") if out else sys.stdout.write(text + "\n"))
     if out is not None:
         console.print(f"wrote {out}")
