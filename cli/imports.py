@@ -40,8 +40,17 @@ def import_runs(
         source = source or example
     assert file is not None
     with connect(db) as con:
-        count, problems = import_file(con, file, source, columns, skip_bad)
+        counts, problems = import_file(con, file, source, columns, skip_bad)
     for problem in problems:
         console.print(f"[yellow]skipped {problem}[/]")
     name = source or file.stem
-    console.print(f"imported {count} runs from {file} as source 'imported:{name}'")
+    console.print(
+        f"imported {counts.inserted} run{'s' * (counts.inserted != 1)} from {file} "
+        f"as source 'imported:{name}' (--source {name} selects them)"
+    )
+    notes = [
+        f"{counts.present} already in the log, left as they are" if counts.present else "",
+        f"{counts.duplicates} rows repeat an earlier row of the file" if counts.duplicates else "",
+    ]
+    if any(notes):
+        console.print("; ".join(note for note in notes if note))

@@ -2,23 +2,30 @@
 
 from __future__ import annotations
 
+import json
+import math
 import sys
+from datetime import date, datetime, time
+from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import duckdb
+import pandas as pd
 import typer
 
 from cli.common import DbOption, console, print_frame
 from store.db import connect
 from store.errors import StoreError
 from store.runs import read_runs
+from store.sql import query as run_query
 
 RUN_SUMMARY = [
     "run_id", "sweep", "arch", "params", "tokens", "lr", "batch_size", "status",
     "final_val_loss", "wall_s",
 ]  # fmt: skip
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 class Format(StrEnum):
@@ -28,37 +35,64 @@ class Format(StrEnum):
     parquet = "parquet"
 
 
-def _quote(path: Path) -> str:
-    return "'" + str(path).replace("'", "''") + "'"
-
-
 def sql(
-    query: Annotated[str, typer.Argument(help="A SQL query over runs, curves, fits, ...")],
+    query: Annotated[str, typer.Argument(help="One SQL query over runs, curves, fits, ...")],
     db: DbOption = None,
     format: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.table,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file.")] = None,
 ) -> None:
-    """Run SQL against the run log, read-only; print a table or export csv/json/parquet."""
+    """Run one SQL statement against the run log, read-only and with no access to other
+    files; print a table or export csv/json/parquet."""
     if format is Format.parquet and out is None:
         raise StoreError("--format parquet needs --out FILE")
     with connect(db, read_only=True) as con:
-        try:
-            if out is not None and format is not Format.table:
-                options = {"csv": "FORMAT csv, HEADER", "json": "FORMAT json, ARRAY true",
-                           "parquet": "FORMAT parquet"}[format.value]  # fmt: skip
-                con.execute(f"COPY ({query.rstrip().rstrip(';')}) TO {_quote(out)} ({options})")
-                console.print(f"wrote {out}")
-                return
-            frame = con.execute(query).df()
-        except duckdb.Error as exc:
-            raise StoreError(f"SQL error: {str(exc).splitlines()[0]}") from exc
+        columns, rows = run_query(con, query)
+    frame = pd.DataFrame.from_records(rows, columns=columns)
     if format is Format.table:
         print_frame(frame)
+        return
+    if format is Format.parquet:
+        assert out is not None
+        export = duckdb.connect()
+        export.register("result", frame)
+        export.execute(f"COPY result TO {_quote(out)} (FORMAT parquet)")
     elif format is Format.csv:
-        frame.to_csv(out or sys.stdout, index=False)
+        frame.map(_csv_safe).to_csv(out or sys.stdout, index=False)
     else:
-        text = frame.to_json(orient="records", date_format="iso", indent=1)
-        (out.write_text(text) if out else sys.stdout.write(text + "\n"))
+        records = [dict(zip(columns, map(_json_value, row), strict=True)) for row in rows]
+        text = json.dumps(records, indent=1)
+        (out.write_text(text + "\n") if out else sys.stdout.write(text + "\n"))
+    if out is not None:
+        console.print(f"wrote {out}")
+
+
+def _quote(path: Path) -> str:
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+def _csv_safe(value: object) -> object:
+    """Text a spreadsheet would run as a formula gets a leading quote (OWASP CSV injection)."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def _json_value(value: object) -> object:
+    """A cell as JSON: NaN and infinities as the strings "NaN", "Infinity", "-Infinity"
+    (JSON has no such numbers; null stays for SQL NULL), times in ISO 8601."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return float(value)
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, list | tuple):
+        return [_json_value(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _json_value(v) for k, v in value.items()}
+    return str(value)
 
 
 def runs(

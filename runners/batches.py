@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 
@@ -12,7 +14,9 @@ class BatchSampler:
     def __init__(self, tokens: np.ndarray, seq_len: int, seed: int) -> None:
         if len(tokens) <= seq_len + 1:
             raise ValueError(f"training split has {len(tokens)} tokens, need > {seq_len + 1}")
-        self.tokens = torch.from_numpy(np.asarray(tokens))
+        with warnings.catch_warnings():  # read-only corpus bytes; the tensor is never written
+            warnings.filterwarnings("ignore", "The given NumPy array is not writable")
+            self.tokens = torch.from_numpy(np.asarray(tokens))
         self.window = torch.arange(seq_len + 1)
         self.high = len(tokens) - seq_len - 1
         self.generator = torch.Generator().manual_seed(seed)

@@ -37,6 +37,7 @@ class RunResult:
     counts: Counts
     corpus: str
     corpus_sha256: str
+    unique_tokens: int | None = None  # the corpus's training split: tokens the run could see
     status: str = "done"
     final_val_loss: float | None = None
     final_train_loss: float | None = None
@@ -49,7 +50,7 @@ class RunResult:
     def row(self, sweep: str | None = None) -> dict[str, Any]:
         """This run as a row of the `runs` table."""
         return {
-            **config_row(self.config, self.corpus, self.corpus_sha256, sweep),
+            **config_row(self.config, self.corpus, self.corpus_sha256, sweep, self.unique_tokens),
             "status": self.status,
             "final_val_loss": self.final_val_loss,
             "final_train_loss": self.final_train_loss,
@@ -65,9 +66,14 @@ class RunResult:
 
 
 def config_row(
-    config: RunConfig, corpus: str, corpus_sha256: str, sweep: str | None = None
+    config: RunConfig,
+    corpus: str,
+    corpus_sha256: str,
+    sweep: str | None = None,
+    unique_tokens: int | None = None,
 ) -> dict[str, Any]:
-    """The columns of a `runs` row that the config alone determines (before it has run)."""
+    """The columns of a `runs` row known before the run: its config's, and its corpus's
+    (name, hash, and the training split's size in tokens, the unique tokens it can see)."""
     config = config.resolved()
     m, t = config.model, config.train
     counts = count(m)
@@ -93,5 +99,6 @@ def config_row(
         "seed": t.seed,
         "corpus": corpus,
         "corpus_sha256": corpus_sha256,
+        "unique_tokens": unique_tokens,
         "config": config.to_dict(),
     }

@@ -72,6 +72,7 @@ def train(
         counts=count(mcfg),
         corpus=corpus.name,
         corpus_sha256=corpus.sha256,
+        unique_tokens=len(corpus.train),
         device=describe_device(dev),
     )
     torch.manual_seed(tcfg.seed)

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 from runners.config import RunConfig
 from runners.corpus import load_corpus
+from runners.errors import RunnerError, describe
 from runners.results import Progress, RunResult, config_row
 from runners.train import train
-from store.db import connect
-from store.runs import mark_running, record_run, run_status
+from scaling.errors import ScalingError
+from store.db import COMMIT_WAIT_S, connect
+from store.runs import RESULT_CLEARED, mark_running, record_run, run_status
 
 
 def run_and_record(
@@ -24,17 +27,28 @@ def run_and_record(
     """Train `config` unless the log already holds it as done; returns (result, run_id).
 
     The run is marked `running` before training and committed with its curve at the end,
-    so a killed process leaves a `running` row and never a half-written curve.
+    so a killed process leaves a `running` row and never a half-written curve. The commit
+    waits for readers to let go (a finished run is not thrown away); a run that raises is
+    recorded as `failed` with its error, then reported as one line.
     """
     config = config.resolved()
     corpus = load_corpus(config.train.corpus)
-    row = config_row(config, corpus.name, corpus.sha256, sweep)
+    row = config_row(config, corpus.name, corpus.sha256, sweep, len(corpus.train))
     run_id = row["run_id"]
     with connect(db) as con:
         if run_status(con, run_id) == "done" and not force:
             return None, run_id
         mark_running(con, row)
-    result = train(config, device=device, progress=progress)
-    with connect(db) as con:
+    try:
+        result = train(config, device=device, progress=progress)
+    except Exception as exc:
+        error = str(exc) if isinstance(exc, RunnerError) else describe(exc)
+        failed = {**row, **RESULT_CLEARED, "status": "failed", "error": error}
+        with connect(db, wait_s=COMMIT_WAIT_S) as con:
+            record_run(con, {**failed, "finished_at": datetime.now(UTC).replace(tzinfo=None)}, [])
+        if isinstance(exc, RunnerError):
+            raise
+        raise ScalingError(f"run {run_id} failed and is recorded as failed: {error}") from exc
+    with connect(db, wait_s=COMMIT_WAIT_S) as con:
         record_run(con, result.row(sweep), result.curve_rows(), sweep=sweep)
     return result, run_id

@@ -37,12 +37,11 @@ from runners.sweeps.executors import (
     threads_per_worker,
 )
 from runners.sweeps.throughput import Throughput
-from store.db import connect, default_path
+from store.db import COMMIT_WAIT_S, connect, default_path
 from store.lock import lock_holder, sweep_lock
 from store.runs import RESULT_CLEARED, add_to_sweep, mark_running, record_runs
 from store.sweeps import FINISHED, measured_throughput, run_outcomes, sweep_counts
 
-COMMIT_WAIT_S = 600.0  # a commit waits this long for a reader (e.g. `scaling sql`) to let go
 POLL_S = 1.0  # the longest the coordinator sleeps between looks at its budget and workers
 COMMIT_EVERY_S = 1.0  # results that come back closer together than this share a connection
 
@@ -136,7 +135,7 @@ class _Book:
     def run(self, config: RunConfig) -> PlannedRun:
         if config not in self._runs:
             corpus = load_corpus(config.train.corpus)
-            row = config_row(config, corpus.name, corpus.sha256, self.sweep)
+            row = config_row(config, corpus.name, corpus.sha256, self.sweep, len(corpus.train))
             self._runs[config] = PlannedRun(config, row)
         return self._runs[config]
 

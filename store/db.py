@@ -6,6 +6,7 @@ readers can get in between the commits of a running sweep.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import time
@@ -19,11 +20,32 @@ from store.errors import StoreError
 from store.schema import MIGRATIONS, SCHEMA_VERSION
 
 DEFAULT_DB = "scaling.duckdb"
-LOCK_WAIT_S = 30.0
+LOCK_WAIT_S = 30.0  # a command waits this long for another process to let go of the file
+COMMIT_WAIT_S = 600.0  # a finished run's commit waits this long: its result is not thrown away
+# How DuckDB reports a file whose pages are missing or torn (truncated, overwritten).
+DAMAGE = re.compile(
+    r"could not read enough bytes from file|corrupt database file|checksum \S+ does not match",
+    re.I,
+)
 
 
 def default_path() -> Path:
     return Path(os.environ.get("SCALING_DB", DEFAULT_DB))
+
+
+def is_damage(exc: duckdb.Error) -> bool:
+    """Whether DuckDB's error says the database file itself is damaged."""
+    return bool(DAMAGE.search(str(exc)))
+
+
+def _damaged(path: Path, exc: duckdb.Error) -> StoreError | None:
+    """A StoreError for an error that says the file itself is damaged, else None."""
+    match = DAMAGE.search(str(exc))
+    if match is None:
+        return None
+    return StoreError(
+        f"{path} is damaged ({match.group(0).lower()}); restore it from a copy or start a new one"
+    )
 
 
 def _holder(message: str) -> str:
@@ -36,7 +58,7 @@ def _open(path: Path, read_only: bool, wait_s: float) -> duckdb.DuckDBPyConnecti
     delay = 0.01
     while True:
         try:
-            return duckdb.connect(str(path), read_only=read_only)
+            return duckdb.connect(str(path.resolve()), read_only=read_only)
         except duckdb.IOException as exc:
             message = str(exc)
             if "lock" in message.lower():
@@ -47,9 +69,13 @@ def _open(path: Path, read_only: bool, wait_s: float) -> duckdb.DuckDBPyConnecti
                 raise StoreError(
                     f"{path} is locked by {_holder(message)}; try again when it finishes"
                 ) from exc
-            raise StoreError(f"{path} is not a DuckDB run log ({message.splitlines()[0]})") from exc
+            raise _damaged(path, exc) or StoreError(
+                f"{path} is not a DuckDB run log ({message.splitlines()[0]})"
+            ) from exc
         except duckdb.Error as exc:
-            raise StoreError(f"cannot open {path}: {str(exc).splitlines()[0]}") from exc
+            raise _damaged(path, exc) or StoreError(
+                f"cannot open {path}: {str(exc).splitlines()[0]}"
+            ) from exc
 
 
 def _version(con: duckdb.DuckDBPyConnection, path: Path) -> int:
@@ -58,8 +84,8 @@ def _version(con: duckdb.DuckDBPyConnection, path: Path) -> int:
         if tables:
             raise StoreError(f"{path} is a DuckDB file but not a scaling run log")
         return 0
-    row = con.execute("SELECT max(version) FROM schema_version").fetchone()
-    return int(row[0] or 0)
+    (version,) = con.execute("SELECT max(version) FROM schema_version").fetchall()[0]
+    return int(version or 0)
 
 
 def migrate(con: duckdb.DuckDBPyConnection, path: Path) -> None:
@@ -89,7 +115,11 @@ def migrate(con: duckdb.DuckDBPyConnection, path: Path) -> None:
 def connect(
     path: str | Path | None = None, read_only: bool = False, wait_s: float = LOCK_WAIT_S
 ) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A connection to the run log, migrated when writable; closed on exit."""
+    """A connection to the run log, migrated when writable; closed on exit.
+
+    The file is opened by its real path (symlinks resolved), the same path the sweep lock
+    takes. A damaged file is reported as such wherever in the block DuckDB notices it.
+    """
     path = Path(path) if path is not None else default_path()
     if read_only and not path.exists():
         raise StoreError(f"no run log at {path}: run `scaling demo` or `scaling run` first")
@@ -109,5 +139,11 @@ def connect(
         else:
             migrate(con, path)
         yield con
+    except duckdb.Error as exc:
+        damaged = _damaged(path, exc)
+        if damaged is None:
+            raise
+        raise damaged from exc
     finally:
-        con.close()
+        with contextlib.suppress(duckdb.Error):
+            con.close()

@@ -1,8 +1,9 @@
 """Importing runs made elsewhere (CSV, Parquet, JSONL) into the `runs` table.
 
 Columns are matched by name (with common aliases such as N, D, loss) or by an explicit
-mapping; columns that are not run columns are kept in the run's `config` JSON. Every row is
-checked first, so a file imports whole or not at all (unless bad rows are skipped on request).
+mapping; columns that are not run columns are kept in the run's `config` JSON. Every cell is
+checked against its column's type and range first, so a file imports whole or not at all
+(unless bad rows are skipped on request), and nothing is rounded or cut on the way in.
 """
 
 from __future__ import annotations
@@ -10,14 +11,20 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import numbers
 from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pandas as pd
 
+from store.db import is_damage, migrate
 from store.errors import StoreError
 from store.schema import RUN_COLUMNS
+from store.sql import expression, sandbox
 
 ALIASES = {
     "n": "params", "n_params": "params", "parameters": "params", "model_size": "params",
@@ -26,10 +33,19 @@ ALIASES = {
     "loss": "final_val_loss", "l": "final_val_loss", "final_loss": "final_val_loss",
     "val_loss": "final_val_loss", "learning_rate": "lr", "bs": "batch_size",
     "batch": "batch_size", "architecture": "arch", "width": "d_model",
+    "u": "unique_tokens", "u_d": "unique_tokens", "unique": "unique_tokens",
 }  # fmt: skip
+# Columns that must hold a positive number when given (NULL where a row leaves them out).
 NUMERIC = ("params", "params_nonembed", "tokens", "flops", "lr", "batch_size", "d_model",
-           "n_layers", "n_heads", "seq_len", "final_val_loss")  # fmt: skip
+           "n_layers", "n_heads", "seq_len", "final_val_loss", "unique_tokens")  # fmt: skip
 SIZE_COLUMNS = ("params", "tokens", "flops")
+STATUSES = ("pending", "running", "done", "diverged", "failed")
+# Large counts estimated from plots (Epoch's Chinchilla N) carry fractions far below one
+# part in a million: those are rounded; any other fraction in a whole-number column is refused.
+COUNTS = ("params", "params_nonembed", "tokens", "unique_tokens")
+COUNT_SLACK = 1e-6
+INTEGER_MAX = {"INTEGER": 2**31 - 1, "BIGINT": 2**63 - 1}
+OURS = ("run_id", "config", "source")  # set by the import, whatever the file holds
 READERS = {
     ".csv": "read_csv_auto",
     ".tsv": "read_csv_auto",
@@ -42,10 +58,22 @@ READERS = {
 
 @dataclass(frozen=True)
 class ImportPlan:
-    """Rows ready for `runs`, and the rejected rows as (location, reason)."""
+    """Rows ready for `runs` (one per run id), rows that repeat an earlier row of the file,
+    and the rejected rows as (location, reason)."""
 
     rows: pd.DataFrame
     bad: list[tuple[int, str]]
+    duplicates: int = 0
+
+
+@dataclass(frozen=True)
+class ImportCounts:
+    """What an import did: runs added, runs the log already held (left as they are: a run id
+    is a hash of the row, so the same id means the same row), repeated rows of the file."""
+
+    inserted: int
+    present: int
+    duplicates: int
 
 
 def read_table(path: Path) -> pd.DataFrame:
@@ -76,82 +104,181 @@ def parse_mapping(text: str | None) -> dict[str, str]:
 
 
 def normalise_columns(frame: pd.DataFrame, mapping: dict[str, str]) -> pd.DataFrame:
-    """Rename mapped columns; a mapping that is no column name is a SQL expression over them."""
+    """Rename mapped columns; a mapping that is no column name is one SQL expression over them
+    (parsed and checked by store.sql.expression, run with no file access)."""
     frame = frame.copy()
-    con = duckdb.connect()
+    con = sandbox(duckdb.connect())
     con.register("file", frame)
     for target, source in mapping.items():
         if source in frame.columns:
             frame[target] = frame[source]
             continue
+        sql = f"SELECT (\n{expression(source, ['file'], f'--columns {target}=')}\n) FROM file"
         try:
-            frame[target] = con.execute(f"SELECT {source} FROM file").df().iloc[:, 0].to_numpy()
+            frame[target] = con.execute(sql).df().iloc[:, 0].to_numpy()
         except duckdb.Error as exc:
             raise StoreError(
                 f"--columns {target}={source}: neither a column of the file nor an expression "
                 f"over its columns ({str(exc).splitlines()[0]})"
             ) from exc
+    con.close()
     mapped = {source for source in mapping.values() if source in frame.columns}
-    renames = {}
+    renames: dict[str, str] = {}
     for column in frame.columns:
         if column in mapping or column in mapped:
             continue
-        key = column.strip().lower().replace(" ", "_")
-        target = key if key in RUN_COLUMNS else ALIASES.get(key)
+        key = str(column).strip().lower().replace(" ", "_")
+        target = key if key in RUN_COLUMNS else ALIASES.get(key, "")
         if target and target not in mapping and target not in renames.values():
             renames[column] = target
     return frame.drop(columns=[c for c in mapped if c not in mapping]).rename(columns=renames)
 
 
-def _problem(row: pd.Series) -> str | None:
-    for column in NUMERIC:
-        if column not in row.index or pd.isna(row[column]):
-            continue
-        value = row[column]
-        if not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
-            return f"{column} must be a positive number, got {value:g}"
-    if row.get("status", "done") == "done" and pd.isna(row.get("final_val_loss")):
+@lru_cache(maxsize=1)
+def column_types() -> dict[str, str]:
+    """Each `runs` column's DuckDB type, read off the schema itself."""
+    con = duckdb.connect()
+    migrate(con, Path(":memory:"))
+    rows = con.execute(
+        "SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = 'runs'"
+    ).fetchall()
+    con.close()
+    return dict(rows)
+
+
+def _missing(value: object) -> bool:
+    if isinstance(value, list | tuple | dict | np.ndarray):
+        return False
+    return bool(pd.isna(value))
+
+
+def _shown(value: object) -> str:
+    """A cell as a person wrote it: numbers plainly (1e+30, 0.5), text quoted."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool | np.bool_):
+        return str(int(value))
+    if isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_):
+        return f"{float(value):g}"
+    return repr(value)
+
+
+def _number(column: str, value: object) -> int | float:
+    """A cell as a Python number (ints kept exact), or ValueError saying why not."""
+    if isinstance(value, bool | np.bool_):
+        raise ValueError(f"{column} is not a number: {_shown(value)}")
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if isinstance(value, str):
+        text = value.strip()
+        for kind in (int, float):
+            try:
+                return kind(text)
+            except ValueError:
+                pass
+    raise ValueError(f"{column} is not a number: {_shown(value)}")
+
+
+def _cell(column: str, kind: str, value: object) -> object:
+    """The value as `runs.column` (of DuckDB type `kind`) stores it, or ValueError saying why
+    it cannot: a wrong type, a fraction in a whole-number column, a number past the column."""
+    if _missing(value):
+        return None
+    if kind in INTEGER_MAX or kind == "DOUBLE":
+        number = _number(column, value)
+        if column in NUMERIC and not (math.isfinite(number) and number > 0):
+            raise ValueError(f"{column} must be a positive number, got {_shown(value)}")
+        if kind == "DOUBLE":
+            return float(number)
+        slack = COUNT_SLACK * abs(number) if column in COUNTS else 0.0
+        if not math.isfinite(number) or abs(number - round(number)) > slack:
+            raise ValueError(f"{column} must be a whole number, got {_shown(value)}")
+        number = round(number)
+        if abs(number) > INTEGER_MAX[kind]:
+            limit = INTEGER_MAX[kind]
+            raise ValueError(
+                f"{column} = {_shown(value)} is beyond the column's range (±{limit:.3g})"
+            )
+        return number
+    if kind == "TIMESTAMP":
+        if not isinstance(value, str | datetime | np.datetime64):
+            raise ValueError(f"{column} is not a date and time: {_shown(value)}")
+        try:
+            stamp = pd.Timestamp(value)
+        except (ValueError, TypeError, OverflowError):
+            raise ValueError(f"{column} is not a date and time: {_shown(value)}") from None
+        if pd.isna(stamp):
+            raise ValueError(f"{column} is not a date and time: {_shown(value)}")
+        return (
+            stamp.tz_convert("UTC").tz_localize(None) if stamp.tzinfo else stamp
+        ).to_pydatetime()
+    text = value if isinstance(value, str) else str(value)
+    if "\x00" in text:
+        raise ValueError(f"{column} holds a NUL character")
+    if column == "status" and text not in STATUSES:
+        raise ValueError(f"status must be one of {', '.join(STATUSES)}, got {text!r}")
+    return text
+
+
+def _problem(record: dict[str, object]) -> str | None:
+    if record["status"] == "done" and record.get("final_val_loss") is None:
         return "no loss"
-    if all(pd.isna(row.get(c)) for c in SIZE_COLUMNS):
+    if all(record.get(c) is None for c in SIZE_COLUMNS):
         return "needs params, tokens or flops"
     return None
 
 
 def plan_import(frame: pd.DataFrame, source: str, mapping: dict[str, str]) -> ImportPlan:
-    """Map columns, validate every row, and build `runs` rows for the good ones."""
+    """Map columns, check every cell against its column's type, and build `runs` rows for
+    the good rows (one per distinct row)."""
     frame = normalise_columns(frame, mapping)
     if "final_val_loss" not in frame.columns:
         raise StoreError("no loss column: name one with --columns loss=COLUMN")
     if not any(c in frame.columns for c in SIZE_COLUMNS):
         raise StoreError("no params, tokens or flops column: name them with --columns")
-    unreadable: dict[int, str] = {}
-    for column in NUMERIC:
-        if column in frame.columns:
-            numbers = pd.to_numeric(frame[column], errors="coerce").astype(float)
-            for index in frame.index[numbers.isna() & frame[column].notna()]:
-                value = frame.at[index, column]
-                unreadable.setdefault(index, f"{column} is not a number: {value!r}")
-            frame[column] = numbers
-    run_part = [c for c in frame.columns if c in RUN_COLUMNS]
+    if frame.columns.duplicated().any():
+        twice = sorted({str(c) for c in frame.columns[frame.columns.duplicated()]})
+        raise StoreError(f"more than one column maps to {', '.join(twice)}")
+    types = column_types()
+    run_part = [c for c in frame.columns if c in RUN_COLUMNS and c not in OURS]
     extra = [c for c in frame.columns if c not in RUN_COLUMNS]
-    good, bad = [], []
-    for number, (index, row) in enumerate(frame.iterrows()):
-        reason = unreadable.get(index) or _problem(row)
-        if reason:
+    # The run id hashes the row as earlier releases did (numbers as floats), so that
+    # re-importing a file finds the runs it imported then.
+    hashed = frame.copy()
+    for column in NUMERIC:
+        if column in hashed.columns:
+            hashed[column] = pd.to_numeric(hashed[column], errors="coerce").astype(float)
+    good: dict[str, dict[str, object]] = {}
+    bad, duplicates = [], 0
+    cells = frame[run_part].to_numpy(dtype=object)
+    for number, (_, row) in enumerate(hashed.iterrows()):
+        try:
+            record = {
+                c: _cell(c, types[c], v) for c, v in zip(run_part, cells[number], strict=True)
+            }
+        except ValueError as exc:
+            bad.append((number, str(exc)))
+            continue
+        record["status"] = record.get("status") or "done"
+        if reason := _problem(record):
             bad.append((number, reason))
             continue
-        record = {c: (None if pd.isna(row[c]) else row[c]) for c in run_part}
-        config = {c: (None if pd.isna(row[c]) else row[c]) for c in extra}
-        payload = json.dumps({"source": source, **record, **config}, sort_keys=True, default=str)
-        record["run_id"] = "imp-" + hashlib.sha256(payload.encode()).hexdigest()[:16]
+        kept = {c: (None if _missing(row[c]) else row[c]) for c in run_part}
+        config = {str(c): (None if _missing(row[c]) else row[c]) for c in extra}
+        payload = json.dumps({"source": source, **kept, **config}, sort_keys=True, default=str)
+        run_id = "imp-" + hashlib.sha256(payload.encode()).hexdigest()[:16]
+        if run_id in good:
+            duplicates += 1
+            continue
+        record["run_id"] = run_id
         record["config"] = json.dumps(config, default=str)
         record["source"] = f"imported:{source}"
-        record.setdefault("status", "done")
         if record.get("flops") is None and record.get("params") and record.get("tokens"):
-            record["flops"] = 6.0 * record["params"] * record["tokens"]
-        good.append(record)
-    rows = pd.DataFrame(good, columns=sorted({k for r in good for k in r}) or ["run_id"])
-    return ImportPlan(rows, bad)
+            record["flops"] = 6.0 * record["params"] * record["tokens"]  # type: ignore[operator]
+        good[run_id] = record
+    records = list(good.values())
+    columns = sorted({k for r in records for k in r}) or ["run_id"]
+    return ImportPlan(pd.DataFrame(records, columns=columns), bad, duplicates)
 
 
 def location(path: Path, index: int) -> str:
@@ -170,7 +297,7 @@ def import_file(
     source: str | None = None,
     columns: str | None = None,
     skip_bad: bool = False,
-) -> tuple[int, list[str]]:
+) -> tuple[ImportCounts, list[str]]:
     """Import a file whole; with `skip_bad`, import the good rows and report the others."""
     plan = plan_import(read_table(path), source or path.stem, parse_mapping(columns))
     problems = [f"{location(path, i)}: {reason}" for i, reason in plan.bad]
@@ -181,20 +308,26 @@ def import_file(
         raise StoreError(
             f"nothing imported, {len(problems)} bad rows ({shown}); --skip-bad imports the rest"
         )
-    return write_import(con, plan.rows), problems
+    inserted, present = write_import(con, plan.rows)
+    return ImportCounts(inserted, present, plan.duplicates), problems
 
 
-def write_import(con: duckdb.DuckDBPyConnection, rows: pd.DataFrame) -> int:
-    """Insert (or replace, on re-import) the rows in one transaction."""
+def write_import(con: duckdb.DuckDBPyConnection, rows: pd.DataFrame) -> tuple[int, int]:
+    """Insert the runs the log does not hold yet, in one transaction: (inserted, present)."""
     if rows.empty:
-        return 0
+        return 0, 0
     con.execute("BEGIN TRANSACTION")
     try:
+        ids = list(rows["run_id"])
+        sql = "SELECT count(*) FROM runs WHERE list_contains(?, run_id)"
+        present = con.execute(sql, [ids]).fetchall()[0][0]
         con.register("_import", rows)
-        con.execute("INSERT OR REPLACE INTO runs BY NAME SELECT * FROM _import")
+        con.execute("INSERT OR IGNORE INTO runs BY NAME SELECT * FROM _import")
         con.unregister("_import")
         con.execute("COMMIT")
-    except Exception:
+    except duckdb.Error as exc:
         con.execute("ROLLBACK")
-        raise
-    return len(rows)
+        if is_damage(exc):
+            raise
+        raise StoreError(f"nothing imported: {str(exc).splitlines()[0]}") from exc
+    return len(rows) - present, present

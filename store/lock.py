@@ -1,9 +1,10 @@
 """The sweep lock: one coordinator per run log, refused with the holder's name otherwise.
 
 An exclusive flock on `<db>.sweep.lock`. The kernel drops a flock when its process dies,
-so a coordinator killed with SIGKILL never leaves a stale lock behind. The file holds the
-holder's pid, host and start time as text, for the refusal message; it is never deleted
-(deleting a lock file races with the next taker).
+so a coordinator killed with SIGKILL never leaves a stale lock behind. The lock sits beside
+the run log's real path (symlinks resolved): two names for one file share one lock. The
+file holds the holder's pid, host and start time as text, for the refusal message; it is
+never deleted (deleting a lock file races with the next taker).
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ ACQUIRE_WAIT_S = 2.0  # rides out a `sweep status` probe; never waits on a real 
 
 
 def lock_path(db: Path) -> Path:
-    return db.with_name(db.name + SUFFIX)
+    real = db.resolve()
+    return real.with_name(real.name + SUFFIX)
 
 
 @contextmanager

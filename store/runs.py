@@ -10,6 +10,7 @@ import duckdb
 import pandas as pd
 
 from store.schema import RUN_COLUMNS
+from store.sql import RUN_LOG_TABLES, expression
 
 # What a run's result sets, cleared when it is marked running or fails: DuckDB's INSERT OR
 # REPLACE keeps the columns a row leaves out, so an earlier attempt's values would linger.
@@ -118,17 +119,26 @@ def read_runs(
     source: str | None = None,
     where: str | None = None,
 ) -> pd.DataFrame:
-    """Runs as a DataFrame, filtered by the usual columns and an optional SQL WHERE clause."""
-    clauses, params = [], []
-    for column, value in (("arch", arch), ("status", status), ("source", source)):
+    """Runs as a DataFrame, filtered by the usual columns and an optional SQL WHERE clause.
+
+    `source` is the name a user gave: `chinchilla` matches runs imported as `chinchilla`
+    (stored as `imported:chinchilla`), as does `imported:chinchilla`; `local` the local runs.
+    `where` must be one SQL expression over the run log (store.sql.expression).
+    """
+    clauses: list[str] = []
+    params: list[Any] = []
+    for column, value in (("arch", arch), ("status", status)):
         if value is not None:
             clauses.append(f"{column} = ?")
             params.append(value)
+    if source is not None:
+        clauses.append("(source = ? OR source = 'imported:' || ?)")
+        params += [source, source]
     if sweep is not None:
         clauses.append("(sweep = ? OR run_id IN (SELECT run_id FROM sweep_runs WHERE sweep = ?))")
         params += [sweep, sweep]
     if where:
-        clauses.append(f"({where})")
+        clauses.append(f"(\n{expression(where, RUN_LOG_TABLES, '--where')}\n)")
     sql = "SELECT * FROM runs"
     if clauses:
         sql += " WHERE " + " AND ".join(clauses)

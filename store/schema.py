@@ -84,6 +84,9 @@ MIGRATIONS: list[list[str]] = [
             FROM runs WHERE status = 'done'
             GROUP BY ALL""",
     ],
+    # 2: the unique tokens a run could see (its corpus's training split; for imported runs
+    # U_D as the data-constrained law calls it). NULL for runs recorded before.
+    ["ALTER TABLE runs ADD COLUMN unique_tokens BIGINT"],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -92,5 +95,5 @@ RUN_COLUMNS = (
     "vocab_size", "params", "params_nonembed", "tokens", "flops", "lr", "batch_size", "warmup",
     "schedule", "precision", "seed", "corpus", "corpus_sha256", "status", "final_val_loss",
     "final_train_loss", "wall_s", "tokens_per_s", "device", "error", "created_at",
-    "finished_at", "config", "source",
+    "finished_at", "config", "source", "unique_tokens",
 )  # fmt: skip

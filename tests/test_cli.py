@@ -1,9 +1,15 @@
 import json
+import os
+import subprocess
+import sys
+import time
 
 import duckdb
 import pytest
 
-from tests.conftest import run_cli
+from cli.app import main
+from store.db import LOCK_WAIT_S, connect
+from tests.conftest import REPO, run_cli
 
 TINY = ["--d-model", "32", "--n-layers", "1", "--n-heads", "2", "--seq-len", "64",
         "--batch-size", "8", "--tokens", "20k", "--eval-tokens", "4096"]  # fmt: skip
@@ -117,3 +123,114 @@ def test_large_counts_read_with_si_suffixes():
     assert format_value(999_936) == "1M" and format_value(123_456) == "123k"
     assert format_value(1_500_000) == "1.5M" and format_value(5.92e12) == "5.92T"
     assert format_value(4096) == "4096" and format_value(2.3456) == "2.346"
+
+
+def scaling_here(capsys, monkeypatch, *args: str) -> tuple[int, str, str]:
+    """The `scaling` command in this process: (exit code, stdout, stderr)."""
+    monkeypatch.setenv("COLUMNS", "200")
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def one_red_line(err: str) -> bool:
+    return err.startswith("error: ") and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("query", ["", ";;;", "  ", "SELECT 1; SELECT 2"])
+def test_sql_takes_exactly_one_statement(db, capsys, monkeypatch, query):
+    with connect(db):
+        pass
+    code, _, err = scaling_here(capsys, monkeypatch, "sql", query, "--db", str(db))
+    assert code == 2 and one_red_line(err), err
+
+
+def test_sql_neither_writes_nor_reads_other_files(db, tmp_path, capsys, monkeypatch):
+    with connect(db):
+        pass
+    secret = tmp_path / "secret.csv"
+    secret.write_text("a\n42\n")
+    for query in (
+        f"COPY runs TO '{tmp_path / 'x.csv'}'",
+        f"COPY (SELECT 42) TO '{tmp_path / 'pwn.csv'}'",
+        f"EXPORT DATABASE '{tmp_path / 'dump'}'",
+        f"SELECT * FROM read_csv('{secret}')",
+        "SELECT * FROM read_csv('/etc/passwd')",
+        f"SELECT * FROM glob('{tmp_path}/*')",
+        f"SELECT * FROM '{secret}'",
+        f"ATTACH '{tmp_path / 'other.duckdb'}'",
+        "SET enable_external_access = true",
+    ):
+        code, out, err = scaling_here(capsys, monkeypatch, "sql", query, "--db", str(db))
+        assert code == 2 and one_red_line(err), (query, err)
+        assert "42" not in out
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([db.name, secret.name])
+
+
+def test_csv_export_escapes_formulas_and_json_keeps_nan_and_inf(db, tmp_path, capsys, monkeypatch):
+    with connect(db):
+        pass
+    cells = "SELECT '=1+1' AS f, '+1' AS p, '-2' AS m, '@SUM(A1)' AS a, 'ok' AS o, -1.5 AS n"
+    code, out, _ = scaling_here(capsys, monkeypatch, "sql", cells, "-f", "csv", "--db", str(db))
+    assert code == 0
+    assert out.splitlines() == ["f,p,m,a,o,n", "'=1+1,'+1,'-2,'@SUM(A1),ok,-1.5"]
+    numbers = (
+        "SELECT 'nan'::DOUBLE AS a, 'inf'::DOUBLE AS b, '-inf'::DOUBLE AS c, NULL::DOUBLE AS d, "
+        "1.5 AS e, TIMESTAMP '2024-01-02 03:04:05' AS t"
+    )
+    out_file = tmp_path / "out.json"
+    code, _, _ = scaling_here(
+        capsys, monkeypatch, "sql", numbers, "-f", "json", "-o", str(out_file), "--db", str(db)
+    )
+    assert code == 0
+    assert json.loads(out_file.read_text()) == [
+        {"a": "NaN", "b": "Infinity", "c": "-Infinity", "d": None, "e": 1.5,
+         "t": "2024-01-02T03:04:05"}
+    ]  # fmt: skip
+
+
+def test_a_run_that_raises_is_recorded_as_failed_and_said_in_one_line(tmp_path):
+    small = tmp_path / "small.txt"  # trains, but its validation split is shorter than seq_len
+    small.write_text("".join(f"line {i} of a small corpus\n" for i in range(250)))
+    db = tmp_path / "log.duckdb"
+    done = run_cli(
+        "run", "--d-model", "32", "--n-layers", "1", "--n-heads", "2", "--seq-len", "1024",
+        "--batch-size", "1", "--tokens", "1024", "--corpus", str(small), "--db", str(db),
+    )  # fmt: skip
+    assert done.returncode == 2 and one_red_line(done.stderr), done.stderr
+    assert "recorded as failed" in done.stderr and "validation split has" in done.stderr
+    with connect(db, read_only=True) as con:
+        rows = con.execute("SELECT status, error, finished_at IS NOT NULL FROM runs").fetchall()
+    assert len(rows) == 1
+    status, error, finished = rows[0]
+    assert status == "failed" and "validation split has" in error and finished
+
+
+@pytest.mark.slow
+def test_a_finished_run_waits_for_a_reader_instead_of_being_thrown_away(tmp_path):
+    db = tmp_path / "log.duckdb"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "200"}
+    command = [sys.executable, "-m", "cli", "run", *TINY, "--db", str(db)]
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    reader = None
+    deadline = time.monotonic() + 120
+    while reader is None and time.monotonic() < deadline and proc.poll() is None:
+        try:  # a reader in the way from the moment the run is marked running
+            con = duckdb.connect(str(db), read_only=True)
+            status = con.execute("SELECT status FROM runs").fetchall()
+            reader = con if status == [("running",)] else con.close()
+        except duckdb.Error:
+            pass
+        time.sleep(0.05)
+    assert reader is not None, proc.communicate()
+    time.sleep(LOCK_WAIT_S + 10)  # longer than any command waits to start: the run has ended
+    assert proc.poll() is None  # and is waiting to commit
+    reader.close()
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    with connect(db, read_only=True) as con:
+        assert con.execute("SELECT status FROM runs").fetchall() == [("done",)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -220,3 +221,54 @@ def test_plan_then_run_in_slices_then_status(tmp_path):
     row = next(line for line in lines if "│" in line and " crash " in line).split("│")
     cells = {k.strip(): v.strip() for k, v in zip(header, row, strict=True)}
     assert [cells[k] for k in ("done", "running", "planned", "left")] == ["4", "0", "4", "0"]
+
+
+def _workers(pid: int) -> list[int]:
+    """The sweep worker processes whose parent is `pid` (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            command = (entry / "cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):
+            continue
+        if parent == pid and b"spawn_main" in command:
+            found.append(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_workers_die_with_a_coordinator_killed_by_sigkill(tmp_path):
+    long = SPEC.replace("tokens = [4096, 8192]", "tokens = [2_000_000]")
+    (tmp_path / "long.toml").write_text(long)
+    db = tmp_path / "log.duckdb"
+    coordinator = start("sweep", "run", "long.toml", "--db", str(db), "--workers", WORKERS,
+                        cwd=tmp_path)  # fmt: skip
+    try:
+        _wait_for_holder(lock_path(db), coordinator)
+        deadline = time.monotonic() + 60
+        while len(workers := _workers(coordinator.pid)) < int(WORKERS):
+            assert time.monotonic() < deadline and coordinator.poll() is None
+            time.sleep(0.1)
+        time.sleep(1.0)  # still importing torch on a busy machine, or training
+        coordinator.send_signal(signal.SIGKILL)  # the coordinator alone, not its group
+        coordinator.wait()
+        deadline = time.monotonic() + 5
+        while any(map(_alive, workers)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(map(_alive, workers)), workers
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(coordinator.pid, signal.SIGKILL)
+        coordinator.wait()

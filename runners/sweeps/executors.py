@@ -7,7 +7,6 @@ it never touches the run log. The coordinator (scaling.sweep) is the single writ
 from __future__ import annotations
 
 import os
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -15,7 +14,7 @@ from typing import Protocol
 import torch
 
 from runners.config import RunConfig
-from runners.errors import RunnerError
+from runners.errors import RunnerError, describe
 from runners.results import Progress, RunResult
 from runners.train import train
 
@@ -24,7 +23,7 @@ EXECUTORS = ("local", "ray")
 
 @dataclass(frozen=True)
 class Update:
-    """A running run's latest step (local workers send one every PROGRESS_EVERY_S)."""
+    """A running run's latest step (local workers send one every worker.PROGRESS_EVERY_S)."""
 
     key: str
     progress: Progress
@@ -84,8 +83,7 @@ def execute(
     try:
         return train(config, device=device, progress=progress)
     except Exception as exc:
-        where = traceback.extract_tb(exc.__traceback__)[-1]
-        return f"{type(exc).__name__}: {exc} (at {os.path.basename(where.filename)}:{where.lineno})"
+        return describe(exc)
 
 
 def make_executor(

@@ -2,8 +2,9 @@
 
 A hand-rolled pool rather than concurrent.futures: it streams each run's progress back,
 knows which run a dead worker held (that run fails, the pool replaces the worker and goes
-on, where ProcessPoolExecutor would break as a whole), and its workers exit on their own
-when the coordinator dies, even by SIGKILL, so a restarted sweep never races orphans.
+on, where ProcessPoolExecutor would break as a whole), and its workers die with the
+coordinator, even by SIGKILL (runners.sweeps.worker), so a restarted sweep never races
+orphans.
 """
 
 from __future__ import annotations
@@ -11,19 +12,15 @@ from __future__ import annotations
 import contextlib
 import multiprocessing as mp
 import os
-import signal
-import threading
 import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 
 from runners.config import RunConfig
-from runners.results import Progress
-from runners.sweeps.executors import Finished, Update, execute
+from runners.sweeps.executors import Finished, Update
+from runners.sweeps.worker import serve
 
-PROGRESS_EVERY_S = 0.5  # a worker reports a running run's progress at most this often
-ORPHAN_CHECK_S = 0.5  # how often a worker checks that its coordinator is alive
 CLOSE_WAIT_S = 5.0
 
 
@@ -49,7 +46,7 @@ class LocalPool:
     def _start(self) -> _Worker:
         ours, theirs = self._context.Pipe()
         process = self._context.Process(
-            target=_serve,
+            target=serve,
             args=(theirs, self._threads, self._device, os.getpid()),
             name="scaling-sweep-worker",
             daemon=True,
@@ -87,7 +84,7 @@ class LocalPool:
                 with contextlib.suppress(OSError):
                     worker.conn.send(None)
             else:
-                worker.process.kill()  # it ignores SIGTERM (see _serve)
+                worker.process.kill()  # it ignores SIGTERM (see worker.serve)
         deadline = time.monotonic() + CLOSE_WAIT_S
         for worker in self._workers:
             worker.process.join(max(0.0, deadline - time.monotonic()))
@@ -110,40 +107,3 @@ def _drain(worker: _Worker) -> list[Update | Finished]:
             events.append(Finished.of(key, payload))
             worker.key = None
     return events
-
-
-def _serve(conn: Connection, threads: int, device: str, parent: int) -> None:
-    """A worker: train what the coordinator sends until told to stop or orphaned.
-
-    Ctrl-C and a scheduler's SIGTERM reach the whole process group; they are the
-    coordinator's to handle (it commits what came back, then stops its workers). A worker
-    that died of them first would have its run recorded as failed.
-    """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
-    while True:
-        try:
-            task = conn.recv()
-        except EOFError:
-            return
-        if task is None:
-            return
-        key, config = task
-        last = 0.0
-
-        def report(progress: Progress, key: str = key) -> None:
-            nonlocal last
-            now = time.monotonic()
-            if now - last >= PROGRESS_EVERY_S:
-                last = now
-                conn.send(("progress", key, progress))
-
-        conn.send(("finished", key, execute(config, device, threads, report)))
-
-
-def _exit_with(parent: int) -> None:
-    """Exit as soon as the coordinator is gone (re-parented), even mid-run."""
-    while os.getppid() == parent:
-        time.sleep(ORPHAN_CHECK_S)
-    os._exit(1)
