@@ -5,10 +5,11 @@ reports its uncertainty, prints a `summary()`, and round-trips through `to_dict(
 `from_dict()`. Data that cannot identify a law raise `FitError` with the reason.
 """
 
-from fits.base import Fit, Prediction, from_dict
+from fits.base import Fit, Estimate, from_dict
 from fits.bootstrap import percentile_interval, resample_weights
 from fits.chinchilla import (
     ChinchillaLaw,
+    SharedChinchillaLaw,
     allocation_exponents,
     chinchilla_loss,
     compute_optimal_allocation,
@@ -25,6 +26,7 @@ from fits.hparams import (
     step_law_lr,
 )
 from fits.isoflop import EnvelopeFit, IsoFLOPFit
+from fits.laws import LOSS_LAWS, LossLaw, frontier_crossing
 from fits.lbfgs import BatchResult, minimize_batched
 from fits.lr import optimal_lr
 from fits.power import PowerLaw, power_law
@@ -32,13 +34,16 @@ from fits.power import PowerLaw, power_law
 __all__ = [
     "BatchResult",
     "ChinchillaLaw",
+    "LOSS_LAWS",
+    "LossLaw",
+    "SharedChinchillaLaw",
     "EnvelopeFit",
     "Fit",
     "FitError",
     "IsoFLOPFit",
     "LogLinearLaw",
     "PowerLaw",
-    "Prediction",
+    "Estimate",
     "allocation_exponents",
     "batch_size_law",
     "bjorck_lr",
@@ -46,6 +51,7 @@ __all__ = [
     "compute_optimal_allocation",
     "fit_per_group",
     "from_dict",
+    "frontier_crossing",
     "minimize_batched",
     "near_optimal_runs",
     "optimal_lr",

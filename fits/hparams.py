@@ -23,7 +23,7 @@ import statsmodels.api as sm
 from scipy import stats
 
 from fits import validate
-from fits.base import Fit, Prediction
+from fits.base import Fit, Estimate
 from fits.errors import FitError
 
 
@@ -149,7 +149,7 @@ class LogLinearLaw(Fit):
 
     def predict_interval(
         self, X: pd.DataFrame | Mapping[str, Any], level: float | None = None
-    ) -> Prediction:
+    ) -> Estimate:
         """Point prediction and the t confidence interval of the mean in log space, exp'd."""
         self._check_fitted()
         level = validate.level(self.level_ if level is None else level)
@@ -157,7 +157,7 @@ class LogLinearLaw(Fit):
         mean = design @ self.beta_
         se = np.sqrt(np.einsum("ij,jk,ik->i", design, self.cov_, design))
         t = stats.t.ppf(0.5 + level / 2, self.df_resid_)
-        return Prediction(np.exp(mean), np.exp(mean - t * se), np.exp(mean + t * se), level)
+        return Estimate(np.exp(mean), np.exp(mean - t * se), np.exp(mean + t * se), level)
 
     def _predict_design(self, X: pd.DataFrame | Mapping[str, Any]) -> np.ndarray:
         cols = []

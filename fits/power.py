@@ -19,7 +19,7 @@ import numpy as np
 from scipy import optimize, stats
 
 from fits import validate
-from fits.base import Fit, Prediction
+from fits.base import Fit, Estimate
 from fits.bootstrap import RandomState, as_generator, percentile_interval, resample_weights
 from fits.errors import FitError
 
@@ -236,8 +236,8 @@ class PowerLaw(Fit):
         x = np.asarray(x, dtype=float)
         return power_law(self._params_row(), x).reshape(x.shape)
 
-    def predict_interval(self, x: Any, level: float | None = None) -> Prediction:
-        """Prediction with a confidence interval of the mean at `level` (default level_).
+    def predict_interval(self, x: Any, level: float | None = None) -> Estimate:
+        """Estimate with a confidence interval of the mean at `level` (default level_).
 
         From the bootstrap draws when there are any, else by the delta method with the
         Jacobian covariance and a t quantile on the residual degrees of freedom.
@@ -254,7 +254,7 @@ class PowerLaw(Fit):
             se = np.sqrt(np.einsum("ij,jk,ik->i", grad, self.cov_, grad))
             t = stats.t.ppf(0.5 + level / 2, self.df_resid_)
             lo, hi = est.reshape(-1) - t * se, est.reshape(-1) + t * se
-        return Prediction(est, lo.reshape(x.shape), hi.reshape(x.shape), level)
+        return Estimate(est, lo.reshape(x.shape), hi.reshape(x.shape), level)
 
     # -- reporting and serialisation -------------------------------------------------------
     def _summary_header(self) -> list[str]:
