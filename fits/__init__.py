@@ -25,6 +25,8 @@ from fits.hparams import (
     porian_lr,
     step_law_lr,
 )
+from fits.data_constrained import DataConstrainedLaw
+from fits.kaplan import KaplanLaw
 from fits.isoflop import EnvelopeFit, IsoFLOPFit
 from fits.laws import LOSS_LAWS, LossLaw, frontier_crossing
 from fits.lbfgs import BatchResult, minimize_batched
@@ -37,10 +39,12 @@ __all__ = [
     "LOSS_LAWS",
     "LossLaw",
     "SharedChinchillaLaw",
+    "DataConstrainedLaw",
     "EnvelopeFit",
     "Fit",
     "FitError",
     "IsoFLOPFit",
+    "KaplanLaw",
     "LogLinearLaw",
     "PowerLaw",
     "Estimate",

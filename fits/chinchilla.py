@@ -308,8 +308,8 @@ class ChinchillaLaw(GridLaw):
     def derived_of(self, params: np.ndarray) -> dict[str, np.ndarray]:
         """Allocation exponents a, b and the coefficient G for params rows."""
         _, A, B, alpha, beta = np.asarray(params, dtype=float).T
-        a, b = allocation_exponents(alpha, beta)
         with np.errstate(all="ignore"):  # degenerate draws: inf/nan, left out of intervals
+            a, b = allocation_exponents(alpha, beta)
             G = (alpha * A / (beta * B)) ** (1.0 / (alpha + beta))
         return {"a": a, "b": b, "G": G}
 

@@ -221,8 +221,9 @@ class GridLaw(LossLaw):
         return self.fit(cols[0], cols[1], loss)
 
     def quick_refit(self, runs: pd.DataFrame) -> Self:
-        """A new fitted estimator on `runs`: no bootstrap, L-BFGS only from this fit's optimum
-        and its next best local optima. Refuses unidentified data as `fit` does."""
+        """A new fitted estimator on `runs`: no bootstrap, no polishing, L-BFGS only from this
+        fit's optimum and its next best local optima (for nested backtests, which refit many
+        times). Refuses unidentified data as `fit` does (FitError unless force)."""
         self._check_fitted()
         new = type(self)(**{**self.get_params(), "n_bootstrap": 0})
         N, D = new.frame_columns(runs)
@@ -232,7 +233,7 @@ class GridLaw(LossLaw):
         objective = problem.objective(log_loss, self.delta)
         starts = problem.to_phi(self.params_to_theta(self.local_optima_))
         res = run_starts(objective, starts)
-        best, _ = new._settle(problem, objective, res, strict=False)
+        best, _ = new._settle(problem, objective, res, strict=False, polish=False)
         new.best_start_ = self.local_optima_[best]
         new.n_starts_ = int(starts.shape[0])
         new._finish(N, D, validate.level(self.level))
@@ -240,9 +241,18 @@ class GridLaw(LossLaw):
         return new
 
     def _settle(
-        self, problem: Problem, objective: BatchObjective, res: BatchResult, strict: bool
+        self,
+        problem: Problem,
+        objective: BatchObjective,
+        res: BatchResult,
+        strict: bool,
+        polish: bool = True,
     ) -> tuple[int, np.ndarray]:
-        """Polish the best end point; keep it and the next best distinct optima as starts."""
+        """Polish the best end point; keep it and the next best distinct optima as starts.
+
+        strict: no converged start is an error (else the best finite end point is kept);
+        polish: False keeps the L-BFGS-B-tolerance end point (the published procedure's).
+        """
         order = distinct_optima(
             problem.to_theta(res.x), res.fun, res.converged, max(1, self.n_local_optima)
         )
@@ -251,9 +261,9 @@ class GridLaw(LossLaw):
                 raise FitError("no start of the grid converged: the data do not determine the law")
             order = np.array([int(np.nanargmin(np.where(np.isfinite(res.fun), res.fun, np.nan)))])
         best = int(order[0])
-        polished = minimize_batched(objective, res.x[best][None, :], **POLISH_TOL)
         phi_best, f_best = res.x[best], res.fun[best]
-        if polished.fun[0] <= f_best:
+        polished = minimize_batched(objective, phi_best[None, :], **POLISH_TOL) if polish else None
+        if polished is not None and polished.fun[0] <= f_best:
             phi_best, f_best = polished.x[0], polished.fun[0]
         starts = np.vstack([phi_best[None, :], res.x[order[1:]]])
         self.theta_ = problem.to_theta(phi_best)
