@@ -5,7 +5,7 @@ reports its uncertainty, prints a `summary()`, and round-trips through `to_dict(
 `from_dict()`. Data that cannot identify a law raise `FitError` with the reason.
 """
 
-from fits.base import Fit, Estimate, from_dict
+from fits.base import Estimate, Fit, from_dict
 from fits.bootstrap import percentile_interval, resample_weights
 from fits.chinchilla import (
     ChinchillaLaw,
@@ -15,6 +15,7 @@ from fits.chinchilla import (
     compute_optimal_allocation,
     starting_grid,
 )
+from fits.data_constrained import DataConstrainedLaw
 from fits.errors import FitError
 from fits.hparams import (
     LogLinearLaw,
@@ -25,29 +26,29 @@ from fits.hparams import (
     porian_lr,
     step_law_lr,
 )
-from fits.data_constrained import DataConstrainedLaw
-from fits.kaplan import KaplanLaw
 from fits.isoflop import EnvelopeFit, IsoFLOPFit
+from fits.kaplan import KaplanLaw
 from fits.laws import LOSS_LAWS, LossLaw, frontier_crossing
 from fits.lbfgs import BatchResult, minimize_batched
-from fits.lr import optimal_lr
+from fits.lr import LROptima, optimal_lr
 from fits.power import PowerLaw, power_law
 
 __all__ = [
+    "LOSS_LAWS",
     "BatchResult",
     "ChinchillaLaw",
-    "LOSS_LAWS",
-    "LossLaw",
-    "SharedChinchillaLaw",
     "DataConstrainedLaw",
     "EnvelopeFit",
+    "Estimate",
     "Fit",
     "FitError",
     "IsoFLOPFit",
     "KaplanLaw",
+    "LROptima",
     "LogLinearLaw",
+    "LossLaw",
     "PowerLaw",
-    "Estimate",
+    "SharedChinchillaLaw",
     "allocation_exponents",
     "batch_size_law",
     "bjorck_lr",

@@ -27,7 +27,7 @@ import pandas as pd
 
 from fits import validate
 from fits.base import Fit, _num
-from fits.bootstrap import RandomState, as_generator, percentile_interval, resample_weights
+from fits.bootstrap import as_generator, percentile_interval, resample_weights
 from fits.chinchilla import ChinchillaLaw, _loss, compute_optimal_allocation
 from fits.errors import FitError
 from fits.gridfit import GRID_TOL, POLISH_TOL
@@ -148,8 +148,7 @@ class _RepeatObjective:
 class DataConstrainedLaw(LossLaw):
     """Chinchilla in effective parameters and data under repetition (see the module docstring).
 
-    Configuration: as ChinchillaLaw (delta, level, n_bootstrap, n_local_optima, random_state,
-    n_jobs, force); the base law uses all of it.
+    Configuration: see `LossLaw`; the base law uses all of it.
 
     Attributes (after fit)
     ----------------------
@@ -169,25 +168,6 @@ class DataConstrainedLaw(LossLaw):
         "R_N_star": (1e-2, 1e4),
     }
 
-    def __init__(
-        self,
-        *,
-        delta: float = 1e-3,
-        level: float = 0.90,
-        n_bootstrap: int = 1000,
-        n_local_optima: int = 5,
-        random_state: RandomState = 0,
-        n_jobs: int | None = 1,
-        force: bool = False,
-    ) -> None:
-        self.delta = delta
-        self.level = level
-        self.n_bootstrap = n_bootstrap
-        self.n_local_optima = n_local_optima
-        self.random_state = random_state
-        self.n_jobs = n_jobs
-        self.force = force
-
     def fit(self, N: Any, D: Any, U: Any, loss: Any) -> Self:
         """Fit on runs with N parameters, D tokens, U unique tokens (NaN: unlimited), loss."""
         N, D, U, loss, repeated = self._checked(N, D, U, loss)
@@ -199,7 +179,7 @@ class DataConstrainedLaw(LossLaw):
         return self._second_stage(base, N, D, U, loss, repeated, start=None)
 
     def _fit_columns(self, cols: list[np.ndarray], loss: np.ndarray) -> Self:
-        return self.fit(*cols, loss)
+        return self.fit(cols[0], cols[1], cols[2], loss)
 
     def frame_columns(self, runs: pd.DataFrame) -> list[np.ndarray]:
         """N, D and U (NaN where the table has no unique-token count)."""
@@ -211,7 +191,8 @@ class DataConstrainedLaw(LossLaw):
         """A new fit on `runs`, no bootstrap: the base law's quick refit, then R* from here."""
         self._check_fitted()
         new = type(self)(**{**self.get_params(), "n_bootstrap": 0})
-        N, D, U, loss, repeated = new._checked(*new.frame_columns(runs), runs["loss"])
+        N, D, U = new.frame_columns(runs)
+        N, D, U, loss, repeated = new._checked(N, D, U, runs["loss"])
         single = pd.DataFrame({"N": N[~repeated], "D": D[~repeated], "loss": loss[~repeated]})
         base = self.base_.quick_refit(single)
         start = np.log([self.params_["R_D_star"], self.params_["R_N_star"]])
@@ -227,7 +208,7 @@ class DataConstrainedLaw(LossLaw):
         validate.same_length(N=N, D=D, U=U, loss=loss)
         if (U <= 0).any():
             raise FitError("unique tokens U must be positive (NaN for unlimited)")
-        repeated = D > np.where(np.isnan(U), np.inf, U)
+        repeated = np.where(np.isnan(U), np.inf, U) < D
         if not repeated.any():
             raise FitError(NO_REPEATS)
         return N, D, U, loss, repeated

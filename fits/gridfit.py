@@ -25,7 +25,6 @@ import pandas as pd
 from fits import validate
 from fits.base import _num
 from fits.bootstrap import (
-    RandomState,
     as_generator,
     finite_or_nan,
     map_chunks,
@@ -38,9 +37,9 @@ from fits.laws import LossLaw
 from fits.lbfgs import BatchObjective, BatchResult, minimize_batched
 
 # L-BFGS-B's defaults (factr = 1e7 -> ftol = 2.2e-9, pgtol = 1e-5): the published procedure.
-GRID_TOL = {"gtol": 1e-5, "ftol": 2.2e-9, "fscale": 1.0}
+GRID_TOL: dict[str, Any] = {"gtol": 1e-5, "ftol": 2.2e-9, "fscale": 1.0}
 # Polishing the winner: stop only when float64 cannot make progress.
-POLISH_TOL = {"gtol": 1e-10, "ftol": 1e-15, "fscale": 0.0}
+POLISH_TOL: dict[str, Any] = {"gtol": 1e-10, "ftol": 1e-15, "fscale": 0.0}
 # Two end points closer than this (max-norm in theta) are the same local optimum.
 _DISTINCT_TOL = 0.05
 
@@ -129,17 +128,9 @@ def checked_runs(
 class GridLaw(LossLaw):
     """Base of the laws fitted by grid-started batched L-BFGS (see the module docstring).
 
-    Parameters
-    ----------
-    delta: Huber threshold on log-loss residuals (published: 1e-3).
-    level: confidence level of `intervals_` and the default of the interval methods.
-    n_bootstrap: resamples of the points for intervals (0: point estimate only).
-    n_local_optima: starts per bootstrap resample (and per quick refit): the optimum and
-        the next best distinct local optima of the full-data grid search.
-    random_state: seed or numpy Generator for the resampling; resample i uses row i of
-        resample_weights(n_points, n_bootstrap, as_generator(random_state)).
-    n_jobs: worker processes for the grid search and the bootstrap (-1: all cores).
-    force: keep a fit the data cannot identify (flagged) instead of raising FitError.
+    Configuration: see `LossLaw`; n_local_optima is the number of starts per bootstrap
+    resample (and per quick refit): the optimum and the next best distinct local optima of
+    the full-data grid search.
 
     Attributes (after fit)
     ----------------------
@@ -151,25 +142,6 @@ class GridLaw(LossLaw):
 
     derived_names: ClassVar[tuple[str, ...]] = ()
     allocation_note: ClassVar[str] = ""
-
-    def __init__(
-        self,
-        *,
-        delta: float = 1e-3,
-        level: float = 0.90,
-        n_bootstrap: int = 1000,
-        n_local_optima: int = 5,
-        random_state: RandomState = 0,
-        n_jobs: int | None = 1,
-        force: bool = False,
-    ) -> None:
-        self.delta = delta
-        self.level = level
-        self.n_bootstrap = n_bootstrap
-        self.n_local_optima = n_local_optima
-        self.random_state = random_state
-        self.n_jobs = n_jobs
-        self.force = force
 
     # -- what a law supplies ---------------------------------------------------------------
     def starting_grid(self) -> np.ndarray:
@@ -282,7 +254,8 @@ class GridLaw(LossLaw):
         self.level_ = level
         self._set_data_range(N=N, D=D)
         self.bootstrap_params_ = None
-        self.stderr_, self.intervals_, self.derived_intervals_ = {}, {}, {}
+        self.stderr_, self.intervals_ = {}, {}
+        self.derived_intervals_: dict[str, tuple[float, float]] = {}
 
     def _grid_search(self, objective: BatchObjective, grid_phi: np.ndarray) -> BatchResult:
         """Every grid start to convergence, split across processes when n_jobs > 1."""

@@ -23,7 +23,7 @@ import statsmodels.api as sm
 from scipy import stats
 
 from fits import validate
-from fits.base import Fit, Estimate
+from fits.base import Estimate, Fit, _num
 from fits.errors import FitError
 
 
@@ -98,6 +98,7 @@ class LogLinearLaw(Fit):
             raise FitError(
                 f"predictors {self.variables} are collinear in log space: no separate exponents"
             )
+        validate.distinct(y, 2, f"{self.target} values", self.target.replace("_", " "))
         res = sm.OLS(np.log(y), design).fit()
         self.beta_ = np.asarray(res.params, dtype=float)  # log-space coefficients
         self.cov_ = np.asarray(res.cov_params(), dtype=float)
@@ -188,7 +189,7 @@ class LogLinearLaw(Fit):
         self.beta_ = np.asarray(state["log_coefficients"], dtype=float)
         self.cov_ = np.asarray(state["cov"], dtype=float)
         self.df_resid_ = int(state["df_resid"])
-        self.rsquared_ = float(state["rsquared"])
+        self.rsquared_ = _num(state["rsquared"])
 
 
 def step_law_lr(level: float = 0.90) -> LogLinearLaw:

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from fits import validate
-from fits.base import Fit, Estimate
+from fits.base import Estimate, Fit
 from fits.errors import FitError
 from fits.hparams import LogLinearLaw
 

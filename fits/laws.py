@@ -23,7 +23,7 @@ from scipy.optimize import brentq
 
 from fits import validate
 from fits.base import Estimate, Fit
-from fits.bootstrap import percentile_interval
+from fits.bootstrap import RandomState, percentile_interval
 from fits.errors import FitError
 
 LOSS_LAWS: dict[str, type[LossLaw]] = {}
@@ -37,6 +37,17 @@ class LossLaw(Fit):
     Subclasses set `law`, `columns` (run columns besides loss), `param_names`, `exponents`
     ({exponent name: the column it acts on}) and `bounds` ({name: (lo, hi)} where a value
     at or past a bound means the data did not pin it down).
+
+    Configuration (every loss law takes the same)
+    -------------
+    delta: Huber threshold on log-loss residuals (published: 1e-3).
+    level: confidence level of `intervals_` and the default of the interval methods.
+    n_bootstrap: resamples of the runs for intervals (0: point estimate only).
+    n_local_optima: distinct local optima of the full fit kept as warm starts.
+    random_state: seed or numpy Generator for the resampling.
+    n_jobs: worker processes for the grid search and the bootstrap (-1: all cores). The
+        result does not depend on it beyond floating-point rounding.
+    force: keep a fit the data cannot identify (flagged) instead of raising FitError.
     """
 
     columns: ClassVar[tuple[str, ...]] = ("N", "D")
@@ -44,9 +55,27 @@ class LossLaw(Fit):
     exponents: ClassVar[dict[str, str]] = {}
     bounds: ClassVar[dict[str, tuple[float, float]]] = {}
 
-    force: bool
     bootstrap_params_: np.ndarray | None
     data_range_: dict[str, tuple[float, float]]
+
+    def __init__(
+        self,
+        *,
+        delta: float = 1e-3,
+        level: float = 0.90,
+        n_bootstrap: int = 1000,
+        n_local_optima: int = 5,
+        random_state: RandomState = 0,
+        n_jobs: int | None = 1,
+        force: bool = False,
+    ) -> None:
+        self.delta = delta
+        self.level = level
+        self.n_bootstrap = n_bootstrap
+        self.n_local_optima = n_local_optima
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+        self.force = force
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -19,7 +19,7 @@ import numpy as np
 from scipy import optimize, stats
 
 from fits import validate
-from fits.base import Fit, Estimate
+from fits.base import Estimate, Fit
 from fits.bootstrap import RandomState, as_generator, percentile_interval, resample_weights
 from fits.errors import FitError
 
@@ -235,6 +235,14 @@ class PowerLaw(Fit):
         """E + A x^-alpha at x."""
         x = np.asarray(x, dtype=float)
         return power_law(self._params_row(), x).reshape(x.shape)
+
+    def predict_draws(self, x: Any) -> np.ndarray:
+        """(n_draws, len(x)) bootstrap draws of the law at x."""
+        self._check_fitted()
+        if self.bootstrap_params_ is None:
+            raise FitError("the power-law fit has no bootstrap draws: fit it with n_bootstrap > 0")
+        with np.errstate(all="ignore"):  # degenerate draws give inf/nan, left out of intervals
+            return power_law(self.bootstrap_params_, np.asarray(x, dtype=float))
 
     def predict_interval(self, x: Any, level: float | None = None) -> Estimate:
         """Estimate with a confidence interval of the mean at `level` (default level_).
