@@ -288,7 +288,7 @@ class Study:
         x = data[POWER_X[x_name]]
         model = PowerLaw(
             E=options.pop("E", None), level=self.level, n_bootstrap=n_bootstrap,
-            random_state=self.seed,
+            random_state=self.seed, force=bool(selection.get("force", False)),
         ).fit(x, data.loss)  # fmt: skip
         with np.errstate(all="ignore"):
             residuals = np.log(data.loss) - np.log(model.predict(x))
@@ -639,5 +639,5 @@ def _reload(
 
 
 def _problems(model: Fit) -> list[str]:
-    """Identification problems of a loss law (other fits have none to report)."""
-    return model.identification_problems() if isinstance(model, LossLaw) else []
+    """Identification problems of a law that reports them (loss laws, power laws)."""
+    return model.identification_problems() if isinstance(model, LossLaw | PowerLaw) else []
