@@ -96,7 +96,8 @@ class PowerLaw(Fit):
             scaled, ssr = self._solve(x / x0, y, w, starts=None)
             cov_scaled = self._covariance(scaled, x / x0, y)
             self.x0_ = x0
-            self.params_ = dict(zip(PARAM_NAMES, map(float, self._unscale(scaled, x0)), strict=True))
+            natural = map(float, self._unscale(scaled, x0))
+            self.params_ = dict(zip(PARAM_NAMES, natural, strict=True))
             self.objective_ = float(ssr)
             self.n_points_ = int(x.size)
             self.df_resid_ = int(x.size - n_free)
