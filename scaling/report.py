@@ -287,7 +287,7 @@ def _write_html(report: Report) -> None:
     parts.append("<h2>Fitted laws</h2>")
     seen = set()
     for fitted in report.fits:
-        if fitted.model is None or fitted.fit_id in seen:
+        if fitted.fit_id in seen:
             continue
         seen.add(fitted.fit_id)
         model = fitted.model

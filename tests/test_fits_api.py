@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 import fits
-from fits import FitError, PowerLaw, Estimate, from_dict, validate
+from fits import Estimate, FitError, PowerLaw, from_dict, validate
 
 
 def test_public_names_are_exported():
