@@ -211,6 +211,7 @@ class DataConstrainedLaw(LossLaw):
         repeated = np.where(np.isnan(U), np.inf, U) < D
         if not repeated.any():
             raise FitError(NO_REPEATS)
+        validate.at_least(int(repeated.sum()), 3, "runs that repeat data to fit R_D* and R_N*")
         return N, D, U, loss, repeated
 
     def _second_stage(

@@ -84,6 +84,8 @@ def test_backtest_and_report(db, tmp_path):
         (["predict", "loss", "--N", "7B", "--D", "1T", "--arch", "tnl"], "no finished runs"),
         (["fit", "chinchilla", "--where", "nonsense_column > 1"], "bad --where"),
         (["predict", "lr", "--N", "1e9", "--D", "1e10"], "lr"),
+        (["predict", "loss", "--N", "7B", "--M", "20"], "give --N and --D, or --compute and --M"),
+        (["predict", "loss", "--N", "7B", "--D", "1T", "--law", "power"], "unknown loss law"),
     ],
 )
 def test_law_mistakes_are_one_line(db, args, message):
