@@ -201,8 +201,7 @@ class LossLaw(Fit):
             value = self.params_[name]
             if np.isfinite(value) and value < MIN_EXPONENT:
                 problems.append(
-                    f"exponent {name} = {value:.3g} is not positive: "
-                    f"loss does not fall with {column} in these runs"
+                    f"{name} = {value:.3g} is not positive (loss does not fall with {column})"
                 )
         for name, (lo, hi) in self.bounds.items():
             value = self.params_[name]
@@ -229,10 +228,7 @@ class LossLaw(Fit):
         """Raise FitError listing the problems, unless built with force=True."""
         problems = self.identification_problems()
         if problems and not self.force:
-            raise FitError(
-                f"{'; '.join(problems)} (the data cannot identify this law; "
-                "--force keeps it, flagged)"
-            )
+            raise FitError(f"{'; '.join(problems)}; --force keeps it, flagged")
 
     def _summary_footer(self) -> list[str]:
         problems = self.identification_problems()

@@ -109,7 +109,7 @@ class PowerLaw(Fit):
             self._set_uncertainty()
         problems = self.identification_problems()
         if problems and not self.force:
-            raise FitError(f"{'; '.join(problems)} (--force keeps it, flagged)")
+            raise FitError(f"{'; '.join(problems)}; --force keeps it, flagged")
         return self
 
     def identification_problems(self) -> list[str]:
