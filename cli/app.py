@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+import warnings
+from typing import TextIO
 
 import typer
 from rich.console import Console
@@ -10,7 +12,7 @@ from rich.console import Console
 from cli import imports, laws, query, report, sizes, sweep, training
 from fits.errors import FitError
 from runners.errors import RunnerError
-from scaling.errors import ScalingError
+from scaling.errors import ScalingError, ScalingWarning
 from store.errors import StoreError
 
 USER_ERRORS = (RunnerError, StoreError, FitError, ScalingError)
@@ -35,8 +37,25 @@ app.command("sizes")(sizes.sizes)
 app.add_typer(sweep.app, name="sweep")
 
 
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    """What the API did not do (e.g. log an answer) is one yellow line on stderr."""
+    Console(stderr=True).print(f"[yellow]warning:[/] {message}", highlight=False)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the console script."""
+    warnings.showwarning = _show_warning
+    warnings.simplefilter("always", ScalingWarning)
+    # numpy's overflow/divide notes from inside a fit are not for users: fits handle the
+    # infinities they produce, and real problems are FitErrors.
+    warnings.simplefilter("ignore", RuntimeWarning)
     try:
         app(args=argv, prog_name="scaling")
     except USER_ERRORS as exc:

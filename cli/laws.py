@@ -9,6 +9,8 @@ from typing import Annotated, Any
 import typer
 
 from cli.common import DbOption, console, format_value, print_frame, real
+from fits import LOSS_LAWS
+from scaling.errors import ScalingError
 from scaling.results import HparamBacktest
 from scaling.study import LAWS, FittedLaw, Study
 
@@ -19,7 +21,8 @@ Source = Annotated[
 Where = Annotated[str | None, typer.Option(help="Extra SQL condition on runs.")]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
 Level = Annotated[float, typer.Option(help="Interval level.", min=0.5, max=0.999)]
-Bootstrap = Annotated[int, typer.Option(help="Bootstrap resamples (chinchilla, power).")]
+Bootstrap = Annotated[int, typer.Option(help="Bootstrap resamples (loss laws, power).")]
+Law = Annotated[str, typer.Option(help=f"Loss law: {', '.join(LOSS_LAWS)}.")]
 
 predict_app = typer.Typer(help="Answer a question about a large run, with an interval.",
                           no_args_is_help=True)  # fmt: skip
@@ -46,18 +49,18 @@ def _emit(payload: dict[str, Any]) -> None:
 
 def fit_payload(fitted: FittedLaw) -> dict[str, Any]:
     """The JSON of a fit: parameter names as keys, then intervals and the rest."""
-    out: dict[str, Any] = {}
     model = fitted.model
-    if model is not None:
-        out.update(model.params_)
-        out["intervals"] = {k: list(v) for k, v in model.intervals_.items()}
-        out["stderr"] = dict(model.stderr_)
-        out["level"] = model.level_
-        out["n_points"] = model.n_points_
-        out["objective"] = model.objective_
-        for name in ("derived_", "derived_intervals_"):
-            if hasattr(model, name):
-                out[name.rstrip("_")] = getattr(model, name)
+    out: dict[str, Any] = dict(model.params_)
+    out["intervals"] = {k: list(v) for k, v in model.intervals_.items()}
+    out["stderr"] = dict(model.stderr_)
+    out["level"] = model.level_
+    out["n_points"] = model.n_points_
+    out["objective"] = model.objective_
+    for name in ("derived_", "derived_intervals_"):
+        if hasattr(model, name):
+            out[name.rstrip("_")] = getattr(model, name)
+    if hasattr(model, "identification_problems"):
+        out["problems"] = model.identification_problems()
     if fitted.table is not None:
         out["table"] = json.loads(fitted.table.to_json(orient="records"))
     out.update({"law": fitted.law, "fit_id": fitted.fit_id, "n_runs": fitted.selection["n_runs"]})
@@ -86,6 +89,9 @@ def fit(
     ] = "vertex",
     groups: Annotated[bool, typer.Option(help="Also print the per-group table.")] = False,
     refit: Annotated[bool, typer.Option(help="Fit again even if stored for these runs.")] = False,
+    force: Annotated[
+        bool, typer.Option(help="Keep a loss law the data cannot identify, flagged.")
+    ] = False,
     as_json: Json = False,
     db: DbOption = None,
 ) -> None:
@@ -96,13 +102,12 @@ def fit(
     elif law == "lr-law":
         options = {"form": form, "method": method}
     fitted = _study(db, level, bootstrap).fit(law, arch, source, where, n_column=n_column,
-                                              refit=refit, **options)  # fmt: skip
+                                              refit=refit, force=force, **options)  # fmt: skip
     if as_json:
         _emit(fit_payload(fitted))
         return
     console.print(f"[bold]{fitted.law}[/] fit {fitted.fit_id} on {fitted.selection['n_runs']} runs")
-    if fitted.model is not None:
-        console.print(fitted.model.summary(), highlight=False)
+    console.print(fitted.model.summary(), highlight=False)
     table = fitted.table
     if table is None:
         return
@@ -123,8 +128,24 @@ def _show(answer: Any, as_json: bool) -> None:
 
 @predict_app.command("loss")
 def predict_loss(
-    n: Annotated[float, typer.Option("--N", "-N", parser=real, help="Parameters (7e9, 7B).")],
-    d: Annotated[float, typer.Option("--D", "-D", parser=real, help="Tokens (1.4T).")],
+    n: Annotated[
+        float | None, typer.Option("--N", "-N", parser=real, help="Parameters (7e9, 7B).")
+    ] = None,
+    d: Annotated[
+        float | None, typer.Option("--D", "-D", parser=real, help="Tokens (1.4T).")
+    ] = None,
+    compute: Annotated[
+        float | None, typer.Option(parser=real, help="Training FLOPs C = 6ND (with --M).")
+    ] = None,
+    m: Annotated[
+        float | None,
+        typer.Option("--M", parser=real, help="Tokens per parameter M = D/N (with --compute)."),
+    ] = None,
+    unique: Annotated[
+        float | None,
+        typer.Option("--U", parser=real, help="data-constrained: unique tokens available."),
+    ] = None,
+    law: Law = "chinchilla",
     arch: Arch = None,
     source: Source = None,
     where: Where = None,
@@ -132,13 +153,28 @@ def predict_loss(
     as_json: Json = False,
     db: DbOption = None,
 ) -> None:
-    """Loss of an N-parameter model trained on D tokens (Chinchilla law)."""
-    _show(_study(db, level).predict_loss(n, d, arch, source, where), as_json)
+    """Loss of an N-parameter model trained on D tokens, or at compute C with D = M N
+    (Gadre et al.'s terms)."""
+    if (
+        (n is None) != (d is None)
+        or (compute is None) != (m is None)
+        or (n is None) == (compute is None)
+    ):
+        raise ScalingError("give --N and --D, or --compute and --M")
+    if compute is not None and m is not None:
+        if not (compute > 0 and m > 0):
+            raise ScalingError("--compute and --M must be positive")
+        n = math.sqrt(compute / (6.0 * m))
+        d = m * n
+    assert n is not None and d is not None
+    answer = _study(db, level).predict_loss(n, d, arch, source, where, law=law, U=unique)
+    _show(answer, as_json)
 
 
 @predict_app.command("optimal")
 def predict_optimal(
     compute: Annotated[float, typer.Option(parser=real, help="Training FLOPs (1e24).")],
+    law: Law = "chinchilla",
     arch: Arch = None,
     source: Source = None,
     where: Where = None,
@@ -147,7 +183,7 @@ def predict_optimal(
     db: DbOption = None,
 ) -> None:
     """Compute-optimal N and D (C = 6ND) and the loss they reach."""
-    _show(_study(db, level).compute_optimal(compute, arch, source, where), as_json)
+    _show(_study(db, level).compute_optimal(compute, arch, source, where, law=law), as_json)
 
 
 @predict_app.command("lr")
@@ -185,18 +221,22 @@ def predict_crossover(
     arch_b: Annotated[str, typer.Argument(help="Second architecture.")],
     min_compute: Annotated[float, typer.Option(parser=real, help="Search from.")] = 1e15,
     max_compute: Annotated[float, typer.Option(parser=real, help="Search to.")] = 1e27,
+    law: Law = "chinchilla",
     source: Source = None,
     level: Level = 0.90,
     as_json: Json = False,
     db: DbOption = None,
 ) -> None:
     """Compute at which one architecture's compute-optimal frontier passes the other's."""
-    answer = _study(db, level).crossover(arch_a, arch_b, (min_compute, max_compute), source)
+    study = _study(db, level)
+    answer = study.crossover(arch_a, arch_b, (min_compute, max_compute), source, law=law)
     _show(answer, as_json)
 
 
 def backtest(
-    law: Annotated[str, typer.Argument(help="chinchilla, power, lr-law or bs-law.")] = "chinchilla",
+    law: Annotated[
+        str, typer.Argument(help=f"{', '.join(LOSS_LAWS)}, power, lr-law or bs-law.")
+    ] = "chinchilla",
     arch: Arch = None,
     source: Source = None,
     where: Where = None,

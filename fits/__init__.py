@@ -5,15 +5,17 @@ reports its uncertainty, prints a `summary()`, and round-trips through `to_dict(
 `from_dict()`. Data that cannot identify a law raise `FitError` with the reason.
 """
 
-from fits.base import Fit, Prediction, from_dict
+from fits.base import Estimate, Fit, from_dict
 from fits.bootstrap import percentile_interval, resample_weights
 from fits.chinchilla import (
     ChinchillaLaw,
+    SharedChinchillaLaw,
     allocation_exponents,
     chinchilla_loss,
     compute_optimal_allocation,
     starting_grid,
 )
+from fits.data_constrained import DataConstrainedLaw
 from fits.errors import FitError
 from fits.hparams import (
     LogLinearLaw,
@@ -25,20 +27,28 @@ from fits.hparams import (
     step_law_lr,
 )
 from fits.isoflop import EnvelopeFit, IsoFLOPFit
+from fits.kaplan import KaplanLaw
+from fits.laws import LOSS_LAWS, LossLaw, frontier_crossing
 from fits.lbfgs import BatchResult, minimize_batched
-from fits.lr import optimal_lr
+from fits.lr import LROptima, optimal_lr
 from fits.power import PowerLaw, power_law
 
 __all__ = [
+    "LOSS_LAWS",
     "BatchResult",
     "ChinchillaLaw",
+    "DataConstrainedLaw",
     "EnvelopeFit",
+    "Estimate",
     "Fit",
     "FitError",
     "IsoFLOPFit",
+    "KaplanLaw",
+    "LROptima",
     "LogLinearLaw",
+    "LossLaw",
     "PowerLaw",
-    "Prediction",
+    "SharedChinchillaLaw",
     "allocation_exponents",
     "batch_size_law",
     "bjorck_lr",
@@ -46,6 +56,7 @@ __all__ = [
     "compute_optimal_allocation",
     "fit_per_group",
     "from_dict",
+    "frontier_crossing",
     "minimize_batched",
     "near_optimal_runs",
     "optimal_lr",

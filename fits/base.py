@@ -22,8 +22,12 @@ FORMAT_VERSION = 1
 
 
 @dataclass(frozen=True)
-class Prediction:
-    """Point estimates with a two-sided interval at `level` (arrays of one shape)."""
+class Estimate:
+    """Point estimates with a two-sided interval at `level` (arrays of one shape).
+
+    What estimators return; the prediction API turns one point of it into an answer
+    (`scaling.results.Prediction`, a scalar with the fit it came from).
+    """
 
     estimate: np.ndarray
     lo: np.ndarray
@@ -31,7 +35,7 @@ class Prediction:
     level: float
 
     def to_frame(self) -> pd.DataFrame:
-        """The prediction as a table: estimate, lo, hi (the level is in the column names)."""
+        """The estimates as a table: estimate, lo, hi (the level is in the column names)."""
         pct = f"{100 * self.level:g}%"
         return pd.DataFrame(
             {

@@ -21,34 +21,15 @@ the test suite checks this against full-grid refits of individual resamples.
 from __future__ import annotations
 
 import itertools
-import math
-from typing import Any, Self
+from typing import Any, ClassVar
 
 import numpy as np
 
-from fits import validate
-from fits.base import Fit, Prediction, _num
-from fits.bootstrap import (
-    RandomState,
-    as_generator,
-    finite_or_nan,
-    map_chunks,
-    percentile_interval,
-    resample_weights,
-    resolve_n_jobs,
-)
-from fits.errors import FitError
-from fits.lbfgs import BatchResult, minimize_batched
+from fits.gridfit import GridLaw, Problem
 
 PARAM_NAMES = ("E", "A", "B", "alpha", "beta")
 DERIVED_NAMES = ("a", "b", "G")
 
-# L-BFGS-B's defaults (factr = 1e7 -> ftol = 2.2e-9, pgtol = 1e-5): the published procedure.
-_GRID_TOL = {"gtol": 1e-5, "ftol": 2.2e-9, "fscale": 1.0}
-# Polishing the winner: stop only when float64 cannot make progress.
-_POLISH_TOL = {"gtol": 1e-10, "ftol": 1e-15, "fscale": 0.0}
-# Two end points closer than this (max-norm in theta) are the same local optimum.
-_DISTINCT_TOL = 0.05
 # Starts per objective evaluation block: keeps the (starts x points) temporaries in cache.
 _CHUNK = 96
 
@@ -86,13 +67,18 @@ def params_to_theta(params: np.ndarray) -> np.ndarray:
 
 
 def chinchilla_loss(params: np.ndarray, N: np.ndarray, D: np.ndarray) -> np.ndarray:
-    """E + A/N^alpha + B/D^beta for params rows (..., 5) against N, D (broadcast)."""
-    p = np.asarray(params, dtype=float)
-    E, A, B, alpha, beta = (p[..., i, None] for i in range(5))
+    """E + A/N^alpha + B/D^beta for params rows (..., 5) against N, D (flattened, broadcast)."""
     N = np.asarray(N, dtype=float).reshape(-1)
     D = np.asarray(D, dtype=float).reshape(-1)
+    return _loss(params, N, D)
+
+
+def _loss(params: np.ndarray, N: np.ndarray, D: np.ndarray) -> np.ndarray:
+    """E + A/N^alpha + B/D^beta, params rows (k, 5) against N, D of shape (n,) or (k, n)."""
+    p = np.asarray(params, dtype=float)
+    E, A, B, alpha, beta = (p[..., i, None] for i in range(5))
     with np.errstate(all="ignore"):  # degenerate draws give inf/nan, which intervals leave out
-        return E + A / N**alpha + B / D**beta
+        return E + A / np.asarray(N, dtype=float) ** alpha + B / np.asarray(D, dtype=float) ** beta
 
 
 def allocation_exponents(alpha: np.ndarray, beta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -198,7 +184,7 @@ class HuberLSEObjective:
 
 
 class _Coordinates:
-    """Optimiser coordinates: theta with log N and log D standardised.
+    """Optimiser coordinates: theta with log N and log D standardised, and the objective.
 
     u = a - alpha log N = (a - alpha m) - (alpha s) (log N - m) / s, so the optimiser works on
     phi = (a - alpha m_N, b - beta m_D, e, alpha s_N, beta s_D). It is the same problem and the
@@ -209,12 +195,8 @@ class _Coordinates:
     def __init__(self, log_n: np.ndarray, log_d: np.ndarray) -> None:
         self.m_n, self.s_n = float(log_n.mean()), float(log_n.std()) or 1.0
         self.m_d, self.s_d = float(log_d.mean()), float(log_d.std()) or 1.0
-
-    def z_n(self, log_n: np.ndarray) -> np.ndarray:
-        return (log_n - self.m_n) / self.s_n
-
-    def z_d(self, log_d: np.ndarray) -> np.ndarray:
-        return (log_d - self.m_d) / self.s_d
+        self.z_n = (log_n - self.m_n) / self.s_n
+        self.z_d = (log_d - self.m_d) / self.s_d
 
     def to_phi(self, theta: np.ndarray) -> np.ndarray:
         a, b, e, alpha, beta = np.moveaxis(np.asarray(theta, dtype=float), -1, 0)
@@ -228,316 +210,168 @@ class _Coordinates:
         alpha, beta = p3 / self.s_n, p4 / self.s_d
         return np.stack([p0 + alpha * self.m_n, p1 + beta * self.m_d, e, alpha, beta], axis=-1)
 
-
-def _run_starts(objective: HuberLSEObjective, starts: np.ndarray) -> BatchResult:
-    """Batched L-BFGS from the given starts with the published (L-BFGS-B default) tolerances."""
-    return minimize_batched(objective, starts, **_GRID_TOL)
-
-
-def _fit_resamples(
-    z_n: np.ndarray,
-    z_d: np.ndarray,
-    log_loss: np.ndarray,
-    delta: float,
-    weights: np.ndarray,
-    starts: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Best (phi, objective) for each weighted resample, every resample run from all `starts`."""
-    n_res, n_st = weights.shape[0], starts.shape[0]
-    weight_row = np.repeat(np.arange(n_res), n_st)
-    objective = HuberLSEObjective(z_n, z_d, log_loss, delta, weights, weight_row)
-    res = _run_starts(objective, np.tile(starts, (n_res, 1)))
-    fun = np.where(np.isfinite(res.fun), res.fun, np.inf).reshape(n_res, n_st)
-    best = fun.argmin(axis=1)
-    phi = res.x.reshape(n_res, n_st, -1)[np.arange(n_res), best]
-    # Polish each winner as the full-data fit is polished, so that a draw is that
-    # resample's optimum and not a point where L-BFGS-B's tolerance happened to stop.
-    polish = HuberLSEObjective(z_n, z_d, log_loss, delta, weights, np.arange(n_res))
-    tight = minimize_batched(polish, phi, **_POLISH_TOL)
-    better = tight.fun <= fun[np.arange(n_res), best]
-    return np.where(better[:, None], tight.x, phi), np.minimum(tight.fun, fun.min(axis=1))
+    def objective(
+        self,
+        log_loss: np.ndarray,
+        delta: float,
+        weights: np.ndarray | None = None,
+        weight_row: np.ndarray | None = None,
+    ) -> HuberLSEObjective:
+        return HuberLSEObjective(self.z_n, self.z_d, log_loss, delta, weights, weight_row)
 
 
-def _distinct_optima(
-    theta: np.ndarray, fun: np.ndarray, converged: np.ndarray, limit: int
-) -> np.ndarray:
-    """Indices of up to `limit` distinct converged end points, lowest objective first."""
-    chosen: list[int] = []
-    for i in np.argsort(fun, kind="stable"):
-        if len(chosen) == limit:
-            break
-        if not (converged[i] and np.isfinite(fun[i])):
-            continue
-        if all(np.abs(theta[i] - theta[j]).max() > _DISTINCT_TOL for j in chosen):
-            chosen.append(int(i))
-    return np.array(chosen, dtype=int)
+class _SharedCoordinates:
+    """Coordinates of the alpha = beta law: one scale s for log N and log D keeps the tie.
+
+    theta = (a, b, e, alpha); phi = (a - alpha m_N, b - alpha m_D, e, alpha s). The objective
+    is the Chinchilla one at phi5 = (phi0, phi1, phi2, phi3, phi3), whose gradient folds back
+    by adding the two exponent components.
+    """
+
+    def __init__(self, log_n: np.ndarray, log_d: np.ndarray) -> None:
+        self.m_n, self.m_d = float(log_n.mean()), float(log_d.mean())
+        self.s = float(np.sqrt((log_n.var() + log_d.var()) / 2)) or 1.0
+        self.z_n = (log_n - self.m_n) / self.s
+        self.z_d = (log_d - self.m_d) / self.s
+
+    def to_phi(self, theta: np.ndarray) -> np.ndarray:
+        a, b, e, alpha = np.moveaxis(np.asarray(theta, dtype=float), -1, 0)
+        return np.stack([a - alpha * self.m_n, b - alpha * self.m_d, e, alpha * self.s], axis=-1)
+
+    def to_theta(self, phi: np.ndarray) -> np.ndarray:
+        p0, p1, e, p3 = np.moveaxis(np.asarray(phi, dtype=float), -1, 0)
+        alpha = p3 / self.s
+        return np.stack([p0 + alpha * self.m_n, p1 + alpha * self.m_d, e, alpha], axis=-1)
+
+    def objective(
+        self,
+        log_loss: np.ndarray,
+        delta: float,
+        weights: np.ndarray | None = None,
+        weight_row: np.ndarray | None = None,
+    ) -> _TiedObjective:
+        return _TiedObjective(
+            HuberLSEObjective(self.z_n, self.z_d, log_loss, delta, weights, weight_row)
+        )
 
 
-class ChinchillaLaw(Fit):
-    """L(N, D) = E + A / N^alpha + B / D^beta by Hoffmann et al.'s approach 3 (see module doc).
+class _TiedObjective:
+    """The Chinchilla objective with beta tied to alpha (phi3 used for both exponents)."""
 
-    Parameters
-    ----------
-    delta: Huber threshold on log-loss residuals (published: 1e-3).
-    level: confidence level of `intervals_` and the default of the interval methods.
-    n_bootstrap: resamples of the points for intervals (0: point estimate only).
-    n_local_optima: starts per bootstrap resample: the optimum and the next best distinct
-        local optima of the full-data grid search.
-    random_state: seed or numpy Generator for the resampling; resample i uses row i of
-        resample_weights(n_points, n_bootstrap, as_generator(random_state)).
-    n_jobs: worker processes for the grid search and the bootstrap (-1: all cores). The
-        result does not depend on it beyond floating-point rounding (different batches sum
-        in a different order): draws agree to about 1e-6 relative.
+    def __init__(self, full: HuberLSEObjective) -> None:
+        self.full = full
 
-    Attributes (after fit)
-    ----------------------
-    params_: {E, A, B, alpha, beta}; theta_: (a, b, e, alpha, beta) with A = e^a, ...
-    objective_: the minimised sum of Huber losses; n_points_: runs with positive weight.
-    stderr_, intervals_: bootstrap standard deviation and percentile interval at level_
-        ({} when n_bootstrap = 0); bootstrap_params_: (n_bootstrap, 5) draws, columns in
-        PARAM_NAMES order, or None.
-    derived_, derived_intervals_: allocation exponents a, b and coefficient G.
-    best_start_: the grid point (E, A, B, alpha, beta) whose run reached the optimum.
-    local_optima_, local_objectives_: the distinct optima that seed the bootstrap.
-    n_starts_, n_converged_: grid starts run, and how many met the stopping criteria.
+    def __call__(self, phi: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        f, g = self.full(phi[:, [0, 1, 2, 3, 3]], rows)
+        tied = g[:, :4].copy()
+        tied[:, 3] += g[:, 4]
+        return f, tied
+
+
+class ChinchillaLaw(GridLaw):
+    """L(N, D) = E + A / N^alpha + B / D^beta by Hoffmann et al.'s approach 3 (module doc).
+
+    Configuration and fitted attributes: see `GridLaw`. params_ is {E, A, B, alpha, beta};
+    theta_ is (a, b, e, alpha, beta) with A = e^a, B = e^b, E = e^e; derived_ holds the
+    allocation exponents a, b and the coefficient G of N_opt = G (C/6)^a.
     """
 
     law = "chinchilla"
     formula = "L(N, D) = E + A / N^alpha + B / D^beta"
+    param_names: ClassVar[tuple[str, ...]] = PARAM_NAMES
+    exponents: ClassVar[dict[str, str]] = {"alpha": "N", "beta": "D"}
+    derived_names: ClassVar[tuple[str, ...]] = DERIVED_NAMES
+    allocation_note = (
+        "compute-optimal allocation (C = 6 N D): N_opt = G (C/6)^a, D_opt = (C/6)^b / G"
+    )
 
-    def __init__(
-        self,
-        *,
-        delta: float = 1e-3,
-        level: float = 0.90,
-        n_bootstrap: int = 1000,
-        n_local_optima: int = 5,
-        random_state: RandomState = 0,
-        n_jobs: int | None = 1,
-    ) -> None:
-        self.delta = delta
-        self.level = level
-        self.n_bootstrap = n_bootstrap
-        self.n_local_optima = n_local_optima
-        self.random_state = random_state
-        self.n_jobs = n_jobs
+    def starting_grid(self) -> np.ndarray:
+        return starting_grid()
 
-    def fit(
-        self,
-        N: Any,
-        D: Any,
-        loss: Any,
-        sample_weight: Any | None = None,
-    ) -> Self:
-        """Fit on runs with N parameters, D training tokens and final loss; returns self.
+    def problem(self, log_n: np.ndarray, log_d: np.ndarray) -> Problem:
+        return _Coordinates(log_n, log_d)
 
-        sample_weight: optional non-negative weight per run (e.g. resampling counts).
-        """
-        level = validate.level(self.level)
-        N = validate.positive(N, "N")
-        D = validate.positive(D, "D")
-        loss = validate.positive(loss, "loss")
-        validate.same_length(N=N, D=D, loss=loss)
-        weights = None
-        if sample_weight is not None:
-            weights = validate.finite(sample_weight, "sample_weight")
-            validate.same_length(N=N, sample_weight=weights)
-            if (weights < 0).any() or not (weights > 0).any():
-                raise FitError("sample_weight must be >= 0 with at least one positive weight")
-            used = weights > 0
-            N, D, loss, weights = N[used], D[used], loss[used], weights[used]
-        validate.distinct(N, 3, "model sizes", "N")
-        validate.distinct(D, 3, "token counts", "D")
-        validate.at_least(N.size, 6, "runs to fit 5 parameters")
+    def theta_to_params(self, theta: np.ndarray) -> np.ndarray:
+        return theta_to_params(theta)
 
-        log_n, log_d, log_loss = np.log(N), np.log(D), np.log(loss)
-        coords = _Coordinates(log_n, log_d)
-        z_n, z_d = coords.z_n(log_n), coords.z_d(log_d)
-        objective = HuberLSEObjective(z_n, z_d, log_loss, self.delta, weights)
-        grid_phi = coords.to_phi(starting_grid())
-        res = self._grid_search(objective, grid_phi)
-        order = _distinct_optima(
-            coords.to_theta(res.x), res.fun, res.converged, max(1, self.n_local_optima)
-        )
-        if order.size == 0:
-            raise FitError("no start of the grid converged: the data do not determine the law")
-        best = order[0]
-        polished = minimize_batched(objective, res.x[best][None, :], **_POLISH_TOL)
-        phi_best, f_best = res.x[best], res.fun[best]
-        if polished.fun[0] <= f_best:
-            phi_best, f_best = polished.x[0], polished.fun[0]
-        starts = np.vstack([phi_best[None, :], res.x[order[1:]]])
+    def params_to_theta(self, params: np.ndarray) -> np.ndarray:
+        return params_to_theta(params)
 
-        self.theta_ = coords.to_theta(phi_best)
-        self.best_start_ = theta_to_params(starting_grid()[best])
-        self.params_ = dict(zip(PARAM_NAMES, map(float, theta_to_params(self.theta_)), strict=True))
-        self.objective_ = float(f_best)
-        self.n_points_ = int(N.size)
-        self.n_starts_ = int(grid_phi.shape[0])
-        self.n_converged_ = int(res.converged.sum())
-        self.local_optima_ = theta_to_params(coords.to_theta(starts))
-        self.local_objectives_ = np.concatenate([[f_best], res.fun[order[1:]]])
-        derived = self._derived(theta_to_params(self.theta_)[None, :])
-        self.derived_ = {k: float(v[0]) for k, v in derived.items()}
-        self.level_ = level
-        self.bootstrap_params_: np.ndarray | None = None
-        self.stderr_, self.intervals_, self.derived_intervals_ = {}, {}, {}
-        if self.n_bootstrap > 0:
-            rng = as_generator(self.random_state)
-            base = np.ones(N.size) if weights is None else weights
-            counts = resample_weights(N.size, int(self.n_bootstrap), rng) * base
-            phi = self._refit_resamples(z_n, z_d, log_loss, counts, starts)
-            self.bootstrap_params_ = theta_to_params(coords.to_theta(phi))
-            self._set_uncertainty()
-        return self
+    def loss_of(self, params: np.ndarray, *cols: np.ndarray) -> np.ndarray:
+        return _loss(params, *cols)
 
-    # -- fitting internals -----------------------------------------------------------------
-    def _grid_search(self, objective: HuberLSEObjective, grid_phi: np.ndarray) -> BatchResult:
-        """Every grid start to convergence, split across processes when n_jobs > 1."""
-        n_workers = resolve_n_jobs(self.n_jobs)
-        parts = [np.arange(i, grid_phi.shape[0], n_workers) for i in range(n_workers)]
-        results = map_chunks(_run_starts, [(objective, grid_phi[p]) for p in parts], self.n_jobs)
-        x = np.empty_like(grid_phi)
-        fun = np.empty(grid_phi.shape[0])
-        n_iter = np.empty(grid_phi.shape[0], dtype=int)
-        conv = np.empty(grid_phi.shape[0], dtype=bool)
-        for p, r in zip(parts, results, strict=True):
-            x[p], fun[p], n_iter[p], conv[p] = r.x, r.fun, r.n_iter, r.converged
-        return BatchResult(
-            x=x, fun=fun, n_iter=n_iter, converged=conv, n_evals=sum(r.n_evals for r in results)
-        )
+    def allocation_of(
+        self, params: np.ndarray, C: np.ndarray, flops_per_token: float = 6.0
+    ) -> tuple[np.ndarray, np.ndarray]:
+        return compute_optimal_allocation(params, C, flops_per_token)
 
-    def _refit_resamples(
-        self,
-        z_n: np.ndarray,
-        z_d: np.ndarray,
-        log_loss: np.ndarray,
-        counts: np.ndarray,
-        starts: np.ndarray,
-    ) -> np.ndarray:
-        """Optimum (phi) of every resample; chunks of resamples go to worker processes."""
-        n_workers = resolve_n_jobs(self.n_jobs)
-        chunks = np.array_split(np.arange(counts.shape[0]), n_workers)
-        jobs = [(z_n, z_d, log_loss, self.delta, counts[c], starts) for c in chunks if c.size]
-        return np.vstack([phi for phi, _ in map_chunks(_fit_resamples, jobs, self.n_jobs)])
-
-    @staticmethod
-    def _derived(params: np.ndarray) -> dict[str, np.ndarray]:
+    def derived_of(self, params: np.ndarray) -> dict[str, np.ndarray]:
         """Allocation exponents a, b and the coefficient G for params rows."""
-        _, A, B, alpha, beta = params.T
-        a, b = allocation_exponents(alpha, beta)
+        _, A, B, alpha, beta = np.asarray(params, dtype=float).T
         with np.errstate(all="ignore"):  # degenerate draws: inf/nan, left out of intervals
+            a, b = allocation_exponents(alpha, beta)
             G = (alpha * A / (beta * B)) ** (1.0 / (alpha + beta))
         return {"a": a, "b": b, "G": G}
 
-    def _set_uncertainty(self) -> None:
-        draws = self.bootstrap_params_
-        assert draws is not None
-        lo, hi = percentile_interval(draws, self.level_)
-        with np.errstate(over="ignore"):
-            sd = np.nanstd(finite_or_nan(draws), axis=0, ddof=1)
-        self.stderr_ = {n: float(v) for n, v in zip(PARAM_NAMES, sd, strict=True)}
-        self.intervals_ = {n: (float(lo[i]), float(hi[i])) for i, n in enumerate(PARAM_NAMES)}
-        derived = self._derived(draws)
-        self.derived_intervals_ = {}
-        for name, values in derived.items():
-            dlo, dhi = percentile_interval(values, self.level_)
-            self.derived_intervals_[name] = (float(dlo), float(dhi))
 
-    # -- predictions -----------------------------------------------------------------------
-    def _params_row(self) -> np.ndarray:
-        self._check_fitted()
-        return np.array([self.params_[n] for n in PARAM_NAMES])
+class SharedChinchillaLaw(ChinchillaLaw):
+    """E + A / N^alpha + B / D^alpha: Chinchilla with one exponent (alpha = beta).
 
-    def _draws(self) -> np.ndarray:
-        self._check_fitted()
-        if self.bootstrap_params_ is None:
-            raise FitError("no bootstrap draws: fit with n_bootstrap > 0 to get intervals")
-        return self.bootstrap_params_
+    This is Gadre et al.'s (2024) over-training law L(C, M) = E + (a M^eta + b M^-eta) C^-eta
+    in N and D: with C = 6 N D and token multiplier M = D / N, N = (C / 6M)^(1/2), so
+    eta = alpha / 2, a = A 6^eta and b = B 6^eta (`gadre_params`, `loss_at_multiplier`).
+    One exponent makes the compute-optimal M constant: N_opt and D_opt both grow as C^(1/2).
+    The starting grid is the published one without the beta axis (900 starts).
+    """
 
-    def predict(self, N: Any, D: Any) -> np.ndarray:
-        """Predicted loss at (N, D) (broadcast against each other)."""
-        N, D = np.broadcast_arrays(np.asarray(N, dtype=float), np.asarray(D, dtype=float))
-        return chinchilla_loss(self._params_row(), N, D).reshape(N.shape)
+    law = "chinchilla-shared"
+    formula = "L(N, D) = E + A / N^alpha + B / D^alpha"
+    param_names: ClassVar[tuple[str, ...]] = ("E", "A", "B", "alpha")
+    exponents: ClassVar[dict[str, str]] = {"alpha": "N and D"}
+    derived_names: ClassVar[tuple[str, ...]] = ("G", "eta", "M_opt")
+    allocation_note = (
+        "compute-optimal allocation: N_opt = G (C/6)^(1/2), M_opt = D_opt / N_opt; "
+        "Gadre et al.'s eta = alpha / 2"
+    )
 
-    def predict_interval(self, N: Any, D: Any, level: float | None = None) -> Prediction:
-        """Predicted loss with a bootstrap percentile interval at `level` (default level_)."""
-        level = validate.level(self.level_ if level is None else level)
-        N, D = np.broadcast_arrays(np.asarray(N, dtype=float), np.asarray(D, dtype=float))
-        lo, hi = percentile_interval(chinchilla_loss(self._draws(), N, D), level)
-        est = self.predict(N, D)
-        return Prediction(est, lo.reshape(N.shape), hi.reshape(N.shape), level)
+    def starting_grid(self) -> np.ndarray:
+        return np.unique(starting_grid()[:, :4], axis=0)
 
-    def compute_optimal(
-        self, C: Any, flops_per_token: float = 6.0
+    def problem(self, log_n: np.ndarray, log_d: np.ndarray) -> Problem:
+        return _SharedCoordinates(log_n, log_d)
+
+    def theta_to_params(self, theta: np.ndarray) -> np.ndarray:
+        return theta_to_params(np.asarray(theta, dtype=float)[..., [0, 1, 2, 3, 3]])[..., :4]
+
+    def params_to_theta(self, params: np.ndarray) -> np.ndarray:
+        return params_to_theta(np.asarray(params, dtype=float)[..., [0, 1, 2, 3, 3]])[..., :4]
+
+    def loss_of(self, params: np.ndarray, *cols: np.ndarray) -> np.ndarray:
+        return _loss(_untie(params), *cols)
+
+    def allocation_of(
+        self, params: np.ndarray, C: np.ndarray, flops_per_token: float = 6.0
     ) -> tuple[np.ndarray, np.ndarray]:
-        """(N_opt, D_opt) minimising the fitted loss at compute C = flops_per_token * N * D."""
-        C = np.asarray(C, dtype=float)
-        n_opt, d_opt = compute_optimal_allocation(self._params_row(), C, flops_per_token)
-        return n_opt.reshape(C.shape), d_opt.reshape(C.shape)
+        return compute_optimal_allocation(_untie(params), C, flops_per_token)
 
-    def compute_optimal_interval(
-        self, C: Any, level: float | None = None, flops_per_token: float = 6.0
-    ) -> tuple[Prediction, Prediction]:
-        """N_opt and D_opt at compute C, each with a bootstrap percentile interval."""
-        level = validate.level(self.level_ if level is None else level)
-        C = np.asarray(C, dtype=float)
-        n_est, d_est = self.compute_optimal(C, flops_per_token)
-        n_draws, d_draws = compute_optimal_allocation(self._draws(), C, flops_per_token)
-        out = []
-        for est, draws in ((n_est, n_draws), (d_est, d_draws)):
-            lo, hi = percentile_interval(draws, level)
-            out.append(Prediction(est, lo.reshape(C.shape), hi.reshape(C.shape), level))
-        return out[0], out[1]
+    def derived_of(self, params: np.ndarray) -> dict[str, np.ndarray]:
+        G = super().derived_of(_untie(params))["G"]
+        with np.errstate(all="ignore"):
+            return {"G": G, "eta": np.asarray(params, float)[:, 3] / 2, "M_opt": G**-2.0}
 
-    # -- reporting and serialisation -------------------------------------------------------
-    def _summary_header(self) -> list[str]:
-        lines = super()._summary_header()
-        lines[1] += f" (sum of Huber losses, delta={self.delta:g}, on log loss)"
-        lines.append(f"grid: {self.n_starts_} L-BFGS starts, {self.n_converged_} converged")
-        if self.bootstrap_params_ is not None:
-            lines.append(
-                f"bootstrap: {self.bootstrap_params_.shape[0]} resamples of the runs, "
-                f"percentile intervals at {100 * self.level_:g}%"
-            )
-        else:
-            lines.append("bootstrap: none (n_bootstrap=0), no uncertainty reported")
-        return lines
+    def gadre_params(self) -> dict[str, float]:
+        """The fit in Gadre et al.'s terms: E, a, b, eta of E + (a M^eta + b M^-eta) C^-eta."""
+        E, A, B, alpha = self._params_row()
+        eta = alpha / 2
+        return {"E": E, "a": A * 6.0**eta, "b": B * 6.0**eta, "eta": eta}
 
-    def _summary_footer(self) -> list[str]:
-        out = ["compute-optimal allocation (C = 6 N D): N_opt = G (C/6)^a, D_opt = (C/6)^b / G"]
-        for name in DERIVED_NAMES:
-            lo, hi = self.derived_intervals_.get(name, (math.nan, math.nan))
-            out.append(
-                f"  {name} = {self.derived_[name]:.6g}"
-                + (f"   [{lo:.6g}, {hi:.6g}]" if np.isfinite(lo) else "")
-            )
-        return out
+    def loss_at_multiplier(self, C: Any, M: Any) -> np.ndarray:
+        """Loss at compute C = 6 N D and token multiplier M = D / N, in Gadre et al.'s form."""
+        p = self.gadre_params()
+        C, M = np.broadcast_arrays(np.asarray(C, dtype=float), np.asarray(M, dtype=float))
+        return p["E"] + (p["a"] * M ** p["eta"] + p["b"] * M ** -p["eta"]) * C ** -p["eta"]
 
-    def _state(self) -> dict[str, Any]:
-        return {
-            "param_order": list(PARAM_NAMES),
-            "bootstrap_params": self.bootstrap_params_,
-            "derived": self.derived_,
-            "derived_intervals": {k: list(v) for k, v in self.derived_intervals_.items()},
-            "local_optima": self.local_optima_,
-            "local_objectives": self.local_objectives_,
-            "n_starts": self.n_starts_,
-            "n_converged": self.n_converged_,
-        }
 
-    def _load_state(self, state: dict[str, Any]) -> None:
-        order = [PARAM_NAMES.index(n) for n in state["param_order"]]
-        draws = state.get("bootstrap_params")
-        self.bootstrap_params_ = (
-            None if draws is None else np.asarray(draws, dtype=float)[:, np.argsort(order)]
-        )
-        self.theta_ = params_to_theta(self._params_row())
-        self.derived_ = {k: _num(v) for k, v in state["derived"].items()}
-        self.derived_intervals_ = {
-            k: (_num(v[0]), _num(v[1])) for k, v in state["derived_intervals"].items()
-        }
-        self.local_optima_ = np.asarray(state["local_optima"], dtype=float)[:, np.argsort(order)]
-        self.local_objectives_ = np.asarray(state["local_objectives"], dtype=float)
-        self.n_starts_ = int(state["n_starts"])
-        self.n_converged_ = int(state["n_converged"])
+def _untie(params: np.ndarray) -> np.ndarray:
+    """(E, A, B, alpha) rows -> (E, A, B, alpha, alpha) rows."""
+    return np.asarray(params, dtype=float)[..., [0, 1, 2, 3, 3]]

@@ -23,7 +23,7 @@ import statsmodels.api as sm
 from scipy import stats
 
 from fits import validate
-from fits.base import Fit, Prediction
+from fits.base import Estimate, Fit, _num
 from fits.errors import FitError
 
 
@@ -98,6 +98,7 @@ class LogLinearLaw(Fit):
             raise FitError(
                 f"predictors {self.variables} are collinear in log space: no separate exponents"
             )
+        validate.distinct(y, 2, f"{self.target} values", self.target.replace("_", " "))
         res = sm.OLS(np.log(y), design).fit()
         self.beta_ = np.asarray(res.params, dtype=float)  # log-space coefficients
         self.cov_ = np.asarray(res.cov_params(), dtype=float)
@@ -149,7 +150,7 @@ class LogLinearLaw(Fit):
 
     def predict_interval(
         self, X: pd.DataFrame | Mapping[str, Any], level: float | None = None
-    ) -> Prediction:
+    ) -> Estimate:
         """Point prediction and the t confidence interval of the mean in log space, exp'd."""
         self._check_fitted()
         level = validate.level(self.level_ if level is None else level)
@@ -157,7 +158,7 @@ class LogLinearLaw(Fit):
         mean = design @ self.beta_
         se = np.sqrt(np.einsum("ij,jk,ik->i", design, self.cov_, design))
         t = stats.t.ppf(0.5 + level / 2, self.df_resid_)
-        return Prediction(np.exp(mean), np.exp(mean - t * se), np.exp(mean + t * se), level)
+        return Estimate(np.exp(mean), np.exp(mean - t * se), np.exp(mean + t * se), level)
 
     def _predict_design(self, X: pd.DataFrame | Mapping[str, Any]) -> np.ndarray:
         cols = []
@@ -188,7 +189,7 @@ class LogLinearLaw(Fit):
         self.beta_ = np.asarray(state["log_coefficients"], dtype=float)
         self.cov_ = np.asarray(state["cov"], dtype=float)
         self.df_resid_ = int(state["df_resid"])
-        self.rsquared_ = float(state["rsquared"])
+        self.rsquared_ = _num(state["rsquared"])
 
 
 def step_law_lr(level: float = 0.90) -> LogLinearLaw:

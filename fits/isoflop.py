@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from fits import validate
-from fits.base import Fit, Prediction
+from fits.base import Estimate, Fit
 from fits.errors import FitError
 from fits.hparams import LogLinearLaw
 
@@ -61,12 +61,12 @@ class _ComputeOptimalFit(Fit):
         C = np.asarray(C, dtype=float)
         return self.regression_.predict({"C": C.reshape(-1)}).reshape(C.shape)
 
-    def predict_interval(self, C: Any, level: float | None = None) -> Prediction:
+    def predict_interval(self, C: Any, level: float | None = None) -> Estimate:
         """N_opt at C with the confidence interval of the regression mean (log space)."""
         self._check_fitted()
         C = np.asarray(C, dtype=float)
         p = self.regression_.predict_interval({"C": C.reshape(-1)}, level)
-        return Prediction(
+        return Estimate(
             p.estimate.reshape(C.shape), p.lo.reshape(C.shape), p.hi.reshape(C.shape), p.level
         )
 
@@ -77,11 +77,11 @@ class _ComputeOptimalFit(Fit):
 
     def compute_optimal_interval(
         self, C: Any, level: float | None = None
-    ) -> tuple[Prediction, Prediction]:
+    ) -> tuple[Estimate, Estimate]:
         """N_opt and D_opt at C with intervals (D's interval is C/(k N)'s, ends swapped)."""
         n = self.predict_interval(C, level)
         c = np.asarray(C, dtype=float) / self.flops_per_token
-        d = Prediction(c / n.estimate, c / n.hi, c / n.lo, n.level)
+        d = Estimate(c / n.estimate, c / n.hi, c / n.lo, n.level)
         return n, d
 
     def _summary_footer(self) -> list[str]:

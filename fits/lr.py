@@ -19,13 +19,16 @@ batch size at a fixed LR); a backtest reads the loss penalty of a predicted valu
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, Self
 
 import numpy as np
 import pandas as pd
 
 from fits import validate
+from fits.base import Fit
 
 RESULT_COLUMNS = ("lr_opt", "loss_opt", "n_points", "n_fit", "n_diverged", "bracketed", "note")
 
@@ -185,3 +188,56 @@ def scan_optimum(
         notes.append(f"vertex outside the sampled {name}s")
         return {**out, **fallback, "bracketed": False, "note": "; ".join(notes)}
     return {**out, **vertex, "bracketed": not notes, "note": "; ".join(notes)}
+
+
+class LROptima(Fit):
+    """The optimal LR of every group of runs that differ only in LR, as an estimator.
+
+    `fit(runs)` keeps `optimal_lr`'s table as `table_` (one row per group; see that function
+    for the columns); there are no law parameters, so `params_` is empty and the summary is
+    the table. Configuration: the group keys and the parabola's window (`optimal_lr`).
+    """
+
+    law = "lr"
+    formula = "lr* per group: vertex of a parabola in log LR through the best points"
+
+    def __init__(
+        self,
+        *,
+        group_keys: Sequence[str] = ("arch", "N", "D", "batch_size"),
+        n_neighbors: int = 1,
+        min_points: int = 3,
+        level: float = 0.90,
+    ) -> None:
+        self.group_keys = list(group_keys)
+        self.n_neighbors = n_neighbors
+        self.min_points = min_points
+        self.level = level
+
+    def fit(self, runs: pd.DataFrame) -> Self:
+        """Per-group optima of `runs` (columns: the group keys, lr, loss, status); returns self."""
+        self.table_ = optimal_lr(
+            runs, self.group_keys, n_neighbors=self.n_neighbors, min_points=self.min_points
+        )
+        self.params_, self.stderr_, self.intervals_ = {}, {}, {}
+        self.level_ = validate.level(self.level)
+        self.n_points_ = len(runs)
+        self.objective_ = math.nan
+        return self
+
+    def summary(self) -> str:
+        self._check_fitted()
+        n_bracketed = int(self.table_["bracketed"].astype(bool).sum())
+        return "\n".join(
+            [
+                f"{type(self).__name__}: {self.formula}",
+                f"runs: {self.n_points_}    groups: {len(self.table_)}, "
+                f"{n_bracketed} with a bracketed optimum",
+            ]
+        )
+
+    def _state(self) -> dict[str, Any]:
+        return {"table": self.table_.to_dict("records")}
+
+    def _load_state(self, state: dict[str, Any]) -> None:
+        self.table_ = pd.DataFrame(state["table"], columns=[*self.group_keys, *RESULT_COLUMNS])

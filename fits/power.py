@@ -19,7 +19,7 @@ import numpy as np
 from scipy import optimize, stats
 
 from fits import validate
-from fits.base import Fit, Prediction
+from fits.base import Estimate, Fit
 from fits.bootstrap import RandomState, as_generator, percentile_interval, resample_weights
 from fits.errors import FitError
 
@@ -44,6 +44,8 @@ class PowerLaw(Fit):
     level: confidence level of `intervals_` and the default of `predict_interval`.
     n_bootstrap: resamples for percentile intervals (0: Jacobian covariance only).
     random_state: seed or numpy Generator for the bootstrap.
+    force: keep a fit whose loss does not fall with x (A alpha <= 0), flagged, instead of
+        raising FitError.
 
     Attributes (after fit)
     ----------------------
@@ -63,11 +65,13 @@ class PowerLaw(Fit):
         level: float = 0.90,
         n_bootstrap: int = 0,
         random_state: RandomState = 0,
+        force: bool = False,
     ) -> None:
         self.E = E
         self.level = level
         self.n_bootstrap = n_bootstrap
         self.random_state = random_state
+        self.force = force
 
     @property
     def free_names(self) -> tuple[str, ...]:
@@ -84,22 +88,42 @@ class PowerLaw(Fit):
         validate.distinct(x, n_free, "x values", "x")
         validate.at_least(x.size, n_free + 1, f"points to fit {n_free} parameters with an error")
 
-        x0 = float(np.exp(np.log(x).mean()))
-        w = np.ones_like(x)
-        scaled, ssr = self._solve(x / x0, y, w, starts=None)
-        cov_scaled = self._covariance(scaled, x / x0, y)
-        self.x0_ = x0
-        self.params_ = dict(zip(PARAM_NAMES, map(float, self._unscale(scaled, x0)), strict=True))
-        self.objective_ = float(ssr)
-        self.n_points_ = int(x.size)
-        self.df_resid_ = int(x.size - n_free)
-        self.cov_ = self._unscale_cov(cov_scaled, scaled, x0)
-        self.level_ = level
-        self.bootstrap_params_: np.ndarray | None = None
-        if self.n_bootstrap > 0:
-            self.bootstrap_params_ = self._bootstrap(x / x0, y, scaled, x0)
-        self._set_uncertainty()
+        # Huge or degenerate values overflow in the profile and the solver; those starts
+        # score inf and lose, so numpy's notes about them are noise.
+        with np.errstate(all="ignore"):
+            x0 = float(np.exp(np.log(x).mean()))
+            w = np.ones_like(x)
+            scaled, ssr = self._solve(x / x0, y, w, starts=None)
+            cov_scaled = self._covariance(scaled, x / x0, y)
+            self.x0_ = x0
+            natural = map(float, self._unscale(scaled, x0))
+            self.params_ = dict(zip(PARAM_NAMES, natural, strict=True))
+            self.objective_ = float(ssr)
+            self.n_points_ = int(x.size)
+            self.df_resid_ = int(x.size - n_free)
+            self.cov_ = self._unscale_cov(cov_scaled, scaled, x0)
+            self.level_ = level
+            self.bootstrap_params_: np.ndarray | None = None
+            if self.n_bootstrap > 0:
+                self.bootstrap_params_ = self._bootstrap(x / x0, y, scaled, x0)
+            self._set_uncertainty()
+        problems = self.identification_problems()
+        if problems and not self.force:
+            raise FitError(f"{'; '.join(problems)}; --force keeps it, flagged")
         return self
+
+    def identification_problems(self) -> list[str]:
+        """Why the fit cannot be trusted: loss that does not fall with x (dL/dx has the sign
+        of -A alpha), or non-finite parameters."""
+        self._check_fitted()
+        A, alpha = self.params_["A"], self.params_["alpha"]
+        if np.isfinite([A, alpha, self.params_["E"]]).all() and A * alpha > 0:
+            return []
+        return [f"A = {A:.3g}, alpha = {alpha:.3g}: loss does not fall as a power of x"]
+
+    def _summary_footer(self) -> list[str]:
+        problems = self.identification_problems()
+        return ["FLAGGED, kept with force=True:", *problems] if problems else []
 
     # -- fitting internals -----------------------------------------------------------------
     def _residual_fns(self, xs: np.ndarray, y: np.ndarray, sw: np.ndarray) -> tuple[Any, Any]:
@@ -236,8 +260,16 @@ class PowerLaw(Fit):
         x = np.asarray(x, dtype=float)
         return power_law(self._params_row(), x).reshape(x.shape)
 
-    def predict_interval(self, x: Any, level: float | None = None) -> Prediction:
-        """Prediction with a confidence interval of the mean at `level` (default level_).
+    def predict_draws(self, x: Any) -> np.ndarray:
+        """(n_draws, len(x)) bootstrap draws of the law at x."""
+        self._check_fitted()
+        if self.bootstrap_params_ is None:
+            raise FitError("the power-law fit has no bootstrap draws: fit it with n_bootstrap > 0")
+        with np.errstate(all="ignore"):  # degenerate draws give inf/nan, left out of intervals
+            return power_law(self.bootstrap_params_, np.asarray(x, dtype=float))
+
+    def predict_interval(self, x: Any, level: float | None = None) -> Estimate:
+        """Estimate with a confidence interval of the mean at `level` (default level_).
 
         From the bootstrap draws when there are any, else by the delta method with the
         Jacobian covariance and a t quantile on the residual degrees of freedom.
@@ -254,7 +286,7 @@ class PowerLaw(Fit):
             se = np.sqrt(np.einsum("ij,jk,ik->i", grad, self.cov_, grad))
             t = stats.t.ppf(0.5 + level / 2, self.df_resid_)
             lo, hi = est.reshape(-1) - t * se, est.reshape(-1) + t * se
-        return Prediction(est, lo.reshape(x.shape), hi.reshape(x.shape), level)
+        return Estimate(est, lo.reshape(x.shape), hi.reshape(x.shape), level)
 
     # -- reporting and serialisation -------------------------------------------------------
     def _summary_header(self) -> list[str]:

@@ -20,7 +20,7 @@ import pandas as pd
 from fits import chinchilla_loss
 from fits.bootstrap import percentile_interval
 from scaling.errors import ScalingError
-from scaling.study import LR_GROUP, FittedLaw, Study, frontier
+from scaling.study import LR_GROUP, FittedLaw, Study
 
 matplotlib.use("Agg")  # files only: no display needed
 
@@ -69,17 +69,14 @@ def _frontier_figure(report: Report, study: Study, runs: pd.DataFrame, source: s
             )
         )
         try:
-            fitted = study.fit("chinchilla", arch or None, source)
+            fitted, model = study.loss_law("chinchilla", arch or None, source)
         except ScalingError as exc:
             report.skipped[f"frontier of {label}"] = str(exc)
             continue
         report.fits.append(fitted)
-        model = fitted.model
         grid = np.geomspace(group.flops.min() / 3, group.flops.max() * 30, 60)
-        line = frontier(
-            np.array([[model.params_[k] for k in ("E", "A", "B", "alpha", "beta")]]), grid
-        )[0]
-        lo, hi = percentile_interval(frontier(model._draws(), grid), study.level)
+        line = model.frontier(grid)
+        lo, hi = percentile_interval(model.frontier_draws(grid), study.level)
         ax.plot(grid, line, label=f"{label} compute-optimal frontier")
         ax.fill_between(grid, lo, hi, alpha=0.2)
         rows.append(
@@ -290,7 +287,7 @@ def _write_html(report: Report) -> None:
     parts.append("<h2>Fitted laws</h2>")
     seen = set()
     for fitted in report.fits:
-        if fitted.model is None or fitted.fit_id in seen:
+        if fitted.fit_id in seen:
             continue
         seen.add(fitted.fit_id)
         model = fitted.model

@@ -11,30 +11,32 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
+import os
+import warnings
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import duckdb
 import numpy as np
 import pandas as pd
-from scipy.optimize import brentq
 
 from fits import (
-    ChinchillaLaw,
+    LOSS_LAWS,
     EnvelopeFit,
     Fit,
     FitError,
     IsoFLOPFit,
     LogLinearLaw,
+    LossLaw,
+    LROptima,
     PowerLaw,
     batch_size_law,
     bjorck_lr,
-    chinchilla_loss,
-    compute_optimal_allocation,
     from_dict,
+    frontier_crossing,
     near_optimal_runs,
     optimal_lr,
     porian_lr,
@@ -42,17 +44,19 @@ from fits import (
 )
 from fits.bootstrap import percentile_interval
 from fits.hparam_backtest import largest_compute, score_groups
-from scaling.errors import ScalingError
+from scaling.errors import ScalingError, ScalingWarning
 from scaling.results import Backtest, ComputeOptimal, Crossover, HparamBacktest, Prediction
-from store.db import connect, migrate
+from store.db import connect, default_path, migrate
+from store.errors import StoreError
 from store.fits import find_fit, runs_fingerprint, save_fit, save_prediction
 from store.imports import normalise_columns
 from store.runs import read_curves, read_runs
 
-LAWS = ("chinchilla", "isoflop", "envelope", "power", "lr", "lr-law", "bs-law")
+LAWS = (*LOSS_LAWS, "isoflop", "envelope", "power", "lr", "lr-law", "bs-law")
 POWER_X = {"N": "N", "D": "D", "C": "C", "width": "d_model"}
 LR_GROUP = ("arch", "parametrization", "N", "D", "batch_size")  # runs that differ only in LR
 HOLDOUTS = ("top-compute", "top-params", "top-tokens", "random")
+T = TypeVar("T")
 
 
 @dataclass
@@ -60,7 +64,7 @@ class FittedLaw:
     """A fit with its identity: which law, on which runs, stored under which id."""
 
     law: str
-    model: Fit | None
+    model: Fit
     selection: dict[str, Any]
     fit_id: str | None = None
     table: pd.DataFrame | None = field(default=None, repr=False)
@@ -68,7 +72,7 @@ class FittedLaw:
 
     def summary(self) -> str:
         head = f"{self.law} fit {self.fit_id or '(not stored)'} on {self.selection['n_runs']} runs"
-        body = self.model.summary() if self.model is not None else ""
+        body = self.model.summary()
         if self.table is not None:
             body = (body + "\n" if body else "") + self.table.to_string(index=False)
         return f"{head}\n{body}"
@@ -173,6 +177,7 @@ class Study:
                 "batch_size": runs["batch_size"].astype(float),
                 "batch_tokens": (runs["batch_size"] * runs["seq_len"]).astype(float),
                 "d_model": runs["d_model"].astype(float),
+                "U": runs["unique_tokens"].astype(float) if "unique_tokens" in runs else np.nan,
                 "parametrization": runs["parametrization"].fillna("-"),
                 "status": runs["status"],
             }
@@ -189,12 +194,15 @@ class Study:
         *,
         n_column: str = "params",
         refit: bool = False,
+        force: bool = False,
         **options: Any,
     ) -> FittedLaw:
         """Fit `law` on the selected runs (reusing a stored fit of the same runs) and store it.
 
         Options: power: x = N | D | C | width, E = fixed offset (e.g. 0);
-        lr-law: form = auto | step | porian | bjorck; bootstrap: resamples (chinchilla, power).
+        lr-law: form = auto | step | porian | bjorck; bootstrap: resamples (loss laws, power).
+        force: keep a loss law the data cannot identify, flagged (stored apart from good
+        fits and never picked up by the questions, which fit without force).
         """
         if law not in LAWS:
             raise ScalingError(f"unknown law {law!r}: choose one of {', '.join(LAWS)}")
@@ -212,19 +220,22 @@ class Study:
             "seed": self.seed,
             "n_runs": len(data),
             "runs": runs_fingerprint(list(data.run_id)),
+            **({"force": True} if force else {}),
         }
         if not refit:
             with self._connection(read_only=True) as con:
                 stored = find_fit(con, law, selection)
-            if stored is not None:
-                return _reload(law, selection, *stored)
+            reloaded = _reload(law, selection, *stored) if stored is not None else None
+            if reloaded is not None and (force or not _problems(reloaded.model)):
+                return reloaded
         try:
             fitted = self._fit_law(law, data, selection, n_bootstrap, dict(options))
         except FitError as exc:
             raise ScalingError(f"cannot fit {law}: {exc}") from exc
         record = _record(fitted)
-        with self._connection() as con:
-            fitted.fit_id = save_fit(con, law, arch, selection, record)
+        fitted.fit_id = self._write(
+            lambda con: save_fit(con, law, arch, selection, record), "the fit is not stored"
+        )
         return fitted
 
     def _fit_law(
@@ -235,54 +246,100 @@ class Study:
         n_bootstrap: int,
         options: dict[str, Any],
     ) -> FittedLaw:
-        level, seed = self.level, self.seed
-        if law == "chinchilla":
-            model = ChinchillaLaw(
-                level=level, n_bootstrap=n_bootstrap, random_state=seed, n_jobs=self.n_jobs
-            ).fit(data.N, data.D, data.loss)
-            residuals = np.log(data.loss) - np.log(model.predict(data.N, data.D))
+        """Look the law up: a loss law in fits' registry, else one of the other fitters."""
+        if law in LOSS_LAWS:
+            model = LOSS_LAWS[law](
+                level=self.level,
+                n_bootstrap=n_bootstrap,
+                random_state=self.seed,
+                n_jobs=self.n_jobs,
+                force=bool(selection.get("force", False)),
+            ).fit_frame(data)
+            residuals = np.log(data.loss) - np.log(model.predict_frame(data))
             return FittedLaw(law, model, selection, residuals=residuals.to_numpy())
-        if law == "isoflop":
-            model = IsoFLOPFit(level=level).fit(data.N, data.loss, C=data.C)
-            return FittedLaw(law, model, selection, table=model.budgets_)
-        if law == "envelope":
-            return FittedLaw(law, self._envelope(data, level), selection)
-        if law == "power":
-            x_name = options.pop("x", "C")
-            if x_name not in POWER_X:
-                raise ScalingError(f"power law x must be one of {', '.join(POWER_X)}")
-            x = data[POWER_X[x_name]]
-            model = PowerLaw(
-                E=options.pop("E", None), level=level, n_bootstrap=n_bootstrap, random_state=seed
-            ).fit(x, data.loss)
+        fitters: dict[str, Callable[..., FittedLaw]] = {
+            "isoflop": self._fit_isoflop,
+            "envelope": self._fit_envelope,
+            "power": self._fit_power,
+            "lr": self._fit_lr,
+            "lr-law": self._fit_lr_law,
+            "bs-law": self._fit_bs_law,
+        }
+        return fitters[law](law, data, selection, n_bootstrap, options)
+
+    def _fit_isoflop(self, law: str, data: pd.DataFrame, selection: dict[str, Any],
+                     *_: Any) -> FittedLaw:  # fmt: skip
+        model = IsoFLOPFit(level=self.level).fit(data.N, data.loss, C=data.C)
+        return FittedLaw(law, model, selection, table=model.budgets_)
+
+    def _fit_envelope(self, law: str, data: pd.DataFrame, selection: dict[str, Any],
+                      *_: Any) -> FittedLaw:  # fmt: skip
+        return FittedLaw(law, self._envelope(data, self.level), selection)
+
+    def _fit_power(
+        self,
+        law: str,
+        data: pd.DataFrame,
+        selection: dict[str, Any],
+        n_bootstrap: int,
+        options: dict[str, Any],
+    ) -> FittedLaw:
+        x_name = options.pop("x", "C")
+        if x_name not in POWER_X:
+            raise ScalingError(f"power law x must be one of {', '.join(POWER_X)}")
+        x = data[POWER_X[x_name]]
+        model = PowerLaw(
+            E=options.pop("E", None), level=self.level, n_bootstrap=n_bootstrap,
+            random_state=self.seed, force=bool(selection.get("force", False)),
+        ).fit(x, data.loss)  # fmt: skip
+        with np.errstate(all="ignore"):
             residuals = np.log(data.loss) - np.log(model.predict(x))
-            return FittedLaw(law, model, selection, residuals=residuals.to_numpy())
+        return FittedLaw(law, model, selection, residuals=residuals.to_numpy())
+
+    def _fit_lr(self, law: str, data: pd.DataFrame, selection: dict[str, Any],
+                *_: Any) -> FittedLaw:  # fmt: skip
+        model = LROptima(group_keys=LR_GROUP, level=self.level).fit(data)
+        return FittedLaw(law, model, selection, table=model.table_)
+
+    def _fit_lr_law(
+        self,
+        law: str,
+        data: pd.DataFrame,
+        selection: dict[str, Any],
+        n_bootstrap: int,
+        options: dict[str, Any],
+    ) -> FittedLaw:
+        method = options.get("method", "vertex")
+        if method == "near-optimal":
+            near = near_optimal_runs(data[data.status == "done"], ["arch", "N", "D"], "loss")
+            return self._lr_law(near, near.lr, selection, options.get("form", "auto"))
+        if method != "vertex":
+            raise ScalingError("lr-law method must be vertex or near-optimal")
         optima = optimal_lr(data, LR_GROUP)
-        if law == "lr":
-            return FittedLaw(law, None, selection, table=optima)
-        if law == "lr-law":
-            method = options.get("method", "vertex")
-            if method == "near-optimal":
-                near = near_optimal_runs(data[data.status == "done"], ["arch", "N", "D"], "loss")
-                return self._lr_law(near, near.lr, selection, options.get("form", "auto"))
-            if method != "vertex":
-                raise ScalingError("lr-law method must be vertex or near-optimal")
-            usable = optima[optima.bracketed.astype(bool)]
-            if len(usable) < 3:
-                raise ScalingError(
-                    f"need at least 3 groups with a bracketed LR optimum, found {len(usable)} "
-                    f"of {len(optima)} (scan LRs on both sides of the best one)"
-                )
-            fitted = self._lr_law(usable, usable.lr_opt, selection, options.get("form", "auto"))
-            fitted.table = optima
-            return fitted
+        usable = optima[optima.bracketed.astype(bool)]
+        if len(usable) < 3:
+            raise ScalingError(
+                f"need at least 3 groups with a bracketed LR optimum, found {len(usable)} "
+                f"of {len(optima)} (scan LRs on both sides of the best one)"
+            )
+        fitted = self._lr_law(usable, usable.lr_opt, selection, options.get("form", "auto"))
+        fitted.table = optima
+        return fitted
+
+    def _fit_bs_law(self, law: str, data: pd.DataFrame, selection: dict[str, Any],
+                    *_: Any) -> FittedLaw:  # fmt: skip
         near = near_optimal_runs(data[data.status == "done"], ["arch", "N", "D"], "loss")
         if near["batch_tokens"].isna().any():
             raise ScalingError(
                 "runs lack seq_len, so batch size in tokens is unknown "
                 "(import with --columns seq_len=LENGTH)"
             )
-        model = batch_size_law("D", level=level).fit(near, near.batch_tokens)
+        if data["batch_tokens"].nunique() < 2:
+            raise ScalingError(
+                f"no spread in batch size: every run used {data.batch_tokens.iloc[0]:g} tokens "
+                "per batch (scan batch sizes to fit bs-law)"
+            )
+        model = batch_size_law("D", level=self.level).fit(near, near.batch_tokens)
         return FittedLaw(law, model, selection, table=near)
 
     def _lr_law(
@@ -311,6 +368,20 @@ class Study:
         )
 
     # -- questions -------------------------------------------------------------------------
+    def loss_law(
+        self,
+        law: str,
+        arch: str | None = None,
+        source: str | None = None,
+        where: str | None = None,
+    ) -> tuple[FittedLaw, LossLaw]:
+        """A fitted loss law from the registry (the questions about loss ask one)."""
+        if law not in LOSS_LAWS:
+            raise ScalingError(f"unknown loss law {law!r}: choose one of {', '.join(LOSS_LAWS)}")
+        fitted = self.fit(law, arch, source, where)
+        assert isinstance(fitted.model, LossLaw)
+        return fitted, fitted.model
+
     def predict_loss(
         self,
         N: float,
@@ -318,23 +389,36 @@ class Study:
         arch: str | None = None,
         source: str | None = None,
         where: str | None = None,
+        *,
+        law: str = "chinchilla",
+        U: float | None = None,
     ) -> Prediction:
-        """Loss of one model of N parameters trained on D tokens, with a prediction interval."""
-        fitted = self.fit("chinchilla", arch, source, where)
-        value, lo, hi = self._loss_interval(fitted, np.array([N]), np.array([D]))
+        """Loss of one model of N parameters trained on D tokens, with a prediction interval.
+
+        U: unique tokens the run can see (data-constrained; None: unlimited).
+        """
+        fitted, _ = self.loss_law(law, arch, source, where)
+        question = pd.DataFrame({"N": [N], "D": [D], "U": [math.nan if U is None else U]})
+        value, lo, hi = self._loss_interval(fitted, question)
+        asked = {"ask": "loss", "N": N, "D": D, "arch": arch, "law": law}
         return self._answer(
             Prediction("loss", value[0], lo[0], hi[0], self.level, fitted.fit_id, "prediction"),
-            {"ask": "loss", "N": N, "D": D, "arch": arch},
+            asked if U is None else {**asked, "U": U},
         )
 
     def compute_optimal(
-        self, C: float, arch: str | None = None, source: str | None = None, where: str | None = None
+        self,
+        C: float,
+        arch: str | None = None,
+        source: str | None = None,
+        where: str | None = None,
+        *,
+        law: str = "chinchilla",
     ) -> ComputeOptimal:
         """N and D that minimise the fitted loss at compute C = 6 N D, and that loss."""
-        fitted = self.fit("chinchilla", arch, source, where)
-        model: ChinchillaLaw = fitted.model  # type: ignore[assignment]
+        fitted, model = self.loss_law(law, arch, source, where)
         n_pred, d_pred = model.compute_optimal_interval(np.array([C]), self.level)
-        value, lo, hi = self._loss_interval(fitted, n_pred.estimate, d_pred.estimate, optimal_at=C)
+        value, lo, hi = self._loss_interval(fitted, None, optimal_at=C)
         fid, level = fitted.fit_id, self.level
         answer = ComputeOptimal(
             C,
@@ -343,7 +427,7 @@ class Study:
             Prediction("loss", value[0], lo[0], hi[0], level, fid, "prediction"),
         )
         for part in (answer.N, answer.D, answer.loss):
-            self._answer(part, {"ask": "compute_optimal", "C": C, "arch": arch})
+            self._answer(part, {"ask": "compute_optimal", "C": C, "arch": arch, "law": law})
         return answer
 
     def optimal_lr(
@@ -356,7 +440,7 @@ class Study:
     ) -> Prediction:
         """Optimal peak LR from the fitted LR law (interval of the regression mean)."""
         fitted = self.fit("lr-law", arch, source, where)
-        p = fitted.model.predict_interval({"N": [N], "D": [D]}, self.level)  # type: ignore[union-attr]
+        p = fitted.model.predict_interval({"N": [N], "D": [D]}, self.level)  # type: ignore[attr-defined]
         return self._answer(
             _scalar("lr_opt", p, fitted.fit_id), {"ask": "lr", "N": N, "D": D, "arch": arch}
         )
@@ -366,7 +450,7 @@ class Study:
     ) -> Prediction:
         """Optimal batch size in tokens at horizon D from BS* = c D^gamma."""
         fitted = self.fit("bs-law", arch, source, where)
-        p = fitted.model.predict_interval({"D": [D]}, self.level)  # type: ignore[union-attr]
+        p = fitted.model.predict_interval({"D": [D]}, self.level)  # type: ignore[attr-defined]
         return self._answer(
             _scalar("batch_tokens_opt", p, fitted.fit_id),
             {"ask": "batch_size", "D": D, "arch": arch},
@@ -378,20 +462,19 @@ class Study:
         arch_b: str,
         C_range: tuple[float, float] = (1e15, 1e27),
         source: str | None = None,
+        *,
+        law: str = "chinchilla",
     ) -> Crossover:
         """Compute at which the compute-optimal frontiers of two architectures cross."""
         lo_c, hi_c = C_range
         if not 0 < lo_c < hi_c:
             raise ScalingError(f"compute range must satisfy 0 < low < high, got {C_range}")
-        fa, fb = (self.fit("chinchilla", a, source) for a in (arch_a, arch_b))
-        ma: ChinchillaLaw = fa.model  # type: ignore[assignment]
-        mb: ChinchillaLaw = fb.model  # type: ignore[assignment]
-        point = _crossing(ma._params_row()[None], mb._params_row()[None], lo_c, hi_c)[0]
-        draws = _crossing(ma._draws(), mb._draws(), lo_c, hi_c)
+        (fa, ma), (fb, mb) = (self.loss_law(law, a, source) for a in (arch_a, arch_b))
+        point = frontier_crossing(ma, mb, lo_c, hi_c)[0]
+        draws = frontier_crossing(ma, mb, lo_c, hi_c, draws=True)
         fraction = float(np.isfinite(draws).mean())
-        a_at_low = frontier(ma._params_row()[None], np.array([lo_c]))[0, 0]
-        b_at_low = frontier(mb._params_row()[None], np.array([lo_c]))[0, 0]
-        low_winner, high_winner = (arch_a, arch_b) if a_at_low < b_at_low else (arch_b, arch_a)
+        a_better_low = ma.frontier(lo_c) < mb.frontier(lo_c)
+        low_winner, high_winner = (arch_a, arch_b) if a_better_low else (arch_b, arch_a)
         if not np.isfinite(point):
             note = f"none in range {lo_c:.3g}..{hi_c:.3g} FLOPs: {low_winner} is better throughout"
             return Crossover(
@@ -399,8 +482,7 @@ class Study:
             )
         crossing = draws[np.isfinite(draws)]
         c_lo, c_hi = percentile_interval(np.log(crossing), self.level)
-        winner = ma if high_winner == arch_a else mb
-        fid = (fa if winner is ma else fb).fit_id
+        winner, fid = (ma, fa.fit_id) if high_winner == arch_a else (mb, fb.fit_id)
         (n_pred, d_pred) = winner.compute_optimal_interval(np.array([point]), self.level)
         return Crossover(
             arch_a,
@@ -430,8 +512,11 @@ class Study:
         """
         if law in ("lr-law", "bs-law"):
             return self._backtest_hparams(law, arch, holdout, fraction, source, where, method)
-        if law not in ("chinchilla", "power"):
-            raise ScalingError("backtest supports chinchilla, power, lr-law and bs-law")
+        if law not in LOSS_LAWS and law != "power":
+            raise ScalingError(
+                f"backtest supports the loss laws ({', '.join(LOSS_LAWS)}), power, "
+                "lr-law and bs-law"
+            )
         if holdout not in HOLDOUTS:
             raise ScalingError(f"unknown holdout {holdout!r}: choose {', '.join(HOLDOUTS)}")
         if not 0 < fraction < 1:
@@ -448,10 +533,7 @@ class Study:
         held = f"run_id IN ({quoted})"
         clause = f"({where}) AND {held}" if where else held
         fitted = self.fit(law, arch, source, clause)
-        if law == "chinchilla":
-            value, lo, hi = self._loss_interval(fitted, test.N.to_numpy(), test.D.to_numpy())
-        else:
-            value, lo, hi = self._loss_interval(fitted, test.C.to_numpy(), None)
+        value, lo, hi = self._loss_interval(fitted, test)
         frame = (
             test[["run_id", "N", "D", "C"]]
             .assign(
@@ -512,22 +594,24 @@ class Study:
     def _loss_interval(
         self,
         fitted: FittedLaw,
-        x1: np.ndarray,
-        x2: np.ndarray | None,
+        runs: pd.DataFrame | None,
         optimal_at: float | None = None,
     ) -> tuple[np.ndarray, ...]:
-        """Point loss and a prediction interval: law draws times a resampled run residual."""
+        """Point loss and a prediction interval: law draws times a resampled run residual.
+
+        At the rows of `runs` (the law's columns; C for a power law), or on the
+        compute-optimal frontier at `optimal_at`.
+        """
         model = fitted.model
-        if isinstance(model, ChinchillaLaw):
-            point = model.predict(x1, x2)
-            draws_params = model._draws()
-            if optimal_at is None:
-                draws = chinchilla_loss(draws_params, x1, x2)
+        if isinstance(model, LossLaw):
+            if runs is None:
+                point, draws = model.frontier(optimal_at), model.frontier_draws([optimal_at])
             else:
-                draws = frontier(draws_params, np.array([optimal_at]))
+                point, draws = model.predict_frame(runs), model.loss_draws(runs)
+        elif isinstance(model, PowerLaw) and runs is not None:
+            point, draws = model.predict(runs.C), model.predict_draws(runs.C)
         else:
-            point = model.predict(x1)  # type: ignore[union-attr]
-            draws = _power_draws(model, x1)  # type: ignore[arg-type]
+            raise ScalingError(f"{fitted.law} does not predict loss")
         rng = np.random.default_rng(self.seed)
         residuals = fitted.residuals if fitted.residuals is not None else np.zeros(1)
         noise = rng.choice(residuals, size=draws.shape, replace=True)
@@ -535,8 +619,9 @@ class Study:
         return np.asarray(point, dtype=float).ravel(), np.ravel(lo), np.ravel(hi)
 
     def _answer(self, prediction: Prediction, question: dict[str, Any]) -> Prediction:
-        with self._connection() as con:
-            save_prediction(
+        """Log the answer in `predictions` when the run log can be written; answer anyway."""
+        self._write(
+            lambda con: save_prediction(
                 con,
                 prediction.fit_id,
                 {**question, "quantity": prediction.quantity},
@@ -544,12 +629,27 @@ class Study:
                 prediction.lo,
                 prediction.hi,
                 prediction.level,
-            )
+            ),
+            "the answer is not logged",
+        )
         return prediction
+
+    def _write(self, action: Callable[[duckdb.DuckDBPyConnection], T], what: str) -> T | None:
+        """Run a write on the run log; on a read-only or unwritable log warn (ScalingWarning)
+        with `what` happened, and return None, so that a question is still answered."""
+        try:
+            with self._connection() as con:
+                return action(con)
+        except (StoreError, duckdb.Error, OSError) as exc:
+            path = Path(self.db) if self.db is not None else default_path()
+            writable = os.access(path, os.W_OK) and os.access(path.parent or ".", os.W_OK)
+            reason = f"{path} is read-only" if not writable else str(exc).splitlines()[0]
+            warnings.warn(f"{reason}: {what}", ScalingWarning, stacklevel=3)
+            return None
 
 
 def _scalar(quantity: str, p: Any, fit_id: str | None, interval: str = "confidence") -> Prediction:
-    """The first point of a fits.Prediction (arrays) as one answer."""
+    """The first point of a fits.Estimate (arrays) as one answer."""
     return Prediction(
         quantity,
         float(np.ravel(p.estimate)[0]),
@@ -572,7 +672,7 @@ def _run_columns(con: duckdb.DuckDBPyConnection) -> set[str]:
 
 def _record(fitted: FittedLaw) -> dict[str, Any]:
     """What the fits table keeps: the estimator's record, the table, the residuals."""
-    record = fitted.model.to_dict() if fitted.model is not None else {"law": fitted.law}
+    record = fitted.model.to_dict()
     if fitted.table is not None:
         record["table"] = json.loads(fitted.table.to_json(orient="records"))
     if fitted.residuals is not None:
@@ -580,44 +680,17 @@ def _record(fitted: FittedLaw) -> dict[str, Any]:
     return record
 
 
-def _reload(law: str, selection: dict[str, Any], fit_id: str, record: dict[str, Any]) -> FittedLaw:
-    model = from_dict(record) if "params" in record else None
+def _reload(
+    law: str, selection: dict[str, Any], fit_id: str, record: dict[str, Any]
+) -> FittedLaw | None:
+    """A stored fit as a FittedLaw (None for a record without a model: fit it again)."""
+    if "params" not in record:
+        return None
     table = pd.DataFrame(record["table"]) if "table" in record else None
     residuals = np.asarray(record["residuals"]) if "residuals" in record else None
-    return FittedLaw(law, model, selection, fit_id, table, residuals)
+    return FittedLaw(law, from_dict(record), selection, fit_id, table, residuals)
 
 
-def frontier(params: np.ndarray, C: np.ndarray) -> np.ndarray:
-    """Compute-optimal loss L(N_opt(C), D_opt(C)) for each params row and each C."""
-    n_opt, d_opt = compute_optimal_allocation(params, C)
-    p = np.asarray(params, dtype=float)
-    E, A, B, alpha, beta = (p[..., i, None] for i in range(5))
-    with np.errstate(all="ignore"):  # degenerate draws give inf/nan, which intervals leave out
-        return E + A / n_opt**alpha + B / d_opt**beta
-
-
-def _crossing(pa: np.ndarray, pb: np.ndarray, lo_c: float, hi_c: float) -> np.ndarray:
-    """First C in [lo_c, hi_c] where frontiers of paired rows cross (NaN where none)."""
-    grid = np.geomspace(lo_c, hi_c, 241)
-    diff = frontier(pa, grid) - frontier(pb, grid)
-    out = np.full(diff.shape[0], np.nan)
-    for i, row in enumerate(diff):
-        change = np.flatnonzero(np.sign(row[:-1]) * np.sign(row[1:]) < 0)
-        if change.size:
-            j = change[0]
-
-            def gap(log_c: float, i: int = i) -> float:
-                c = np.array([math.exp(log_c)])
-                return float(frontier(pa[i : i + 1], c)[0, 0] - frontier(pb[i : i + 1], c)[0, 0])
-
-            out[i] = math.exp(brentq(gap, math.log(grid[j]), math.log(grid[j + 1])))
-    return out
-
-
-def _power_draws(model: PowerLaw, x: np.ndarray) -> np.ndarray:
-    """Loss draws of a power law at x: bootstrap rows when present, else its covariance."""
-    draws = getattr(model, "bootstrap_params_", None)
-    if draws is None:
-        raise ScalingError("the power-law fit has no bootstrap draws: fit it with --bootstrap")
-    E, A, alpha = (draws[:, i, None] for i in range(3))
-    return E + A * np.asarray(x, dtype=float)[None, :] ** (-alpha)
+def _problems(model: Fit) -> list[str]:
+    """Identification problems of a law that reports them (loss laws, power laws)."""
+    return model.identification_problems() if isinstance(model, LossLaw | PowerLaw) else []

@@ -1,11 +1,19 @@
 """The fit / predict / backtest / report commands on the real Chinchilla points."""
 
 import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from scaling import datasets
-from tests.conftest import run_cli
+from tests.conftest import REPO, run_cli
 
 WHERE = "run_id NOT IN (SELECT run_id FROM runs ORDER BY final_val_loss DESC LIMIT 5)"
 
@@ -76,9 +84,117 @@ def test_backtest_and_report(db, tmp_path):
         (["predict", "loss", "--N", "7B", "--D", "1T", "--arch", "tnl"], "no finished runs"),
         (["fit", "chinchilla", "--where", "nonsense_column > 1"], "bad --where"),
         (["predict", "lr", "--N", "1e9", "--D", "1e10"], "lr"),
+        (["predict", "loss", "--N", "7B", "--M", "20"], "give --N and --D, or --compute and --M"),
+        (["predict", "loss", "--N", "7B", "--D", "1T", "--law", "power"], "unknown loss law"),
     ],
 )
 def test_law_mistakes_are_one_line(db, args, message):
     done = run_cli(*args, "--db", str(db))
     assert done.returncode == 2, done.stdout
     assert message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_new_law_forms_fit_and_answer(db):
+    kaplan = run_cli(
+        "fit", "kaplan", "--where", WHERE, "--bootstrap", "50", "--json", "--db", str(db)
+    )
+    assert kaplan.returncode == 0, kaplan.stderr
+    out = json.loads(kaplan.stdout)
+    assert {"N_c", "D_c", "alpha_N", "alpha_D"} <= set(out) and out["problems"] == []
+    C, M = 5.76e23, 20.0
+    N = math.sqrt(C / (6 * M))
+    asked = ["--law", "chinchilla-shared", "--where", WHERE, "--json", "--db", str(db)]
+    by_m = run_cli("predict", "loss", "--compute", str(C), "--M", str(M), *asked)
+    by_nd = run_cli("predict", "loss", "--N", str(N), "--D", str(M * N), *asked)
+    assert by_m.returncode == 0, by_m.stderr
+    assert json.loads(by_m.stdout)["value"] == pytest.approx(json.loads(by_nd.stdout)["value"])
+    backtest = run_cli("backtest", "kaplan", "--where", WHERE, "--json", "--db", str(db))
+    assert backtest.returncode == 0, backtest.stderr
+    assert json.loads(backtest.stdout)["law"] == "kaplan"
+
+
+def test_data_constrained_on_runs_that_never_repeat_is_one_line(db):
+    done = run_cli("fit", "data-constrained", "--bootstrap", "0", "--db", str(db))
+    assert done.returncode == 2
+    assert "needs runs that repeat data (D > unique tokens); none do" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def as_reader_only(*args: str) -> subprocess.CompletedProcess:
+    """The CLI as a process that file modes bind (root keeps no DAC override)."""
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.skip("root ignores file modes and setpriv is missing")
+        prefix = [setpriv, "--bounding-set=-dac_override,-dac_read_search", "--"]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "200"}
+    return subprocess.run([*prefix, sys.executable, "-m", "cli", *args], env=env,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+
+
+@pytest.mark.parametrize("locked", ["file", "folder"])
+def test_a_read_only_run_log_still_answers(db, tmp_path, locked):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    copy = folder / "log.duckdb"
+    shutil.copy(db, copy)
+    before = run_cli("sql", "SELECT count(*) FROM predictions", "-f", "csv", "--db", str(copy))
+    (copy if locked == "file" else folder).chmod(0o555)
+    try:
+        done = as_reader_only("predict", "loss", "--N", "70B", "--D", "1.4T", "--where",
+                              "final_val_loss < 3", "--db", str(copy))  # fmt: skip
+    finally:
+        copy.chmod(0o644)
+        folder.chmod(0o755)
+    assert done.returncode == 0, done.stderr
+    assert "loss = " in done.stdout
+    lines = done.stderr.strip().splitlines()
+    assert lines == [
+        f"warning: {copy} is read-only: the fit is not stored",
+        f"warning: {copy} is read-only: the answer is not logged",
+    ]
+    after = run_cli("sql", "SELECT count(*) FROM predictions", "-f", "csv", "--db", str(copy))
+    assert after.stdout == before.stdout
+
+
+@pytest.fixture(scope="module")
+def one_batch_size(tmp_path_factory) -> Path:
+    """LR scans at 3 sizes x 3 horizons, all with one batch size; loss near 1e30 elsewhere."""
+    rows = []
+    for n in (1e7, 3e7, 1e8):
+        for d in (1e9, 4e9, 1.6e10):
+            for k in range(-2, 3):
+                loss = 3.0 - 0.1 * math.log10(n) + 0.01 * k * k
+                rows.append({"params": n, "tokens": d, "loss": loss, "lr": 1e-3 * 2.0**k,
+                             "batch_size": 256, "seq_len": 8, "flops": 6 * n * d})  # fmt: skip
+    path = tmp_path_factory.mktemp("bs") / "log.duckdb"
+    csv = path.parent / "runs.csv"
+    pd.DataFrame(rows).to_csv(csv, index=False)
+    done = run_cli("import", str(csv), "--source", "scan", "--db", str(path))
+    assert done.returncode == 0, done.stderr
+    flops = np.array([1e15, 2e15, 1e16, 5e16, 1e17, 1e18, 1e19, 1e20])  # overflowed a square
+    huge = pd.DataFrame({"params": flops / 6e10, "tokens": 1e10, "flops": flops,
+                         "loss": np.r_[1e30, np.full(7, 2.0)]})  # fmt: skip
+    huge.to_csv(csv, index=False)
+    done = run_cli("import", str(csv), "--source", "huge", "--db", str(path))
+    assert done.returncode == 0, done.stderr
+    return path
+
+
+def test_batch_size_law_refuses_one_batch_size_every_time(one_batch_size):
+    for _ in range(2):  # the second call would reload a stored fit
+        done = run_cli(
+            "predict", "bs", "--D", "20B", "--source", "imported:scan", "--db", str(one_batch_size)
+        )
+        assert done.returncode == 2, done.stdout
+        assert "no spread in batch size" in done.stderr
+        assert "Traceback" not in done.stderr and "Warning" not in done.stderr
+
+
+def test_numpy_warnings_do_not_reach_the_terminal(one_batch_size):
+    done = run_cli(
+        "fit", "power", "--x", "C", "--source", "imported:huge", "--db", str(one_batch_size)
+    )
+    assert "Warning" not in done.stderr and "Traceback" not in done.stderr
+    assert done.returncode in (0, 2)

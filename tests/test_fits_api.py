@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 import fits
-from fits import FitError, PowerLaw, Prediction, from_dict, validate
+from fits import Estimate, FitError, PowerLaw, from_dict, validate
 
 
 def test_public_names_are_exported():
@@ -74,7 +74,7 @@ def test_level_is_checked(power):
 
 
 def test_prediction_frame_states_the_level():
-    p = Prediction(np.array([1.0, 2.0]), np.array([0.5, 1.5]), np.array([1.5, 2.5]), 0.8)
+    p = Estimate(np.array([1.0, 2.0]), np.array([0.5, 1.5]), np.array([1.5, 2.5]), 0.8)
     frame = p.to_frame()
     assert list(frame.columns) == ["estimate", "lo (80%)", "hi (80%)"]
     assert frame.shape == (2, 3)

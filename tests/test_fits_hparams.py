@@ -154,3 +154,20 @@ def test_refuses_unidentifiable_data():
         step_law_lr().fit(pd.DataFrame({"N": X.N, "D": 20 * X.N}), np.ones(len(X)))
     with pytest.raises(FitError, match="need at least 4 points"):
         step_law_lr().fit(X.iloc[[0, 5, 11]], np.ones(3))
+
+
+def test_a_record_with_undefined_r_squared_reloads():
+    """JSON keeps NaN as null; the reload must read it back (it raised TypeError)."""
+    X = pd.DataFrame({"D": [1e9, 2e9, 4e9, 8e9]})
+    law = batch_size_law().fit(X, [1e5, 2e5, 3e5, 5e5])
+    record = json.loads(json.dumps(law.to_dict()))
+    record["state"]["rsquared"] = None
+    back = from_dict(record)
+    assert np.isnan(back.rsquared_)
+    np.testing.assert_allclose(back.predict({"D": [1e10]}), law.predict({"D": [1e10]}))
+
+
+def test_no_spread_in_the_target_is_refused():
+    X = pd.DataFrame({"D": [1e9, 2e9, 4e9, 8e9]})
+    with pytest.raises(FitError, match="no spread in batch size"):
+        batch_size_law().fit(X, np.full(4, 2048.0))

@@ -137,3 +137,33 @@ def test_not_enough_data_says_what_is_missing():
     one_lr = Study.from_frame(frame.assign(lr=1e-3, batch_size=8))
     with pytest.raises(ScalingError, match="need at least 3 groups with a bracketed LR"):
         one_lr.optimal_lr(1e9, 1e10)
+
+
+def test_every_loss_law_answers_through_the_registry():
+    truth = {"E": 1.7, "A": 400.0, "B": 900.0, "alpha": 0.34, "beta": 0.3}
+    study = Study.from_frame(synthetic(truth, seed=5, noise=0.003), n_bootstrap=100)
+    for name in ("chinchilla", "chinchilla-shared", "kaplan"):
+        answer = study.predict_loss(1e8, 3e9, law=name)
+        # In range; Kaplan's form has no irreducible term, so it fits these runs less well.
+        assert answer.value == pytest.approx(float(law(truth, 1e8, 3e9)), rel=0.05), name
+        assert answer.lo < answer.value < answer.hi
+        optimal = study.compute_optimal(1e20, law=name)
+        assert 6 * optimal.N.value * optimal.D.value == pytest.approx(1e20, rel=1e-9)
+    backtest = study.backtest("chinchilla-shared", fraction=0.25)
+    assert backtest.law == "chinchilla-shared" and backtest.median_rel_error < 0.05
+    with pytest.raises(ScalingError, match="needs runs that repeat data"):
+        study.fit("data-constrained", bootstrap=0)
+    with pytest.raises(ScalingError, match="unknown loss law 'power'"):
+        study.predict_loss(1e8, 3e9, law="power")
+
+
+def test_unidentified_fit_is_refused_and_a_forced_one_never_answers():
+    frame = synthetic({"E": 1.7, "A": 0.0, "B": 0.0, "alpha": 0.3, "beta": 0.3}, 6, noise=0)
+    study = Study.from_frame(frame, n_bootstrap=50)
+    with pytest.raises(ScalingError, match=r"cannot fit chinchilla: alpha = \S+ is not positive"):
+        study.predict_loss(1e9, 1e10)
+    forced = study.fit("chinchilla", force=True)
+    assert forced.fit_id is not None and forced.model.identification_problems()
+    assert "FLAGGED" in forced.summary()
+    with pytest.raises(ScalingError, match="is not positive"):
+        study.predict_loss(1e9, 1e10)

@@ -1,0 +1,348 @@
+"""Laws of L(N, D) fitted as Hoffmann et al.'s approach 3: Huber on log loss, grid of L-BFGS starts.
+
+A law here supplies its parameter vector theta, a starting grid of theta, the map from theta
+to its published parameters, and a `problem`: the optimiser's coordinates (theta with log N
+and log D standardised, so that L-BFGS sees a well-conditioned problem) and the objective, a
+sum of Huber losses between the law's log loss and the observed log loss, with its analytic
+gradient. Everything else is shared and runs in the batched L-BFGS of fits.lbfgs:
+
+- every grid start is run to the L-BFGS-B default tolerances and the best end point is
+  polished until float64 stops improving;
+- the best distinct local optima (`n_local_optima`) seed the bootstrap: a resample only
+  perturbs the objective, so its optimum lies in one of those basins (the Chinchilla tests
+  check this against full-grid refits);
+- `quick_refit` refits other runs from those optima alone, which is what nested backtests need.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar, Protocol, Self
+
+import numpy as np
+import pandas as pd
+
+from fits import validate
+from fits.base import _num
+from fits.bootstrap import (
+    as_generator,
+    finite_or_nan,
+    map_chunks,
+    percentile_interval,
+    resample_weights,
+    resolve_n_jobs,
+)
+from fits.errors import FitError
+from fits.laws import LossLaw
+from fits.lbfgs import BatchObjective, BatchResult, minimize_batched
+
+# L-BFGS-B's defaults (factr = 1e7 -> ftol = 2.2e-9, pgtol = 1e-5): the published procedure.
+GRID_TOL: dict[str, Any] = {"gtol": 1e-5, "ftol": 2.2e-9, "fscale": 1.0}
+# Polishing the winner: stop only when float64 cannot make progress.
+POLISH_TOL: dict[str, Any] = {"gtol": 1e-10, "ftol": 1e-15, "fscale": 0.0}
+# Two end points closer than this (max-norm in theta) are the same local optimum.
+_DISTINCT_TOL = 0.05
+
+
+class Problem(Protocol):
+    """A law's optimiser coordinates phi and its objective on one data set."""
+
+    def to_phi(self, theta: np.ndarray) -> np.ndarray: ...
+
+    def to_theta(self, phi: np.ndarray) -> np.ndarray: ...
+
+    def objective(
+        self,
+        log_loss: np.ndarray,
+        delta: float,
+        weights: np.ndarray | None = None,
+        weight_row: np.ndarray | None = None,
+    ) -> BatchObjective: ...
+
+
+def run_starts(objective: BatchObjective, starts: np.ndarray) -> BatchResult:
+    """Batched L-BFGS from the given starts with the published (L-BFGS-B default) tolerances."""
+    return minimize_batched(objective, starts, **GRID_TOL)
+
+
+def fit_resamples(
+    problem: Problem,
+    log_loss: np.ndarray,
+    delta: float,
+    weights: np.ndarray,
+    starts: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Best (phi, objective) for each weighted resample, every resample run from all `starts`."""
+    n_res, n_st = weights.shape[0], starts.shape[0]
+    weight_row = np.repeat(np.arange(n_res), n_st)
+    objective = problem.objective(log_loss, delta, weights, weight_row)
+    res = run_starts(objective, np.tile(starts, (n_res, 1)))
+    fun = np.where(np.isfinite(res.fun), res.fun, np.inf).reshape(n_res, n_st)
+    best = fun.argmin(axis=1)
+    phi = res.x.reshape(n_res, n_st, -1)[np.arange(n_res), best]
+    # Polish each winner as the full-data fit is polished, so that a draw is that
+    # resample's optimum and not a point where L-BFGS-B's tolerance happened to stop.
+    polish = problem.objective(log_loss, delta, weights, np.arange(n_res))
+    tight = minimize_batched(polish, phi, **POLISH_TOL)
+    better = tight.fun <= fun[np.arange(n_res), best]
+    return np.where(better[:, None], tight.x, phi), np.minimum(tight.fun, fun.min(axis=1))
+
+
+def distinct_optima(
+    theta: np.ndarray, fun: np.ndarray, converged: np.ndarray, limit: int
+) -> np.ndarray:
+    """Indices of up to `limit` distinct converged end points, lowest objective first."""
+    chosen: list[int] = []
+    for i in np.argsort(fun, kind="stable"):
+        if len(chosen) == limit:
+            break
+        if not (converged[i] and np.isfinite(fun[i])):
+            continue
+        if all(np.abs(theta[i] - theta[j]).max() > _DISTINCT_TOL for j in chosen):
+            chosen.append(int(i))
+    return np.array(chosen, dtype=int)
+
+
+def checked_runs(
+    N: Any, D: Any, loss: Any, sample_weight: Any | None, n_params: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """Validated N, D, loss (and weights), runs with zero weight dropped."""
+    N = validate.positive(N, "N")
+    D = validate.positive(D, "D")
+    loss = validate.positive(loss, "loss")
+    validate.same_length(N=N, D=D, loss=loss)
+    weights = None
+    if sample_weight is not None:
+        weights = validate.finite(sample_weight, "sample_weight")
+        validate.same_length(N=N, sample_weight=weights)
+        if (weights < 0).any() or not (weights > 0).any():
+            raise FitError("sample_weight must be >= 0 with at least one positive weight")
+        used = weights > 0
+        N, D, loss, weights = N[used], D[used], loss[used], weights[used]
+    validate.distinct(N, 3, "model sizes", "N")
+    validate.distinct(D, 3, "token counts", "D")
+    validate.at_least(N.size, n_params + 1, f"runs to fit {n_params} parameters")
+    return N, D, loss, weights
+
+
+class GridLaw(LossLaw):
+    """Base of the laws fitted by grid-started batched L-BFGS (see the module docstring).
+
+    Configuration: see `LossLaw`; n_local_optima is the number of starts per bootstrap
+    resample (and per quick refit): the optimum and the next best distinct local optima of
+    the full-data grid search.
+
+    Attributes (after fit)
+    ----------------------
+    params_ (the law's published parameters), theta_ (the optimiser's), objective_ (sum of
+    Huber losses), n_points_, stderr_/intervals_ (bootstrap; {} without), bootstrap_params_
+    ((n_bootstrap, p) draws in `param_names` order, or None), derived_/derived_intervals_,
+    best_start_, local_optima_/local_objectives_, n_starts_, n_converged_, data_range_.
+    """
+
+    derived_names: ClassVar[tuple[str, ...]] = ()
+    allocation_note: ClassVar[str] = ""
+
+    # -- what a law supplies ---------------------------------------------------------------
+    def starting_grid(self) -> np.ndarray:
+        """Rows of theta to start L-BFGS from."""
+        raise NotImplementedError
+
+    def problem(self, log_n: np.ndarray, log_d: np.ndarray) -> Problem:
+        """Optimiser coordinates and objective for runs at log N, log D."""
+        raise NotImplementedError
+
+    def theta_to_params(self, theta: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def params_to_theta(self, params: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def derived_of(self, params: np.ndarray) -> dict[str, np.ndarray]:
+        """Quantities derived from params rows (allocation exponents...), by name."""
+        return {}
+
+    # -- fitting ---------------------------------------------------------------------------
+    def fit(self, N: Any, D: Any, loss: Any, sample_weight: Any | None = None) -> Self:
+        """Fit on runs with N parameters, D training tokens and final loss; returns self.
+
+        sample_weight: optional non-negative weight per run (e.g. resampling counts).
+        """
+        level = validate.level(self.level)
+        N, D, loss, weights = checked_runs(N, D, loss, sample_weight, len(self.param_names))
+        log_loss = np.log(loss)
+        problem = self.problem(np.log(N), np.log(D))
+        objective = problem.objective(log_loss, self.delta, weights)
+        grid = self.starting_grid()
+        res = self._grid_search(objective, problem.to_phi(grid))
+        best, starts = self._settle(problem, objective, res, strict=True)
+        self.best_start_ = self.theta_to_params(grid[best])
+        self.n_starts_ = int(grid.shape[0])
+        self._finish(N, D, level)
+        if self.n_bootstrap > 0:
+            rng = as_generator(self.random_state)
+            base = np.ones(N.size) if weights is None else weights
+            counts = resample_weights(N.size, int(self.n_bootstrap), rng) * base
+            phi = self._refit_resamples(problem, log_loss, counts, starts)
+            self.bootstrap_params_ = self.theta_to_params(problem.to_theta(phi))
+            self._set_uncertainty()
+        self._refuse_unidentified()
+        return self
+
+    def _fit_columns(self, cols: list[np.ndarray], loss: np.ndarray) -> Self:
+        return self.fit(cols[0], cols[1], loss)
+
+    def quick_refit(self, runs: pd.DataFrame) -> Self:
+        """A new fitted estimator on `runs`: no bootstrap, no polishing, L-BFGS only from this
+        fit's optimum and its next best local optima (for nested backtests, which refit many
+        times). Refuses unidentified data as `fit` does (FitError unless force)."""
+        self._check_fitted()
+        new = type(self)(**{**self.get_params(), "n_bootstrap": 0})
+        N, D = new.frame_columns(runs)
+        N, D, loss, _ = checked_runs(N, D, runs["loss"], None, len(self.param_names))
+        log_loss = np.log(loss)
+        problem = new.problem(np.log(N), np.log(D))
+        objective = problem.objective(log_loss, self.delta)
+        starts = problem.to_phi(self.params_to_theta(self.local_optima_))
+        res = run_starts(objective, starts)
+        best, _ = new._settle(problem, objective, res, strict=False, polish=False)
+        new.best_start_ = self.local_optima_[best]
+        new.n_starts_ = int(starts.shape[0])
+        new._finish(N, D, validate.level(self.level))
+        new._refuse_unidentified()
+        return new
+
+    def _settle(
+        self,
+        problem: Problem,
+        objective: BatchObjective,
+        res: BatchResult,
+        strict: bool,
+        polish: bool = True,
+    ) -> tuple[int, np.ndarray]:
+        """Polish the best end point; keep it and the next best distinct optima as starts.
+
+        strict: no converged start is an error (else the best finite end point is kept);
+        polish: False keeps the L-BFGS-B-tolerance end point (the published procedure's).
+        """
+        order = distinct_optima(
+            problem.to_theta(res.x), res.fun, res.converged, max(1, self.n_local_optima)
+        )
+        if order.size == 0:
+            if strict or not np.isfinite(res.fun).any():
+                raise FitError("no start of the grid converged: the data do not determine the law")
+            order = np.array([int(np.nanargmin(np.where(np.isfinite(res.fun), res.fun, np.nan)))])
+        best = int(order[0])
+        phi_best, f_best = res.x[best], res.fun[best]
+        polished = minimize_batched(objective, phi_best[None, :], **POLISH_TOL) if polish else None
+        if polished is not None and polished.fun[0] <= f_best:
+            phi_best, f_best = polished.x[0], polished.fun[0]
+        starts = np.vstack([phi_best[None, :], res.x[order[1:]]])
+        self.theta_ = problem.to_theta(phi_best)
+        row = self.theta_to_params(self.theta_)
+        self.params_ = dict(zip(self.param_names, map(float, row), strict=True))
+        self.objective_ = float(f_best)
+        self.n_converged_ = int(res.converged.sum())
+        self.local_optima_ = self.theta_to_params(problem.to_theta(starts))
+        self.local_objectives_ = np.concatenate([[f_best], res.fun[order[1:]]])
+        self.derived_ = {k: float(v[0]) for k, v in self.derived_of(row[None, :]).items()}
+        return best, starts
+
+    def _finish(self, N: np.ndarray, D: np.ndarray, level: float) -> None:
+        """Bookkeeping shared by fit and quick_refit (no uncertainty yet)."""
+        self.n_points_ = int(N.size)
+        self.level_ = level
+        self._set_data_range(N=N, D=D)
+        self.bootstrap_params_ = None
+        self.stderr_, self.intervals_ = {}, {}
+        self.derived_intervals_: dict[str, tuple[float, float]] = {}
+
+    def _grid_search(self, objective: BatchObjective, grid_phi: np.ndarray) -> BatchResult:
+        """Every grid start to convergence, split across processes when n_jobs > 1."""
+        n_workers = resolve_n_jobs(self.n_jobs)
+        parts = [np.arange(i, grid_phi.shape[0], n_workers) for i in range(n_workers)]
+        results = map_chunks(run_starts, [(objective, grid_phi[p]) for p in parts], self.n_jobs)
+        x = np.empty_like(grid_phi)
+        fun = np.empty(grid_phi.shape[0])
+        n_iter = np.empty(grid_phi.shape[0], dtype=int)
+        conv = np.empty(grid_phi.shape[0], dtype=bool)
+        for p, r in zip(parts, results, strict=True):
+            x[p], fun[p], n_iter[p], conv[p] = r.x, r.fun, r.n_iter, r.converged
+        return BatchResult(
+            x=x, fun=fun, n_iter=n_iter, converged=conv, n_evals=sum(r.n_evals for r in results)
+        )
+
+    def _refit_resamples(
+        self, problem: Problem, log_loss: np.ndarray, counts: np.ndarray, starts: np.ndarray
+    ) -> np.ndarray:
+        """Optimum (phi) of every resample; chunks of resamples go to worker processes."""
+        n_workers = resolve_n_jobs(self.n_jobs)
+        chunks = np.array_split(np.arange(counts.shape[0]), n_workers)
+        jobs = [(problem, log_loss, self.delta, counts[c], starts) for c in chunks if c.size]
+        return np.vstack([phi for phi, _ in map_chunks(fit_resamples, jobs, self.n_jobs)])
+
+    def _set_uncertainty(self) -> None:
+        draws = self._draws()
+        lo, hi = percentile_interval(draws, self.level_)
+        with np.errstate(over="ignore"):
+            sd = np.nanstd(finite_or_nan(draws), axis=0, ddof=1)
+        names = self.param_names
+        self.stderr_ = {n: float(v) for n, v in zip(names, sd, strict=True)}
+        self.intervals_ = {n: (float(lo[i]), float(hi[i])) for i, n in enumerate(names)}
+        self.derived_intervals_ = {}
+        for name, values in self.derived_of(draws).items():
+            dlo, dhi = percentile_interval(values, self.level_)
+            self.derived_intervals_[name] = (float(dlo), float(dhi))
+
+    # -- reporting and serialisation -------------------------------------------------------
+    def _summary_header(self) -> list[str]:
+        lines = super()._summary_header()
+        lines[1] += f" (sum of Huber losses, delta={self.delta:g}, on log loss)"
+        lines.append(f"grid: {self.n_starts_} L-BFGS starts, {self.n_converged_} converged")
+        if self.bootstrap_params_ is not None:
+            lines.append(
+                f"bootstrap: {self.bootstrap_params_.shape[0]} resamples of the runs, "
+                f"percentile intervals at {100 * self.level_:g}%"
+            )
+        else:
+            lines.append("bootstrap: none (n_bootstrap=0), no uncertainty reported")
+        return lines
+
+    def _summary_footer(self) -> list[str]:
+        out = [self.allocation_note] if self.allocation_note else []
+        for name in self.derived_names:
+            lo, hi = self.derived_intervals_.get(name, (math.nan, math.nan))
+            out.append(
+                f"  {name} = {self.derived_[name]:.6g}"
+                + (f"   [{lo:.6g}, {hi:.6g}]" if np.isfinite(lo) else "")
+            )
+        return [*out, *super()._summary_footer()]
+
+    def _state(self) -> dict[str, Any]:
+        return {
+            "param_order": list(self.param_names),
+            "bootstrap_params": self.bootstrap_params_,
+            "derived": self.derived_,
+            "derived_intervals": {k: list(v) for k, v in self.derived_intervals_.items()},
+            "local_optima": self.local_optima_,
+            "local_objectives": self.local_objectives_,
+            "n_starts": self.n_starts_,
+            "n_converged": self.n_converged_,
+            "data_range": {k: list(v) for k, v in self.data_range_.items()},
+        }
+
+    def _load_state(self, state: dict[str, Any]) -> None:
+        order = np.argsort([self.param_names.index(n) for n in state["param_order"]])
+        draws = state.get("bootstrap_params")
+        self.bootstrap_params_ = None if draws is None else np.asarray(draws, float)[:, order]
+        self.theta_ = self.params_to_theta(self._params_row())
+        self.derived_ = {k: _num(v) for k, v in state["derived"].items()}
+        self.derived_intervals_ = {
+            k: (_num(v[0]), _num(v[1])) for k, v in state["derived_intervals"].items()
+        }
+        self.local_optima_ = np.asarray(state["local_optima"], dtype=float)[:, order]
+        self.local_objectives_ = np.asarray(state["local_objectives"], dtype=float)
+        self.n_starts_ = int(state["n_starts"])
+        self.n_converged_ = int(state["n_converged"])
+        ranges = state.get("data_range") or {}
+        self.data_range_ = {k: (float(v[0]), float(v[1])) for k, v in ranges.items()}

@@ -1,0 +1,265 @@
+"""The common base of every loss law L(N, D[, U]) and the registry the API looks laws up in.
+
+A loss law answers three questions from its parameters: the loss of one run (`predict`), the
+compute-optimal allocation at C = 6ND (`compute_optimal`), and the loss on that frontier
+(`frontier`). Each has a draws version built from the bootstrap rows of the parameters, so
+intervals and anything derived from them (a crossing of two frontiers) come from one place.
+A subclass supplies the math: `loss_of(params, *columns)` and `allocation_of(params, C)`
+on rows of parameters, and `fit`. Everything else here is shared.
+
+A fit the data cannot identify is refused (`FitError`) unless the law was built with
+`force=True`; then it is kept, and `identification_problems()` and the summary say why it
+should not be trusted.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar, Self
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import brentq
+
+from fits import validate
+from fits.base import Estimate, Fit
+from fits.bootstrap import RandomState, percentile_interval
+from fits.errors import FitError
+
+LOSS_LAWS: dict[str, type[LossLaw]] = {}
+# An exponent below this is not a power law over any range of data: loss does not fall.
+MIN_EXPONENT = 1e-3
+
+
+class LossLaw(Fit):
+    """A law of final loss in run columns (N, D[, U]); see the module docstring.
+
+    Subclasses set `law`, `columns` (run columns besides loss), `param_names`, `exponents`
+    ({exponent name: the column it acts on}) and `bounds` ({name: (lo, hi)} where a value
+    at or past a bound means the data did not pin it down).
+
+    Configuration (every loss law takes the same)
+    -------------
+    delta: Huber threshold on log-loss residuals (published: 1e-3).
+    level: confidence level of `intervals_` and the default of the interval methods.
+    n_bootstrap: resamples of the runs for intervals (0: point estimate only).
+    n_local_optima: distinct local optima of the full fit kept as warm starts.
+    random_state: seed or numpy Generator for the resampling.
+    n_jobs: worker processes for the grid search and the bootstrap (-1: all cores). The
+        result does not depend on it beyond floating-point rounding.
+    force: keep a fit the data cannot identify (flagged) instead of raising FitError.
+    """
+
+    columns: ClassVar[tuple[str, ...]] = ("N", "D")
+    param_names: ClassVar[tuple[str, ...]]
+    exponents: ClassVar[dict[str, str]] = {}
+    bounds: ClassVar[dict[str, tuple[float, float]]] = {}
+
+    bootstrap_params_: np.ndarray | None
+    data_range_: dict[str, tuple[float, float]]
+
+    def __init__(
+        self,
+        *,
+        delta: float = 1e-3,
+        level: float = 0.90,
+        n_bootstrap: int = 1000,
+        n_local_optima: int = 5,
+        random_state: RandomState = 0,
+        n_jobs: int | None = 1,
+        force: bool = False,
+    ) -> None:
+        self.delta = delta
+        self.level = level
+        self.n_bootstrap = n_bootstrap
+        self.n_local_optima = n_local_optima
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+        self.force = force
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "law" in cls.__dict__:
+            LOSS_LAWS[cls.law] = cls
+
+    # -- the math a law supplies -----------------------------------------------------------
+    def loss_of(self, params: np.ndarray, *cols: np.ndarray) -> np.ndarray:
+        """Loss for params rows (k, p) at columns that broadcast against (k, n)."""
+        raise NotImplementedError
+
+    def allocation_of(
+        self, params: np.ndarray, C: np.ndarray, flops_per_token: float = 6.0
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(N_opt, D_opt), each (k, m), minimising the loss at C = k N D for params rows."""
+        raise NotImplementedError
+
+    def frontier_of(self, params: np.ndarray, C: np.ndarray) -> np.ndarray:
+        """Compute-optimal loss (k, m) for params rows (k, p) at budgets C (m,)."""
+        n_opt, d_opt = self.allocation_of(params, C)
+        return self.loss_of(params, n_opt, d_opt)
+
+    def quick_refit(self, runs: pd.DataFrame) -> Self:
+        """A new fitted estimator on `runs`, no bootstrap, warm-started from this fit."""
+        raise NotImplementedError
+
+    # -- data ------------------------------------------------------------------------------
+    def frame_columns(self, runs: pd.DataFrame) -> list[np.ndarray]:
+        """The law's columns of a runs table, as float arrays."""
+        validate.columns(runs, list(self.columns))
+        return [runs[c].to_numpy(dtype=float) for c in self.columns]
+
+    def fit_frame(self, runs: pd.DataFrame) -> Self:
+        """Fit on a runs table with the law's columns and `loss`; returns self."""
+        validate.columns(runs, ["loss"])
+        return self._fit_columns(self.frame_columns(runs), runs["loss"].to_numpy(dtype=float))
+
+    def _fit_columns(self, cols: list[np.ndarray], loss: np.ndarray) -> Self:
+        """`fit` on the law's columns in order (each law's `fit` names them)."""
+        raise NotImplementedError
+
+    def _set_data_range(self, **cols: np.ndarray) -> None:
+        """The range of each column the fit saw (for distances of questions from the data)."""
+        self.data_range_ = {k: (float(np.min(v)), float(np.max(v))) for k, v in cols.items()}
+
+    # -- parameters ------------------------------------------------------------------------
+    def _params_row(self) -> np.ndarray:
+        self._check_fitted()
+        return np.array([self.params_[n] for n in self.param_names])
+
+    def _draws(self) -> np.ndarray:
+        self._check_fitted()
+        if self.bootstrap_params_ is None:
+            raise FitError("no bootstrap draws: fit with n_bootstrap > 0 to get intervals")
+        return self.bootstrap_params_
+
+    # -- predictions -----------------------------------------------------------------------
+    def predict(self, *cols: Any) -> np.ndarray:
+        """Predicted loss at the given columns (broadcast against each other)."""
+        arrays = np.broadcast_arrays(*(np.asarray(c, dtype=float) for c in cols))
+        flat = [a.reshape(-1) for a in arrays]
+        return self.loss_of(self._params_row()[None, :], *flat)[0].reshape(arrays[0].shape)
+
+    def predict_frame(self, runs: pd.DataFrame) -> np.ndarray:
+        """Point loss for every row of a runs table."""
+        return self.predict(*self.frame_columns(runs))
+
+    def loss_draws(self, runs: pd.DataFrame) -> np.ndarray:
+        """(n_draws, n_rows) bootstrap draws of the law's loss at the rows of `runs`."""
+        return self.loss_of(self._draws(), *self.frame_columns(runs))
+
+    def predict_interval(self, *cols: Any, level: float | None = None) -> Estimate:
+        """Predicted loss with a bootstrap percentile interval at `level` (default level_)."""
+        level = validate.level(self.level_ if level is None else level)
+        arrays = np.broadcast_arrays(*(np.asarray(c, dtype=float) for c in cols))
+        flat = [a.reshape(-1) for a in arrays]
+        lo, hi = percentile_interval(self.loss_of(self._draws(), *flat), level)
+        shape = arrays[0].shape
+        return Estimate(self.predict(*arrays), lo.reshape(shape), hi.reshape(shape), level)
+
+    def frontier(self, C: Any) -> np.ndarray:
+        """Compute-optimal loss at budgets C (C = 6 N D)."""
+        C = np.asarray(C, dtype=float)
+        return self.frontier_of(self._params_row()[None, :], C.reshape(-1))[0].reshape(C.shape)
+
+    def frontier_draws(self, C: Any) -> np.ndarray:
+        """(n_draws, len(C)) bootstrap draws of the compute-optimal loss."""
+        return self.frontier_of(self._draws(), np.asarray(C, dtype=float).reshape(-1))
+
+    def compute_optimal(
+        self, C: Any, flops_per_token: float = 6.0
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(N_opt, D_opt) minimising the fitted loss at compute C = flops_per_token * N * D."""
+        C = np.asarray(C, dtype=float)
+        n, d = self.allocation_of(self._params_row()[None, :], C.reshape(-1), flops_per_token)
+        return n[0].reshape(C.shape), d[0].reshape(C.shape)
+
+    def compute_optimal_interval(
+        self, C: Any, level: float | None = None, flops_per_token: float = 6.0
+    ) -> tuple[Estimate, Estimate]:
+        """N_opt and D_opt at compute C, each with a bootstrap percentile interval."""
+        level = validate.level(self.level_ if level is None else level)
+        C = np.asarray(C, dtype=float)
+        n_est, d_est = self.compute_optimal(C, flops_per_token)
+        n_draws, d_draws = self.allocation_of(self._draws(), C.reshape(-1), flops_per_token)
+        out = []
+        for est, draws in ((n_est, n_draws), (d_est, d_draws)):
+            lo, hi = percentile_interval(draws, level)
+            out.append(Estimate(est, lo.reshape(C.shape), hi.reshape(C.shape), level))
+        return out[0], out[1]
+
+    # -- identification --------------------------------------------------------------------
+    def identification_problems(self) -> list[str]:
+        """Why this fit cannot be trusted: non-finite or non-positive exponents, parameters
+        at their bounds, a NaN compute-optimal allocation. Empty when it is identified."""
+        self._check_fitted()
+        problems = [
+            f"{name} = {value:.3g} is not finite"
+            for name, value in self.params_.items()
+            if name in self.param_names and not np.isfinite(value) and name not in self.bounds
+        ]
+        for name, column in self.exponents.items():
+            value = self.params_[name]
+            if np.isfinite(value) and value < MIN_EXPONENT:
+                problems.append(
+                    f"{name} = {value:.3g} is not positive (loss does not fall with {column})"
+                )
+        for name, (lo, hi) in self.bounds.items():
+            value = self.params_[name]
+            if not lo < value < hi and not (math.isinf(value) and self._held(name)):
+                problems.append(f"{name} = {value:.3g} is at its bound ({lo:g}..{hi:g})")
+        if not problems:
+            c_mid = self._probe_compute()
+            if not np.all(np.isfinite([*self.compute_optimal(c_mid), self.frontier(c_mid)])):
+                problems.append(f"the compute-optimal allocation at C = {c_mid:.3g} is NaN")
+        return problems
+
+    def _held(self, name: str) -> bool:
+        """True for a parameter deliberately held fixed (not fitted) at an infinite value."""
+        return False
+
+    def _probe_compute(self) -> float:
+        """A budget inside the data (geometric middle of 6 N D over the fitted range)."""
+        if "N" not in self.data_range_:  # a record stored before ranges were kept
+            return 1e21
+        (n_lo, n_hi), (d_lo, d_hi) = self.data_range_["N"], self.data_range_["D"]
+        return 6.0 * math.sqrt(n_lo * n_hi * d_lo * d_hi)
+
+    def _refuse_unidentified(self) -> None:
+        """Raise FitError listing the problems, unless built with force=True."""
+        problems = self.identification_problems()
+        if problems and not self.force:
+            raise FitError(f"{'; '.join(problems)}; --force keeps it, flagged")
+
+    def _summary_footer(self) -> list[str]:
+        problems = self.identification_problems()
+        if not problems:
+            return []
+        return ["FLAGGED, kept with force=True; do not trust it:", *(f"  {p}" for p in problems)]
+
+
+def frontier_crossing(
+    law_a: LossLaw, law_b: LossLaw, lo_c: float, hi_c: float, draws: bool = False
+) -> np.ndarray:
+    """First C in [lo_c, hi_c] where the frontiers of two laws cross (NaN where none).
+
+    One value for the fitted parameters, or with `draws` one per pair of bootstrap rows.
+    """
+    pa = law_a._draws() if draws else law_a._params_row()[None, :]
+    pb = law_b._draws() if draws else law_b._params_row()[None, :]
+    k = min(len(pa), len(pb))
+    pa, pb = pa[:k], pb[:k]
+    grid = np.geomspace(lo_c, hi_c, 241)
+    diff = law_a.frontier_of(pa, grid) - law_b.frontier_of(pb, grid)
+    out = np.full(k, np.nan)
+    for i, row in enumerate(diff):
+        change = np.flatnonzero(np.sign(row[:-1]) * np.sign(row[1:]) < 0)
+        if change.size:
+            j = change[0]
+
+            def gap(log_c: float, i: int = i) -> float:
+                c = np.array([math.exp(log_c)])
+                a = law_a.frontier_of(pa[i : i + 1], c)[0, 0]
+                return float(a - law_b.frontier_of(pb[i : i + 1], c)[0, 0])
+
+            out[i] = math.exp(brentq(gap, math.log(grid[j]), math.log(grid[j + 1])))
+    return out
