@@ -174,7 +174,7 @@ def one_batch_size(tmp_path_factory) -> Path:
     done = run_cli("import", str(csv), "--source", "scan", "--db", str(path))
     assert done.returncode == 0, done.stderr
     flops = np.array([1e15, 2e15, 1e16, 5e16, 1e17, 1e18, 1e19, 1e20])  # overflowed a square
-    huge = pd.DataFrame({"params": flops / 6e10, "tokens": 1e10, "flops": flops,
+    huge = pd.DataFrame({"params": np.round(flops / 6e10), "tokens": 1e10, "flops": flops,
                          "loss": np.r_[1e30, np.full(7, 2.0)]})  # fmt: skip
     huge.to_csv(csv, index=False)
     done = run_cli("import", str(csv), "--source", "huge", "--db", str(path))
