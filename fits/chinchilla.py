@@ -541,3 +541,39 @@ class ChinchillaLaw(Fit):
         self.local_objectives_ = np.asarray(state["local_objectives"], dtype=float)
         self.n_starts_ = int(state["n_starts"])
         self.n_converged_ = int(state["n_converged"])
+
+
+def quick_refit_chinchilla(model: ChinchillaLaw, N: Any, D: Any, loss: Any) -> ChinchillaLaw:
+    """A point fit on other runs, started from `model`'s local optima instead of the full grid.
+
+    For the many refits of nested backtests: a subset of the runs moves the optimum only a
+    little, so it lies in one of the basins the full-data grid found (the bootstrap's argument,
+    see the module doc). Tens of times faster than the grid; no bootstrap.
+    """
+    N, D, loss = (validate.positive(v, k) for k, v in (("N", N), ("D", D), ("loss", loss)))
+    validate.same_length(N=N, D=D, loss=loss)
+    validate.distinct(N, 3, "model sizes", "N")
+    validate.distinct(D, 3, "token counts", "D")
+    validate.at_least(N.size, 6, "runs to fit 5 parameters")
+    log_n, log_d = np.log(N), np.log(D)
+    coords = _Coordinates(log_n, log_d)
+    starts = coords.to_phi(params_to_theta(model.local_optima_))
+    weights = np.ones((1, N.size))
+    phi, fun = _fit_resamples(
+        coords.z_n(log_n), coords.z_d(log_d), np.log(loss), model.delta, weights, starts
+    )
+    new = ChinchillaLaw(**{**model.get_params(), "n_bootstrap": 0})
+    new.theta_ = coords.to_theta(phi[0])
+    params = theta_to_params(new.theta_)
+    new.params_ = dict(zip(PARAM_NAMES, map(float, params), strict=True))
+    new.objective_ = float(fun[0])
+    new.n_points_ = int(N.size)
+    new.level_ = model.level_
+    new.best_start_ = params
+    new.n_starts_ = new.n_converged_ = int(starts.shape[0])
+    new.local_optima_ = params[None, :]
+    new.local_objectives_ = np.array([new.objective_])
+    new.derived_ = {k: float(v[0]) for k, v in new._derived(params[None, :]).items()}
+    new.bootstrap_params_ = None
+    new.stderr_, new.intervals_, new.derived_intervals_ = {}, {}, {}
+    return new

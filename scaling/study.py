@@ -4,7 +4,10 @@ A `Study` reads runs from a DuckDB run log (or a DataFrame), fits the laws of fi
 selection of them, stores every fit with the selection it came from, and reuses a stored fit
 while the selection holds the same runs. Loss predictions carry prediction intervals: the
 bootstrap draws of the law plus the scatter of single runs around it (log residuals), since a
-question about a run is answered by one run, not by the mean of many.
+question about a run is answered by one run, not by the mean of many. Loss laws are also
+backtested inside the runs they are fitted on (fits.extrapolation): `auto` picks the form that
+extrapolates best, and every loss interval is widened by the error those backtests saw at the
+question's distance from the data.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +37,7 @@ from fits import (
     bjorck_lr,
     chinchilla_loss,
     compute_optimal_allocation,
+    form_adapter,
     from_dict,
     near_optimal_runs,
     optimal_lr,
@@ -40,6 +45,7 @@ from fits import (
     step_law_lr,
 )
 from fits.bootstrap import percentile_interval
+from fits.extrapolation import Calibration, assess
 from scaling.errors import ScalingError
 from scaling.results import Backtest, ComputeOptimal, Crossover, Prediction
 from store.db import connect, migrate
@@ -47,10 +53,12 @@ from store.fits import find_fit, runs_fingerprint, save_fit, save_prediction
 from store.imports import normalise_columns
 from store.runs import read_curves, read_runs
 
-LAWS = ("chinchilla", "isoflop", "envelope", "power", "lr", "lr-law", "bs-law")
+LAWS = ("auto", "chinchilla", "isoflop", "envelope", "power", "lr", "lr-law", "bs-law")
 POWER_X = {"N": "N", "D": "D", "C": "C", "width": "d_model"}
 LR_GROUP = ("arch", "parametrization", "N", "D", "batch_size")  # runs that differ only in LR
 HOLDOUTS = ("top-compute", "top-params", "top-tokens", "random")
+LOSS_FORMS = ("auto", *form_adapter.FORMS)  # laws of loss in (N, D): selected and calibrated
+CALIBRATION = "nested-backtest-v1"  # in the selection, so fits made before it are not reused
 
 
 @dataclass
@@ -63,13 +71,34 @@ class FittedLaw:
     fit_id: str | None = None
     table: pd.DataFrame | None = field(default=None, repr=False)
     residuals: np.ndarray | None = field(default=None, repr=False)
+    forms: pd.DataFrame | None = field(default=None, repr=False)
+    calibration: Calibration | None = None
 
     def summary(self) -> str:
         head = f"{self.law} fit {self.fit_id or '(not stored)'} on {self.selection['n_runs']} runs"
         body = self.model.summary() if self.model is not None else ""
         if self.table is not None:
             body = (body + "\n" if body else "") + self.table.to_string(index=False)
-        return f"{head}\n{body}"
+        return "\n".join([head, body, *self.extrapolation_lines()])
+
+    def extrapolation_lines(self) -> list[str]:
+        """The forms' nested-backtest errors and the calibration, for the summary."""
+        if self.forms is None:
+            return []
+        errors = [f"{e:.2%}" if pd.notna(e) else "-" for e in self.forms.error]
+        shown = self.forms.assign(error=errors)
+        lines = ["law forms, by out-of-range error of nested backtests (median |log error|):"]
+        lines += ["  " + line for line in shown.to_string(index=False).splitlines()]
+        cal = self.calibration
+        if cal is None:
+            lines.append("intervals NOT calibrated: too few runs to backtest inside the data")
+        else:
+            lines.append(
+                f"intervals widened by {cal.kappa:.4f} in log loss per decade outside the runs "
+                f"(conformal {cal.level:.0%} quantile of {cal.n_scores} nested errors, "
+                f"{cal.n_splits} splits)"
+            )
+        return lines
 
     def __str__(self) -> str:
         return self.summary()
@@ -211,6 +240,8 @@ class Study:
             "n_runs": len(data),
             "runs": runs_fingerprint(list(data.run_id)),
         }
+        if law in LOSS_FORMS:
+            selection["calibration"] = CALIBRATION
         if not refit:
             with self._connection(read_only=True) as con:
                 stored = find_fit(con, law, selection)
@@ -234,12 +265,8 @@ class Study:
         options: dict[str, Any],
     ) -> FittedLaw:
         level, seed = self.level, self.seed
-        if law == "chinchilla":
-            model = ChinchillaLaw(
-                level=level, n_bootstrap=n_bootstrap, random_state=seed, n_jobs=self.n_jobs
-            ).fit(data.N, data.D, data.loss)
-            residuals = np.log(data.loss) - np.log(model.predict(data.N, data.D))
-            return FittedLaw(law, model, selection, residuals=residuals.to_numpy())
+        if law in LOSS_FORMS:
+            return self._fit_loss_form(law, data, selection, n_bootstrap)
         if law == "isoflop":
             model = IsoFLOPFit(level=level).fit(data.N, data.loss, C=data.C)
             return FittedLaw(law, model, selection, table=model.budgets_)
@@ -283,6 +310,39 @@ class Study:
         model = batch_size_law("D", level=level).fit(near, near.batch_tokens)
         return FittedLaw(law, model, selection, table=near)
 
+    def _fit_loss_form(
+        self, law: str, data: pd.DataFrame, selection: dict[str, Any], n_bootstrap: int
+    ) -> FittedLaw:
+        """Fit the form (every form for auto), backtest it inside the runs, keep the best.
+
+        Candidates are fitted without bootstrap; only the winner is refitted with it (at once
+        when there is one candidate). A form the data cannot identify is left out with why.
+        """
+        names = list(form_adapter.FORMS) if law == "auto" else [law]
+        config = {"level": self.level, "random_state": self.seed, "n_jobs": self.n_jobs}
+        draws = n_bootstrap if len(names) == 1 else 0
+        models: dict[str, Any] = {}
+        candidates: dict[str, Any] = {}
+        for name in names:
+            try:
+                models[name] = form_adapter.fit_form(name, data, n_bootstrap=draws, **config)
+                candidates[name] = partial(_refit_predict, models[name])
+            except FitError as exc:
+                candidates[name] = str(exc)
+        if not models:
+            reasons = "; ".join(f"{k}: {v}" for k, v in candidates.items())
+            raise FitError(reasons if len(names) == 1 else f"no law form fits ({reasons})")
+        runs = data.assign(C=_questions(data.N, data.D).C.to_numpy())  # see _questions
+        forms, best, calibration = assess(runs, candidates, self.level)
+        best = best or next(iter(models))
+        model = models[best]
+        if draws != n_bootstrap:
+            model = form_adapter.fit_form(best, data, n_bootstrap=n_bootstrap, **config)
+        residuals = np.log(data.loss.to_numpy()) - np.log(form_adapter.predict_frame(model, data))
+        return FittedLaw(
+            law, model, selection, residuals=residuals, forms=forms, calibration=calibration
+        )
+
     def _lr_law(
         self, points: pd.DataFrame, lr: pd.Series, selection: dict[str, Any], form: str
     ) -> FittedLaw:
@@ -316,20 +376,27 @@ class Study:
         arch: str | None = None,
         source: str | None = None,
         where: str | None = None,
+        law: str = "auto",
     ) -> Prediction:
         """Loss of one model of N parameters trained on D tokens, with a prediction interval."""
-        fitted = self.fit("chinchilla", arch, source, where)
+        fitted = self._loss_fit(law, arch, source, where)
         value, lo, hi = self._loss_interval(fitted, np.array([N]), np.array([D]))
+        kind = _interval_kind(fitted)
         return self._answer(
-            Prediction("loss", value[0], lo[0], hi[0], self.level, fitted.fit_id, "prediction"),
-            {"ask": "loss", "N": N, "D": D, "arch": arch},
+            Prediction("loss", value[0], lo[0], hi[0], self.level, fitted.fit_id, kind),
+            {"ask": "loss", "N": N, "D": D, "arch": arch, "law": law},
         )
 
     def compute_optimal(
-        self, C: float, arch: str | None = None, source: str | None = None, where: str | None = None
+        self,
+        C: float,
+        arch: str | None = None,
+        source: str | None = None,
+        where: str | None = None,
+        law: str = "auto",
     ) -> ComputeOptimal:
         """N and D that minimise the fitted loss at compute C = 6 N D, and that loss."""
-        fitted = self.fit("chinchilla", arch, source, where)
+        fitted = self._loss_fit(law, arch, source, where)
         model: ChinchillaLaw = fitted.model  # type: ignore[assignment]
         n_pred, d_pred = model.compute_optimal_interval(np.array([C]), self.level)
         value, lo, hi = self._loss_interval(fitted, n_pred.estimate, d_pred.estimate, optimal_at=C)
@@ -338,7 +405,7 @@ class Study:
             C,
             _scalar("N_opt", n_pred, fid),
             _scalar("D_opt", d_pred, fid),
-            Prediction("loss", value[0], lo[0], hi[0], level, fid, "prediction"),
+            Prediction("loss", value[0], lo[0], hi[0], level, fid, _interval_kind(fitted)),
         )
         for part in (answer.N, answer.D, answer.loss):
             self._answer(part, {"ask": "compute_optimal", "C": C, "arch": arch})
@@ -414,16 +481,21 @@ class Study:
 
     def backtest(
         self,
-        law: str = "chinchilla",
+        law: str = "auto",
         arch: str | None = None,
         holdout: str = "top-compute",
         fraction: float = 0.25,
         source: str | None = None,
         where: str | None = None,
     ) -> Backtest:
-        """Fit on all but the held-out runs, predict those, and score the predictions."""
-        if law not in ("chinchilla", "power"):
-            raise ScalingError("backtest supports the loss laws: chinchilla and power")
+        """Fit on all but the held-out runs, predict those, and score the predictions.
+
+        The fit calibrates its intervals inside the training runs only, so the coverage is
+        measured on runs that were never used to calibrate; lo_law, hi_law are the law's own
+        (uncalibrated) interval, distance the decades outside the training runs.
+        """
+        if law not in (*LOSS_FORMS, "power"):
+            raise ScalingError(f"backtest supports the loss laws: {', '.join(LOSS_FORMS)}, power")
         if holdout not in HOLDOUTS:
             raise ScalingError(f"unknown holdout {holdout!r}: choose {', '.join(HOLDOUTS)}")
         if not 0 < fraction < 1:
@@ -440,10 +512,10 @@ class Study:
         held = f"run_id IN ({quoted})"
         clause = f"({where}) AND {held}" if where else held
         fitted = self.fit(law, arch, source, clause)
-        if law == "chinchilla":
-            value, lo, hi = self._loss_interval(fitted, test.N.to_numpy(), test.D.to_numpy())
+        if law in LOSS_FORMS:
+            value, lo, hi = self._law_interval(fitted, test.N.to_numpy(), test.D.to_numpy())
         else:
-            value, lo, hi = self._loss_interval(fitted, test.C.to_numpy(), None)
+            value, lo, hi = self._law_interval(fitted, test.C.to_numpy(), None)
         frame = (
             test[["run_id", "N", "D", "C"]]
             .assign(
@@ -451,22 +523,48 @@ class Study:
                 predicted=value,
                 lo=lo,
                 hi=hi,
+                lo_law=lo,
+                hi_law=hi,
             )
             .reset_index(drop=True)
         )
+        if fitted.calibration is not None:
+            questions = _questions(frame.N, frame.D)
+            frame["lo"], frame["hi"] = fitted.calibration.widen(value, lo, hi, questions)
+            frame["distance"] = fitted.calibration.distance(questions)
         frame["rel_error"] = (frame.predicted - frame.actual) / frame.actual
         frame["covered"] = (frame.lo <= frame.actual) & (frame.actual <= frame.hi)
-        return Backtest(law, holdout, fraction, self.level, len(train), frame)
+        return Backtest(law, holdout, fraction, self.level, len(train), frame, fitted.forms)
 
     # -- helpers ---------------------------------------------------------------------------
+    def _loss_fit(
+        self, law: str, arch: str | None, source: str | None, where: str | None
+    ) -> FittedLaw:
+        if law not in LOSS_FORMS:
+            raise ScalingError(f"loss questions take a loss law: {', '.join(LOSS_FORMS)}")
+        return self.fit(law, arch, source, where)
+
     def _loss_interval(
+        self,
+        fitted: FittedLaw,
+        x1: np.ndarray,
+        x2: np.ndarray,
+        optimal_at: float | None = None,
+    ) -> tuple[np.ndarray, ...]:
+        """Point loss at (N, D) = (x1, x2) and its interval, calibrated when the fit is."""
+        point, lo, hi = self._law_interval(fitted, x1, x2, optimal_at)
+        if fitted.calibration is not None:
+            lo, hi = fitted.calibration.widen(point, lo, hi, _questions(x1, x2))
+        return point, lo, hi
+
+    def _law_interval(
         self,
         fitted: FittedLaw,
         x1: np.ndarray,
         x2: np.ndarray | None,
         optimal_at: float | None = None,
     ) -> tuple[np.ndarray, ...]:
-        """Point loss and a prediction interval: law draws times a resampled run residual."""
+        """Point loss and the law's own interval: law draws times a resampled run residual."""
         model = fitted.model
         if isinstance(model, ChinchillaLaw):
             point = model.predict(x1, x2)
@@ -511,6 +609,24 @@ def _scalar(quantity: str, p: Any, fit_id: str | None, interval: str = "confiden
     )
 
 
+def _refit_predict(model: Fit, train: pd.DataFrame, test: pd.DataFrame) -> np.ndarray:
+    """The nested backtests' fit-and-predict: a fast refit of `model` on the training runs."""
+    return form_adapter.predict_frame(form_adapter.quick_refit(model, train), test)  # type: ignore[arg-type]
+
+
+def _questions(N: Any, D: Any) -> pd.DataFrame:
+    """Runs or questions as the calibration sees them: N, D and C = 6 N D.
+
+    C is 6 N D and not the stored FLOPs, because a question's exact FLOPs are unknown.
+    """
+    N, D = np.asarray(N, dtype=float), np.asarray(D, dtype=float)
+    return pd.DataFrame({"N": N, "D": D, "C": 6.0 * N * D})
+
+
+def _interval_kind(fitted: FittedLaw) -> str:
+    return "prediction" if fitted.calibration is not None else "prediction (not calibrated)"
+
+
 def _run_columns(con: duckdb.DuckDBPyConnection) -> set[str]:
     return {
         r[0]
@@ -522,11 +638,17 @@ def _run_columns(con: duckdb.DuckDBPyConnection) -> set[str]:
 
 def _record(fitted: FittedLaw) -> dict[str, Any]:
     """What the fits table keeps: the estimator's record, the table, the residuals."""
-    record = fitted.model.to_dict() if fitted.model is not None else {"law": fitted.law}
+    record: dict[str, Any] = {"law": fitted.law}
+    if fitted.model is not None:
+        record = fitted.model.to_dict()
     if fitted.table is not None:
         record["table"] = json.loads(fitted.table.to_json(orient="records"))
     if fitted.residuals is not None:
         record["residuals"] = fitted.residuals.tolist()
+    if fitted.forms is not None:
+        record["forms"] = json.loads(fitted.forms.to_json(orient="records"))
+    if fitted.calibration is not None:
+        record["calibration"] = fitted.calibration.to_dict()
     return record
 
 
@@ -534,7 +656,9 @@ def _reload(law: str, selection: dict[str, Any], fit_id: str, record: dict[str, 
     model = from_dict(record) if "params" in record else None
     table = pd.DataFrame(record["table"]) if "table" in record else None
     residuals = np.asarray(record["residuals"]) if "residuals" in record else None
-    return FittedLaw(law, model, selection, fit_id, table, residuals)
+    forms = pd.DataFrame(record["forms"]) if "forms" in record else None
+    cal = Calibration.from_dict(record["calibration"]) if "calibration" in record else None
+    return FittedLaw(law, model, selection, fit_id, table, residuals, forms, cal)
 
 
 def frontier(params: np.ndarray, C: np.ndarray) -> np.ndarray:
