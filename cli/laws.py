@@ -19,6 +19,9 @@ Where = Annotated[str | None, typer.Option(help="Extra SQL condition on runs.")]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
 Level = Annotated[float, typer.Option(help="Interval level.", min=0.5, max=0.999)]
 Bootstrap = Annotated[int, typer.Option(help="Bootstrap resamples (chinchilla, power).")]
+LossLaw = Annotated[
+    str, typer.Option("--law", help="Loss law: auto (the form that extrapolates best) or a form.")
+]
 
 predict_app = typer.Typer(help="Answer a question about a large run, with an interval.",
                           no_args_is_help=True)  # fmt: skip
@@ -59,6 +62,9 @@ def fit_payload(fitted: FittedLaw) -> dict[str, Any]:
                 out[name.rstrip("_")] = getattr(model, name)
     if fitted.table is not None:
         out["table"] = json.loads(fitted.table.to_json(orient="records"))
+    if fitted.forms is not None:
+        out["forms"] = json.loads(fitted.forms.to_json(orient="records"))
+        out["calibration"] = None if fitted.calibration is None else fitted.calibration.to_dict()
     out.update({"law": fitted.law, "fit_id": fitted.fit_id, "n_runs": fitted.selection["n_runs"]})
     return out
 
@@ -102,6 +108,8 @@ def fit(
     console.print(f"[bold]{fitted.law}[/] fit {fitted.fit_id} on {fitted.selection['n_runs']} runs")
     if fitted.model is not None:
         console.print(fitted.model.summary(), highlight=False)
+    for line in fitted.extrapolation_lines():
+        console.print(line, highlight=False)
     table = fitted.table
     if table is None:
         return
@@ -128,11 +136,12 @@ def predict_loss(
     source: Source = None,
     where: Where = None,
     level: Level = 0.90,
+    law: LossLaw = "auto",
     as_json: Json = False,
     db: DbOption = None,
 ) -> None:
-    """Loss of an N-parameter model trained on D tokens (Chinchilla law)."""
-    _show(_study(db, level).predict_loss(n, d, arch, source, where), as_json)
+    """Loss of an N-parameter model trained on D tokens, interval calibrated by backtests."""
+    _show(_study(db, level).predict_loss(n, d, arch, source, where, law), as_json)
 
 
 @predict_app.command("optimal")
@@ -142,11 +151,12 @@ def predict_optimal(
     source: Source = None,
     where: Where = None,
     level: Level = 0.90,
+    law: LossLaw = "auto",
     as_json: Json = False,
     db: DbOption = None,
 ) -> None:
     """Compute-optimal N and D (C = 6ND) and the loss they reach."""
-    _show(_study(db, level).compute_optimal(compute, arch, source, where), as_json)
+    _show(_study(db, level).compute_optimal(compute, arch, source, where, law), as_json)
 
 
 @predict_app.command("lr")
@@ -195,7 +205,7 @@ def predict_crossover(
 
 
 def backtest(
-    law: Annotated[str, typer.Argument(help="chinchilla or power.")] = "chinchilla",
+    law: Annotated[str, typer.Argument(help="auto, chinchilla or power.")] = "auto",
     arch: Arch = None,
     source: Source = None,
     where: Where = None,
@@ -213,4 +223,6 @@ def backtest(
         _emit(result.to_dict())
         return
     print_frame(result.frame.drop(columns=["run_id"]), title="held-out runs")
+    if result.forms is not None:
+        print_frame(result.forms, title="law forms (nested backtests on the training runs)")
     console.print(str(result), highlight=False)
