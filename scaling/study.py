@@ -624,7 +624,7 @@ def _questions(N: Any, D: Any) -> pd.DataFrame:
 
 
 def _interval_kind(fitted: FittedLaw) -> str:
-    return "prediction" if fitted.calibration is not None else "prediction (not calibrated)"
+    return "prediction" if fitted.calibration is not None else "uncalibrated prediction"
 
 
 def _run_columns(con: duckdb.DuckDBPyConnection) -> set[str]:
