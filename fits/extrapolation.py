@@ -211,5 +211,6 @@ def assess(
     if not nested_of:
         return forms, None, None
     best = str(forms.loc[forms.error.idxmin(), "form"])
-    forms.loc[forms.form == best, "note"] = "selected: lowest out-of-range error"
+    why = "lowest out-of-range error" if len(nested_of) > 1 else "the only form backtested"
+    forms.loc[forms.form == best, "note"] = f"selected: {why}"
     return forms, best, calibrate(nested_of[best], runs, level)

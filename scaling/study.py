@@ -242,6 +242,8 @@ class Study:
         }
         if law in LOSS_FORMS:
             selection["calibration"] = CALIBRATION
+        if law == "auto":
+            selection["forms"] = list(form_adapter.FORMS)  # new forms: select again
         if not refit:
             with self._connection(read_only=True) as con:
                 stored = find_fit(con, law, selection)

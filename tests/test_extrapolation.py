@@ -19,6 +19,7 @@ from fits.extrapolation import (
 )
 from scaling import datasets
 from scaling.study import Study, _record, _reload
+from tests.conftest import run_cli
 
 TRUTH = np.array([1.7, 400.0, 900.0, 0.34, 0.3])
 
@@ -172,3 +173,19 @@ def test_in_range_questions_keep_the_laws_interval_and_far_ones_widen(epoch_stud
     d = math.log10(6 * 70e9 * 1.4e12) - cal.box["C"][1]
     assert np.log(hi_c / hi) == pytest.approx(cal.kappa * d)
     assert np.log(lo / lo_c) == pytest.approx(cal.kappa * d)
+
+
+def test_cli_fits_auto_with_its_forms_and_refuses_an_unknown_law(tmp_path):
+    db = str(tmp_path / "log.duckdb")
+    assert run_cli("import", "--example", "chinchilla-epoch", "--db", db).returncode == 0
+    done = run_cli("fit", "auto", "--bootstrap", "50", "--json", "--db", db)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["law"] == "auto" and out["n_points"] == 245
+    assert out["forms"][0]["form"] == "chinchilla" and out["forms"][0]["splits"] == 9
+    assert out["calibration"]["kappa"] > 0
+    shown = run_cli("fit", "auto", "--bootstrap", "50", "--db", db)
+    assert "law forms, by out-of-range error" in shown.stdout
+    bad = run_cli("predict", "loss", "--N", "1B", "--D", "20B", "--law", "kaplann", "--db", db)
+    assert bad.returncode == 2 and "loss questions take a loss law" in bad.stderr
+    assert "Traceback" not in bad.stderr
