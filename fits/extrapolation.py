@@ -153,13 +153,15 @@ class Calibration:
         self, estimate: np.ndarray, lo: np.ndarray, hi: np.ndarray, runs: pd.DataFrame
     ) -> tuple[np.ndarray, np.ndarray]:
         """The law's interval (lo, hi) around estimate, each side widened by kappa d in log."""
-        extra = self.kappa * self.distance(runs)
+        d = self.distance(runs)
+        extra = np.zeros_like(d)  # inside the data: as is, even when kappa is inf
+        extra[d > 0] = self.kappa * d[d > 0]
         return lo * np.exp(-extra), hi * np.exp(extra)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "level": self.level,
-            "kappa": self.kappa,
+            "kappa": self.kappa if math.isfinite(self.kappa) else None,  # JSON has no inf
             "box": {k: list(v) for k, v in self.box.items()},
             "n_scores": self.n_scores,
             "n_splits": self.n_splits,

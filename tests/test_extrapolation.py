@@ -12,6 +12,7 @@ from fits.chinchilla import quick_refit_chinchilla
 from fits.extrapolation import (
     Calibration,
     assess,
+    calibrate,
     conformal_quantile,
     distance,
     log_box,
@@ -189,3 +190,19 @@ def test_cli_fits_auto_with_its_forms_and_refuses_an_unknown_law(tmp_path):
     bad = run_cli("predict", "loss", "--N", "1B", "--D", "20B", "--law", "kaplann", "--db", db)
     assert bad.returncode == 2 and "loss questions take a loss law" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_too_few_nested_runs_give_an_infinite_widening_that_survives_a_round_trip():
+    nested = pd.DataFrame(
+        {"coord": "C", "q": 0.5, "row": [0, 1, 2], "log_error": [0.01, 0.02, 0.03],
+         "distance": [0.1, 0.2, 0.3], "scatter": 0.0}
+    )  # fmt: skip
+    runs = pd.DataFrame({"N": [1e6, 1e7], "D": [1e9, 1e10], "C": [6e15, 6e17]})
+    cal = calibrate(nested, runs, level=0.9)  # ceil(4 * 0.9) = 4 > 3 scores
+    assert cal.kappa == math.inf
+    record = json.loads(json.dumps(cal.to_dict(), allow_nan=False))
+    assert Calibration.from_dict(record) == cal
+    lo, hi = cal.widen(np.array([2.0]), np.array([1.9]), np.array([2.1]), runs.iloc[[1]] * 10)
+    assert lo[0] == 0.0 and hi[0] == math.inf
+    inside = cal.widen(np.array([2.0]), np.array([1.9]), np.array([2.1]), runs.iloc[[1]])
+    assert inside == (1.9, 2.1)
