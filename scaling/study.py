@@ -227,7 +227,7 @@ class Study:
             raise ScalingError(f"unknown law {law!r}: choose one of {', '.join(LAWS)}")
         data = self._data(law, arch, source, where, n_column)
         n_bootstrap = int(options.pop("bootstrap", self.n_bootstrap))
-        selection = {
+        selection: dict[str, Any] = {
             "law": law,
             "arch": arch,
             "source": source,
