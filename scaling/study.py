@@ -35,7 +35,6 @@ from fits import (
     PowerLaw,
     batch_size_law,
     bjorck_lr,
-    chinchilla_loss,
     compute_optimal_allocation,
     form_adapter,
     from_dict,
@@ -568,13 +567,13 @@ class Study:
     ) -> tuple[np.ndarray, ...]:
         """Point loss and the law's own interval: law draws times a resampled run residual."""
         model = fitted.model
-        if isinstance(model, ChinchillaLaw):
+        if fitted.law in LOSS_FORMS and optimal_at is None:
+            asked = _questions(x1, x2)
+            point = form_adapter.predict_frame(model, asked)  # type: ignore[arg-type]
+            draws = form_adapter.loss_draws(model, asked)  # type: ignore[arg-type]
+        elif isinstance(model, ChinchillaLaw):  # the frontier: each draw at its own optimum
             point = model.predict(x1, x2)
-            draws_params = model._draws()
-            if optimal_at is None:
-                draws = chinchilla_loss(draws_params, x1, x2)
-            else:
-                draws = frontier(draws_params, np.array([optimal_at]))
+            draws = frontier(model._draws(), np.array([optimal_at]))
         else:
             point = model.predict(x1)  # type: ignore[union-attr]
             draws = _power_draws(model, x1)  # type: ignore[arg-type]
