@@ -8,12 +8,13 @@ gradient, to show how much of the gap is the gradient and how much the batching.
 
 Prints both times (wall clock and CPU time of this process: on a shared machine the CPU time
 is the steadier figure), their ratio, whether both reach the same optimum, and the time of a
-1,000-resample bootstrap. Our fit is timed before and after the references, and the fastest
-run counts, so that both sides see similar machine load. The full reference takes several
-minutes; --reference-starts k runs it on every (4500/k)-th start only and scales its time up
-(marked as an estimate). Usage:
+1,000-resample bootstrap. First it times the whole `auto` fit on all 245 points (grid,
+bootstrap, and the nested backtests that select the form and calibrate its intervals). Our
+fit is timed before and after the references, and the fastest run counts, so that both sides
+see similar machine load. The full reference takes several minutes; --reference-starts k runs
+it on every (4500/k)-th start only and scales its time up (marked as an estimate). Usage:
 
-    python benchmarks/fit_speed.py [--data PATH] [--n-bootstrap 1000] [--repeats 3]
+    python benchmarks/fit_speed.py [--data PATH] [--n-bootstrap 1000] [--repeats 3] [--auto-only]
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ sys.path.insert(0, str(REPO))
 
 from fits import ChinchillaLaw, starting_grid  # noqa: E402
 from scaling import datasets  # noqa: E402
+from scaling.study import Study  # noqa: E402
 
 DEFAULT_DATA = datasets.path("chinchilla-epoch")
 NAMES = ("E", "A", "B", "alpha", "beta")
@@ -114,7 +116,24 @@ def main() -> None:
         action="store_true",
         help="skip the scipy reference with the analytic gradient",
     )
+    parser.add_argument("--auto-only", action="store_true", help="time the auto fit only")
     args = parser.parse_args()
+
+    every = datasets.load("chinchilla-epoch")
+    _, _, grid_cpu = timed(
+        lambda: ChinchillaLaw(n_bootstrap=0).fit(every.N, every.D, every.loss), args.repeats
+    )
+    for jobs in (1, -1):
+        _, wall, cpu = timed(
+            lambda j=jobs: Study.from_frame(every, n_jobs=j).fit("auto"), args.repeats
+        )
+        print(
+            f"auto fit, 245 points, 1,000 resamples, nested backtests, n_jobs={jobs}: "
+            f"{wall:.2f} s wall, {cpu:.2f} s CPU of this process"
+        )
+    print(f"(the plain grid fit, no bootstrap, in this run: {grid_cpu:.2f} s CPU)")
+    if args.auto_only:
+        return
 
     data = pd.read_csv(args.data)
     data = data.sort_values("loss").iloc[: len(data) - 5]  # Epoch: drop the 5 highest losses

@@ -22,7 +22,12 @@ Where = Annotated[str | None, typer.Option(help="Extra SQL condition on runs.")]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
 Level = Annotated[float, typer.Option(help="Interval level.", min=0.5, max=0.999)]
 Bootstrap = Annotated[int, typer.Option(help="Bootstrap resamples (loss laws, power).")]
-Law = Annotated[str, typer.Option(help=f"Loss law: {', '.join(LOSS_LAWS)}.")]
+Law = Annotated[
+    str,
+    typer.Option(
+        "--law", help=f"Loss law: auto (the form that extrapolates best) or {', '.join(LOSS_LAWS)}."
+    ),
+]
 
 predict_app = typer.Typer(help="Answer a question about a large run, with an interval.",
                           no_args_is_help=True)  # fmt: skip
@@ -63,6 +68,9 @@ def fit_payload(fitted: FittedLaw) -> dict[str, Any]:
         out["problems"] = model.identification_problems()
     if fitted.table is not None:
         out["table"] = json.loads(fitted.table.to_json(orient="records"))
+    if fitted.forms is not None:
+        out["forms"] = json.loads(fitted.forms.to_json(orient="records"))
+        out["calibration"] = None if fitted.calibration is None else fitted.calibration.to_dict()
     out.update({"law": fitted.law, "fit_id": fitted.fit_id, "n_runs": fitted.selection["n_runs"]})
     return out
 
@@ -108,6 +116,8 @@ def fit(
         return
     console.print(f"[bold]{fitted.law}[/] fit {fitted.fit_id} on {fitted.selection['n_runs']} runs")
     console.print(fitted.model.summary(), highlight=False)
+    for line in fitted.extrapolation_lines():
+        console.print(line, highlight=False)
     table = fitted.table
     if table is None:
         return
@@ -145,7 +155,7 @@ def predict_loss(
         float | None,
         typer.Option("--U", parser=real, help="data-constrained: unique tokens available."),
     ] = None,
-    law: Law = "chinchilla",
+    law: Law = "auto",
     arch: Arch = None,
     source: Source = None,
     where: Where = None,
@@ -154,7 +164,7 @@ def predict_loss(
     db: DbOption = None,
 ) -> None:
     """Loss of an N-parameter model trained on D tokens, or at compute C with D = M N
-    (Gadre et al.'s terms)."""
+    (Gadre et al.'s terms); the interval is calibrated by backtests."""
     if (
         (n is None) != (d is None)
         or (compute is None) != (m is None)
@@ -174,7 +184,7 @@ def predict_loss(
 @predict_app.command("optimal")
 def predict_optimal(
     compute: Annotated[float, typer.Option(parser=real, help="Training FLOPs (1e24).")],
-    law: Law = "chinchilla",
+    law: Law = "auto",
     arch: Arch = None,
     source: Source = None,
     where: Where = None,
@@ -221,7 +231,7 @@ def predict_crossover(
     arch_b: Annotated[str, typer.Argument(help="Second architecture.")],
     min_compute: Annotated[float, typer.Option(parser=real, help="Search from.")] = 1e15,
     max_compute: Annotated[float, typer.Option(parser=real, help="Search to.")] = 1e27,
-    law: Law = "chinchilla",
+    law: Law = "auto",
     source: Source = None,
     level: Level = 0.90,
     as_json: Json = False,
@@ -235,8 +245,8 @@ def predict_crossover(
 
 def backtest(
     law: Annotated[
-        str, typer.Argument(help=f"{', '.join(LOSS_LAWS)}, power, lr-law or bs-law.")
-    ] = "chinchilla",
+        str, typer.Argument(help=f"auto, {', '.join(LOSS_LAWS)}, power, lr-law or bs-law.")
+    ] = "auto",
     arch: Arch = None,
     source: Source = None,
     where: Where = None,
@@ -268,4 +278,6 @@ def backtest(
         print_frame(shown, title="held-out (N, D) groups")
     else:
         print_frame(result.frame.drop(columns=["run_id"]), title="held-out runs")
+        if result.forms is not None:
+            print_frame(result.forms, title="law forms (nested backtests on the training runs)")
     console.print(str(result), highlight=False)

@@ -104,6 +104,7 @@ class Backtest:
     level: float
     n_train: int
     frame: pd.DataFrame = field(repr=False)
+    forms: pd.DataFrame | None = field(default=None, repr=False)
 
     @property
     def median_rel_error(self) -> float:
@@ -117,12 +118,30 @@ class Backtest:
     def coverage(self) -> float:
         return float(self.frame["covered"].mean())
 
+    @property
+    def median_width(self) -> float:
+        """Median interval width relative to the prediction."""
+        return float(((self.frame.hi - self.frame.lo) / self.frame.predicted).median())
+
+    @property
+    def median_law_width(self) -> float:
+        """The same for the law's own interval, before calibration."""
+        return float(((self.frame.hi_law - self.frame.lo_law) / self.frame.predicted).median())
+
+    @property
+    def law_coverage(self) -> float:
+        """Coverage of the law's own interval, before calibration."""
+        f = self.frame
+        return float(((f.lo_law <= f.actual) & (f.actual <= f.hi_law)).mean())
+
     def __str__(self) -> str:
         return (
             f"backtest {self.law} ({self.holdout}, {self.fraction:.0%} held out): fitted on "
             f"{self.n_train} runs, predicted {len(self.frame)}: median |relative error| "
             f"{self.median_rel_error:.2%}, max {self.max_rel_error:.2%}, "
-            f"{self.level:.0%} intervals cover {self.coverage:.0%}"
+            f"{self.level:.0%} intervals cover {self.coverage:.0%} (median width "
+            f"{self.median_width:.2%}; the law's own interval: {self.law_coverage:.0%}, "
+            f"width {self.median_law_width:.2%})"
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -136,6 +155,10 @@ class Backtest:
             "median_rel_error": self.median_rel_error,
             "max_rel_error": self.max_rel_error,
             "coverage": self.coverage,
+            "median_width": self.median_width,
+            "law_coverage": self.law_coverage,
+            "median_law_width": self.median_law_width,
+            "forms": None if self.forms is None else self.forms.to_dict("records"),
             "runs": self.frame.to_dict("records"),
         }
 

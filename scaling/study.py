@@ -4,7 +4,10 @@ A `Study` reads runs from a DuckDB run log (or a DataFrame), fits the laws of fi
 selection of them, stores every fit with the selection it came from, and reuses a stored fit
 while the selection holds the same runs. Loss predictions carry prediction intervals: the
 bootstrap draws of the law plus the scatter of single runs around it (log residuals), since a
-question about a run is answered by one run, not by the mean of many.
+question about a run is answered by one run, not by the mean of many. Loss laws are also
+backtested inside the runs they are fitted on (fits.extrapolation): `auto` picks the form that
+extrapolates best, and every loss interval is widened by the error those backtests saw at the
+question's distance from the data.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -43,6 +47,7 @@ from fits import (
     step_law_lr,
 )
 from fits.bootstrap import percentile_interval
+from fits.extrapolation import Calibration, assess
 from fits.hparam_backtest import largest_compute, score_groups
 from scaling.errors import ScalingError, ScalingWarning
 from scaling.results import Backtest, ComputeOptimal, Crossover, HparamBacktest, Prediction
@@ -52,10 +57,12 @@ from store.fits import find_fit, runs_fingerprint, save_fit, save_prediction
 from store.imports import normalise_columns
 from store.runs import read_curves, read_runs
 
-LAWS = (*LOSS_LAWS, "isoflop", "envelope", "power", "lr", "lr-law", "bs-law")
+LAWS = ("auto", *LOSS_LAWS, "isoflop", "envelope", "power", "lr", "lr-law", "bs-law")
 POWER_X = {"N": "N", "D": "D", "C": "C", "width": "d_model"}
 LR_GROUP = ("arch", "parametrization", "N", "D", "batch_size")  # runs that differ only in LR
 HOLDOUTS = ("top-compute", "top-params", "top-tokens", "random")
+LOSS_FORMS = ("auto", *LOSS_LAWS)  # laws of loss in (N, D): selected and calibrated
+CALIBRATION = "nested-backtest-v1"  # in the selection, so fits made before it are not reused
 T = TypeVar("T")
 
 
@@ -69,13 +76,34 @@ class FittedLaw:
     fit_id: str | None = None
     table: pd.DataFrame | None = field(default=None, repr=False)
     residuals: np.ndarray | None = field(default=None, repr=False)
+    forms: pd.DataFrame | None = field(default=None, repr=False)
+    calibration: Calibration | None = None
 
     def summary(self) -> str:
         head = f"{self.law} fit {self.fit_id or '(not stored)'} on {self.selection['n_runs']} runs"
         body = self.model.summary()
         if self.table is not None:
             body = (body + "\n" if body else "") + self.table.to_string(index=False)
-        return f"{head}\n{body}"
+        return "\n".join([head, body, *self.extrapolation_lines()])
+
+    def extrapolation_lines(self) -> list[str]:
+        """The forms' nested-backtest errors and the calibration, for the summary."""
+        if self.forms is None:
+            return []
+        errors = [f"{e:.2%}" if pd.notna(e) else "-" for e in self.forms.error]
+        shown = self.forms.assign(error=errors)
+        lines = ["law forms, by out-of-range error of nested backtests (median |log error|):"]
+        lines += ["  " + line for line in shown.to_string(index=False).splitlines()]
+        cal = self.calibration
+        if cal is None:
+            lines.append("intervals NOT calibrated: too few runs to backtest inside the data")
+        else:
+            lines.append(
+                f"intervals widened by {cal.kappa:.4f} in log loss per decade outside the runs "
+                f"(conformal {cal.level:.0%} quantile of {cal.n_scores} nested errors, "
+                f"{cal.n_splits} splits)"
+            )
+        return lines
 
     def __str__(self) -> str:
         return self.summary()
@@ -208,7 +236,7 @@ class Study:
             raise ScalingError(f"unknown law {law!r}: choose one of {', '.join(LAWS)}")
         data = self._data(law, arch, source, where, n_column)
         n_bootstrap = int(options.pop("bootstrap", self.n_bootstrap))
-        selection = {
+        selection: dict[str, Any] = {
             "law": law,
             "arch": arch,
             "source": source,
@@ -222,6 +250,10 @@ class Study:
             "runs": runs_fingerprint(list(data.run_id)),
             **({"force": True} if force else {}),
         }
+        if law in LOSS_FORMS:
+            selection["calibration"] = CALIBRATION
+        if law == "auto":
+            selection["forms"] = list(LOSS_LAWS)  # new forms: select again
         if not refit:
             with self._connection(read_only=True) as con:
                 stored = find_fit(con, law, selection)
@@ -247,16 +279,8 @@ class Study:
         options: dict[str, Any],
     ) -> FittedLaw:
         """Look the law up: a loss law in fits' registry, else one of the other fitters."""
-        if law in LOSS_LAWS:
-            model = LOSS_LAWS[law](
-                level=self.level,
-                n_bootstrap=n_bootstrap,
-                random_state=self.seed,
-                n_jobs=self.n_jobs,
-                force=bool(selection.get("force", False)),
-            ).fit_frame(data)
-            residuals = np.log(data.loss) - np.log(model.predict_frame(data))
-            return FittedLaw(law, model, selection, residuals=residuals.to_numpy())
+        if law in LOSS_FORMS:
+            return self._fit_loss_form(law, data, selection, n_bootstrap)
         fitters: dict[str, Callable[..., FittedLaw]] = {
             "isoflop": self._fit_isoflop,
             "envelope": self._fit_envelope,
@@ -342,6 +366,44 @@ class Study:
         model = batch_size_law("D", level=self.level).fit(near, near.batch_tokens)
         return FittedLaw(law, model, selection, table=near)
 
+    def _fit_loss_form(
+        self, law: str, data: pd.DataFrame, selection: dict[str, Any], n_bootstrap: int
+    ) -> FittedLaw:
+        """Fit the form (every form for auto), backtest it inside the runs, keep the best.
+
+        Candidates are fitted without bootstrap; only the winner is refitted with it (at once
+        when there is one candidate). A form the data cannot identify is left out with why.
+        """
+        names = list(LOSS_LAWS) if law == "auto" else [law]
+        config = {
+            "level": self.level,
+            "random_state": self.seed,
+            "n_jobs": self.n_jobs,
+            "force": bool(selection.get("force", False)),
+        }
+        draws = n_bootstrap if len(names) == 1 else 0
+        models: dict[str, LossLaw] = {}
+        candidates: dict[str, Any] = {}
+        for name in names:
+            try:
+                models[name] = LOSS_LAWS[name](n_bootstrap=draws, **config).fit_frame(data)
+                candidates[name] = partial(_refit_predict, models[name])
+            except FitError as exc:
+                candidates[name] = str(exc)
+        if not models:
+            reasons = "; ".join(f"{k}: {v}" for k, v in candidates.items())
+            raise FitError(reasons if len(names) == 1 else f"no law form fits ({reasons})")
+        runs = data.assign(C=_questions(data.N, data.D).C.to_numpy())  # see _questions
+        forms, best, calibration = assess(runs, candidates, self.level)
+        best = best or next(iter(models))
+        model = models[best]
+        if draws != n_bootstrap:
+            model = LOSS_LAWS[best](n_bootstrap=n_bootstrap, **config).fit_frame(data)
+        residuals = np.log(data.loss.to_numpy()) - np.log(model.predict_frame(data))
+        return FittedLaw(
+            law, model, selection, residuals=residuals, forms=forms, calibration=calibration
+        )
+
     def _lr_law(
         self, points: pd.DataFrame, lr: pd.Series, selection: dict[str, Any], form: str
     ) -> FittedLaw:
@@ -375,9 +437,9 @@ class Study:
         source: str | None = None,
         where: str | None = None,
     ) -> tuple[FittedLaw, LossLaw]:
-        """A fitted loss law from the registry (the questions about loss ask one)."""
-        if law not in LOSS_LAWS:
-            raise ScalingError(f"unknown loss law {law!r}: choose one of {', '.join(LOSS_LAWS)}")
+        """A fitted loss law (auto: the form that extrapolated best) for a question about loss."""
+        if law not in LOSS_FORMS:
+            raise ScalingError(f"unknown loss law {law!r}: choose one of {', '.join(LOSS_FORMS)}")
         fitted = self.fit(law, arch, source, where)
         assert isinstance(fitted.model, LossLaw)
         return fitted, fitted.model
@@ -390,7 +452,7 @@ class Study:
         source: str | None = None,
         where: str | None = None,
         *,
-        law: str = "chinchilla",
+        law: str = "auto",
         U: float | None = None,
     ) -> Prediction:
         """Loss of one model of N parameters trained on D tokens, with a prediction interval.
@@ -402,7 +464,9 @@ class Study:
         value, lo, hi = self._loss_interval(fitted, question)
         asked = {"ask": "loss", "N": N, "D": D, "arch": arch, "law": law}
         return self._answer(
-            Prediction("loss", value[0], lo[0], hi[0], self.level, fitted.fit_id, "prediction"),
+            Prediction(
+                "loss", value[0], lo[0], hi[0], self.level, fitted.fit_id, _interval_kind(fitted)
+            ),
             asked if U is None else {**asked, "U": U},
         )
 
@@ -413,7 +477,7 @@ class Study:
         source: str | None = None,
         where: str | None = None,
         *,
-        law: str = "chinchilla",
+        law: str = "auto",
     ) -> ComputeOptimal:
         """N and D that minimise the fitted loss at compute C = 6 N D, and that loss."""
         fitted, model = self.loss_law(law, arch, source, where)
@@ -424,7 +488,7 @@ class Study:
             C,
             _scalar("N_opt", n_pred, fid),
             _scalar("D_opt", d_pred, fid),
-            Prediction("loss", value[0], lo[0], hi[0], level, fid, "prediction"),
+            Prediction("loss", value[0], lo[0], hi[0], level, fid, _interval_kind(fitted)),
         )
         for part in (answer.N, answer.D, answer.loss):
             self._answer(part, {"ask": "compute_optimal", "C": C, "arch": arch, "law": law})
@@ -463,7 +527,7 @@ class Study:
         C_range: tuple[float, float] = (1e15, 1e27),
         source: str | None = None,
         *,
-        law: str = "chinchilla",
+        law: str = "auto",
     ) -> Crossover:
         """Compute at which the compute-optimal frontiers of two architectures cross."""
         lo_c, hi_c = C_range
@@ -498,7 +562,7 @@ class Study:
 
     def backtest(
         self,
-        law: str = "chinchilla",
+        law: str = "auto",
         arch: str | None = None,
         holdout: str = "top-compute",
         fraction: float = 0.25,
@@ -508,13 +572,16 @@ class Study:
     ) -> Backtest | HparamBacktest:
         """Fit on all but the held-out runs, predict those, and score the predictions.
 
+        The fit calibrates its intervals inside the training runs only, so the coverage is
+        measured on runs that were never used to calibrate; lo_law, hi_law are the law's own
+        (uncalibrated) interval, distance the decades outside the training runs.
         lr-law and bs-law hold out whole (N, D) groups; `method` is how lr-law is fitted.
         """
         if law in ("lr-law", "bs-law"):
             return self._backtest_hparams(law, arch, holdout, fraction, source, where, method)
-        if law not in LOSS_LAWS and law != "power":
+        if law not in (*LOSS_FORMS, "power"):
             raise ScalingError(
-                f"backtest supports the loss laws ({', '.join(LOSS_LAWS)}), power, "
+                f"backtest supports the loss laws ({', '.join(LOSS_FORMS)}), power, "
                 "lr-law and bs-law"
             )
         if holdout not in HOLDOUTS:
@@ -533,7 +600,7 @@ class Study:
         held = f"run_id IN ({quoted})"
         clause = f"({where}) AND {held}" if where else held
         fitted = self.fit(law, arch, source, clause)
-        value, lo, hi = self._loss_interval(fitted, test)
+        value, lo, hi = self._law_interval(fitted, test)
         frame = (
             test[["run_id", "N", "D", "C"]]
             .assign(
@@ -541,12 +608,18 @@ class Study:
                 predicted=value,
                 lo=lo,
                 hi=hi,
+                lo_law=lo,
+                hi_law=hi,
             )
             .reset_index(drop=True)
         )
+        if fitted.calibration is not None:
+            questions = _questions(frame.N, frame.D)
+            frame["lo"], frame["hi"] = fitted.calibration.widen(value, lo, hi, questions)
+            frame["distance"] = fitted.calibration.distance(questions)
         frame["rel_error"] = (frame.predicted - frame.actual) / frame.actual
         frame["covered"] = (frame.lo <= frame.actual) & (frame.actual <= frame.hi)
-        return Backtest(law, holdout, fraction, self.level, len(train), frame)
+        return Backtest(law, holdout, fraction, self.level, len(train), frame, fitted.forms)
 
     def _backtest_hparams(
         self,
@@ -597,7 +670,23 @@ class Study:
         runs: pd.DataFrame | None,
         optimal_at: float | None = None,
     ) -> tuple[np.ndarray, ...]:
-        """Point loss and a prediction interval: law draws times a resampled run residual.
+        """Point loss and its interval, widened by the calibration when the fit has one."""
+        point, lo, hi = self._law_interval(fitted, runs, optimal_at)
+        if fitted.calibration is not None:
+            if runs is None:  # the question is the compute-optimal model at optimal_at
+                model: LossLaw = fitted.model  # type: ignore[assignment]
+                n_opt, d_opt = model.compute_optimal([optimal_at])
+                runs = pd.DataFrame({"N": n_opt, "D": d_opt})
+            lo, hi = fitted.calibration.widen(point, lo, hi, _questions(runs.N, runs.D))
+        return point, lo, hi
+
+    def _law_interval(
+        self,
+        fitted: FittedLaw,
+        runs: pd.DataFrame | None,
+        optimal_at: float | None = None,
+    ) -> tuple[np.ndarray, ...]:
+        """Point loss and the law's own interval: law draws times a resampled run residual.
 
         At the rows of `runs` (the law's columns; C for a power law), or on the
         compute-optimal frontier at `optimal_at`.
@@ -661,6 +750,24 @@ def _scalar(quantity: str, p: Any, fit_id: str | None, interval: str = "confiden
     )
 
 
+def _refit_predict(model: LossLaw, train: pd.DataFrame, test: pd.DataFrame) -> np.ndarray:
+    """The nested backtests' fit-and-predict: a fast refit of `model` on the training runs."""
+    return model.quick_refit(train).predict_frame(test)
+
+
+def _questions(N: Any, D: Any) -> pd.DataFrame:
+    """Runs or questions as the calibration sees them: N, D and C = 6 N D.
+
+    C is 6 N D and not the stored FLOPs, because a question's exact FLOPs are unknown.
+    """
+    N, D = np.asarray(N, dtype=float), np.asarray(D, dtype=float)
+    return pd.DataFrame({"N": N, "D": D, "C": 6.0 * N * D})
+
+
+def _interval_kind(fitted: FittedLaw) -> str:
+    return "prediction" if fitted.calibration is not None else "uncalibrated prediction"
+
+
 def _run_columns(con: duckdb.DuckDBPyConnection) -> set[str]:
     return {
         r[0]
@@ -677,6 +784,10 @@ def _record(fitted: FittedLaw) -> dict[str, Any]:
         record["table"] = json.loads(fitted.table.to_json(orient="records"))
     if fitted.residuals is not None:
         record["residuals"] = fitted.residuals.tolist()
+    if fitted.forms is not None:
+        record["forms"] = json.loads(fitted.forms.to_json(orient="records"))
+    if fitted.calibration is not None:
+        record["calibration"] = fitted.calibration.to_dict()
     return record
 
 
@@ -688,7 +799,9 @@ def _reload(
         return None
     table = pd.DataFrame(record["table"]) if "table" in record else None
     residuals = np.asarray(record["residuals"]) if "residuals" in record else None
-    return FittedLaw(law, from_dict(record), selection, fit_id, table, residuals)
+    forms = pd.DataFrame(record["forms"]) if "forms" in record else None
+    cal = Calibration.from_dict(record["calibration"]) if "calibration" in record else None
+    return FittedLaw(law, from_dict(record), selection, fit_id, table, residuals, forms, cal)
 
 
 def _problems(model: Fit) -> list[str]:

@@ -1,0 +1,218 @@
+"""Extrapolation error measured inside the data: nested backtests, form selection, calibration.
+
+A law's bootstrap and the scatter of runs around it measure noise inside the data. What a
+user pays for is the error of the law's *form* when a question lies outside the data, and only
+backtests measure that. Here the backtests are nested inside the runs being fitted: along each
+direction a question can leave the data in (compute C, parameters N, tokens D), and for a few
+quantiles q, the law is fitted on the runs at or below the q-th quantile of that coordinate and
+scores the runs above it. Each scored run keeps its log error and its distance from that
+split's training runs.
+
+Distance (`distance`): decades outside the training runs' box in log10 N, log10 D and
+log10 C, the largest of the three. Each coordinate sees one way out: past the largest budget,
+past the largest model at equal compute (a large model on many tokens can sit inside the
+compute range of small over-trained ones), past the longest run. It is the same yardstick for
+every law form, so forms are compared and calibrated on equal terms.
+
+Calibration (`calibrate`): the interval's half-width in log loss grows linearly with the
+distance, h(x) = b(x) + kappa d(x), with b(x) the law's own half-width (bootstrap and run
+scatter) and kappa a conformal quantile of the nested scores
+s = max(|log error| - r, 0) / d, r being the run-scatter half-width of that split's fit
+(the in-data part of the error, which b already holds). Each split weighs the same, and the
+quantile is taken at ceil((n+1) level)/n, the finite-sample correction of split conformal
+prediction. Assumption: the error per decade of extrapolation seen inside the data holds
+beyond it; see the README for the limits.
+
+Selection (`assess`): each candidate form's out-of-range error is the median |log error| of
+each split's held-out runs, averaged over splits; the lowest wins.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from fits.errors import FitError
+
+FitPredict = Callable[[pd.DataFrame, pd.DataFrame], np.ndarray]
+"""Fit on the training runs (columns N, D, C, loss[, U]); return predicted loss of the others."""
+
+COORDS = ("C", "N", "D")
+QUANTILES = (0.5, 0.65, 0.8)
+MIN_TRAIN = 8  # a split with fewer training runs than this is skipped: too few to fit a law
+
+
+def log_box(runs: pd.DataFrame) -> dict[str, tuple[float, float]]:
+    """(min, max) of log10 N, log10 D, log10 C over the runs."""
+    return {c: (float(np.log10(runs[c]).min()), float(np.log10(runs[c]).max())) for c in COORDS}
+
+
+def distance(box: Mapping[str, tuple[float, float]], runs: pd.DataFrame) -> np.ndarray:
+    """Decades by which each run lies outside the box, largest over N, D and C (0 inside)."""
+    out = np.zeros(len(runs))
+    for c in COORDS:
+        lo, hi = box[c]
+        x = np.log10(np.asarray(runs[c], dtype=float))
+        out = np.maximum(out, np.maximum(lo - x, x - hi))
+    return out
+
+
+def conformal_quantile(scores: np.ndarray, weights: np.ndarray | None, level: float) -> float:
+    """The ceil((n+1) level)/n weighted quantile of scores (inf when that exceeds 1).
+
+    Weights are normalised; with equal weights this is the ceil((n+1) level)-th smallest
+    score, the split-conformal quantile.
+    """
+    scores = np.asarray(scores, dtype=float)
+    n = scores.size
+    if n == 0:
+        return math.inf
+    target = math.ceil((n + 1) * level) / n
+    if target > 1:
+        return math.inf
+    w = np.ones(n) if weights is None else np.asarray(weights, dtype=float)
+    order = np.argsort(scores, kind="stable")
+    cum = np.cumsum(w[order]) / w.sum()
+    return float(scores[order][np.searchsorted(cum, target - 1e-12)])
+
+
+def nested_backtest(
+    runs: pd.DataFrame,
+    fit_predict: FitPredict,
+    level: float,
+    quantiles: tuple[float, ...] = QUANTILES,
+) -> pd.DataFrame:
+    """Held-out runs of every nested split: coord, q, row, log_error, distance, scatter.
+
+    log_error = log(actual) - log(predicted); scatter = the level-quantile of |log residual|
+    of that split's fit on its own training runs. Splits whose fit fails are skipped.
+    """
+    runs = runs.reset_index(drop=True)
+    rows = []
+    for coord in COORDS:
+        x = runs[coord].to_numpy(dtype=float)
+        for q in quantiles:
+            cut = np.quantile(x, q)
+            train, test = runs[x <= cut], runs[x > cut]
+            if len(train) < MIN_TRAIN or test.empty:
+                continue
+            try:
+                pred = np.asarray(fit_predict(train, pd.concat([train, test])), dtype=float)
+            except FitError:
+                continue
+            err = np.log(pd.concat([train, test]).loss.to_numpy()) - np.log(pred)
+            if not np.isfinite(err).all():
+                continue
+            scatter = float(np.quantile(np.abs(err[: len(train)]), level))
+            rows.append(
+                pd.DataFrame(
+                    {
+                        "coord": coord,
+                        "q": q,
+                        "row": test.index.to_numpy(),
+                        "log_error": err[len(train) :],
+                        "distance": distance(log_box(train), test),
+                        "scatter": scatter,
+                    }
+                )
+            )
+    columns = ["coord", "q", "row", "log_error", "distance", "scatter"]
+    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=columns)
+
+
+def out_of_range_error(nested: pd.DataFrame) -> float:
+    """Median |log error| of each split's held-out runs, averaged over the splits."""
+    per_split = nested.assign(abs_err=nested.log_error.abs()).groupby(["coord", "q"]).abs_err
+    return float(per_split.median().mean())
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """How far a question is from the data, and how much that widens its interval.
+
+    kappa: log-loss half-width added per decade of distance; box: the fitted runs' log10
+    ranges of N, D, C; n_scores, n_splits: the nested held-out runs and splits behind kappa.
+    """
+
+    level: float
+    kappa: float
+    box: dict[str, tuple[float, float]]
+    n_scores: int
+    n_splits: int
+
+    def distance(self, runs: pd.DataFrame) -> np.ndarray:
+        """Decades outside the fitted runs (see `distance`)."""
+        return distance(self.box, runs)
+
+    def widen(
+        self, estimate: np.ndarray, lo: np.ndarray, hi: np.ndarray, runs: pd.DataFrame
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The law's interval (lo, hi) around estimate, each side widened by kappa d in log."""
+        d = self.distance(runs)
+        extra = np.zeros_like(d)  # inside the data: as is, even when kappa is inf
+        extra[d > 0] = self.kappa * d[d > 0]
+        return lo * np.exp(-extra), hi * np.exp(extra)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "level": self.level,
+            "kappa": self.kappa if math.isfinite(self.kappa) else None,  # JSON has no inf
+            "box": {k: list(v) for k, v in self.box.items()},
+            "n_scores": self.n_scores,
+            "n_splits": self.n_splits,
+        }
+
+    @classmethod
+    def from_dict(cls, record: Mapping[str, Any]) -> Calibration:
+        box = {k: (float(v[0]), float(v[1])) for k, v in record["box"].items()}
+        kappa = math.inf if record["kappa"] is None else float(record["kappa"])
+        return cls(float(record["level"]), kappa, box, record["n_scores"], record["n_splits"])
+
+
+def calibrate(nested: pd.DataFrame, runs: pd.DataFrame, level: float) -> Calibration:
+    """kappa = conformal quantile of max(|log error| - scatter, 0) / distance, splits equal."""
+    if nested.empty:
+        raise FitError("no nested backtest could be fitted: too few runs to calibrate")
+    scores = np.maximum(nested.log_error.abs() - nested.scatter, 0.0) / nested.distance
+    split_size = nested.groupby(["coord", "q"]).row.transform("size").to_numpy()
+    kappa = conformal_quantile(scores.to_numpy(), 1.0 / split_size, level)
+    n_splits = int(nested.groupby(["coord", "q"]).ngroups)
+    return Calibration(level, kappa, log_box(runs), len(nested), n_splits)
+
+
+def assess(
+    runs: pd.DataFrame,
+    candidates: Mapping[str, FitPredict | str],
+    level: float,
+    quantiles: tuple[float, ...] = QUANTILES,
+) -> tuple[pd.DataFrame, str | None, Calibration | None]:
+    """Score every candidate form by nested backtests; the lowest error wins and is calibrated.
+
+    candidates: name -> a FitPredict, or a one-line reason why the form was left out.
+    Returns the table of forms (form, error, splits, note), the winner and its calibration
+    (None and None when no form could be backtested: too few runs to hold any out).
+    """
+    table, nested_of = [], {}
+    for name, fp in candidates.items():
+        nested = None if isinstance(fp, str) else nested_backtest(runs, fp, level, quantiles)
+        if nested is None or nested.empty:
+            note = fp if isinstance(fp, str) else "no nested backtest could be fitted"
+            table.append({"form": name, "error": math.nan, "splits": 0, "note": note})
+            continue
+        nested_of[name] = nested
+        n_splits = int(nested.groupby(["coord", "q"]).ngroups)
+        table.append(
+            {"form": name, "error": out_of_range_error(nested), "splits": n_splits, "note": ""}
+        )
+    forms = pd.DataFrame(table, columns=["form", "error", "splits", "note"])
+    if not nested_of:
+        return forms, None, None
+    best = str(forms.loc[forms.error.idxmin(), "form"])
+    why = "lowest out-of-range error" if len(nested_of) > 1 else "the only form backtested"
+    forms.loc[forms.form == best, "note"] = f"selected: {why}"
+    return forms, best, calibrate(nested_of[best], runs, level)

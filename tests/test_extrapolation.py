@@ -1,0 +1,207 @@
+"""Nested backtests, distance, conformal calibration and `auto` selection (fits.extrapolation)."""
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fits import ChinchillaLaw, chinchilla_loss
+from fits.extrapolation import (
+    Calibration,
+    assess,
+    calibrate,
+    conformal_quantile,
+    distance,
+    log_box,
+    nested_backtest,
+)
+from scaling import datasets
+from scaling.study import Study, _record, _reload
+from tests.conftest import run_cli
+
+TRUTH = np.array([1.7, 400.0, 900.0, 0.34, 0.3])
+
+
+def grid_runs(loss_fn, seed: int, noise: float = 0.003) -> pd.DataFrame:
+    """IsoFLOP-like runs: 10 budgets, sizes at 1..1000 tokens per parameter."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for C in np.geomspace(1e16, 1e21, 10):
+        for N in np.geomspace(1e6, 1e10, 25):
+            D = C / (6 * N)
+            if 1 <= D / N <= 1000:
+                loss = loss_fn(N, D) * math.exp(rng.normal(0, noise))
+                rows.append({"N": N, "D": D, "C": C, "loss": loss})
+    return pd.DataFrame(rows)
+
+
+def kaplan(N, D):
+    """Kaplan et al. 2020 eq. 1.5 with their constants: not a Chinchilla form."""
+    return ((8.8e13 / N) ** (0.076 / 0.095) + 5.4e13 / D) ** 0.095
+
+
+def test_distance_is_decades_outside_the_box_largest_over_n_d_c():
+    train = pd.DataFrame({"N": [1e6, 1e8], "D": [1e9, 1e11], "C": [1e16, 1e18]})
+    box = log_box(train)
+    assert box == {"C": (16.0, 18.0), "N": (6.0, 8.0), "D": (9.0, 11.0)}
+    asks = pd.DataFrame(
+        {
+            "N": [1e7, 1e9, 1e7, 1e5, 1e10],
+            "D": [1e10, 1e10, 1e13, 1e10, 1e11],
+            "C": [1e17, 1e17, 1e17, 1e17, 1e21],
+        }
+    )
+    # inside; 1 decade past N; 2 past D; 1 below N; N 2, D 0, C 3 -> 3
+    assert distance(box, asks) == pytest.approx([0.0, 1.0, 2.0, 1.0, 3.0])
+
+
+def test_conformal_quantile_is_the_split_conformal_order_statistic():
+    rng = np.random.default_rng(0)
+    for n in (1, 5, 19, 100):
+        scores = rng.exponential(size=n)
+        for level in (0.5, 0.8, 0.9):
+            k = math.ceil((n + 1) * level)
+            expected = math.inf if k > n else np.sort(scores)[k - 1]
+            assert conformal_quantile(scores, None, level) == expected
+    # weights: the 1-weighted scores count 1/4 each, the 2-weighted one 1/2
+    assert conformal_quantile(np.array([3.0, 1.0, 2.0]), np.array([1, 1, 2]), 0.4) == 2.0
+    assert conformal_quantile(np.array([3.0, 1.0, 2.0]), np.array([2, 1, 1]), 0.6) == 3.0
+
+
+def test_nested_backtest_holds_out_along_c_n_and_d_beyond_the_training_runs():
+    runs = grid_runs(lambda N, D: chinchilla_loss(TRUTH, N, D)[0], seed=0)
+    model = ChinchillaLaw(n_bootstrap=0).fit(runs.N, runs.D, runs.loss)
+
+    def fit_predict(train, test):
+        return model.quick_refit(train).predict(test.N, test.D)
+
+    nested = nested_backtest(runs, fit_predict, level=0.9, quantiles=(0.5, 0.8))
+    assert set(nested.coord) == {"C", "N", "D"} and set(nested.q) == {0.5, 0.8}
+    for (coord, q), split in nested.groupby(["coord", "q"]):
+        held = runs.loc[split.row]
+        assert (held[coord] > np.quantile(runs[coord], q)).all()
+        assert (split.distance > 0).all()
+    # the right form: errors are the noise (0.3%), not the extrapolation
+    assert nested.log_error.abs().median() < 0.006
+
+
+def test_quick_refit_reaches_the_full_grid_optimum():
+    runs = datasets.epoch_240()
+    model = ChinchillaLaw(n_bootstrap=0).fit(runs.N, runs.D, runs.loss)
+    part = runs[runs.C.quantile(0.6) >= runs.C]
+    quick = model.quick_refit(part)
+    full = ChinchillaLaw(n_bootstrap=0).fit(part.N, part.D, part.loss)
+    assert quick.objective_ == pytest.approx(full.objective_, rel=1e-8)
+    assert quick.params_ == pytest.approx(full.params_, rel=1e-4)
+
+
+def test_assess_picks_the_form_that_extrapolates_and_says_why_others_are_out():
+    runs = grid_runs(lambda N, D: chinchilla_loss(TRUTH, N, D)[0], seed=1)
+    model = ChinchillaLaw(n_bootstrap=0).fit(runs.N, runs.D, runs.loss)
+
+    def right(train, test):
+        return model.quick_refit(train).predict(test.N, test.D)
+
+    def compute_only(train, test):  # log-linear in C: blind to the split between N and D
+        slope, icpt = np.polyfit(np.log(train.C), np.log(train.loss), 1)
+        return np.exp(icpt + slope * np.log(test.C))
+
+    candidates = {"loglinear-C": compute_only, "chinchilla": right, "other": "no repeated runs"}
+    forms, best, cal = assess(runs, candidates, level=0.9)
+    assert best == "chinchilla"
+    table = forms.set_index("form")
+    assert table.error["chinchilla"] < table.error["loglinear-C"]
+    assert table.note["other"] == "no repeated runs" and table.splits["other"] == 0
+    assert cal is not None and cal.n_splits == table.splits["chinchilla"] == 9
+
+
+def test_calibrated_intervals_cover_a_misspecified_law_where_the_laws_own_do_not():
+    """Kaplan-form data, Chinchilla fitted: the form's error grows out of range."""
+    runs = grid_runs(kaplan, seed=0)
+    result = Study.from_frame(runs, n_bootstrap=200).backtest("chinchilla", fraction=0.25)
+    assert result.median_rel_error > 0.01  # the form really is wrong out of range
+    assert result.law_coverage <= 0.75
+    assert result.coverage >= 0.85
+    assert result.frame.distance.max() > 1  # a decade past the largest training budget
+
+
+def test_epoch_240_top_compute_backtest_covers_at_the_level():
+    study = Study.from_frame(datasets.epoch_240(), n_bootstrap=200)
+    result = study.backtest("auto", holdout="top-compute", fraction=0.25)
+    assert len(result.frame) == 60
+    assert result.median_rel_error <= 0.01
+    assert 0.85 <= result.coverage <= 0.95
+    assert result.law_coverage < 0.7  # what the uncalibrated interval did
+    assert result.median_width > result.median_law_width
+
+
+@pytest.fixture(scope="module")
+def epoch_study() -> Study:
+    return Study.from_frame(datasets.epoch_240(), n_bootstrap=100)
+
+
+def test_a_stored_auto_fit_reloads_and_answers_the_same(epoch_study):
+    study = epoch_study
+    fitted = study.fit("auto")
+    assert fitted.calibration is not None and fitted.calibration.kappa > 0
+    assert list(fitted.forms.form) == ["chinchilla"]
+    assert "out-of-range error" in fitted.summary()
+    record = json.loads(json.dumps(_record(fitted)))
+    again = _reload("auto", fitted.selection, "fit-x", record)
+    assert again.calibration == fitted.calibration
+    pd.testing.assert_frame_equal(again.forms, fitted.forms, check_dtype=False)
+    first = study.predict_loss(70e9, 1.4e12)
+    reused = study.fit("auto")
+    assert reused.fit_id == fitted.fit_id
+    assert study.predict_loss(70e9, 1.4e12) == first
+    cal = Calibration.from_dict(json.loads(json.dumps(fitted.calibration.to_dict())))
+    assert cal == fitted.calibration
+
+
+def test_in_range_questions_keep_the_laws_interval_and_far_ones_widen(epoch_study):
+    study = epoch_study
+    fitted = study.fit("auto")
+    cal = fitted.calibration
+    inside = study._law_interval(fitted, np.array([1e9]), np.array([2e10]))
+    calibrated = study._loss_interval(fitted, np.array([1e9]), np.array([2e10]))
+    assert np.allclose(np.ravel(inside), np.ravel(calibrated))
+    far_n, far_d = np.array([70e9]), np.array([1.4e12])
+    _, lo, hi = study._law_interval(fitted, far_n, far_d)
+    _, lo_c, hi_c = study._loss_interval(fitted, far_n, far_d)
+    d = math.log10(6 * 70e9 * 1.4e12) - cal.box["C"][1]
+    assert np.log(hi_c / hi) == pytest.approx(cal.kappa * d)
+    assert np.log(lo / lo_c) == pytest.approx(cal.kappa * d)
+
+
+def test_cli_fits_auto_with_its_forms_and_refuses_an_unknown_law(tmp_path):
+    db = str(tmp_path / "log.duckdb")
+    assert run_cli("import", "--example", "chinchilla-epoch", "--db", db).returncode == 0
+    done = run_cli("fit", "auto", "--bootstrap", "50", "--json", "--db", db)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["law"] == "auto" and out["n_points"] == 245
+    assert out["forms"][0]["form"] == "chinchilla" and out["forms"][0]["splits"] == 9
+    assert out["calibration"]["kappa"] > 0
+    shown = run_cli("fit", "auto", "--bootstrap", "50", "--db", db)
+    assert "law forms, by out-of-range error" in shown.stdout
+    bad = run_cli("predict", "loss", "--N", "1B", "--D", "20B", "--law", "kaplann", "--db", db)
+    assert bad.returncode == 2 and "loss questions take a loss law" in bad.stderr
+    assert "Traceback" not in bad.stderr
+
+
+def test_too_few_nested_runs_give_an_infinite_widening_that_survives_a_round_trip():
+    nested = pd.DataFrame(
+        {"coord": "C", "q": 0.5, "row": [0, 1, 2], "log_error": [0.01, 0.02, 0.03],
+         "distance": [0.1, 0.2, 0.3], "scatter": 0.0}
+    )  # fmt: skip
+    runs = pd.DataFrame({"N": [1e6, 1e7], "D": [1e9, 1e10], "C": [6e15, 6e17]})
+    cal = calibrate(nested, runs, level=0.9)  # ceil(4 * 0.9) = 4 > 3 scores
+    assert cal.kappa == math.inf
+    record = json.loads(json.dumps(cal.to_dict(), allow_nan=False))
+    assert Calibration.from_dict(record) == cal
+    lo, hi = cal.widen(np.array([2.0]), np.array([1.9]), np.array([2.1]), runs.iloc[[1]] * 10)
+    assert lo[0] == 0.0 and hi[0] == math.inf
+    inside = cal.widen(np.array([2.0]), np.array([1.9]), np.array([2.1]), runs.iloc[[1]])
+    assert inside == (1.9, 2.1)
