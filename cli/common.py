@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import numbers
-import re
 from pathlib import Path
 from typing import Annotated
 
@@ -22,18 +21,10 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from runners.numbers import parse_number
+
 console = Console()
 SI_SCALES = ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k"))
-SUFFIXES = {"": 1.0, "k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12}
-NUMBER = re.compile(r"^\s*([+-]?(?:\d[\d_]*\.?\d*|\.\d+)(?:e[+-]?\d+)?)\s*([kmbgt]?)\s*$", re.I)
-
-
-def parse_number(text: str) -> float:
-    """Read 7e9, 7B, 1.4T, 2M, 500k, 2_000_000 as a float."""
-    match = NUMBER.match(str(text))
-    if not match:
-        raise ValueError(f"not a number: {text!r} (examples: 2e6, 7B, 1.4T, 500k)")
-    return float(match.group(1).replace("_", "")) * SUFFIXES[match.group(2).lower()]
 
 
 def integer(text: str | int) -> int:

@@ -22,9 +22,9 @@ from dataclasses import replace
 from typing import Any
 
 from runners.accounting import Counts, count
-from runners.config import ModelConfig, RunConfig, TrainConfig
+from runners.config import MAX_TOKENS, ModelConfig, RunConfig, TrainConfig
 from runners.errors import RunnerError
-from runners.sweeps.spec import MAX_TOKENS, MODEL_FIELDS, SHAPE, Size, SweepSpec
+from runners.sweeps.spec import MODEL_FIELDS, SHAPE, Size, SweepSpec
 
 DEFAULT_EXTRA_RUNS = 4  # refine adds at most this many LRs per group unless max_runs says
 
