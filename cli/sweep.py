@@ -53,13 +53,16 @@ def plan(
     spec: SpecArgument,
     db: DbOption = None,
     workers: Annotated[int, typer.Option(help="Workers to estimate the wall time for.")] = 1,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda (decides precision auto).")] = (
+        "auto"
+    ),
 ) -> None:
     """Print the runs a sweep would do, how many are done, its FLOPs and wall time."""
     from runners.sweeps.designs import DEFAULT_EXTRA_RUNS, Planner
     from scaling.sweep import plan_sweep
 
     sweep = load_spec(spec)
-    result = plan_sweep(sweep.name, Planner(sweep), db)
+    result = plan_sweep(sweep.name, Planner(sweep, device), db)
     runs = result.runs
     counts = runs["status"].value_counts()
     todo = runs[~runs["status"].isin(FINISHED)]
@@ -131,7 +134,8 @@ def run(
         retry_failed=retry_failed,
     )  # fmt: skip
     with progress_bar() as bar:
-        report = run_sweep(sweep.name, Planner(sweep), db, options, SweepDisplay(bar, sweep.name))
+        planner = Planner(sweep, device)
+        report = run_sweep(sweep.name, planner, db, options, SweepDisplay(bar, sweep.name))
     trained = ", ".join(f"{n} {status}" for status, n in sorted(report.trained.items()))
     console.print(
         f"sweep {sweep.name}: trained {report.trained.total()} run(s)"

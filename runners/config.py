@@ -113,7 +113,7 @@ class TrainConfig:
     batch_size: int = 16
     warmup: int | None = None
     schedule: str = "cosine"
-    precision: str = "fp32"
+    precision: str = "auto"  # resolved to fp32 or bf16 before hashing (runners.precision)
     seed: int = 0
     weight_decay: float = 0.1
     grad_clip: float = 1.0
@@ -166,11 +166,16 @@ class RunConfig:
             )
         return self
 
-    def resolved(self) -> RunConfig:
-        """Fill defaults that depend on the horizon, so the hash names what actually ran."""
+    def resolved(self, device: str = "auto") -> RunConfig:
+        """Fill defaults that depend on the horizon and the device (precision auto), so
+        that the hash names what actually ran."""
         self.validate()
         steps = self.steps
         train = self.train
+        if train.precision == "auto":
+            from runners.precision import auto_precision
+
+            train = replace(train, precision=auto_precision(device))
         if train.warmup is None:
             train = replace(train, warmup=max(1, min(200, steps // 20)))
         if train.eval_every is None:

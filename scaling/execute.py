@@ -26,7 +26,7 @@ def run_and_record(
     The run is marked `running` before training and committed with its curve at the end,
     so a killed process leaves a `running` row and never a half-written curve.
     """
-    config = config.resolved()
+    config = config.resolved(device)
     corpus = load_corpus(config.train.corpus)
     row = config_row(config, corpus.name, corpus.sha256, sweep)
     run_id = row["run_id"]

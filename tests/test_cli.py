@@ -35,6 +35,19 @@ def test_same_run_again_is_not_trained_twice(trained):
     db, _ = trained
     again = run_cli("run", *TINY, "--lr", "3e-3", "--db", str(db))
     assert again.returncode == 0 and "already in the log" in again.stdout
+    assert again.stdout.splitlines()[0].startswith("run ")  # no empty progress bar first
+
+
+def test_precision_auto_is_resolved_recorded_and_said(trained):
+    from runners.precision import auto_precision
+
+    db, done = trained
+    used = auto_precision("auto")  # fp32 on a CPU without bf16 units, bf16 on CUDA
+    con = duckdb.connect(str(db), read_only=True)
+    stored = con.execute("SELECT precision, config FROM runs").fetchone()
+    con.close()
+    assert stored[0] == used and json.loads(stored[1])["train"]["precision"] == used
+    assert f"{used} on " in done.stdout
 
 
 def test_sql_prints_and_exports(trained, tmp_path):
