@@ -41,6 +41,8 @@ def fuzz(n: int) -> tuple[int, Counter[str], dict[str, Outcome]]:
     def note(outcome: Outcome) -> None:
         nonlocal seen
         seen += 1
+        if seen % 500 == 0:
+            print(f"... {seen:,} inputs, {sum(counts.values()):,} findings", flush=True)
         problem = outcome.problem()
         if problem is None:
             return

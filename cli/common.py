@@ -10,6 +10,7 @@ from typing import Annotated
 import numpy as np
 import pandas as pd
 import typer
+from rich import box
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -61,7 +62,7 @@ DbOption = Annotated[
 
 def format_value(value: object) -> str:
     """Compact cell text: 4 significant digits, SI suffixes for large counts."""
-    if value is None:
+    if value is None or value is pd.NA or value is pd.NaT:
         return ""
     if isinstance(value, pd.Timestamp):
         return value.strftime("%Y-%m-%d %H:%M:%S")
@@ -78,15 +79,35 @@ def format_value(value: object) -> str:
         return str(value)
     if 1e3 <= magnitude < 1e5:
         return f"{value:.0f}"
+    if 0 < magnitude < 1e-2:  # 3.16e-3, not 0.003162: narrow columns of learning rates
+        mantissa, exponent = f"{value:.2e}".split("e")
+        return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
     return f"{value:.4g}"
 
 
-def print_frame(frame: pd.DataFrame, title: str | None = None) -> None:
-    """A DataFrame as a rich table (floats to 4 significant digits)."""
-    table = Table(title=title, show_lines=False)
+# Tables of runs read at 80 columns: short headers, id prefixes (enough to find a run
+# with `run_id LIKE 'abcd1234%'`), and text that folds rather than ending in "…".
+SHORT_HEADERS = {
+    "run_id": "run", "d_model": "d", "n_layers": "L", "n_heads": "h", "params": "N",
+    "tokens": "D", "flops": "C", "batch_size": "bs", "final_val_loss": "loss",
+    "wall_s": "wall s", "est_s": "est s", "parametrization": "param",
+}  # fmt: skip
+RUN_ID_SHOWN = 8
+
+
+def print_frame(frame: pd.DataFrame, title: str | None = None, short: bool = False) -> None:
+    """A DataFrame as a compact rich table (floats to 4 significant digits, SI suffixes).
+
+    short: a table of runs, with short headers and run-id prefixes, to fit 80 columns.
+    """
+    if short:
+        if "run_id" in frame:
+            frame = frame.assign(run_id=frame["run_id"].astype(str).str[:RUN_ID_SHOWN])
+        frame = frame.rename(columns=SHORT_HEADERS)
+    table = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 0), show_edge=False)
     for column in frame.columns:
         numeric = pd.api.types.is_numeric_dtype(frame[column])
-        table.add_column(str(column), justify="right" if numeric else "left")
+        table.add_column(str(column), justify="right" if numeric else "left", overflow="fold")
     for row in frame.itertuples(index=False):
         table.add_row(*(format_value(v) for v in row))
     console.print(table)

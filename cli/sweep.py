@@ -67,10 +67,13 @@ def plan(
     counts = runs["status"].value_counts()
     todo = runs[~runs["status"].isin(FINISHED)]
     columns = ["run_id", "arch", "d_model", "n_layers", "n_heads", "params", "tokens", "lr",
-               "batch_size", "seed", "flops", "status"]  # fmt: skip
-    if "est_s" in runs:
-        columns.append("est_s")
-    print_frame(runs[columns], title=f"sweep {sweep.name} ({sweep.design.kind})")
+               "batch_size", "seed", "flops", "status", "est_s"]  # fmt: skip
+    shown = runs[[c for c in columns if c in runs]]
+    same = [c for c in shown.columns[1:] if len(shown) > 1 and shown[c].nunique(dropna=False) == 1]
+    title = f"sweep {sweep.name} ({sweep.design.kind})"
+    if same:  # a column that never varies is said once, above the table
+        title += ": all " + ", ".join(f"{c} {format_value(shown[c].iloc[0])}" for c in same)
+    print_frame(shown.drop(columns=same), title=title, short=True)
     done = ", ".join(f"{counts.get(s, 0)} {s}" for s in FINISHED)
     console.print(f"{len(runs)} runs planned: {done}; {len(todo)} to run")
     if sweep.design.refine:
