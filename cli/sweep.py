@@ -59,6 +59,7 @@ def plan(
 ) -> None:
     """Print the runs a sweep would do, how many are done, its FLOPs and wall time."""
     from runners.sweeps.designs import DEFAULT_EXTRA_RUNS, Planner
+    from runners.sweeps.throughput import RUN_START_S, WORKER_START_S
     from scaling.sweep import plan_sweep
 
     sweep = load_spec(spec)
@@ -87,12 +88,17 @@ def plan(
         f"{format_value(todo['flops'].sum())} to run"
     )
     if result.throughput is None:
-        console.print("wall time: no throughput data yet (no finished runs in the log)")
-    else:
-        seconds = todo["est_s"].sum() / max(1, workers)
         console.print(
-            f"estimated wall time: {_clock(seconds)} with {workers} worker(s), from the "
-            f"throughput of {result.throughput.n_runs} finished runs"
+            "wall time: no estimate (no finished local runs in the log to measure throughput "
+            "on; run a few, e.g. `sweep run --max-runs 2`, then plan again)"
+        )
+    elif len(todo):
+        seconds = WORKER_START_S + todo["est_s"].sum() / max(1, workers)
+        console.print(
+            f"estimated wall time: {_clock(seconds)} with {workers} worker(s): training and "
+            f"{format_value(todo['eval_tokens'].sum())} evaluated tokens at the throughput of "
+            f"{result.throughput.n_runs} finished runs, plus start-up ({WORKER_START_S:.0f} s, "
+            f"then {RUN_START_S:.0f} s a run)"
         )
 
 
