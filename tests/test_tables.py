@@ -61,3 +61,13 @@ def test_small_numbers_are_written_with_an_exponent():
     assert format_value(0.003) == "3e-3" and format_value(0.0031623) == "3.16e-3"
     assert format_value(-5e-5) == "-5e-5" and format_value(0.03) == "0.03"
     assert format_value(0.0) == "0"
+
+
+def test_every_command_summary_in_help_is_a_whole_sentence(capsys, monkeypatch):
+    from cli.app import app
+
+    summaries = [c.help or c.callback.__doc__ for c in app.registered_commands]
+    summaries += [g.typer_instance.info.help for g in app.registered_groups]
+    for text in summaries:
+        first = text.strip().split("\n\n")[0]
+        assert "\n" not in first and first.endswith("."), first  # typer shows this paragraph
