@@ -109,9 +109,11 @@ def run(
 
 def demo(db: DbOption = None) -> None:
     """The showcase: a small real sweep of LLaMA-style models on the embedded corpus."""
+    from cli.sweep_display import SweepDisplay
     from scaling.demo import demo_answers, run_demo
 
-    frame = run_demo(db, console)
+    with progress_bar() as bar:
+        frame = run_demo(db, SweepDisplay(bar, "demo"))
     short = {"d_model": "d", "n_layers": "layers", "final_val_loss": "val loss", "wall_s": "wall s"}
     table = frame.assign(run_id=frame.run_id.str[:8]).rename(columns=short)
     print_frame(table.drop(columns=["flops", "tokens_per_s"]), title="demo runs (all in SQL)")
