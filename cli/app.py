@@ -17,7 +17,7 @@ from store.errors import StoreError
 try:  # typer >= 0.22 vendors click; older typers use click itself
     from typer._click import exceptions as click_errors
 except ImportError:  # pragma: no cover
-    from click import exceptions as click_errors
+    from click import exceptions as click_errors  # type: ignore[no-redef]
 
 USER_ERRORS = (RunnerError, StoreError, FitError, ScalingError)
 

@@ -70,7 +70,7 @@ def format_value(value: object) -> str:
         return str(value)
     if math.isnan(value):
         return ""
-    magnitude = abs(value)
+    magnitude = abs(float(value))
     if 1e5 <= magnitude < 1e15:
         shown = float(f"{magnitude:.3g}")  # 999,936 shows as 1M, not 1e+03k
         scale, suffix = next((s, x) for s, x in SI_SCALES if shown >= s)
