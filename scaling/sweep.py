@@ -60,8 +60,9 @@ class PlannedRun:
 
     @property
     def label(self) -> str:
-        m, lr = self.config.model, self.config.train.lr
-        return f"{m.arch} d={m.d_model} L={m.n_layers} D={self.config.tokens:,} lr={lr:.3g}"
+        m, t = self.config.model, self.config.train
+        shape = f"{m.arch} d={m.d_model} L={m.n_layers}"
+        return f"{shape} D={self.config.tokens:,} lr={t.lr:.3g} {t.precision}"
 
 
 class Observer:
