@@ -5,6 +5,9 @@ import pytest
 
 from tests.conftest import run_cli
 
+# Real `scaling` subprocesses and training: the fast lane (-m "not slow") skips them.
+pytestmark = pytest.mark.slow
+
 TINY = ["--d-model", "32", "--n-layers", "1", "--n-heads", "2", "--seq-len", "64",
         "--batch-size", "8", "--tokens", "20k", "--eval-tokens", "4096"]  # fmt: skip
 

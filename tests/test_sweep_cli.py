@@ -23,6 +23,9 @@ from runners.sweeps.spec import load_spec
 from store.db import connect
 from store.lock import lock_path
 
+# Real `scaling` subprocesses and training: the fast lane (-m "not slow") skips them.
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 WORKERS = str(min(2, cores()))
 
@@ -106,7 +109,6 @@ def _counts(db: Path) -> tuple[int, int]:
     return done, running
 
 
-@pytest.mark.slow
 def test_sigkill_at_random_moments_loses_and_duplicates_nothing(tmp_path):
     (tmp_path / "crash.toml").write_text(SPEC.replace("[1e-3, 1e-2]", "[1e-3, 3e-3, 1e-2, 3e-2]"))
     db = tmp_path / "log.duckdb"
@@ -165,7 +167,6 @@ def _wait_for_holder(path: Path, proc: subprocess.Popen) -> str:
     raise AssertionError(f"the first coordinator never took the lock: {proc.stderr.read()}")
 
 
-@pytest.mark.slow
 def test_a_second_coordinator_is_refused_and_told_who_holds_the_log(tmp_path):
     long = SPEC.replace("tokens = [4096, 8192]", "tokens = [2_000_000]")
     (tmp_path / "long.toml").write_text(long)
@@ -192,7 +193,6 @@ def test_a_second_coordinator_is_refused_and_told_who_holds_the_log(tmp_path):
     assert statuses == {"running"}
 
 
-@pytest.mark.slow
 def test_plan_then_run_in_slices_then_status(tmp_path):
     (tmp_path / "s.toml").write_text(SPEC.replace("lr = [1e-3, 1e-2]", "lr = 3e-3"))
     db = ("--db", str(tmp_path / "log.duckdb"))

@@ -30,6 +30,7 @@ tokens = [4096, 40960]
 """
 
 
+@pytest.mark.slow
 def test_evaluated_tokens_count_what_training_scores():
     config = tiny_config(eval_every=7, eval_tokens=1000)  # 20 steps: evals at 7, 14 and 20
     result = train(config)
