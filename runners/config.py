@@ -96,8 +96,8 @@ class ModelConfig:
     def validate(self) -> None:
         if self.arch not in ARCHS:
             raise RunnerError(f"unknown arch {self.arch!r}: choose one of {', '.join(ARCHS)}")
-        _check(self, ("d_model", "n_layers", "n_heads", "seq_len", "vocab_size", "chunk_size"))
-        _check(self, ("mup_base_width",))
+        _check(self, ("d_model", "n_layers", "n_heads", "seq_len", "vocab_size", "chunk_size",
+                      "mup_base_width"))  # fmt: skip
         if self.d_model % self.n_heads:
             raise RunnerError(f"d-model {self.d_model} is not divisible by n-heads {self.n_heads}")
         if self.parametrization not in PARAMETRIZATIONS:
