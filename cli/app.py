@@ -8,12 +8,18 @@ from typing import TextIO
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from cli import imports, laws, query, report, sizes, sweep, training
 from fits.errors import FitError
 from runners.errors import RunnerError
 from scaling.errors import ScalingError, ScalingWarning
 from store.errors import StoreError
+
+try:  # typer >= 0.22 vendors click; older typers use click itself
+    from typer._click import exceptions as click_errors
+except ImportError:  # pragma: no cover
+    from click import exceptions as click_errors  # type: ignore[no-redef]
 
 USER_ERRORS = (RunnerError, StoreError, FitError, ScalingError)
 
@@ -50,17 +56,34 @@ def _show_warning(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the console script."""
+    """Entry point of the console script: every mistake is one red line and exit 2."""
     warnings.showwarning = _show_warning
     warnings.simplefilter("always", ScalingWarning)
     # numpy's overflow/divide notes from inside a fit are not for users: fits handle the
     # infinities they produce, and real problems are FitErrors.
     warnings.simplefilter("ignore", RuntimeWarning)
     try:
-        app(args=argv, prog_name="scaling")
+        code = app(args=argv, prog_name="scaling", standalone_mode=False)
+    except click_errors.NoArgsIsHelpError as exc:
+        print(exc.ctx.get_help() if exc.ctx else exc.format_message())
+        sys.exit(0)
+    except click_errors.UsageError as exc:
+        hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx else ""
+        _fail(f"{exc.format_message()}{hint}")
+    except click_errors.ClickException as exc:  # e.g. a file option that cannot be opened
+        _fail(exc.format_message())
     except USER_ERRORS as exc:
-        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False)
-        sys.exit(2)
-    except KeyboardInterrupt:
+        _fail(str(exc))
+    except (KeyboardInterrupt, typer.Abort):
         Console(stderr=True).print("[yellow]interrupted[/]")
         sys.exit(130)
+    if isinstance(code, int) and code:
+        sys.exit(code)
+
+
+def _fail(message: str) -> None:
+    one_line = " ".join(message.split())
+    Console(stderr=True, soft_wrap=True).print(
+        f"[bold red]error:[/] {escape(one_line)}", highlight=False
+    )
+    sys.exit(2)

@@ -108,4 +108,4 @@ def runs(
     if frame.empty:
         console.print("no runs match")
         return
-    print_frame(frame[RUN_SUMMARY].tail(limit), title=f"{len(frame)} runs")
+    print_frame(frame[RUN_SUMMARY].tail(limit), title=f"{len(frame)} runs", short=True)

@@ -19,8 +19,11 @@ def report(
     bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples per fit.")] = 1000,
     db: DbOption = None,
 ) -> None:
-    """Draw loss-vs-compute frontiers, IsoFLOP curves, LR scans and laws, residuals and a
-    backtest into PNG files and one HTML page."""
+    """Draw frontiers, IsoFLOP curves, LR scans, residuals and a backtest as PNGs and HTML.
+
+    Each figure is written with the CSV of the data behind it; a figure the runs cannot
+    support is listed under "Not drawn" with the reason.
+    """
     from scaling.report import write_report
     from scaling.study import Study
 

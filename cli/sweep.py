@@ -53,21 +53,28 @@ def plan(
     spec: SpecArgument,
     db: DbOption = None,
     workers: Annotated[int, typer.Option(help="Workers to estimate the wall time for.")] = 1,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda (decides precision auto).")] = (
+        "auto"
+    ),
 ) -> None:
     """Print the runs a sweep would do, how many are done, its FLOPs and wall time."""
     from runners.sweeps.designs import DEFAULT_EXTRA_RUNS, Planner
+    from runners.sweeps.throughput import RUN_START_S, WORKER_START_S
     from scaling.sweep import plan_sweep
 
     sweep = load_spec(spec)
-    result = plan_sweep(sweep.name, Planner(sweep), db)
+    result = plan_sweep(sweep.name, Planner(sweep, device), db)
     runs = result.runs
     counts = runs["status"].value_counts()
     todo = runs[~runs["status"].isin(FINISHED)]
     columns = ["run_id", "arch", "d_model", "n_layers", "n_heads", "params", "tokens", "lr",
-               "batch_size", "seed", "flops", "status"]  # fmt: skip
-    if "est_s" in runs:
-        columns.append("est_s")
-    print_frame(runs[columns], title=f"sweep {sweep.name} ({sweep.design.kind})")
+               "batch_size", "seed", "flops", "status", "est_s"]  # fmt: skip
+    shown = runs[[c for c in columns if c in runs]]
+    same = [c for c in shown.columns[1:] if len(shown) > 1 and shown[c].nunique(dropna=False) == 1]
+    title = f"sweep {sweep.name} ({sweep.design.kind})"
+    if same:  # a column that never varies is said once, above the table
+        title += ": all " + ", ".join(f"{c} {format_value(shown[c].iloc[0])}" for c in same)
+    print_frame(shown.drop(columns=same), title=title, short=True)
     done = ", ".join(f"{counts.get(s, 0)} {s}" for s in FINISHED)
     console.print(f"{len(runs)} runs planned: {done}; {len(todo)} to run")
     if sweep.design.refine:
@@ -81,12 +88,17 @@ def plan(
         f"{format_value(todo['flops'].sum())} to run"
     )
     if result.throughput is None:
-        console.print("wall time: no throughput data yet (no finished runs in the log)")
-    else:
-        seconds = todo["est_s"].sum() / max(1, workers)
         console.print(
-            f"estimated wall time: {_clock(seconds)} with {workers} worker(s), from the "
-            f"throughput of {result.throughput.n_runs} finished runs"
+            "wall time: no estimate (no finished local runs in the log to measure throughput "
+            "on; run a few, e.g. `sweep run --max-runs 2`, then plan again)"
+        )
+    elif len(todo):
+        seconds = WORKER_START_S + todo["est_s"].sum() / max(1, workers)
+        console.print(
+            f"estimated wall time: {_clock(seconds)} with {workers} worker(s): training and "
+            f"{format_value(todo['eval_tokens'].sum())} evaluated tokens at the throughput of "
+            f"{result.throughput.n_runs} finished runs, plus start-up ({WORKER_START_S:.0f} s, "
+            f"then {RUN_START_S:.0f} s a run)"
         )
 
 
@@ -131,7 +143,8 @@ def run(
         retry_failed=retry_failed,
     )  # fmt: skip
     with progress_bar() as bar:
-        report = run_sweep(sweep.name, Planner(sweep), db, options, SweepDisplay(bar, sweep.name))
+        planner = Planner(sweep, device)
+        report = run_sweep(sweep.name, planner, db, options, SweepDisplay(bar, sweep.name))
     trained = ", ".join(f"{n} {status}" for status, n in sorted(report.trained.items()))
     console.print(
         f"sweep {sweep.name}: trained {report.trained.total()} run(s)"

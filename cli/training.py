@@ -26,7 +26,9 @@ def run(
     lr: Annotated[float, typer.Option(parser=real, help="Peak learning rate.")] = 3e-3,
     warmup: Annotated[int | None, typer.Option(help="Warmup steps (default 5%, <= 200).")] = None,
     schedule: Annotated[str, typer.Option(help="cosine, wsd or constant.")] = "cosine",
-    precision: Annotated[str, typer.Option(help="fp32 or bf16 (autocast).")] = "fp32",
+    precision: Annotated[
+        str, typer.Option(help="auto (bf16 on CUDA and bf16-capable CPUs), fp32 or bf16.")
+    ] = "auto",
     parametrization: Annotated[str, typer.Option(help="sp or mup.")] = "sp",
     mup_base_width: Annotated[
         int, typer.Option(help="muP: the width at which muP equals SP.")
@@ -73,24 +75,33 @@ def run(
             eval_every=eval_every,
             eval_tokens=eval_tokens,
         ),
-    ).resolved()
+    ).resolved(device)
     load_corpus(corpus)  # a missing or bad corpus is reported before the progress bar
-    with progress_bar() as bar:
-        shape = f"{arch} d={config.model.d_model} L={config.model.n_layers}"
-        task = bar.add_task(shape, total=config.steps, info="")
+    bar = progress_bar()
+    shape = f"{arch} d={config.model.d_model} L={config.model.n_layers}"
+    task = None
 
-        def show(p) -> None:
-            info = f"{p.tokens_per_s:,.0f} tok/s  loss {p.loss:.3f}"
-            bar.update(task, completed=p.step, info=info)
+    def show(p) -> None:
+        nonlocal task
+        if task is None:  # drawn once training starts: a run already in the log draws none
+            bar.start()
+            task = bar.add_task(shape, total=config.steps, info="")
+        info = f"{p.tokens_per_s:,.0f} tok/s  loss {p.loss:.3f}"
+        bar.update(task, completed=p.step, info=info)
 
+    try:
         result, run_id = run_and_record(config, db=db, device=device, force=force, progress=show)
+    finally:
+        if task is not None:
+            bar.stop()
     if result is None:
         console.print(f"run {run_id} is already in the log as done (use --force to train again)")
         return
     loss = f"{result.final_val_loss:.4f}" if result.final_val_loss is not None else "-"
     console.print(
         f"run {run_id}: {result.status}, val loss {loss}, {result.counts.params:,} params, "
-        f"{result.config.tokens:,} tokens, {result.wall_s:.1f} s ({result.tokens_per_s:,.0f} tok/s)"
+        f"{result.config.tokens:,} tokens, {result.wall_s:.1f} s "
+        f"({result.tokens_per_s:,.0f} tok/s, {result.config.train.precision} on {result.device})"
     )
     if result.status != "done":
         console.print(f"[yellow]{result.error}[/]")
@@ -98,9 +109,11 @@ def run(
 
 def demo(db: DbOption = None) -> None:
     """The showcase: a small real sweep of LLaMA-style models on the embedded corpus."""
+    from cli.sweep_display import SweepDisplay
     from scaling.demo import demo_answers, run_demo
 
-    frame = run_demo(db, console)
+    with progress_bar() as bar:
+        frame = run_demo(db, SweepDisplay(bar, "demo"))
     short = {"d_model": "d", "n_layers": "layers", "final_val_loss": "val loss", "wall_s": "wall s"}
     table = frame.assign(run_id=frame.run_id.str[:8]).rename(columns=short)
     print_frame(table.drop(columns=["flops", "tokens_per_s"]), title="demo runs (all in SQL)")

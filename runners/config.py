@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
@@ -11,8 +12,57 @@ from runners.errors import RunnerError
 
 ARCHS = ("llama", "tnl", "hgrn2", "cosformer2")
 SCHEDULES = ("cosine", "wsd", "constant")
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16")
 PARAMETRIZATIONS = ("sp", "mup")
+INT32 = 2**31 - 1  # shape, batch, warmup and seed columns are INTEGER in the run log
+# Upper bounds of the whole-number settings: what the run log's columns hold, and for the
+# shape sanity limits far above any model this project trains, so that a typo (an extra
+# zero) is one line of error and not an out-of-memory crash or a run that never ends.
+MAX_TOKENS = 10**15
+UPPER = {
+    "d_model": 65_536,
+    "n_layers": 1_024,
+    "n_heads": 1_024,
+    "seq_len": 1_048_576,
+    "vocab_size": 1_048_576,
+    "mup_base_width": 65_536,
+    "chunk_size": 65_536,
+    "tokens": MAX_TOKENS,
+    "eval_tokens": MAX_TOKENS,
+    "batch_size": 1_048_576,
+    "warmup": INT32,
+    "eval_every": INT32,
+    "seed": INT32,
+}
+SANITY = {"d_model", "n_layers", "n_heads", "seq_len", "vocab_size", "mup_base_width",
+          "chunk_size", "batch_size"}  # fmt: skip
+NON_NEGATIVE = {"warmup", "seed", "weight_decay"}
+BELOW_ONE = {"beta1", "beta2"}
+
+
+def setting_problem(name: str, value: Any) -> str | None:
+    """What is wrong with one value of a numeric setting, or None; the caller names it."""
+    if value is None and name in ("warmup", "eval_every"):
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return f"must be a number, got {value!r}"
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"must be a finite number, got {value!r}"
+    if name in UPPER and value > UPPER[name]:
+        why = " (a sanity limit)" if name in SANITY else ""
+        return f"must be at most {UPPER[name]:,}{why}, got {value:,}"
+    if name in NON_NEGATIVE:
+        return None if value >= 0 else f"must be >= 0, got {value!r}"
+    if name in BELOW_ONE:
+        return None if 0 <= value < 1 else f"must be in [0, 1), got {value!r}"
+    return None if value > 0 else f"must be positive, got {value!r}"
+
+
+def _check(config: Any, names: tuple[str, ...]) -> None:
+    for name in names:
+        problem = setting_problem(name, getattr(config, name))
+        if problem:
+            raise RunnerError(f"{name.replace('_', '-')} {problem}")
 
 
 @dataclass(frozen=True)
@@ -46,17 +96,12 @@ class ModelConfig:
     def validate(self) -> None:
         if self.arch not in ARCHS:
             raise RunnerError(f"unknown arch {self.arch!r}: choose one of {', '.join(ARCHS)}")
-        for name in ("d_model", "n_layers", "n_heads", "seq_len", "vocab_size", "chunk_size"):
-            if getattr(self, name) <= 0:
-                raise RunnerError(
-                    f"{name.replace('_', '-')} must be positive, got {getattr(self, name)}"
-                )
+        _check(self, ("d_model", "n_layers", "n_heads", "seq_len", "vocab_size", "chunk_size",
+                      "mup_base_width"))  # fmt: skip
         if self.d_model % self.n_heads:
             raise RunnerError(f"d-model {self.d_model} is not divisible by n-heads {self.n_heads}")
         if self.parametrization not in PARAMETRIZATIONS:
             raise RunnerError(f"unknown parametrization {self.parametrization!r}: choose sp or mup")
-        if self.mup_base_width <= 0:
-            raise RunnerError(f"mup-base-width must be positive, got {self.mup_base_width}")
 
 
 @dataclass(frozen=True)
@@ -68,7 +113,7 @@ class TrainConfig:
     batch_size: int = 16
     warmup: int | None = None
     schedule: str = "cosine"
-    precision: str = "fp32"
+    precision: str = "auto"  # resolved to fp32 or bf16 before hashing (runners.precision)
     seed: int = 0
     weight_decay: float = 0.1
     grad_clip: float = 1.0
@@ -79,24 +124,14 @@ class TrainConfig:
     corpus: str = "default"
 
     def validate(self) -> None:
-        if self.lr <= 0 or self.lr != self.lr:
-            raise RunnerError(f"lr must be positive, got {self.lr}")
-        if self.batch_size <= 0:
-            raise RunnerError(f"batch-size must be positive, got {self.batch_size}")
-        if self.tokens <= 0:
-            raise RunnerError(f"tokens must be positive, got {self.tokens}")
+        _check(self, ("lr", "batch_size", "tokens", "warmup", "eval_every", "eval_tokens"))
+        _check(self, ("seed", "weight_decay", "grad_clip", "beta1", "beta2"))
         if self.schedule not in SCHEDULES:
             raise RunnerError(f"unknown schedule {self.schedule!r}: choose {', '.join(SCHEDULES)}")
         if self.precision not in PRECISIONS:
-            raise RunnerError(f"unknown precision {self.precision!r}: choose fp32 or bf16")
-        if self.warmup is not None and self.warmup < 0:
-            raise RunnerError(f"warmup must be >= 0 steps, got {self.warmup}")
-        if self.eval_every is not None and self.eval_every <= 0:
-            raise RunnerError(f"eval-every must be positive, got {self.eval_every}")
-        if self.eval_tokens <= 0:
-            raise RunnerError(f"eval-tokens must be positive, got {self.eval_tokens}")
-        if self.weight_decay < 0 or self.grad_clip <= 0:
-            raise RunnerError("weight-decay must be >= 0 and grad-clip > 0")
+            raise RunnerError(
+                f"unknown precision {self.precision!r}: choose {', '.join(PRECISIONS)}"
+            )
 
 
 @dataclass(frozen=True)
@@ -131,11 +166,16 @@ class RunConfig:
             )
         return self
 
-    def resolved(self) -> RunConfig:
-        """Fill defaults that depend on the horizon, so the hash names what actually ran."""
+    def resolved(self, device: str = "auto") -> RunConfig:
+        """Fill defaults that depend on the horizon and the device (precision auto), so
+        that the hash names what actually ran."""
         self.validate()
         steps = self.steps
         train = self.train
+        if train.precision == "auto":
+            from runners.precision import auto_precision
+
+            train = replace(train, precision=auto_precision(device))
         if train.warmup is None:
             train = replace(train, warmup=max(1, min(200, steps // 20)))
         if train.eval_every is None:

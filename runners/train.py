@@ -61,7 +61,7 @@ def train(
 
     A non-finite or exploding loss stops the run with status `diverged`; it never raises.
     """
-    config = config.resolved()
+    config = config.resolved(device)
     corpus = load_corpus(config.train.corpus)
     dev = pick_device(device)
     mcfg, tcfg = config.model, config.train

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-from rich.console import Console
 
 from runners.config import ModelConfig, RunConfig, TrainConfig
+from scaling.sweep import Observer
 
 DEMO_SIZES = [(32, 2, 2), (64, 2, 4), (128, 2, 4)]  # (d_model, n_layers, n_heads)
 DEMO_TOKENS = [500_000, 1_000_000, 2_000_000]
@@ -33,15 +33,15 @@ def demo_configs() -> list[RunConfig]:
     ]
 
 
-def run_demo(db: str | Path | None, console: Console) -> pd.DataFrame:
+def run_demo(db: str | Path | None, observer: Observer | None = None) -> pd.DataFrame:
     """Train every demo run not yet in the log as the sweep "demo", then return its table.
+
+    The caller shows progress through `observer` (the CLI passes its progress bars).
 
     Two workers with one torch thread each: these small models gain little from a second
     thread, and one-thread runs keep their pace when other jobs share the cores, where
     two-thread runs slow down badly. Costliest runs go first, so the two finish together.
     """
-    from cli.common import progress_bar
-    from cli.sweep_display import SweepDisplay
     from runners.sweeps.executors import cores
     from scaling.sweep import SweepOptions, run_sweep
     from store.db import connect
@@ -49,8 +49,7 @@ def run_demo(db: str | Path | None, console: Console) -> pd.DataFrame:
 
     configs = demo_configs()
     options = SweepOptions(workers=min(DEMO_WORKERS, cores()), threads=1)
-    with progress_bar() as bar:
-        run_sweep("demo", lambda _: configs, db, options, SweepDisplay(bar, "demo"))
+    run_sweep("demo", lambda _: configs, db, options, observer)
     with connect(db, read_only=True) as con:
         frame = read_runs(con, sweep="demo")
     columns = ["run_id", "d_model", "n_layers", "params", "tokens", "flops", "status",

@@ -31,7 +31,7 @@ def run_and_record(
     waits for readers to let go (a finished run is not thrown away); a run that raises is
     recorded as `failed` with its error, then reported as one line.
     """
-    config = config.resolved()
+    config = config.resolved(device)
     corpus = load_corpus(config.train.corpus)
     row = config_row(config, corpus.name, corpus.sha256, sweep, len(corpus.train))
     run_id = row["run_id"]

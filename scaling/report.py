@@ -23,6 +23,9 @@ from scaling.errors import ScalingError
 from scaling.study import LR_GROUP, FittedLaw, Study
 
 matplotlib.use("Agg")  # files only: no display needed
+# What data too few or too odd for a figure raise (matplotlib raises ValueError for values a
+# log axis or an error bar cannot show): the figure is listed as not drawn, with the reason.
+DRAWING_ERRORS = (ScalingError, ValueError, ArithmeticError, np.linalg.LinAlgError)
 
 
 @dataclass
@@ -57,7 +60,18 @@ def _save(report: Report, name: str, caption: str, data: pd.DataFrame, fig: plt.
     report.figures[name] = Figure(name, caption, data, png, csv)
 
 
+def _drawable(data: pd.DataFrame, columns: list[str], what: str) -> pd.DataFrame:
+    """The rows a log-scaled plot can show: every column finite and positive."""
+    values = data[columns].apply(pd.to_numeric, errors="coerce")
+    keep = (np.isfinite(values) & (values > 0)).all(axis=1)
+    if not keep.any():
+        raise ScalingError(f"no {what} with finite, positive {', '.join(columns)} to draw")
+    return data[keep]
+
+
 def _frontier_figure(report: Report, study: Study, runs: pd.DataFrame, source: str | None) -> None:
+    runs = runs.assign(flops=runs.flops.fillna(6 * runs.params * runs.tokens))  # C = 6ND if unknown
+    runs = _drawable(runs, ["flops", "final_val_loss"], "runs")
     fig, ax = plt.subplots(figsize=(7, 4.5))
     rows = []
     for arch, group in runs.groupby(runs.arch.fillna("")):
@@ -105,7 +119,7 @@ def _isoflop_figure(report: Report, study: Study, arch: str | None, source: str 
     fitted = study.fit("isoflop", arch, source)
     report.fits.append(fitted)
     budgets = fitted.table
-    data = study._data("isoflop", arch, source, None, "params")
+    data = _drawable(study._data("isoflop", arch, source, None, "params"), ["C", "N"], "runs")
     fig, ax = plt.subplots(figsize=(7, 4.5))
     labels = np.round(np.log10(data.C) / fitted.model.log10_resolution)
     colors = plt.get_cmap("viridis")
@@ -138,12 +152,12 @@ def _isoflop_figure(report: Report, study: Study, arch: str | None, source: str 
     )
 
 
-def _lr_figures(report: Report, study: Study, arch: str | None, source: str | None) -> None:
+def _lr_figure(report: Report, study: Study, arch: str | None, source: str | None) -> None:
     fitted = study.fit("lr", arch, source)
     report.fits.append(fitted)
     optima = fitted.table
     data = study._data("lr", arch, source, None, "params")
-    data = data[data.status == "done"]
+    data = _drawable(data[data.status == "done"], ["lr"], "finished runs")
     keys = list(LR_GROUP)
     vertices = optima.set_index(keys).lr_opt.to_dict()
     fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -174,9 +188,13 @@ def _lr_figures(report: Report, study: Study, arch: str | None, source: str | No
         data[[*LR_GROUP, "lr", "loss"]],
         fig,
     )
+
+
+def _lr_law_figure(report: Report, study: Study, arch: str | None, source: str | None) -> None:
+    optima = study.fit("lr", arch, source).table
     law = study.fit("lr-law", arch, source)
     report.fits.append(law)
-    usable = optima[optima.bracketed.astype(bool)]
+    usable = _drawable(optima[optima.bracketed.astype(bool)], ["N", "D", "lr_opt"], "LR optima")
     fig, axes = plt.subplots(1, 2, figsize=(9, 4))
     for ax, var in zip(axes, ("N", "D"), strict=True):
         ax.scatter(usable[var], usable.lr_opt, s=18)
@@ -196,9 +214,7 @@ def _lr_figures(report: Report, study: Study, arch: str | None, source: str | No
     )
 
 
-def _residual_and_backtest_figures(
-    report: Report, study: Study, arch: str | None, source: str | None
-) -> None:
+def _residual_figure(report: Report, study: Study, arch: str | None, source: str | None) -> None:
     fitted = study.fit("chinchilla", arch, source)
     data = study._data("chinchilla", arch, source, None, "params")
     predicted = chinchilla_loss(
@@ -216,8 +232,11 @@ def _residual_and_backtest_figures(
             "log_residual": np.log(data.loss / predicted),
         }
     )
+    shown = _drawable(resid, ["C"], "runs")
+    if not np.isfinite(shown.log_residual).any():
+        raise ScalingError("the fitted law gives no finite residual to draw")
     fig, ax = plt.subplots(figsize=(7, 4))
-    ax.scatter(resid.C, resid.log_residual, s=12)
+    ax.scatter(shown.C, shown.log_residual, s=12)
     ax.axhline(0, color="k", lw=0.8)
     ax.set(
         xscale="log",
@@ -226,18 +245,28 @@ def _residual_and_backtest_figures(
         title="Residuals of the Chinchilla fit",
     )
     _save(report, "residuals", "Log residuals of the Chinchilla fit against compute.", resid, fig)
+
+
+def _backtest_figure(report: Report, study: Study, arch: str | None, source: str | None) -> None:
     result = study.backtest("chinchilla", arch, source=source)
     frame = result.frame
+    shown = frame[np.isfinite(frame[["actual", "predicted", "lo", "hi"]]).all(axis=1)]
+    if shown.empty:
+        raise ScalingError("the backtest has no finite prediction to draw")
     fig, ax = plt.subplots(figsize=(5, 5))
     ax.errorbar(
-        frame.actual,
-        frame.predicted,
-        yerr=[frame.predicted - frame.lo, frame.hi - frame.predicted],
+        shown.actual,
+        shown.predicted,
+        # an interval need not contain the point estimate (bootstrap percentiles)
+        yerr=[
+            np.maximum(shown.predicted - shown.lo, 0),
+            np.maximum(shown.hi - shown.predicted, 0),
+        ],
         fmt="o",
         ms=3,
         alpha=0.7,
     )
-    edge = [min(frame.actual.min(), frame.lo.min()), max(frame.actual.max(), frame.hi.max())]
+    edge = [min(shown.actual.min(), shown.lo.min()), max(shown.actual.max(), shown.hi.max())]
     ax.plot(edge, edge, "k--", lw=0.8)
     ax.set(xlabel="actual loss", ylabel="predicted loss", title=str(result).split(":")[0])
     _save(report, "backtest", str(result), frame, fig)
@@ -255,17 +284,18 @@ def write_report(
     steps: list[tuple[str, Callable[[], None]]] = [
         ("frontier", lambda: _frontier_figure(report, study, runs, source)),
         ("isoflop", lambda: _isoflop_figure(report, study, arch, source)),
-        ("lr", lambda: _lr_figures(report, study, arch, source)),
-        (
-            "residuals and backtest",
-            lambda: _residual_and_backtest_figures(report, study, arch, source),
-        ),
+        ("lr", lambda: _lr_figure(report, study, arch, source)),
+        ("lr_law", lambda: _lr_law_figure(report, study, arch, source)),
+        ("residuals", lambda: _residual_figure(report, study, arch, source)),
+        ("backtest", lambda: _backtest_figure(report, study, arch, source)),
     ]
     for name, draw in steps:
         try:
             draw()
-        except ScalingError as exc:
-            report.skipped[name] = str(exc)
+        except DRAWING_ERRORS as exc:
+            report.skipped[name] = str(exc) or type(exc).__name__
+        finally:
+            plt.close("all")  # a figure that failed half-way is not left open
     _write_html(report)
     return report
 

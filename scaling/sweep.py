@@ -59,8 +59,9 @@ class PlannedRun:
 
     @property
     def label(self) -> str:
-        m, lr = self.config.model, self.config.train.lr
-        return f"{m.arch} d={m.d_model} L={m.n_layers} D={self.config.tokens:,} lr={lr:.3g}"
+        m, t = self.config.model, self.config.train
+        shape = f"{m.arch} d={m.d_model} L={m.n_layers}"
+        return f"{shape} D={self.config.tokens:,} lr={t.lr:.3g} {t.precision}"
 
 
 class Observer:
@@ -343,14 +344,33 @@ def plan_sweep(name: str, planner: PlanFunction, db: str | Path | None = None) -
             outcomes, measured = run_outcomes(con), measured_throughput(con)
     book = _Book(name, planner, outcomes, retry_failed=False)
     runs = pd.DataFrame(
-        [{**r.row, "status": outcomes.get(r.run_id, ("planned",))[0]} for r in book.plan()]
+        [
+            {
+                **r.row,
+                "eval_tokens": evaluated_tokens(r.config),
+                "status": outcomes.get(r.run_id, ("planned",))[0],
+            }
+            for r in book.plan()
+        ]
     )
     throughput = None
     if measured is not None:
         throughput = Throughput.fit(measured["flops_per_token"], measured["tokens_per_s"])
     if throughput is not None:
-        runs["est_s"] = throughput.seconds(runs["flops"] / runs["tokens"], runs["tokens"])
+        runs["est_s"] = throughput.seconds(
+            runs["flops"] / runs["tokens"], runs["tokens"], runs["eval_tokens"]
+        )
     return SweepPlan(name, runs, throughput)
+
+
+def evaluated_tokens(config: RunConfig) -> int:
+    """Held-out tokens a run scores in all: one evaluation every eval_every steps and at the
+    end, each over eval_tokens rounded up to whole sequences (as runners.batches takes them)."""
+    config = config.resolved()
+    steps, every, seq_len = config.steps, config.train.eval_every, config.model.seq_len
+    assert every is not None  # resolved() sets it
+    n_evals = steps // every + (steps % every != 0)
+    return n_evals * -(-config.train.eval_tokens // seq_len) * seq_len
 
 
 def sweep_status(

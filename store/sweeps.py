@@ -39,11 +39,12 @@ def sweep_counts(con: duckdb.DuckDBPyConnection, sweep: str | None = None) -> pd
 
 
 def measured_throughput(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
-    """Finished runs' FLOPs per token and tokens per wall second (evaluations included)."""
+    """Finished runs' FLOPs per token and training tokens per second (evaluations apart)."""
     return con.execute(
         """
-        SELECT flops / tokens AS flops_per_token, tokens / wall_s AS tokens_per_s
+        SELECT flops / tokens AS flops_per_token, tokens_per_s
         FROM runs
-        WHERE status = 'done' AND source = 'local' AND wall_s > 0 AND tokens > 0 AND flops > 0
+        WHERE status = 'done' AND source = 'local' AND tokens_per_s > 0 AND tokens > 0
+          AND flops > 0
         """
     ).df()

@@ -41,3 +41,16 @@ def run_cli(
         text=True,
         timeout=timeout,
     )
+
+
+def call_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """Run `scaling ARGV` in this process: (exit code, stdout, stderr). Fast, for refusals."""
+    from cli.app import main
+
+    try:
+        main(argv)
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    out, err = capsys.readouterr()
+    return code, out, err

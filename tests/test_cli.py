@@ -11,6 +11,9 @@ from cli.app import main
 from store.db import LOCK_WAIT_S, connect
 from tests.conftest import REPO, run_cli
 
+# Real `scaling` subprocesses and training: the fast lane (-m "not slow") skips them.
+pytestmark = pytest.mark.slow
+
 TINY = ["--d-model", "32", "--n-layers", "1", "--n-heads", "2", "--seq-len", "64",
         "--batch-size", "8", "--tokens", "20k", "--eval-tokens", "4096"]  # fmt: skip
 
@@ -41,6 +44,19 @@ def test_same_run_again_is_not_trained_twice(trained):
     db, _ = trained
     again = run_cli("run", *TINY, "--lr", "3e-3", "--db", str(db))
     assert again.returncode == 0 and "already in the log" in again.stdout
+    assert again.stdout.splitlines()[0].startswith("run ")  # no empty progress bar first
+
+
+def test_precision_auto_is_resolved_recorded_and_said(trained):
+    from runners.precision import auto_precision
+
+    db, done = trained
+    used = auto_precision("auto")  # fp32 on a CPU without bf16 units, bf16 on CUDA
+    con = duckdb.connect(str(db), read_only=True)
+    stored = con.execute("SELECT precision, config FROM runs").fetchone()
+    con.close()
+    assert stored[0] == used and json.loads(stored[1])["train"]["precision"] == used
+    assert f"{used} on " in done.stdout
 
 
 def test_sql_prints_and_exports(trained, tmp_path):

@@ -15,6 +15,9 @@ import pytest
 from scaling import datasets
 from tests.conftest import REPO, run_cli
 
+# Real `scaling` subprocesses and training: the fast lane (-m "not slow") skips them.
+pytestmark = pytest.mark.slow
+
 WHERE = "run_id NOT IN (SELECT run_id FROM runs ORDER BY final_val_loss DESC LIMIT 5)"
 
 

@@ -1,9 +1,14 @@
 """The showcase end to end at a tiny horizon: real sweep, real runs, real fits."""
 
+import ast
+from pathlib import Path
+
 import duckdb
-from rich.console import Console
+import pytest
 
 from scaling import demo
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_demo_configs_cover_sizes_and_horizons_with_lr_falling_with_width():
@@ -15,10 +20,25 @@ def test_demo_configs_cover_sizes_and_horizons_with_lr_falling_with_width():
         assert c.train.lr * c.model.d_model == demo.LR_TIMES_WIDTH
 
 
+def test_the_api_never_imports_the_cli():
+    """Dependencies point one way (cli -> scaling -> runners, fits, store)."""
+    for package in ("scaling", "runners", "fits", "store"):
+        for path in (ROOT / package).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Import):
+                    names = [a.name for a in node.names]
+                elif isinstance(node, ast.ImportFrom):
+                    names = [node.module or ""]
+                else:
+                    continue
+                assert not any(n == "cli" or n.startswith("cli.") for n in names), path
+
+
+@pytest.mark.slow
 def test_demo_trains_the_sweep_once_and_answers(tmp_path, monkeypatch):
     monkeypatch.setattr(demo, "DEMO_TOKENS", [8_192, 16_384, 32_768])
     db = tmp_path / "demo.duckdb"
-    table = demo.run_demo(db, Console(quiet=True))
+    table = demo.run_demo(db)
     assert len(table) == 9 and set(table.status) == {"done"}
     assert table.params.is_monotonic_increasing
     con = duckdb.connect(str(db), read_only=True)
@@ -27,7 +47,7 @@ def test_demo_trains_the_sweep_once_and_answers(tmp_path, monkeypatch):
     con.close()
     assert in_sweep == (9,)
 
-    again = demo.run_demo(db, Console(quiet=True))  # resumes: nothing left to train
+    again = demo.run_demo(db)  # resumes: nothing left to train
     assert again.run_id.tolist() == table.run_id.tolist()
     con = duckdb.connect(str(db), read_only=True)
     assert con.execute("SELECT max(created_at) FROM runs").fetchone() == created

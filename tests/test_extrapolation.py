@@ -93,7 +93,8 @@ def test_quick_refit_reaches_the_full_grid_optimum():
     part = runs[runs.C.quantile(0.6) >= runs.C]
     quick = model.quick_refit(part)
     full = ChinchillaLaw(n_bootstrap=0).fit(part.N, part.D, part.loss)
-    assert quick.objective_ == pytest.approx(full.objective_, rel=1e-8)
+    # the same basin; quick_refit stops at L-BFGS-B's tolerance, the full fit is polished
+    assert quick.objective_ == pytest.approx(full.objective_, rel=1e-6)
     assert quick.params_ == pytest.approx(full.params_, rel=1e-4)
 
 

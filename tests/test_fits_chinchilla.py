@@ -229,6 +229,7 @@ def test_interval_level_is_respected(fitted):
     assert fitted.intervals_["E"] == pytest.approx((lo, hi), rel=1e-12)
 
 
+@pytest.mark.slow  # four bootstrap fits, one spawning 2 worker processes
 def test_bootstrap_is_seed_reproducible_and_process_independent(epoch240):
     d = epoch240.iloc[::2]  # 120 points keep this quick
     one = ChinchillaLaw(n_bootstrap=40, random_state=7).fit(d.N, d.D, d.loss)

@@ -64,6 +64,7 @@ def test_bad_rows_import_nothing_unless_skipped(tmp_path, db):
     assert [p.split(":")[0] for p in problems] == ["line 3", "line 4", "line 5"]
 
 
+@pytest.mark.slow  # runs `scaling import` in a subprocess
 def test_parquet_and_jsonl_and_the_command(tmp_path, db):
     frame = pd.DataFrame({"params": [1e6, 2e6], "tokens": [1e8, 1e8], "loss": [3.1, 2.9]})
     parquet = tmp_path / "runs.parquet"

@@ -88,6 +88,7 @@ def test_softmax_attention_scores_scale_as_one_over_head_dim():
     assert scale(256, 1, "sp") == pytest.approx(scale(64, 1, "sp") / 2)
 
 
+@pytest.mark.slow  # trains each arch at several widths
 @pytest.mark.parametrize("arch", ARCHS)
 def test_coordinate_check(arch):
     """Widths 64..1024, 3 Adam steps at lr 3e-3: under muP how far every layer moves is

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from scaling.errors import ScalingError
 from scaling.report import write_report
 from scaling.study import Study
 
@@ -92,3 +93,30 @@ def test_missing_data_is_explained_not_drawn(tmp_path):
     assert "frontier" in result.figures
     assert "lr" in result.skipped and "lr" in result.skipped["lr"]
     assert "Not drawn" in result.index.read_text()
+
+
+def test_a_small_log_lists_the_figures_it_cannot_draw(tmp_path):
+    """Nine runs, one LR: the backtest's intervals miss its estimates, the isoflop and LR laws
+    cannot be fitted. Before, matplotlib's ValueError ended the report with a traceback."""
+    rows = [
+        {"arch": "llama", "N": N, "D": D, "C": 6 * N * D, "lr": 3e-3, "batch_size": 16,
+         "seq_len": 128, "loss": 2.0 + 50 / N**0.3 + 80 / D**0.3}
+        for N in (1e5, 2e5, 4e5)
+        for D in (5e5, 1e6, 2e6)
+    ]  # fmt: skip
+    result = write_report(Study.from_frame(pd.DataFrame(rows), n_bootstrap=20), tmp_path, "llama")
+    assert {"frontier", "residuals", "backtest"} <= set(result.figures)
+    assert {"isoflop", "lr_law"} <= set(result.skipped)
+    assert "3 compute budgets" in result.skipped["isoflop"]
+    assert set(result.figures).isdisjoint(result.skipped)
+    page = result.index.read_text()
+    assert "Not drawn" in page and "lr_law" in page
+
+
+def test_a_figure_with_nothing_positive_on_its_log_axis_is_skipped_with_the_reason():
+    from scaling.report import _drawable
+
+    frame = pd.DataFrame({"C": [0.0, -1.0, np.nan], "loss": [2.0, 2.0, 2.0]})
+    with pytest.raises(ScalingError, match="no runs with finite, positive C to draw"):
+        _drawable(frame, ["C"], "runs")
+    assert list(_drawable(frame.assign(C=[0.0, 5.0, np.inf]), ["C"], "runs").index) == [1]

@@ -56,6 +56,7 @@ def test_ladder_frame_has_the_exact_counts() -> None:
 def test_sizes_command_prints_the_ladder() -> None:
     result = CliRunner().invoke(app, ["sizes", "--arch", "hgrn2"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
+    first_cells = {line.split()[0] for line in result.output.splitlines() if line.strip()}
     for name in SIZES:
-        assert f" {name} " in result.output
+        assert name in first_cells
     assert "hgrn2" in result.output and "llama" not in result.output

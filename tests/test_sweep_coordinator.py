@@ -16,6 +16,9 @@ from scaling.sweep import SweepOptions, plan_sweep, run_sweep, sweep_status
 from store.db import connect
 from store.runs import mark_running, read_curves, read_runs
 
+# Real `scaling` subprocesses and training: the fast lane (-m "not slow") skips them.
+pytestmark = pytest.mark.slow
+
 WORKERS = min(2, cores())
 OPTIONS = SweepOptions(workers=WORKERS, threads=1)
 
@@ -32,7 +35,6 @@ def run_id(config: RunConfig) -> str:
     return config.run_id(corpus.sha256)
 
 
-@pytest.mark.slow
 def test_done_diverged_failed_are_recorded_and_the_sweep_goes_on(tmp_path):
     db = tmp_path / "log.duckdb"
     small = tmp_path / "small.txt"  # trains, but its validation split is shorter than seq_len
@@ -70,7 +72,6 @@ def test_done_diverged_failed_are_recorded_and_the_sweep_goes_on(tmp_path):
     assert (counts.done, counts.diverged, counts.failed, counts.running) == (1, 1, 1, 0)
 
 
-@pytest.mark.slow
 def test_lr_scan_refines_until_the_optimum_is_bracketed(tmp_path):
     db = tmp_path / "log.duckdb"
     spec = loads_spec(

@@ -10,6 +10,7 @@ from runners.train import train
 from tests.conftest import tiny_config
 
 
+@pytest.mark.slow
 def test_loss_falls_clearly_on_the_real_corpus():
     config = RunConfig(
         ModelConfig(d_model=64, n_layers=2, n_heads=2, seq_len=64),
@@ -24,6 +25,7 @@ def test_loss_falls_clearly_on_the_real_corpus():
     assert len(evaluated) >= 2 and evaluated[-1] < evaluated[0]
 
 
+@pytest.mark.slow
 def test_same_seed_same_curve_other_seed_other_curve():
     a, b = train(tiny_config()), train(tiny_config())
     c = train(tiny_config(seed=1))
@@ -33,6 +35,7 @@ def test_same_seed_same_curve_other_seed_other_curve():
     assert [p.train_loss for p in a.curve] != [p.train_loss for p in c.curve]
 
 
+@pytest.mark.slow
 def test_token_horizon_is_exact_with_a_partial_last_batch():
     config = tiny_config(tokens=64 * 37)  # 2 full batches of 16 sequences and one of 5
     result = train(config)
@@ -41,6 +44,7 @@ def test_token_horizon_is_exact_with_a_partial_last_batch():
     assert result.curve[-1].tokens == 64 * 37 == result.row()["tokens"]
 
 
+@pytest.mark.slow
 def test_exploding_loss_is_recorded_as_diverged_not_raised():
     result = train(tiny_config(lr=50.0, warmup=1, tokens=64 * 16 * 40))
     assert result.status == "diverged"
@@ -49,6 +53,7 @@ def test_exploding_loss_is_recorded_as_diverged_not_raised():
     assert result.row()["status"] == "diverged"
 
 
+@pytest.mark.slow
 def test_bf16_autocast_trains():
     result = train(tiny_config(precision="bf16"))
     assert result.status == "done"

@@ -22,9 +22,9 @@ from dataclasses import replace
 from typing import Any
 
 from runners.accounting import Counts, count
-from runners.config import ModelConfig, RunConfig, TrainConfig
+from runners.config import MAX_TOKENS, ModelConfig, RunConfig, TrainConfig
 from runners.errors import RunnerError
-from runners.sweeps.spec import MAX_TOKENS, MODEL_FIELDS, SHAPE, Size, SweepSpec
+from runners.sweeps.spec import MODEL_FIELDS, SHAPE, Size, SweepSpec
 
 DEFAULT_EXTRA_RUNS = 4  # refine adds at most this many LRs per group unless max_runs says
 
@@ -36,9 +36,9 @@ LossOf = Callable[[RunConfig], float | None]
 class Planner:
     """The runs of a spec: the initial design, then lr_scan refinements as losses come in."""
 
-    def __init__(self, spec: SweepSpec) -> None:
+    def __init__(self, spec: SweepSpec, device: str = "auto") -> None:
         self.spec = spec
-        self.initial = initial_configs(spec)
+        self.initial = initial_configs(spec, device)
 
     def __call__(self, loss_of: LossOf | None = None) -> list[RunConfig]:
         if not self.spec.design.refine or loss_of is None:
@@ -46,18 +46,21 @@ class Planner:
         return self.initial + refinements(self.initial, loss_of, self.spec.design.max_runs)
 
 
-def initial_configs(spec: SweepSpec) -> list[RunConfig]:
-    """The design's runs before any result is known, resolved, without duplicates."""
+def initial_configs(spec: SweepSpec, device: str = "auto") -> list[RunConfig]:
+    """The design's runs before any result is known, resolved for `device` (precision auto),
+    without duplicates."""
     keys = list(spec.axes)
     configs = []
     for combo in itertools.product(*(spec.axes[k] for k in keys)):
         values = dict(zip(keys, combo, strict=True))
         for budget in spec.design.budgets or (None,):
-            configs.append(_config(spec, values, budget))
+            configs.append(_config(spec, values, budget, device))
     return list(dict.fromkeys(configs))
 
 
-def _config(spec: SweepSpec, values: dict[str, Any], budget: float | None) -> RunConfig:
+def _config(
+    spec: SweepSpec, values: dict[str, Any], budget: float | None, device: str
+) -> RunConfig:
     settings = {**spec.fixed, **values}
     size = settings.pop("size", None)
     model_kw = {k: v for k, v in settings.items() if k in MODEL_FIELDS}
@@ -83,7 +86,7 @@ def _config(spec: SweepSpec, values: dict[str, Any], budget: float | None) -> Ru
             f"({config.train.batch_size} x {model.seq_len} = {config.tokens_per_step:,} tokens)"
         )
     try:
-        config = config.resolved()
+        config = config.resolved(device)
     except RunnerError as exc:
         raise RunnerError(f"spec: {label}: {exc}") from None
     _counts(config.model, spec)

@@ -26,8 +26,17 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from runners.config import ARCHS, PARAMETRIZATIONS, PRECISIONS, SCHEDULES, ModelConfig, TrainConfig
+from runners.config import (
+    ARCHS,
+    PARAMETRIZATIONS,
+    PRECISIONS,
+    SCHEDULES,
+    ModelConfig,
+    TrainConfig,
+    setting_problem,
+)
 from runners.errors import RunnerError
+from runners.numbers import parse_number
 
 AXES = (
     "arch", "size", "tokens", "lr", "batch_size", "seed", "parametrization", "schedule",
@@ -44,10 +53,6 @@ CHOICES = {
     "schedule": SCHEDULES,
     "precision": PRECISIONS,
 }
-NON_NEGATIVE = {"warmup", "seed", "weight_decay"}
-BELOW_ONE = {"beta1", "beta2"}
-MAX_INT = 2**31 - 1  # model and batch columns are INTEGER in the run log
-MAX_TOKENS = 10**15
 MAX_LOGSPACE = 1000
 MAX_RUNS = 100_000
 
@@ -241,36 +246,32 @@ def _setting(name: str, value: Any, key: str) -> Any:
         if not isinstance(value, bool):
             raise RunnerError(f"{key}: expected true or false, got {_kind(value)}")
         return value
-    if kind.startswith("int"):
-        number = _integer(value, key)
-        high = MAX_TOKENS if name in ("tokens", "eval_tokens") else MAX_INT
-        if number > high:
-            raise RunnerError(f"{key}: must be at most {high:,}, got {number:,}")
-    else:
-        number = _real(value, key)
-    if name in NON_NEGATIVE:
-        if number < 0:
-            raise RunnerError(f"{key}: must be >= 0, got {value!r}")
-    elif name in BELOW_ONE:
-        if not 0 <= number < 1:
-            raise RunnerError(f"{key}: must be in [0, 1), got {value!r}")
-    elif number <= 0:
-        raise RunnerError(f"{key}: must be positive, got {value!r}")
+    number = _integer(value, key) if kind.startswith("int") else _real(value, key)
+    problem = setting_problem(name, number)
+    if problem:
+        raise RunnerError(f"{key}: {problem}")
     return number
 
 
 def _integer(value: Any, key: str) -> int:
-    """A whole number; TOML floats such as 2e6 count when they are whole."""
-    if isinstance(value, float) and math.isfinite(value) and value == int(value):
-        return int(value)
-    if isinstance(value, bool) or not isinstance(value, int):
+    """A whole number; floats such as 2e6 and strings such as "2M" count when they are whole."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    number = _real(value, key, "a whole number")
+    if number != int(number):
         raise RunnerError(f"{key}: expected a whole number, got {value!r}")
-    return value
+    return int(number)
 
 
-def _real(value: Any, key: str) -> float:
+def _real(value: Any, key: str, what: str = "a number") -> float:
+    """A finite number: a TOML int or float, or a string as the CLI reads it (3e-3, 2M, 7B)."""
+    if isinstance(value, str):
+        try:
+            value = parse_number(value)
+        except ValueError:
+            raise RunnerError(f"{key}: expected {what} (2e6, 2M, 7B), got {value!r}") from None
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise RunnerError(f"{key}: expected a number, got {value!r}")
+        raise RunnerError(f"{key}: expected {what}, got {value!r}")
     number = float(value) if abs(value) < 1e300 else math.inf
     if not math.isfinite(number):
         raise RunnerError(f"{key}: expected a finite number, got {value!r}")
