@@ -46,14 +46,16 @@ def test_fit_json_has_the_law_parameters_and_intervals(db):
 
 def test_predictions_are_answered_and_logged(db):
     loss = run_cli(
-        "predict", "loss", "--N", "70B", "--D", "1.4T", "--where", WHERE, "--json", "--db", str(db)
-    )
+        "predict", "loss", "--N", "70B", "--D", "1.4T", "--where", WHERE, "--law", "chinchilla",
+        "--json", "--db", str(db),
+    )  # fmt: skip
     assert loss.returncode == 0, loss.stderr
     answer = json.loads(loss.stdout)
     assert answer["lo"] < answer["value"] < answer["hi"] and answer["level"] == 0.9
     optimal = run_cli(
-        "predict", "optimal", "--compute", "5.76e23", "--where", WHERE, "--json", "--db", str(db)
-    )
+        "predict", "optimal", "--compute", "5.76e23", "--where", WHERE, "--law", "chinchilla",
+        "--json", "--db", str(db),
+    )  # fmt: skip
     parts = json.loads(optimal.stdout)
     assert parts["N"]["lo"] < 70e9 < parts["N"]["hi"]
     logged = run_cli("sql", "SELECT count(*) AS n FROM predictions", "-f", "csv", "--db", str(db))

@@ -225,10 +225,6 @@ def test_sweep_plan_refuses_or_plans_only_runs_the_log_holds(text: str, tmp_path
     assert outcome.problem() is None, (text, outcome, outcome.traceback)
 
 
-@pytest.mark.xfail(
-    strict=True,  # remove once `scaling sql ""` is one red line (store/cli.query fix, issue 12)
-    reason="`scaling sql ''` and `sql ';'` raise AttributeError: 'NoneType' ... 'df'",
-)
 @FUZZ
 @given(argv=query_argv())
 def test_queries_refuse_bad_values_in_one_line(argv: list[str], log: Path) -> None:

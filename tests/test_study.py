@@ -37,7 +37,7 @@ def synthetic(p: dict, seed: int, noise: float = 0.005, arch: str = "a") -> pd.D
 
 
 def test_predicts_chinchilla_70b_like_the_epoch_refit(chinchilla):
-    prediction = chinchilla.predict_loss(70e9, 1.4e12)
+    prediction = chinchilla.predict_loss(70e9, 1.4e12, law="chinchilla")
     published = float(law(EPOCH, 70e9, 1.4e12))
     assert prediction.value == pytest.approx(published, abs=0.01)
     assert prediction.lo < published < prediction.hi
@@ -47,7 +47,7 @@ def test_predicts_chinchilla_70b_like_the_epoch_refit(chinchilla):
 
 def test_compute_optimal_matches_a_brute_force_minimum_and_chinchilla(chinchilla):
     C = 5.76e23
-    answer = chinchilla.compute_optimal(C)
+    answer = chinchilla.compute_optimal(C, law="chinchilla")
     fitted = chinchilla.fit("chinchilla", bootstrap=300).model.params_
     best = minimize_scalar(lambda logn: float(law(fitted, math.exp(logn), C / 6 / math.exp(logn))),
                            bounds=(math.log(1e9), math.log(1e13)), method="bounded")  # fmt: skip
@@ -161,9 +161,11 @@ def test_unidentified_fit_is_refused_and_a_forced_one_never_answers():
     frame = synthetic({"E": 1.7, "A": 0.0, "B": 0.0, "alpha": 0.3, "beta": 0.3}, 6, noise=0)
     study = Study.from_frame(frame, n_bootstrap=50)
     with pytest.raises(ScalingError, match=r"cannot fit chinchilla: alpha = \S+ is not positive"):
-        study.predict_loss(1e9, 1e10)
+        study.predict_loss(1e9, 1e10, law="chinchilla")
+    with pytest.raises(ScalingError, match=r"cannot fit auto: no law form fits \(chinchilla"):
+        study.predict_loss(1e9, 1e10)  # auto: every form refused, each with its reason
     forced = study.fit("chinchilla", force=True)
     assert forced.fit_id is not None and forced.model.identification_problems()
     assert "FLAGGED" in forced.summary()
     with pytest.raises(ScalingError, match="is not positive"):
-        study.predict_loss(1e9, 1e10)
+        study.predict_loss(1e9, 1e10, law="chinchilla")
