@@ -46,10 +46,10 @@ def test_matches_a_brute_force_grid_search(hours: float) -> None:
     answer = optimal_within(KnownLaw(), SPEED, rungs, hours)
     n_grid, loss_grid = brute_force(rungs, hours)
     assert answer.loss.value == pytest.approx(loss_grid, rel=1e-7)
-    assert answer.N == pytest.approx(n_grid, rel=2e-3)
-    expected_d = np.exp(np.interp(np.log(answer.N), np.log(rungs.params), np.log(
-        SPEED.tokens_per_s(rungs)))) * 3600 * hours  # fmt: skip
-    assert answer.D == pytest.approx(expected_d, rel=1e-9)
+    n_opt, d_opt = answer.N, answer.D
+    assert n_opt == pytest.approx(n_grid, rel=2e-3)
+    rate = np.interp(np.log(n_opt), np.log(rungs.params), np.log(SPEED.tokens_per_s(rungs)))
+    assert d_opt == pytest.approx(np.exp(rate) * 3600 * hours, rel=1e-9)
     nearest = rungs.iloc[np.argmin(np.abs(np.log(rungs.params / answer.N)))]["name"]
     assert answer.nearest_size == nearest
 
@@ -83,7 +83,8 @@ def test_interval_comes_from_the_law_draws() -> None:
     answer = optimal_within(law, SPEED, size_ladder("llama", 256), 1.0)
     assert answer.loss.lo < answer.loss.value < answer.loss.hi
     direct = law.predict_interval(answer.N, answer.D, 0.9)
-    assert answer.loss.lo == pytest.approx(float(direct.lo)) and answer.loss.interval == "confidence"
+    assert answer.loss.lo == pytest.approx(float(direct.lo))
+    assert answer.loss.interval == "confidence"
 
 
 def test_refuses_bad_questions() -> None:
