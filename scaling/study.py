@@ -42,6 +42,7 @@ from fits import (
 from fits.bootstrap import percentile_interval
 from scaling.errors import ScalingError
 from scaling.results import Backtest, ComputeOptimal, Crossover, Prediction
+from scaling.wallclock import WallclockAnswer, for_study
 from store.db import connect, migrate
 from store.fits import find_fit, runs_fingerprint, save_fit, save_prediction
 from store.imports import normalise_columns
@@ -411,6 +412,19 @@ class Study:
             fraction,
             f"{high_winner}'s frontier passes {low_winner}'s",
         )
+
+    def optimal_within(
+        self, hours: float, arch: str | None = None, seq_len: int | None = None
+    ) -> WallclockAnswer:
+        """Best N and D within `hours` on the device the local runs were timed on, for every
+        architecture with a Chinchilla fit, and which one wins (scaling.wallclock)."""
+        answer = for_study(self, hours, arch, seq_len)
+        for name in [arch] if arch else list(answer.optima):
+            optimum = answer.optima[name]
+            question = {"ask": "optimal_within", "hours": hours, "arch": name, "N": optimum.N,
+                        "D": optimum.D, "winner": answer.winner}  # fmt: skip
+            self._answer(optimum.loss, question)
+        return answer
 
     def backtest(
         self,

@@ -11,13 +11,14 @@ winner at a FLOP budget (e.g. linear mixers at long context).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 from scipy.optimize import minimize_scalar
 
+from fits.errors import FitError
 from fits.throughput import ThroughputModel
 from scaling.errors import ScalingError
 from scaling.results import Prediction, fmt
@@ -169,3 +170,31 @@ def _loss_prediction(law: LossLaw, N: float, D: float, level: float) -> Predicti
     p = interval(N, D, level)
     lo, hi = float(np.ravel(p.lo)[0]), float(np.ravel(p.hi)[0])
     return Prediction("loss", value, lo, hi, level, None, "confidence")
+
+
+def for_study(study: Any, hours: float, arch: str | None, seq_len: int | None) -> WallclockAnswer:
+    """Study.optimal_within: the throughput model from the log's timed local runs, the
+    Chinchilla law of every architecture that has one, at the most common context length."""
+    runs = study.runs(source="local")
+    runs = runs[runs["tokens_per_s"].fillna(0) > 0]
+    if runs.empty:
+        raise ScalingError("no timed local runs: the throughput model needs runs trained here")
+    try:
+        speed = ThroughputModel().fit(runs)
+    except FitError as exc:
+        raise ScalingError(f"cannot fit the throughput model: {exc}") from exc
+    if arch is not None and arch not in speed.coef_:
+        raise ScalingError(f"no timed local runs of arch {arch!r}")
+    context = seq_len or int(runs["seq_len"].mode().iloc[0])
+    optima = {}
+    for name in sorted(speed.coef_):
+        try:
+            fitted = study.fit("chinchilla", name)
+        except ScalingError:
+            if name == arch:
+                raise
+            continue
+        rungs = size_ladder(name, context)
+        optimum = optimal_within(fitted.model, speed, rungs, hours, study.level)
+        optima[name] = replace(optimum, loss=replace(optimum.loss, fit_id=fitted.fit_id))
+    return compare(optima, arch)

@@ -9,7 +9,10 @@ import pytest
 from fits import ChinchillaLaw, chinchilla_loss
 from fits.throughput import ThroughputModel
 from scaling.errors import ScalingError
+from scaling.study import Study
 from scaling.wallclock import compare, optimal_within, size_ladder
+from store.db import connect
+from tests.conftest import run_cli
 
 PARAMS = np.array([1.6, 40.0, 300.0, 0.30, 0.32])  # E, A, B, alpha, beta (made up)
 SPEED = ThroughputModel(
@@ -100,3 +103,42 @@ def test_refuses_bad_questions() -> None:
     with pytest.raises(ScalingError, match="arch 'llama'"):
         compare(one, asked="llama")
     assert "no comparison" in compare(one).note
+
+
+def test_study_answers_within_hours_for_every_arch_and_logs_it() -> None:
+    """Study.optimal_within on runs of two archs that follow one law and SPEED's timings."""
+    rows = []
+    for arch in ("llama", "tnl"):
+        for name in ("5xs", "4xs", "3xs", "xxs", "xs", "s"):
+            rung = size_ladder(arch, 256).set_index("name").loc[[name]].reset_index()
+            for tokens in (3e5, 1e6, 3e6, 1e7):
+                rows.append(rung.assign(tokens=tokens, tokens_per_s=SPEED.tokens_per_s(rung)))
+    runs = pd.concat(rows, ignore_index=True)
+    runs = runs.assign(
+        loss=KnownLaw().predict(runs.params, runs.tokens),
+        flops=runs.flops_per_token * runs.tokens,
+        source="local",
+    ).drop(columns=["name", "flops_per_token"])
+    study = Study.from_frame(runs, n_bootstrap=20)
+    answer = study.optimal_within(2.0, arch="tnl")
+    assert set(answer.optima) == {"llama", "tnl"} and answer.asked == "tnl"
+    direct = optimal_within(KnownLaw(), SPEED, size_ladder("tnl", 256), 2.0)
+    assert pytest.approx(direct.N, rel=0.05) == answer.optima["tnl"].N
+    assert answer.winner == compare({k: v for k, v in answer.optima.items()}).winner
+    logged = study._memory.execute(
+        "SELECT count(*) FROM predictions WHERE question LIKE '%optimal_within%'"
+    ).fetchall()
+    assert logged == [(1,)]
+    with pytest.raises(ScalingError, match="no timed local runs of arch 'hgrn2'"):
+        study.optimal_within(2.0, arch="hgrn2")
+
+
+def test_cli_takes_exactly_one_of_compute_and_hours(tmp_path) -> None:
+    db = str(tmp_path / "runs.duckdb")
+    result = run_cli("predict", "optimal", "--compute", "1e20", "--hours", "2", "--db", db)
+    assert result.returncode == 2 and "exactly one of --compute" in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr
+    with connect(db):  # an empty run log
+        pass
+    result = run_cli("predict", "optimal", "--hours", "2", "--db", db)
+    assert result.returncode == 2 and "no timed local runs" in result.stderr + result.stdout
