@@ -55,10 +55,14 @@ from cli.sweep import duration as parse_duration  # noqa: E402
 from fits import FitError  # noqa: E402
 from fits.throughput import ThroughputModel, backtest  # noqa: E402
 from runners.sizes import ladder  # noqa: E402
+from runners.sweeps.designs import Planner  # noqa: E402
+from runners.sweeps.spec import load_spec  # noqa: E402
 from scaling.errors import ScalingError  # noqa: E402
 from scaling.study import Study, frontier  # noqa: E402
+from scaling.sweep import plan_sweep  # noqa: E402
 from scaling.wallclock import compare, optimal_within, size_ladder  # noqa: E402
 from store.db import connect  # noqa: E402
+from store.sweeps import FINISHED  # noqa: E402
 
 matplotlib.use("Agg")
 DB = HERE / "data" / "experiments.duckdb"
@@ -144,10 +148,19 @@ class Clock:
         return None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
 
 
+def finished(spec: Path, db: Path) -> bool:
+    """Whether the log holds every run the spec plans (refinements included)."""
+    sweep = load_spec(spec)
+    plan = plan_sweep(sweep.name, Planner(sweep), db)
+    return bool(plan.runs["status"].isin(FINISHED).all())
+
+
 def sweep(
     spec: Path, db: Path, clock: Clock, workers: int, runs: Path = RUNS, curves: Path = CURVES
 ) -> bool:
     """`scaling sweep run` the spec, then export; False when the time budget stopped it."""
+    if finished(spec, db):  # skip the start-up of a sweep that has nothing to do
+        return True
     left = clock.left()
     if left is not None and left < 1:
         return False
@@ -247,6 +260,8 @@ def predict(db: Path) -> None:
             sys.exit(f"no IsoFLOP runs of {arch} yet: finish `run` first")
         budget = VALIDATE_FACTOR * runs.flops.max()
         optimal = study.compute_optimal(budget, arch, where=where)
+        if not math.isfinite(optimal.N.value):
+            sys.exit(f"{arch}: the Chinchilla fit gives no finite N_opt at {budget:.3g} FLOPs")
         rungs = ladder(arch, int(runs.seq_len.iloc[0])).set_index("name")
         size = str((np.log(rungs.params) - math.log(optimal.N.value)).abs().idxmin())
         n, per_token = float(rungs.loc[size, "params"]), float(rungs.loc[size, "flops_per_token"])
@@ -317,15 +332,16 @@ def analyse(runs_path: Path) -> None:
             ax.plot(group.params, group.final_val_loss, "o-", ms=3, label=f"C={c:.2g}")
         ax.set(xscale="log", xlabel="parameters N", title=arch)
         ax.legend(fontsize=6)
-        row = {"arch": arch, "runs": len(data)}
-        try:
-            isoflop = study.fit("isoflop", arch).model
-            laws[arch] = study.fit("chinchilla", arch).model
-        except ScalingError as exc:
-            print(f"{arch}: {exc}")
-            rows.append(row)
-            continue
-        rows.append({**row, **_law_row(isoflop, laws[arch])})
+        row: dict[str, Any] = {"arch": arch, "runs": len(data)}
+        for law in ("isoflop", "chinchilla"):
+            try:
+                row[law] = study.fit(law, arch).model
+            except ScalingError as exc:
+                print(f"{arch}: {exc}")
+        if "chinchilla" in row:
+            laws[arch] = row["chinchilla"]
+        fitted = _law_row(row.pop("isoflop", None), row.pop("chinchilla", None))
+        rows.append({**row, **fitted})
     axes[0].set_ylabel("final validation loss")
     fig.tight_layout()
     fig.savefig(DOCS / "arch_isoflop.png", dpi=100)
@@ -345,14 +361,19 @@ def analyse(runs_path: Path) -> None:
 
 def _law_row(isoflop: Any, chinchilla: Any) -> dict[str, str]:
     """The exponents with their 90% intervals and the Chinchilla parameters, as text."""
-    (a_lo, a_hi), (b_lo, b_hi) = isoflop.intervals_["a"], isoflop.derived_intervals_["b"]
-    a, b, p = isoflop.params_["a"], isoflop.derived_["b"], chinchilla.params_
-    return {
-        "N_opt exponent": f"{a:.3f} [{a_lo:.3f}, {a_hi:.3f}]",
-        "D_opt exponent": f"{b:.3f} [{b_lo:.3f}, {b_hi:.3f}]",
-        "Chinchilla": f"E={p['E']:.3g} A={p['A']:.3g} B={p['B']:.3g} "
-        f"alpha={p['alpha']:.3f} beta={p['beta']:.3f}",
-    }
+    row = {}
+    if isoflop is not None:
+        (a_lo, a_hi), (b_lo, b_hi) = isoflop.intervals_["a"], isoflop.derived_intervals_["b"]
+        a, b = isoflop.params_["a"], isoflop.derived_["b"]
+        row["N_opt exponent"] = f"{a:.3f} [{a_lo:.3f}, {a_hi:.3f}]"
+        row["D_opt exponent"] = f"{b:.3f} [{b_lo:.3f}, {b_hi:.3f}]"
+    if chinchilla is not None:
+        p = chinchilla.params_
+        row["Chinchilla"] = (
+            f"E={p['E']:.3g} A={p['A']:.3g} B={p['B']:.3g} "
+            f"alpha={p['alpha']:.3f} beta={p['beta']:.3f}"
+        )
+    return row
 
 
 def frontiers(laws: dict, c_lo: float, c_hi: float) -> None:
@@ -415,14 +436,17 @@ def main() -> None:
     parser.add_argument("--time-budget", type=duration, default=None, help="e.g. 2h, 90m")
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
-    if args.what == "run":
-        run(args.db, args.time_budget, args.workers)
-    elif args.what == "predict":
-        predict(args.db)
-    elif args.what == "validate":
-        validate(args.db, args.time_budget, args.workers)
-    else:
-        analyse(RUNS)
+    try:
+        if args.what == "run":
+            run(args.db, args.time_budget, args.workers)
+        elif args.what == "predict":
+            predict(args.db)
+        elif args.what == "validate":
+            validate(args.db, args.time_budget, args.workers)
+        else:
+            analyse(RUNS)
+    except ScalingError as exc:
+        sys.exit(f"error: {exc}")
 
 
 if __name__ == "__main__":

@@ -84,6 +84,8 @@ def test_restore_round_trip_trains_nothing_twice(trained: dict[str, Path], tmp_p
     assert result.returncode == 0, result.stdout + result.stderr
     assert "trained 0 run(s)" in result.stdout and "12 of 12 finished" in result.stdout
     assert table(fresh, "SELECT count(*) FROM sweep_runs WHERE sweep = 'arch-tiny'") == [(12,)]
+    assert study.finished(trained["spec"], fresh)  # so the driver skips it
+    assert not study.finished(trained["spec"], tmp_path / "empty.duckdb")
 
 
 @pytest.mark.slow
