@@ -308,6 +308,16 @@ def report_validation(runs: pd.DataFrame, predictions: dict) -> pd.DataFrame:
     table = pd.DataFrame(rows)
     print("\nvalidation runs: predicted (90% prediction interval) against measured")
     print(table.to_string(index=False) if rows else "  none trained yet")
+    if rows:
+        fig, ax = plt.subplots(figsize=(5, 4))
+        error = [table.loss - table.lo, table.hi - table.loss]
+        ax.errorbar(table.arch, table.loss, yerr=error, fmt="o", capsize=4, label="predicted")
+        ax.plot(table.arch, table.measured, "kx", ms=8, label="measured")
+        title = f"validation runs at {table.C.max():.2g} FLOPs"
+        ax.set(ylabel="final validation loss", title=title)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(DOCS / "arch_validation.png", dpi=100)
     return table
 
 

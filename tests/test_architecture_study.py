@@ -85,7 +85,11 @@ def test_restore_round_trip_trains_nothing_twice(trained: dict[str, Path], tmp_p
     assert "trained 0 run(s)" in result.stdout and "12 of 12 finished" in result.stdout
     assert table(fresh, "SELECT count(*) FROM sweep_runs WHERE sweep = 'arch-tiny'") == [(12,)]
     assert study.finished(trained["spec"], fresh)  # so the driver skips it
-    assert not study.finished(trained["spec"], tmp_path / "empty.duckdb")
+    empty = tmp_path / "empty.duckdb"
+    assert not study.finished(trained["spec"], empty)
+    spent = study.Clock(0.0)  # a spent --time-budget starts nothing and reports it
+    assert not study.sweep(trained["spec"], empty, spent, 2, tmp_path / "r.pq", tmp_path / "c.pq")
+    assert not empty.exists() and not (tmp_path / "r.pq").exists()
 
 
 @pytest.mark.slow
