@@ -337,9 +337,10 @@ def analyse(runs_path: Path) -> None:
     fig, axes = plt.subplots(1, len(ARCHS), figsize=(4 * len(ARCHS), 3.6), sharey=True)
     for ax, arch in zip(axes, ARCHS, strict=True):
         data = iso[iso.arch == arch]
-        for c, group in data.groupby(data.flops.round(-10)):
+        for _, group in data.groupby(np.round(np.log10(data.flops) / 0.05)):  # as IsoFLOPFit
             group = group.sort_values("params")
-            ax.plot(group.params, group.final_val_loss, "o-", ms=3, label=f"C={c:.2g}")
+            label = f"C={group.flops.median():.2g}"
+            ax.plot(group.params, group.final_val_loss, "o-", ms=3, label=label)
         ax.set(xscale="log", xlabel="parameters N", title=arch)
         ax.legend(fontsize=6)
         row: dict[str, Any] = {"arch": arch, "runs": len(data)}
