@@ -183,7 +183,13 @@ def predict_loss(
 
 @predict_app.command("optimal")
 def predict_optimal(
-    compute: Annotated[float, typer.Option(parser=real, help="Training FLOPs (1e24).")],
+    compute: Annotated[
+        float | None, typer.Option(parser=real, help="Training FLOPs (1e24).")
+    ] = None,
+    hours: Annotated[
+        float | None, typer.Option(help="Or wall-clock hours on the device the runs timed.")
+    ] = None,
+    seq_len: Annotated[int | None, typer.Option(help="--hours: context length.")] = None,
     law: Law = "auto",
     arch: Arch = None,
     source: Source = None,
@@ -192,8 +198,13 @@ def predict_optimal(
     as_json: Json = False,
     db: DbOption = None,
 ) -> None:
-    """Compute-optimal N and D (C = 6ND) and the loss they reach."""
-    _show(_study(db, level).compute_optimal(compute, arch, source, where, law=law), as_json)
+    """Compute-optimal N and D (C = 6ND), or the best within --hours, and the loss they reach."""
+    if hours is not None and compute is None:
+        _show(_study(db, level).optimal_within(hours, arch, seq_len), as_json)
+    elif compute is not None and hours is None:
+        _show(_study(db, level).compute_optimal(compute, arch, source, where, law=law), as_json)
+    else:
+        raise ScalingError("give exactly one of --compute FLOPS or --hours H")
 
 
 @predict_app.command("lr")

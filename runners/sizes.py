@@ -2,11 +2,18 @@
 
 Comparing architectures at "equal N" needs shapes whose non-embedding parameter counts agree:
 each name below maps every architecture to (d_model, n_layers, n_heads) with counts within
-5% of llama's (tests/test_sizes.py checks every name). Head dim is 32 throughout, so the
-linear mixers' state per head (32 x 32, 64 x 32 for cosFormer2) is the same on every rung.
-Rule: every architecture uses llama's shape unless that misses by more than 5%; only at
-"xs" do TNL and cosFormer2 (whose rank-head_dim gate costs an extra D / (6d) = 8% at
-d = 64) move to a wider, shallower shape.
+5% of llama's (tests/test_sizes.py checks every name). Head dim is 32 wherever a matched
+shape allows it (llama and hgrn2 on every rung), so the linear mixers' state per head
+(32 x 32, 64 x 32 for cosFormer2) is mostly the same across rungs.
+Rule: every architecture uses llama's shape unless that misses by more than 5%. TNL and
+cosFormer2 carry a rank-head_dim output gate, an extra head_dim / (6d) per layer (17% at
+d = 32, 8% at d = 64), so on the small rungs they take another shape:
+- "xs": wider and shallower (d 96, 3 layers), head dim 32;
+- "xxs": llama's shape split into 4 heads of 16 (a rank-16 gate, +4%);
+- "3xs": one layer fewer at d 32;
+- "4xs", "5xs": d 24 with one head of 24 and more layers (no head dim 32 shape fits).
+The rungs below "xs" exist for the IsoFLOP budgets of the architecture study (about 1e12
+FLOPs), whose compute-optimal models have 0.03-0.3M parameters.
 """
 
 from __future__ import annotations
@@ -25,6 +32,30 @@ MATCH_TOLERANCE = 0.05  # relative spread of params_nonembed allowed within one 
 
 # name -> arch -> (d_model, n_layers, n_heads); llama's non-embedding params in the comment
 SIZES: dict[str, dict[str, tuple[int, int, int]]] = {
+    "5xs": {  # 25k
+        "llama": (32, 2, 1),
+        "tnl": (24, 3, 1),
+        "hgrn2": (32, 2, 1),
+        "cosformer2": (24, 3, 1),
+    },
+    "4xs": {  # 50k
+        "llama": (32, 4, 1),
+        "tnl": (24, 6, 1),
+        "hgrn2": (32, 4, 1),
+        "cosformer2": (24, 6, 1),
+    },
+    "3xs": {  # 88k
+        "llama": (32, 7, 1),
+        "tnl": (32, 6, 1),
+        "hgrn2": (32, 7, 1),
+        "cosformer2": (32, 6, 1),
+    },
+    "xxs": {  # 0.20M
+        "llama": (64, 4, 2),
+        "tnl": (64, 4, 4),
+        "hgrn2": (64, 4, 2),
+        "cosformer2": (64, 4, 4),
+    },
     "xs": {  # 0.34M
         "llama": (64, 7, 2),
         "tnl": (96, 3, 3),

@@ -51,6 +51,7 @@ from fits.extrapolation import Calibration, assess
 from fits.hparam_backtest import largest_compute, score_groups
 from scaling.errors import ScalingError, ScalingWarning
 from scaling.results import Backtest, ComputeOptimal, Crossover, HparamBacktest, Prediction
+from scaling.wallclock import WallclockAnswer, for_study
 from store.db import connect, default_path, migrate
 from store.errors import StoreError
 from store.fits import find_fit, runs_fingerprint, save_fit, save_prediction
@@ -559,6 +560,19 @@ class Study:
             fraction,
             f"{high_winner}'s frontier passes {low_winner}'s",
         )
+
+    def optimal_within(
+        self, hours: float, arch: str | None = None, seq_len: int | None = None
+    ) -> WallclockAnswer:
+        """Best N and D within `hours` on the device the local runs were timed on, for every
+        architecture with a Chinchilla fit, and which one wins (scaling.wallclock)."""
+        answer = for_study(self, hours, arch, seq_len)
+        for name in [arch] if arch else list(answer.optima):
+            optimum = answer.optima[name]
+            question = {"ask": "optimal_within", "hours": hours, "arch": name, "N": optimum.N,
+                        "D": optimum.D, "winner": answer.winner}  # fmt: skip
+            self._answer(optimum.loss, question)
+        return answer
 
     def backtest(
         self,

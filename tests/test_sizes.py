@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
+import math
+
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -22,13 +26,29 @@ def test_every_size_is_matched_across_architectures_within_5_percent(name: str) 
         assert abs(n / reference - 1) <= MATCH_TOLERANCE, (arch, n, reference)
 
 
-def test_ladder_spans_small_to_large_with_a_fixed_head_dim() -> None:
+def test_ladder_spans_small_to_large_with_head_dim_32_where_it_matches() -> None:
     llama = [count(size_config("llama", name)).params_nonembed for name in SIZES]
     assert llama == sorted(llama)
-    assert 0.2e6 < llama[0] < 0.5e6 and 20e6 < llama[-1] < 40e6
+    assert 20e3 < llama[0] < 50e3 and 20e6 < llama[-1] < 40e6
+    ratios = [b / a for a, b in itertools.pairwise(llama)]
+    assert all(1.5 < r < 3.5 for r in ratios), ratios  # rungs at most ~3x apart
     for name in SIZES:
-        for arch in ARCHS:
+        for arch in ("llama", "hgrn2"):
             assert size_config(arch, name).head_dim == HEAD_DIM
+    # TNL and cosFormer2 leave head dim 32 only on the rungs where no such shape matches
+    others = {n for n in SIZES for a in ("tnl", "cosformer2") if size_config(a, n).head_dim != 32}
+    assert others == {"5xs", "4xs", "xxs"}
+
+
+def test_rungs_bracket_the_isoflop_optima_of_1e12_to_1e13_flops() -> None:
+    """C = 6 N D at D = 20 N puts N_opt near 91k (1e12) and 289k (1e13) parameters: an
+    IsoFLOP profile needs at least two rungs within 4x on each side of it."""
+    params = np.array([count(size_config("llama", n)).params for n in SIZES])
+    for budget in (1e12, 1e13):
+        n_opt = math.sqrt(budget / 120)
+        below = (params >= n_opt / 4) & (params < n_opt)
+        above = (params > n_opt) & (params <= 4 * n_opt)
+        assert below.sum() >= 2 and above.sum() >= 2, (budget, n_opt, params)
 
 
 def test_size_config_takes_overrides_and_rejects_unknown_names() -> None:

@@ -1,0 +1,120 @@
+"""The architecture study's plumbing: a real sweep exported to Parquet and restored into a
+fresh run log trains nothing twice; generated specs parse; throughput of all four archs."""
+
+from __future__ import annotations
+
+import importlib.util
+import tomllib
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pytest
+
+from fits.throughput import ThroughputModel
+from runners.sweeps.spec import load_spec, loads_spec
+from store.schema import RUN_COLUMNS
+from tests.conftest import REPO, run_cli
+
+_spec = importlib.util.spec_from_file_location(
+    "architecture_study", REPO / "benchmarks" / "architecture_study.py"
+)
+study = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(study)
+
+TINY = """
+name = "arch-tiny"
+[fixed]
+seq_len = 64
+batch_size = 8
+tokens = 2_048
+eval_tokens = 1_024
+lr = 3e-3
+[axes]
+arch = ["llama", "tnl", "hgrn2", "cosformer2"]
+size = ["5xs", "4xs", "3xs"]
+"""
+
+
+def table(db: Path, sql: str) -> list[tuple]:
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """12 tiny real runs (four archs x three sizes) through the driver's sweep + export."""
+    tmp = tmp_path_factory.mktemp("arch")
+    paths = {
+        "spec": tmp / "tiny.toml", "db": tmp / "first.duckdb",
+        "runs": tmp / "runs.parquet", "curves": tmp / "curves.parquet",
+    }  # fmt: skip
+    paths["spec"].write_text(TINY)
+    finished = study.sweep(
+        paths["spec"], paths["db"], study.Clock(None), 2, paths["runs"], paths["curves"]
+    )
+    assert finished
+    return paths
+
+
+@pytest.mark.slow
+def test_export_holds_the_run_log_columns_and_curves(trained: dict[str, Path]) -> None:
+    frame = duckdb.sql("SELECT * FROM read_parquet(?)", params=[str(trained["runs"])]).df()
+    assert list(frame.columns) == [c for c in RUN_COLUMNS if c != "config"]
+    assert len(frame) == 12 and set(frame.status) == {"done"}
+    assert set(frame.arch) == {"llama", "tnl", "hgrn2", "cosformer2"}
+    (n_curves,) = table(trained["db"], "SELECT count(*) FROM curves")[0]
+    exported = duckdb.sql("SELECT count(*) FROM read_parquet(?)", params=[str(trained["curves"])])
+    assert exported.fetchall()[0][0] == n_curves > 12
+
+
+@pytest.mark.slow
+def test_restore_round_trip_trains_nothing_twice(trained: dict[str, Path], tmp_path) -> None:
+    fresh = tmp_path / "fresh.duckdb"
+    assert study.restore(fresh, trained["runs"], trained["curves"]) == 12
+    assert study.restore(fresh, trained["runs"], trained["curves"]) == 0  # idempotent
+    query = "SELECT run_id, status, final_val_loss, sweep FROM runs ORDER BY run_id"
+    assert table(fresh, query) == table(trained["db"], query)
+    curves = "SELECT run_id, step, tokens, train_loss, val_loss FROM curves ORDER BY run_id, step"
+    assert table(fresh, curves) == table(trained["db"], curves)
+    result = run_cli("sweep", "run", str(trained["spec"]), "--db", str(fresh), "--workers", "2")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "trained 0 run(s)" in result.stdout and "12 of 12 finished" in result.stdout
+    assert table(fresh, "SELECT count(*) FROM sweep_runs WHERE sweep = 'arch-tiny'") == [(12,)]
+    assert study.finished(trained["spec"], fresh)  # so the driver skips it
+    empty = tmp_path / "empty.duckdb"
+    assert not study.finished(trained["spec"], empty)
+    spent = study.Clock(0.0)  # a spent --time-budget starts nothing and reports it
+    assert not study.sweep(trained["spec"], empty, spent, 2, tmp_path / "r.pq", tmp_path / "c.pq")
+    assert not empty.exists() and not (tmp_path / "r.pq").exists()
+
+
+@pytest.mark.slow
+def test_throughput_model_fits_tiny_runs_of_all_four_archs(trained: dict[str, Path]) -> None:
+    runs = duckdb.sql("SELECT * FROM read_parquet(?)", params=[str(trained["runs"])]).df()
+    model = ThroughputModel().fit(runs)
+    assert set(model.coef_) == {"llama", "tnl", "hgrn2", "cosformer2"}
+    assert all(v >= 0 for coef in model.coef_.values() for v in coef.values())
+    assert model.coef_["tnl"]["attention"] == 0.0  # no attention term for a linear mixer
+    ratio = model.tokens_per_s(runs) / runs.tokens_per_s
+    assert np.all(np.isfinite(ratio)) and np.all((ratio > 1 / 3) & (ratio < 3))
+
+
+def test_generated_isoflop_spec_keeps_the_template_with_the_law_lr() -> None:
+    for arch in study.ARCHS:
+        path = study.SPECS / f"arch_isoflop_{arch}.toml"
+        template, parsed = tomllib.loads(path.read_text()), load_spec(path)
+        assert parsed.design.kind == "isoflop" and len(parsed.design.budgets) >= 3
+        assert max(parsed.design.budgets) / min(parsed.design.budgets) >= 10
+        assert len(parsed.axes["size"]) >= 5
+        text = study._spec_text(template, {"size": ["3xs"]}, 0.00421, "test")
+        generated = loads_spec(text)
+        assert generated.name == parsed.name and generated.fixed["lr"] == 0.00421
+        assert generated.design.budgets == pytest.approx(parsed.design.budgets, rel=1e-3)
+        assert [s.name for s in generated.axes["size"]] == ["3xs"]
+        lr_scan = load_spec(study.SPECS / f"arch_lr_{arch}.toml")
+        assert lr_scan.design.kind == "lr_scan" and lr_scan.design.refine
+        assert len(lr_scan.axes["size"]) >= 2

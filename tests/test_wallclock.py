@@ -1,0 +1,144 @@
+"""The wall-clock optimiser: agrees with a brute-force grid, sees the long-context speed-up."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fits import ChinchillaLaw, chinchilla_loss
+from fits.throughput import ThroughputModel
+from scaling.errors import ScalingError
+from scaling.study import Study
+from scaling.wallclock import compare, optimal_within, size_ladder
+from store.db import connect
+from tests.conftest import run_cli
+
+PARAMS = np.array([1.6, 40.0, 300.0, 0.30, 0.32])  # E, A, B, alpha, beta (made up)
+SPEED = ThroughputModel(
+    coef_={
+        "llama": {"flops": 2e-11, "elementwise": 4e-8, "attention": 3e-9, "constant": 5e-6},
+        "tnl": {"flops": 3e-11, "elementwise": 9e-8, "attention": 0.0, "constant": 5e-6},
+    }
+)
+
+
+class KnownLaw:
+    """A Chinchilla law with fixed parameters and no interval."""
+
+    def predict(self, N: np.ndarray, D: np.ndarray) -> np.ndarray:
+        N, D = np.broadcast_arrays(np.asarray(N, float), np.asarray(D, float))
+        return chinchilla_loss(PARAMS, N, D).reshape(N.shape)
+
+
+def brute_force(rungs, hours: float) -> tuple[float, float]:
+    """Loss on a 200k-point grid in log N with log throughput interpolated between rungs."""
+    rungs = rungs.sort_values("params")
+    log_n = np.log(rungs.params.to_numpy(float))
+    log_rate = np.log(SPEED.tokens_per_s(rungs))
+    grid = np.linspace(log_n[0], log_n[-1], 200_001)
+    d = np.exp(np.interp(grid, log_n, log_rate)) * 3600 * hours
+    loss = KnownLaw().predict(np.exp(grid), d)
+    i = int(np.argmin(loss))
+    return float(np.exp(grid[i])), float(loss[i])
+
+
+@pytest.mark.parametrize("hours", [0.05, 2.0, 200.0])
+def test_matches_a_brute_force_grid_search(hours: float) -> None:
+    rungs = size_ladder("tnl", 256)
+    answer = optimal_within(KnownLaw(), SPEED, rungs, hours)
+    n_grid, loss_grid = brute_force(rungs, hours)
+    assert answer.loss.value == pytest.approx(loss_grid, rel=1e-7)
+    n_opt, d_opt = answer.N, answer.D
+    assert n_opt == pytest.approx(n_grid, rel=2e-3)
+    rate = np.interp(np.log(n_opt), np.log(rungs.params), np.log(SPEED.tokens_per_s(rungs)))
+    assert d_opt == pytest.approx(np.exp(rate) * 3600 * hours, rel=1e-9)
+    nearest = rungs.iloc[np.argmin(np.abs(np.log(rungs.params / answer.N)))]["name"]
+    assert answer.nearest_size == nearest
+
+
+def test_more_hours_buy_a_larger_model_and_a_lower_loss() -> None:
+    rungs = size_ladder("llama", 256)
+    short, long = (optimal_within(KnownLaw(), SPEED, rungs, h) for h in (0.5, 50.0))
+    assert long.N > short.N and long.D > short.D and long.loss.value < short.loss.value
+
+
+def test_linear_mixer_wins_at_long_context_with_the_same_law() -> None:
+    """Same loss law for both: only the throughput differs, and at a long context llama's
+    attention makes it slower per token, so tnl trains more tokens in the same hours."""
+    answers = {
+        arch: optimal_within(KnownLaw(), SPEED, size_ladder(arch, 8192), 2.0)
+        for arch in ("llama", "tnl")
+    }
+    result = compare(answers, asked="llama")
+    assert result.winner == "tnl" and "winner within 2 h: tnl" in result.note
+    assert str(result).startswith("llama in 2 h")
+    short = {a: optimal_within(KnownLaw(), SPEED, size_ladder(a, 64), 2.0) for a in answers}
+    assert compare(short).winner == "llama"  # tnl's dearer FLOPs lose at a short context
+
+
+def test_interval_comes_from_the_law_draws() -> None:
+    rng = np.random.default_rng(0)
+    N = np.repeat(np.geomspace(3e4, 3e6, 6), 4)
+    D = np.tile(np.geomspace(1e6, 3e8, 4), 6)
+    loss = KnownLaw().predict(N, D) * np.exp(0.01 * rng.standard_normal(N.size))
+    law = ChinchillaLaw(n_bootstrap=40, random_state=0).fit(N, D, loss)
+    answer = optimal_within(law, SPEED, size_ladder("llama", 256), 1.0)
+    assert answer.loss.lo < answer.loss.value < answer.loss.hi
+    direct = law.predict_interval(answer.N, answer.D, 0.9)
+    assert answer.loss.lo == pytest.approx(float(direct.lo))
+    assert answer.loss.interval == "confidence"
+
+
+def test_refuses_bad_questions() -> None:
+    with pytest.raises(ScalingError, match="hours must be positive"):
+        optimal_within(KnownLaw(), SPEED, size_ladder("llama", 256), 0.0)
+    with pytest.raises(ScalingError, match="exactly one architecture"):
+        optimal_within(
+            KnownLaw(), SPEED, pd.concat([size_ladder(a, 64) for a in ("llama", "tnl")]), 1.0
+        )
+    with pytest.raises(ScalingError, match="no architecture"):
+        compare({})
+    one = {"tnl": optimal_within(KnownLaw(), SPEED, size_ladder("tnl", 256), 1.0)}
+    with pytest.raises(ScalingError, match="arch 'llama'"):
+        compare(one, asked="llama")
+    assert "no comparison" in compare(one).note
+
+
+def test_study_answers_within_hours_for_every_arch_and_logs_it() -> None:
+    """Study.optimal_within on runs of two archs that follow one law and SPEED's timings."""
+    rows = []
+    for arch in ("llama", "tnl"):
+        for name in ("5xs", "4xs", "3xs", "xxs", "xs", "s"):
+            rung = size_ladder(arch, 256).set_index("name").loc[[name]].reset_index()
+            for tokens in (3e5, 1e6, 3e6, 1e7):
+                rows.append(rung.assign(tokens=tokens, tokens_per_s=SPEED.tokens_per_s(rung)))
+    runs = pd.concat(rows, ignore_index=True)
+    runs = runs.assign(
+        loss=KnownLaw().predict(runs.params, runs.tokens),
+        flops=runs.flops_per_token * runs.tokens,
+        source="local",
+    ).drop(columns=["name", "flops_per_token"])
+    study = Study.from_frame(runs, n_bootstrap=20)
+    answer = study.optimal_within(2.0, arch="tnl")
+    assert set(answer.optima) == {"llama", "tnl"} and answer.asked == "tnl"
+    direct = optimal_within(KnownLaw(), SPEED, size_ladder("tnl", 256), 2.0)
+    assert pytest.approx(direct.N, rel=0.05) == answer.optima["tnl"].N
+    assert answer.winner == compare({k: v for k, v in answer.optima.items()}).winner
+    logged = study._memory.execute(
+        "SELECT count(*) FROM predictions WHERE question LIKE '%optimal_within%'"
+    ).fetchall()
+    assert logged == [(1,)]
+    with pytest.raises(ScalingError, match="no timed local runs of arch 'hgrn2'"):
+        study.optimal_within(2.0, arch="hgrn2")
+
+
+def test_cli_takes_exactly_one_of_compute_and_hours(tmp_path) -> None:
+    db = str(tmp_path / "runs.duckdb")
+    result = run_cli("predict", "optimal", "--compute", "1e20", "--hours", "2", "--db", db)
+    assert result.returncode == 2 and "exactly one of --compute" in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr
+    with connect(db):  # an empty run log
+        pass
+    result = run_cli("predict", "optimal", "--hours", "2", "--db", db)
+    assert result.returncode == 2 and "no timed local runs" in result.stderr + result.stdout
