@@ -1,4 +1,4 @@
-"""`scaling sweep plan|run|status`: sweeps of many runs from a TOML spec, resumable.
+"""`scaling sweep plan|run|status|suggest`: sweeps of many runs from a TOML spec, resumable.
 
 The coordinator and designs import torch: they are imported inside the commands, so that
 `scaling --help` and the other commands stay fast.
@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 
 from cli.common import DbOption, console, format_value, print_frame, progress_bar
+from runners.errors import RunnerError
 from runners.sweeps.spec import load_spec
 from store.sweeps import FINISHED
 
@@ -55,11 +56,12 @@ def plan(
     workers: Annotated[int, typer.Option(help="Workers to estimate the wall time for.")] = 1,
 ) -> None:
     """Print the runs a sweep would do, how many are done, its FLOPs and wall time."""
-    from runners.sweeps.designs import DEFAULT_EXTRA_RUNS, Planner
+    from runners.sweeps.designs import DEFAULT_EXTRA_RUNS
+    from scaling.adaptive_sweep import planner_for
     from scaling.sweep import plan_sweep
 
     sweep = load_spec(spec)
-    result = plan_sweep(sweep.name, Planner(sweep), db)
+    result = plan_sweep(sweep.name, planner_for(sweep), db)
     runs = result.runs
     counts = runs["status"].value_counts()
     todo = runs[~runs["status"].isin(FINISHED)]
@@ -119,10 +121,11 @@ def run(
     with runs left (start it again to go on), 2 on a bad spec or a busy run log.
     """
     from cli.sweep_display import SweepDisplay
-    from runners.sweeps.designs import Planner
+    from scaling.adaptive_sweep import planner_for
     from scaling.sweep import SweepOptions, run_sweep
 
     sweep = load_spec(spec)
+    planner = planner_for(sweep)
     # A scheduler's SIGTERM stops the sweep as Ctrl-C does: what came back is committed.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     options = SweepOptions(
@@ -131,7 +134,7 @@ def run(
         retry_failed=retry_failed,
     )  # fmt: skip
     with progress_bar() as bar:
-        report = run_sweep(sweep.name, Planner(sweep), db, options, SweepDisplay(bar, sweep.name))
+        report = run_sweep(sweep.name, planner, db, options, SweepDisplay(bar, sweep.name))
     trained = ", ".join(f"{n} {status}" for status, n in sorted(report.trained.items()))
     console.print(
         f"sweep {sweep.name}: trained {report.trained.total()} run(s)"
@@ -150,12 +153,12 @@ def status(
     db: DbOption = None,
 ) -> None:
     """Runs per sweep: done, running, diverged, failed (and left, given a spec)."""
-    from runners.sweeps.designs import Planner
+    from scaling.adaptive_sweep import planner_for
     from scaling.sweep import sweep_status
 
     sweep = load_spec(spec) if spec is not None else None
     frame, holder = sweep_status(
-        db, sweep.name if sweep else None, Planner(sweep) if sweep else None
+        db, sweep.name if sweep else None, planner_for(sweep) if sweep else None
     )
     if frame.empty:
         console.print("no sweeps in the log")
@@ -167,6 +170,46 @@ def status(
         console.print("no coordinator is running: the next `sweep run` reclaims `running` runs")
 
 
+def suggest(spec: SpecArgument, db: DbOption = None) -> None:
+    """Print the runs an adaptive sweep trains next, each with its cost and the expected
+    width of the target's interval once it (and the ones above it) are done."""
+    from scaling.adaptive_sweep import suggest as suggest_round
+
+    sweep = load_spec(spec)
+    if sweep.design.kind != "adaptive":
+        raise RunnerError(
+            f"spec.design.kind: suggest needs an adaptive design, got {sweep.design.kind!r} "
+            "(`scaling sweep plan` shows the runs of the others)"
+        )
+    s = suggest_round(sweep, db)
+    runs = s.runs
+    shape = [
+        f"{d}/{n}/{h}" for d, n, h in zip(runs.d_model, runs.n_layers, runs.n_heads, strict=True)
+    ]
+    table = runs.assign(shape=shape, FLOPs=runs.flops)[
+        ["run_id", "shape", "params", "tokens", "FLOPs", "status", "width_after"]
+    ]
+    table["width_after"] = [f"{w:.2%}" if w == w else "-" for w in table.width_after]
+    table["run_id"] = table.run_id.str[:8]
+    print_frame(table, title=f"adaptive sweep {sweep.name}: round {s.round}")
+    console.print(
+        f"budget: {format_value(s.spent)} of {format_value(s.budget)} FLOPs planned before "
+        f"this round, {format_value(float(runs.flops.sum()))} in it"
+    )
+    if s.plan is None:
+        console.print("round 0 is the start design: the law is fitted once it is done")
+    else:
+        law = s.plan.law
+        kappa = f"kappa {law.kappa:.3g}/decade" if law.calibrated else "not calibrated"
+        console.print(
+            f"law {law.form} ({kappa}): target {s.plan.estimate:.4g}, "
+            f"expected 90% interval width {s.plan.width_now:.2%} now"
+        )
+    if runs.status.isin(list(FINISHED)).all():
+        console.print("nothing left to run: the budget is spent or no candidate narrows it")
+
+
 app.command("plan")(plan)
 app.command("run")(run)
 app.command("status")(status)
+app.command("suggest")(suggest)
