@@ -10,7 +10,7 @@ import re
 import signal
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -141,6 +141,10 @@ def run(
         f"{f' ({trained})' if trained else ''} in {_clock(report.wall_s)}; "
         f"{report.planned - report.left} of {report.planned} finished"
     )
+    if sweep.design.kind == "adaptive":
+        from scaling.adaptive_sweep import suggest as suggest_round
+
+        _print_history(suggest_round(sweep, db))
     if report.left:
         console.print(f"stopped by the {report.stopped_by}: {report.left} run(s) left")
         raise typer.Exit(EXIT_RUNS_LEFT)
@@ -205,8 +209,21 @@ def suggest(spec: SpecArgument, db: DbOption = None) -> None:
             f"law {law.form} ({kappa}): target {s.plan.estimate:.4g}, "
             f"expected 90% interval width {s.plan.width_now:.2%} now"
         )
-    if runs.status.isin(list(FINISHED)).all():
-        console.print("nothing left to run: the budget is spent or no candidate narrows it")
+    _print_history(s)
+
+
+def _print_history(s: Any) -> None:
+    """The rounds so far: runs, FLOPs, the target's width when planned and expected after."""
+    history = s.history.assign(
+        width_before=[f"{w:.2%}" if w == w else "-" for w in s.history.width_before],
+        width_expected=[f"{w:.2%}" if w == w else "-" for w in s.history.width_expected],
+    )
+    print_frame(history, title="rounds")
+    if s.width_now is not None:
+        console.print(
+            f"every planned run is done: the budget is spent or no candidate narrows the "
+            f"interval; width on all {int(s.history.runs.sum())} runs: {s.width_now:.2%}"
+        )
 
 
 app.command("plan")(plan)

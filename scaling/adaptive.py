@@ -54,7 +54,11 @@ MIN_GAIN = 1e-9  # a candidate that narrows the width by less than this is not w
 
 @dataclass(frozen=True)
 class Target:
-    """The question: the loss of runs at (N, D) (mean width over them), or the optimum at C."""
+    """The question: the mean loss of runs at (N, D) (one or more), or the optimal loss at C.
+
+    Several points ask for their mean (in log): the variance is that of the mean prediction,
+    the runs' scatter shrinks as 1/sqrt(points), the distance is the points' mean.
+    """
 
     ask: str
     N: tuple[float, ...] = ()
@@ -211,7 +215,8 @@ class _Design:
         self.z = NormalDist().inv_cdf(0.5 + level / 2)
         self.target_n, self.target_d = _target_points(self.theta, target)
         self.target_x = _log_coords(self.target_n, self.target_d)  # (3, T)
-        self.g = _target_gradient(self.theta, target)  # (T, 5)
+        self.g = _target_gradient(self.theta, target).mean(axis=0)  # (5,): of the mean
+        self.scatter = law.scatter / math.sqrt(self.target_n.size)  # a mean of T runs
         J = _jacobian(self.theta, runs.N.to_numpy(float), runs.D.to_numpy(float))
         info = J.T @ J / law.sigma**2 + np.diag(PRIOR_SD**-2.0)
         self.cov = np.linalg.inv(info)
@@ -223,23 +228,21 @@ class _Design:
         return float(np.mean(loss))
 
     def _width(self, var: np.ndarray, dist: np.ndarray) -> np.ndarray:
-        """Mean over target points (axis 0) of 2 sinh(half-width) in log loss."""
-        h = np.sqrt(self.z**2 * np.maximum(var, 0.0) + self.law.scatter**2) + self.law.kappa * dist
-        return (2.0 * np.sinh(h)).mean(axis=0)
+        """2 sinh(half-width in log loss); dist: each target point's (axis 0), averaged."""
+        h = np.sqrt(self.z**2 * np.maximum(var, 0.0) + self.scatter**2)
+        return 2.0 * np.sinh(h + self.law.kappa * dist.mean(axis=0))
 
     def width(self) -> float:
-        var = np.einsum("ti,ij,tj->t", self.g, self.cov, self.g)
+        var = self.g @ self.cov @ self.g
         dist = _outside(self.target_x, self.lo[:, None], self.hi[:, None])
-        return float(self._width(var, dist))
+        return float(self._width(np.asarray(var), dist))
 
     def widths_with(self, N: np.ndarray, D: np.ndarray) -> np.ndarray:
         """Width after adding each candidate alone: Sherman-Morrison and the stretched box."""
         J = _jacobian(self.theta, N, D)  # (M, 5)
         cJ = J @ self.cov  # (M, 5)
         q = np.einsum("mi,mi->m", cJ, J)
-        cross = self.g @ cJ.T  # (T, M)
-        var0 = np.einsum("ti,ij,tj->t", self.g, self.cov, self.g)
-        var = var0[:, None] - cross**2 / (self.law.sigma**2 + q)[None, :]
+        var = self.g @ self.cov @ self.g - (cJ @ self.g) ** 2 / (self.law.sigma**2 + q)
         x = _log_coords(N, D)  # (3, M)
         lo = np.minimum(self.lo[:, None], x)[:, None, :]  # (3, 1, M)
         hi = np.maximum(self.hi[:, None], x)[:, None, :]

@@ -29,7 +29,14 @@ from runners.errors import RunnerError
 from runners.results import config_row
 from runners.sweeps.designs import LossOf, Planner, initial_configs
 from runners.sweeps.spec import Adaptive, Design, SweepSpec
-from scaling.adaptive import LawState, RoundPlan, Target, fit_law, plan_round
+from scaling.adaptive import (
+    LawState,
+    RoundPlan,
+    Target,
+    expected_width,
+    fit_law,
+    plan_round,
+)
 from scaling.errors import ScalingError
 from store.db import connect, default_path
 from store.sweeps import run_outcomes
@@ -147,6 +154,8 @@ class Suggestion:
     plan: RoundPlan | None
     spent: float  # FLOPs of every run planned before this round
     budget: float
+    history: pd.DataFrame  # per round: runs, FLOPs, width when planned, width expected after
+    width_now: float | None  # with every run of the sweep done: the width measured on them
 
 
 def suggest(spec: SweepSpec, db: str | Path | None = None) -> Suggestion:
@@ -174,4 +183,26 @@ def suggest(spec: SweepSpec, db: str | Path | None = None) -> Suggestion:
     widths = current.plan.picks["width"].to_numpy() if current.plan else np.full(len(frame), np.nan)
     frame["width_after"] = widths
     spent = float(planner.candidates.cost.iloc[before].sum())
-    return Suggestion(frame, len(rounds) - 1, current.plan, spent, planner.design.budget_flops)
+    history = pd.DataFrame(
+        [
+            {
+                "round": k,
+                "runs": len(r.picks),
+                "flops": float(planner.candidates.cost.iloc[list(r.picks)].sum()),
+                "width_before": r.plan.width_now if r.plan else np.nan,
+                "width_expected": r.plan.picks.width.iloc[-1] if r.plan else np.nan,
+            }
+            for k, r in enumerate(rounds)
+        ]
+    )
+    width_now = None
+    finished = {i: loss_of(planner.configs[i]) for r in rounds for i in r.picks}
+    if all(v is not None for v in finished.values()):  # the sweep is over: measure its end
+        done = [i for i, v in finished.items() if v is not None and math.isfinite(v)]
+        runs = planner.candidates.iloc[done].assign(loss=[finished[i] for i in done])
+        law = fit_law(runs, planner.design.law)
+        width_now = expected_width(runs, planner.target, law)
+    return Suggestion(
+        frame, len(rounds) - 1, current.plan, spent, planner.design.budget_flops, history,
+        width_now,
+    )  # fmt: skip

@@ -90,6 +90,30 @@ def test_round_widths_match_a_recomputation_from_scratch(
     assert (np.diff([plan.width_now, *plan.picks.width]) < 0).all()
 
 
+def test_width_of_a_mean_by_hand(runs: pd.DataFrame, state: LawState) -> None:
+    """Two target points: the variance of the mean prediction, scatter / sqrt(2), mean distance,
+    from the information matrix summed run by run in a loop."""
+    theta = np.array(
+        [math.log(state.model.params_[k]) for k in ("A", "B", "E")]
+        + [state.model.params_["alpha"], state.model.params_["beta"]]
+    )
+    info = np.diag([1 / 100, 1 / 100, 1 / 100, 1.0, 1.0])
+    for n, d in zip(runs.N, runs.D, strict=True):
+        j = _jacobian(theta, np.array([n]), np.array([d]))[0]
+        info += np.outer(j, j) / state.sigma**2
+    points = Target("loss", (1e8, 3e9), (4e9, 6e10))
+    g = _jacobian(theta, np.array(points.N), np.array(points.D)).mean(axis=0)
+    # decades outside the runs' box: the first point is inside, the second beyond N, D and C
+    far = max(
+        np.log10(3e9 / runs.N.max()),
+        np.log10(6e10 / runs.D.max()),
+        np.log10(3e9 * 6e10 / (runs.N * runs.D).max()),
+    )
+    h = math.sqrt(1.6448536**2 * g @ np.linalg.solve(info, g) + state.scatter**2 / 2)
+    h += state.kappa * far / 2
+    assert expected_width(runs, points, state) == pytest.approx(2 * math.sinh(h), rel=1e-6)
+
+
 def test_same_runs_in_same_picks_out(runs: pd.DataFrame, state: LawState) -> None:
     cands = candidates()
     first = plan_round(runs, cands, TARGET, state, round_size=4)
