@@ -1,4 +1,4 @@
-"""`scaling sweep plan|run|status`: sweeps of many runs from a TOML spec, resumable.
+"""`scaling sweep plan|run|status|suggest`: sweeps of many runs from a TOML spec, resumable.
 
 The coordinator and designs import torch: they are imported inside the commands, so that
 `scaling --help` and the other commands stay fast.
@@ -10,11 +10,12 @@ import re
 import signal
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from cli.common import DbOption, console, format_value, print_frame, progress_bar
+from runners.errors import RunnerError
 from runners.sweeps.spec import load_spec
 from store.sweeps import FINISHED
 
@@ -58,12 +59,13 @@ def plan(
     ),
 ) -> None:
     """Print the runs a sweep would do, how many are done, its FLOPs and wall time."""
-    from runners.sweeps.designs import DEFAULT_EXTRA_RUNS, Planner
+    from runners.sweeps.designs import DEFAULT_EXTRA_RUNS
     from runners.sweeps.throughput import RUN_START_S, WORKER_START_S
+    from scaling.adaptive_sweep import planner_for
     from scaling.sweep import plan_sweep
 
     sweep = load_spec(spec)
-    result = plan_sweep(sweep.name, Planner(sweep, device), db)
+    result = plan_sweep(sweep.name, planner_for(sweep, device), db)
     runs = result.runs
     counts = runs["status"].value_counts()
     todo = runs[~runs["status"].isin(FINISHED)]
@@ -131,10 +133,11 @@ def run(
     with runs left (start it again to go on), 2 on a bad spec or a busy run log.
     """
     from cli.sweep_display import SweepDisplay
-    from runners.sweeps.designs import Planner
+    from scaling.adaptive_sweep import planner_for
     from scaling.sweep import SweepOptions, run_sweep
 
     sweep = load_spec(spec)
+    planner = planner_for(sweep, device)
     # A scheduler's SIGTERM stops the sweep as Ctrl-C does: what came back is committed.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     options = SweepOptions(
@@ -143,7 +146,6 @@ def run(
         retry_failed=retry_failed,
     )  # fmt: skip
     with progress_bar() as bar:
-        planner = Planner(sweep, device)
         report = run_sweep(sweep.name, planner, db, options, SweepDisplay(bar, sweep.name))
     trained = ", ".join(f"{n} {status}" for status, n in sorted(report.trained.items()))
     console.print(
@@ -151,6 +153,10 @@ def run(
         f"{f' ({trained})' if trained else ''} in {_clock(report.wall_s)}; "
         f"{report.planned - report.left} of {report.planned} finished"
     )
+    if sweep.design.kind == "adaptive":
+        from scaling.adaptive_sweep import suggest as suggest_round
+
+        _print_history(suggest_round(sweep, db))
     if report.left:
         console.print(f"stopped by the {report.stopped_by}: {report.left} run(s) left")
         raise typer.Exit(EXIT_RUNS_LEFT)
@@ -163,12 +169,12 @@ def status(
     db: DbOption = None,
 ) -> None:
     """Runs per sweep: done, running, diverged, failed (and left, given a spec)."""
-    from runners.sweeps.designs import Planner
+    from scaling.adaptive_sweep import planner_for
     from scaling.sweep import sweep_status
 
     sweep = load_spec(spec) if spec is not None else None
     frame, holder = sweep_status(
-        db, sweep.name if sweep else None, Planner(sweep) if sweep else None
+        db, sweep.name if sweep else None, planner_for(sweep) if sweep else None
     )
     if frame.empty:
         console.print("no sweeps in the log")
@@ -180,6 +186,59 @@ def status(
         console.print("no coordinator is running: the next `sweep run` reclaims `running` runs")
 
 
+def suggest(spec: SpecArgument, db: DbOption = None) -> None:
+    """Print the runs an adaptive sweep trains next, each with its cost and the expected
+    width of the target's interval once it (and the ones above it) are done."""
+    from scaling.adaptive_sweep import suggest as suggest_round
+
+    sweep = load_spec(spec)
+    if sweep.design.kind != "adaptive":
+        raise RunnerError(
+            f"spec.design.kind: suggest needs an adaptive design, got {sweep.design.kind!r} "
+            "(`scaling sweep plan` shows the runs of the others)"
+        )
+    s = suggest_round(sweep, db)
+    runs = s.runs
+    shape = [
+        f"{d}/{n}/{h}" for d, n, h in zip(runs.d_model, runs.n_layers, runs.n_heads, strict=True)
+    ]
+    table = runs.assign(shape=shape, FLOPs=runs.flops)[
+        ["run_id", "shape", "params", "tokens", "FLOPs", "status", "width_after"]
+    ]
+    table["width_after"] = [f"{w:.2%}" if w == w else "-" for w in table.width_after]
+    table["run_id"] = table.run_id.str[:8]
+    print_frame(table, title=f"adaptive sweep {sweep.name}: round {s.round}")
+    console.print(
+        f"budget: {format_value(s.spent)} of {format_value(s.budget)} FLOPs planned before "
+        f"this round, {format_value(float(runs.flops.sum()))} in it"
+    )
+    if s.plan is None:
+        console.print("round 0 is the start design: the law is fitted once it is done")
+    else:
+        law = s.plan.law
+        kappa = f"kappa {law.kappa:.3g}/decade" if law.calibrated else "not calibrated"
+        console.print(
+            f"law {law.form} ({kappa}): target {s.plan.estimate:.4g}, "
+            f"expected 90% interval width {s.plan.width_now:.2%} now"
+        )
+    _print_history(s)
+
+
+def _print_history(s: Any) -> None:
+    """The rounds so far: runs, FLOPs, the target's width when planned and expected after."""
+    history = s.history.assign(
+        width_before=[f"{w:.2%}" if w == w else "-" for w in s.history.width_before],
+        width_expected=[f"{w:.2%}" if w == w else "-" for w in s.history.width_expected],
+    )
+    print_frame(history, title="rounds")
+    if s.width_now is not None:
+        console.print(
+            f"every planned run is done: the budget is spent or no candidate narrows the "
+            f"interval; width on all {int(s.history.runs.sum())} runs: {s.width_now:.2%}"
+        )
+
+
 app.command("plan")(plan)
 app.command("run")(run)
 app.command("status")(status)
+app.command("suggest")(suggest)

@@ -10,7 +10,7 @@ design (see runners.sweeps.designs for what each design makes of them):
     size = [{ d_model = 32, n_layers = 1, n_heads = 2 }, "small"]
     lr = { logspace = [1e-3, 3e-2, 4] }
     [design]
-    kind = "lr_scan"        # grid | isoflop | lr_scan
+    kind = "lr_scan"        # grid | isoflop | lr_scan | adaptive (see _parse_adaptive)
     refine = true
 
 Every check happens here or in the designs, before anything is trained, so that a typo
@@ -42,7 +42,7 @@ AXES = (
     "arch", "size", "tokens", "lr", "batch_size", "seed", "parametrization", "schedule",
     "precision",
 )  # fmt: skip
-DESIGNS = ("grid", "isoflop", "lr_scan")
+DESIGNS = ("grid", "isoflop", "lr_scan", "adaptive")
 SHAPE = ("d_model", "n_layers", "n_heads")
 MODEL_FIELDS = {f.name: f.type for f in fields(ModelConfig)}
 TRAIN_FIELDS = {f.name: f.type for f in fields(TrainConfig)}
@@ -79,6 +79,7 @@ class Design:
     budgets: tuple[float, ...] = ()
     refine: bool = False
     max_runs: int | None = None
+    adaptive: Adaptive | None = None
 
 
 @dataclass(frozen=True)
@@ -280,6 +281,8 @@ def _real(value: Any, key: str, what: str = "a number") -> float:
 
 def _parse_design(raw: Any, axes: Mapping[str, Any], fixed: Mapping[str, Any]) -> Design:
     table = {"kind": raw} if isinstance(raw, str) else _table(raw, "spec.design")
+    if table.get("kind") == "adaptive":
+        return Design("adaptive", adaptive=_parse_adaptive(table, axes, fixed))
     _known(table, ("kind", "budgets", "refine", "max_runs"), "spec.design")
     kind = table.get("kind", "grid")
     if kind not in DESIGNS or not isinstance(kind, str):
@@ -324,3 +327,105 @@ def _budgets(raw: Any) -> tuple[float, ...]:
         if b <= 0:
             raise RunnerError(f"{key}: must be positive, got {b:g}")
     return budgets
+
+
+# -- adaptive design (issue 14): the runs are chosen by scaling.adaptive, round by round --
+ADAPTIVE_KEYS = ("kind", "target", "law", "budget_flops", "budget_hours", "round_size",
+                 "candidates")  # fmt: skip
+ADAPTIVE_LAWS = ("auto", "chinchilla")
+TARGET_KEYS = {"loss": ("ask", "N", "D"), "optimal": ("ask", "compute")}
+
+
+@dataclass(frozen=True)
+class Adaptive:
+    """The question, the law that answers it, the FLOPs to spend, and the runs one could do.
+
+    target: {"ask": "loss", "N": .., "D": ..} or {"ask": "optimal", "compute": ..}.
+    """
+
+    target: Mapping[str, Any]
+    law: str
+    budget_flops: float
+    round_size: int
+    sizes: tuple[Size, ...]
+    tokens: tuple[int, ...]
+
+
+def _parse_adaptive(
+    table: dict[str, Any], axes: Mapping[str, Any], fixed: Mapping[str, Any]
+) -> Adaptive:
+    """[design] kind = "adaptive": check every key before anything is trained."""
+    key = "spec.design"
+    _known(table, ADAPTIVE_KEYS, key)
+    if axes:
+        raise RunnerError(
+            f"spec.axes.{next(iter(axes))}: an adaptive design takes its runs from "
+            "design.candidates (sizes and tokens); set other settings in [fixed]"
+        )
+    for k in ("tokens", *SHAPE):
+        if k in fixed:
+            raise RunnerError(f"spec.fixed.{k}: an adaptive design sets it from its candidates")
+    if "lr" not in fixed:
+        raise RunnerError(
+            "spec.fixed.lr: an adaptive design needs the LR of its runs in [fixed] "
+            "(LRs from the LR law are not supported yet)"
+        )
+    if "budget_hours" in table:
+        raise RunnerError(
+            f"{key}.budget_hours: not supported yet; give budget_flops (FLOPs in all)"
+        )
+    if "budget_flops" not in table:
+        raise RunnerError(f"{key}.budget_flops: an adaptive design needs a budget (FLOPs)")
+    budget = _real(table["budget_flops"], f"{key}.budget_flops")
+    if budget <= 0:
+        raise RunnerError(f"{key}.budget_flops: must be positive, got {budget:g}")
+    law = table.get("law", "auto")
+    if law not in ADAPTIVE_LAWS:
+        raise RunnerError(f"{key}.law: expected one of {', '.join(ADAPTIVE_LAWS)}, got {law!r}")
+    round_size = _integer(table.get("round_size", 4), f"{key}.round_size")
+    if not 1 <= round_size <= 1000:
+        raise RunnerError(f"{key}.round_size: must be between 1 and 1000, got {round_size}")
+    sizes, tokens = _candidates(_table(table.get("candidates"), f"{key}.candidates"))
+    return Adaptive(_target(table.get("target")), law, budget, round_size, sizes, tokens)
+
+
+def _target(raw: Any) -> dict[str, Any]:
+    key = "spec.design.target"
+    if raw is None:
+        raise RunnerError(f'{key}: give the question, e.g. {{ ask = "loss", N = 1e9, D = 2e10 }}')
+    table = _table(raw, key)
+    ask = table.get("ask")
+    if ask == "lr":
+        raise RunnerError(f'{key}.ask: "lr" targets are not supported yet (loss or optimal)')
+    if ask not in TARGET_KEYS:
+        raise RunnerError(f"{key}.ask: expected loss or optimal, got {ask!r}")
+    _known(table, TARGET_KEYS[ask], key)
+    out: dict[str, Any] = {"ask": ask}
+    for k in TARGET_KEYS[ask][1:]:
+        if k not in table:
+            raise RunnerError(f"{key}.{k}: a {ask} target needs {k}")
+        out[k] = _real(table[k], f"{key}.{k}")
+        if out[k] <= 0:
+            raise RunnerError(f"{key}.{k}: must be positive, got {out[k]:g}")
+    return out
+
+
+def _candidates(table: dict[str, Any]) -> tuple[tuple[Size, ...], tuple[int, ...]]:
+    key = "spec.design.candidates"
+    _known(table, ("size", "tokens"), key)
+    for k in ("size", "tokens"):
+        if k not in table:
+            raise RunnerError(f"{key}.{k}: give the candidate {k}s")
+    try:
+        axes = _parse_axes({"size": table["size"], "tokens": table["tokens"]})
+    except RunnerError as exc:  # name the key where the user wrote it
+        raise RunnerError(str(exc).replace("spec.axes.", f"{key}.")) from None
+    sizes, tokens = axes["size"], tuple(sorted(set(axes["tokens"])))
+    if len(set(sizes)) < 3 or len(tokens) < 3:
+        raise RunnerError(
+            f"{key}: need at least 3 sizes and 3 token counts to fit the law, got "
+            f"{len(set(sizes))} and {len(tokens)}"
+        )
+    if len(sizes) * len(tokens) > MAX_RUNS:
+        raise RunnerError(f"{key}: more than {MAX_RUNS:,} candidate runs")
+    return sizes, tokens

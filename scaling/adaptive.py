@@ -1,0 +1,328 @@
+"""Adaptive design: which runs to do next so that the target's calibrated interval narrows most.
+
+The planner is a pure function of the runs already done: it fits the loss law on them (with
+`law="auto"` the form the nested backtests select, fits.extrapolation.assess), takes the
+calibration's kappa, and then scores candidate runs by an analytic design criterion instead of
+simulating their outcomes:
+
+- Parameter variance (delta method). theta = (log A, log B, log E, alpha, beta). Each run
+  contributes J J^T / sigma^2 to the Gauss-Newton information, J = d log L / d theta at its
+  (N, D). sigma^2 is the variance of the Huber (delta = 1e-3, in effect least-absolute)
+  estimator per run: pi/2 times the squared robust (MAD) scale of the log residuals. A weak
+  prior (PRIOR_SD) keeps directions the runs cannot see finite and large. The target's log
+  loss then has variance g^T Sigma g, g its gradient in theta.
+- The law's own interval half-width in log loss, sqrt(z^2 g^T Sigma g + r^2), with r the
+  level-quantile of the runs' |log residual| (a question about one run keeps its scatter), as
+  the Study's draws-times-residual interval does.
+- Calibration: each side moved out by kappa d(target), d = decades outside the runs' box in
+  log N, log D, log C (fits.extrapolation.distance). A run beyond the box moves it toward the
+  target and shrinks d.
+
+The relative width of the target's interval is then 2 sinh(h) for half-width h. A candidate's
+value is the drop in width per unit cost when it is added (its J enters the information by
+Sherman-Morrison, its (N, D) the box); a round is chosen greedily: the best candidate, then
+the best given that one, and so on. A size the runs already pin down adds almost no
+information and no distance, so it loses to one that does; a large run has to buy
+proportionally more. Nothing is random, candidates are taken in a stable order (cost, N, D,
+then input order), so the same runs in give the same picks out.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import partial
+from statistics import NormalDist
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from fits import ChinchillaLaw, FitError, compute_optimal_allocation
+from fits.chinchilla import params_to_theta, theta_to_params
+from fits.extrapolation import COORDS, Calibration, assess
+from scaling.errors import ScalingError
+
+LAWS = ("auto", "chinchilla")
+JACOBIAN_FORMS = ("chinchilla",)  # the forms whose Jacobian the design criterion knows
+ASKS = ("loss", "optimal")
+PRIOR_SD = np.array([10.0, 10.0, 10.0, 1.0, 1.0])  # weak prior on (log A, log B, log E, a, b)
+STEP = 1e-6  # central-difference step in theta for the gradient of the target
+MIN_GAIN = 1e-9  # a candidate that narrows the width by less than this is not worth any cost
+
+
+@dataclass(frozen=True)
+class Target:
+    """The question: the mean loss of runs at (N, D) (one or more), or the optimal loss at C.
+
+    Several points ask for their mean (in log): the variance is that of the mean prediction,
+    the runs' scatter shrinks as 1/sqrt(points), the distance is the points' mean.
+    """
+
+    ask: str
+    N: tuple[float, ...] = ()
+    D: tuple[float, ...] = ()
+    compute: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.ask not in ASKS:
+            raise ScalingError(f"target ask must be one of {', '.join(ASKS)}, got {self.ask!r}")
+        if self.ask == "loss" and (not self.N or len(self.N) != len(self.D)):
+            raise ScalingError("a loss target needs N and D (one or more pairs)")
+        if self.ask == "optimal" and not (self.compute and self.compute > 0):
+            raise ScalingError("an optimal target needs a positive compute")
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Target:
+        """{ask="loss", N, D} or {ask="optimal", compute}; N and D may be lists."""
+        ask = raw.get("ask")
+        if ask == "optimal":
+            return cls("optimal", compute=float(raw["compute"]))
+        n, d = np.atleast_1d(raw.get("N", [])), np.atleast_1d(raw.get("D", []))
+        return cls(str(ask), tuple(map(float, n)), tuple(map(float, d)))
+
+
+@dataclass(frozen=True)
+class LawState:
+    """What the design criterion needs from a fit: theta, run noise and the calibration."""
+
+    model: ChinchillaLaw
+    form: str
+    sigma: float  # per-run standard deviation of the estimator's log-loss residual
+    scatter: float  # level-quantile of |log residual|: the in-data half-width of one run
+    kappa: float  # calibration: log-loss half-width per decade outside the runs (0: none)
+    calibrated: bool
+
+
+@dataclass(frozen=True)
+class RoundPlan:
+    """The next runs: picks (index into the candidates, N, D, cost, width after) and context.
+
+    width_now: the target's expected relative interval width with the runs done; width of a
+    pick: after it and every earlier pick of the round.
+    """
+
+    picks: pd.DataFrame
+    width_now: float
+    estimate: float  # the target's predicted loss (mean over its points)
+    law: LawState
+
+
+def fit_law(
+    runs: pd.DataFrame,
+    law: str = "auto",
+    level: float = 0.90,
+    warm: Sequence[ChinchillaLaw] = (),
+) -> LawState:
+    """Fit the loss law on runs (columns N, D, loss) and calibrate it, without bootstrap.
+
+    warm: start from these fits' local optima (a quick refit) instead of the full grid, for
+    replays that refit many times; the planner in a sweep always fits from the grid.
+    """
+    if law not in LAWS:
+        raise ScalingError(f"adaptive design supports law {' or '.join(LAWS)}, got {law!r}")
+    runs = runs.reset_index(drop=True).assign(C=6.0 * runs.N.to_numpy() * runs.D.to_numpy())
+    names = list(JACOBIAN_FORMS) if law == "auto" else [law]
+    models: dict[str, ChinchillaLaw] = {}
+    candidates: dict[str, Any] = {}
+    for name in names:
+        try:
+            if warm:
+                models[name] = _starts_of(warm).quick_refit(runs)
+            else:
+                models[name] = ChinchillaLaw(n_bootstrap=0, level=level).fit_frame(runs)
+            candidates[name] = partial(_refit_predict, models[name])
+        except FitError as exc:
+            candidates[name] = str(exc)
+    if not models:
+        raise ScalingError("cannot fit the law: " + "; ".join(map(str, candidates.values())))
+    _, best, calibration = assess(runs, candidates, level)
+    best = best or next(iter(models))
+    model = models[best]
+    resid = np.log(runs.loss.to_numpy()) - np.log(model.predict_frame(runs))
+    mad = float(np.median(np.abs(resid - np.median(resid)))) * 1.4826
+    kappa = _kappa(calibration)
+    return LawState(
+        model,
+        best,
+        sigma=math.sqrt(math.pi / 2) * max(mad, 1e-6),
+        scatter=float(np.quantile(np.abs(resid), level)),
+        kappa=kappa,
+        calibrated=calibration is not None and math.isfinite(calibration.kappa),
+    )
+
+
+def plan_round(
+    runs: pd.DataFrame,
+    candidates: pd.DataFrame,
+    target: Target,
+    law: str | LawState = "auto",
+    round_size: int = 4,
+    budget: float = math.inf,
+    level: float = 0.90,
+) -> RoundPlan:
+    """The next round: up to round_size candidates, greedy on width reduction per unit cost.
+
+    runs: the runs done (N, D, loss); candidates: runs one could do (N, D, cost), not among
+    them; budget: cost left (picks stop when no candidate fits in it, or none narrows the
+    width). A LawState (from fit_law) may be given instead of a law name to skip the fit.
+    """
+    if round_size < 1:
+        raise ScalingError(f"round size must be at least 1, got {round_size}")
+    state = law if isinstance(law, LawState) else fit_law(runs, law, level)
+    design = _Design(state, runs, target, level)
+    order = np.lexsort(
+        (np.arange(len(candidates)), candidates.D.to_numpy(), candidates.N.to_numpy(),
+         candidates.cost.to_numpy())
+    )  # fmt: skip
+    cand = candidates.iloc[order]
+    N, D, cost = (cand[c].to_numpy(dtype=float) for c in ("N", "D", "cost"))
+    available = np.ones(len(cand), dtype=bool)
+    width_now = design.width()
+    picks: list[dict[str, Any]] = []
+    spent = 0.0
+    for _ in range(round_size):
+        ok = available & (spent + cost <= budget)
+        if not ok.any():
+            break
+        widths = design.widths_with(N, D)
+        gain = np.where(ok, design.width() - widths, -np.inf)
+        score = np.where(gain > MIN_GAIN, gain / cost, -np.inf)
+        j = int(np.argmax(score))  # first of equal scores: the stable order above
+        if not np.isfinite(score[j]):
+            break
+        design.add(N[j], D[j])
+        available[j] = False
+        spent += cost[j]
+        picks.append({"index": int(order[j]), "N": N[j], "D": D[j], "cost": cost[j],
+                      "width": float(widths[j])})  # fmt: skip
+    frame = pd.DataFrame(picks, columns=["index", "N", "D", "cost", "width"])
+    return RoundPlan(frame, width_now, design.estimate(), state)
+
+
+def expected_width(runs: pd.DataFrame, target: Target, law: LawState, level: float = 0.90) -> float:
+    """The target's relative interval width (hi - lo) / estimate by the design criterion."""
+    return _Design(law, runs, target, level).width()
+
+
+class _Design:
+    """The information matrix and box of a set of runs, and the target's width given them."""
+
+    def __init__(self, law: LawState, runs: pd.DataFrame, target: Target, level: float) -> None:
+        self.law = law
+        self.theta = params_to_theta(law.model._params_row())
+        self.z = NormalDist().inv_cdf(0.5 + level / 2)
+        self.target_n, self.target_d = _target_points(self.theta, target)
+        self.target_x = _log_coords(self.target_n, self.target_d)  # (3, T)
+        self.g = _target_gradient(self.theta, target).mean(axis=0)  # (5,): of the mean
+        self.scatter = law.scatter / math.sqrt(self.target_n.size)  # a mean of T runs
+        J = _jacobian(self.theta, runs.N.to_numpy(float), runs.D.to_numpy(float))
+        info = J.T @ J / law.sigma**2 + np.diag(PRIOR_SD**-2.0)
+        self.cov = np.linalg.inv(info)
+        x = _log_coords(runs.N.to_numpy(float), runs.D.to_numpy(float))
+        self.lo, self.hi = x.min(axis=1), x.max(axis=1)
+
+    def estimate(self) -> float:
+        loss = theta_loss(self.theta, self.target_n, self.target_d)
+        return float(np.mean(loss))
+
+    def _width(self, var: np.ndarray, dist: np.ndarray) -> np.ndarray:
+        """2 sinh(half-width in log loss); dist: each target point's (axis 0), averaged."""
+        h = np.sqrt(self.z**2 * np.maximum(var, 0.0) + self.scatter**2)
+        return 2.0 * np.sinh(h + self.law.kappa * dist.mean(axis=0))
+
+    def width(self) -> float:
+        var = self.g @ self.cov @ self.g
+        dist = _outside(self.target_x, self.lo[:, None], self.hi[:, None])
+        return float(self._width(np.asarray(var), dist))
+
+    def widths_with(self, N: np.ndarray, D: np.ndarray) -> np.ndarray:
+        """Width after adding each candidate alone: Sherman-Morrison and the stretched box."""
+        J = _jacobian(self.theta, N, D)  # (M, 5)
+        cJ = J @ self.cov  # (M, 5)
+        q = np.einsum("mi,mi->m", cJ, J)
+        var = self.g @ self.cov @ self.g - (cJ @ self.g) ** 2 / (self.law.sigma**2 + q)
+        x = _log_coords(N, D)  # (3, M)
+        lo = np.minimum(self.lo[:, None], x)[:, None, :]  # (3, 1, M)
+        hi = np.maximum(self.hi[:, None], x)[:, None, :]
+        dist = _outside(self.target_x[:, :, None], lo, hi)  # (T, M)
+        return self._width(var, dist)
+
+    def add(self, N: float, D: float) -> None:
+        j = _jacobian(self.theta, np.array([N]), np.array([D]))[0]
+        cj = self.cov @ j
+        self.cov = self.cov - np.outer(cj, cj) / (self.law.sigma**2 + j @ cj)
+        x = _log_coords(np.array([N]), np.array([D]))[:, 0]
+        self.lo, self.hi = np.minimum(self.lo, x), np.maximum(self.hi, x)
+
+
+def theta_loss(theta: np.ndarray, N: np.ndarray, D: np.ndarray) -> np.ndarray:
+    """L = E + A/N^alpha + B/D^beta for theta = (log A, log B, log E, alpha, beta)."""
+    a, b, e, alpha, beta = theta
+    return np.exp(e) + np.exp(a - alpha * np.log(N)) + np.exp(b - beta * np.log(D))
+
+
+def _jacobian(theta: np.ndarray, N: np.ndarray, D: np.ndarray) -> np.ndarray:
+    """d log L / d theta at each (N, D): rows (M, 5)."""
+    a, b, e, alpha, beta = theta
+    u1, u2 = np.exp(a - alpha * np.log(N)), np.exp(b - beta * np.log(D))
+    loss = u1 + u2 + math.exp(e)
+    return (
+        np.stack([u1, u2, np.full_like(u1, math.exp(e)), -np.log(N) * u1, -np.log(D) * u2], axis=1)
+        / loss[:, None]
+    )
+
+
+def _target_points(theta: np.ndarray, target: Target) -> tuple[np.ndarray, np.ndarray]:
+    """(N, D) of the question: the given points, or the compute-optimal allocation."""
+    if target.ask == "loss":
+        return np.array(target.N), np.array(target.D)
+    assert target.compute is not None
+    n_opt, d_opt = compute_optimal_allocation(theta_to_params(theta), np.array([target.compute]))
+    return np.ravel(n_opt), np.ravel(d_opt)
+
+
+def _target_gradient(theta: np.ndarray, target: Target) -> np.ndarray:
+    """d log L(target) / d theta per target point, (T, 5); the optimum moves with theta."""
+    if target.ask == "loss":
+        return _jacobian(theta, np.array(target.N), np.array(target.D))
+    grad = np.empty((1, 5))
+    for i in range(5):
+        step = np.zeros(5)
+        step[i] = STEP
+        up = np.log(theta_loss(theta + step, *_target_points(theta + step, target)))
+        down = np.log(theta_loss(theta - step, *_target_points(theta - step, target)))
+        grad[0, i] = (up[0] - down[0]) / (2 * STEP)
+    return grad
+
+
+def _log_coords(N: np.ndarray, D: np.ndarray) -> np.ndarray:
+    """log10 of C = 6 N D, N and D as rows in COORDS order: (3, M)."""
+    x = {"C": np.log10(6.0 * N * D), "N": np.log10(N), "D": np.log10(D)}
+    return np.stack([x[c] for c in COORDS])
+
+
+def _outside(x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Decades outside [lo, hi], largest over the coordinates (axis 0): fits' `distance`."""
+    return np.maximum(np.maximum(lo - x, x - hi), 0.0).max(axis=0)
+
+
+def _starts_of(models: Sequence[ChinchillaLaw]) -> ChinchillaLaw:
+    """The first fit, carrying the local optima of all of them as starts for a quick refit."""
+    model = copy.copy(models[0])
+    model.local_optima_ = np.vstack([m.local_optima_ for m in models])
+    return model
+
+
+def _kappa(calibration: Calibration | None) -> float:
+    """The calibration's kappa; 0 when none could be measured (the width is then the law's)."""
+    if calibration is None or not math.isfinite(calibration.kappa):
+        return 0.0
+    return calibration.kappa
+
+
+def _refit_predict(model: ChinchillaLaw, train: pd.DataFrame, test: pd.DataFrame) -> np.ndarray:
+    """The nested backtests' fit-and-predict: a warm-started refit on the training runs."""
+    return model.quick_refit(train).predict_frame(test)

@@ -1,0 +1,273 @@
+"""Adaptive design: the criterion against naive recomputation, determinism, restart safety,
+cost, the spec, and the CLI's refusal of a budget that buys nothing."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from runners.errors import RunnerError
+from runners.sweeps.spec import loads_spec
+from scaling.adaptive import (
+    LawState,
+    Target,
+    _jacobian,
+    expected_width,
+    fit_law,
+    plan_round,
+    theta_loss,
+)
+from scaling.adaptive_sweep import AdaptivePlanner
+from scaling.errors import ScalingError
+from tests.conftest import run_cli
+
+TRUE = {"E": 1.7, "A": 400.0, "B": 400.0, "alpha": 0.34, "beta": 0.28}
+TARGET = Target("loss", (3e9,), (6e10,))
+
+
+def law_loss(N: np.ndarray, D: np.ndarray) -> np.ndarray:
+    return TRUE["E"] + TRUE["A"] / N ** TRUE["alpha"] + TRUE["B"] / D ** TRUE["beta"]
+
+
+def synthetic_runs() -> pd.DataFrame:
+    """Five small sizes x six token counts from a known law, 0.5% multiplicative noise."""
+    N, D = np.meshgrid(np.geomspace(1e7, 1e8, 5), np.geomspace(2e8, 4e9, 6))
+    N, D = N.ravel(), D.ravel()
+    noise = np.exp(np.random.default_rng(0).normal(0, 0.005, N.size))
+    return pd.DataFrame({"N": N, "D": D, "loss": law_loss(N, D) * noise})
+
+
+@pytest.fixture(scope="module")
+def runs() -> pd.DataFrame:
+    return synthetic_runs()
+
+
+@pytest.fixture(scope="module")
+def state(runs: pd.DataFrame) -> LawState:
+    return fit_law(runs, "chinchilla")
+
+
+def candidates(cost: str = "6ND") -> pd.DataFrame:
+    N, D = np.meshgrid(np.geomspace(1e7, 1e9, 7), np.geomspace(2e8, 2e10, 5))
+    frame = pd.DataFrame({"N": N.ravel(), "D": D.ravel()})
+    return frame.assign(cost=6 * frame.N * frame.D if cost == "6ND" else 1.0)
+
+
+def test_fit_recovers_the_law(state: LawState) -> None:
+    params = state.model.params_
+    assert params["alpha"] == pytest.approx(TRUE["alpha"], rel=0.25)
+    assert params["E"] == pytest.approx(TRUE["E"], rel=0.1)
+    assert 0.002 < state.sigma < 0.02  # the 0.5% noise, as the estimator sees it
+
+
+def test_jacobian_matches_finite_differences() -> None:
+    theta = np.array([math.log(400.0), math.log(400.0), math.log(1.7), 0.34, 0.28])
+    N, D = np.array([1e7, 3e9]), np.array([1e9, 5e10])
+    numeric = np.empty((2, 5))
+    for i in range(5):
+        step = np.zeros(5)
+        step[i] = 1e-6
+        up, down = np.log(theta_loss(theta + step, N, D)), np.log(theta_loss(theta - step, N, D))
+        numeric[:, i] = (up - down) / 2e-6
+    assert np.allclose(_jacobian(theta, N, D), numeric, rtol=1e-6, atol=1e-9)
+
+
+def test_round_widths_match_a_recomputation_from_scratch(
+    runs: pd.DataFrame, state: LawState
+) -> None:
+    """Each pick's width (Sherman-Morrison, stretched box) is the width of runs + picks."""
+    plan = plan_round(runs, candidates(), TARGET, state, round_size=3)
+    assert len(plan.picks) == 3
+    assert plan.width_now == pytest.approx(expected_width(runs, TARGET, state))
+    chosen = runs
+    for pick in plan.picks.itertuples():
+        chosen = pd.concat([chosen, pd.DataFrame({"N": [pick.N], "D": [pick.D], "loss": [2.0]})])
+        assert pick.width == pytest.approx(expected_width(chosen, TARGET, state), rel=1e-9)
+    assert (np.diff([plan.width_now, *plan.picks.width]) < 0).all()
+
+
+def test_width_of_a_mean_by_hand(runs: pd.DataFrame, state: LawState) -> None:
+    """Two target points: the variance of the mean prediction, scatter / sqrt(2), mean distance,
+    from the information matrix summed run by run in a loop."""
+    theta = np.array(
+        [math.log(state.model.params_[k]) for k in ("A", "B", "E")]
+        + [state.model.params_["alpha"], state.model.params_["beta"]]
+    )
+    info = np.diag([1 / 100, 1 / 100, 1 / 100, 1.0, 1.0])
+    for n, d in zip(runs.N, runs.D, strict=True):
+        j = _jacobian(theta, np.array([n]), np.array([d]))[0]
+        info += np.outer(j, j) / state.sigma**2
+    points = Target("loss", (1e8, 3e9), (4e9, 6e10))
+    g = _jacobian(theta, np.array(points.N), np.array(points.D)).mean(axis=0)
+    # decades outside the runs' box: the first point is inside, the second beyond N, D and C
+    far = max(
+        np.log10(3e9 / runs.N.max()),
+        np.log10(6e10 / runs.D.max()),
+        np.log10(3e9 * 6e10 / (runs.N * runs.D).max()),
+    )
+    h = math.sqrt(1.6448536**2 * g @ np.linalg.solve(info, g) + state.scatter**2 / 2)
+    h += state.kappa * far / 2
+    assert expected_width(runs, points, state) == pytest.approx(2 * math.sinh(h), rel=1e-6)
+
+
+def test_same_runs_in_same_picks_out(runs: pd.DataFrame, state: LawState) -> None:
+    cands = candidates()
+    first = plan_round(runs, cands, TARGET, state, round_size=4)
+    shuffled = cands.sample(frac=1.0, random_state=3)
+    again = plan_round(runs, shuffled, TARGET, state, round_size=4)
+    key = ["N", "D", "cost", "width"]
+    pd.testing.assert_frame_equal(first.picks[key], again.picks[key])
+    assert list(shuffled.index[again.picks["index"]]) == list(first.picks["index"])
+
+
+def test_a_candidate_the_law_is_sure_of_loses(runs: pd.DataFrame, state: LawState) -> None:
+    """At equal cost, a size and horizon the runs already hold loses to one toward the target."""
+    sure = {"N": runs.N.iloc[7], "D": runs.D.iloc[7], "cost": 1.0}  # inside the data
+    informative = {"N": 4e8, "D": 1e10, "cost": 1.0}
+    cands = pd.DataFrame([sure, informative])
+    plan = plan_round(runs, cands, TARGET, state, round_size=1)
+    assert plan.picks["index"].tolist() == [1]
+    gain_sure = plan.width_now - plan_round(runs, cands.iloc[[0]], TARGET, state, 1).picks.width
+    assert float(gain_sure.iloc[0] if len(gain_sure) else 0.0) < 0.1 * (
+        plan.width_now - plan.picks.width.iloc[0]
+    )
+
+
+def test_cost_counts(runs: pd.DataFrame, state: LawState) -> None:
+    """The same run at 100x the cost loses to a slightly less informative one."""
+    a = {"N": 4e8, "D": 1e10, "cost": 100.0}
+    b = {"N": 3e8, "D": 1e10, "cost": 1.0}
+    plan = plan_round(runs, pd.DataFrame([a, b]), TARGET, state, round_size=1)
+    assert plan.picks["index"].tolist() == [1]
+    free = plan_round(runs, pd.DataFrame([{**a, "cost": 1.0}, b]), TARGET, state, round_size=1)
+    assert free.picks["index"].tolist() == [0]
+
+
+def test_budget_limits_the_round(runs: pd.DataFrame, state: LawState) -> None:
+    cands = candidates()
+    plan = plan_round(runs, cands, TARGET, state, round_size=10, budget=float(cands.cost.min()))
+    assert plan.picks.cost.sum() <= cands.cost.min()
+    assert plan_round(runs, cands, TARGET, state, 4, budget=cands.cost.min() / 2).picks.empty
+
+
+def test_optimal_target_has_a_width(runs: pd.DataFrame, state: LawState) -> None:
+    plan = plan_round(runs, candidates(), Target("optimal", compute=1e21), state, round_size=2)
+    assert len(plan.picks) == 2 and 0 < plan.picks.width.iloc[-1] < plan.width_now
+
+
+def test_bad_requests_are_one_line() -> None:
+    with pytest.raises(ScalingError, match="ask must be one of"):
+        Target("lr", (1.0,), (1.0,))
+    with pytest.raises(ScalingError, match="supports law"):
+        fit_law(synthetic_runs(), "kaplan")
+
+
+# -- the sweep: spec, restart safety, CLI ---------------------------------------------------
+SPEC = """
+name = "adapt"
+[fixed]
+seq_len = 32
+batch_size = 8
+eval_tokens = 1024
+lr = 3e-3
+[design]
+kind = "adaptive"
+target = {{ ask = "loss", N = 2e6, D = 2e7 }}
+law = "chinchilla"
+budget_flops = {budget}
+round_size = 2
+candidates = {{ size = [{{ d_model = 32, n_layers = 1, n_heads = 2 }}, {{ d_model = 48, n_layers = 1, n_heads = 2 }}, {{ d_model = 64, n_layers = 2, n_heads = 2 }}, {{ d_model = 96, n_layers = 2, n_heads = 2 }}], tokens = {{ logspace = [4096, 65536, 5] }} }}
+"""  # noqa: E501
+
+
+def test_spec_parses_an_adaptive_design() -> None:
+    spec = loads_spec(SPEC.format(budget="1e12"))
+    a = spec.design.adaptive
+    assert spec.design.kind == "adaptive" and a is not None
+    assert a.target == {"ask": "loss", "N": 2e6, "D": 2e7}
+    assert (a.law, a.budget_flops, a.round_size, len(a.sizes)) == ("chinchilla", 1e12, 2, 4)
+    assert a.tokens == (4096, 8192, 16384, 32768, 65536)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (("lr = 3e-3\n", ""), r"spec.fixed.lr: an adaptive design needs"),
+        (("budget_flops = 1e12", "budget_hours = 1"), r"budget_hours: not supported yet"),
+        (('ask = "loss", N = 2e6, D = 2e7', 'ask = "lr", N = 2e6, D = 2e7'), r"not supported"),
+        (('ask = "loss", N = 2e6, D = 2e7', 'ask = "optimal"'), r"target.compute: a optimal"),
+        (('law = "chinchilla"', 'law = "kaplan"'), r"spec.design.law: expected one of"),
+        (("round_size = 2", "round_size = 0"), r"round_size: must be between"),
+        (("budget_flops = 1e12", "budget_flops = -1"), r"budget_flops: must be positive"),
+        (("[design]", "[axes]\nseed = [0, 1]\n[design]"), r"spec.axes.seed: an adaptive"),
+        (("4096, 65536, 5", "4096, 65536, 2"), r"need at least 3 sizes and 3 token"),
+        (("4096, 65536", "-1, 65536"), r"spec.design.candidates.tokens.logspace"),
+    ],
+)
+def test_spec_errors_name_the_key(change: tuple[str, str], message: str) -> None:
+    text = SPEC.format(budget="1e12")
+    assert change[0] in text
+    with pytest.raises(RunnerError, match=message):
+        loads_spec(text.replace(*change))
+
+
+def synthetic_loss(planner: AdaptivePlanner, known: set[int]):  # type: ignore[no-untyped-def]
+    """loss_of from a known law for the candidates in `known`, None for the others."""
+    index = {c: i for i, c in enumerate(planner.configs)}
+    frame = planner.candidates
+
+    def loss_of(config):  # type: ignore[no-untyped-def]
+        i = index[config]
+        if i not in known:
+            return None
+        noise = 1 + 0.003 * math.sin(7.0 * i)  # deterministic scatter
+        return float(law_loss(frame.N[i] * 300, frame.D[i] * 300)[()] * noise)
+
+    return loss_of
+
+
+def test_restart_mid_round_replans_the_same_runs() -> None:
+    spec = loads_spec(SPEC.format(budget="1e12"))
+    planner = AdaptivePlanner(spec)
+    start = set(planner.start())
+    assert len(start) == 12  # 3 smallest sizes x 4 fewest tokens
+    rounds = planner.rounds(synthetic_loss(planner, start))
+    assert len(rounds) == 2 and len(rounds[1].picks) == 2
+    picked = rounds[1].picks
+    # one run of round 1 recorded, then the coordinator is killed and started afresh
+    fresh = AdaptivePlanner(spec)
+    again = fresh.rounds(synthetic_loss(fresh, start | {picked[0]}))
+    assert [r.picks for r in again] == [r.picks for r in rounds]
+    assert fresh(synthetic_loss(fresh, start | {picked[0]})) == planner(
+        synthetic_loss(planner, start)
+    )
+    # the whole round recorded: round 2 is planned from it, within the budget
+    done = fresh.rounds(synthetic_loss(fresh, start | set(picked)))
+    assert [r.picks for r in done[:2]] == [r.picks for r in rounds]
+    spent = fresh.candidates.cost.iloc[[i for r in done for i in r.picks]].sum()
+    assert spent <= 1e12
+
+
+def test_budget_that_buys_no_run_is_one_line_exit_2(tmp_path: Path) -> None:
+    spec = tmp_path / "spec.toml"
+    spec.write_text(SPEC.format(budget="1e3"))
+    for command in ("suggest", "run"):
+        result = run_cli("sweep", command, str(spec), "--db", str(tmp_path / "r.duckdb"))
+        assert result.returncode == 2, result.stdout + result.stderr
+        out = (result.stdout + result.stderr).strip()
+        assert "budget_flops: 1e+03 FLOPs cannot buy one run" in out
+        assert len(out.splitlines()) == 1 and "Traceback" not in out
+    assert not (tmp_path / "r.duckdb").exists()
+
+
+def test_suggest_prints_the_start_round(tmp_path: Path) -> None:
+    spec = tmp_path / "spec.toml"
+    spec.write_text(SPEC.format(budget="1e12"))
+    result = run_cli("sweep", "suggest", str(spec), "--db", str(tmp_path / "r.duckdb"))
+    assert result.returncode == 0, result.stderr
+    assert "round 0" in result.stdout and "start design" in result.stdout
+    assert result.stdout.count("planned │") == 12
