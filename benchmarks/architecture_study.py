@@ -58,7 +58,7 @@ from runners.sizes import ladder  # noqa: E402
 from runners.sweeps.designs import Planner  # noqa: E402
 from runners.sweeps.spec import load_spec  # noqa: E402
 from scaling.errors import ScalingError  # noqa: E402
-from scaling.study import Study, frontier  # noqa: E402
+from scaling.study import Study  # noqa: E402
 from scaling.sweep import plan_sweep  # noqa: E402
 from scaling.wallclock import compare, optimal_within, size_ladder  # noqa: E402
 from store.db import connect  # noqa: E402
@@ -392,8 +392,8 @@ def frontiers(laws: dict, c_lo: float, c_hi: float) -> None:
     grid = np.geomspace(c_lo, c_hi, 60)
     fig, ax = plt.subplots(figsize=(5.5, 4))
     for arch, law in laws.items():
-        point = frontier(law._params_row()[None], grid)[0]
-        band = frontier(law._draws(), grid)
+        point = law.frontier(grid)
+        band = law.frontier_draws(grid)
         lo, hi = np.nanpercentile(band, [5, 95], axis=0)
         (line,) = ax.plot(grid, point, label=arch)
         ax.fill_between(grid, lo, hi, color=line.get_color(), alpha=0.2)

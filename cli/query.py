@@ -41,8 +41,9 @@ def sql(
     format: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.table,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file.")] = None,
 ) -> None:
-    """Run one SQL statement against the run log, read-only and with no access to other
-    files; print a table or export csv/json/parquet."""
+    """Run one read-only SQL statement on the run log; print or export csv/json/parquet.
+
+    The query cannot read or write other files (DuckDB's external access is off)."""
     if format is Format.parquet and out is None:
         raise StoreError("--format parquet needs --out FILE")
     with connect(db, read_only=True) as con:

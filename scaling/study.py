@@ -392,8 +392,10 @@ class Study:
             except FitError as exc:
                 candidates[name] = str(exc)
         if not models:
+            if len(names) == 1:
+                raise FitError(candidates[names[0]])
             reasons = "; ".join(f"{k}: {v}" for k, v in candidates.items())
-            raise FitError(reasons if len(names) == 1 else f"no law form fits ({reasons})")
+            raise FitError(f"no law form fits ({reasons})")
         runs = data.assign(C=_questions(data.N, data.D).C.to_numpy())  # see _questions
         forms, best, calibration = assess(runs, candidates, self.level)
         best = best or next(iter(models))
