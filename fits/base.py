@@ -100,7 +100,7 @@ class Fit:
         lo_pct = 100 * (1 - self.level_) / 2
         hi_pct = 100 - lo_pct
         head = ("param", "estimate", "std err", f"lo ({lo_pct:g}%)", f"hi ({hi_pct:g}%)")
-        rows = [head]
+        rows: list[tuple[str, ...]] = [head]
         for name, value in self.params_.items():
             lo, hi = self.intervals_.get(name, (math.nan, math.nan))
             se = self.stderr_.get(name, math.nan)

@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from fits import chinchilla_loss
+from fits import IsoFLOPFit, LogLinearLaw, LROptima, chinchilla_loss
 from fits.bootstrap import percentile_interval
 from scaling.errors import ScalingError
 from scaling.study import LR_GROUP, FittedLaw, Study
@@ -118,10 +118,11 @@ def _frontier_figure(report: Report, study: Study, runs: pd.DataFrame, source: s
 def _isoflop_figure(report: Report, study: Study, arch: str | None, source: str | None) -> None:
     fitted = study.fit("isoflop", arch, source)
     report.fits.append(fitted)
-    budgets = fitted.table
+    model: IsoFLOPFit = fitted.model  # type: ignore[assignment]
+    budgets = model.budgets_
     data = _drawable(study._data("isoflop", arch, source, None, "params"), ["C", "N"], "runs")
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    labels = np.round(np.log10(data.C) / fitted.model.log10_resolution)
+    labels = np.round(np.log10(data.C) / model.log10_resolution)
     colors = plt.get_cmap("viridis")
     span = (np.log10(data.C.min()), np.log10(data.C.max()) + 1e-9)
     rows = []
@@ -155,7 +156,7 @@ def _isoflop_figure(report: Report, study: Study, arch: str | None, source: str 
 def _lr_figure(report: Report, study: Study, arch: str | None, source: str | None) -> None:
     fitted = study.fit("lr", arch, source)
     report.fits.append(fitted)
-    optima = fitted.table
+    optima = _lr_table(fitted)
     data = study._data("lr", arch, source, None, "params")
     data = _drawable(data[data.status == "done"], ["lr"], "finished runs")
     keys = list(LR_GROUP)
@@ -191,20 +192,21 @@ def _lr_figure(report: Report, study: Study, arch: str | None, source: str | Non
 
 
 def _lr_law_figure(report: Report, study: Study, arch: str | None, source: str | None) -> None:
-    optima = study.fit("lr", arch, source).table
+    optima = _lr_table(study.fit("lr", arch, source))
     law = study.fit("lr-law", arch, source)
     report.fits.append(law)
+    model: LogLinearLaw = law.model  # type: ignore[assignment]
     usable = _drawable(optima[optima.bracketed.astype(bool)], ["N", "D", "lr_opt"], "LR optima")
     fig, axes = plt.subplots(1, 2, figsize=(9, 4))
     for ax, var in zip(axes, ("N", "D"), strict=True):
         ax.scatter(usable[var], usable.lr_opt, s=18)
         grid = np.geomspace(usable[var].min() / 2, usable[var].max() * 2, 40)
         others = {v: np.full_like(grid, usable[v].median()) for v in ("N", "D") if v != var}
-        pred = law.model.predict({var: grid, **others})
+        pred = model.predict({var: grid, **others})
         ax.plot(grid, pred, label="fitted law (other variable at its median)")
         ax.set(xscale="log", yscale="log", xlabel=var, ylabel="optimal LR")
         ax.legend(fontsize=7)
-    fig.suptitle(law.model.law_formula)
+    fig.suptitle(model.law_formula)
     _save(
         report,
         "lr_law",
@@ -340,3 +342,9 @@ def _write_html(report: Report) -> None:
         parts.append("</ul>")
     parts.append("</body></html>")
     report.index.write_text("\n".join(parts))
+
+
+def _lr_table(fitted: FittedLaw) -> pd.DataFrame:
+    """The per-group LR optima of an `lr` fit."""
+    model: LROptima = fitted.model  # type: ignore[assignment]
+    return model.table_

@@ -376,7 +376,7 @@ class Study:
         when there is one candidate). A form the data cannot identify is left out with why.
         """
         names = list(LOSS_LAWS) if law == "auto" else [law]
-        config = {
+        config: dict[str, Any] = {
             "level": self.level,
             "random_state": self.seed,
             "n_jobs": self.n_jobs,
