@@ -156,6 +156,12 @@ class Fit:
     def from_dict(cls, record: dict[str, Any]) -> Self:
         """Rebuild a fitted estimator from `to_dict()` output (any law when called on Fit)."""
         law = record.get("law")
+        version = int(record.get("format_version", 1))
+        if version > FORMAT_VERSION:  # a newer release's record may mean other things
+            raise ValueError(
+                f"a {law!r} fit in record format {version}, newer than this release reads "
+                f"({FORMAT_VERSION}): upgrade scaling or refit"
+            )
         if law not in _REGISTRY:
             raise ValueError(f"unknown law {law!r}; known: {sorted(_REGISTRY)}")
         klass = _REGISTRY[law]

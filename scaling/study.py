@@ -54,7 +54,7 @@ from scaling.results import Backtest, ComputeOptimal, Crossover, HparamBacktest,
 from scaling.wallclock import WallclockAnswer, for_study
 from store.db import connect, default_path, migrate
 from store.errors import StoreError
-from store.fits import find_fit, runs_fingerprint, save_fit, save_prediction
+from store.fit_log import find_fit, runs_fingerprint, save_fit, save_prediction
 from store.imports import normalise_columns
 from store.runs import read_curves, read_runs
 
@@ -810,14 +810,19 @@ def _record(fitted: FittedLaw) -> dict[str, Any]:
 def _reload(
     law: str, selection: dict[str, Any], fit_id: str, record: dict[str, Any]
 ) -> FittedLaw | None:
-    """A stored fit as a FittedLaw (None for a record without a model: fit it again)."""
+    """A stored fit as a FittedLaw (None for a record without a model, or in a format newer
+    than this release reads: fit it again)."""
     if "params" not in record:
+        return None
+    try:
+        model = from_dict(record)
+    except ValueError:
         return None
     table = pd.DataFrame(record["table"]) if "table" in record else None
     residuals = np.asarray(record["residuals"]) if "residuals" in record else None
     forms = pd.DataFrame(record["forms"]) if "forms" in record else None
     cal = Calibration.from_dict(record["calibration"]) if "calibration" in record else None
-    return FittedLaw(law, from_dict(record), selection, fit_id, table, residuals, forms, cal)
+    return FittedLaw(law, model, selection, fit_id, table, residuals, forms, cal)
 
 
 def _problems(model: Fit) -> list[str]:

@@ -87,6 +87,9 @@ MIGRATIONS: list[list[str]] = [
     # 2: the unique tokens a run could see (its corpus's training split; for imported runs
     # U_D as the data-constrained law calls it). NULL for runs recorded before.
     ["ALTER TABLE runs ADD COLUMN unique_tokens BIGINT"],
+    # v3: the column holds the whole fit record (parameters, uncertainty, state), not only
+    # the uncertainty, so it is named for what it holds
+    ["ALTER TABLE fits RENAME COLUMN uncertainty TO record"],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

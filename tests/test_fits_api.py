@@ -49,6 +49,9 @@ def test_from_dict_dispatches_on_the_law_and_checks_it(power):
         fits.ChinchillaLaw.from_dict(record)
     with pytest.raises(ValueError, match="unknown law 'nope'"):
         from_dict({**record, "law": "nope"})
+    newer = {**record, "format_version": record["format_version"] + 1}
+    with pytest.raises(ValueError, match="newer than this release reads"):
+        from_dict(newer)
 
 
 def test_generator_seed_is_not_serialised():

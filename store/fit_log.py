@@ -20,7 +20,7 @@ def save_fit(
     """Store a fit (its `to_dict()` record) with the selection of runs it came from."""
     fit_id = "fit-" + uuid.uuid4().hex[:12]
     con.execute(
-        "INSERT INTO fits (fit_id, law, arch, selection, params, uncertainty, n_points, objective)"
+        "INSERT INTO fits (fit_id, law, arch, selection, params, record, n_points, objective)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         [
             fit_id, law, arch, json.dumps(selection, sort_keys=True),
@@ -36,16 +36,11 @@ def find_fit(
 ) -> tuple[str, dict[str, Any]] | None:
     """The newest fit of `law` made on exactly this selection (same runs), if any."""
     row = con.execute(
-        "SELECT fit_id, uncertainty FROM fits WHERE law = ? AND selection = ? "
+        "SELECT fit_id, record FROM fits WHERE law = ? AND selection = ? "
         "ORDER BY created_at DESC, fit_id LIMIT 1",
         [law, json.dumps(selection, sort_keys=True)],
     ).fetchone()
     return (row[0], json.loads(row[1])) if row else None
-
-
-def load_fit(con: duckdb.DuckDBPyConnection, fit_id: str) -> dict[str, Any] | None:
-    row = con.execute("SELECT uncertainty FROM fits WHERE fit_id = ?", [fit_id]).fetchone()
-    return json.loads(row[0]) if row else None
 
 
 def save_prediction(
