@@ -167,7 +167,7 @@ def _loss_prediction(law: LossLaw, N: float, D: float, level: float) -> Predicti
     interval = getattr(law, "predict_interval", None)
     if interval is None:
         return Prediction("loss", value, value, value, level, None, "no")
-    p = interval(N, D, level)
+    p = interval(N, D, level=level)
     lo, hi = float(np.ravel(p.lo)[0]), float(np.ravel(p.hi)[0])
     return Prediction("loss", value, lo, hi, level, None, "confidence")
 

@@ -85,7 +85,7 @@ def test_interval_comes_from_the_law_draws() -> None:
     law = ChinchillaLaw(n_bootstrap=40, random_state=0).fit(N, D, loss)
     answer = optimal_within(law, SPEED, size_ladder("llama", 256), 1.0)
     assert answer.loss.lo < answer.loss.value < answer.loss.hi
-    direct = law.predict_interval(answer.N, answer.D, 0.9)
+    direct = law.predict_interval(answer.N, answer.D, level=0.9)
     assert answer.loss.lo == pytest.approx(float(direct.lo))
     assert answer.loss.interval == "confidence"
 
