@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from fits.gridfit import GridLaw, Problem
+from fits.gridfit import GridLaw, Problem, mask_nonfinite, start_weights
 
 PARAM_NAMES = ("E", "A", "B", "alpha", "beta")
 DERIVED_NAMES = ("a", "b", "G")
@@ -142,17 +142,9 @@ class HuberLSEObjective:
         with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
             for s in range(0, k, _CHUNK):
                 sl = slice(s, s + _CHUNK)
-                f[sl], g[sl] = self._block(theta[sl], self._weights_for(rows[sl]))
-        bad = ~(np.isfinite(f) & np.isfinite(g).all(axis=1))
-        f[bad] = np.inf
-        g[bad] = 0.0
-        return f, g
-
-    def _weights_for(self, rows: np.ndarray) -> np.ndarray | None:
-        if self.weights is None or self.weights.ndim == 1:
-            return self.weights
-        assert self.weight_row is not None  # checked in __init__
-        return self.weights[self.weight_row[rows]]
+                w = start_weights(self.weights, self.weight_row, rows[sl])
+                f[sl], g[sl] = self._block(theta[sl], w)
+        return mask_nonfinite(f, g)
 
     def _block(self, th: np.ndarray, w: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         e1 = th[:, [0, 3]] @ self._design_n.T  # a - alpha log N

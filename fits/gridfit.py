@@ -44,6 +44,24 @@ POLISH_TOL: dict[str, Any] = {"gtol": 1e-10, "ftol": 1e-15, "fscale": 0.0}
 _DISTINCT_TOL = 0.05
 
 
+def start_weights(
+    weights: np.ndarray | None, weight_row: np.ndarray | None, rows: np.ndarray
+) -> np.ndarray | None:
+    """The point weights of the starts in `rows`: one vector for all, or a row per resample."""
+    if weights is None or weights.ndim == 1:
+        return weights
+    assert weight_row is not None  # the objectives check this when they are built
+    return weights[weight_row[rows]]
+
+
+def mask_nonfinite(f: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Starts whose objective or gradient overflowed: infinitely bad, with no direction."""
+    bad = ~(np.isfinite(f) & np.isfinite(g).all(axis=1))
+    f[bad] = np.inf
+    g[bad] = 0.0
+    return f, g
+
+
 class Problem(Protocol):
     """A law's optimiser coordinates phi and its objective on one data set."""
 

@@ -18,7 +18,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from fits.gridfit import GridLaw, Problem
+from fits.gridfit import GridLaw, Problem, mask_nonfinite, start_weights
 
 PARAM_NAMES = ("N_c", "D_c", "alpha_N", "alpha_D")
 
@@ -93,7 +93,7 @@ class _KaplanObjective:
             q = phi[:, 3, None]
             r = q * lse - self.log_loss
             psi = np.clip(r, -self.delta, self.delta)
-            w = self._weights_for(rows)
+            w = start_weights(self.weights, self.weight_row, rows)
             if w is None:
                 w = np.ones_like(r)
             f = np.einsum("ij,ij->i", w, psi * (r - 0.5 * psi))
@@ -107,16 +107,7 @@ class _KaplanObjective:
                 ],
                 axis=1,
             )
-        bad = ~(np.isfinite(f) & np.isfinite(g).all(axis=1))
-        f[bad] = np.inf
-        g[bad] = 0.0
-        return f, g
-
-    def _weights_for(self, rows: np.ndarray) -> np.ndarray | None:
-        if self.weights is None or self.weights.ndim == 1:
-            return self.weights
-        assert self.weight_row is not None
-        return self.weights[self.weight_row[rows]]
+        return mask_nonfinite(f, g)
 
 
 class KaplanLaw(GridLaw):
