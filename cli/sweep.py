@@ -216,7 +216,8 @@ def suggest(spec: SpecArgument, db: DbOption = None) -> None:
         console.print("round 0 is the start design: the law is fitted once it is done")
     else:
         law = s.plan.law
-        kappa = f"kappa {law.kappa:.3g}/decade" if law.calibrated else "not calibrated"
+        along = "/".join(f"{k:.3g}" for k in law.kappa)
+        kappa = f"kappa C/N/D {along} per decade" if law.calibrated else "not calibrated"
         console.print(
             f"law {law.form} ({kappa}): target {s.plan.estimate:.4g}, "
             f"expected 90% interval width {s.plan.width_now:.2%} now"

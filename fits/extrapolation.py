@@ -15,13 +15,19 @@ compute range of small over-trained ones), past the longest run. It is the same 
 every law form, so forms are compared and calibrated on equal terms.
 
 Calibration (`calibrate`): the interval's half-width in log loss grows linearly with the
-distance, h(x) = b(x) + kappa d(x), with b(x) the law's own half-width (bootstrap and run
-scatter) and kappa a conformal quantile of the nested scores
-s = max(|log error| - r, 0) / d, r being the run-scatter half-width of that split's fit
-(the in-data part of the error, which b already holds). Each split weighs the same, and the
-quantile is taken at ceil((n+1) level)/n, the finite-sample correction of split conformal
-prediction. Assumption: the error per decade of extrapolation seen inside the data holds
-beyond it; see the README for the limits.
+distance along each direction, h(x) = b(x) + max_k kappa_k d_k(x), with b(x) the law's own
+half-width (bootstrap and run scatter) and d_k the decades outside along N, D or C.
+kappa_k = max(kappa, the k-splits' own quantile): kappa is the conformal quantile of every
+split's scores s = max(|log error| - r, 0) / d (r the run-scatter half-width of that split's
+fit: the in-data part of the error, which b already holds), and the k-splits' own quantile
+uses their scores over d_k. A law often errs faster per decade along one direction (adding
+parameters at equal compute) than along the others, and one pooled kappa would then promise
+too much there; the pooled floor keeps a direction whose few splits happened to extrapolate
+well from promising more than the data as a whole supports. Each split weighs the same
+within its quantile, taken at ceil((n+1) level)/n, the finite-sample correction of split
+conformal prediction; a direction with too few scores for that takes the pooled kappa.
+Assumption: the error per decade of extrapolation seen inside the data holds beyond it; see
+the README for the limits.
 
 Selection (`assess`): each candidate form's out-of-range error is the median |log error| of
 each split's held-out runs, averaged over splits; the lowest wins.
@@ -52,14 +58,19 @@ def log_box(runs: pd.DataFrame) -> dict[str, tuple[float, float]]:
     return {c: (float(np.log10(runs[c]).min()), float(np.log10(runs[c]).max())) for c in COORDS}
 
 
-def distance(box: Mapping[str, tuple[float, float]], runs: pd.DataFrame) -> np.ndarray:
-    """Decades by which each run lies outside the box, largest over N, D and C (0 inside)."""
-    out = np.zeros(len(runs))
+def outside(box: Mapping[str, tuple[float, float]], runs: pd.DataFrame) -> pd.DataFrame:
+    """Decades by which each run lies outside the box along C, N and D (columns; 0 inside)."""
+    columns = {}
     for c in COORDS:
         lo, hi = box[c]
         x = np.log10(np.asarray(runs[c], dtype=float))
-        out = np.maximum(out, np.maximum(lo - x, x - hi))
-    return out
+        columns[c] = np.maximum(np.maximum(lo - x, x - hi), 0.0)
+    return pd.DataFrame(columns, index=runs.index)
+
+
+def distance(box: Mapping[str, tuple[float, float]], runs: pd.DataFrame) -> np.ndarray:
+    """Decades by which each run lies outside the box, largest over N, D and C (0 inside)."""
+    return outside(box, runs).max(axis=1).to_numpy()
 
 
 def conformal_quantile(scores: np.ndarray, weights: np.ndarray | None, level: float) -> float:
@@ -87,7 +98,8 @@ def nested_backtest(
     level: float,
     quantiles: tuple[float, ...] = QUANTILES,
 ) -> pd.DataFrame:
-    """Held-out runs of every nested split: coord, q, row, log_error, distance, scatter.
+    """Held-out runs of every nested split: coord, q, row, log_error, distance, scatter, and
+    the distance along each coordinate (columns d_C, d_N, d_D).
 
     log_error = log(actual) - log(predicted); scatter = the level-quantile of |log residual|
     of that split's fit on its own training runs. Splits whose fit fails are skipped.
@@ -109,19 +121,20 @@ def nested_backtest(
             if not np.isfinite(err).all():
                 continue
             scatter = float(np.quantile(np.abs(err[: len(train)]), level))
-            rows.append(
-                pd.DataFrame(
-                    {
-                        "coord": coord,
-                        "q": q,
-                        "row": test.index.to_numpy(),
-                        "log_error": err[len(train) :],
-                        "distance": distance(log_box(train), test),
-                        "scatter": scatter,
-                    }
-                )
+            along = outside(log_box(train), test).add_prefix("d_")
+            split = pd.DataFrame(
+                {
+                    "coord": coord,
+                    "q": q,
+                    "row": test.index.to_numpy(),
+                    "log_error": err[len(train) :],
+                    "distance": along.max(axis=1).to_numpy(),
+                    "scatter": scatter,
+                }
             )
+            rows.append(pd.concat([split, along.reset_index(drop=True)], axis=1))
     columns = ["coord", "q", "row", "log_error", "distance", "scatter"]
+    columns += [f"d_{c}" for c in COORDS]
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=columns)
 
 
@@ -135,12 +148,14 @@ def out_of_range_error(nested: pd.DataFrame) -> float:
 class Calibration:
     """How far a question is from the data, and how much that widens its interval.
 
-    kappa: log-loss half-width added per decade of distance; box: the fitted runs' log10
-    ranges of N, D, C; n_scores, n_splits: the nested held-out runs and splits behind kappa.
+    kappa: the pooled log-loss half-width added per decade of distance; along: kappa_k per
+    coordinate (never below kappa), the one applied; box: the fitted runs' log10 ranges of
+    N, D, C; n_scores, n_splits: the nested held-out runs and splits behind kappa.
     """
 
     level: float
     kappa: float
+    along: dict[str, float]
     box: dict[str, tuple[float, float]]
     n_scores: int
     n_splits: int
@@ -149,19 +164,30 @@ class Calibration:
         """Decades outside the fitted runs (see `distance`)."""
         return distance(self.box, runs)
 
+    def extra(self, runs: pd.DataFrame) -> np.ndarray:
+        """The widening in log loss, max_k kappa_k d_k (0 inside the data, even if inf)."""
+        d = outside(self.box, runs)
+        out = np.zeros(len(runs))
+        for c in COORDS:
+            far = d[c].to_numpy() > 0
+            out[far] = np.maximum(out[far], self.along[c] * d[c].to_numpy()[far])
+        return out
+
     def widen(
         self, estimate: np.ndarray, lo: np.ndarray, hi: np.ndarray, runs: pd.DataFrame
     ) -> tuple[np.ndarray, np.ndarray]:
-        """The law's interval (lo, hi) around estimate, each side widened by kappa d in log."""
-        d = self.distance(runs)
-        extra = np.zeros_like(d)  # inside the data: as is, even when kappa is inf
-        extra[d > 0] = self.kappa * d[d > 0]
+        """The law's interval (lo, hi) around estimate, each side widened by `extra` in log."""
+        extra = self.extra(runs)
         return lo * np.exp(-extra), hi * np.exp(extra)
 
     def to_dict(self) -> dict[str, Any]:
+        def finite(k: float) -> float | None:  # JSON has no inf
+            return k if math.isfinite(k) else None
+
         return {
             "level": self.level,
-            "kappa": self.kappa if math.isfinite(self.kappa) else None,  # JSON has no inf
+            "kappa": finite(self.kappa),
+            "along": {c: finite(k) for c, k in self.along.items()},
             "box": {k: list(v) for k, v in self.box.items()},
             "n_scores": self.n_scores,
             "n_splits": self.n_splits,
@@ -169,20 +195,43 @@ class Calibration:
 
     @classmethod
     def from_dict(cls, record: Mapping[str, Any]) -> Calibration:
+        """Read a record; one written before kappa_k existed widens by its kappa everywhere."""
+
+        def number(k: float | None) -> float:
+            return math.inf if k is None else float(k)
+
         box = {k: (float(v[0]), float(v[1])) for k, v in record["box"].items()}
-        kappa = math.inf if record["kappa"] is None else float(record["kappa"])
-        return cls(float(record["level"]), kappa, box, record["n_scores"], record["n_splits"])
+        kappa = number(record["kappa"])
+        along = {c: number(record.get("along", {}).get(c, record["kappa"])) for c in COORDS}
+        n_scores, n_splits = record["n_scores"], record["n_splits"]
+        return cls(float(record["level"]), kappa, along, box, n_scores, n_splits)
+
+    def describe(self) -> str:
+        """One line for a summary: the kappa_k applied and what they come from."""
+        along = ", ".join(f"{c} {self.along[c]:.4f}" for c in COORDS)
+        return (
+            f"intervals widened per decade outside the runs by kappa ({along}) in log loss "
+            f"(conformal {self.level:.0%} quantiles of {self.n_scores} nested errors, "
+            f"{self.n_splits} splits; pooled {self.kappa:.4f})"
+        )
 
 
 def calibrate(nested: pd.DataFrame, runs: pd.DataFrame, level: float) -> Calibration:
-    """kappa = conformal quantile of max(|log error| - scatter, 0) / distance, splits equal."""
+    """kappa (pooled over the splits, scores over d) and kappa_k = max(kappa, the k-splits'
+    own quantile of scores over d_k); splits weigh the same."""
     if nested.empty:
         raise FitError("no nested backtest could be fitted: too few runs to calibrate")
-    scores = np.maximum(nested.log_error.abs() - nested.scatter, 0.0) / nested.distance
-    split_size = nested.groupby(["coord", "q"]).row.transform("size").to_numpy()
-    kappa = conformal_quantile(scores.to_numpy(), 1.0 / split_size, level)
+    excess = np.maximum(nested.log_error.abs() - nested.scatter, 0.0).to_numpy()
+    weights = 1.0 / nested.groupby(["coord", "q"]).row.transform("size").to_numpy()
+    kappa = conformal_quantile(excess / nested.distance.to_numpy(), weights, level)
+    along = {}
+    for c in COORDS:
+        mine = (nested.coord == c).to_numpy()
+        own = conformal_quantile(excess[mine] / nested[f"d_{c}"].to_numpy()[mine],
+                                 weights[mine], level)  # fmt: skip
+        along[c] = max(kappa, own) if math.isfinite(own) else kappa
     n_splits = int(nested.groupby(["coord", "q"]).ngroups)
-    return Calibration(level, kappa, log_box(runs), len(nested), n_splits)
+    return Calibration(level, kappa, along, log_box(runs), len(nested), n_splits)
 
 
 def assess(

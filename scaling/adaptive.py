@@ -14,9 +14,9 @@ simulating their outcomes:
 - The law's own interval half-width in log loss, sqrt(z^2 g^T Sigma g + r^2), with r the
   level-quantile of the runs' |log residual| (a question about one run keeps its scatter), as
   the Study's draws-times-residual interval does.
-- Calibration: each side moved out by kappa d(target), d = decades outside the runs' box in
-  log N, log D, log C (fits.extrapolation.distance). A run beyond the box moves it toward the
-  target and shrinks d.
+- Calibration: each side moved out by max_k kappa_k d_k(target), d_k = decades outside the
+  runs' box in log C, log N, log D (fits.extrapolation.Calibration.extra). A run beyond the
+  box moves it toward the target and shrinks d_k.
 
 The relative width of the target's interval is then 2 sinh(h) for half-width h. A candidate's
 value is the drop in width per unit cost when it is added (its J enters the information by
@@ -92,7 +92,7 @@ class LawState:
     form: str
     sigma: float  # per-run standard deviation of the estimator's log-loss residual
     scatter: float  # level-quantile of |log residual|: the in-data half-width of one run
-    kappa: float  # calibration: log-loss half-width per decade outside the runs (0: none)
+    kappa: np.ndarray  # calibration: kappa_k per decade outside, in COORDS order (0: none)
     calibrated: bool
 
 
@@ -228,15 +228,16 @@ class _Design:
         loss = theta_loss(self.theta, self.target_n, self.target_d)
         return float(np.mean(loss))
 
-    def _width(self, var: np.ndarray, dist: np.ndarray) -> np.ndarray:
-        """2 sinh(half-width in log loss); dist: each target point's (axis 0), averaged."""
+    def _width(self, var: np.ndarray, extra: np.ndarray) -> np.ndarray:
+        """2 sinh(half-width in log loss); extra: each target point's widening (axis 0),
+        averaged."""
         h = np.sqrt(self.z**2 * np.maximum(var, 0.0) + self.scatter**2)
-        return 2.0 * np.sinh(h + self.law.kappa * dist.mean(axis=0))
+        return 2.0 * np.sinh(h + extra.mean(axis=0))
 
     def width(self) -> float:
         var = self.g @ self.cov @ self.g
-        dist = _outside(self.target_x, self.lo[:, None], self.hi[:, None])
-        return float(self._width(np.asarray(var), dist))
+        extra = _widening(self.law.kappa, self.target_x, self.lo[:, None], self.hi[:, None])
+        return float(self._width(np.asarray(var), extra))
 
     def widths_with(self, N: np.ndarray, D: np.ndarray) -> np.ndarray:
         """Width after adding each candidate alone: Sherman-Morrison and the stretched box."""
@@ -247,8 +248,8 @@ class _Design:
         x = _log_coords(N, D)  # (3, M)
         lo = np.minimum(self.lo[:, None], x)[:, None, :]  # (3, 1, M)
         hi = np.maximum(self.hi[:, None], x)[:, None, :]
-        dist = _outside(self.target_x[:, :, None], lo, hi)  # (T, M)
-        return self._width(var, dist)
+        extra = _widening(self.law.kappa, self.target_x[:, :, None], lo, hi)  # (T, M)
+        return self._width(var, extra)
 
     def add(self, N: float, D: float) -> None:
         j = _jacobian(self.theta, np.array([N]), np.array([D]))[0]
@@ -304,9 +305,11 @@ def _log_coords(N: np.ndarray, D: np.ndarray) -> np.ndarray:
     return np.stack([x[c] for c in COORDS])
 
 
-def _outside(x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """Decades outside [lo, hi], largest over the coordinates (axis 0): fits' `distance`."""
-    return np.maximum(np.maximum(lo - x, x - hi), 0.0).max(axis=0)
+def _widening(kappa: np.ndarray, x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """max_k kappa_k (decades outside [lo, hi] along k), k on axis 0: Calibration.extra."""
+    d = np.maximum(np.maximum(lo - x, x - hi), 0.0)
+    k = kappa.reshape((-1,) + (1,) * (d.ndim - 1))
+    return np.where(d > 0, k * d, 0.0).max(axis=0)
 
 
 def _starts_of(models: Sequence[ChinchillaLaw]) -> ChinchillaLaw:
@@ -316,11 +319,13 @@ def _starts_of(models: Sequence[ChinchillaLaw]) -> ChinchillaLaw:
     return model
 
 
-def _kappa(calibration: Calibration | None) -> float:
-    """The calibration's kappa; 0 when none could be measured (the width is then the law's)."""
-    if calibration is None or not math.isfinite(calibration.kappa):
-        return 0.0
-    return calibration.kappa
+def _kappa(calibration: Calibration | None) -> np.ndarray:
+    """The calibration's kappa_k in COORDS order; 0 where none could be measured (the width
+    is then the law's)."""
+    if calibration is None:
+        return np.zeros(len(COORDS))
+    kappa = np.array([calibration.along[c] for c in COORDS])
+    return np.where(np.isfinite(kappa), kappa, 0.0)
 
 
 def _refit_predict(model: ChinchillaLaw, train: pd.DataFrame, test: pd.DataFrame) -> np.ndarray:

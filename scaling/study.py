@@ -99,11 +99,7 @@ class FittedLaw:
         if cal is None:
             lines.append("intervals NOT calibrated: too few runs to backtest inside the data")
         else:
-            lines.append(
-                f"intervals widened by {cal.kappa:.4f} in log loss per decade outside the runs "
-                f"(conformal {cal.level:.0%} quantile of {cal.n_scores} nested errors, "
-                f"{cal.n_splits} splits)"
-            )
+            lines.append(cal.describe())
         return lines
 
     def __str__(self) -> str:

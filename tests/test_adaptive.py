@@ -103,14 +103,15 @@ def test_width_of_a_mean_by_hand(runs: pd.DataFrame, state: LawState) -> None:
         info += np.outer(j, j) / state.sigma**2
     points = Target("loss", (1e8, 3e9), (4e9, 6e10))
     g = _jacobian(theta, np.array(points.N), np.array(points.D)).mean(axis=0)
-    # decades outside the runs' box: the first point is inside, the second beyond N, D and C
-    far = max(
+    # decades outside the runs' box: the first point is inside, the second beyond C, N and D
+    along = [
+        np.log10(3e9 * 6e10 / (runs.N * runs.D).max()),
         np.log10(3e9 / runs.N.max()),
         np.log10(6e10 / runs.D.max()),
-        np.log10(3e9 * 6e10 / (runs.N * runs.D).max()),
-    )
+    ]
+    far = max(k * d for k, d in zip(state.kappa, along, strict=True))
     h = math.sqrt(1.6448536**2 * g @ np.linalg.solve(info, g) + state.scatter**2 / 2)
-    h += state.kappa * far / 2
+    h += far / 2
     assert expected_width(runs, points, state) == pytest.approx(2 * math.sinh(h), rel=1e-6)
 
 

@@ -128,12 +128,15 @@ def test_calibrated_intervals_cover_a_misspecified_law_where_the_laws_own_do_not
     assert result.frame.distance.max() > 1  # a decade past the largest training budget
 
 
-def test_epoch_240_top_compute_backtest_covers_at_the_level():
+@pytest.mark.parametrize("holdout", ["top-compute", "top-params"])
+def test_epoch_240_backtests_cover_about_the_level(holdout):
+    """90% intervals on 60 held-out runs: at least 85%, and not every run (58 of 60 measured
+    on both; the pooled kappa alone held 48-49 of the top-params runs)."""
     study = Study.from_frame(datasets.epoch_240(), n_bootstrap=200)
-    result = study.backtest("auto", holdout="top-compute", fraction=0.25)
+    result = study.backtest("auto", holdout=holdout, fraction=0.25)
     assert len(result.frame) == 60
     assert result.median_rel_error <= 0.01
-    assert 0.85 <= result.coverage <= 0.95
+    assert 0.85 <= result.coverage <= 0.97
     assert result.law_coverage < 0.7  # what the uncalibrated interval did
     assert result.median_width > result.median_law_width
 
@@ -172,9 +175,14 @@ def test_in_range_questions_keep_the_laws_interval_and_far_ones_widen(epoch_stud
     far = pd.DataFrame({"N": [70e9], "D": [1.4e12], "U": [math.nan]})
     _, lo, hi = study._law_interval(fitted, far)
     _, lo_c, hi_c = study._loss_interval(fitted, far)
-    d = math.log10(6 * 70e9 * 1.4e12) - cal.box["C"][1]
-    assert np.log(hi_c / hi) == pytest.approx(cal.kappa * d)
-    assert np.log(lo / lo_c) == pytest.approx(cal.kappa * d)
+    along = {
+        "C": math.log10(6 * 70e9 * 1.4e12) - cal.box["C"][1],
+        "N": math.log10(70e9) - cal.box["N"][1],
+        "D": math.log10(1.4e12) - cal.box["D"][1],
+    }
+    extra = max(cal.along[c] * along[c] for c in along if along[c] > 0)
+    assert np.log(hi_c / hi) == pytest.approx(extra)
+    assert np.log(lo / lo_c) == pytest.approx(extra)
 
 
 def test_cli_fits_auto_with_its_forms_and_refuses_an_unknown_law(tmp_path):
@@ -197,7 +205,8 @@ def test_cli_fits_auto_with_its_forms_and_refuses_an_unknown_law(tmp_path):
 def test_too_few_nested_runs_give_an_infinite_widening_that_survives_a_round_trip():
     nested = pd.DataFrame(
         {"coord": "C", "q": 0.5, "row": [0, 1, 2], "log_error": [0.01, 0.02, 0.03],
-         "distance": [0.1, 0.2, 0.3], "scatter": 0.0}
+         "distance": [0.1, 0.2, 0.3], "scatter": 0.0, "d_C": [0.1, 0.2, 0.3], "d_N": 0.0,
+         "d_D": 0.0}
     )  # fmt: skip
     runs = pd.DataFrame({"N": [1e6, 1e7], "D": [1e9, 1e10], "C": [6e15, 6e17]})
     cal = calibrate(nested, runs, level=0.9)  # ceil(4 * 0.9) = 4 > 3 scores
@@ -208,3 +217,49 @@ def test_too_few_nested_runs_give_an_infinite_widening_that_survives_a_round_tri
     assert lo[0] == 0.0 and hi[0] == math.inf
     inside = cal.widen(np.array([2.0]), np.array([1.9]), np.array([2.1]), runs.iloc[[1]])
     assert inside == (1.9, 2.1)
+
+
+def nested_scores(coord: str, errors: list[float], along: list[float], other: float):
+    """One split along coord: held-out runs with these |log errors| and distances along
+    coord; every run also lies `other` decades outside along the next coordinate."""
+    k = "CND"
+    side = k[(k.index(coord) + 1) % 3]
+    d = {f"d_{c}": 0.0 for c in k} | {f"d_{coord}": along, f"d_{side}": other}
+    frame = pd.DataFrame({"coord": coord, "q": 0.5, "log_error": errors, "scatter": 0.0, **d})
+    return frame.assign(distance=frame[["d_C", "d_N", "d_D"]].max(axis=1))
+
+
+def test_each_direction_widens_by_its_own_rate_never_below_the_pooled_one():
+    """N-splits err 0.01..0.10 per decade, C and D splits 0.01: a question outside along N
+    only is widened at N's own rate, along C or D at the pooled one (theirs is lower)."""
+    ten = list(np.linspace(0.1, 1.0, 10))
+    rates = [0.01 * (i + 1) for i in range(10)]
+    nested = pd.concat(
+        [
+            nested_scores("C", [0.01 * d for d in ten], ten, 0.2),
+            nested_scores("N", [r * d for r, d in zip(rates, ten, strict=True)], ten, 0.0),
+            nested_scores("D", [0.01 * d for d in ten], ten, 0.0),
+        ],
+        ignore_index=True,
+    ).assign(row=range(30))
+    runs = pd.DataFrame({"N": [1e6, 1e8], "D": [1e9, 1e10], "C": [6e15, 6e18]})
+    cal = calibrate(nested, runs, level=0.9)
+    # pooled scores over d (the C splits' first two runs lie farther out along N than C)
+    pooled = [0.01 * d / max(d, 0.2) for d in ten] + rates + [0.01] * 10
+    assert cal.kappa == pytest.approx(sorted(pooled)[math.ceil(31 * 0.9) - 1])  # 0.08
+    assert cal.along["N"] == pytest.approx(sorted(rates)[math.ceil(11 * 0.9) - 1])  # 0.10
+    assert cal.along["C"] == cal.along["D"] == cal.kappa < cal.along["N"]
+    # 1 decade past the largest N at the same C and D range: N's rate
+    question = pd.DataFrame({"N": [1e9], "D": [1e9], "C": [6e18]})
+    assert cal.extra(question)[0] == pytest.approx(cal.along["N"] * 1.0)
+    # half a decade past the largest C and D, inside N: the pooled rate
+    question = pd.DataFrame({"N": [1e8], "D": [10**10.5], "C": [6e18 * 10**0.5]})
+    assert cal.extra(question)[0] == pytest.approx(cal.kappa * 0.5)
+
+
+def test_a_stored_calibration_from_before_kappa_k_widens_by_its_kappa_everywhere():
+    record = {"level": 0.9, "kappa": 0.02, "n_scores": 30, "n_splits": 9,
+              "box": {"C": [15, 18], "N": [6, 8], "D": [9, 10]}}  # fmt: skip
+    cal = Calibration.from_dict(record)
+    assert cal.along == {"C": 0.02, "N": 0.02, "D": 0.02}
+    assert Calibration.from_dict(cal.to_dict()) == cal
