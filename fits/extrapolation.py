@@ -25,7 +25,9 @@ parameters at equal compute) than along the others, and one pooled kappa would t
 too much there; the pooled floor keeps a direction whose few splits happened to extrapolate
 well from promising more than the data as a whole supports. Each split weighs the same
 within its quantile, taken at ceil((n+1) level)/n, the finite-sample correction of split
-conformal prediction; a direction with too few scores for that takes the pooled kappa.
+conformal prediction; a direction with too few scores for that takes the pooled kappa. A
+held-out run less than MIN_OUTSIDE decades out gives no score: its error says nothing about a
+rate per decade, and divided by a near-zero distance it would set kappa alone.
 Assumption: the error per decade of extrapolation seen inside the data holds beyond it; see
 the README for the limits.
 
@@ -51,6 +53,8 @@ FitPredict = Callable[[pd.DataFrame, pd.DataFrame], np.ndarray]
 COORDS = ("C", "N", "D")
 QUANTILES = (0.5, 0.65, 0.8)
 MIN_TRAIN = 8  # a split with fewer training runs than this is skipped: too few to fit a law
+MIN_OUTSIDE = 0.01  # decades (2.3%): a held-out run nearer than this scores no error rate
+SAME = 1e-6  # relative: runs this close to a split's cut (one budget's 6ND) train with it
 
 
 def log_box(runs: pd.DataFrame) -> dict[str, tuple[float, float]]:
@@ -109,7 +113,7 @@ def nested_backtest(
     for coord in COORDS:
         x = runs[coord].to_numpy(dtype=float)
         for q in quantiles:
-            cut = np.quantile(x, q)
+            cut = np.quantile(x, q) * (1 + SAME)
             train, test = runs[x <= cut], runs[x > cut]
             if len(train) < MIN_TRAIN or test.empty:
                 continue
@@ -223,12 +227,14 @@ def calibrate(nested: pd.DataFrame, runs: pd.DataFrame, level: float) -> Calibra
         raise FitError("no nested backtest could be fitted: too few runs to calibrate")
     excess = np.maximum(nested.log_error.abs() - nested.scatter, 0.0).to_numpy()
     weights = 1.0 / nested.groupby(["coord", "q"]).row.transform("size").to_numpy()
-    kappa = conformal_quantile(excess / nested.distance.to_numpy(), weights, level)
+    d = nested.distance.to_numpy()
+    far = d >= MIN_OUTSIDE
+    kappa = conformal_quantile(excess[far] / d[far], weights[far], level)
     along = {}
     for c in COORDS:
-        mine = (nested.coord == c).to_numpy()
-        own = conformal_quantile(excess[mine] / nested[f"d_{c}"].to_numpy()[mine],
-                                 weights[mine], level)  # fmt: skip
+        d_c = nested[f"d_{c}"].to_numpy()
+        mine = (nested.coord == c).to_numpy() & (d_c >= MIN_OUTSIDE)
+        own = conformal_quantile(excess[mine] / d_c[mine], weights[mine], level)
         along[c] = max(kappa, own) if math.isfinite(own) else kappa
     n_splits = int(nested.groupby(["coord", "q"]).ngroups)
     return Calibration(level, kappa, along, log_box(runs), len(nested), n_splits)

@@ -263,3 +263,25 @@ def test_a_stored_calibration_from_before_kappa_k_widens_by_its_kappa_everywhere
     cal = Calibration.from_dict(record)
     assert cal.along == {"C": 0.02, "N": 0.02, "D": 0.02}
     assert Calibration.from_dict(cal.to_dict()) == cal
+
+
+def test_a_run_barely_outside_sets_no_rate():
+    """A held-out run 1e-10 decades out (one budget's float noise) with a 1% error would give
+    a rate of 1e8 per decade; it is left out of the scores, so kappa is that of the others."""
+    ten = list(np.linspace(0.1, 1.0, 10))
+    clean = nested_scores("C", [0.01 * d for d in ten], ten, 0.0)
+    noisy = pd.concat([clean, nested_scores("C", [0.01], [1e-10], 0.0)], ignore_index=True)
+    runs = pd.DataFrame({"N": [1e6, 1e8], "D": [1e9, 1e10], "C": [6e15, 6e18]})
+    for nested in (clean, noisy):
+        cal = calibrate(nested.assign(row=range(len(nested))), runs, level=0.8)
+        assert cal.kappa == pytest.approx(0.01) and cal.along["C"] == pytest.approx(0.01)
+
+
+def test_runs_at_the_cut_budget_train_together_despite_float_noise():
+    """Runs of one budget carry 6ND with rounding noise: a split never divides them."""
+    runs = grid_runs(lambda N, D: chinchilla_loss(TRUTH, N, D)[0], seed=2)
+    runs["C"] = runs.C * (1 + 1e-12 * np.random.default_rng(0).standard_normal(len(runs)))
+    model = ChinchillaLaw(n_bootstrap=0).fit(runs.N, runs.D, runs.loss)
+    nested = nested_backtest(runs, lambda tr, te: model.quick_refit(tr).predict(te.N, te.D), 0.9)
+    along_c = nested[nested.coord == "C"]
+    assert along_c.d_C.min() > 0.1  # a whole budget step (0.56 decades) past the training runs
