@@ -9,7 +9,10 @@ log y = log c + sum_j s_j k_j log x_j is linear, so OLS gives the coefficients w
 standard errors, t confidence intervals and R^2. A sign s_j = -1 lets a law be written with a
 minus in the exponent, as its paper does (Bjorck's beta is reported positive). `predict`
 returns the point estimate; `predict_interval` the confidence interval of the mean of log y,
-mapped back by exp (so it is an interval for the geometric-mean y at that point).
+mapped back by exp (so it is an interval for the geometric-mean y at that point), or with
+`observation=True` the prediction interval of one new y there (the mean's variance plus the
+residual variance): what a new (N, D) group's optimum is promised, since groups scatter
+about the law by more than the law's mean is uncertain.
 """
 
 from __future__ import annotations
@@ -149,14 +152,22 @@ class LogLinearLaw(Fit):
         return np.exp(design @ self.beta_)
 
     def predict_interval(
-        self, X: pd.DataFrame | Mapping[str, Any], level: float | None = None
+        self,
+        X: pd.DataFrame | Mapping[str, Any],
+        level: float | None = None,
+        *,
+        observation: bool = False,
     ) -> Estimate:
-        """Point prediction and the t confidence interval of the mean in log space, exp'd."""
+        """Point prediction and the t interval in log space, exp'd: of the mean, or of one new
+        observation (`observation`: residual variance SSR/df added)."""
         self._check_fitted()
         level = validate.level(self.level_ if level is None else level)
         design = self._predict_design(X)
         mean = design @ self.beta_
-        se = np.sqrt(np.einsum("ij,jk,ik->i", design, self.cov_, design))
+        var = np.einsum("ij,jk,ik->i", design, self.cov_, design)
+        if observation:
+            var = var + self.objective_ / self.df_resid_
+        se = np.sqrt(var)
         t = stats.t.ppf(0.5 + level / 2, self.df_resid_)
         return Estimate(np.exp(mean), np.exp(mean - t * se), np.exp(mean + t * se), level)
 

@@ -501,9 +501,11 @@ class Study:
         source: str | None = None,
         where: str | None = None,
     ) -> Prediction:
-        """Optimal peak LR from the fitted LR law (interval of the regression mean)."""
+        """Optimal peak LR from the fitted LR law, with the prediction interval of one new
+        (N, D) group's optimum (the law's uncertainty plus the groups' scatter about it)."""
         fitted = self.fit("lr-law", arch, source, where)
-        p = fitted.model.predict_interval({"N": [N], "D": [D]}, self.level)  # type: ignore[attr-defined]
+        model: LogLinearLaw = fitted.model  # type: ignore[assignment]
+        p = model.predict_interval({"N": [N], "D": [D]}, self.level, observation=True)
         return self._answer(
             _scalar("lr_opt", p, fitted.fit_id), {"ask": "lr", "N": N, "D": D, "arch": arch}
         )
@@ -511,9 +513,11 @@ class Study:
     def optimal_batch_size(
         self, D: float, arch: str | None = None, source: str | None = None, where: str | None = None
     ) -> Prediction:
-        """Optimal batch size in tokens at horizon D from BS* = c D^gamma."""
+        """Optimal batch size in tokens at horizon D from BS* = c D^gamma (prediction
+        interval of one new group's optimum, as for the LR)."""
         fitted = self.fit("bs-law", arch, source, where)
-        p = fitted.model.predict_interval({"D": [D]}, self.level)  # type: ignore[attr-defined]
+        model: LogLinearLaw = fitted.model  # type: ignore[assignment]
+        p = model.predict_interval({"D": [D]}, self.level, observation=True)
         return self._answer(
             _scalar("batch_tokens_opt", p, fitted.fit_id),
             {"ask": "batch_size", "D": D, "arch": arch},
@@ -665,7 +669,7 @@ class Study:
         options: dict[str, Any] = {"method": method} if law == "lr-law" else {}
         fitted = self.fit(law, arch, source, clause, **options)
         model: LogLinearLaw = fitted.model  # type: ignore[assignment]
-        p = model.predict_interval(held, self.level)
+        p = model.predict_interval(held, self.level, observation=True)
         predicted = held.assign(predicted=p.estimate, lo=p.lo, hi=p.hi)
         x, across, name = (
             ("lr", "batch_size", "LR") if law == "lr-law" else ("batch_tokens", "lr", "batch size")

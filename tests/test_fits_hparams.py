@@ -75,6 +75,22 @@ def test_predict_interval_is_the_mean_confidence_interval():
     np.testing.assert_allclose(m.predict(new), p.estimate, rtol=1e-12)
 
 
+def test_predict_interval_of_an_observation_is_the_ols_prediction_interval():
+    rng = np.random.default_rng(2)
+    X = grid_nd()
+    lr = 2.0 * X.N**-0.7 * X.D**0.3 * np.exp(0.05 * rng.standard_normal(len(X)))
+    m = step_law_lr(level=0.9).fit(X, lr)
+    new = pd.DataFrame({"N": [3e9, 1e10], "D": [2e11, 1e12]})
+    p = m.predict_interval(new, observation=True)
+    ols = sm.OLS(np.log(lr), sm.add_constant(np.log(X[["N", "D"]]))).fit()
+    ref = ols.get_prediction(sm.add_constant(np.log(new), has_constant="add"))
+    frame = ref.summary_frame(alpha=0.1)
+    np.testing.assert_allclose(np.log(p.lo), frame.obs_ci_lower, rtol=1e-10)
+    np.testing.assert_allclose(np.log(p.hi), frame.obs_ci_upper, rtol=1e-10)
+    mean = m.predict_interval(new)
+    assert (p.lo < mean.lo).all() and (p.hi > mean.hi).all()
+
+
 def test_bjorck_sign_convention_and_per_size_fits():
     rows = []
     for N, B, beta in ((1e8, 30.0, 0.3), (4e8, 20.0, 0.35)):
