@@ -19,6 +19,9 @@ lr-law, porian form, on N = params), then the IsoFLOP sweeps: arch_isoflop_ARCH.
 the template (sizes x budgets); one spec per (arch, size) is written to generated/ with
 that size's LR from the law (rounded to 3 digits, so a refit on the same runs writes the
 same LR and hence the same run ids) and run under the template's sweep name.
+Then the LR check: at the template's largest size (beyond the scanned ones) and the LR scans'
+horizon, the law's LR and half and twice it (generated/lrcheck_ARCH.toml), to show whether
+the law's LR is near-optimal where the IsoFLOP runs use it untested.
 `predict`: per architecture, the Chinchilla law on its IsoFLOP runs, the compute-optimal N
 at VALIDATE_FACTOR x the largest budget, the ladder rung nearest to it, D = that compute /
 the rung's exact FLOPs per token and LR from the law; the predicted loss with its 90%
@@ -74,6 +77,7 @@ DOCS = HERE.parent / "docs"
 ARCHS = ("llama", "tnl", "hgrn2", "cosformer2")
 PREFIX = "arch-"  # every sweep of the study is named arch-...
 VALIDATE_FACTOR = 3.0  # validation runs at this multiple of the largest IsoFLOP budget
+LR_CHECK = (0.5, 1.0, 2.0)  # multiples of the law's LR tried at the largest IsoFLOP size
 WALLCLOCK_HOURS = 2.0
 SHEN = pd.DataFrame(  # Shen et al. 2024, loss envelope fits (issue 13)
     {
@@ -207,14 +211,31 @@ def isoflop_specs(db: Path, arch: str) -> list[Path]:
         n = float(ladder(arch).set_index("name").loc[size, "params"])
         lr = law_lr(law, n)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(_spec_text(template, {"size": [size]}, lr, f"LR*(N = {n:.0f})"))
+        why = f"lr = {lr} from the LR law, LR*(N = {n:.0f})"
+        path.write_text(_spec_text(template, {"size": [size]}, lr, why))
     return specs
 
 
-def _spec_text(template: dict, axes: dict, lr: float, why: str) -> str:
-    fixed = {**template["fixed"], "lr": lr}
+def lr_check_spec(db: Path, arch: str) -> Path:
+    """The law's LR x 0.5, 1, 2 at the largest IsoFLOP size and the scans' horizon."""
+    path = GENERATED / f"lrcheck_{arch}.toml"
+    if path.exists():
+        return path
+    size = tomllib.loads((SPECS / f"arch_isoflop_{arch}.toml").read_text())["axes"]["size"][-1]
+    scans = tomllib.loads((SPECS / f"arch_lr_{arch}.toml").read_text())
+    n = float(ladder(arch).set_index("name").loc[size, "params"])
+    lr = law_lr(lr_law(db, arch), n)
+    template = {"name": f"{PREFIX}lrcheck-{arch}", "fixed": scans["fixed"]}
+    axes = {"size": [size], "lr": [float(f"{lr * f:.3g}") for f in LR_CHECK]}
+    why = f"the LR law's LR*(N = {n:.0f}) = {lr} times {LR_CHECK}"
+    path.write_text(_spec_text(template, axes, None, why))
+    return path
+
+
+def _spec_text(template: dict, axes: dict, lr: float | None, why: str) -> str:
+    fixed = {**template["fixed"], **({} if lr is None else {"lr": lr})}
     lines = [
-        f"# written by benchmarks/architecture_study.py: lr = {lr} from the LR law, {why}",
+        f"# written by benchmarks/architecture_study.py: {why}",
         f'name = "{template["name"]}"',
         "[fixed]",
         *(f"{k} = {json.dumps(v)}" for k, v in fixed.items()),
@@ -241,7 +262,10 @@ def run(db: Path, budget_s: float | None, workers: int) -> None:
         for spec in isoflop_specs(db, arch):
             if not sweep(spec, db, clock, workers):
                 return print("time budget spent: run again to go on")
-    print("LR scans and IsoFLOP sweeps done: next `predict`, then `validate`")
+    for arch in ARCHS:
+        if not sweep(lr_check_spec(db, arch), db, clock, workers):
+            return print("time budget spent: run again to go on")
+    print("LR scans, IsoFLOP sweeps and LR checks done: next `predict`, then `validate`")
 
 
 # -- predict and validate ----------------------------------------------------------------
@@ -271,7 +295,8 @@ def predict(db: Path) -> None:
         template = tomllib.loads((SPECS / f"arch_isoflop_{arch}.toml").read_text())
         template = {"name": f"{PREFIX}validate", "fixed": {**template["fixed"], "tokens": tokens}}
         spec = GENERATED / f"validate_{arch}.toml"
-        spec.write_text(_spec_text(template, {"size": [size]}, lr, f"C = {budget:.3g}"))
+        why = f"lr = {lr} from the LR law, C = {budget:.3g}"
+        spec.write_text(_spec_text(template, {"size": [size]}, lr, why))
         predictions[arch] = {
             "C": budget, "N_opt": optimal.N.value, "size": size, "N": n, "D": tokens,
             "lr": lr, "loss": loss.value, "lo": loss.lo, "hi": loss.hi, "level": loss.level,
@@ -364,10 +389,34 @@ def analyse(runs_path: Path) -> None:
     for arch in (a for a in ARCHS if a != "llama" and a in laws and "llama" in laws):
         lo, hi = iso.flops.min() / 10, iso.flops.max() * 1e4
         print(study.crossover(arch, "llama", (lo, hi)))
+    lr_checks(runs)
     predictions = GENERATED / "predictions.json"
     if predictions.exists():
         report_validation(runs, json.loads(predictions.read_text()))
     wallclock(runs, laws)
+
+
+def lr_checks(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per architecture: the law's LR at the largest IsoFLOP size against half and twice it,
+    and the loss penalty of the law's LR over the best of the three."""
+    rows = []
+    for arch in ARCHS:
+        scan = runs[(runs.sweep == f"{PREFIX}lrcheck-{arch}") & (runs.status == "done")]
+        if len(scan) < len(LR_CHECK):
+            continue
+        scan = scan.sort_values("lr")
+        law = scan.lr.iloc[len(scan) // 2]  # the middle of x 0.5, 1, 2
+        loss = dict(zip(scan.lr, scan.final_val_loss, strict=True))
+        best = min(loss, key=loss.__getitem__)
+        rows.append({"arch": arch, "N": int(scan.params.iloc[0]), "law lr": law,
+                     **{f"loss at x{f:g}": loss[lr] for f, lr in zip(LR_CHECK, scan.lr,
+                                                                      strict=True)},
+                     "best": f"x{best / law:.2g}",
+                     "penalty": f"{loss[law] / loss[best] - 1:.2%}"})  # fmt: skip
+    table = pd.DataFrame(rows)
+    print("\nLR check at the largest IsoFLOP size (the scans' horizon): the law's LR, x0.5, x2")
+    print(table.to_string(index=False) if rows else "  not run yet")
+    return table
 
 
 def _law_row(isoflop: Any, chinchilla: Any) -> dict[str, str]:
