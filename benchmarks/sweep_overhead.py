@@ -69,7 +69,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             db = Path(tmp) / "bench.duckdb"
             options = SweepOptions(workers=workers, threads=1, device="cpu")
-            report = run_sweep(f"bench-{name}", lambda _, runs=runs: runs, db, options)
+            report = run_sweep(f"bench-{name}", lambda *_, runs=runs: runs, db, options)
             with connect(db, read_only=True) as con:
                 trained_s = con.execute("SELECT sum(wall_s) FROM runs").fetchone()[0]
         assert report.trained["done"] == len(runs), report

@@ -208,10 +208,19 @@ def suggest(spec: SpecArgument, db: DbOption = None) -> None:
     table["width_after"] = [f"{w:.2%}" if w == w else "-" for w in table.width_after]
     table["run_id"] = table.run_id.str[:8]
     print_frame(table, title=f"adaptive sweep {sweep.name}: round {s.round}")
-    console.print(
-        f"budget: {format_value(s.spent)} of {format_value(s.budget)} FLOPs planned before "
-        f"this round, {format_value(float(runs.flops.sum()))} in it"
-    )
+    if s.unit == "s":
+        expected = ""
+        if s.plan is not None:
+            expected = f", about {s.plan.picks.cost.sum():.0f} s expected in it"
+        console.print(
+            f"budget: {s.spent / 3600:.3g} of {s.budget / 3600:.3g} hours spent before this "
+            f"round (measured){expected}"
+        )
+    else:
+        console.print(
+            f"budget: {format_value(s.spent)} of {format_value(s.budget)} FLOPs planned before "
+            f"this round, {format_value(float(runs.flops.sum()))} in it"
+        )
     if s.plan is None:
         console.print("round 0 is the start design: the law is fitted once it is done")
     else:

@@ -8,6 +8,13 @@ only once every run of the previous one has finished, and it depends only on tho
 killed sweep replays the same rounds and finds the same runs left. Diverged and failed runs
 count against the budget but are not fitted.
 
+With budget_hours the currency is wall seconds: a run planned costs its predicted seconds
+(runners.sweeps.throughput.Throughput fitted on the sweep's own finished runs' tokens per
+second, evaluations and start-up included) and a run done costs the seconds it took (its
+recorded wall_s; a failed run, one start-up). Both are read from the runs of the rounds
+before, so replanning stays a pure function of them. Round 0 is then trained whole: nothing
+has been timed before it.
+
 The plan function has the coordinator's shape (scaling.sweep.PlanFunction): it is called with
 the losses known so far and returns every run planned, so `run_sweep` trains a round, and
 when its last run lands, replans and goes on until the budget is spent.
@@ -27,8 +34,9 @@ from runners.config import RunConfig
 from runners.corpus import load_corpus
 from runners.errors import RunnerError
 from runners.results import config_row
-from runners.sweeps.designs import LossOf, Planner, initial_configs
+from runners.sweeps.designs import LossOf, Planner, Timing, TimingOf, initial_configs
 from runners.sweeps.spec import Adaptive, Design, SweepSpec
+from runners.sweeps.throughput import RUN_START_S, WORKER_START_S, Throughput
 from scaling.adaptive import (
     LawState,
     RoundPlan,
@@ -38,8 +46,9 @@ from scaling.adaptive import (
     plan_round,
 )
 from scaling.errors import ScalingError
+from scaling.sweep import evaluated_tokens
 from store.db import connect, default_path
-from store.sweeps import run_outcomes
+from store.sweeps import run_outcomes, run_timings
 
 START_SIZES, START_TOKENS = 3, 4
 
@@ -66,51 +75,90 @@ class AdaptivePlanner:
             {
                 "N": [float(r["params"]) for r in rows],
                 "D": [float(r["tokens"]) for r in rows],
-                "cost": [float(r["flops"]) for r in rows],
+                "cost": [float(r["flops"]) for r in rows],  # FLOPs; seconds: see `costs`
+                "eval_tokens": [float(evaluated_tokens(c)) for c in self.configs],
             }
         )
-        cheapest = float(self.candidates.cost.min())
-        if cheapest > self.design.budget_flops:
+        self.budget = self.design.budget
+        if self.design.in_seconds:
+            least = WORKER_START_S + RUN_START_S  # any run, before its first token
+            if self.budget < least:
+                raise RunnerError(
+                    f"spec.design.budget_hours: {self.budget:.3g} s cannot buy one run; "
+                    f"starting one costs about {least:.0f} s"
+                )
+        elif self.budget < float(self.candidates.cost.min()):
             raise RunnerError(
-                f"spec.design.budget_flops: {self.design.budget_flops:.3g} FLOPs cannot buy one "
-                f"run; the cheapest candidate costs {cheapest:.3g}"
+                f"spec.design.budget_flops: {self.budget:.3g} FLOPs cannot buy one run; the "
+                f"cheapest candidate costs {float(self.candidates.cost.min()):.3g}"
             )
         self._plans: dict[tuple[Any, ...], LawState] = {}
 
-    def __call__(self, loss_of: LossOf | None = None) -> list[RunConfig]:
-        rounds = self.rounds(loss_of or (lambda _: None))
+    def __call__(
+        self, loss_of: LossOf | None = None, timing_of: TimingOf | None = None
+    ) -> list[RunConfig]:
+        rounds = self.rounds(loss_of or (lambda _: None), timing_of)
         return [self.configs[i] for r in rounds for i in r.picks]
 
     def start(self) -> tuple[int, ...]:
-        """Round 0: the smallest sizes at the fewest tokens, cheapest first, within budget."""
+        """Round 0: the smallest sizes at the fewest tokens, cheapest first, within budget
+        (all of them with a budget in hours: none has been timed yet)."""
         sizes = sorted(set(self.candidates.N))[:START_SIZES]
         tokens = sorted(set(self.candidates.D))[:START_TOKENS]
         chosen = self.candidates[self.candidates.N.isin(sizes) & self.candidates.D.isin(tokens)]
         picks, spent = [], 0.0
         for i in chosen.sort_values("cost", kind="stable").index:
-            if spent + chosen.cost[i] <= self.design.budget_flops:
+            if self.design.in_seconds or spent + chosen.cost[i] <= self.budget:
                 picks.append(int(i))
                 spent += chosen.cost[i]
         return tuple(picks)
 
-    def rounds(self, loss_of: LossOf) -> list[Round]:
+    def rounds(self, loss_of: LossOf, timing_of: TimingOf | None = None) -> list[Round]:
         """Every round planned so far; the last may still have runs to train."""
+        timing_of = timing_of or (lambda _: None)
         rounds = [Round(self.start())]
         while True:
             losses = {i: loss_of(self.configs[i]) for r in rounds for i in r.picks}
             if any(v is None for v in losses.values()):
                 return rounds
-            spent = float(self.candidates.cost.iloc[list(losses)].sum())
-            plan = self._plan(losses, self.design.budget_flops - spent)
+            timings = {i: timing_of(self.configs[i]) for i in losses}
+            costs = self.costs(timings)
+            if costs is None:  # nothing timed to predict seconds from
+                return rounds
+            plan = self._plan(losses, self.budget - self.spent(timings), costs)
             if plan is None or plan.picks.empty:
                 return rounds
             rounds.append(Round(tuple(int(i) for i in plan.picks["index"]), plan))
 
-    def _plan(self, losses: dict[int, float | None], budget: float) -> RoundPlan | None:
+    def spent(self, timings: dict[int, Timing | None]) -> float:
+        """What the runs done cost: FLOPs, or their measured seconds (one start-up if none)."""
+        if not self.design.in_seconds:
+            return float(self.candidates.cost.iloc[list(timings)].sum())
+        return sum(t.wall_s if t is not None else RUN_START_S for t in timings.values())
+
+    def costs(self, timings: dict[int, Timing | None]) -> pd.Series | None:
+        """Each candidate's cost: its FLOPs, or its predicted seconds from the timed runs."""
+        if not self.design.in_seconds:
+            return self.candidates.cost
+        timed = [(i, t) for i, t in timings.items() if t is not None]
+        if not timed:
+            return None
+        c = self.candidates
+        per_token = c.cost / c.D
+        throughput = Throughput.fit(
+            per_token.iloc[[i for i, _ in timed]].to_numpy(),
+            np.array([t.tokens_per_s for _, t in timed]),
+        )
+        assert throughput is not None  # every timed run has a positive rate
+        return pd.Series(throughput.seconds(per_token, c.D, c.eval_tokens), index=c.index)
+
+    def _plan(
+        self, losses: dict[int, float | None], budget: float, costs: pd.Series
+    ) -> RoundPlan | None:
         """plan_round on the finished runs; the fit is cached by the runs it was made on."""
         done = [i for i, v in losses.items() if v is not None and math.isfinite(v)]
         runs = self.candidates.iloc[done].assign(loss=[losses[i] for i in done])
-        left = self.candidates.drop(index=list(losses))
+        left = self.candidates.assign(cost=costs).drop(index=list(losses))
         if left.empty or budget < float(left.cost.min()):
             return None
         key = tuple(sorted((i, losses[i]) for i in done))
@@ -155,8 +203,9 @@ class Suggestion:
     runs: pd.DataFrame  # the round's runs: config columns, status, cost, width after each
     round: int
     plan: RoundPlan | None
-    spent: float  # FLOPs of every run planned before this round
+    spent: float  # what every run before this round cost, in `unit`
     budget: float
+    unit: str  # "FLOPs", or "s" for a budget in hours
     history: pd.DataFrame  # per round: runs, FLOPs, width when planned, width expected after
     width_now: float | None  # with every run of the sweep done: the width measured on them
 
@@ -166,9 +215,10 @@ def suggest(spec: SweepSpec, db: str | Path | None = None) -> Suggestion:
     planner = AdaptivePlanner(spec)
     path = Path(db) if db is not None else default_path()
     outcomes: dict[str, tuple[str, Any]] = {}
+    timings: dict[str, tuple[float, float]] = {}
     if path.exists():
         with connect(path, read_only=True) as con:
-            outcomes = run_outcomes(con)
+            outcomes, timings = run_outcomes(con), run_timings(con)
     rows = [_row(c) for c in planner.configs]
     run_id = {c: r["run_id"] for c, r in zip(planner.configs, rows, strict=True)}
 
@@ -178,14 +228,18 @@ def suggest(spec: SweepSpec, db: str | Path | None = None) -> Suggestion:
             return None
         return float(loss) if status == "done" and loss is not None else math.inf
 
-    rounds = planner.rounds(loss_of)
+    def timing_of(config: RunConfig) -> Timing | None:
+        measured = timings.get(run_id[config])
+        return Timing(*measured) if measured and loss_of(config) is not None else None
+
+    rounds = planner.rounds(loss_of, timing_of)
     current = rounds[-1]
     before = [i for r in rounds[:-1] for i in r.picks]
     frame = pd.DataFrame([rows[i] for i in current.picks])
     frame["status"] = [outcomes.get(r["run_id"], ("planned",))[0] for r in frame.to_dict("records")]
     widths = current.plan.picks["width"].to_numpy() if current.plan else np.full(len(frame), np.nan)
     frame["width_after"] = widths
-    spent = float(planner.candidates.cost.iloc[before].sum())
+    spent = planner.spent({i: timing_of(planner.configs[i]) for i in before})
     history = pd.DataFrame(
         [
             {
@@ -206,6 +260,6 @@ def suggest(spec: SweepSpec, db: str | Path | None = None) -> Suggestion:
         law = fit_law(runs, planner.design.law)
         width_now = expected_width(runs, planner.target, law)
     return Suggestion(
-        frame, len(rounds) - 1, current.plan, spent, planner.design.budget_flops, history,
-        width_now,
+        frame, len(rounds) - 1, current.plan, spent, planner.budget,
+        "s" if planner.design.in_seconds else "FLOPs", history, width_now,
     )  # fmt: skip

@@ -49,7 +49,7 @@ def run_demo(db: str | Path | None, observer: Observer | None = None) -> pd.Data
 
     configs = demo_configs()
     options = SweepOptions(workers=min(DEMO_WORKERS, cores()), threads=1)
-    run_sweep("demo", lambda _: configs, db, options, observer)
+    run_sweep("demo", lambda _loss, _timing: configs, db, options, observer)
     with connect(db, read_only=True) as con:
         frame = read_runs(con, sweep="demo")
     columns = ["run_id", "d_model", "n_layers", "params", "tokens", "flops", "status",

@@ -28,7 +28,7 @@ import pandas as pd
 from runners.config import RunConfig
 from runners.corpus import load_corpus
 from runners.results import Progress, config_row
-from runners.sweeps.designs import LossOf
+from runners.sweeps.designs import LossOf, Timing, TimingOf
 from runners.sweeps.executors import (
     Executor,
     Finished,
@@ -40,12 +40,13 @@ from runners.sweeps.throughput import Throughput
 from store.db import COMMIT_WAIT_S, connect, default_path
 from store.lock import lock_holder, sweep_lock
 from store.runs import RESULT_CLEARED, add_to_sweep, mark_running, record_runs
-from store.sweeps import FINISHED, measured_throughput, run_outcomes, sweep_counts
+from store.sweeps import FINISHED, measured_throughput, run_outcomes, run_timings, sweep_counts
 
 POLL_S = 1.0  # the longest the coordinator sleeps between looks at its budget and workers
 COMMIT_EVERY_S = 1.0  # results that come back closer together than this share a connection
 
-PlanFunction = Callable[[LossOf], list[RunConfig]]  # runners.sweeps.designs.Planner is one
+# runners.sweeps.designs.Planner is one; it sees finished runs' losses and timings
+PlanFunction = Callable[[LossOf, TimingOf], list[RunConfig]]
 
 
 @dataclass(frozen=True)
@@ -112,8 +113,10 @@ class _Book:
         planner: PlanFunction,
         outcomes: dict[str, tuple[str, Any]],
         retry_failed: bool,
+        timings: dict[str, tuple[float, float]] | None = None,
     ) -> None:
         self.sweep, self.planner = sweep, planner
+        self.timings = dict(timings or {})
         # With retry_failed, runs that failed before this invocation count as not run; a run
         # that fails again now is final, so a deterministic failure is retried only once.
         self.outcomes = {
@@ -133,6 +136,12 @@ class _Book:
         status, loss = self.outcomes[run_id]
         return loss if status == "done" and loss is not None and math.isfinite(loss) else math.inf
 
+    def timing_of(self, config: RunConfig) -> Timing | None:
+        run_id = self.run(config).run_id
+        if not self.finished(run_id) or run_id not in self.timings:
+            return None
+        return Timing(*self.timings[run_id])
+
     def run(self, config: RunConfig) -> PlannedRun:
         if config not in self._runs:
             corpus = load_corpus(config.train.corpus)
@@ -142,7 +151,8 @@ class _Book:
 
     def plan(self) -> list[PlannedRun]:
         if self._plan is None:
-            runs = {r.run_id: r for r in map(self.run, self.planner(self.loss_of))}
+            planned = self.planner(self.loss_of, self.timing_of)
+            runs = {r.run_id: r for r in map(self.run, planned)}
             self._plan = list(runs.values())
         return self._plan
 
@@ -152,8 +162,12 @@ class _Book:
         runs = [r for r in self.plan() if r.run_id not in skip and not self.finished(r.run_id)]
         return sorted(runs, key=lambda r: -r.row["flops"])
 
-    def record(self, run_id: str, status: str, loss: float | None) -> None:
-        self.outcomes[run_id] = (status, loss)
+    def record(self, run_id: str, row: dict[str, Any]) -> None:
+        """A run came back: its status, loss and (when measured) timing, from its row."""
+        self.outcomes[run_id] = (row["status"], row.get("final_val_loss"))
+        wall, rate = row.get("wall_s"), row.get("tokens_per_s")
+        if wall and rate and wall > 0 and rate > 0:
+            self.timings[run_id] = (float(wall), float(rate))
         self._plan = None  # an lr_scan may refine on this result
 
     def n_finished(self) -> int:
@@ -174,7 +188,7 @@ def run_sweep(
     started_at = time.monotonic()
     with sweep_lock(db):
         with connect(db, wait_s=COMMIT_WAIT_S) as con:
-            book = _Book(name, planner, run_outcomes(con), options.retry_failed)
+            book = _Book(name, planner, run_outcomes(con), options.retry_failed, run_timings(con))
             add_to_sweep(con, name, [r.run_id for r in book.plan() if book.finished(r.run_id)])
         report = SweepReport(name)
         observer.planned(len(book.plan()), book.n_finished())
@@ -295,7 +309,7 @@ class _Coordinator:
                 continue
             del self.in_flight[event.key]
             row, curve = _finished_row(run, event, self.book.sweep)
-            self.book.record(run.run_id, row["status"], row.get("final_val_loss"))
+            self.book.record(run.run_id, row)
             self.report.trained[row["status"]] += 1
             self.journal.results.append((run, row, curve))
 
@@ -337,12 +351,13 @@ class SweepPlan:
 
 def plan_sweep(name: str, planner: PlanFunction, db: str | Path | None = None) -> SweepPlan:
     """The plan against the run log (read-only; a missing log means nothing is done yet)."""
-    outcomes, measured = {}, None
+    outcomes, measured, timings = {}, None, {}
     path = Path(db) if db is not None else default_path()
     if path.exists():
         with connect(path, read_only=True) as con:
             outcomes, measured = run_outcomes(con), measured_throughput(con)
-    book = _Book(name, planner, outcomes, retry_failed=False)
+            timings = run_timings(con)
+    book = _Book(name, planner, outcomes, retry_failed=False, timings=timings)
     runs = pd.DataFrame(
         [
             {
@@ -384,8 +399,9 @@ def sweep_status(
     with connect(path, read_only=True) as con:
         frame = sweep_counts(con, name)
         outcomes = run_outcomes(con) if planner is not None else {}
+        timings = run_timings(con) if planner is not None else {}
     if planner is not None and name is not None:
-        book = _Book(name, planner, outcomes, retry_failed=False)
+        book = _Book(name, planner, outcomes, retry_failed=False, timings=timings)
         if frame.empty:
             frame = pd.DataFrame([{"sweep": name, "runs": 0, "done": 0, "running": 0,
                                    "diverged": 0, "failed": 0, "last_finished": None}])  # fmt: skip

@@ -14,6 +14,16 @@ def run_outcomes(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[str, float |
     return {run_id: (status, loss) for run_id, status, loss in rows}
 
 
+def run_timings(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[float, float]]:
+    """Finished runs' (wall_s, tokens_per_s) by run id, where both were measured: what an
+    adaptive sweep with a budget in hours has spent, and its rates."""
+    rows = con.execute(
+        "SELECT run_id, wall_s, tokens_per_s FROM runs "
+        "WHERE status IN ('done', 'diverged') AND wall_s > 0 AND tokens_per_s > 0"
+    ).fetchall()
+    return {run_id: (float(wall), float(rate)) for run_id, wall, rate in rows}
+
+
 def sweep_counts(con: duckdb.DuckDBPyConnection, sweep: str | None = None) -> pd.DataFrame:
     """Runs per sweep by status (members and runs the sweep marked running)."""
     where = "WHERE m.sweep = ?" if sweep is not None else ""

@@ -11,7 +11,9 @@ import pandas as pd
 import pytest
 
 from runners.errors import RunnerError
+from runners.sweeps.designs import Timing
 from runners.sweeps.spec import loads_spec
+from runners.sweeps.throughput import EVAL_COST, RUN_START_S
 from scaling.adaptive import (
     LawState,
     Target,
@@ -198,12 +200,15 @@ def test_spec_parses_an_adaptive_design() -> None:
     ("change", "message"),
     [
         (("lr = 3e-3\n", ""), r"spec.fixed.lr: an adaptive design needs"),
-        (("budget_flops = 1e12", "budget_hours = 1"), r"budget_hours: not supported yet"),
+        (("budget_flops = 1e12", "budget_flops = 1e12\nbudget_hours = 1"), r"give one \(both"),
+        (("budget_flops = 1e12", ""), r"needs a budget"),
+        (("budget_flops = 1e12", "budget_hours = 1e9"), r"budget_hours: at most 8760 hours"),
         (('ask = "loss", N = 2e6, D = 2e7', 'ask = "lr", N = 2e6, D = 2e7'), r"not supported"),
         (('ask = "loss", N = 2e6, D = 2e7', 'ask = "optimal"'), r"target.compute: a optimal"),
         (('law = "chinchilla"', 'law = "kaplan"'), r"spec.design.law: expected one of"),
         (("round_size = 2", "round_size = 0"), r"round_size: must be between"),
         (("budget_flops = 1e12", "budget_flops = -1"), r"budget_flops: must be positive"),
+        (("budget_flops = 1e12", "budget_hours = inf"), r"budget_hours: expected a finite"),
         (("[design]", "[axes]\nseed = [0, 1]\n[design]"), r"spec.axes.seed: an adaptive"),
         (("4096, 65536, 5", "4096, 65536, 2"), r"need at least 3 sizes and 3 token"),
         (("4096, 65536", "-1, 65536"), r"spec.design.candidates.tokens.logspace"),
@@ -253,6 +258,49 @@ def test_restart_mid_round_replans_the_same_runs() -> None:
     assert spent <= 1e12
 
 
+def synthetic_timing(planner: AdaptivePlanner, known: set[int]):  # type: ignore[no-untyped-def]
+    """timing_of for the candidates in `known`: a FLOP rate of 2e9/s, 1.5 s of start-up."""
+    index = {c: i for i, c in enumerate(planner.configs)}
+    frame = planner.candidates
+
+    def timing_of(config):  # type: ignore[no-untyped-def]
+        i = index[config]
+        if i not in known:
+            return None
+        rate = 2e9 / (frame.cost[i] / frame.D[i])  # tokens per second
+        return Timing(wall_s=1.5 + frame.D[i] / rate, tokens_per_s=rate)
+
+    return timing_of
+
+
+def test_a_budget_in_hours_costs_runs_by_their_seconds() -> None:
+    spec = loads_spec(SPEC.format(budget="1e12").replace("budget_flops = 1e12",
+                                                         "budget_hours = 0.05"))  # fmt: skip
+    planner = AdaptivePlanner(spec)
+    assert planner.design.in_seconds and planner.budget == 180.0
+    start = set(planner.start())
+    assert len(start) == 12  # the whole start design: nothing is timed before it
+    loss_of, timing_of = synthetic_loss(planner, start), synthetic_timing(planner, start)
+    rounds = planner.rounds(loss_of, timing_of)
+    assert len(rounds) == 2
+    timings = {i: timing_of(planner.configs[i]) for i in start}
+    spent = planner.spent(timings)
+    assert spent == pytest.approx(sum(1.5 + planner.candidates.D[i] * planner.candidates.cost[i]
+                                      / planner.candidates.D[i] / 2e9 for i in start))  # fmt: skip
+    # the costs are the measured rate's predicted seconds (evaluations and start-up in)
+    c = planner.candidates
+    expected = RUN_START_S + (c.D + EVAL_COST * c.eval_tokens) / (2e9 / (c.cost / c.D))
+    np.testing.assert_allclose(planner.costs(timings), expected, rtol=1e-6)
+    picks = rounds[1].plan.picks
+    assert picks.cost.sum() <= 180.0 - spent
+    np.testing.assert_allclose(picks.cost, expected.iloc[list(rounds[1].picks)], rtol=1e-6)
+    # a restart with the same runs timed the same plans the same round
+    again = AdaptivePlanner(spec).rounds(loss_of, timing_of)
+    assert [r.picks for r in again] == [r.picks for r in rounds]
+    # with the start design untimed (all failed), nothing more is planned
+    assert len(planner.rounds(loss_of, lambda _: None)) == 1
+
+
 def test_budget_that_buys_no_run_is_one_line_exit_2(tmp_path: Path) -> None:
     spec = tmp_path / "spec.toml"
     spec.write_text(SPEC.format(budget="1e3"))
@@ -263,6 +311,12 @@ def test_budget_that_buys_no_run_is_one_line_exit_2(tmp_path: Path) -> None:
         assert "budget_flops: 1e+03 FLOPs cannot buy one run" in out
         assert len(out.splitlines()) == 1 and "Traceback" not in out
     assert not (tmp_path / "r.duckdb").exists()
+    spec.write_text(SPEC.format(budget="1e12").replace("budget_flops = 1e12",
+                                                        "budget_hours = 0.001"))  # fmt: skip
+    result = run_cli("sweep", "suggest", str(spec), "--db", str(tmp_path / "r.duckdb"))
+    out = (result.stdout + result.stderr).strip()
+    assert result.returncode == 2 and "budget_hours: 3.6 s cannot buy one run" in out
+    assert len(out.splitlines()) == 1
 
 
 def test_suggest_prints_the_start_round(tmp_path: Path) -> None:
@@ -273,3 +327,23 @@ def test_suggest_prints_the_start_round(tmp_path: Path) -> None:
     assert "round 0" in result.stdout and "start design" in result.stdout
     rows = [line.split() for line in result.stdout.splitlines()]
     assert sum(row[-2:] == ["planned", "-"] for row in rows) == 12  # a row per run of round 0
+
+
+@pytest.mark.slow
+def test_live_sweep_in_hours_replays_the_same_runs_from_the_log(tmp_path: Path) -> None:
+    """Real runs: round 0 timed, later rounds costed in seconds; a second `sweep run` reads
+    the timings back from DuckDB, plans the same runs and trains none."""
+    spec = tmp_path / "spec.toml"
+    spec.write_text(SPEC.format(budget="1e12").replace("budget_flops = 1e12",
+                                                       "budget_hours = 0.015"))  # fmt: skip
+    db = str(tmp_path / "r.duckdb")
+    first = run_cli("sweep", "run", str(spec), "--db", db, "--workers", "2", "--threads", "1")
+    assert first.returncode == 0, first.stdout + first.stderr
+    shown = run_cli("sweep", "suggest", str(spec), "--db", db)
+    assert shown.returncode == 0, shown.stderr
+    assert "hours spent before this round (measured)" in shown.stdout
+    history = [line.split() for line in shown.stdout.splitlines()]
+    rounds = [row for row in history if len(row) == 5 and row[0].isdigit() and len(row[0]) < 3]
+    assert len(rounds) >= 2 and rounds[0][1] == "12"  # the start design, then adaptive picks
+    again = run_cli("sweep", "run", str(spec), "--db", db, "--workers", "2")
+    assert again.returncode == 0 and "trained 0 run(s)" in again.stdout, again.stdout

@@ -49,7 +49,7 @@ def test_done_diverged_failed_are_recorded_and_the_sweep_goes_on(tmp_path):
     with connect(db) as con:  # a coordinator died while training `ok`
         mark_running(con, config_row(ok, corpus.name, corpus.sha256, "mixed"))
 
-    report = run_sweep("mixed", lambda _: configs, db, OPTIONS)
+    report = run_sweep("mixed", lambda *_: configs, db, OPTIONS)
 
     assert report.trained == {"done": 1, "diverged": 1, "failed": 1} and report.left == 0
     with connect(db, read_only=True) as con:
@@ -62,9 +62,9 @@ def test_done_diverged_failed_are_recorded_and_the_sweep_goes_on(tmp_path):
     curve = curves[curves.run_id == run_id(ok)]
     assert curve.step.max() == ok.steps and curve.tokens.max() == ok.tokens
 
-    again = run_sweep("mixed", lambda _: configs, db, OPTIONS)
+    again = run_sweep("mixed", lambda *_: configs, db, OPTIONS)
     assert again.trained.total() == 0 and again.left == 0
-    retried = run_sweep("mixed", lambda _: configs, db, SweepOptions(retry_failed=True))
+    retried = run_sweep("mixed", lambda *_: configs, db, SweepOptions(retry_failed=True))
     assert retried.trained == {"failed": 1}
     frame, holder = sweep_status(db)
     assert holder is None
@@ -109,5 +109,5 @@ def test_lr_scan_refines_until_the_optimum_is_bracketed(tmp_path):
 
 def test_a_spent_time_budget_starts_nothing_and_says_so(tmp_path):
     options = SweepOptions(workers=1, threads=1, time_budget_s=0.0)
-    report = run_sweep("budget", lambda _: [tiny()], tmp_path / "log.duckdb", options)
+    report = run_sweep("budget", lambda *_: [tiny()], tmp_path / "log.duckdb", options)
     assert (report.trained.total(), report.left, report.stopped_by) == (0, 1, "time budget")

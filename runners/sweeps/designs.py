@@ -18,7 +18,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from runners.accounting import Counts, count
@@ -33,6 +33,18 @@ DEFAULT_EXTRA_RUNS = 4  # refine adds at most this many LRs per group unless max
 LossOf = Callable[[RunConfig], float | None]
 
 
+@dataclass(frozen=True)
+class Timing:
+    """How long a finished run took: wall seconds in all, training tokens per second."""
+
+    wall_s: float
+    tokens_per_s: float
+
+
+# A finished run's Timing, None while it runs or when it recorded none (it failed).
+TimingOf = Callable[[RunConfig], Timing | None]
+
+
 class Planner:
     """The runs of a spec: the initial design, then lr_scan refinements as losses come in."""
 
@@ -40,7 +52,9 @@ class Planner:
         self.spec = spec
         self.initial = initial_configs(spec, device)
 
-    def __call__(self, loss_of: LossOf | None = None) -> list[RunConfig]:
+    def __call__(
+        self, loss_of: LossOf | None = None, timing_of: TimingOf | None = None
+    ) -> list[RunConfig]:
         if not self.spec.design.refine or loss_of is None:
             return list(self.initial)
         return self.initial + refinements(self.initial, loss_of, self.spec.design.max_runs)

@@ -333,6 +333,7 @@ def _budgets(raw: Any) -> tuple[float, ...]:
 ADAPTIVE_KEYS = ("kind", "target", "law", "budget_flops", "budget_hours", "round_size",
                  "candidates")  # fmt: skip
 ADAPTIVE_LAWS = ("auto", "chinchilla")
+MAX_BUDGET_HOURS = 24 * 365  # a year of wall time: beyond it a number is a typo
 TARGET_KEYS = {"loss": ("ask", "N", "D"), "optimal": ("ask", "compute")}
 
 
@@ -341,14 +342,28 @@ class Adaptive:
     """The question, the law that answers it, the FLOPs to spend, and the runs one could do.
 
     target: {"ask": "loss", "N": .., "D": ..} or {"ask": "optimal", "compute": ..}.
+    budget_flops or budget_hours: one of them, the other None.
     """
 
     target: Mapping[str, Any]
     law: str
-    budget_flops: float
+    budget_flops: float | None
+    budget_hours: float | None
     round_size: int
     sizes: tuple[Size, ...]
     tokens: tuple[int, ...]
+
+    @property
+    def budget(self) -> float:
+        """The budget in its unit: FLOPs, or seconds for budget_hours."""
+        if self.budget_hours is not None:
+            return self.budget_hours * 3600.0
+        assert self.budget_flops is not None
+        return self.budget_flops
+
+    @property
+    def in_seconds(self) -> bool:
+        return self.budget_hours is not None
 
 
 def _parse_adaptive(
@@ -370,15 +385,16 @@ def _parse_adaptive(
             "spec.fixed.lr: an adaptive design needs the LR of its runs in [fixed] "
             "(LRs from the LR law are not supported yet)"
         )
-    if "budget_hours" in table:
-        raise RunnerError(
-            f"{key}.budget_hours: not supported yet; give budget_flops (FLOPs in all)"
-        )
-    if "budget_flops" not in table:
-        raise RunnerError(f"{key}.budget_flops: an adaptive design needs a budget (FLOPs)")
-    budget = _real(table["budget_flops"], f"{key}.budget_flops")
+    given = [k for k in ("budget_flops", "budget_hours") if k in table]
+    if len(given) != 1:
+        why = "both given" if given else "an adaptive design needs a budget"
+        raise RunnerError(f"{key}.budget_flops or budget_hours: give one ({why})")
+    budget = _real(table[given[0]], f"{key}.{given[0]}")
     if budget <= 0:
-        raise RunnerError(f"{key}.budget_flops: must be positive, got {budget:g}")
+        raise RunnerError(f"{key}.{given[0]}: must be positive, got {budget:g}")
+    if given[0] == "budget_hours" and budget > MAX_BUDGET_HOURS:
+        raise RunnerError(f"{key}.budget_hours: at most {MAX_BUDGET_HOURS:g} hours, got {budget:g}")
+    flops, hours = (budget, None) if given[0] == "budget_flops" else (None, budget)
     law = table.get("law", "auto")
     if law not in ADAPTIVE_LAWS:
         raise RunnerError(f"{key}.law: expected one of {', '.join(ADAPTIVE_LAWS)}, got {law!r}")
@@ -386,7 +402,7 @@ def _parse_adaptive(
     if not 1 <= round_size <= 1000:
         raise RunnerError(f"{key}.round_size: must be between 1 and 1000, got {round_size}")
     sizes, tokens = _candidates(_table(table.get("candidates"), f"{key}.candidates"))
-    return Adaptive(_target(table.get("target")), law, budget, round_size, sizes, tokens)
+    return Adaptive(_target(table.get("target")), law, flops, hours, round_size, sizes, tokens)
 
 
 def _target(raw: Any) -> dict[str, Any]:
