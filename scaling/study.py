@@ -459,15 +459,18 @@ class Study:
         U: unique tokens the run can see (data-constrained; None: unlimited).
         """
         fitted, _ = self.loss_law(law, arch, source, where)
-        question = pd.DataFrame({"N": [N], "D": [D], "U": [math.nan if U is None else U]})
-        value, lo, hi = self._loss_interval(fitted, question)
         asked = {"ask": "loss", "N": N, "D": D, "arch": arch, "law": law}
         return self._answer(
-            Prediction(
-                "loss", value[0], lo[0], hi[0], self.level, fitted.fit_id, _interval_kind(fitted)
-            ),
-            asked if U is None else {**asked, "U": U},
+            self.loss_at(fitted, N, D, U), asked if U is None else {**asked, "U": U}
         )
+
+    def loss_at(self, fitted: FittedLaw, N: float, D: float, U: float | None = None) -> Prediction:
+        """The loss of (N, D) by a law already fitted, with its (calibrated) interval; not
+        logged. U: unique tokens the run can see (None: unlimited)."""
+        question = pd.DataFrame({"N": [N], "D": [D], "U": [math.nan if U is None else U]})
+        value, lo, hi = self._loss_interval(fitted, question)
+        kind = _interval_kind(fitted)
+        return Prediction("loss", value[0], lo[0], hi[0], self.level, fitted.fit_id, kind)
 
     def compute_optimal(
         self,
@@ -567,7 +570,7 @@ class Study:
         self, hours: float, arch: str | None = None, seq_len: int | None = None
     ) -> WallclockAnswer:
         """Best N and D within `hours` on the device the local runs were timed on, for every
-        architecture with a Chinchilla fit, and which one wins (scaling.wallclock)."""
+        architecture with a loss law (auto), and which one wins (scaling.wallclock)."""
         answer = for_study(self, hours, arch, seq_len)
         for name in [arch] if arch else list(answer.optima):
             optimum = answer.optima[name]

@@ -172,9 +172,23 @@ def _loss_prediction(law: LossLaw, N: float, D: float, level: float) -> Predicti
     return Prediction("loss", value, lo, hi, level, None, "confidence")
 
 
+@dataclass(frozen=True)
+class _UnlimitedData:
+    """A fitted loss law asked with unlimited unique tokens: the `LossLaw` shape above."""
+
+    model: Any  # fits.laws.LossLaw
+
+    def predict(self, N: Any, D: Any) -> np.ndarray:
+        n, d = np.broadcast_arrays(np.asarray(N, dtype=float), np.asarray(D, dtype=float))
+        frame = pd.DataFrame({"N": n.ravel(), "D": d.ravel(), "U": np.nan})
+        return np.asarray(self.model.predict_frame(frame)).reshape(n.shape)
+
+
 def for_study(study: Any, hours: float, arch: str | None, seq_len: int | None) -> WallclockAnswer:
-    """Study.optimal_within: the throughput model from the log's timed local runs, the
-    Chinchilla law of every architecture that has one, at the most common context length."""
+    """Study.optimal_within: the throughput model from the log's timed local runs, the loss
+    law (`auto`: the form that extrapolates best) of every architecture that has one, at the
+    most common context length; the loss at the optimum with the Study's calibrated interval,
+    as `predict loss` gives it."""
     runs = study.runs(source="local")
     runs = runs[runs["tokens_per_s"].fillna(0) > 0]
     if runs.empty:
@@ -189,12 +203,12 @@ def for_study(study: Any, hours: float, arch: str | None, seq_len: int | None) -
     optima = {}
     for name in sorted(speed.coef_):
         try:
-            fitted = study.fit("chinchilla", name)
+            fitted, model = study.loss_law("auto", name)
         except ScalingError:
             if name == arch:
                 raise
             continue
         rungs = size_ladder(name, context)
-        optimum = optimal_within(fitted.model, speed, rungs, hours, study.level)
-        optima[name] = replace(optimum, loss=replace(optimum.loss, fit_id=fitted.fit_id))
+        optimum = optimal_within(_UnlimitedData(model), speed, rungs, hours, study.level)
+        optima[name] = replace(optimum, loss=study.loss_at(fitted, optimum.N, optimum.D))
     return compare(optima, arch)

@@ -129,6 +129,12 @@ def test_study_answers_within_hours_for_every_arch_and_logs_it() -> None:
         "SELECT count(*) FROM predictions WHERE question LIKE '%optimal_within%'"
     ).fetchall()
     assert logged == [(1,)]
+    tnl = answer.optima["tnl"]  # the loss as `predict loss` answers it: auto, calibrated
+    asked = study.predict_loss(tnl.N, tnl.D, "tnl")
+    assert (tnl.loss.value, tnl.loss.lo, tnl.loss.hi) == pytest.approx(
+        (asked.value, asked.lo, asked.hi)
+    )
+    assert tnl.loss.interval == asked.interval and tnl.loss.fit_id == asked.fit_id
     with pytest.raises(ScalingError, match="no timed local runs of arch 'hgrn2'"):
         study.optimal_within(2.0, arch="hgrn2")
 
