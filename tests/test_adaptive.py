@@ -221,19 +221,25 @@ def test_spec_errors_name_the_key(change: tuple[str, str], message: str) -> None
         loads_spec(text.replace(*change))
 
 
+def of_known(planner: AdaptivePlanner, known: set[int], value):  # type: ignore[no-untyped-def]
+    """A per-run callable: value(i, candidates) for the candidates in `known`, else None."""
+    index = {c: i for i, c in enumerate(planner.configs)}
+
+    def of(config):  # type: ignore[no-untyped-def]
+        i = index[config]
+        return value(i, planner.candidates) if i in known else None
+
+    return of
+
+
 def synthetic_loss(planner: AdaptivePlanner, known: set[int]):  # type: ignore[no-untyped-def]
     """loss_of from a known law for the candidates in `known`, None for the others."""
-    index = {c: i for i, c in enumerate(planner.configs)}
-    frame = planner.candidates
 
-    def loss_of(config):  # type: ignore[no-untyped-def]
-        i = index[config]
-        if i not in known:
-            return None
+    def loss(i, frame):  # type: ignore[no-untyped-def]
         noise = 1 + 0.003 * math.sin(7.0 * i)  # deterministic scatter
         return float(law_loss(frame.N[i] * 300, frame.D[i] * 300)[()] * noise)
 
-    return loss_of
+    return of_known(planner, known, loss)
 
 
 def test_restart_mid_round_replans_the_same_runs() -> None:
@@ -260,17 +266,12 @@ def test_restart_mid_round_replans_the_same_runs() -> None:
 
 def synthetic_timing(planner: AdaptivePlanner, known: set[int]):  # type: ignore[no-untyped-def]
     """timing_of for the candidates in `known`: a FLOP rate of 2e9/s, 1.5 s of start-up."""
-    index = {c: i for i, c in enumerate(planner.configs)}
-    frame = planner.candidates
 
-    def timing_of(config):  # type: ignore[no-untyped-def]
-        i = index[config]
-        if i not in known:
-            return None
+    def timing(i, frame):  # type: ignore[no-untyped-def]
         rate = 2e9 / (frame.cost[i] / frame.D[i])  # tokens per second
         return Timing(wall_s=1.5 + frame.D[i] / rate, tokens_per_s=rate)
 
-    return timing_of
+    return of_known(planner, known, timing)
 
 
 def test_a_budget_in_hours_costs_runs_by_their_seconds() -> None:

@@ -58,15 +58,21 @@ def test_ols_matches_the_normal_equations():
     )
 
 
-def test_predict_interval_is_the_mean_confidence_interval():
-    rng = np.random.default_rng(1)
+def noisy_lr_law(seed: int, level: float):
+    """A Step Law LR fit on noisy grid data, the points asked about, and statsmodels' own
+    prediction there (the independent reference)."""
+    rng = np.random.default_rng(seed)
     X = grid_nd()
     lr = 2.0 * X.N**-0.7 * X.D**0.3 * np.exp(0.05 * rng.standard_normal(len(X)))
-    m = step_law_lr(level=0.8).fit(X, lr)
+    m = step_law_lr(level=level).fit(X, lr)
     new = pd.DataFrame({"N": [3e9, 1e10], "D": [2e11, 1e12]})
-    p = m.predict_interval(new)
     ols = sm.OLS(np.log(lr), sm.add_constant(np.log(X[["N", "D"]]))).fit()
-    ref = ols.get_prediction(sm.add_constant(np.log(new), has_constant="add"))
+    return m, new, ols.get_prediction(sm.add_constant(np.log(new), has_constant="add"))
+
+
+def test_predict_interval_is_the_mean_confidence_interval():
+    m, new, ref = noisy_lr_law(1, level=0.8)
+    p = m.predict_interval(new)
     ci = ref.conf_int(alpha=0.2)
     np.testing.assert_allclose(np.log(p.estimate), ref.predicted_mean, rtol=1e-10)
     np.testing.assert_allclose(np.log(p.lo), ci[:, 0], rtol=1e-10)
@@ -76,14 +82,8 @@ def test_predict_interval_is_the_mean_confidence_interval():
 
 
 def test_predict_interval_of_an_observation_is_the_ols_prediction_interval():
-    rng = np.random.default_rng(2)
-    X = grid_nd()
-    lr = 2.0 * X.N**-0.7 * X.D**0.3 * np.exp(0.05 * rng.standard_normal(len(X)))
-    m = step_law_lr(level=0.9).fit(X, lr)
-    new = pd.DataFrame({"N": [3e9, 1e10], "D": [2e11, 1e12]})
+    m, new, ref = noisy_lr_law(2, level=0.9)
     p = m.predict_interval(new, observation=True)
-    ols = sm.OLS(np.log(lr), sm.add_constant(np.log(X[["N", "D"]]))).fit()
-    ref = ols.get_prediction(sm.add_constant(np.log(new), has_constant="add"))
     frame = ref.summary_frame(alpha=0.1)
     np.testing.assert_allclose(np.log(p.lo), frame.obs_ci_lower, rtol=1e-10)
     np.testing.assert_allclose(np.log(p.hi), frame.obs_ci_upper, rtol=1e-10)
