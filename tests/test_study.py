@@ -41,7 +41,8 @@ def test_predicts_chinchilla_70b_like_the_epoch_refit(chinchilla):
     published = float(law(EPOCH, 70e9, 1.4e12))
     assert prediction.value == pytest.approx(published, abs=0.01)
     assert prediction.lo < published < prediction.hi
-    assert prediction.hi - prediction.lo < 0.2
+    # 0.64 decades past the largest N: widened at the N splits' rate, yet not vacuous
+    assert prediction.hi - prediction.lo < 0.25
     assert prediction.interval == "prediction" and prediction.level == 0.9
 
 
