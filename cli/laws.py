@@ -200,7 +200,8 @@ def predict_optimal(
 ) -> None:
     """Compute-optimal N and D (C = 6ND), or the best within --hours, and the loss they reach."""
     if hours is not None and compute is None:
-        _show(_study(db, level).optimal_within(hours, arch, seq_len), as_json)
+        answer = _study(db, level).optimal_within(hours, arch, seq_len, source, where, law=law)
+        _show(answer, as_json)
     elif compute is not None and hours is None:
         _show(_study(db, level).compute_optimal(compute, arch, source, where, law=law), as_json)
     else:

@@ -567,11 +567,20 @@ class Study:
         )
 
     def optimal_within(
-        self, hours: float, arch: str | None = None, seq_len: int | None = None
+        self,
+        hours: float,
+        arch: str | None = None,
+        seq_len: int | None = None,
+        source: str | None = None,
+        where: str | None = None,
+        *,
+        law: str = "auto",
     ) -> WallclockAnswer:
         """Best N and D within `hours` on the device the local runs were timed on, for every
-        architecture with a loss law (auto), and which one wins (scaling.wallclock)."""
-        answer = for_study(self, hours, arch, seq_len)
+        architecture with a loss law, and which one wins (scaling.wallclock). source/where
+        select the runs the loss laws are fitted on; the throughput model takes every timed
+        local run."""
+        answer = for_study(self, hours, arch, seq_len, law, source, where)
         for name in [arch] if arch else list(answer.optima):
             optimum = answer.optima[name]
             question = {"ask": "optimal_within", "hours": hours, "arch": name, "N": optimum.N,

@@ -184,11 +184,19 @@ class _UnlimitedData:
         return np.asarray(self.model.predict_frame(frame)).reshape(n.shape)
 
 
-def for_study(study: Any, hours: float, arch: str | None, seq_len: int | None) -> WallclockAnswer:
+def for_study(
+    study: Any,
+    hours: float,
+    arch: str | None,
+    seq_len: int | None,
+    law: str = "auto",
+    source: str | None = None,
+    where: str | None = None,
+) -> WallclockAnswer:
     """Study.optimal_within: the throughput model from the log's timed local runs, the loss
-    law (`auto`: the form that extrapolates best) of every architecture that has one, at the
-    most common context length; the loss at the optimum with the Study's calibrated interval,
-    as `predict loss` gives it."""
+    law (`auto`: the form that extrapolates best) of every architecture that has one, fitted
+    on the runs source/where select, at the most common context length; the loss at the
+    optimum with the Study's calibrated interval, as `predict loss` gives it."""
     runs = study.runs(source="local")
     runs = runs[runs["tokens_per_s"].fillna(0) > 0]
     if runs.empty:
@@ -203,7 +211,7 @@ def for_study(study: Any, hours: float, arch: str | None, seq_len: int | None) -
     optima = {}
     for name in sorted(speed.coef_):
         try:
-            fitted, model = study.loss_law("auto", name)
+            fitted, model = study.loss_law(law, name, source, where)
         except ScalingError:
             if name == arch:
                 raise

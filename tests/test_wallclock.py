@@ -135,6 +135,11 @@ def test_study_answers_within_hours_for_every_arch_and_logs_it() -> None:
         (asked.value, asked.lo, asked.hi)
     )
     assert tnl.loss.interval == asked.interval and tnl.loss.fit_id == asked.fit_id
+    # --where/--law pick the runs and form of the loss law; the timings stay all of them
+    chosen = study.optimal_within(2.0, arch="tnl", where="tokens >= 1e6", law="chinchilla")
+    law = study.fit("chinchilla", "tnl", where="tokens >= 1e6")
+    assert chosen.optima["tnl"].loss.fit_id == law.fit_id != tnl.loss.fit_id
+    assert law.selection["n_runs"] == 18  # 3 of the 4 horizons at each of the 6 sizes
     with pytest.raises(ScalingError, match="no timed local runs of arch 'hgrn2'"):
         study.optimal_within(2.0, arch="hgrn2")
 
