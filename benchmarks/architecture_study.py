@@ -63,7 +63,6 @@ from runners.sweeps.spec import load_spec  # noqa: E402
 from scaling.errors import ScalingError  # noqa: E402
 from scaling.study import Study  # noqa: E402
 from scaling.sweep import plan_sweep  # noqa: E402
-from scaling.wallclock import compare, optimal_within, size_ladder  # noqa: E402
 from store.db import connect  # noqa: E402
 from store.sweeps import FINISHED  # noqa: E402
 
@@ -78,6 +77,10 @@ ARCHS = ("llama", "tnl", "hgrn2", "cosformer2")
 PREFIX = "arch-"  # every sweep of the study is named arch-...
 VALIDATE_FACTOR = 3.0  # validation runs at this multiple of the largest IsoFLOP budget
 LR_CHECK = (0.5, 1.0, 2.0)  # multiples of the law's LR tried at the largest IsoFLOP size
+# Rungs below the template's, each run at its k smallest budgets only: byte-level models this
+# small want so many tokens per parameter that the smallest budget's minimum lies below 6xs
+# (llama: 2.30, 2.19 at 5xs, 6xs at 2e11), while larger budgets need no such rung.
+EXTRA_RUNGS = {"7xs": 2}
 WALLCLOCK_HOURS = 2.0
 SHEN = pd.DataFrame(  # Shen et al. 2024, loss envelope fits (issue 13)
     {
@@ -198,11 +201,12 @@ def law_lr(law: Any, n: float) -> float:
 
 
 def isoflop_specs(db: Path, arch: str) -> list[Path]:
-    """One spec per size of the template, at the LR law's LR for that size (written once)."""
+    """One spec per size of the template (and EXTRA_RUNGS at their budgets), at the LR law's
+    LR for that size (written once)."""
     template = tomllib.loads((SPECS / f"arch_isoflop_{arch}.toml").read_text())
     law = None
     specs = []
-    for size in template["axes"]["size"]:
+    for size in [*EXTRA_RUNGS, *template["axes"]["size"]]:
         path = GENERATED / f"isoflop_{arch}_{size}.toml"
         specs.append(path)
         if path.exists():
@@ -212,8 +216,18 @@ def isoflop_specs(db: Path, arch: str) -> list[Path]:
         lr = law_lr(law, n)
         path.parent.mkdir(parents=True, exist_ok=True)
         why = f"lr = {lr} from the LR law, LR*(N = {n:.0f})"
-        path.write_text(_spec_text(template, {"size": [size]}, lr, why))
+        budgets = budget_list(template)[: EXTRA_RUNGS[size]] if size in EXTRA_RUNGS else None
+        path.write_text(_spec_text(template, {"size": [size]}, lr, why, budgets))
     return specs
+
+
+def budget_list(template: dict) -> list[float]:
+    """The template's IsoFLOP budgets, a logspace written out (4 significant digits)."""
+    budgets = template["design"]["budgets"]
+    if isinstance(budgets, dict):
+        lo, hi, n = budgets["logspace"]
+        budgets = [float(f"{v:.4g}") for v in np.geomspace(lo, hi, n)]
+    return sorted(budgets)
 
 
 def lr_check_spec(db: Path, arch: str) -> Path:
@@ -232,7 +246,9 @@ def lr_check_spec(db: Path, arch: str) -> Path:
     return path
 
 
-def _spec_text(template: dict, axes: dict, lr: float | None, why: str) -> str:
+def _spec_text(
+    template: dict, axes: dict, lr: float | None, why: str, budgets: list[float] | None = None
+) -> str:
     fixed = {**template["fixed"], **({} if lr is None else {"lr": lr})}
     lines = [
         f"# written by benchmarks/architecture_study.py: {why}",
@@ -244,10 +260,7 @@ def _spec_text(template: dict, axes: dict, lr: float | None, why: str) -> str:
     ]
     design = template.get("design")
     if design:
-        budgets = design["budgets"]
-        if isinstance(budgets, dict):
-            lo, hi, n = budgets["logspace"]
-            budgets = [float(f"{v:.4g}") for v in np.geomspace(lo, hi, n)]
+        budgets = budgets or budget_list(template)
         lines += ["[design]", f'kind = "{design["kind"]}"', f"budgets = {json.dumps(budgets)}"]
     return "\n".join(lines) + "\n"
 
@@ -393,7 +406,7 @@ def analyse(runs_path: Path) -> None:
     predictions = GENERATED / "predictions.json"
     if predictions.exists():
         report_validation(runs, json.loads(predictions.read_text()))
-    wallclock(runs, laws)
+    wallclock(runs)
 
 
 def lr_checks(runs: pd.DataFrame) -> pd.DataFrame:
@@ -454,13 +467,13 @@ def frontiers(laws: dict, c_lo: float, c_hi: float) -> None:
     fig.savefig(DOCS / "arch_frontier.png", dpi=100)
 
 
-def wallclock(runs: pd.DataFrame, laws: dict) -> None:
-    """Throughput model (backtest on the largest shapes) and the best model within 2 hours."""
+def wallclock(runs: pd.DataFrame) -> None:
+    """Throughput model (backtest on the largest shapes) and the best model within 2 hours:
+    `Study.optimal_within` with each arch's auto law on its IsoFLOP runs, as the CLI answers."""
     measured = runs[(runs.status == "done") & (runs.tokens_per_s > 0)]
     if measured.empty:
         return
-    model = ThroughputModel().fit(measured)
-    print("\n" + model.summary())
+    print("\n" + ThroughputModel().fit(measured).summary())
     try:
         held = backtest(measured)
         error = held.rel_error.abs()
@@ -470,14 +483,12 @@ def wallclock(runs: pd.DataFrame, laws: dict) -> None:
         )
     except FitError as exc:  # too few shapes so far
         print(f"throughput backtest: {exc}")
-    seq_len = int(measured.seq_len.mode().iloc[0])
-    optima = {
-        a: optimal_within(law, model, size_ladder(a, seq_len), WALLCLOCK_HOURS)
-        for a, law in laws.items()
-        if a in model.coef_
-    }
-    if optima:
-        print(compare(optima))
+    study = Study.from_frame(measured, n_bootstrap=200)
+    try:
+        answer = study.optimal_within(WALLCLOCK_HOURS, where=f"sweep LIKE '{PREFIX}isoflop-%'")
+    except ScalingError as exc:
+        return print(f"wall-clock answer: {exc}")
+    print(answer)
 
 
 def duration(text: str) -> float:

@@ -12,11 +12,12 @@ d = 32, 8% at d = 64), so on the small rungs they take another shape:
 - "xxs": llama's shape split into 4 heads of 16 (a rank-16 gate, +4%);
 - "3xs": one layer fewer at d 32;
 - "4xs", "5xs": d 24 with one head of 24 and more layers (no head dim 32 shape fits);
-- "6xs": d 16, 4 layers for llama and hgrn2, d 20, 2 layers for the gated two (one head).
+- "6xs": d 16, 4 layers for llama and hgrn2, d 20, 2 layers for the gated two (one head);
+- "7xs": d 16, 2 layers for llama and hgrn2, d 20, 1 layer for the gated two (one head).
 The rungs below "xs" exist for the IsoFLOP budgets of the architecture study (2e11-2e12
-FLOPs at context 128), whose compute-optimal models have 0.02-0.07M parameters: byte-level
-models this small want some 50-90 tokens per parameter, so the smallest budget needs a rung
-below 25k to bracket its minimum.
+FLOPs at context 128), whose compute-optimal models have 0.01-0.07M parameters: byte-level
+models this small want many tokens per parameter, so the smallest budgets need rungs below
+25k to bracket their minima.
 """
 
 from __future__ import annotations
@@ -35,6 +36,12 @@ MATCH_TOLERANCE = 0.05  # relative spread of params_nonembed allowed within one 
 
 # name -> arch -> (d_model, n_layers, n_heads); llama's non-embedding params in the comment
 SIZES: dict[str, dict[str, tuple[int, int, int]]] = {
+    "7xs": {  # 6k
+        "llama": (16, 2, 1),
+        "tnl": (20, 1, 1),
+        "hgrn2": (16, 2, 1),
+        "cosformer2": (20, 1, 1),
+    },
     "6xs": {  # 12k
         "llama": (16, 4, 1),
         "tnl": (20, 2, 1),

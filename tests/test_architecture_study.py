@@ -115,6 +115,12 @@ def test_generated_isoflop_spec_keeps_the_template_with_the_law_lr() -> None:
         assert generated.name == parsed.name and generated.fixed["lr"] == 0.00421
         assert generated.design.budgets == pytest.approx(parsed.design.budgets, rel=1e-3)
         assert [s.name for s in generated.axes["size"]] == ["3xs"]
+        for size, k in study.EXTRA_RUNGS.items():  # below the ladder, at the k smallest
+            budgets = study.budget_list(template)[:k]
+            extra = loads_spec(study._spec_text(template, {"size": [size]}, 0.02, "t", budgets))
+            assert extra.design.budgets == pytest.approx(
+                sorted(parsed.design.budgets)[:k], rel=1e-3
+            )
         lr_scan = load_spec(study.SPECS / f"arch_lr_{arch}.toml")
         assert lr_scan.design.kind == "lr_scan" and lr_scan.design.refine
         assert len(lr_scan.axes["size"]) >= 2
