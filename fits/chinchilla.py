@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from fits.gridfit import GridLaw, Problem, mask_nonfinite, start_weights
+from fits.gridfit import GridLaw, Problem, mask_nonfinite, standardize, start_weights
 
 PARAM_NAMES = ("E", "A", "B", "alpha", "beta")
 DERIVED_NAMES = ("a", "b", "G")
@@ -185,10 +185,8 @@ class _Coordinates:
     """
 
     def __init__(self, log_n: np.ndarray, log_d: np.ndarray) -> None:
-        self.m_n, self.s_n = float(log_n.mean()), float(log_n.std()) or 1.0
-        self.m_d, self.s_d = float(log_d.mean()), float(log_d.std()) or 1.0
-        self.z_n = (log_n - self.m_n) / self.s_n
-        self.z_d = (log_d - self.m_d) / self.s_d
+        self.m_n, self.s_n, self.z_n = standardize(log_n)
+        self.m_d, self.s_d, self.z_d = standardize(log_d)
 
     def to_phi(self, theta: np.ndarray) -> np.ndarray:
         a, b, e, alpha, beta = np.moveaxis(np.asarray(theta, dtype=float), -1, 0)

@@ -54,6 +54,13 @@ def start_weights(
     return weights[weight_row[rows]]
 
 
+def standardize(log_x: np.ndarray) -> tuple[float, float, np.ndarray]:
+    """Mean, standard deviation (1 for a constant column) and z-scores of a log column: the
+    optimiser coordinates of the laws in N and D."""
+    m, s = float(log_x.mean()), float(log_x.std()) or 1.0
+    return m, s, (log_x - m) / s
+
+
 def mask_nonfinite(f: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Starts whose objective or gradient overflowed: infinitely bad, with no direction."""
     bad = ~(np.isfinite(f) & np.isfinite(g).all(axis=1))

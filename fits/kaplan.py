@@ -18,7 +18,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from fits.gridfit import GridLaw, Problem, mask_nonfinite, start_weights
+from fits.gridfit import GridLaw, Problem, mask_nonfinite, standardize, start_weights
 
 PARAM_NAMES = ("N_c", "D_c", "alpha_N", "alpha_D")
 
@@ -38,10 +38,8 @@ class _KaplanProblem:
     """phi = (c - r m_N, r s_N, d - m_D, alpha_D) with log N = m_N + s_N z_N (and D alike)."""
 
     def __init__(self, log_n: np.ndarray, log_d: np.ndarray) -> None:
-        self.m_n, self.s_n = float(log_n.mean()), float(log_n.std()) or 1.0
-        self.m_d, self.s_d = float(log_d.mean()), float(log_d.std()) or 1.0
-        self.z_n = (log_n - self.m_n) / self.s_n
-        self.z_d = (log_d - self.m_d) / self.s_d
+        self.m_n, self.s_n, self.z_n = standardize(log_n)
+        self.m_d, self.s_d, self.z_d = standardize(log_d)
 
     def to_phi(self, theta: np.ndarray) -> np.ndarray:
         c, r, d, q = np.moveaxis(np.asarray(theta, dtype=float), -1, 0)
