@@ -77,10 +77,12 @@ ARCHS = ("llama", "tnl", "hgrn2", "cosformer2")
 PREFIX = "arch-"  # every sweep of the study is named arch-...
 VALIDATE_FACTOR = 3.0  # validation runs at this multiple of the largest IsoFLOP budget
 LR_CHECK = (0.5, 1.0, 2.0)  # multiples of the law's LR tried at the largest IsoFLOP size
-# Rungs below the template's, each run at its k smallest budgets only: byte-level models this
-# small want so many tokens per parameter that the smallest budget's minimum lies below 6xs
-# (llama: 2.30, 2.19 at 5xs, 6xs at 2e11), while larger budgets need no such rung.
-EXTRA_RUNGS = {"7xs": 2}
+# Rungs run at the template's k smallest budgets only. 7xs (not in the template): byte-level
+# models this small want so many tokens per parameter that the smallest budget's minimum
+# lies below 6xs (llama: 2.30, 2.19 at 5xs, 6xs at 2e11). 6xs is past every minimum at 2e12
+# and would take 3.4 epochs at the largest budget.
+SMALL_BUDGETS_ONLY = {"7xs": 2, "6xs": 3}
+EXTRA_RUNGS = ("7xs",)  # rungs below the template's
 WALLCLOCK_HOURS = (0.1, 2.0)  # within the study's longest runs (4-9 min), and the issue's 2 h
 SHEN = pd.DataFrame(  # Shen et al. 2024, loss envelope fits (issue 13)
     {
@@ -201,23 +203,25 @@ def law_lr(law: Any, n: float) -> float:
 
 
 def isoflop_specs(db: Path, arch: str) -> list[Path]:
-    """One spec per size of the template (and EXTRA_RUNGS at their budgets), at the LR law's
-    LR for that size (written once)."""
+    """One spec per size of the template (and EXTRA_RUNGS), at the LR law's LR for that size.
+    The LR is chosen once, when the spec is first written; the budgets follow the template,
+    so a budget added to it later extends every size's spec with the same LR and run ids."""
     template = tomllib.loads((SPECS / f"arch_isoflop_{arch}.toml").read_text())
     law = None
     specs = []
     for size in [*EXTRA_RUNGS, *template["axes"]["size"]]:
         path = GENERATED / f"isoflop_{arch}_{size}.toml"
-        specs.append(path)
-        if path.exists():
-            continue
-        law = law or lr_law(db, arch)
         n = float(ladder(arch).set_index("name").loc[size, "params"])
-        lr = law_lr(law, n)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists():
+            lr = float(tomllib.loads(path.read_text())["fixed"]["lr"])
+        else:
+            law = law or lr_law(db, arch)
+            lr = law_lr(law, n)
+        budgets = budget_list(template)[: SMALL_BUDGETS_ONLY.get(size)]
         why = f"lr = {lr} from the LR law, LR*(N = {n:.0f})"
-        budgets = budget_list(template)[: EXTRA_RUNGS[size]] if size in EXTRA_RUNGS else None
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(_spec_text(template, {"size": [size]}, lr, why, budgets))
+        specs.append(path)
     return specs
 
 

@@ -103,6 +103,27 @@ def test_throughput_model_fits_tiny_runs_of_all_four_archs(trained: dict[str, Pa
     assert np.all(np.isfinite(ratio)) and np.all((ratio > 1 / 3) & (ratio < 3))
 
 
+def test_isoflop_specs_follow_the_template_budgets_and_keep_their_lr(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A budget added to the template extends the written specs; their LR is not refitted."""
+    monkeypatch.setattr(study, "GENERATED", tmp_path)
+    template = tomllib.loads((study.SPECS / "arch_isoflop_tnl.toml").read_text())
+    sizes = [*study.EXTRA_RUNGS, *template["axes"]["size"]]
+    for i, size in enumerate(sizes):  # as first written, at the two smallest budgets only
+        budgets = study.budget_list(template)[:2]
+        text = study._spec_text(template, {"size": [size]}, 0.001 * (i + 1), "t", budgets)
+        (tmp_path / f"isoflop_tnl_{size}.toml").write_text(text)
+    paths = study.isoflop_specs(tmp_path / "no.duckdb", "tnl")  # no log: no law is fitted
+    all_budgets = study.budget_list(template)
+    for i, (size, path) in enumerate(zip(sizes, paths, strict=True)):
+        spec = load_spec(path)
+        assert spec.fixed["lr"] == pytest.approx(0.001 * (i + 1))
+        k = study.SMALL_BUDGETS_ONLY.get(size, len(all_budgets))
+        assert spec.design.budgets == pytest.approx(all_budgets[:k], rel=1e-3)
+        assert [s.name for s in spec.axes["size"]] == [size]
+
+
 def test_generated_isoflop_spec_keeps_the_template_with_the_law_lr() -> None:
     for arch in study.ARCHS:
         path = study.SPECS / f"arch_isoflop_{arch}.toml"
@@ -115,12 +136,6 @@ def test_generated_isoflop_spec_keeps_the_template_with_the_law_lr() -> None:
         assert generated.name == parsed.name and generated.fixed["lr"] == 0.00421
         assert generated.design.budgets == pytest.approx(parsed.design.budgets, rel=1e-3)
         assert [s.name for s in generated.axes["size"]] == ["3xs"]
-        for size, k in study.EXTRA_RUNGS.items():  # below the ladder, at the k smallest
-            budgets = study.budget_list(template)[:k]
-            extra = loads_spec(study._spec_text(template, {"size": [size]}, 0.02, "t", budgets))
-            assert extra.design.budgets == pytest.approx(
-                sorted(parsed.design.budgets)[:k], rel=1e-3
-            )
         lr_scan = load_spec(study.SPECS / f"arch_lr_{arch}.toml")
         assert lr_scan.design.kind == "lr_scan" and lr_scan.design.refine
         assert len(lr_scan.axes["size"]) >= 2
