@@ -203,7 +203,7 @@ def suggest(spec: SpecArgument, db: DbOption = None) -> None:
         f"{d}/{n}/{h}" for d, n, h in zip(runs.d_model, runs.n_layers, runs.n_heads, strict=True)
     ]
     table = runs.assign(shape=shape, FLOPs=runs.flops)[
-        ["run_id", "shape", "params", "tokens", "FLOPs", "status", "width_after"]
+        ["run_id", "shape", "params", "tokens", "lr", "FLOPs", "status", "width_after"]
     ]
     table["width_after"] = [f"{w:.2%}" if w == w else "-" for w in table.width_after]
     table["run_id"] = table.run_id.str[:8]
@@ -224,11 +224,8 @@ def suggest(spec: SpecArgument, db: DbOption = None) -> None:
     if s.plan is None:
         console.print("round 0 is the start design: the law is fitted once it is done")
     else:
-        law = s.plan.law
-        along = "/".join(f"{k:.3g}" for k in law.kappa)
-        kappa = f"kappa C/N/D {along} per decade" if law.calibrated else "not calibrated"
         console.print(
-            f"law {law.form} ({kappa}): target {s.plan.estimate:.4g}, "
+            f"{s.plan.law.describe()}: target {s.plan.estimate:.4g}, "
             f"expected 90% interval width {s.plan.width_now:.2%} now"
         )
     _print_history(s)

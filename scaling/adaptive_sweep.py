@@ -30,11 +30,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fits.lr import scan_optimum
 from runners.config import RunConfig
 from runners.corpus import load_corpus
 from runners.errors import RunnerError
 from runners.results import config_row
-from runners.sweeps.designs import LossOf, Planner, Timing, TimingOf, initial_configs
+from runners.sweeps.designs import (
+    LossOf,
+    Planner,
+    Timing,
+    TimingOf,
+    initial_configs,
+    refinements,
+)
 from runners.sweeps.spec import Adaptive, Design, SweepSpec
 from runners.sweeps.throughput import RUN_START_S, WORKER_START_S, Throughput
 from scaling.adaptive import (
@@ -45,20 +53,52 @@ from scaling.adaptive import (
     fit_law,
     plan_round,
 )
+from scaling.adaptive_lr import LRDesign, LRLawState, fit_lr_law, plan_lr_round
 from scaling.errors import ScalingError
 from scaling.sweep import evaluated_tokens
 from store.db import connect, default_path
 from store.sweeps import run_outcomes, run_timings
 
 START_SIZES, START_TOKENS = 3, 4
+SCAN = (0.5, 1.0, 2.0)  # a scanned group's first LRs, as multiples of its centre LR
+KNOWN_WITHIN = 2.0  # the LR law knows an LR when its 90% interval lies within this factor
+
+
+@dataclass(frozen=True)
+class Group:
+    """A candidate as its round planned it: the LR at its centre, and whether it is scanned
+    (SCAN times the centre, extended until the best LR is bracketed) or run once there."""
+
+    index: int
+    lr: float
+    scanned: bool
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A finished group: its best loss (inf if every run diverged) and, if scanned, the
+    optimal LR of its scan (fits.lr.scan_optimum)."""
+
+    runs: tuple[RunConfig, ...]
+    loss: float
+    lr_opt: float
+    bracketed: bool
 
 
 @dataclass(frozen=True)
 class Round:
-    """One round: candidate indices and, after round 0, the plan that chose them."""
+    """One round: its groups and, after round 0, the plan that chose them."""
 
-    picks: tuple[int, ...]
+    groups: tuple[Group, ...]
     plan: RoundPlan | None = None
+
+    @property
+    def picks(self) -> tuple[int, ...]:
+        return tuple(g.index for g in self.groups)
+
+
+# (candidate index, timing of one of its runs), per run planned so far
+Timed = list[tuple[int, Timing | None]]
 
 
 class AdaptivePlanner:
@@ -97,79 +137,158 @@ class AdaptivePlanner:
     def __call__(
         self, loss_of: LossOf | None = None, timing_of: TimingOf | None = None
     ) -> list[RunConfig]:
-        rounds = self.rounds(loss_of or (lambda _: None), timing_of)
-        return [self.configs[i] for r in rounds for i in r.picks]
+        loss_of = loss_of or (lambda _: None)
+        rounds = self.rounds(loss_of, timing_of)
+        return [c for r in rounds for g in r.groups for c in self.runs_of(g, loss_of)]
 
-    def start(self) -> tuple[int, ...]:
+    def start(self) -> tuple[Group, ...]:
         """Round 0: the smallest sizes at the fewest tokens, cheapest first, within budget
-        (all of them with a budget in hours: none has been timed yet)."""
+        (all of them with a budget in hours: none has been timed yet), scanned at [fixed] lr
+        when the sweep finds its LRs."""
         sizes = sorted(set(self.candidates.N))[:START_SIZES]
         tokens = sorted(set(self.candidates.D))[:START_TOKENS]
         chosen = self.candidates[self.candidates.N.isin(sizes) & self.candidates.D.isin(tokens)]
-        picks, spent = [], 0.0
+        groups, spent = [], 0.0
         for i in chosen.sort_values("cost", kind="stable").index:
-            if self.design.in_seconds or spent + chosen.cost[i] <= self.budget:
-                picks.append(int(i))
-                spent += chosen.cost[i]
-        return tuple(picks)
+            group = self.group(int(i), None)
+            cost = chosen.cost[i] * (len(SCAN) if group.scanned else 1)
+            if self.design.in_seconds or spent + cost <= self.budget:
+                groups.append(group)
+                spent += cost
+        return tuple(groups)
+
+    def group(self, index: int, law: LRLawState | None) -> Group:
+        """A candidate's group: at [fixed] lr, or at the LR law's LR, scanned unless the law
+        knows that LR within KNOWN_WITHIN (always scanned for an lr target, or with no law)."""
+        fixed = self.configs[index].train.lr
+        if self.design.lr == "fixed":
+            return Group(index, fixed, scanned=False)
+        if law is None:
+            return Group(index, fixed, scanned=True)
+        n, d = np.array([self.candidates.N[index]]), np.array([self.candidates.D[index]])
+        lr = float(f"{float(law.model.predict({'N': n, 'D': d})[0]):.3g}")
+        known = self.target.ask != "lr" and law.known_within(n, d)[0] <= KNOWN_WITHIN
+        return Group(index, lr, scanned=not known)
+
+    def runs_of(self, group: Group, loss_of: LossOf) -> list[RunConfig]:
+        """The runs of a group: one, or its scan with the refinements its losses call for."""
+        base = self.configs[group.index]
+        if not group.scanned:
+            return [_with_lr(base, group.lr)]
+        scan = [_with_lr(base, float(f"{group.lr * f:.3g}")) for f in SCAN]
+        return scan + refinements(scan, loss_of)
+
+    def outcome(self, group: Group, loss_of: LossOf) -> Outcome | None:
+        """The group's result once all its runs (refinements included) have finished."""
+        runs = self.runs_of(group, loss_of)
+        losses = [loss_of(c) for c in runs]
+        if any(v is None for v in losses):
+            return None
+        loss = np.array(losses, dtype=float)
+        best = float(np.min(loss)) if np.isfinite(loss).any() else math.inf
+        if not group.scanned:
+            return Outcome(tuple(runs), best, group.lr, bracketed=False)
+        lrs = np.array([c.train.lr for c in runs])
+        order = np.argsort(lrs)
+        scan = scan_optimum(lrs[order], np.where(np.isfinite(loss), loss, np.nan)[order])
+        return Outcome(tuple(runs), best, float(scan["opt"]), bool(scan["bracketed"]))  # type: ignore[arg-type]
 
     def rounds(self, loss_of: LossOf, timing_of: TimingOf | None = None) -> list[Round]:
         """Every round planned so far; the last may still have runs to train."""
         timing_of = timing_of or (lambda _: None)
         rounds = [Round(self.start())]
         while True:
-            losses = {i: loss_of(self.configs[i]) for r in rounds for i in r.picks}
-            if any(v is None for v in losses.values()):
+            outcomes = {g: self.outcome(g, loss_of) for r in rounds for g in r.groups}
+            finished = {g: o for g, o in outcomes.items() if o is not None}
+            if len(finished) < len(outcomes):
                 return rounds
-            timings = {i: timing_of(self.configs[i]) for i in losses}
-            costs = self.costs(timings)
+            timed = [(g.index, timing_of(c)) for g, o in finished.items() for c in o.runs]
+            costs = self.costs(timed)
             if costs is None:  # nothing timed to predict seconds from
                 return rounds
-            plan = self._plan(losses, self.budget - self.spent(timings), costs)
-            if plan is None or plan.picks.empty:
+            following = self._next_round(finished, self.budget - self.spent(timed), costs)
+            if following is None:
                 return rounds
-            rounds.append(Round(tuple(int(i) for i in plan.picks["index"]), plan))
+            rounds.append(following)
 
-    def spent(self, timings: dict[int, Timing | None]) -> float:
+    def spent(self, timed: Timed) -> float:
         """What the runs done cost: FLOPs, or their measured seconds (one start-up if none)."""
         if not self.design.in_seconds:
-            return float(self.candidates.cost.iloc[list(timings)].sum())
-        return sum(t.wall_s if t is not None else RUN_START_S for t in timings.values())
+            return float(sum(self.candidates.cost[i] for i, _ in timed))
+        return sum(t.wall_s if t is not None else RUN_START_S for _, t in timed)
 
-    def costs(self, timings: dict[int, Timing | None]) -> pd.Series | None:
-        """Each candidate's cost: its FLOPs, or its predicted seconds from the timed runs."""
+    def costs(self, timed: Timed) -> pd.Series | None:
+        """Each candidate's cost per run: its FLOPs, or its predicted seconds from the timed
+        runs."""
         if not self.design.in_seconds:
             return self.candidates.cost
-        timed = [(i, t) for i, t in timings.items() if t is not None]
-        if not timed:
+        measured = [(i, t) for i, t in timed if t is not None]
+        if not measured:
             return None
         c = self.candidates
         per_token = c.cost / c.D
         throughput = Throughput.fit(
-            per_token.iloc[[i for i, _ in timed]].to_numpy(),
-            np.array([t.tokens_per_s for _, t in timed]),
+            per_token.iloc[[i for i, _ in measured]].to_numpy(),
+            np.array([t.tokens_per_s for _, t in measured]),
         )
         assert throughput is not None  # every timed run has a positive rate
         return pd.Series(throughput.seconds(per_token, c.D, c.eval_tokens), index=c.index)
 
-    def _plan(
-        self, losses: dict[int, float | None], budget: float, costs: pd.Series
-    ) -> RoundPlan | None:
-        """plan_round on the finished runs; the fit is cached by the runs it was made on."""
-        done = [i for i, v in losses.items() if v is not None and math.isfinite(v)]
-        runs = self.candidates.iloc[done].assign(loss=[losses[i] for i in done])
-        left = self.candidates.assign(cost=costs).drop(index=list(losses))
+    def lr_law(self, outcomes: dict[Group, Outcome]) -> LRLawState | None:
+        """The LR law on the bracketed scans, None with a fixed LR or too few of them (an lr
+        target cannot go on without one)."""
+        if self.design.lr == "fixed":
+            return None
+        c = self.candidates
+        bracketed = [(c.N[g.index], c.D[g.index], o.lr_opt) for g, o in outcomes.items()
+                     if g.scanned and o.bracketed]  # fmt: skip
+        try:
+            return fit_lr_law(pd.DataFrame(bracketed, columns=["N", "D", "lr_opt"]))
+        except ScalingError as exc:
+            if self.target.ask == "lr":
+                raise ScalingError(
+                    f"adaptive sweep {self.spec.name}: {exc}; a scan brackets its optimum "
+                    "when a worse LR lies on both sides of the best (try another [fixed] lr)"
+                ) from None
+            return None
+
+    def _next_round(
+        self, outcomes: dict[Group, Outcome], budget: float, costs: pd.Series
+    ) -> Round | None:
+        """The next round on the finished groups; the loss fit is cached by its runs."""
+        law = self.lr_law(outcomes)
+        picked = {g.index for g in outcomes}
+        groups = {i: self.group(int(i), law) for i in self.candidates.index if i not in picked}
+        scans = pd.Series(
+            {i: len(SCAN) if g.scanned else 1 for i, g in groups.items()}, dtype=float
+        )
+        left = self.candidates.loc[list(groups)].assign(cost=costs[list(groups)] * scans)
         if left.empty or budget < float(left.cost.min()):
             return None
-        key = tuple(sorted((i, losses[i]) for i in done))
-        if key not in self._plans:
-            try:
-                self._plans[key] = fit_law(runs, self.design.law)
-            except ScalingError as exc:
-                raise ScalingError(f"adaptive sweep {self.spec.name}: {exc}") from None
-        plan = plan_round(runs, left, self.target, self._plans[key], self.design.round_size, budget)
+        c = self.candidates
+        size = self.design.round_size
+        if self.target.ask == "lr":
+            assert law is not None
+            fitted = pd.DataFrame(
+                [(c.N[g.index], c.D[g.index]) for g, o in outcomes.items()
+                 if g.scanned and o.bracketed], columns=["N", "D"],
+            )  # fmt: skip
+            plan = plan_lr_round(fitted, left, self.target, law, size, budget)
+        else:
+            done = [(g.index, o.loss) for g, o in outcomes.items() if math.isfinite(o.loss)]
+            runs = c.loc[[i for i, _ in done]].assign(loss=[v for _, v in done])
+            key = tuple(sorted(done))
+            if key not in self._plans:
+                try:
+                    self._plans[key] = fit_law(runs, self.design.law)
+                except ScalingError as exc:
+                    raise ScalingError(f"adaptive sweep {self.spec.name}: {exc}") from None
+            plan = plan_round(runs, left, self.target, self._plans[key], size, budget)
         index = left.index.to_numpy()[plan.picks["index"].to_numpy(dtype=int)]
-        return replace(plan, picks=plan.picks.assign(index=index))
+        if index.size == 0:
+            return None
+        plan = replace(plan, picks=plan.picks.assign(index=index))
+        return Round(tuple(groups[int(i)] for i in index), plan)
 
 
 def candidate_configs(spec: SweepSpec, device: str = "auto") -> list[RunConfig]:
@@ -219,47 +338,67 @@ def suggest(spec: SweepSpec, db: str | Path | None = None) -> Suggestion:
     if path.exists():
         with connect(path, read_only=True) as con:
             outcomes, timings = run_outcomes(con), run_timings(con)
-    rows = [_row(c) for c in planner.configs]
-    run_id = {c: r["run_id"] for c, r in zip(planner.configs, rows, strict=True)}
+    rows: dict[RunConfig, dict[str, Any]] = {}
+
+    def row_of(config: RunConfig) -> dict[str, Any]:
+        if config not in rows:
+            rows[config] = _row(config)
+        return rows[config]
 
     def loss_of(config: RunConfig) -> float | None:
-        status, loss = outcomes.get(run_id[config], (None, None))
+        status, loss = outcomes.get(row_of(config)["run_id"], (None, None))
         if status not in ("done", "diverged", "failed"):
             return None
         return float(loss) if status == "done" and loss is not None else math.inf
 
     def timing_of(config: RunConfig) -> Timing | None:
-        measured = timings.get(run_id[config])
+        measured = timings.get(row_of(config)["run_id"])
         return Timing(*measured) if measured and loss_of(config) is not None else None
 
     rounds = planner.rounds(loss_of, timing_of)
+    runs_in = [[(k, c) for k, g in enumerate(r.groups) for c in planner.runs_of(g, loss_of)]
+               for r in rounds]  # fmt: skip
     current = rounds[-1]
-    before = [i for r in rounds[:-1] for i in r.picks]
-    frame = pd.DataFrame([rows[i] for i in current.picks])
+    frame = pd.DataFrame([row_of(c) for _, c in runs_in[-1]])
     frame["status"] = [outcomes.get(r["run_id"], ("planned",))[0] for r in frame.to_dict("records")]
-    widths = current.plan.picks["width"].to_numpy() if current.plan else np.full(len(frame), np.nan)
-    frame["width_after"] = widths
-    spent = planner.spent({i: timing_of(planner.configs[i]) for i in before})
+    widths = current.plan.picks["width"].to_numpy() if current.plan else None
+    frame["width_after"] = [np.nan if widths is None else widths[k] for k, _ in runs_in[-1]]
+    before = [(g.index, timing_of(c)) for r in rounds[:-1] for g in r.groups
+              for c in planner.runs_of(g, loss_of)]  # fmt: skip
     history = pd.DataFrame(
         [
             {
                 "round": k,
-                "runs": len(r.picks),
-                "flops": float(planner.candidates.cost.iloc[list(r.picks)].sum()),
+                "runs": len(runs),
+                "flops": sum(float(row_of(c)["flops"]) for _, c in runs),
                 "width_before": r.plan.width_now if r.plan else np.nan,
                 "width_expected": r.plan.picks.width.iloc[-1] if r.plan else np.nan,
             }
-            for k, r in enumerate(rounds)
+            for k, (r, runs) in enumerate(zip(rounds, runs_in, strict=True))
         ]
     )
+    finished = {g: planner.outcome(g, loss_of) for r in rounds for g in r.groups}
     width_now = None
-    finished = {i: loss_of(planner.configs[i]) for r in rounds for i in r.picks}
-    if all(v is not None for v in finished.values()):  # the sweep is over: measure its end
-        done = [i for i, v in finished.items() if v is not None and math.isfinite(v)]
-        runs = planner.candidates.iloc[done].assign(loss=[finished[i] for i in done])
-        law = fit_law(runs, planner.design.law)
-        width_now = expected_width(runs, planner.target, law)
+    if all(o is not None for o in finished.values()):  # the sweep is over: measure its end
+        width_now = _width_measured(planner, {g: o for g, o in finished.items() if o})
     return Suggestion(
-        frame, len(rounds) - 1, current.plan, spent, planner.budget,
+        frame, len(rounds) - 1, current.plan, planner.spent(before), planner.budget,
         "s" if planner.design.in_seconds else "FLOPs", history, width_now,
     )  # fmt: skip
+
+
+def _width_measured(planner: AdaptivePlanner, outcomes: dict[Group, Outcome]) -> float:
+    """The target's width by the design criterion on every finished group of the sweep."""
+    c = planner.candidates
+    if planner.target.ask == "lr":
+        law = planner.lr_law(outcomes)
+        assert law is not None
+        groups = c.loc[[g.index for g, o in outcomes.items() if g.scanned and o.bracketed]]
+        return LRDesign(law, groups, planner.target, 0.90).width()
+    done = [(g.index, o.loss) for g, o in outcomes.items() if math.isfinite(o.loss)]
+    runs = c.loc[[i for i, _ in done]].assign(loss=[v for _, v in done])
+    return expected_width(runs, planner.target, fit_law(runs, planner.design.law))
+
+
+def _with_lr(config: RunConfig, lr: float) -> RunConfig:
+    return replace(config, train=replace(config.train, lr=lr))

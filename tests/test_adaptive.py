@@ -164,7 +164,11 @@ def test_optimal_target_has_a_width(runs: pd.DataFrame, state: LawState) -> None
 
 def test_bad_requests_are_one_line() -> None:
     with pytest.raises(ScalingError, match="ask must be one of"):
-        Target("lr", (1.0,), (1.0,))
+        Target("size", (1.0,), (1.0,))
+    with pytest.raises(ScalingError, match="an lr target needs one N and one D"):
+        Target("lr", (1.0, 2.0), (1.0, 2.0))
+    with pytest.raises(ScalingError, match="planned on the LR law"):
+        plan_round(synthetic_runs(), candidates(), Target("lr", (1e9,), (1e10,)), "chinchilla")
     with pytest.raises(ScalingError, match="supports law"):
         fit_law(synthetic_runs(), "kaplan")
 
@@ -203,7 +207,8 @@ def test_spec_parses_an_adaptive_design() -> None:
         (("budget_flops = 1e12", "budget_flops = 1e12\nbudget_hours = 1"), r"give one \(both"),
         (("budget_flops = 1e12", ""), r"needs a budget"),
         (("budget_flops = 1e12", "budget_hours = 1e9"), r"budget_hours: at most 8760 hours"),
-        (('ask = "loss", N = 2e6, D = 2e7', 'ask = "lr", N = 2e6, D = 2e7'), r"not supported"),
+        (("target = { ask = \"loss\"", 'lr = "fixed"\ntarget = { ask = "lr"'), r"lr target scans"),
+        (('law = "chinchilla"', 'law = "chinchilla"\nlr = "found"'), r"spec.design.lr: expected"),
         (('ask = "loss", N = 2e6, D = 2e7', 'ask = "optimal"'), r"target.compute: a optimal"),
         (('law = "chinchilla"', 'law = "kaplan"'), r"spec.design.law: expected one of"),
         (("round_size = 2", "round_size = 0"), r"round_size: must be between"),
@@ -245,7 +250,7 @@ def synthetic_loss(planner: AdaptivePlanner, known: set[int]):  # type: ignore[n
 def test_restart_mid_round_replans_the_same_runs() -> None:
     spec = loads_spec(SPEC.format(budget="1e12"))
     planner = AdaptivePlanner(spec)
-    start = set(planner.start())
+    start = {g.index for g in planner.start()}
     assert len(start) == 12  # 3 smallest sizes x 4 fewest tokens
     rounds = planner.rounds(synthetic_loss(planner, start))
     assert len(rounds) == 2 and len(rounds[1].picks) == 2
@@ -279,12 +284,12 @@ def test_a_budget_in_hours_costs_runs_by_their_seconds() -> None:
                                                          "budget_hours = 0.05"))  # fmt: skip
     planner = AdaptivePlanner(spec)
     assert planner.design.in_seconds and planner.budget == 180.0
-    start = set(planner.start())
+    start = {g.index for g in planner.start()}
     assert len(start) == 12  # the whole start design: nothing is timed before it
     loss_of, timing_of = synthetic_loss(planner, start), synthetic_timing(planner, start)
     rounds = planner.rounds(loss_of, timing_of)
     assert len(rounds) == 2
-    timings = {i: timing_of(planner.configs[i]) for i in start}
+    timings = [(i, timing_of(planner.configs[i])) for i in start]
     spent = planner.spent(timings)
     assert spent == pytest.approx(sum(1.5 + planner.candidates.D[i] * planner.candidates.cost[i]
                                       / planner.candidates.D[i] / 2e9 for i in start))  # fmt: skip

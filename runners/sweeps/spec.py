@@ -330,23 +330,27 @@ def _budgets(raw: Any) -> tuple[float, ...]:
 
 
 # -- adaptive design (issue 14): the runs are chosen by scaling.adaptive, round by round --
-ADAPTIVE_KEYS = ("kind", "target", "law", "budget_flops", "budget_hours", "round_size",
+ADAPTIVE_KEYS = ("kind", "target", "law", "lr", "budget_flops", "budget_hours", "round_size",
                  "candidates")  # fmt: skip
 ADAPTIVE_LAWS = ("auto", "chinchilla")
 MAX_BUDGET_HOURS = 24 * 365  # a year of wall time: beyond it a number is a typo
-TARGET_KEYS = {"loss": ("ask", "N", "D"), "optimal": ("ask", "compute")}
+TARGET_KEYS = {"loss": ("ask", "N", "D"), "optimal": ("ask", "compute"), "lr": ("ask", "N", "D")}
+ADAPTIVE_LRS = ("fixed", "law")  # [fixed] lr for every run, or the sweep's own LR law
 
 
 @dataclass(frozen=True)
 class Adaptive:
     """The question, the law that answers it, the FLOPs to spend, and the runs one could do.
 
-    target: {"ask": "loss", "N": .., "D": ..} or {"ask": "optimal", "compute": ..}.
+    target: {"ask": "loss" or "lr", "N": .., "D": ..} or {"ask": "optimal", "compute": ..}.
+    lr: "fixed" ([fixed] lr for every run) or "law" (the LR law fitted on the sweep's own
+    scans; [fixed] lr is the first guess). An lr target needs "law".
     budget_flops or budget_hours: one of them, the other None.
     """
 
     target: Mapping[str, Any]
     law: str
+    lr: str
     budget_flops: float | None
     budget_hours: float | None
     round_size: int
@@ -380,11 +384,15 @@ def _parse_adaptive(
     for k in ("tokens", *SHAPE):
         if k in fixed:
             raise RunnerError(f"spec.fixed.{k}: an adaptive design sets it from its candidates")
+    target = _target(table.get("target"))
+    lr = table.get("lr", "law" if target["ask"] == "lr" else "fixed")
+    if lr not in ADAPTIVE_LRS:
+        raise RunnerError(f"{key}.lr: expected one of {', '.join(ADAPTIVE_LRS)}, got {lr!r}")
+    if target["ask"] == "lr" and lr != "law":
+        raise RunnerError(f'{key}.lr: an lr target scans its runs\' LRs: set lr = "law"')
     if "lr" not in fixed:
-        raise RunnerError(
-            "spec.fixed.lr: an adaptive design needs the LR of its runs in [fixed] "
-            "(LRs from the LR law are not supported yet)"
-        )
+        why = "the first guess of the LR law" if lr == "law" else "the LR of its runs"
+        raise RunnerError(f"spec.fixed.lr: an adaptive design needs {why} in [fixed]")
     given = [k for k in ("budget_flops", "budget_hours") if k in table]
     if len(given) != 1:
         why = "both given" if given else "an adaptive design needs a budget"
@@ -402,7 +410,7 @@ def _parse_adaptive(
     if not 1 <= round_size <= 1000:
         raise RunnerError(f"{key}.round_size: must be between 1 and 1000, got {round_size}")
     sizes, tokens = _candidates(_table(table.get("candidates"), f"{key}.candidates"))
-    return Adaptive(_target(table.get("target")), law, flops, hours, round_size, sizes, tokens)
+    return Adaptive(target, law, lr, flops, hours, round_size, sizes, tokens)
 
 
 def _target(raw: Any) -> dict[str, Any]:
@@ -411,10 +419,8 @@ def _target(raw: Any) -> dict[str, Any]:
         raise RunnerError(f'{key}: give the question, e.g. {{ ask = "loss", N = 1e9, D = 2e10 }}')
     table = _table(raw, key)
     ask = table.get("ask")
-    if ask == "lr":
-        raise RunnerError(f'{key}.ask: "lr" targets are not supported yet (loss or optimal)')
     if ask not in TARGET_KEYS:
-        raise RunnerError(f"{key}.ask: expected loss or optimal, got {ask!r}")
+        raise RunnerError(f"{key}.ask: expected loss, optimal or lr, got {ask!r}")
     _known(table, TARGET_KEYS[ask], key)
     out: dict[str, Any] = {"ask": ask}
     for k in TARGET_KEYS[ask][1:]:
