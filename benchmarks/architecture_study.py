@@ -55,7 +55,7 @@ sys.path.insert(0, str(HERE.parent))
 
 from cli.sweep import EXIT_RUNS_LEFT  # noqa: E402
 from cli.sweep import duration as parse_duration  # noqa: E402
-from fits import FitError  # noqa: E402
+from fits import FitError, LogLinearLaw  # noqa: E402
 from fits.throughput import ThroughputModel, backtest  # noqa: E402
 from runners.sizes import ladder  # noqa: E402
 from runners.sweeps.designs import Planner  # noqa: E402
@@ -391,6 +391,9 @@ def analyse(runs_path: Path) -> None:
                 row[law] = study.fit(law, arch).model
             except ScalingError as exc:
                 print(f"{arch}: {exc}")
+        if "isoflop" in row:
+            columns = ["C", "n_points", "N_opt", "D_opt", "loss_opt", "used", "note"]
+            print(f"{arch} IsoFLOP budgets:\n{row['isoflop'].budgets_[columns].to_string()}")
         if "chinchilla" in row:
             laws[arch] = row["chinchilla"]
         fitted = _law_row(row.pop("isoflop", None), row.pop("chinchilla", None))
@@ -444,6 +447,9 @@ def _law_row(isoflop: Any, chinchilla: Any) -> dict[str, str]:
         a, b = isoflop.params_["a"], isoflop.derived_["b"]
         row["N_opt exponent"] = f"{a:.3f} [{a_lo:.3f}, {a_hi:.3f}]"
         row["D_opt exponent"] = f"{b:.3f} [{b_lo:.3f}, {b_hi:.3f}]"
+        envelope = loss_envelope(isoflop)
+        (lo, hi), k = envelope.intervals_["k_C"], envelope.params_["k_C"]
+        row["L(C) minima"] = f"{envelope.params_['c']:.3g} C^{k:.4f} [{lo:.4f}, {hi:.4f}]"
     if chinchilla is not None:
         p = chinchilla.params_
         row["Chinchilla"] = (
@@ -451,6 +457,13 @@ def _law_row(isoflop: Any, chinchilla: Any) -> dict[str, str]:
             f"alpha={p['alpha']:.3f} beta={p['beta']:.3f}"
         )
     return row
+
+
+def loss_envelope(isoflop: Any) -> LogLinearLaw:
+    """L(C) = c C^k through the used budgets' parabola minima, as Shen et al. fit their
+    envelope: OLS in log space, with a t interval on k."""
+    used = isoflop.budgets_[isoflop.budgets_.used]
+    return LogLinearLaw(variables=("C",), target="loss").fit({"C": used.C}, used.loss_opt)
 
 
 def frontiers(laws: dict, c_lo: float, c_hi: float) -> None:
