@@ -83,6 +83,10 @@ LR_CHECK = (0.5, 1.0, 2.0)  # multiples of the law's LR tried at the largest Iso
 # and would take 3.4 epochs at the largest budget.
 SMALL_BUDGETS_ONLY = {"7xs": 2, "6xs": 3}
 EXTRA_RUNGS = ("7xs",)  # rungs below the template's
+# Each budget's minimum from the parabola through its best size and 2 neighbours a side: the
+# profiles run 1-1.5 decades past their minimum, where the loss flattens and a parabola
+# through all sizes opens downward (hgrn2 and cosformer2 at 6.3e11).
+ISOFLOP_NEIGHBORS = 2
 WALLCLOCK_HOURS = (0.1, 2.0)  # within the study's longest runs (4-9 min), and the issue's 2 h
 SHEN = pd.DataFrame(  # Shen et al. 2024, loss envelope fits (issue 13)
     {
@@ -386,9 +390,9 @@ def analyse(runs_path: Path) -> None:
         ax.set(xscale="log", xlabel="parameters N", title=arch)
         ax.legend(fontsize=6)
         row: dict[str, Any] = {"arch": arch, "runs": len(data)}
-        for law in ("isoflop", "chinchilla"):
+        for law, options in (("isoflop", {"neighbors": ISOFLOP_NEIGHBORS}), ("chinchilla", {})):
             try:
-                row[law] = study.fit(law, arch).model
+                row[law] = study.fit(law, arch, **options).model
             except ScalingError as exc:
                 print(f"{arch}: {exc}")
         if "isoflop" in row:
@@ -451,6 +455,9 @@ def _law_row(isoflop: Any, chinchilla: Any) -> dict[str, str]:
         (lo, hi), k = envelope.intervals_["k_C"], envelope.params_["k_C"]
         row["L(C) minima"] = f"{envelope.params_['c']:.3g} C^{k:.4f} [{lo:.4f}, {hi:.4f}]"
     if chinchilla is not None:
+        for name in ("a", "b"):  # approach 3: N_opt, D_opt exponents of the law's allocation
+            lo, hi = chinchilla.derived_intervals_.get(name, (math.nan, math.nan))
+            row[f"Chinchilla {name}"] = f"{chinchilla.derived_[name]:.3f} [{lo:.3f}, {hi:.3f}]"
         p = chinchilla.params_
         row["Chinchilla"] = (
             f"E={p['E']:.3g} A={p['A']:.3g} B={p['B']:.3g} "

@@ -25,6 +25,7 @@ from fits import validate
 from fits.base import Estimate, Fit
 from fits.errors import FitError
 from fits.hparams import LogLinearLaw
+from fits.lr import scan_optimum
 
 
 class _ComputeOptimalFit(Fit):
@@ -109,6 +110,11 @@ class IsoFLOPFit(_ComputeOptimalFit):
     flops_per_token: k in C = k N D, used when C is not given and for D_opt.
     min_points: distinct model sizes a budget needs for its parabola (>= 3).
     exclude_unbracketed: leave out budgets whose minimum lies outside their sampled N.
+    neighbors: None fits each budget's parabola to all its sizes (Hoffmann et al.); k fits it
+        to the best size and k neighbours on each side (fits.lr.scan_optimum, as an LR scan),
+        for profiles sampled far past their minimum on one side, where the loss flattens and
+        a global parabola bends the wrong way. The budget is then used only if a worse size
+        lies on both sides of the best.
     level: confidence level of the intervals.
 
     Attributes (after fit)
@@ -128,12 +134,14 @@ class IsoFLOPFit(_ComputeOptimalFit):
         flops_per_token: float = 6.0,
         min_points: int = 3,
         exclude_unbracketed: bool = True,
+        neighbors: int | None = None,
         level: float = 0.90,
     ) -> None:
         self.log10_resolution = log10_resolution
         self.flops_per_token = flops_per_token
         self.min_points = min_points
         self.exclude_unbracketed = exclude_unbracketed
+        self.neighbors = neighbors
         self.level = level
 
     def fit(
@@ -207,6 +215,8 @@ class IsoFLOPFit(_ComputeOptimalFit):
         if n_sizes < self.min_points:
             row["note"] = f"only {n_sizes} distinct model sizes (need {self.min_points})"
             return row
+        if self.neighbors is not None:
+            return self._local_minimum(N, loss, row)
         x = np.log(N)
         c2, c1, c0 = np.polyfit(x, loss, 2)
         if not c2 > 0:
@@ -223,6 +233,31 @@ class IsoFLOPFit(_ComputeOptimalFit):
         )
         if not row["bracketed"]:
             row["note"] = "minimum outside the sampled N range"
+        return row
+
+    def _local_minimum(
+        self, N: np.ndarray, loss: np.ndarray, row: dict[str, Any]
+    ) -> dict[str, Any]:
+        """The vertex of the parabola through the best size and its neighbours."""
+        per_size = pd.Series(loss).groupby(N).mean()  # sorted by N; repeats averaged
+        found = scan_optimum(
+            per_size.index.to_numpy(),
+            per_size.to_numpy(),
+            self.neighbors or 1,
+            self.min_points,
+            "N",
+        )
+        if not found["bracketed"]:
+            row["note"] = str(found["note"])
+            return row
+        n_opt = float(found["opt"])  # type: ignore[arg-type]
+        row.update(
+            N_opt=n_opt,
+            D_opt=row["C"] / (self.flops_per_token * n_opt),
+            loss_opt=float(found["loss_opt"]),  # type: ignore[arg-type]
+            has_vertex=True,
+            bracketed=True,
+        )
         return row
 
     def _summary_header(self) -> list[str]:

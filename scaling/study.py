@@ -289,8 +289,9 @@ class Study:
         return fitters[law](law, data, selection, n_bootstrap, options)
 
     def _fit_isoflop(self, law: str, data: pd.DataFrame, selection: dict[str, Any],
-                     *_: Any) -> FittedLaw:  # fmt: skip
-        model = IsoFLOPFit(level=self.level).fit(data.N, data.loss, C=data.C)
+                     n_bootstrap: int, options: dict[str, Any]) -> FittedLaw:  # fmt: skip
+        neighbors = options.pop("neighbors", None)
+        model = IsoFLOPFit(level=self.level, neighbors=neighbors).fit(data.N, data.loss, C=data.C)
         return FittedLaw(law, model, selection, table=model.budgets_)
 
     def _fit_envelope(self, law: str, data: pd.DataFrame, selection: dict[str, Any],

@@ -177,3 +177,33 @@ def test_envelope_refuses_a_single_size_and_round_trips():
     assert isinstance(back, EnvelopeFit)
     np.testing.assert_array_equal(back.predict([1e22]), m.predict([1e22]))
     assert "envelope bins" in m.summary()
+
+
+def test_local_parabola_finds_the_minimum_a_global_one_misses() -> None:
+    """Profiles that flatten far to the right of their minimum (loss saturating at large N):
+    the parabola through all sizes opens downward, the one through the best size and its
+    neighbours has the minimum of the exact local parabola (closed form, written here)."""
+    sizes = np.array([1e4, 2e4, 4e4, 8e4, 1.6e5, 3.2e5, 6.4e5])
+    budgets = np.array([1e12, 3e12, 1e13])
+    optima = 1.5e4 * (budgets / 1e12) ** 0.7  # a = 0.7 by construction
+    N = np.tile(sizes, budgets.size)
+    C = np.repeat(budgets, sizes.size)
+    u, u_opt = np.log(N), np.log(np.repeat(optima, sizes.size))
+    loss = 2.0 + np.minimum(0.05 * (u - u_opt) ** 2, 0.3)  # a parabola, then a plateau
+    with pytest.raises(FitError, match="opens downward"):
+        IsoFLOPFit().fit(N, loss, C=C)
+    fit = IsoFLOPFit(neighbors=1).fit(N, loss, C=C)
+    for budget, row in zip(budgets, fit.budgets_.itertuples(), strict=True):
+        x = np.log(sizes)
+        best = int(np.argmin(loss[C == budget]))
+        c2, c1, _ = np.polyfit(x[best - 1 : best + 2], loss[C == budget][best - 1 : best + 2], 2)
+        assert row.N_opt == pytest.approx(np.exp(-c1 / (2 * c2)), rel=1e-9) and row.used
+    # the three-point parabolas straddle the true optima: the exponent comes out near 0.7
+    assert fit.params_["a"] == pytest.approx(0.7, abs=0.05)
+    # a budget whose best size is the smallest sampled is not used
+    edge = IsoFLOPFit(neighbors=1).fit(
+        np.append(N, sizes[2:]), np.append(loss, 2 + 0.01 * np.log(sizes[2:])),
+        C=np.append(C, np.full(sizes.size - 2, 3e13)),
+    )  # fmt: skip
+    assert edge.budgets_.used.tolist() == [True, True, True, False]
+    assert "lowest sampled" in edge.budgets_.note.iloc[-1]
