@@ -207,7 +207,7 @@ def test_spec_parses_an_adaptive_design() -> None:
         (("budget_flops = 1e12", "budget_flops = 1e12\nbudget_hours = 1"), r"give one \(both"),
         (("budget_flops = 1e12", ""), r"needs a budget"),
         (("budget_flops = 1e12", "budget_hours = 1e9"), r"budget_hours: at most 8760 hours"),
-        (("target = { ask = \"loss\"", 'lr = "fixed"\ntarget = { ask = "lr"'), r"lr target scans"),
+        (('target = { ask = "loss"', 'lr = "fixed"\ntarget = { ask = "lr"'), r"lr target scans"),
         (('law = "chinchilla"', 'law = "chinchilla"\nlr = "found"'), r"spec.design.lr: expected"),
         (('ask = "loss", N = 2e6, D = 2e7', 'ask = "optimal"'), r"target.compute: a optimal"),
         (('law = "chinchilla"', 'law = "kaplan"'), r"spec.design.law: expected one of"),

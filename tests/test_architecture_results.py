@@ -42,30 +42,50 @@ def isoflop(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def test_every_arch_has_its_isoflop_grid(isoflop: pd.DataFrame) -> None:
-    """6 rungs at 3 budgets (2e11..2e12) and 7xs at the two smallest: 20 runs per arch."""
+    """4 budgets 2e11..6.3e12: 6xs..xs at the three smallest, 7xs at the two smallest, 5xs..xs
+    at 6.3e12: 25 runs per arch, at least 5 sizes per budget."""
     for arch in ARCHS:
         data = isoflop[isoflop.arch == arch]
-        assert len(data) == 20 and data.budget.nunique() == 3
-        assert data.flops.max() / data.flops.min() == pytest.approx(10, rel=0.01)
-        assert data.groupby("budget").params.nunique().min() >= 6
+        assert len(data) == 25 and data.budget.nunique() == 4
+        assert data.flops.max() / data.flops.min() == pytest.approx(31.6, rel=0.01)
+        assert data.groupby("budget").params.nunique().min() >= 5
 
 
-def test_the_smallest_budget_is_won_by_the_smallest_rung_and_the_others_are_bracketed(
-    isoflop: pd.DataFrame,
-) -> None:
-    """Why no IsoFLOP exponent: at 2e11 every arch's best run is its smallest (7xs, ~10k
-    params), an open minimum; at 6.3e11 and 2e12 the best lies inside the ladder, so only two
-    budgets bracket their minimum and the estimator refuses."""
+# N_opt exponent with its 90% interval, and L(C) through the minima, as the README states them
+EXPONENTS = {
+    "llama": ((0.761, 0.630, 0.892), (-0.1029, -0.1281, -0.0776)),
+    "tnl": ((0.853, 0.346, 1.360), (-0.1114, -0.2746, 0.0518)),
+    "hgrn2": ((0.952, -0.495, 2.399), (-0.0818, -0.2239, 0.0602)),
+    "cosformer2": ((0.750, 0.428, 1.073), (-0.0989, -0.1755, -0.0222)),
+}
+SHEN_N_OPT = {"llama": 0.712, "tnl": 0.647, "hgrn2": 0.643, "cosformer2": 0.652}
+
+
+def test_isoflop_exponents_from_the_three_bracketed_budgets(isoflop: pd.DataFrame) -> None:
+    """At 2e11 every arch's best run is its smallest rung (an open minimum, left out); the
+    other three budgets bracket theirs. The local parabolas (best size +-2) give the README's
+    exponents, whose wide intervals (t on 1 degree of freedom) hold Shen et al.'s values; a
+    parabola through all sizes opens downward at 6.3e11 for cosformer2."""
     for arch in ARCHS:
         data = isoflop[isoflop.arch == arch]
         for budget, group in data.groupby("budget"):
             best = group.loc[group.final_val_loss.idxmin(), "params"]
-            if budget < 3e11:
-                assert best == group.params.min(), arch
-            else:
-                assert group.params.min() < best < group.params.max(), (arch, budget)
-        with pytest.raises(FitError, match="at least 3 compute budgets with a usable minimum"):
-            IsoFLOPFit().fit(data.params, data.final_val_loss, C=data.flops)
+            inside = group.params.min() < best < group.params.max()
+            assert inside == (budget > 3e11), (arch, budget)
+        fit = IsoFLOPFit(neighbors=study.ISOFLOP_NEIGHBORS).fit(
+            data.params, data.final_val_loss, C=data.flops
+        )
+        assert fit.budgets_.used.tolist() == [False, True, True, True]
+        (a, lo, hi), (k, k_lo, k_hi) = EXPONENTS[arch]
+        assert fit.params_["a"] == pytest.approx(a, abs=5e-4)
+        assert fit.intervals_["a"] == pytest.approx((lo, hi), abs=5e-4)
+        assert lo < SHEN_N_OPT[arch] < hi
+        envelope = study.loss_envelope(fit)
+        assert envelope.params_["k_C"] == pytest.approx(k, abs=5e-5)
+        assert envelope.intervals_["k_C"] == pytest.approx((k_lo, k_hi), abs=5e-5)
+    cos = isoflop[isoflop.arch == "cosformer2"]
+    with pytest.raises(FitError, match="opens downward"):
+        IsoFLOPFit().fit(cos.params, cos.final_val_loss, C=cos.flops)
 
 
 def test_law_lr_is_near_optimal_at_the_largest_size(runs: pd.DataFrame) -> None:
@@ -80,33 +100,37 @@ def test_law_lr_is_near_optimal_at_the_largest_size(runs: pd.DataFrame) -> None:
 
 
 def test_throughput_model_backtests_within_a_fifth_at_the_median(runs: pd.DataFrame) -> None:
+    """Median 13.3%; the worst held-out run, timed while the machine was shared, is off 104%."""
     measured = runs[(runs.status == "done") & (runs.tokens_per_s > 0)]
     error = backtest(measured).rel_error.abs()
-    assert error.median() < 0.2 and error.max() < 0.6
+    assert error.median() < 0.15 and error.max() < 1.1
 
 
 @pytest.mark.slow
 def test_crossovers_against_llama(isoflop: pd.DataFrame) -> None:
-    """tnl never passes llama in 2e10..2e16 FLOPs; hgrn2 and cosformer2 do (most bootstrap
-    pairs cross), with intervals spanning decades."""
+    """tnl and hgrn2 never pass llama in 2e10..6e16 FLOPs; cosformer2 does, with an interval
+    spanning five decades and fewer than half of the bootstrap pairs crossing."""
     fitted = Study.from_frame(isoflop.drop(columns="budget"), n_bootstrap=200)
     lo, hi = isoflop.flops.min() / 10, isoflop.flops.max() * 1e4
-    assert fitted.crossover("tnl", "llama", (lo, hi)).C is None
-    for arch in ("hgrn2", "cosformer2"):
-        answer = fitted.crossover(arch, "llama", (lo, hi))
-        assert answer.C is not None and answer.better_below == "llama"
-        assert answer.fraction_crossing > 0.5
-        assert np.log10(answer.C.hi / answer.C.lo) > 2
+    for arch in ("tnl", "hgrn2"):
+        assert fitted.crossover(arch, "llama", (lo, hi)).C is None
+    answer = fitted.crossover("cosformer2", "llama", (lo, hi))
+    assert answer.C is not None and answer.better_below == "llama"
+    assert answer.fraction_crossing < 0.5
+    assert np.log10(answer.C.hi / answer.C.lo) > 4
 
 
 def test_validation_runs_land_in_their_prediction_intervals(runs: pd.DataFrame) -> None:
-    """Predicted before training (predictions.json): llama, tnl and hgrn2 trained, each within
-    its 90% interval and 3.5% of its point prediction; cosformer2 not trained yet."""
+    """Predicted before training (predictions.json): all four trained and inside their 90%
+    intervals; llama, tnl and hgrn2 within 3.5% of the point, cosformer2 (7xs on 5.2 epochs)
+    25% worse than predicted."""
     predictions = json.loads((study.GENERATED / "predictions.json").read_text())
     assert set(predictions) == set(ARCHS)
     table = study.report_validation(runs, predictions).set_index("arch")
-    assert sorted(table.index) == ["hgrn2", "llama", "tnl"]
-    assert table.held.all() and (table.rel_error.abs() < 0.035).all()
+    assert sorted(table.index) == sorted(ARCHS)
+    assert table.held.all()
+    assert (table.rel_error.drop("cosformer2").abs() < 0.035).all()
+    assert table.rel_error["cosformer2"] == pytest.approx(-0.252, abs=0.001)
     trained = runs[runs.sweep == "arch-validate"].set_index("arch")
     for arch in table.index:  # the run trained is the one predicted: its N, its D
         assert trained.params[arch] == predictions[arch]["N"]
