@@ -101,10 +101,20 @@ SHEN = pd.DataFrame(  # Shen et al. 2024, loss envelope fits (issue 13)
 
 # -- the run log and its committed copy --------------------------------------------------
 def restore(db: Path, runs: Path = RUNS, curves: Path = CURVES) -> int:
-    """Insert the committed runs (and curves) the log lacks, with their run ids and status."""
+    """Insert the committed runs (and curves) the log lacks, with their run ids and status.
+    A run the log holds unfinished (a sweep killed while it trained, then trained elsewhere,
+    e.g. in a parallel log) is replaced by the committed one, curve included. Returns the
+    number of runs inserted."""
     if not runs.exists():
         return 0
     with connect(db) as con:
+        stale = (
+            "SELECT run_id FROM runs WHERE status NOT IN ('done', 'diverged', 'failed') "
+            "AND run_id IN (SELECT run_id FROM read_parquet(?))"
+        )
+        con.execute(f"DELETE FROM curves WHERE run_id IN ({stale})", [str(runs)])
+        con.execute(f"DELETE FROM sweep_runs WHERE run_id IN ({stale})", [str(runs)])
+        con.execute(f"DELETE FROM runs WHERE run_id IN ({stale})", [str(runs)])
         before = _count(con)
         con.execute(
             "INSERT INTO runs BY NAME SELECT * FROM read_parquet(?) "

@@ -80,6 +80,13 @@ def test_restore_round_trip_trains_nothing_twice(trained: dict[str, Path], tmp_p
     assert table(fresh, query) == table(trained["db"], query)
     curves = "SELECT run_id, step, tokens, train_loss, val_loss FROM curves ORDER BY run_id, step"
     assert table(fresh, curves) == table(trained["db"], curves)
+    killed = "SELECT run_id FROM runs ORDER BY run_id LIMIT 1"  # as if killed mid-run here
+    with duckdb.connect(str(fresh)) as con:
+        con.execute(f"UPDATE runs SET status = 'running' WHERE run_id IN ({killed})")
+        con.execute(f"DELETE FROM curves WHERE run_id IN ({killed}) AND step > 1")
+    assert study.restore(fresh, trained["runs"], trained["curves"]) == 1  # replaced, curve too
+    assert table(fresh, query) == table(trained["db"], query)
+    assert table(fresh, curves) == table(trained["db"], curves)
     result = run_cli("sweep", "run", str(trained["spec"]), "--db", str(fresh), "--workers", "2")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "trained 0 run(s)" in result.stdout and "12 of 12 finished" in result.stdout
