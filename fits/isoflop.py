@@ -216,7 +216,7 @@ class IsoFLOPFit(_ComputeOptimalFit):
             row["note"] = f"only {n_sizes} distinct model sizes (need {self.min_points})"
             return row
         if self.neighbors is not None:
-            return self._local_minimum(N, loss, row)
+            return self._local_minimum(N, loss, row, self.neighbors)
         x = np.log(N)
         c2, c1, c0 = np.polyfit(x, loss, 2)
         if not c2 > 0:
@@ -236,14 +236,14 @@ class IsoFLOPFit(_ComputeOptimalFit):
         return row
 
     def _local_minimum(
-        self, N: np.ndarray, loss: np.ndarray, row: dict[str, Any]
+        self, N: np.ndarray, loss: np.ndarray, row: dict[str, Any], neighbors: int
     ) -> dict[str, Any]:
         """The vertex of the parabola through the best size and its neighbours."""
         per_size = pd.Series(loss).groupby(N).mean()  # sorted by N; repeats averaged
         found = scan_optimum(
             per_size.index.to_numpy(),
             per_size.to_numpy(),
-            self.neighbors or 1,
+            neighbors,
             self.min_points,
             "N",
         )

@@ -42,6 +42,7 @@ from runners.sweeps.designs import (
     TimingOf,
     initial_configs,
     refinements,
+    with_lr,
 )
 from runners.sweeps.spec import Adaptive, Design, SweepSpec
 from runners.sweeps.throughput import RUN_START_S, WORKER_START_S, Throughput
@@ -174,8 +175,8 @@ class AdaptivePlanner:
         """The runs of a group: one, or its scan with the refinements its losses call for."""
         base = self.configs[group.index]
         if not group.scanned:
-            return [_with_lr(base, group.lr)]
-        scan = [_with_lr(base, float(f"{group.lr * f:.3g}")) for f in SCAN]
+            return [with_lr(base, group.lr)]
+        scan = [with_lr(base, float(f"{group.lr * f:.3g}")) for f in SCAN]
         return scan + refinements(scan, loss_of)
 
     def outcome(self, group: Group, loss_of: LossOf) -> Outcome | None:
@@ -239,11 +240,8 @@ class AdaptivePlanner:
         target cannot go on without one)."""
         if self.design.lr == "fixed":
             return None
-        c = self.candidates
-        bracketed = [(c.N[g.index], c.D[g.index], o.lr_opt) for g, o in outcomes.items()
-                     if g.scanned and o.bracketed]  # fmt: skip
         try:
-            return fit_lr_law(pd.DataFrame(bracketed, columns=["N", "D", "lr_opt"]))
+            return fit_lr_law(self.bracketed(outcomes))
         except ScalingError as exc:
             if self.target.ask == "lr":
                 raise ScalingError(
@@ -251,6 +249,18 @@ class AdaptivePlanner:
                     "when a worse LR lies on both sides of the best (try another [fixed] lr)"
                 ) from None
             return None
+
+    def bracketed(self, outcomes: dict[Group, Outcome]) -> pd.DataFrame:
+        """The scanned groups whose optimum was bracketed: N, D, lr_opt."""
+        c = self.candidates
+        rows = [(c.N[g.index], c.D[g.index], o.lr_opt) for g, o in outcomes.items()
+                if g.scanned and o.bracketed]  # fmt: skip
+        return pd.DataFrame(rows, columns=["N", "D", "lr_opt"])
+
+    def loss_runs(self, outcomes: dict[Group, Outcome]) -> pd.DataFrame:
+        """The groups with a finite loss, as the loss law's runs: N, D, cost, ..., loss."""
+        done = [(g.index, o.loss) for g, o in outcomes.items() if math.isfinite(o.loss)]
+        return self.candidates.loc[[i for i, _ in done]].assign(loss=[v for _, v in done])
 
     def _next_round(
         self, outcomes: dict[Group, Outcome], budget: float, costs: pd.Series
@@ -265,19 +275,13 @@ class AdaptivePlanner:
         left = self.candidates.loc[list(groups)].assign(cost=costs[list(groups)] * scans)
         if left.empty or budget < float(left.cost.min()):
             return None
-        c = self.candidates
         size = self.design.round_size
         if self.target.ask == "lr":
             assert law is not None
-            fitted = pd.DataFrame(
-                [(c.N[g.index], c.D[g.index]) for g, o in outcomes.items()
-                 if g.scanned and o.bracketed], columns=["N", "D"],
-            )  # fmt: skip
-            plan = plan_lr_round(fitted, left, self.target, law, size, budget)
+            plan = plan_lr_round(self.bracketed(outcomes), left, self.target, law, size, budget)
         else:
-            done = [(g.index, o.loss) for g, o in outcomes.items() if math.isfinite(o.loss)]
-            runs = c.loc[[i for i, _ in done]].assign(loss=[v for _, v in done])
-            key = tuple(sorted(done))
+            runs = self.loss_runs(outcomes)
+            key = tuple(sorted(zip(runs.index, runs.loss, strict=True)))
             if key not in self._plans:
                 try:
                     self._plans[key] = fit_law(runs, self.design.law)
@@ -389,16 +393,9 @@ def suggest(spec: SweepSpec, db: str | Path | None = None) -> Suggestion:
 
 def _width_measured(planner: AdaptivePlanner, outcomes: dict[Group, Outcome]) -> float:
     """The target's width by the design criterion on every finished group of the sweep."""
-    c = planner.candidates
     if planner.target.ask == "lr":
         law = planner.lr_law(outcomes)
         assert law is not None
-        groups = c.loc[[g.index for g, o in outcomes.items() if g.scanned and o.bracketed]]
-        return LRDesign(law, groups, planner.target, 0.90).width()
-    done = [(g.index, o.loss) for g, o in outcomes.items() if math.isfinite(o.loss)]
-    runs = c.loc[[i for i, _ in done]].assign(loss=[v for _, v in done])
+        return LRDesign(law, planner.bracketed(outcomes), planner.target, 0.90).width()
+    runs = planner.loss_runs(outcomes)
     return expected_width(runs, planner.target, fit_law(runs, planner.design.law))
-
-
-def _with_lr(config: RunConfig, lr: float) -> RunConfig:
-    return replace(config, train=replace(config.train, lr=lr))

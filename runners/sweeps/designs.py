@@ -143,7 +143,7 @@ def refinements(
     """
     groups: dict[RunConfig, list[RunConfig]] = {}
     for config in initial:
-        groups.setdefault(_without_lr(config), []).append(config)
+        groups.setdefault(with_lr(config, 1.0), []).append(config)
     extra = []
     for template, members in groups.items():
         lrs = sorted(c.train.lr for c in members)
@@ -156,7 +156,7 @@ def refinements(
             lr = next_lr([c.train.lr for c in members], known, factor)
             if lr is None:
                 break
-            new = replace(template, train=replace(template.train, lr=lr))
+            new = with_lr(template, lr)
             members.append(new)
             extra.append(new)
     return extra
@@ -176,5 +176,6 @@ def next_lr(lrs: list[float], losses: list[float], factor: float) -> float | Non
     return None
 
 
-def _without_lr(config: RunConfig) -> RunConfig:
-    return replace(config, train=replace(config.train, lr=1.0))
+def with_lr(config: RunConfig, lr: float) -> RunConfig:
+    """The same run at another LR (an LR scan's member; 1.0 names the scan's group)."""
+    return replace(config, train=replace(config.train, lr=lr))
