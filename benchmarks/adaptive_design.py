@@ -6,11 +6,14 @@ starts from the cheapest 20% of the rest and spends the same compute from the re
 
 - adaptive: scaling.adaptive.plan_round, rounds of ROUND_SIZE picks, refitted after each round;
 - grid: the pool in order of compute, cheapest first, as a person extends a ladder;
-- random: the pool in a random order (20 seeds), each run taken while it fits the budget.
+- random: the pool in a random order (40 seeds), each run taken while it fits the budget.
 
 At each checkpoint (fractions of the grid's total compute) it prints the target's calibrated
-interval width (design criterion: delta method + kappa d, from a refit on the runs bought)
-and the median |relative error| of the predicted target losses. At the end, the Study's own
+interval width (design criterion: delta method + kappa d, from a refit on the runs bought),
+the |relative error| of the predicted mean target loss, and the coverage of the held-out
+runs by the criterion's interval for each alone. Random orders also give the spread of the
+width one design of that cost can land on, and whether the narrowest of them still cover
+(a planner that chased a narrow width would pick designs like them). At the end, the Study's own
 calibrated interval (bootstrap, 200 draws) for adaptive at half the compute and for the grid
 at its end, as a check that the criterion's widths are the widths users see.
 
@@ -18,12 +21,13 @@ Refits are warm-started from the local optima of full-grid fits on the start run
 whole pool (a basin, not the data: each refit's optimum is its own runs'), so every strategy
 is fitted the same way. Run time: a few minutes on 2 cores.
 
-    python benchmarks/adaptive_design.py [--round-size 4] [--seeds 20]
+    python benchmarks/adaptive_design.py [--round-size 4] [--seeds 40]
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import time
 
 import numpy as np
@@ -49,11 +53,23 @@ def split() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
 
 
 def score(state: LawState, runs: pd.DataFrame, target: pd.DataFrame, goal: Target) -> dict:
-    """Width by the design criterion and |relative error| of the target runs' mean loss."""
+    """Width by the design criterion, |relative error| of the target runs' mean loss, and the
+    share of target runs inside the criterion's interval for each one alone."""
     pred = float(np.mean(state.model.predict_frame(target)))
     actual = float(target.loss.mean())
     width = expected_width(runs, goal, state, LEVEL)
-    return {"width": width, "error": abs(pred - actual) / actual, "n": len(runs)}
+    return {"width": width, "error": abs(pred - actual) / actual, "n": len(runs),
+            "coverage": coverage(state, runs, target)}  # fmt: skip
+
+
+def coverage(state: LawState, runs: pd.DataFrame, target: pd.DataFrame) -> float:
+    """Share of the target runs whose loss lies in the criterion's interval for that run."""
+    hits = []
+    for n, d, loss in zip(target.N, target.D, target.loss, strict=True):
+        half = math.asinh(expected_width(runs, Target("loss", (n,), (d,)), state, LEVEL) / 2)
+        pred = float(state.model.predict_frame(pd.DataFrame({"N": [n], "D": [d]}))[0])
+        hits.append(abs(math.log(loss / pred)) <= half)
+    return float(np.mean(hits))
 
 
 def checkpoints(order: list[int], pool: pd.DataFrame, total: float) -> dict[float, list[int]]:
@@ -72,7 +88,7 @@ def checkpoints(order: list[int], pool: pd.DataFrame, total: float) -> dict[floa
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--round-size", type=int, default=4)
-    parser.add_argument("--seeds", type=int, default=20)
+    parser.add_argument("--seeds", type=int, default=40)
     args = parser.parse_args()
     started = time.monotonic()
     target, start, pool = split()
@@ -109,47 +125,65 @@ def main() -> None:
         picked += [int(left.index[i]) for i in plan.picks["index"]]
         spent += float(plan.picks.cost.sum())
     grid = checkpoints(list(range(len(pool))), pool, total)
+    grid_at = {f: evaluate(grid[f]) for f in FRACTIONS}
+    final_width = grid_at[1.0]["width"]
     orders = [list(np.random.default_rng(s).permutation(len(pool))) for s in range(args.seeds)]
+    random_at = {f: [evaluate(checkpoints(o, pool, total)[f]) for o in orders] for f in RANDOM_AT}
+    random_at[1.0] = [grid_at[1.0]]  # every order buys the whole pool
     rows = []
     for f in FRACTIONS:
         a = [t for t in trace if t["spent"] <= f * (1 + 1e-9)][-1]  # the last round within f
-        g = evaluate(grid[f])
-        if f < 1.0:
-            rand = (
-                [evaluate(checkpoints(o, pool, total)[f]) for o in orders] if f in RANDOM_AT else []
-            )
-        else:
-            rand = [g]  # every order buys the whole pool
+        g, rand = grid_at[f], random_at.get(f, [])
+        widths = np.array([r["width"] for r in rand])
         rows.append(
             {
                 "compute": f,
                 "adaptive_width": a["width"],
                 "adaptive_err": a["error"],
+                "adaptive_cov": a["coverage"],
                 "adaptive_n": a["n"],
                 "grid_width": g["width"],
                 "grid_err": g["error"],
-                "grid_n": g["n"],
-                "random_width": np.median([r["width"] for r in rand]) if rand else np.nan,
+                "grid_cov": g["coverage"],
+                "random_width": np.median(widths) if rand else np.nan,
+                "random_p10": np.quantile(widths, 0.1) if rand else np.nan,
+                "random_reach": np.mean(widths <= final_width) if rand else np.nan,
                 "random_err": np.median([r["error"] for r in rand]) if rand else np.nan,
+                "random_cov": np.mean([r["coverage"] for r in rand]) if rand else np.nan,
             }
         )
     table = pd.DataFrame(rows)
     shown = table.copy()
     for c in shown.columns:
-        if c.endswith(("width", "err")):
+        if c.endswith(("width", "err", "cov", "p10", "reach")):
             shown[c] = ["-" if np.isnan(v) else f"{v:.2%}" for v in shown[c]]
     shown["compute"] = [f"{v:.3g}" for v in shown["compute"]]
-    print("\ninterval width (90%, relative) and |error| of the target, by compute spent")
-    print("(compute: fraction of the grid's total; random: median of the seeds)")
+    print("\ninterval width (90%, relative), |error| of the target and coverage of its runs, by")
+    print("compute spent (compute: fraction of the grid's total; random: median of the seeds,")
+    print("p10 its 10th percentile, reach the share at or below the grid's final width; cov:")
+    print("share of the held-out runs inside the criterion's interval for each alone, random's")
+    print("the mean over seeds)")
     print(shown.to_string(index=False))
     print("\nadaptive rounds (compute spent before the round, runs bought, width, error):")
     for t in trace:
         print(f"  {t['spent']:8.4f}  {t['n']:4d}  {t['width']:.2%}  {t['error']:.2%}")
+    print("\nrandom orders by their width at each checkpoint: is a narrow width an honest one?")
+    for f in RANDOM_AT:
+        rand = sorted(random_at[f], key=lambda r: r["width"])
+        quarter = max(1, len(rand) // 4)
+        narrow, rest = rand[:quarter], rand[quarter:]
+        print(
+            f"  at {f:.3g}: narrowest quarter ({len(narrow)} orders) width "
+            f"{np.median([r['width'] for r in narrow]):.2%}, coverage "
+            f"{np.mean([r['coverage'] for r in narrow]):.1%}; the rest width "
+            f"{np.median([r['width'] for r in rest]):.2%}, coverage "
+            f"{np.mean([r['coverage'] for r in rest]):.1%}"
+        )
 
     final = table.iloc[-1]
-    reach = [t for t in trace if t["width"] <= final.grid_width]
+    reach = [t for t in trace if t["width"] <= final_width]
     print(
-        f"\ngrid's final width {final.grid_width:.2%} (error {final.grid_err:.2%}); adaptive "
+        f"\ngrid's final width {final_width:.2%} (error {final.grid_err:.2%}); adaptive "
         + (
             f"reaches it after {reach[0]['spent']:.3f} of the grid's compute, "
             f"{reach[0]['n']} runs (error {reach[0]['error']:.2%})"

@@ -95,6 +95,15 @@ def fit(
             "(runs within 0.25% of their (N, D) best, as Step Law)."
         ),
     ] = "vertex",
+    neighbors: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="isoflop: each budget's parabola through its best size and this many "
+            "neighbours a side (default: all sizes), for profiles sampled far past their "
+            "minimum.",
+        ),
+    ] = None,
     groups: Annotated[bool, typer.Option(help="Also print the per-group table.")] = False,
     refit: Annotated[bool, typer.Option(help="Fit again even if stored for these runs.")] = False,
     force: Annotated[
@@ -109,6 +118,10 @@ def fit(
         options = {"x": x, **({"E": fixed_e} if fixed_e is not None else {})}
     elif law == "lr-law":
         options = {"form": form, "method": method}
+    if neighbors is not None:
+        if law != "isoflop":
+            raise ScalingError(f"--neighbors applies to isoflop fits, not {law}")
+        options = {"neighbors": neighbors}
     fitted = _study(db, level, bootstrap).fit(law, arch, source, where, n_column=n_column,
                                               refit=refit, force=force, **options)  # fmt: skip
     if as_json:

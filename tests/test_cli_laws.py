@@ -203,3 +203,32 @@ def test_numpy_warnings_do_not_reach_the_terminal(one_batch_size):
     )
     assert "Warning" not in done.stderr and "Traceback" not in done.stderr
     assert done.returncode in (0, 2)
+
+
+def test_isoflop_neighbours_reach_the_fit_and_its_stored_key(tmp_path):
+    """`--neighbors k` fits each budget's parabola locally, as IsoFLOPFit(neighbors=k) does,
+    and a stored all-sizes fit of the same runs is not handed back for it."""
+    from fits import IsoFLOPFit
+
+    rows = []
+    for C, far in ((1e15, 1.5), (1e16, 2.0), (1e17, 2.5)):
+        n_opt = 0.1 * C**0.5
+        for x in np.linspace(-1.0, far, 9):  # ever further past the minimum, on the flat side
+            N = round(n_opt * 10**x)
+            rows.append({"N": N, "D": round(C / (6 * N)), "loss": 2.0 + 0.3 * np.tanh(abs(x)) ** 2})
+    frame = pd.DataFrame(rows)
+    frame.to_csv(tmp_path / "profiles.csv", index=False)
+    db = str(tmp_path / "log.duckdb")
+    assert run_cli("import", str(tmp_path / "profiles.csv"), "--db", db).returncode == 0
+    fitted = {}
+    for k in (None, 1):
+        extra = [] if k is None else ["--neighbors", str(k)]
+        done = run_cli("fit", "isoflop", *extra, "--json", "--db", db)
+        assert done.returncode == 0, done.stderr
+        direct = IsoFLOPFit(neighbors=k).fit(frame.N, frame.loss, D=frame.D)
+        fitted[k] = json.loads(done.stdout)["a"]
+        assert fitted[k] == pytest.approx(direct.params_["a"], rel=1e-6)
+    assert fitted[1] == pytest.approx(0.5, abs=0.02)
+    assert abs(fitted[None] - fitted[1]) > 0.02
+    wrong = run_cli("fit", "chinchilla", "--neighbors", "2", "--db", db)
+    assert wrong.returncode == 2 and "--neighbors applies to isoflop" in wrong.stderr
