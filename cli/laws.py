@@ -66,6 +66,8 @@ def fit_payload(fitted: FittedLaw) -> dict[str, Any]:
             out[name.rstrip("_")] = getattr(model, name)
     if hasattr(model, "identification_problems"):
         out["problems"] = model.identification_problems()
+    if hasattr(model, "cautions"):
+        out["cautions"] = model.cautions()
     if fitted.table is not None:
         out["table"] = json.loads(fitted.table.to_json(orient="records"))
     if fitted.forms is not None:

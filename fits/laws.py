@@ -29,6 +29,7 @@ from fits.errors import FitError
 LOSS_LAWS: dict[str, type[LossLaw]] = {}
 # An exponent below this is not a power law over any range of data: loss does not fall.
 MIN_EXPONENT = 1e-3
+FLAT_SHARE = 0.01  # an offset E below this share of the loss at the largest run is not seen
 
 
 class LossLaw(Fit):
@@ -230,11 +231,35 @@ class LossLaw(Fit):
         if problems and not self.force:
             raise FitError(f"{'; '.join(problems)}; --force keeps it, flagged")
 
+    def cautions(self) -> list[str]:
+        """What an identified fit still does not measure: an offset E that the runs cannot tell
+        from zero, its estimate (or, with a bootstrap, its interval's low end) under FLAT_SHARE
+        of the loss at the largest run. The runs then do not see the loss flatten: the law's
+        limit is a guess, and it falls as a pure power law beyond them. Empty otherwise."""
+        self._check_fitted()
+        E = self.params_.get("E")
+        if E is None or self.columns != ("N", "D") or "N" not in self.data_range_:
+            return []
+        n_hi, d_hi = self.data_range_["N"][1], self.data_range_["D"][1]
+        largest = float(self.loss_of(self._params_row()[None, :], np.array([n_hi]),
+                                     np.array([d_hi]))[0, 0])  # fmt: skip
+        low = min(E, self.intervals_.get("E", (E, E))[0])
+        if not low < FLAT_SHARE * largest:
+            return []
+        seen = f"E = {E:.3g}" + (f" (interval from {low:.3g})" if low < E else "")
+        return [
+            f"{seen} cannot be told from zero beside the loss at the largest run "
+            f"({largest:.3g}): the runs do not see the loss flatten, so the irreducible loss "
+            "is not measured and the law falls as a pure power law beyond them"
+        ]
+
     def _summary_footer(self) -> list[str]:
         problems = self.identification_problems()
+        cautions = [f"caution: {c}" for c in self.cautions()]
         if not problems:
-            return []
-        return ["FLAGGED, kept with force=True; do not trust it:", *(f"  {p}" for p in problems)]
+            return cautions
+        flagged = ["FLAGGED, kept with force=True; do not trust it:", *(f"  {p}" for p in problems)]
+        return flagged + cautions
 
 
 def frontier_crossing(

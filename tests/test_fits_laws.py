@@ -218,3 +218,18 @@ def test_unidentifiable_fits_are_refused_unless_forced(law, loss):
     forced = law(n_bootstrap=0, force=True).fit(GRID_N, GRID_D, loss)
     assert forced.identification_problems()
     assert "FLAGGED" in forced.summary()
+
+
+@pytest.mark.parametrize("floor", [0.0, 1.7])
+def test_a_floor_the_runs_cannot_tell_from_zero_is_a_caution(floor):
+    """Runs of a pure power law (E = 0) never see the loss flatten: the fit keeps them (it is
+    identified) with a caution in its summary; the same runs over a floor of 1.7 have none."""
+    loss = noisy(floor + 400 / GRID_N**0.34 + 410 / GRID_D**0.28, seed=3)
+    fitted = ChinchillaLaw(n_bootstrap=100).fit(GRID_N, GRID_D, loss)
+    assert fitted.identification_problems() == []
+    if floor == 0.0:
+        assert fitted.intervals_["E"][0] < 0.01 * loss.min()
+        assert len(fitted.cautions()) == 1 and "caution: E = " in fitted.summary()
+    else:
+        assert fitted.cautions() == [] and "caution" not in fitted.summary()
+    assert KaplanLaw(n_bootstrap=0).fit(GRID_N, GRID_D, loss).cautions() == []
