@@ -50,7 +50,7 @@ from fits.bootstrap import percentile_interval
 from fits.extrapolation import Calibration, assess
 from fits.hparam_backtest import largest_compute, score_groups
 from scaling.errors import ScalingError, ScalingWarning
-from scaling.results import Backtest, ComputeOptimal, Crossover, HparamBacktest, Prediction
+from scaling.results import Backtest, ComputeOptimal, Crossover, HparamBacktest, Prediction, fmt
 from scaling.wallclock import WallclockAnswer, for_study
 from store.db import connect, default_path, migrate
 from store.errors import StoreError
@@ -487,11 +487,14 @@ class Study:
         n_pred, d_pred = model.compute_optimal_interval(np.array([C]), self.level)
         value, lo, hi = self._loss_interval(fitted, None, optimal_at=C)
         fid, level = fitted.fit_id, self.level
+        d_opt = _scalar("D_opt", d_pred, fid)
+        unique = self._data(law, arch, source, where, "params").U
         answer = ComputeOptimal(
             C,
             _scalar("N_opt", n_pred, fid),
-            _scalar("D_opt", d_pred, fid),
+            d_opt,
             Prediction("loss", value[0], lo[0], hi[0], level, fid, _interval_kind(fitted)),
+            _repeats_note(d_opt.value, unique),
         )
         for part in (answer.N, answer.D, answer.loss):
             self._answer(part, {"ask": "compute_optimal", "C": C, "arch": arch, "law": law})
@@ -836,6 +839,22 @@ def _reload(
     forms = pd.DataFrame(record["forms"]) if "forms" in record else None
     cal = Calibration.from_dict(record["calibration"]) if "calibration" in record else None
     return FittedLaw(law, model, selection, fit_id, table, residuals, forms, cal)
+
+
+def _repeats_note(d_opt: float, unique: pd.Series) -> str:
+    """A caution when the compute-optimal tokens exceed the data every run could see (all
+    runs with a known, equal corpus): every law's allocation assumes unlimited unique data."""
+    if unique.isna().any() or unique.nunique() != 1:
+        return ""
+    corpus = float(unique.iloc[0])
+    if not d_opt > corpus:
+        return ""
+    return (
+        f"D_opt = {fmt(d_opt)} tokens is {d_opt / corpus:.1f} epochs of the {fmt(corpus)} "
+        "unique tokens the runs trained on, and the allocation assumes unlimited unique data; "
+        "repeated tokens are worth less (predict loss --U with law data-constrained, fitted "
+        "on runs that repeat data, prices a chosen N and D)"
+    )
 
 
 def _problems(model: Fit) -> list[str]:

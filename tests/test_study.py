@@ -170,3 +170,20 @@ def test_unidentified_fit_is_refused_and_a_forced_one_never_answers():
     assert "FLAGGED" in forced.summary()
     with pytest.raises(ScalingError, match="is not positive"):
         study.predict_loss(1e9, 1e10, law="chinchilla")
+
+
+def test_compute_optimal_cautions_when_its_tokens_repeat_the_runs_corpus():
+    """Runs that all saw one corpus of 2e10 tokens: an optimum beyond it says how many epochs
+    (D_opt / U, from the answer itself); one inside it, or runs of unknown corpus, say nothing."""
+    N, D = (a.ravel() for a in np.meshgrid(np.geomspace(1e6, 1e8, 5), np.geomspace(1e8, 1e10, 4)))
+    loss = 1.7 + 400 / N**0.34 + 410 / D**0.28
+    frame = pd.DataFrame({"N": N, "D": D, "loss": loss})
+    study = Study.from_frame(frame.assign(unique_tokens=2e10), n_bootstrap=20)
+    far = study.compute_optimal(1e21, law="chinchilla")
+    assert far.D.value > 2e10
+    assert f"{far.D.value / 2e10:.1f} epochs of the 2e+10 unique tokens" in far.note
+    assert "caution:" in str(far) and far.to_dict()["note"] == far.note
+    near = study.compute_optimal(1e18, law="chinchilla")
+    assert near.D.value < 2e10 and near.note == ""
+    unknown = Study.from_frame(frame, n_bootstrap=20).compute_optimal(1e21, law="chinchilla")
+    assert unknown.note == ""
