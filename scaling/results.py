@@ -26,11 +26,14 @@ class Prediction:
     level: float
     fit_id: str | None = None
     interval: str = "confidence"
+    note: str = ""  # what the answer assumes that the runs contradict (repeated data)
 
     def __str__(self) -> str:
+        caution = f"\n  caution: {self.note}" if self.note else ""
         return (
             f"{self.quantity} = {fmt(self.value)}  "
             f"[{fmt(self.lo)}, {fmt(self.hi)}] ({self.level:.0%} {self.interval} interval)"
+            + caution
         )
 
     def to_dict(self) -> dict[str, Any]:

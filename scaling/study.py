@@ -18,7 +18,7 @@ import os
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -461,9 +461,11 @@ class Study:
         """
         fitted, _ = self.loss_law(law, arch, source, where)
         asked = {"ask": "loss", "N": N, "D": D, "arch": arch, "law": law}
-        return self._answer(
-            self.loss_at(fitted, N, D, U), asked if U is None else {**asked, "U": U}
-        )
+        answer = self.loss_at(fitted, N, D, U)
+        if U is None:
+            runs = self._data(law, arch, source, where, "params")
+            answer = replace(answer, note=_repeats_note("D", D, runs))
+        return self._answer(answer, asked if U is None else {**asked, "U": U})
 
     def loss_at(self, fitted: FittedLaw, N: float, D: float, U: float | None = None) -> Prediction:
         """The loss of (N, D) by a law already fitted, with its (calibrated) interval; not
@@ -488,13 +490,12 @@ class Study:
         value, lo, hi = self._loss_interval(fitted, None, optimal_at=C)
         fid, level = fitted.fit_id, self.level
         d_opt = _scalar("D_opt", d_pred, fid)
-        unique = self._data(law, arch, source, where, "params").U
         answer = ComputeOptimal(
             C,
             _scalar("N_opt", n_pred, fid),
             d_opt,
             Prediction("loss", value[0], lo[0], hi[0], level, fid, _interval_kind(fitted)),
-            _repeats_note(d_opt.value, unique),
+            _repeats_note("D_opt", d_opt.value, self._data(law, arch, source, where, "params")),
         )
         for part in (answer.N, answer.D, answer.loss):
             self._answer(part, {"ask": "compute_optimal", "C": C, "arch": arch, "law": law})
@@ -841,19 +842,20 @@ def _reload(
     return FittedLaw(law, model, selection, fit_id, table, residuals, forms, cal)
 
 
-def _repeats_note(d_opt: float, unique: pd.Series) -> str:
-    """A caution when the compute-optimal tokens exceed the data every run could see (all
-    runs with a known, equal corpus): every law's allocation assumes unlimited unique data."""
+def _repeats_note(name: str, tokens: float, runs: pd.DataFrame) -> str:
+    """A caution when `tokens` exceed the one corpus every run trained on (known, equal U):
+    the loss laws, asked without U, and every law's allocation assume unlimited unique data."""
+    unique = runs.U
     if unique.isna().any() or unique.nunique() != 1:
         return ""
     corpus = float(unique.iloc[0])
-    if not d_opt > corpus:
+    if tokens <= corpus:
         return ""
     return (
-        f"D_opt = {fmt(d_opt)} tokens is {d_opt / corpus:.1f} epochs of the {fmt(corpus)} "
-        "unique tokens the runs trained on, and the allocation assumes unlimited unique data; "
-        "repeated tokens are worth less (predict loss --U with law data-constrained, fitted "
-        "on runs that repeat data, prices a chosen N and D)"
+        f"{name} = {fmt(tokens)} tokens is {tokens / corpus:.1f} epochs of the {fmt(corpus)} "
+        f"unique tokens the runs trained on (the longest run: {runs.D.max() / corpus:.1f}); the "
+        "law assumes unlimited unique data, and repeated tokens are worth less (predict loss "
+        "--U with law data-constrained, fitted on runs that repeat data, prices them)"
     )
 
 

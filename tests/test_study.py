@@ -172,9 +172,10 @@ def test_unidentified_fit_is_refused_and_a_forced_one_never_answers():
         study.predict_loss(1e9, 1e10, law="chinchilla")
 
 
-def test_compute_optimal_cautions_when_its_tokens_repeat_the_runs_corpus():
-    """Runs that all saw one corpus of 2e10 tokens: an optimum beyond it says how many epochs
-    (D_opt / U, from the answer itself); one inside it, or runs of unknown corpus, say nothing."""
+def test_answers_caution_when_their_tokens_repeat_the_runs_corpus():
+    """Runs that all saw one corpus of 2e10 tokens: an optimum or a loss question beyond it says
+    how many epochs (D / U, from the question or the answer); one inside it, one that gives U,
+    or runs of unknown corpus say nothing."""
     N, D = (a.ravel() for a in np.meshgrid(np.geomspace(1e6, 1e8, 5), np.geomspace(1e8, 1e10, 4)))
     loss = 1.7 + 400 / N**0.34 + 410 / D**0.28
     frame = pd.DataFrame({"N": N, "D": D, "loss": loss})
@@ -182,8 +183,13 @@ def test_compute_optimal_cautions_when_its_tokens_repeat_the_runs_corpus():
     far = study.compute_optimal(1e21, law="chinchilla")
     assert far.D.value > 2e10
     assert f"{far.D.value / 2e10:.1f} epochs of the 2e+10 unique tokens" in far.note
+    assert "(the longest run: 0.5)" in far.note
     assert "caution:" in str(far) and far.to_dict()["note"] == far.note
     near = study.compute_optimal(1e18, law="chinchilla")
     assert near.D.value < 2e10 and near.note == ""
-    unknown = Study.from_frame(frame, n_bootstrap=20).compute_optimal(1e21, law="chinchilla")
-    assert unknown.note == ""
+    long = study.predict_loss(1e9, 1e11, law="chinchilla")
+    assert "D = 1e+11 tokens is 5.0 epochs" in long.note and "caution:" in str(long)
+    assert study.predict_loss(1e9, 1e10, law="chinchilla").note == ""
+    unknown = Study.from_frame(frame, n_bootstrap=20)
+    assert unknown.compute_optimal(1e21, law="chinchilla").note == ""
+    assert unknown.predict_loss(1e9, 1e11, law="chinchilla").note == ""
