@@ -18,7 +18,7 @@ import os
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -461,11 +461,9 @@ class Study:
         """
         fitted, _ = self.loss_law(law, arch, source, where)
         asked = {"ask": "loss", "N": N, "D": D, "arch": arch, "law": law}
-        answer = self.loss_at(fitted, N, D, U)
-        if U is None:
-            runs = self._data(law, arch, source, where, "params")
-            answer = replace(answer, note=_repeats_note("D", D, runs))
-        return self._answer(answer, asked if U is None else {**asked, "U": U})
+        return self._answer(
+            self.loss_at(fitted, N, D, U), asked if U is None else {**asked, "U": U}
+        )
 
     def loss_at(self, fitted: FittedLaw, N: float, D: float, U: float | None = None) -> Prediction:
         """The loss of (N, D) by a law already fitted, with its (calibrated) interval; not
@@ -473,7 +471,13 @@ class Study:
         question = pd.DataFrame({"N": [N], "D": [D], "U": [math.nan if U is None else U]})
         value, lo, hi = self._loss_interval(fitted, question)
         kind = _interval_kind(fitted)
-        return Prediction("loss", value[0], lo[0], hi[0], self.level, fitted.fit_id, kind)
+        note = "" if U is not None else _repeats_note("D", D, self._fitted_runs(fitted))
+        return Prediction("loss", value[0], lo[0], hi[0], self.level, fitted.fit_id, kind, note)
+
+    def _fitted_runs(self, fitted: FittedLaw) -> pd.DataFrame:
+        """The runs a fit's selection names, as fitted (for what they say beside the law)."""
+        sel = fitted.selection
+        return self._data(sel["law"], sel["arch"], sel["source"], sel["where"], sel["n_column"])
 
     def compute_optimal(
         self,
@@ -495,7 +499,7 @@ class Study:
             _scalar("N_opt", n_pred, fid),
             d_opt,
             Prediction("loss", value[0], lo[0], hi[0], level, fid, _interval_kind(fitted)),
-            _repeats_note("D_opt", d_opt.value, self._data(law, arch, source, where, "params")),
+            _repeats_note("D_opt", d_opt.value, self._fitted_runs(fitted)),
         )
         for part in (answer.N, answer.D, answer.loss):
             self._answer(part, {"ask": "compute_optimal", "C": C, "arch": arch, "law": law})

@@ -142,6 +142,12 @@ def test_study_answers_within_hours_for_every_arch_and_logs_it() -> None:
     assert law.selection["n_runs"] == 18  # 3 of the 4 horizons at each of the 6 sizes
     with pytest.raises(ScalingError, match="no timed local runs of arch 'hgrn2'"):
         study.optimal_within(2.0, arch="hgrn2")
+    # runs that all saw one corpus of 1e7 tokens: a 2-hour optimum beyond it says so
+    capped = Study.from_frame(runs.assign(unique_tokens=1e7), n_bootstrap=20)
+    best = capped.optimal_within(2.0, arch="tnl").optima["tnl"]
+    assert best.D > 1e7 and tnl.loss.note == ""
+    assert f"D = {best.D:.4g} tokens is {best.D / 1e7:.1f} epochs" in best.loss.note
+    assert "caution:" in str(best)
 
 
 def test_cli_takes_exactly_one_of_compute_and_hours(tmp_path) -> None:
