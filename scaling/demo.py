@@ -75,8 +75,7 @@ def demo_answers(db: str | Path | None) -> list[str]:
         f"Chinchilla fit on {fitted.selection['n_runs']} demo runs ({fitted.fit_id}): "
         f"L = {p['E']:.3g} + {p['A']:.3g}/N^{p['alpha']:.3g} + {p['B']:.3g}/D^{p['beta']:.3g}",
         f"a {ASK_N:.0e}-parameter model on {ASK_D:.0e} tokens: {loss}",
-        f"compute-optimal at {ASK_C:.0e} FLOPs: {optimal.N}; {optimal.D}"
-        + (f"\n  caution: {optimal.note}" if optimal.note else ""),
+        f"compute-optimal at {ASK_C:.0e} FLOPs: {optimal.N}; {optimal.D}",
         str(backtest),
         "next: scaling fit chinchilla --arch llama, scaling predict loss --N 1B --D 20B, "
         "scaling report --out report",

@@ -48,11 +48,11 @@ class ComputeOptimal:
     N: Prediction
     D: Prediction
     loss: Prediction
-    note: str = ""  # what the answer assumes that the runs contradict (repeated data)
 
     def __str__(self) -> str:
-        lines = [f"compute C = {fmt(self.C)} FLOPs", str(self.N), str(self.D), str(self.loss)]
-        return "\n".join(lines + ([f"caution: {self.note}"] if self.note else []))
+        return "\n".join(
+            [f"compute C = {fmt(self.C)} FLOPs", str(self.N), str(self.D), str(self.loss)]
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -60,7 +60,6 @@ class ComputeOptimal:
             "N": self.N.to_dict(),
             "D": self.D.to_dict(),
             "loss": self.loss.to_dict(),
-            "note": self.note,
         }
 
 

@@ -18,7 +18,7 @@ import os
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -494,12 +494,12 @@ class Study:
         value, lo, hi = self._loss_interval(fitted, None, optimal_at=C)
         fid, level = fitted.fit_id, self.level
         d_opt = _scalar("D_opt", d_pred, fid)
+        d_opt = replace(d_opt, note=_repeats_note("D_opt", d_opt.value, self._fitted_runs(fitted)))
         answer = ComputeOptimal(
             C,
             _scalar("N_opt", n_pred, fid),
             d_opt,
             Prediction("loss", value[0], lo[0], hi[0], level, fid, _interval_kind(fitted)),
-            _repeats_note("D_opt", d_opt.value, self._fitted_runs(fitted)),
         )
         for part in (answer.N, answer.D, answer.loss):
             self._answer(part, {"ask": "compute_optimal", "C": C, "arch": arch, "law": law})

@@ -182,14 +182,14 @@ def test_answers_caution_when_their_tokens_repeat_the_runs_corpus():
     study = Study.from_frame(frame.assign(unique_tokens=2e10), n_bootstrap=20)
     far = study.compute_optimal(1e21, law="chinchilla")
     assert far.D.value > 2e10
-    assert f"{far.D.value / 2e10:.1f} epochs of the 2e+10 unique tokens" in far.note
-    assert "(the longest run: 0.5)" in far.note
-    assert "caution:" in str(far) and far.to_dict()["note"] == far.note
+    assert f"{far.D.value / 2e10:.1f} epochs of the 2e+10 unique tokens" in far.D.note
+    assert "(the longest run: 0.5)" in far.D.note
+    assert "caution:" in str(far) and far.to_dict()["D"]["note"] == far.D.note
     near = study.compute_optimal(1e18, law="chinchilla")
-    assert near.D.value < 2e10 and near.note == ""
+    assert near.D.value < 2e10 and near.D.note == ""
     long = study.predict_loss(1e9, 1e11, law="chinchilla")
     assert "D = 1e+11 tokens is 5.0 epochs" in long.note and "caution:" in str(long)
     assert study.predict_loss(1e9, 1e10, law="chinchilla").note == ""
     unknown = Study.from_frame(frame, n_bootstrap=20)
-    assert unknown.compute_optimal(1e21, law="chinchilla").note == ""
+    assert unknown.compute_optimal(1e21, law="chinchilla").D.note == ""
     assert unknown.predict_loss(1e9, 1e11, law="chinchilla").note == ""
