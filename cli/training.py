@@ -25,7 +25,14 @@ def run(
     ),
     lr: Annotated[float, typer.Option(parser=real, help="Peak learning rate.")] = 3e-3,
     warmup: Annotated[int | None, typer.Option(help="Warmup steps (default 5%, <= 200).")] = None,
-    schedule: Annotated[str, typer.Option(help="cosine, wsd or constant.")] = "cosine",
+    schedule: Annotated[
+        str,
+        typer.Option(
+            help="cosine[:floor=0.1], linear[:floor=0], constant, "
+            "wsd[:cooldown=0.2,shape=linear|exp|1-sqrt|cosine,floor=0.1], "
+            "steps:0.5=0.3,0.8=0.1 or points:0=1,0.9=1,1=0 (docs/schedules.md)."
+        ),
+    ] = "cosine",
     precision: Annotated[
         str, typer.Option(help="auto (bf16 on CUDA and bf16-capable CPUs), fp32 or bf16.")
     ] = "auto",

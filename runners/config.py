@@ -8,10 +8,12 @@ import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
+import numpy as np
+
 from runners.errors import RunnerError
+from runners.schedule import canonical, parse_schedule
 
 ARCHS = ("llama", "tnl", "hgrn2", "cosformer2")
-SCHEDULES = ("cosine", "wsd", "constant")
 PRECISIONS = ("auto", "fp32", "bf16")
 PARAMETRIZATIONS = ("sp", "mup")
 INT32 = 2**31 - 1  # shape, batch, warmup and seed columns are INTEGER in the run log
@@ -126,8 +128,7 @@ class TrainConfig:
     def validate(self) -> None:
         _check(self, ("lr", "batch_size", "tokens", "warmup", "eval_every", "eval_tokens"))
         _check(self, ("seed", "weight_decay", "grad_clip", "beta1", "beta2"))
-        if self.schedule not in SCHEDULES:
-            raise RunnerError(f"unknown schedule {self.schedule!r}: choose {', '.join(SCHEDULES)}")
+        canonical(self.schedule)  # one RunnerError naming what is wrong
         if self.precision not in PRECISIONS:
             raise RunnerError(
                 f"unknown precision {self.precision!r}: choose {', '.join(PRECISIONS)}"
@@ -171,7 +172,7 @@ class RunConfig:
         that the hash names what actually ran."""
         self.validate()
         steps = self.steps
-        train = self.train
+        train = replace(self.train, schedule=canonical(self.train.schedule))
         if train.precision == "auto":
             from runners.precision import auto_precision
 
@@ -184,6 +185,14 @@ class RunConfig:
             n_evals = min(10, max(1, round(0.3 * self.tokens / train.eval_tokens)))
             train = replace(train, eval_every=max(1, steps // n_evals))
         return replace(self, train=train)
+
+    def lrs(self) -> np.ndarray:
+        """The LR of every optimiser step, from step 0, as training sets it (bit-identical)."""
+        config = self.resolved()
+        train = config.train
+        assert train.warmup is not None
+        factors = parse_schedule(train.schedule).factors(config.steps, train.warmup)
+        return train.lr * factors
 
     def to_dict(self) -> dict[str, Any]:
         return {"model": asdict(self.model), "train": asdict(self.train)}

@@ -20,7 +20,6 @@ from runners.errors import RunnerError
 from runners.models import LanguageModel
 from runners.optim import make_optimizer
 from runners.results import CurvePoint, Progress, RunResult
-from runners.schedule import lr_factor
 
 DIVERGENCE_MARGIN = 1.0  # nats above the first-step loss (smoothed) that count as exploding
 CURVE_POINTS = 200  # about this many train-loss rows per run
@@ -86,6 +85,7 @@ def train(
         return torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=enabled)
 
     steps, total_sequences = config.steps, config.tokens // mcfg.seq_len
+    lrs = config.lrs()
     log_every = max(1, steps // CURVE_POINTS)
     start = time.perf_counter()
     eval_seconds = 0.0
@@ -93,9 +93,9 @@ def train(
     window_losses: list[float] = []
     for step in range(steps):
         batch = min(tcfg.batch_size, total_sequences - step * tcfg.batch_size)
-        factor = lr_factor(step, steps, tcfg.warmup, tcfg.schedule)
+        lr = float(lrs[step])
         for group in optimizer.param_groups:
-            group["lr"] = tcfg.lr * factor * group["lr_mult"]
+            group["lr"] = lr * group["lr_mult"]
         x, y = sampler.sample(batch)
         with autocast():
             loss = model.loss(x.to(dev), y.to(dev))
@@ -118,9 +118,7 @@ def train(
             eval_seconds += time.perf_counter() - t0
         if (step + 1) % log_every == 0 or last or val_loss is not None:
             train_loss = sum(window_losses) / len(window_losses)
-            result.curve.append(
-                CurvePoint(step + 1, tokens_seen, train_loss, val_loss, tcfg.lr * factor)
-            )
+            result.curve.append(CurvePoint(step + 1, tokens_seen, train_loss, val_loss, lr))
             window_losses.clear()
         elapsed = time.perf_counter() - start
         result.tokens_per_s = tokens_seen / max(elapsed - eval_seconds, 1e-9)

@@ -5,7 +5,6 @@ import pytest
 
 from runners.config import ModelConfig, RunConfig, TrainConfig
 from runners.errors import RunnerError
-from runners.schedule import FINAL_FRACTION, lr_factor
 from runners.train import train
 from tests.conftest import tiny_config
 
@@ -65,7 +64,7 @@ def test_bf16_autocast_trains():
     [
         ({"lr": -1.0}, "lr must be positive"),
         ({"tokens": 10}, "shorter than one batch"),
-        ({"schedule": "linear"}, "unknown schedule"),
+        ({"schedule": "sawtooth"}, "unknown schedule"),
         ({"precision": "fp8"}, "unknown precision"),
     ],
 )
@@ -82,15 +81,3 @@ def test_bad_model_settings_are_refused():
         ModelConfig(arch="gpt").validate()
     with pytest.raises(RunnerError, match="must be positive"):
         ModelConfig(n_layers=0).validate()
-
-
-def test_schedules():
-    steps, warmup = 100, 10
-    cosine = [lr_factor(s, steps, warmup, "cosine") for s in range(steps)]
-    assert cosine[0] == pytest.approx(0.1) and cosine[warmup - 1] == 1.0
-    assert cosine[-1] == pytest.approx(FINAL_FRACTION)
-    assert all(a >= b for a, b in zip(cosine[warmup:], cosine[warmup + 1 :], strict=False))
-    wsd = [lr_factor(s, steps, warmup, "wsd") for s in range(steps)]
-    assert wsd[warmup:80] == [1.0] * (80 - warmup)
-    assert wsd[-1] == pytest.approx(FINAL_FRACTION)
-    assert [lr_factor(s, steps, warmup, "constant") for s in range(warmup, steps)] == [1.0] * 90

@@ -30,13 +30,13 @@ from runners.config import (
     ARCHS,
     PARAMETRIZATIONS,
     PRECISIONS,
-    SCHEDULES,
     ModelConfig,
     TrainConfig,
     setting_problem,
 )
 from runners.errors import RunnerError
 from runners.numbers import parse_number
+from runners.schedule import canonical, schedule_from_table
 
 AXES = (
     "arch", "size", "tokens", "lr", "batch_size", "seed", "parametrization", "schedule",
@@ -50,7 +50,6 @@ SETTINGS = {**MODEL_FIELDS, **TRAIN_FIELDS}
 CHOICES = {
     "arch": ARCHS,
     "parametrization": PARAMETRIZATIONS,
-    "schedule": SCHEDULES,
     "precision": PRECISIONS,
 }
 MAX_LOGSPACE = 1000
@@ -235,6 +234,8 @@ def _size(value: Any, key: str) -> Size:
 def _setting(name: str, value: Any, key: str) -> Any:
     """One value of a RunConfig setting, typed from the config dataclasses and range-checked."""
     kind = SETTINGS[name]
+    if name == "schedule":
+        return _schedule(value, key)
     if name in CHOICES:
         if not isinstance(value, str) or value not in CHOICES[name]:
             raise RunnerError(f"{key}: expected one of {', '.join(CHOICES[name])}, got {value!r}")
@@ -252,6 +253,19 @@ def _setting(name: str, value: Any, key: str) -> Any:
     if problem:
         raise RunnerError(f"{key}: {problem}")
     return number
+
+
+def _schedule(value: Any, key: str) -> str:
+    """A schedule string ("wsd:cooldown=0.1") or table ({ kind = "wsd", cooldown = 0.1 }),
+    kept as its canonical string (runners.schedule)."""
+    if isinstance(value, dict):
+        return str(schedule_from_table(value, key))
+    if not isinstance(value, str):
+        raise RunnerError(f"{key}: expected a schedule string or table, got {_kind(value)}")
+    try:
+        return canonical(value)
+    except RunnerError as exc:
+        raise RunnerError(f"{key}: {exc}") from None
 
 
 def _integer(value: Any, key: str) -> int:
