@@ -244,4 +244,3 @@ def _real(value: Any, where: str) -> float:
     if not math.isfinite(number):
         raise RunnerError(f"schedule {where!r}: expected a finite number, got {value!r}")
     return number
-
