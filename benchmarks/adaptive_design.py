@@ -4,7 +4,8 @@ No training: Epoch's 245 Chinchilla points are the runs one could do, each costi
 top 10% of compute is held out as the target: the mean loss of those runs. Every strategy
 starts from the cheapest 20% of the rest and spends the same compute from the remaining pool:
 
-- adaptive: scaling.adaptive.plan_round, rounds of ROUND_SIZE picks, refitted after each round;
+- adaptive: scaling.sweeps.adaptive.plan_round, rounds of ROUND_SIZE picks, refitted after
+  each round;
 - grid: the pool in order of compute, cheapest first, as a person extends a ladder;
 - random: the pool in a random order (40 seeds), each run taken while it fits the budget.
 
@@ -34,7 +35,8 @@ import numpy as np
 import pandas as pd
 
 from scaling import Study, datasets
-from scaling.adaptive import LawState, Target, expected_width, fit_law, plan_round
+from scaling.sweeps.adaptive import LawState, expected_width, fit_law, plan_round
+from scaling.sweeps.rounds import Target
 
 LEVEL = 0.90
 FRACTIONS = (1 / 64, 1 / 32, 1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0)

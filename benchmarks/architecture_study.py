@@ -62,7 +62,7 @@ from runners.sweeps.designs import Planner  # noqa: E402
 from runners.sweeps.spec import load_spec  # noqa: E402
 from scaling.errors import ScalingError  # noqa: E402
 from scaling.study import Study  # noqa: E402
-from scaling.sweep import plan_sweep  # noqa: E402
+from scaling.sweeps.coordinator import plan_sweep  # noqa: E402
 from store.db import connect  # noqa: E402
 from store.sweeps import FINISHED  # noqa: E402
 

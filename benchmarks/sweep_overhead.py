@@ -25,7 +25,7 @@ import torch
 
 from runners.config import ModelConfig, RunConfig, TrainConfig
 from runners.train import train
-from scaling.sweep import SweepOptions, run_sweep
+from scaling.sweeps.coordinator import SweepOptions, run_sweep
 from store.db import connect
 
 CASES = {

@@ -11,8 +11,9 @@ import typer
 from cli.common import DbOption, console, format_value, print_frame, real
 from fits import LOSS_LAWS
 from scaling.errors import ScalingError
-from scaling.results import HparamBacktest
-from scaling.study import LAWS, FittedLaw, Study
+from scaling.laws import LAWS
+from scaling.results import FittedLaw, HparamBacktest
+from scaling.study import Study
 
 Arch = Annotated[str | None, typer.Option(help="Only runs of this architecture.")]
 Source = Annotated[

@@ -61,8 +61,8 @@ def plan(
     """Print the runs a sweep would do, how many are done, its FLOPs and wall time."""
     from runners.sweeps.designs import DEFAULT_EXTRA_RUNS
     from runners.sweeps.throughput import RUN_START_S, WORKER_START_S
-    from scaling.adaptive_sweep import planner_for
-    from scaling.sweep import plan_sweep
+    from scaling.sweeps.coordinator import plan_sweep
+    from scaling.sweeps.planner import planner_for
 
     sweep = load_spec(spec)
     result = plan_sweep(sweep.name, planner_for(sweep, device), db)
@@ -133,8 +133,8 @@ def run(
     with runs left (start it again to go on), 2 on a bad spec or a busy run log.
     """
     from cli.sweep_display import SweepDisplay
-    from scaling.adaptive_sweep import planner_for
-    from scaling.sweep import SweepOptions, run_sweep
+    from scaling.sweeps.coordinator import SweepOptions, run_sweep
+    from scaling.sweeps.planner import planner_for
 
     sweep = load_spec(spec)
     planner = planner_for(sweep, device)
@@ -154,7 +154,7 @@ def run(
         f"{report.planned - report.left} of {report.planned} finished"
     )
     if sweep.design.kind == "adaptive":
-        from scaling.adaptive_sweep import suggest as suggest_round
+        from scaling.sweeps.planner import suggest as suggest_round
 
         _print_history(suggest_round(sweep, db))
     if report.left:
@@ -169,8 +169,8 @@ def status(
     db: DbOption = None,
 ) -> None:
     """Runs per sweep: done, running, diverged, failed (and left, given a spec)."""
-    from scaling.adaptive_sweep import planner_for
-    from scaling.sweep import sweep_status
+    from scaling.sweeps.coordinator import sweep_status
+    from scaling.sweeps.planner import planner_for
 
     sweep = load_spec(spec) if spec is not None else None
     frame, holder = sweep_status(
@@ -189,7 +189,7 @@ def status(
 def suggest(spec: SpecArgument, db: DbOption = None) -> None:
     """Print the runs an adaptive sweep trains next, each with its cost and the expected
     width of the target's interval once it (and the ones above it) are done."""
-    from scaling.adaptive_sweep import suggest as suggest_round
+    from scaling.sweeps.planner import suggest as suggest_round
 
     sweep = load_spec(spec)
     if sweep.design.kind != "adaptive":

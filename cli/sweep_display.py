@@ -7,7 +7,7 @@ from typing import Any
 from rich.progress import Progress as Bar
 
 from runners.results import Progress
-from scaling.sweep import Observer, PlannedRun
+from scaling.sweeps.coordinator import Observer, PlannedRun
 
 
 class SweepDisplay(Observer):

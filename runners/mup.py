@@ -67,11 +67,10 @@ def attention_scale(cfg: ModelConfig) -> float:
     return math.sqrt(_scaled(cfg, cfg.mup_base_width).head_dim) / cfg.head_dim
 
 
-def _fan_ins(cfg: ModelConfig) -> dict[str, int]:
-    from runners.models.lm import LanguageModel  # the model module imports this one
-
+def _fan_ins(model_class: type[nn.Module], cfg: ModelConfig) -> dict[str, int]:
+    """The fan-in of every matrix of the model `model_class` builds from cfg (built on meta)."""
     with torch.device("meta"):
-        model = LanguageModel(cfg)
+        model = model_class(cfg)
     return {name: p.shape[1] for name, p in model.named_parameters() if p.dim() == 2}
 
 
@@ -80,8 +79,8 @@ def tensor_rules(model: nn.Module, cfg: ModelConfig) -> dict[str, TensorRule]:
     rules = {name: TensorRule("vector") for name, _ in model.named_parameters()}
     if cfg.parametrization != "mup":
         return rules
-    base = _fan_ins(_scaled(cfg, cfg.mup_base_width))
-    double = _fan_ins(_scaled(cfg, 2 * cfg.mup_base_width))
+    base = _fan_ins(type(model), _scaled(cfg, cfg.mup_base_width))
+    double = _fan_ins(type(model), _scaled(cfg, 2 * cfg.mup_base_width))
     for module_name, module in model.named_modules():
         if isinstance(module, nn.Embedding):
             rules[f"{module_name}.weight"] = TensorRule("embedding")

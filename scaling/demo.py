@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from runners.config import ModelConfig, RunConfig, TrainConfig
-from scaling.sweep import Observer
+from scaling.sweeps.coordinator import Observer
 
 DEMO_SIZES = [(32, 2, 2), (64, 2, 4), (128, 2, 4)]  # (d_model, n_layers, n_heads)
 DEMO_TOKENS = [500_000, 1_000_000, 2_000_000]
@@ -43,7 +43,7 @@ def run_demo(db: str | Path | None, observer: Observer | None = None) -> pd.Data
     two-thread runs slow down badly. Costliest runs go first, so the two finish together.
     """
     from runners.sweeps.executors import cores
-    from scaling.sweep import SweepOptions, run_sweep
+    from scaling.sweeps.coordinator import SweepOptions, run_sweep
     from store.db import connect
     from store.runs import read_runs
 

@@ -20,7 +20,9 @@ import pandas as pd
 from fits import IsoFLOPFit, LogLinearLaw, LROptima, chinchilla_loss
 from fits.bootstrap import percentile_interval
 from scaling.errors import ScalingError
-from scaling.study import LR_GROUP, FittedLaw, Study
+from scaling.laws import LR_GROUP
+from scaling.results import FittedLaw
+from scaling.study import Study
 
 matplotlib.use("Agg")  # files only: no display needed
 # What data too few or too odd for a figure raise (matplotlib raises ValueError for values a
@@ -120,7 +122,7 @@ def _isoflop_figure(report: Report, study: Study, arch: str | None, source: str 
     report.fits.append(fitted)
     model: IsoFLOPFit = fitted.model  # type: ignore[assignment]
     budgets = model.budgets_
-    data = _drawable(study._data("isoflop", arch, source, None, "params"), ["C", "N"], "runs")
+    data = _drawable(study.law_runs("isoflop", arch, source), ["C", "N"], "runs")
     fig, ax = plt.subplots(figsize=(7, 4.5))
     labels = np.round(np.log10(data.C) / model.log10_resolution)
     colors = plt.get_cmap("viridis")
@@ -157,7 +159,7 @@ def _lr_figure(report: Report, study: Study, arch: str | None, source: str | Non
     fitted = study.fit("lr", arch, source)
     report.fits.append(fitted)
     optima = _lr_table(fitted)
-    data = study._data("lr", arch, source, None, "params")
+    data = study.law_runs("lr", arch, source)
     data = _drawable(data[data.status == "done"], ["lr"], "finished runs")
     keys = list(LR_GROUP)
     vertices = optima.set_index(keys).lr_opt.to_dict()
@@ -218,7 +220,7 @@ def _lr_law_figure(report: Report, study: Study, arch: str | None, source: str |
 
 def _residual_figure(report: Report, study: Study, arch: str | None, source: str | None) -> None:
     fitted = study.fit("chinchilla", arch, source)
-    data = study._data("chinchilla", arch, source, None, "params")
+    data = study.law_runs("chinchilla", arch, source)
     predicted = chinchilla_loss(
         np.array([fitted.model.params_[k] for k in ("E", "A", "B", "alpha", "beta")]),
         data.N,

@@ -5,7 +5,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
+
+from fits import Fit
+from fits.extrapolation import Calibration
 
 
 def fmt(value: float | None) -> str:
@@ -210,3 +214,42 @@ def _spread(percent: pd.Series) -> str:
     """'median 0.1%, max 0.3%' over the finite values, '-' when there are none."""
     values = percent.dropna()
     return f"median {values.median():.2g}%, max {values.max():.2g}%" if len(values) else "-"
+
+
+@dataclass
+class FittedLaw:
+    """A fit with its identity: which law, on which runs, stored under which id."""
+
+    law: str
+    model: Fit
+    selection: dict[str, Any]
+    fit_id: str | None = None
+    table: pd.DataFrame | None = field(default=None, repr=False)
+    residuals: np.ndarray | None = field(default=None, repr=False)
+    forms: pd.DataFrame | None = field(default=None, repr=False)
+    calibration: Calibration | None = None
+
+    def summary(self) -> str:
+        head = f"{self.law} fit {self.fit_id or '(not stored)'} on {self.selection['n_runs']} runs"
+        body = self.model.summary()
+        if self.table is not None:
+            body = (body + "\n" if body else "") + self.table.to_string(index=False)
+        return "\n".join([head, body, *self.extrapolation_lines()])
+
+    def extrapolation_lines(self) -> list[str]:
+        """The forms' nested-backtest errors and the calibration, for the summary."""
+        if self.forms is None:
+            return []
+        errors = [f"{e:.2%}" if pd.notna(e) else "-" for e in self.forms.error]
+        shown = self.forms.assign(error=errors)
+        lines = ["law forms, by out-of-range error of nested backtests (median |log error|):"]
+        lines += ["  " + line for line in shown.to_string(index=False).splitlines()]
+        cal = self.calibration
+        if cal is None:
+            lines.append("intervals NOT calibrated: too few runs to backtest inside the data")
+        else:
+            lines.append(cal.describe())
+        return lines
+
+    def __str__(self) -> str:
+        return self.summary()

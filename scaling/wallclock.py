@@ -11,14 +11,13 @@ winner at a FLOP budget (e.g. linear mixers at long context).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 from scipy.optimize import minimize_scalar
 
-from fits.errors import FitError
 from fits.throughput import ThroughputModel
 from scaling.errors import ScalingError
 from scaling.results import Prediction, fmt
@@ -170,53 +169,3 @@ def _loss_prediction(law: LossLaw, N: float, D: float, level: float) -> Predicti
     p = interval(N, D, level=level)
     lo, hi = float(np.ravel(p.lo)[0]), float(np.ravel(p.hi)[0])
     return Prediction("loss", value, lo, hi, level, None, "confidence")
-
-
-@dataclass(frozen=True)
-class _UnlimitedData:
-    """A fitted loss law asked with unlimited unique tokens: the `LossLaw` shape above."""
-
-    model: Any  # fits.laws.LossLaw
-
-    def predict(self, N: Any, D: Any) -> np.ndarray:
-        n, d = np.broadcast_arrays(np.asarray(N, dtype=float), np.asarray(D, dtype=float))
-        frame = pd.DataFrame({"N": n.ravel(), "D": d.ravel(), "U": np.nan})
-        return np.asarray(self.model.predict_frame(frame)).reshape(n.shape)
-
-
-def for_study(
-    study: Any,
-    hours: float,
-    arch: str | None,
-    seq_len: int | None,
-    law: str = "auto",
-    source: str | None = None,
-    where: str | None = None,
-) -> WallclockAnswer:
-    """Study.optimal_within: the throughput model from the log's timed local runs, the loss
-    law (`auto`: the form that extrapolates best) of every architecture that has one, fitted
-    on the runs source/where select, at the most common context length; the loss at the
-    optimum with the Study's calibrated interval, as `predict loss` gives it."""
-    runs = study.runs(source="local")
-    runs = runs[runs["tokens_per_s"].fillna(0) > 0]
-    if runs.empty:
-        raise ScalingError("no timed local runs: the throughput model needs runs trained here")
-    try:
-        speed = ThroughputModel().fit(runs)
-    except FitError as exc:
-        raise ScalingError(f"cannot fit the throughput model: {exc}") from exc
-    if arch is not None and arch not in speed.coef_:
-        raise ScalingError(f"no timed local runs of arch {arch!r}")
-    context = seq_len or int(runs["seq_len"].mode().iloc[0])
-    optima = {}
-    for name in sorted(speed.coef_):
-        try:
-            fitted, model = study.loss_law(law, name, source, where)
-        except ScalingError:
-            if name == arch:
-                raise
-            continue
-        rungs = size_ladder(name, context)
-        optimum = optimal_within(_UnlimitedData(model), speed, rungs, hours, study.level)
-        optima[name] = replace(optimum, loss=study.loss_at(fitted, optimum.N, optimum.D))
-    return compare(optima, arch)

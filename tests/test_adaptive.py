@@ -14,17 +14,17 @@ from runners.errors import RunnerError
 from runners.sweeps.designs import Timing
 from runners.sweeps.spec import loads_spec
 from runners.sweeps.throughput import EVAL_COST, RUN_START_S
-from scaling.adaptive import (
+from scaling.errors import ScalingError
+from scaling.sweeps.adaptive import (
     LawState,
-    Target,
     _jacobian,
     expected_width,
     fit_law,
     plan_round,
     theta_loss,
 )
-from scaling.adaptive_sweep import AdaptivePlanner
-from scaling.errors import ScalingError
+from scaling.sweeps.planner import AdaptivePlanner
+from scaling.sweeps.rounds import Target
 from tests.conftest import run_cli
 
 TRUE = {"E": 1.7, "A": 400.0, "B": 400.0, "alpha": 0.34, "beta": 0.28}

@@ -16,10 +16,10 @@ from scipy import stats
 
 from runners.config import RunConfig
 from runners.sweeps.spec import loads_spec
-from scaling.adaptive import Target
-from scaling.adaptive_lr import LRDesign, fit_lr_law, plan_lr_round
-from scaling.adaptive_sweep import SCAN, AdaptivePlanner
 from scaling.errors import ScalingError
+from scaling.sweeps.adaptive_lr import LRDesign, fit_lr_law, plan_lr_round
+from scaling.sweeps.planner import SCAN, AdaptivePlanner
+from scaling.sweeps.rounds import Target
 from tests.conftest import run_cli
 from tests.test_adaptive import SPEC, law_loss
 

@@ -17,8 +17,8 @@ from fits.extrapolation import (
     log_box,
     nested_backtest,
 )
-from scaling import datasets
-from scaling.study import Study, _record, _reload
+from scaling import datasets, fitting
+from scaling.study import Study
 from tests.conftest import run_cli
 
 TRUTH = np.array([1.7, 400.0, 900.0, 0.34, 0.3])
@@ -152,8 +152,8 @@ def test_a_stored_auto_fit_reloads_and_answers_the_same(epoch_study):
     assert fitted.calibration is not None and fitted.calibration.kappa > 0
     assert set(fitted.forms.form) == set(LOSS_LAWS)  # every registered form was compared
     assert "out-of-range error" in fitted.summary()
-    record = json.loads(json.dumps(_record(fitted)))
-    again = _reload("auto", fitted.selection, "fit-x", record)
+    record = json.loads(json.dumps(fitting.record(fitted)))
+    again = fitting.reload("auto", fitted.selection, "fit-x", record)
     assert again.calibration == fitted.calibration
     pd.testing.assert_frame_equal(again.forms, fitted.forms, check_dtype=False)
     first = study.predict_loss(70e9, 1.4e12)
@@ -169,12 +169,12 @@ def test_in_range_questions_keep_the_laws_interval_and_far_ones_widen(epoch_stud
     fitted = study.fit("auto")
     cal = fitted.calibration
     near = pd.DataFrame({"N": [1e9], "D": [2e10], "U": [math.nan]})
-    inside = study._law_interval(fitted, near)
-    calibrated = study._loss_interval(fitted, near)
+    inside = study.ask.law_interval(fitted, near)
+    calibrated = study.ask.loss_interval(fitted, near)
     assert np.allclose(np.ravel(inside), np.ravel(calibrated))
     far = pd.DataFrame({"N": [70e9], "D": [1.4e12], "U": [math.nan]})
-    _, lo, hi = study._law_interval(fitted, far)
-    _, lo_c, hi_c = study._loss_interval(fitted, far)
+    _, lo, hi = study.ask.law_interval(fitted, far)
+    _, lo_c, hi_c = study.ask.loss_interval(fitted, far)
     along = {
         "C": math.log10(6 * 70e9 * 1.4e12) - cal.box["C"][1],
         "N": math.log10(70e9) - cal.box["N"][1],

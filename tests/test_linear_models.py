@@ -10,7 +10,7 @@ import torch
 from runners.config import ModelConfig
 from runners.errors import RunnerError
 from runners.models import MIXERS, LanguageModel
-from runners.models.recurrent import decode_step
+from runners.models.lm import decode_step
 from runners.models.tnl import tnl_log_decay
 
 LINEAR = ("tnl", "hgrn2", "cosformer2")

@@ -125,9 +125,10 @@ def test_study_answers_within_hours_for_every_arch_and_logs_it() -> None:
     direct = optimal_within(KnownLaw(), SPEED, size_ladder("tnl", 256), 2.0)
     assert pytest.approx(direct.N, rel=0.05) == answer.optima["tnl"].N
     assert answer.winner == compare({k: v for k, v in answer.optima.items()}).winner
-    logged = study._memory.execute(
-        "SELECT count(*) FROM predictions WHERE question LIKE '%optimal_within%'"
-    ).fetchall()
+    with study.log.connection(read_only=True) as con:
+        logged = con.execute(
+            "SELECT count(*) FROM predictions WHERE question LIKE '%optimal_within%'"
+        ).fetchall()
     assert logged == [(1,)]
     tnl = answer.optima["tnl"]  # the loss as `predict loss` answers it: auto, calibrated
     asked = study.predict_loss(tnl.N, tnl.D, "tnl")

@@ -6,7 +6,7 @@ Only the token mixer differs between architectures (DESIGN.md section 6).
 from __future__ import annotations
 
 import math
-from typing import Protocol
+from typing import Any, Protocol, cast
 
 import torch
 import torch.nn.functional as F
@@ -14,9 +14,11 @@ from torch import nn
 
 from runners import mup
 from runners.config import ModelConfig
+from runners.errors import RunnerError
 from runners.models.cosformer2 import CosFormer2Mixer
 from runners.models.hgrn2 import HGRN2Mixer
 from runners.models.layers import GLU, RMSNorm
+from runners.models.recurrent import RecurrentState
 from runners.models.softmax import SoftmaxAttention
 from runners.models.tnl import TNLMixer
 
@@ -108,3 +110,26 @@ class LanguageModel(nn.Module):
     def loss(self, idx: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         logits = self(idx)
         return F.cross_entropy(logits.float().view(-1, logits.shape[-1]), targets.reshape(-1))
+
+
+def decode_step(
+    model: LanguageModel, tokens: torch.Tensor, states: list[RecurrentState | None]
+) -> tuple[torch.Tensor, list[RecurrentState]]:
+    """Logits (B, vocab) after feeding one token per row (B,), given each layer's state.
+
+    Start with `[None] * n_layers`. Mirrors Block.forward and LanguageModel.forward, with
+    each mixer's `step` in place of its sequence form (tested equal to the full forward).
+    Softmax attention has no fixed-size state, so llama models are refused.
+    """
+    if not hasattr(model.blocks[0].mix, "step"):
+        raise RunnerError(f"{model.cfg.arch} has no fixed-size decoding state (linear archs do)")
+    x = model.embed(tokens)
+    new_states = []
+    blocks = cast(list[Block], list(model.blocks))
+    for block, state in zip(blocks, states, strict=True):
+        mixer: Any = block.mix  # a linear mixer: checked above to have `step`
+        y, state = mixer.step(block.mix_norm(x), state)
+        x = x + y
+        x = x + block.channel(block.channel_norm(x))
+        new_states.append(state)
+    return model.logits(x), new_states

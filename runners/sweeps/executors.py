@@ -1,7 +1,8 @@
-"""What every executor shares: the events it reports, the work a worker does, the factory.
+"""What every executor shares: the events it reports and the work a worker does (the factory
+that picks one is runners.sweeps.factory).
 
 An executor runs configs somewhere else (worker processes, a Ray cluster) and reports back;
-it never touches the run log. The coordinator (scaling.sweep) is the single writer.
+it never touches the run log. The coordinator (scaling.sweeps.coordinator) is the single writer.
 """
 
 from __future__ import annotations
@@ -84,22 +85,3 @@ def execute(
         return train(config, device=device, progress=progress)
     except Exception as exc:
         return describe(exc)
-
-
-def make_executor(
-    kind: str, workers: int, threads: int, device: str = "auto", address: str | None = None
-) -> Executor:
-    """A local process pool (base install) or a Ray executor (the `ray` extra)."""
-    if kind == "local":
-        if threads * workers > cores():
-            raise RunnerError(
-                f"{workers} workers x {threads} threads is more than the {cores()} cores here"
-            )
-        from runners.sweeps.pool import LocalPool
-
-        return LocalPool(workers, threads, device)
-    if kind == "ray":
-        from runners.sweeps.ray_executor import RayExecutor
-
-        return RayExecutor(workers, threads, device, address)
-    raise RunnerError(f"unknown executor {kind!r}: choose {' or '.join(EXECUTORS)}")

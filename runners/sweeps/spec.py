@@ -343,7 +343,7 @@ def _budgets(raw: Any) -> tuple[float, ...]:
     return budgets
 
 
-# -- adaptive design (issue 14): the runs are chosen by scaling.adaptive, round by round --
+# -- adaptive design (issue 14): the runs are chosen by scaling.sweeps.adaptive, round by round --
 ADAPTIVE_KEYS = ("kind", "target", "law", "lr", "budget_flops", "budget_hours", "round_size",
                  "candidates")  # fmt: skip
 ADAPTIVE_LAWS = ("auto", "chinchilla")

@@ -33,9 +33,9 @@ from runners.sweeps.executors import (
     Executor,
     Finished,
     Update,
-    make_executor,
     threads_per_worker,
 )
+from runners.sweeps.factory import make_executor
 from runners.sweeps.throughput import Throughput
 from store.db import COMMIT_WAIT_S, connect, default_path
 from store.lock import lock_holder, sweep_lock

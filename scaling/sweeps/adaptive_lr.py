@@ -13,7 +13,7 @@ A candidate group at x = (1, log N, log D) updates (X'X)^-1 by Sherman-Morrison 
 degree of freedom; s^2 is held at the current fit's (the criterion cannot know the new group's
 residual). A group far out along N or D shrinks x0' (X'X)^-1 x0 most, one inside the groups'
 cloud barely at all, and the t quantile falls with every group: so the greedy round
-(scaling.adaptive.greedy_round) spends on the groups that pin the exponents, per unit cost.
+(scaling.sweeps.rounds.greedy_round) spends on the groups that pin the exponents, per unit cost.
 What s itself will be is not modelled: with few groups the interval is set by s and t, and
 more groups only measure them.
 """
@@ -28,8 +28,8 @@ import pandas as pd
 from scipy import stats
 
 from fits import FitError, LogLinearLaw
-from scaling.adaptive import RoundPlan, Target, greedy_round
 from scaling.errors import ScalingError
+from scaling.sweeps.rounds import RoundPlan, Target, greedy_round
 
 LR_VARIABLES = ("N", "D")
 

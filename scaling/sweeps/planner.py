@@ -2,7 +2,7 @@
 
 Round 0 is a fixed start: the three smallest candidate sizes at the four smallest token
 counts (enough runs to fit the law and to backtest it inside them), cheapest first while the
-budget lasts. Each later round is `scaling.adaptive.plan_round` on the finished runs of the
+budget lasts. Each later round is `scaling.sweeps.adaptive.plan_round` on the finished runs of the
 rounds before it, with the budget left after every run planned so far. A round is planned
 only once every run of the previous one has finished, and it depends only on those runs, so a
 killed sweep replays the same rounds and finds the same runs left. Diverged and failed runs
@@ -15,9 +15,9 @@ recorded wall_s; a failed run, one start-up). Both are read from the runs of the
 before, so replanning stays a pure function of them. Round 0 is then trained whole: nothing
 has been timed before it.
 
-The plan function has the coordinator's shape (scaling.sweep.PlanFunction): it is called with
-the losses known so far and returns every run planned, so `run_sweep` trains a round, and
-when its last run lands, replans and goes on until the budget is spent.
+The plan function has the coordinator's shape (scaling.sweeps.coordinator.PlanFunction): it is
+called with the losses known so far and returns every run planned, so `run_sweep` trains a
+round, and when its last run lands, replans and goes on until the budget is spent.
 """
 
 from __future__ import annotations
@@ -46,17 +46,16 @@ from runners.sweeps.designs import (
 )
 from runners.sweeps.spec import Adaptive, Design, SweepSpec
 from runners.sweeps.throughput import RUN_START_S, WORKER_START_S, Throughput
-from scaling.adaptive import (
+from scaling.errors import ScalingError
+from scaling.sweeps.adaptive import (
     LawState,
-    RoundPlan,
-    Target,
     expected_width,
     fit_law,
     plan_round,
 )
-from scaling.adaptive_lr import LRDesign, LRLawState, fit_lr_law, plan_lr_round
-from scaling.errors import ScalingError
-from scaling.sweep import evaluated_tokens
+from scaling.sweeps.adaptive_lr import LRDesign, LRLawState, fit_lr_law, plan_lr_round
+from scaling.sweeps.coordinator import evaluated_tokens
+from scaling.sweeps.rounds import RoundPlan, Target
 from store.db import connect, default_path
 from store.sweeps import run_outcomes, run_timings
 
@@ -103,7 +102,7 @@ Timed = list[tuple[int, Timing | None]]
 
 
 class AdaptivePlanner:
-    """The runs of an adaptive spec: a PlanFunction for scaling.sweep.run_sweep."""
+    """The runs of an adaptive spec: a PlanFunction for scaling.sweeps.coordinator.run_sweep."""
 
     def __init__(self, spec: SweepSpec, device: str = "auto") -> None:
         assert spec.design.adaptive is not None

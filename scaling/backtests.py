@@ -1,0 +1,117 @@
+"""Backtests: fit on all but the held-out runs, predict those, and score the predictions.
+
+Which runs are held out is a pure function of the runs (`holdout`, `held_out_groups`); the fit
+on the rest is restricted by run id, so no run id is ever quoted into SQL.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from fits import LogLinearLaw
+from fits.hparam_backtest import largest_compute, score_groups
+from scaling.errors import ScalingError
+from scaling.laws import LOSS_FORMS, questions
+from scaling.questions import Questions
+from scaling.results import Backtest, HparamBacktest
+
+HOLDOUTS = ("top-compute", "top-params", "top-tokens", "random")
+GROUP_KEYS = ["arch", "parametrization", "N", "D"]
+
+
+def holdout(
+    data: pd.DataFrame, how: str, fraction: float, seed: int = 0
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(train, test): the top `fraction` of runs by compute, params or tokens (ties in run
+    order), or a random `fraction` of them, held out as the test."""
+    if how not in HOLDOUTS:
+        raise ScalingError(f"unknown holdout {how!r}: choose {', '.join(HOLDOUTS)}")
+    _check_fraction(fraction)
+    n_test = max(1, round(fraction * len(data)))
+    if how == "random":
+        order = np.random.default_rng(seed).permutation(len(data))
+    else:
+        column = {"top-compute": "C", "top-params": "N", "top-tokens": "D"}[how]
+        order = np.argsort(data[column].to_numpy(), kind="stable")
+    return data.iloc[order[:-n_test]], data.iloc[order[-n_test:]]
+
+
+def held_out_groups(data: pd.DataFrame, fraction: float) -> tuple[pd.DataFrame, np.ndarray]:
+    """The largest-compute (N, D) groups (by compute) and which runs belong to them."""
+    _check_fraction(fraction)
+    groups = data[GROUP_KEYS].drop_duplicates().reset_index(drop=True)
+    held = groups[largest_compute(groups, fraction)]
+    held = held.iloc[np.argsort((held.N * held.D).to_numpy(), kind="stable")]
+    test = data.set_index(GROUP_KEYS).index.isin(held.set_index(GROUP_KEYS).index)
+    if len(groups) - len(held) < 3:
+        left = f"{len(groups) - len(held)} of {len(groups)} (N, D) groups left to fit on"
+        raise ScalingError(f"{left}, need at least 3")
+    return held, np.asarray(test)
+
+
+def backtest_runs(
+    ask: Questions, law: str, arch: str | None, how: str, fraction: float,
+    source: str | None, where: str | None,
+) -> Backtest:  # fmt: skip
+    """A loss law (or power law) scored on the runs it did not see, with its calibrated
+    interval (calibrated inside the training runs only) and its own (lo_law, hi_law)."""
+    if law not in (*LOSS_FORMS, "power"):
+        raise ScalingError(
+            f"backtest supports the loss laws ({', '.join(LOSS_FORMS)}), power, lr-law and bs-law"
+        )
+    if how not in HOLDOUTS:  # before reading the runs, as the range of fraction
+        raise ScalingError(f"unknown holdout {how!r}: choose {', '.join(HOLDOUTS)}")
+    _check_fraction(fraction)
+    data = ask.fits.runs_of(law, arch, source, where)
+    train, test = holdout(data, how, fraction, ask.seed)
+    fitted = ask.fits.fit(law, arch, source, where, run_ids=list(train.run_id))
+    value, lo, hi = ask.law_interval(fitted, test)
+    frame = (
+        test[["run_id", "N", "D", "C"]]
+        .assign(actual=test.loss.to_numpy(), predicted=value, lo=lo, hi=hi, lo_law=lo, hi_law=hi)
+        .reset_index(drop=True)
+    )
+    if fitted.calibration is not None:
+        asked = questions(frame.N, frame.D)
+        frame["lo"], frame["hi"] = fitted.calibration.widen(value, lo, hi, asked)
+        frame["distance"] = fitted.calibration.distance(asked)
+    frame["rel_error"] = (frame.predicted - frame.actual) / frame.actual
+    frame["covered"] = (frame.lo <= frame.actual) & (frame.actual <= frame.hi)
+    return Backtest(law, how, fraction, ask.level, len(train), frame, fitted.forms)
+
+
+def backtest_groups(
+    ask: Questions, law: str, arch: str | None, how: str, fraction: float,
+    source: str | None, where: str | None, method: str | None,
+) -> HparamBacktest:  # fmt: skip
+    """Fit the LR (BS) law without the largest-compute (N, D) groups and score it on them."""
+    if how != "top-compute":
+        raise ScalingError(f"{law} backtests hold out the largest-compute groups only")
+    _check_fraction(fraction)
+    method = method or ("vertex" if law == "lr-law" else "near-optimal")
+    if law == "bs-law" and method != "near-optimal":
+        raise ScalingError("bs-law is fitted on the near-optimal runs: --method near-optimal")
+    data = ask.fits.runs_of("lr", arch, source, where)
+    try:
+        held, test = held_out_groups(data, fraction)
+    except ScalingError as exc:
+        raise ScalingError(f"{law} backtest: {exc}") from exc
+    options: dict[str, Any] = {"method": method} if law == "lr-law" else {}
+    fitted = ask.fits.fit(law, arch, source, where, run_ids=list(data.run_id[~test]), **options)
+    model: LogLinearLaw = fitted.model  # type: ignore[assignment]
+    p = model.predict_interval(held, ask.level, observation=True)
+    predicted = held.assign(predicted=p.estimate, lo=p.lo, hi=p.hi)
+    x, across, name = (
+        ("lr", "batch_size", "LR") if law == "lr-law" else ("batch_tokens", "lr", "batch size")
+    )
+    frame = score_groups(data[test], predicted, GROUP_KEYS, x, across, name=name)
+    n_train = len(data[GROUP_KEYS].drop_duplicates()) - len(held)
+    return HparamBacktest(law, method, model.law_formula, fraction, ask.level, n_train, frame)
+
+
+def _check_fraction(fraction: float) -> None:
+    if not 0 < fraction < 1:
+        raise ScalingError(f"holdout fraction must be between 0 and 1, got {fraction}")

@@ -1,0 +1,269 @@
+"""The questions a Study answers from its fits: loss at (N, D), the compute-optimal model, the
+optimal LR and batch size, where two frontiers cross, the best model within some hours.
+
+Loss answers carry prediction intervals: the bootstrap draws of the law times a resampled
+run residual, since a question about a run is answered by one run, not by the mean of many;
+a calibrated loss law widens them by the error its backtests saw at the question's distance
+from the data. Every answer is logged in the run log's predictions table when it can be.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from fits import LogLinearLaw, LossLaw, PowerLaw, frontier_crossing
+from fits.bootstrap import percentile_interval
+from fits.errors import FitError
+from fits.throughput import ThroughputModel
+from scaling.errors import ScalingError
+from scaling.fitting import FitLog
+from scaling.laws import LOSS_FORMS, questions
+from scaling.results import ComputeOptimal, Crossover, FittedLaw, Prediction, fmt
+from scaling.wallclock import WallclockAnswer, compare, optimal_within, size_ladder
+from store.fit_log import save_prediction
+
+
+class Questions:
+    """Answers with intervals, from the fits of a FitLog; each logged as it is given."""
+
+    def __init__(self, fits: FitLog) -> None:
+        self.fits = fits
+        self.level = fits.settings.level
+        self.seed = fits.settings.seed
+
+    def loss_law(
+        self, law: str, arch: str | None = None, source: str | None = None,
+        where: str | None = None,
+    ) -> tuple[FittedLaw, LossLaw]:  # fmt: skip
+        """A fitted loss law (auto: the form that extrapolated best) for a question about loss."""
+        if law not in LOSS_FORMS:
+            raise ScalingError(f"unknown loss law {law!r}: choose one of {', '.join(LOSS_FORMS)}")
+        fitted = self.fits.fit(law, arch, source, where)
+        assert isinstance(fitted.model, LossLaw)
+        return fitted, fitted.model
+
+    def predict_loss(self, N: float, D: float, arch: str | None, source: str | None,
+                     where: str | None, law: str, U: float | None) -> Prediction:  # fmt: skip
+        fitted, _ = self.loss_law(law, arch, source, where)
+        asked = {"ask": "loss", "N": N, "D": D, "arch": arch, "law": law}
+        return self.answer(
+            self.loss_at(fitted, N, D, U), asked if U is None else {**asked, "U": U}
+        )
+
+    def loss_at(self, fitted: FittedLaw, N: float, D: float, U: float | None = None) -> Prediction:
+        question = pd.DataFrame({"N": [N], "D": [D], "U": [math.nan if U is None else U]})
+        value, lo, hi = self.loss_interval(fitted, question)
+        kind = _interval_kind(fitted)
+        note = "" if U is not None else _repeats_note("D", D, self._fitted_runs(fitted))
+        return Prediction("loss", value[0], lo[0], hi[0], self.level, fitted.fit_id, kind, note)
+
+    def _fitted_runs(self, fitted: FittedLaw) -> pd.DataFrame:
+        """The runs a fit's selection names, as fitted (for what they say beside the law)."""
+        sel = fitted.selection
+        return self.fits.runs_of(sel["law"], sel["arch"], sel["source"], sel["where"],
+                                 sel["n_column"])  # fmt: skip
+
+    def compute_optimal(self, C: float, arch: str | None, source: str | None, where: str | None,
+                        law: str) -> ComputeOptimal:  # fmt: skip
+        fitted, model = self.loss_law(law, arch, source, where)
+        n_pred, d_pred = model.compute_optimal_interval(np.array([C]), self.level)
+        value, lo, hi = self.loss_interval(fitted, None, optimal_at=C)
+        fid, level = fitted.fit_id, self.level
+        d_opt = _scalar("D_opt", d_pred, fid)
+        d_opt = replace(d_opt, note=_repeats_note("D_opt", d_opt.value, self._fitted_runs(fitted)))
+        answer = ComputeOptimal(
+            C,
+            _scalar("N_opt", n_pred, fid),
+            d_opt,
+            Prediction("loss", value[0], lo[0], hi[0], level, fid, _interval_kind(fitted)),
+        )
+        for part in (answer.N, answer.D, answer.loss):
+            self.answer(part, {"ask": "compute_optimal", "C": C, "arch": arch, "law": law})
+        return answer
+
+    def optimal_lr(self, N: float, D: float, arch: str | None, source: str | None,
+                   where: str | None) -> Prediction:  # fmt: skip
+        fitted = self.fits.fit("lr-law", arch, source, where)
+        model: LogLinearLaw = fitted.model  # type: ignore[assignment]
+        p = model.predict_interval({"N": [N], "D": [D]}, self.level, observation=True)
+        return self.answer(
+            _scalar("lr_opt", p, fitted.fit_id), {"ask": "lr", "N": N, "D": D, "arch": arch}
+        )
+
+    def optimal_batch_size(self, D: float, arch: str | None, source: str | None,
+                           where: str | None) -> Prediction:  # fmt: skip
+        fitted = self.fits.fit("bs-law", arch, source, where)
+        model: LogLinearLaw = fitted.model  # type: ignore[assignment]
+        p = model.predict_interval({"D": [D]}, self.level, observation=True)
+        return self.answer(
+            _scalar("batch_tokens_opt", p, fitted.fit_id),
+            {"ask": "batch_size", "D": D, "arch": arch},
+        )
+
+    def crossover(self, arch_a: str, arch_b: str, C_range: tuple[float, float],
+                  source: str | None, law: str) -> Crossover:  # fmt: skip
+        lo_c, hi_c = C_range
+        if not 0 < lo_c < hi_c:
+            raise ScalingError(f"compute range must satisfy 0 < low < high, got {C_range}")
+        (fa, ma), (fb, mb) = (self.loss_law(law, a, source) for a in (arch_a, arch_b))
+        point = frontier_crossing(ma, mb, lo_c, hi_c)[0]
+        draws = frontier_crossing(ma, mb, lo_c, hi_c, draws=True)
+        fraction = float(np.isfinite(draws).mean())
+        a_better_low = ma.frontier(lo_c) < mb.frontier(lo_c)
+        low_winner, high_winner = (arch_a, arch_b) if a_better_low else (arch_b, arch_a)
+        if not np.isfinite(point):
+            note = f"none in range {lo_c:.3g}..{hi_c:.3g} FLOPs: {low_winner} is better throughout"
+            return Crossover(
+                arch_a, arch_b, None, None, None, low_winner, low_winner, fraction, note
+            )
+        crossing = draws[np.isfinite(draws)]
+        c_lo, c_hi = percentile_interval(np.log(crossing), self.level)
+        winner, fid = (ma, fa.fit_id) if high_winner == arch_a else (mb, fb.fit_id)
+        (n_pred, d_pred) = winner.compute_optimal_interval(np.array([point]), self.level)
+        return Crossover(
+            arch_a,
+            arch_b,
+            Prediction("C_cross", point, math.exp(c_lo), math.exp(c_hi), self.level, fid),
+            _scalar(f"N_opt ({high_winner})", n_pred, fid),
+            _scalar(f"D_opt ({high_winner})", d_pred, fid),
+            low_winner,
+            high_winner,
+            fraction,
+            f"{high_winner}'s frontier passes {low_winner}'s",
+        )
+
+    def optimal_within(
+        self, hours: float, arch: str | None, seq_len: int | None, source: str | None,
+        where: str | None, law: str,
+    ) -> WallclockAnswer:  # fmt: skip
+        """The throughput model from the log's timed local runs, the loss law of every
+        architecture that has one, at the most common context length (scaling.wallclock);
+        the loss at each optimum with the calibrated interval `predict loss` gives."""
+        runs = self.fits.log.runs(source="local")
+        runs = runs[runs["tokens_per_s"].fillna(0) > 0]
+        if runs.empty:
+            raise ScalingError("no timed local runs: the throughput model needs runs trained here")
+        try:
+            speed = ThroughputModel().fit(runs)
+        except FitError as exc:
+            raise ScalingError(f"cannot fit the throughput model: {exc}") from exc
+        if arch is not None and arch not in speed.coef_:
+            raise ScalingError(f"no timed local runs of arch {arch!r}")
+        context = seq_len or int(runs["seq_len"].mode().iloc[0])
+        optima = {}
+        for name in sorted(speed.coef_):
+            try:
+                fitted, model = self.loss_law(law, name, source, where)
+            except ScalingError:
+                if name == arch:
+                    raise
+                continue
+            rungs = size_ladder(name, context)
+            optimum = optimal_within(_UnlimitedData(model), speed, rungs, hours, self.level)
+            optima[name] = replace(optimum, loss=self.loss_at(fitted, optimum.N, optimum.D))
+        answer = compare(optima, arch)
+        for name in [arch] if arch else list(answer.optima):
+            optimum = answer.optima[name]
+            question = {"ask": "optimal_within", "hours": hours, "arch": name, "N": optimum.N,
+                        "D": optimum.D, "winner": answer.winner}  # fmt: skip
+            self.answer(optimum.loss, question)
+        return answer
+
+    def loss_interval(
+        self, fitted: FittedLaw, runs: pd.DataFrame | None, optimal_at: float | None = None
+    ) -> tuple[np.ndarray, ...]:
+        """Point loss and its interval, widened by the calibration when the fit has one."""
+        point, lo, hi = self.law_interval(fitted, runs, optimal_at)
+        if fitted.calibration is not None:
+            if runs is None:  # the question is the compute-optimal model at optimal_at
+                model: LossLaw = fitted.model  # type: ignore[assignment]
+                n_opt, d_opt = model.compute_optimal([optimal_at])
+                runs = pd.DataFrame({"N": n_opt, "D": d_opt})
+            lo, hi = fitted.calibration.widen(point, lo, hi, questions(runs.N, runs.D))
+        return point, lo, hi
+
+    def law_interval(
+        self, fitted: FittedLaw, runs: pd.DataFrame | None, optimal_at: float | None = None
+    ) -> tuple[np.ndarray, ...]:
+        """Point loss and the law's own interval: law draws times a resampled run residual.
+
+        At the rows of `runs` (the law's columns; C for a power law), or on the
+        compute-optimal frontier at `optimal_at`.
+        """
+        model = fitted.model
+        if isinstance(model, LossLaw):
+            if runs is None:
+                point, draws = model.frontier(optimal_at), model.frontier_draws([optimal_at])
+            else:
+                point, draws = model.predict_frame(runs), model.loss_draws(runs)
+        elif isinstance(model, PowerLaw) and runs is not None:
+            point, draws = model.predict(runs.C), model.predict_draws(runs.C)
+        else:
+            raise ScalingError(f"{fitted.law} does not predict loss")
+        rng = np.random.default_rng(self.seed)
+        residuals = fitted.residuals if fitted.residuals is not None else np.zeros(1)
+        noise = rng.choice(residuals, size=draws.shape, replace=True)
+        lo, hi = percentile_interval(draws * np.exp(noise), self.level)
+        return np.asarray(point, dtype=float).ravel(), np.ravel(lo), np.ravel(hi)
+
+    def answer(self, prediction: Prediction, question: dict[str, Any]) -> Prediction:
+        """Log the answer in `predictions` when the run log can be written; answer anyway."""
+        self.fits.log.write(
+            lambda con: save_prediction(
+                con, prediction.fit_id, {**question, "quantity": prediction.quantity},
+                prediction.value, prediction.lo, prediction.hi, prediction.level,
+            ),
+            "the answer is not logged",
+        )  # fmt: skip
+        return prediction
+
+
+class _UnlimitedData:
+    """A fitted loss law asked with unlimited unique tokens, as scaling.wallclock asks it."""
+
+    def __init__(self, model: LossLaw) -> None:
+        self.model = model
+
+    def predict(self, N: Any, D: Any) -> np.ndarray:
+        n, d = np.broadcast_arrays(np.asarray(N, dtype=float), np.asarray(D, dtype=float))
+        frame = pd.DataFrame({"N": n.ravel(), "D": d.ravel(), "U": np.nan})
+        return np.asarray(self.model.predict_frame(frame)).reshape(n.shape)
+
+
+def _scalar(quantity: str, p: Any, fit_id: str | None, interval: str = "confidence") -> Prediction:
+    """The first point of a fits.Estimate (arrays) as one answer."""
+    return Prediction(
+        quantity,
+        float(np.ravel(p.estimate)[0]),
+        float(np.ravel(p.lo)[0]),
+        float(np.ravel(p.hi)[0]),
+        p.level,
+        fit_id,
+        interval,
+    )
+
+
+def _interval_kind(fitted: FittedLaw) -> str:
+    return "prediction" if fitted.calibration is not None else "uncalibrated prediction"
+
+
+def _repeats_note(name: str, tokens: float, runs: pd.DataFrame) -> str:
+    """A caution when `tokens` exceed the one corpus every run trained on (known, equal U):
+    the loss laws, asked without U, and every law's allocation assume unlimited unique data."""
+    unique = runs.U
+    if unique.isna().any() or unique.nunique() != 1:
+        return ""
+    corpus = float(unique.iloc[0])
+    if tokens <= corpus:
+        return ""
+    return (
+        f"{name} = {fmt(tokens)} tokens is {tokens / corpus:.1f} epochs of the {fmt(corpus)} "
+        f"unique tokens the runs trained on (the longest run: {runs.D.max() / corpus:.1f}); the "
+        "law assumes unlimited unique data, and repeated tokens are worth less (predict loss "
+        "--U with law data-constrained, fitted on runs that repeat data, prices them)"
+    )

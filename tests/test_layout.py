@@ -1,0 +1,111 @@
+"""The code's layout rules, read from the source: no import cycles between our modules, and
+dependencies that point cli -> scaling -> (runners, fits, store)."""
+
+import ast
+from pathlib import Path
+
+from tests.conftest import REPO
+
+PACKAGES = ("scaling", "runners", "fits", "store", "cli")
+
+
+def module_name(path: Path, root: Path) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_graph(root: Path = REPO) -> dict[str, set[str]]:
+    """Each of our modules and the modules of ours it imports anywhere in it (also inside
+    functions and under TYPE_CHECKING: a cycle there is still a cycle of the design)."""
+    files = {module_name(p, root): p for pkg in PACKAGES for p in (root / pkg).rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in files.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        edges = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    base = ".".join([*anchor, *([base] if base else [])])
+                targets = [f"{base}.{a.name}" for a in node.names] + [base]
+            else:
+                continue
+            # `from pkg import mod` imports the module pkg.mod; `from mod import name`, mod
+            edges.update(t for t in targets if t in files and t != name)
+        graph[name] = {e for e in edges if not name.startswith(e + ".")}  # parents run first
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_the_cycle_finder_finds_a_cycle_and_a_self_free_chain():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": set()}) == []
+
+
+def test_the_graph_sees_imports_inside_functions_and_type_checking(tmp_path):
+    pkg = tmp_path / "scaling"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+                              "    from scaling.b import B\n")  # fmt: skip
+    (pkg / "b.py").write_text("def f():\n    from scaling import a\n")
+    for other in PACKAGES[1:]:
+        (tmp_path / other).mkdir()
+    graph = import_graph(tmp_path)
+    assert graph["scaling.a"] == {"scaling.b"} and graph["scaling.b"] == {"scaling.a"}
+    assert cycles(graph) == [["scaling.a", "scaling.b"]]
+
+
+def test_no_import_cycles_between_our_modules():
+    assert cycles(import_graph()) == []
+
+
+def test_dependencies_point_from_cli_to_scaling_to_the_rest():
+    allowed = {
+        "cli": {"cli", "scaling", "runners", "fits", "store"},
+        "scaling": {"scaling", "runners", "fits", "store"},
+        "runners": {"runners"},
+        "fits": {"fits"},
+        "store": {"store"},
+    }
+    wrong = [
+        f"{m} imports {t}"
+        for m, targets in import_graph().items()
+        for t in targets
+        if t.split(".")[0] not in allowed[m.split(".")[0]]
+    ]
+    assert wrong == []
