@@ -11,7 +11,8 @@ import typer
 from cli.common import DbOption, console, format_value, print_frame, real
 from fits import LOSS_LAWS
 from scaling.errors import ScalingError
-from scaling.laws import LAWS
+from scaling.laws import BACKTESTED, LAWS, OPTIONS
+from scaling.laws import get as get_law
 from scaling.results import FittedLaw, HparamBacktest
 from scaling.study import Study
 
@@ -86,26 +87,14 @@ def fit(
     bootstrap: Bootstrap = 1000,
     level: Level = 0.90,
     n_column: Annotated[str, typer.Option(help="N is params or params_nonembed.")] = "params",
-    x: Annotated[str, typer.Option(help="power: the variable, N, D, C or width.")] = "C",
-    fixed_e: Annotated[
-        float | None, typer.Option("--E", help="power: hold the offset E fixed (e.g. 0).")
-    ] = None,
-    form: Annotated[str, typer.Option(help="lr-law: auto, step, porian or bjorck.")] = "auto",
+    x: Annotated[str, typer.Option(help=OPTIONS["x"].help)] = OPTIONS["x"].default,
+    fixed_e: Annotated[float | None, typer.Option("--E", help=OPTIONS["E"].help)] = None,
+    form: Annotated[str, typer.Option(help=OPTIONS["form"].help)] = OPTIONS["form"].default,
     method: Annotated[
-        str,
-        typer.Option(
-            help="lr-law/bs-law data: vertex (per-group optimum) or near-optimal "
-            "(runs within 0.25% of their (N, D) best, as Step Law)."
-        ),
-    ] = "vertex",
+        str, typer.Option(help=OPTIONS["method"].help)
+    ] = OPTIONS["method"].default,
     neighbors: Annotated[
-        int | None,
-        typer.Option(
-            min=1,
-            help="isoflop: each budget's parabola through its best size and this many "
-            "neighbours a side (default: all sizes), for profiles sampled far past their "
-            "minimum.",
-        ),
+        int | None, typer.Option(min=1, help=OPTIONS["neighbors"].help)
     ] = None,
     groups: Annotated[bool, typer.Option(help="Also print the per-group table.")] = False,
     refit: Annotated[bool, typer.Option(help="Fit again even if stored for these runs.")] = False,
@@ -116,15 +105,8 @@ def fit(
     db: DbOption = None,
 ) -> None:
     """Fit a law on a selection of runs, print it and store it in the fits table."""
-    options: dict[str, Any] = {}
-    if law == "power":
-        options = {"x": x, **({"E": fixed_e} if fixed_e is not None else {})}
-    elif law == "lr-law":
-        options = {"form": form, "method": method}
-    if neighbors is not None:
-        if law != "isoflop":
-            raise ScalingError(f"--neighbors applies to isoflop fits, not {law}")
-        options = {"neighbors": neighbors}
+    given = {"x": x, "E": fixed_e, "form": form, "method": method, "neighbors": neighbors}
+    options = get_law(law).options_from(given)
     fitted = _study(db, level, bootstrap).fit(law, arch, source, where, n_column=n_column,
                                               refit=refit, force=force, **options)  # fmt: skip
     if as_json:
@@ -140,9 +122,10 @@ def fit(
     if "bracketed" in table.columns:
         console.print(f"{int(table.bracketed.sum())} of {len(table)} groups have a bracketed "
                       "LR optimum")  # fmt: skip
-    if law in ("lr", "isoflop") or groups:
+    title = get_law(law).table
+    if title or groups:
         shown = table.assign(note=table["note"].astype(str).str.slice(0, 48))
-        print_frame(shown, title="per budget" if law == "isoflop" else "per group")
+        print_frame(shown, title=title or "per group")
 
 
 def _show(answer: Any, as_json: bool) -> None:
@@ -273,7 +256,7 @@ def predict_crossover(
 
 def backtest(
     law: Annotated[
-        str, typer.Argument(help=f"auto, {', '.join(LOSS_LAWS)}, power, lr-law or bs-law.")
+        str, typer.Argument(help=f"One of: {', '.join(BACKTESTED)}.")
     ] = "auto",
     arch: Arch = None,
     source: Source = None,

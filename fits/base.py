@@ -71,7 +71,7 @@ class Fit:
         return {
             name: getattr(self, name)
             for name, p in sig.parameters.items()
-            if name != "self" and p.kind is not p.VAR_KEYWORD
+            if name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
         }
 
     def is_fitted(self) -> bool:
@@ -172,7 +172,7 @@ class Fit:
         obj.params_ = {k: _num(v) for k, v in record["params"].items()}
         obj.stderr_ = {k: _num(v) for k, v in unc["stderr"].items()}
         obj.intervals_ = {k: (_num(v[0]), _num(v[1])) for k, v in unc["intervals"].items()}
-        obj.level_ = float(unc["level"])
+        obj.level_ = _num(unc["level"])
         obj.n_points_ = int(record["n_points"])
         obj.objective_ = _num(record["objective"])
         obj._load_state(record.get("state", {}))

@@ -229,6 +229,28 @@ def bjorck_lr(level: float = 0.90) -> LogLinearLaw:
     )
 
 
+LR_FORMS: dict[str, Callable[..., LogLinearLaw]] = {
+    "step": step_law_lr, "porian": porian_lr, "bjorck": bjorck_lr,
+}  # fmt: skip
+
+
+def lr_law(points: pd.DataFrame, form: str = "auto", level: float = 0.90) -> LogLinearLaw:
+    """An LR law of `form` (LR_FORMS); `auto`: the form over the variables (N, D) that vary
+    among the points (both: Step Law, N: Porian, D or neither: Bjorck)."""
+    if form == "auto":
+        varying = lr_variables(points)
+        forms = (name for name, make in LR_FORMS.items() if tuple(make().variables) == varying)
+        form = next(forms, "bjorck")
+    if form not in LR_FORMS:
+        raise FitError(f"unknown LR-law form {form!r}: auto, {', '.join(LR_FORMS)}")
+    return LR_FORMS[form](level=level)
+
+
+def lr_variables(points: pd.DataFrame) -> tuple[str, ...]:
+    """The variables of an LR law, N and D, that vary among the points."""
+    return tuple(v for v in ("N", "D") if points[v].nunique() > 1)
+
+
 def fit_per_group(
     make: Callable[[], LogLinearLaw], frame: pd.DataFrame, by: str | Sequence[str], target: str
 ) -> dict[Any, LogLinearLaw]:

@@ -19,7 +19,6 @@ batch size at a fixed LR); a backtest reads the loss penalty of a predicted valu
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Self
@@ -81,12 +80,13 @@ def scan(
 
 def scan_parabola(
     x: np.ndarray, loss: np.ndarray, n_neighbors: int = 1, min_points: int = 3
-) -> tuple[LogParabola, int] | None:
+) -> tuple[LogParabola, int, float] | None:
     """Parabola in log x through the best finite point of a scan and its finite neighbours.
 
     x sorted and distinct, NaN loss = diverged. Takes `n_neighbors` on each side (from one side
     when the best is at an edge), at least `min_points`; returns it with the number of points
-    used, or None when the scan has fewer than `min_points` finite points.
+    used and its sum of squared residuals, or None when the scan has fewer than `min_points`
+    finite points.
     """
     x, loss = np.asarray(x, dtype=float), np.asarray(loss, dtype=float)
     fin_idx = np.flatnonzero(np.isfinite(loss))
@@ -98,7 +98,8 @@ def scan_parabola(
     start = min(max(start, 0), fin_idx.size - size)  # slide the window inside the data
     use = fin_idx[start : start + size]
     c2, c1, c0 = np.polyfit(np.log(x[use]), loss[use], 2)
-    return LogParabola(float(c0), float(c1), float(c2)), int(use.size)
+    parabola = LogParabola(float(c0), float(c1), float(c2))
+    return parabola, int(use.size), float(np.sum((loss[use] - parabola(x[use])) ** 2))
 
 
 def optimal_lr(
@@ -117,6 +118,15 @@ def optimal_lr(
     n_diverged the LRs whose runs all diverged. Group keys missing from `runs` are an error;
     pass only the keys your data has. `status` may be None or absent from the frame.
     """
+    table = _optima(runs, group_keys, lr, loss, status, n_neighbors, min_points)
+    return table.drop(columns="sse")
+
+
+def _optima(
+    runs: pd.DataFrame, group_keys: Sequence[str], lr: str, loss: str, status: str | None,
+    n_neighbors: int, min_points: int,
+) -> pd.DataFrame:  # fmt: skip
+    """optimal_lr's table with each group's parabola sse (its residual sum of squares)."""
     keys = list(group_keys)
     validate.columns(runs, [*keys, lr, loss])
     if min_points < 3:
@@ -131,7 +141,7 @@ def optimal_lr(
         result["lr_opt"] = result.pop("opt")
         key = key if isinstance(key, tuple) else (key,)
         rows.append({**dict(zip(keys, key, strict=True)), **result})
-    return pd.DataFrame(rows, columns=[*keys, *RESULT_COLUMNS])  # drops each `parabola`
+    return pd.DataFrame(rows, columns=[*keys, *RESULT_COLUMNS, "sse"])  # drops `parabola`
 
 
 def scan_optimum(
@@ -144,12 +154,14 @@ def scan_optimum(
     """Optimum of one scan (x sorted and distinct, NaN loss = diverged), as in `optimal_lr`.
 
     Returns opt, loss_opt, n_points, n_fit, n_diverged, bracketed, note, and the fitted
-    `parabola` (a LogParabola, None when there are too few finite points); `name` is what the
-    notes call x.
+    `parabola` (a LogParabola, None when there are too few finite points) with its `sse` (0
+    without one); `name` is what the notes call x.
     """
     finite = np.isfinite(loss)
     n_points, n_diverged = int(finite.sum()), int((~finite).sum())
-    out: dict[str, object] = {"n_points": n_points, "n_diverged": n_diverged, "parabola": None}
+    out: dict[str, object] = {
+        "n_points": n_points, "n_diverged": n_diverged, "parabola": None, "sse": 0.0,
+    }  # fmt: skip
     if n_points == 0:
         return {
             **out,
@@ -178,7 +190,7 @@ def scan_optimum(
         notes.append(f"best {name} is the lowest sampled")
     if best == x.size - 1:
         notes.append(f"best {name} is the highest sampled")
-    parabola, out["n_fit"] = fitted
+    parabola, out["n_fit"], out["sse"] = fitted
     out["parabola"] = parabola
     if not parabola.c2 > 0:
         notes.append("parabola opens downward")
@@ -194,8 +206,9 @@ class LROptima(Fit):
     """The optimal LR of every group of runs that differ only in LR, as an estimator.
 
     `fit(runs)` keeps `optimal_lr`'s table as `table_` (one row per group; see that function
-    for the columns); there are no law parameters, so `params_` is empty and the summary is
-    the table. Configuration: the group keys and the parabola's window (`optimal_lr`).
+    for the columns); `params_` holds each group's optimum (named by its keys) and
+    `objective_` the parabolas' residual sum of squares. Configuration: the group keys and the
+    parabola's window (`optimal_lr`).
     """
 
     law = "lr"
@@ -216,14 +229,21 @@ class LROptima(Fit):
 
     def fit(self, runs: pd.DataFrame) -> Self:
         """Per-group optima of `runs` (columns: the group keys, lr, loss, status); returns self."""
-        self.table_ = optimal_lr(
-            runs, self.group_keys, n_neighbors=self.n_neighbors, min_points=self.min_points
-        )
-        self.params_, self.stderr_, self.intervals_ = {}, {}, {}
+        table = _optima(runs, self.group_keys, "lr", "loss", "status", self.n_neighbors,
+                        self.min_points)  # fmt: skip
+        self.table_ = table.drop(columns="sse")
+        self._set_params()
+        self.stderr_, self.intervals_ = {}, {}
         self.level_ = validate.level(self.level)
         self.n_points_ = len(runs)
-        self.objective_ = math.nan
+        self.objective_ = float(table["sse"].sum())
         return self
+
+    def _set_params(self) -> None:
+        """Each group's optimum, named by its keys: lr_opt[llama, 1e+06, ...]."""
+        keys = self.table_[self.group_keys].astype(str).agg(", ".join, axis=1)
+        self.params_ = {f"lr_opt[{k}]": float(v) for k, v in zip(keys, self.table_.lr_opt,
+                                                                   strict=True)}  # fmt: skip
 
     def summary(self) -> str:
         self._check_fitted()
@@ -241,3 +261,4 @@ class LROptima(Fit):
 
     def _load_state(self, state: dict[str, Any]) -> None:
         self.table_ = pd.DataFrame(state["table"], columns=[*self.group_keys, *RESULT_COLUMNS])
+        self._set_params()

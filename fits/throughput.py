@@ -17,13 +17,14 @@ measures how well the model extrapolates to shapes larger than those it saw.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+import math
+from typing import Any, Self
 
 import numpy as np
 import pandas as pd
 from scipy.optimize import nnls
 
+from fits.base import Fit
 from fits.errors import FitError
 
 TERMS = ("flops", "elementwise", "attention", "constant")
@@ -55,15 +56,17 @@ def with_flops_per_token(runs: pd.DataFrame) -> pd.DataFrame:
     return runs.assign(flops_per_token=runs["flops"] / runs["tokens"])
 
 
-@dataclass
-class ThroughputModel:
-    """Seconds per token per architecture; `fit` takes run-log rows with tokens_per_s."""
+class ThroughputModel(Fit):
+    """Seconds per token per architecture; `fit` takes run-log rows with tokens_per_s.
 
-    coef_: dict[str, dict[str, float]] = field(default_factory=dict)
-    n_runs_: dict[str, int] = field(default_factory=dict)
-    rel_rmse_: dict[str, float] = field(default_factory=dict)
+    params_ holds each arch's cost per term as "arch.term"; the model has no interval of its
+    own (stderr_ and intervals_ are empty), `backtest` measures how far it can be trusted.
+    """
 
-    def fit(self, runs: pd.DataFrame) -> ThroughputModel:
+    law = "throughput"
+    formula = "seconds/token = a*F + b*L*d + e*L*h*n + c (per arch)"
+
+    def fit(self, runs: pd.DataFrame) -> Self:
         data = with_flops_per_token(runs)
         if "tokens_per_s" not in data.columns:
             raise FitError("throughput data lack a tokens_per_s column")
@@ -72,6 +75,7 @@ class ThroughputModel:
         data = data[keep]
         if data.empty:
             raise FitError("no runs with a measured tokens_per_s")
+        coefs, n_runs, rel_rmse, objective = {}, {}, {}, 0.0
         for arch, group in data.groupby("arch"):
             seconds = 1.0 / group["tokens_per_s"].to_numpy(float)
             x = features(group)
@@ -79,15 +83,34 @@ class ThroughputModel:
             # relative residuals: each row divided by its own observed seconds per token
             coef, _ = nnls((x / scale) / seconds[:, None], np.ones(len(seconds)))
             coef = coef / scale
-            fitted = x @ coef
-            self.coef_[str(arch)] = dict(zip(TERMS, map(float, coef), strict=True))
-            self.n_runs_[str(arch)] = len(group)
-            self.rel_rmse_[str(arch)] = float(np.sqrt(np.mean((fitted / seconds - 1) ** 2)))
+            relative = x @ coef / seconds - 1
+            coefs[str(arch)] = dict(zip(TERMS, map(float, coef), strict=True))
+            n_runs[str(arch)] = len(group)
+            rel_rmse[str(arch)] = float(np.sqrt(np.mean(relative**2)))
+            objective += float(np.sum(relative**2))
+        self._set(coefs, n_runs, rel_rmse, objective)
         return self
+
+    @classmethod
+    def with_coefficients(cls, coef: dict[str, dict[str, float]]) -> ThroughputModel:
+        """A model with known costs per term (e.g. a device's, measured elsewhere)."""
+        model = cls()
+        model._set(coef, dict.fromkeys(coef, 0), dict.fromkeys(coef, math.nan), math.nan)
+        return model
+
+    def _set(self, coef: dict[str, dict[str, float]], n_runs: dict[str, int],
+             rel_rmse: dict[str, float], objective: float) -> None:  # fmt: skip
+        """Every learned attribute at once, so a refit keeps nothing of the last fit."""
+        self.coef_, self.n_runs_, self.rel_rmse_ = coef, n_runs, rel_rmse
+        self.params_ = {f"{a}.{t}": v for a, terms in coef.items() for t, v in terms.items()}
+        self.stderr_, self.intervals_ = {}, {}
+        self.level_ = math.nan
+        self.n_points_ = int(sum(n_runs.values()))
+        self.objective_ = objective
 
     def seconds_per_token(self, shapes: pd.DataFrame) -> np.ndarray:
         """Predicted wall seconds per trained token of each row (columns SHAPE_COLUMNS)."""
-        if not self.coef_:
+        if not self.is_fitted():
             raise FitError("the throughput model is not fitted")
         unknown = sorted(set(shapes["arch"]) - set(self.coef_))
         if unknown:
@@ -102,8 +125,13 @@ class ThroughputModel:
     def tokens_per_s(self, shapes: pd.DataFrame) -> np.ndarray:
         return 1.0 / self.seconds_per_token(shapes)
 
+    def predict(self, shapes: pd.DataFrame) -> np.ndarray:
+        """Tokens per second of each shape (the quantity `fit` was given)."""
+        return self.tokens_per_s(shapes)
+
     def summary(self) -> str:
-        lines = ["throughput model: seconds/token = a*F + b*L*d + e*L*h*n + c (per arch)"]
+        self._check_fitted()
+        lines = [f"{type(self).__name__}: {self.formula}"]
         for arch, coef in sorted(self.coef_.items()):
             terms = ", ".join(f"{t} {v:.3g}" for t, v in coef.items())
             lines.append(
@@ -112,8 +140,12 @@ class ThroughputModel:
             )
         return "\n".join(lines)
 
-    def to_dict(self) -> dict[str, Any]:
+    def _state(self) -> dict[str, Any]:
         return {"coef": self.coef_, "n_runs": self.n_runs_, "rel_rmse": self.rel_rmse_}
+
+    def _load_state(self, state: dict[str, Any]) -> None:
+        rel_rmse = {k: math.nan if v is None else float(v) for k, v in state["rel_rmse"].items()}
+        self._set(state["coef"], state["n_runs"], rel_rmse, self.objective_)
 
 
 def backtest(runs: pd.DataFrame, fraction: float = 0.25) -> pd.DataFrame:

@@ -11,11 +11,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fits import LogLinearLaw
 from fits.hparam_backtest import largest_compute, score_groups
 from scaling.errors import ScalingError
-from scaling.laws import LOSS_FORMS, questions
-from scaling.questions import Questions
+from scaling.fitters import Predictor, questions
+from scaling.fitting import FitLog
 from scaling.results import Backtest, HparamBacktest
 
 HOLDOUTS = ("top-compute", "top-params", "top-tokens", "random")
@@ -53,22 +52,18 @@ def held_out_groups(data: pd.DataFrame, fraction: float) -> tuple[pd.DataFrame, 
 
 
 def backtest_runs(
-    ask: Questions, law: str, arch: str | None, how: str, fraction: float,
-    source: str | None, where: str | None,
+    fits: FitLog, law: str, predict: Predictor, arch: str | None, how: str, fraction: float,
+    source: str | None, where: str | None, method: str | None = None,
 ) -> Backtest:  # fmt: skip
     """A loss law (or power law) scored on the runs it did not see, with its calibrated
     interval (calibrated inside the training runs only) and its own (lo_law, hi_law)."""
-    if law not in (*LOSS_FORMS, "power"):
-        raise ScalingError(
-            f"backtest supports the loss laws ({', '.join(LOSS_FORMS)}), power, lr-law and bs-law"
-        )
     if how not in HOLDOUTS:  # before reading the runs, as the range of fraction
         raise ScalingError(f"unknown holdout {how!r}: choose {', '.join(HOLDOUTS)}")
     _check_fraction(fraction)
-    data = ask.fits.runs_of(law, arch, source, where)
-    train, test = holdout(data, how, fraction, ask.seed)
-    fitted = ask.fits.fit(law, arch, source, where, run_ids=list(train.run_id))
-    value, lo, hi = ask.law_interval(fitted, test)
+    data = fits.runs_of(law, arch, source, where)
+    train, test = holdout(data, how, fraction, fits.settings.seed)
+    fitted = fits.fit(law, arch, source, where, run_ids=list(train.run_id))
+    value, lo, hi = predict(fitted, test, fits.settings.level, fits.settings.seed)
     frame = (
         test[["run_id", "N", "D", "C"]]
         .assign(actual=test.loss.to_numpy(), predicted=value, lo=lo, hi=hi, lo_law=lo, hi_law=hi)
@@ -80,36 +75,38 @@ def backtest_runs(
         frame["distance"] = fitted.calibration.distance(asked)
     frame["rel_error"] = (frame.predicted - frame.actual) / frame.actual
     frame["covered"] = (frame.lo <= frame.actual) & (frame.actual <= frame.hi)
-    return Backtest(law, how, fraction, ask.level, len(train), frame, fitted.forms)
+    return Backtest(law, how, fraction, fits.settings.level, len(train), frame, fitted.forms)
 
 
 def backtest_groups(
-    ask: Questions, law: str, arch: str | None, how: str, fraction: float,
-    source: str | None, where: str | None, method: str | None,
+    fits: FitLog, law: str, predict: Predictor, arch: str | None, how: str, fraction: float,
+    source: str | None, where: str | None, method: str | None = None, *,
+    methods: tuple[str, ...], x: str, across: str, quantity: str, option: str | None = None,
 ) -> HparamBacktest:  # fmt: skip
-    """Fit the LR (BS) law without the largest-compute (N, D) groups and score it on them."""
+    """Fit an optimum's law (LR, batch size) without the largest-compute (N, D) groups and
+    score it on them: `x` is the optimised variable, scanned `across` another; `methods` the
+    data it can be fitted on (the first by default), passed as its fit option `option`."""
     if how != "top-compute":
         raise ScalingError(f"{law} backtests hold out the largest-compute groups only")
     _check_fraction(fraction)
-    method = method or ("vertex" if law == "lr-law" else "near-optimal")
-    if law == "bs-law" and method != "near-optimal":
-        raise ScalingError("bs-law is fitted on the near-optimal runs: --method near-optimal")
-    data = ask.fits.runs_of("lr", arch, source, where)
+    method = method or methods[0]
+    if method not in methods:
+        raise ScalingError(f"{law} is fitted on the {' or '.join(methods)} runs: --method "
+                           f"{' or '.join(methods)}")  # fmt: skip
+    data = fits.runs_of("lr", arch, source, where)
     try:
         held, test = held_out_groups(data, fraction)
     except ScalingError as exc:
         raise ScalingError(f"{law} backtest: {exc}") from exc
-    options: dict[str, Any] = {"method": method} if law == "lr-law" else {}
-    fitted = ask.fits.fit(law, arch, source, where, run_ids=list(data.run_id[~test]), **options)
-    model: LogLinearLaw = fitted.model  # type: ignore[assignment]
-    p = model.predict_interval(held, ask.level, observation=True)
-    predicted = held.assign(predicted=p.estimate, lo=p.lo, hi=p.hi)
-    x, across, name = (
-        ("lr", "batch_size", "LR") if law == "lr-law" else ("batch_tokens", "lr", "batch size")
-    )
-    frame = score_groups(data[test], predicted, GROUP_KEYS, x, across, name=name)
+    options: dict[str, Any] = {option: method} if option else {}
+    fitted = fits.fit(law, arch, source, where, run_ids=list(data.run_id[~test]), **options)
+    level = fits.settings.level
+    value, lo, hi = predict(fitted, held, level, fits.settings.seed)
+    predicted = held.assign(predicted=value, lo=lo, hi=hi)
+    frame = score_groups(data[test], predicted, GROUP_KEYS, x, across, name=quantity)
     n_train = len(data[GROUP_KEYS].drop_duplicates()) - len(held)
-    return HparamBacktest(law, method, model.law_formula, fraction, ask.level, n_train, frame)
+    formula = fitted.model.law_formula  # type: ignore[attr-defined]
+    return HparamBacktest(law, method, formula, fraction, level, n_train, frame)
 
 
 def _check_fraction(fraction: float) -> None:

@@ -4,17 +4,17 @@ table with that selection, and reused while the selection holds the same runs.""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 
 from fits import Fit, FitError, LossLaw, PowerLaw, from_dict
 from fits.extrapolation import Calibration
-from scaling import laws
 from scaling.errors import ScalingError
+from scaling.fitters import Context, Fitter
 from scaling.results import FittedLaw
 from scaling.runlog import RunLog
 from store.fit_log import find_fit, runs_fingerprint, save_fit
@@ -34,12 +34,25 @@ class Settings:
             raise ScalingError(f"level must be between 0 and 1, got {self.level}")
 
 
-class FitLog:
-    """Fits of laws on selections of a run log's runs, stored and reused."""
+class Fittable(Protocol):
+    """What the fit log needs of a law (scaling.laws.Law)."""
 
-    def __init__(self, log: RunLog, settings: Settings) -> None:
+    @property
+    def fit(self) -> Fitter: ...
+    @property
+    def statuses(self) -> tuple[str, ...]: ...
+    @property
+    def selection(self) -> Mapping[str, Any]: ...
+
+
+class FitLog:
+    """Fits of laws on selections of a run log's runs, stored and reused; `laws` looks a law
+    up by name (scaling.laws.get)."""
+
+    def __init__(self, log: RunLog, settings: Settings, laws: Callable[[str], Fittable]) -> None:
         self.log = log
         self.settings = settings
+        self.laws = laws
 
     def runs_of(
         self,
@@ -50,7 +63,7 @@ class FitLog:
         n_column: str = "params",
     ) -> pd.DataFrame:
         """The runs `law` is fitted on, with the columns fits/ expects (N, D, C, loss, ...)."""
-        return self.log.law_runs(laws.statuses(law), arch, source, where, n_column)
+        return self.log.law_runs(self.laws(law).statuses, arch, source, where, n_column)
 
     def fit(
         self,
@@ -67,7 +80,7 @@ class FitLog:
     ) -> FittedLaw:
         """Fit `law` on the selected runs (only `run_ids` of them, when given), reusing a stored
         fit of the same runs, and store it (see Study.fit)."""
-        laws.check(law)
+        entry = self.laws(law)
         data = self.runs_of(law, arch, source, where, n_column)
         if run_ids is not None:
             data = data[data.run_id.isin(list(run_ids))].reset_index(drop=True)
@@ -85,7 +98,7 @@ class FitLog:
             "n_runs": len(data),
             "runs": runs_fingerprint(list(data.run_id)),
             **({"force": True} if force else {}),
-            **laws.selection_extra(law),
+            **entry.selection,
         }
         if not refit:
             with self.log.connection(read_only=True) as con:
@@ -93,9 +106,9 @@ class FitLog:
             reloaded = reload(law, selection, *stored) if stored is not None else None
             if reloaded is not None and (force or not problems(reloaded.model)):
                 return reloaded
-        context = laws.Context(self.settings, self.log, n_bootstrap, force)
+        context = Context(self.settings, self.log, n_bootstrap, force)
         try:
-            fitted = laws.fit(law, data, selection, context, dict(options))
+            fitted = entry.fit(law, data, selection, context, dict(options))
         except FitError as exc:
             raise ScalingError(f"cannot fit {law}: {exc}") from exc
         stored_record = record(fitted)

@@ -1,238 +1,129 @@
-"""The laws a Study fits, one registry entry each: which runs it is fitted on, the options it
-takes (the CLI reads them from here), and its fitter, which calls fits/ and keeps what the
-answers need beside the estimator (table, residuals, forms, calibration)."""
+"""The laws a Study fits, one registry entry each: the runs it is fitted on, the options it
+takes (the CLI reads them here), its fitter, its backtest and its predictor. Code elsewhere
+looks a law up here instead of testing its name."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-import numpy as np
-import pandas as pd
-
-from fits import (
-    LOSS_LAWS,
-    EnvelopeFit,
-    FitError,
-    IsoFLOPFit,
-    LossLaw,
-    LROptima,
-    PowerLaw,
-    batch_size_law,
-    bjorck_lr,
-    near_optimal_runs,
-    optimal_lr,
-    porian_lr,
-    step_law_lr,
-)
-from fits.extrapolation import assess
+from fits import LOSS_LAWS
+from scaling import fitters
+from scaling.backtests import backtest_groups, backtest_runs
 from scaling.errors import ScalingError
-from scaling.results import FittedLaw
-from scaling.runlog import RunLog
-
-POWER_X = {"N": "N", "D": "D", "C": "C", "width": "d_model"}
-LR_GROUP = ("arch", "parametrization", "N", "D", "batch_size")  # runs that differ only in LR
-LOSS_FORMS = ("auto", *LOSS_LAWS)  # laws of loss in (N, D): selected and calibrated
-CALIBRATION = "nested-backtest-v1"  # in the selection, so fits made before it are not reused
-WITH_DIVERGED = ("done", "diverged")  # an LR scan's diverged runs bound its optimum
+from scaling.fitters import CALIBRATION, Fitter, Predictor
 
 
 @dataclass(frozen=True)
-class Context:
-    """What a fitter needs besides the runs: the Study's settings and its run log."""
+class Option:
+    """An option of some laws: the keyword Study.fit takes, the CLI flag, default and help."""
 
-    settings: Any  # scaling.fitting.Settings: level, seed, n_jobs
-    log: RunLog
-    n_bootstrap: int
-    force: bool
-
-
-Fitter = Callable[[str, pd.DataFrame, dict[str, Any], Context, dict[str, Any]], FittedLaw]
+    name: str
+    flag: str
+    default: Any
+    help: str
 
 
-def _fit_isoflop(law: str, data: pd.DataFrame, selection: dict[str, Any], ctx: Context,
-                 options: dict[str, Any]) -> FittedLaw:  # fmt: skip
-    neighbors = options.pop("neighbors", None)
-    level = ctx.settings.level
-    model = IsoFLOPFit(level=level, neighbors=neighbors).fit(data.N, data.loss, C=data.C)
-    return FittedLaw(law, model, selection, table=model.budgets_)
-
-
-def _fit_envelope(law: str, data: pd.DataFrame, selection: dict[str, Any], ctx: Context,
-                  options: dict[str, Any]) -> FittedLaw:  # fmt: skip
-    curves = ctx.log.curves(data.run_id)
-    if curves.empty:
-        raise ScalingError("no loss curves for these runs (imported runs have none)")
-    per_token = (data.C / data.D).rename("flops_per_token")
-    curves = curves.merge(data[["run_id", "N"]].join(per_token), on="run_id")
-    curves["flops"] = curves.tokens * curves.flops_per_token
-    model = EnvelopeFit(level=ctx.settings.level).fit(
-        curves, N="N", tokens="tokens", loss="train_loss", flops="flops"
+_METHOD = (
+    "lr-law data: vertex (per-group optimum) or near-optimal (runs within 0.25% of their "
+    "(N, D) best, as Step Law)."
+)
+_NEIGHBORS = (
+    "isoflop: each budget's parabola through its best size and this many neighbours a side "
+    "(default: all sizes), for profiles sampled far past their minimum."
+)
+OPTIONS = {
+    o.name: o
+    for o in (
+        Option("x", "--x", "C", "power: the variable, N, D, C or width."),
+        Option("E", "--E", None, "power: hold the offset E fixed (e.g. 0)."),
+        Option("form", "--form", "auto", "lr-law: auto, step, porian or bjorck."),
+        Option("method", "--method", "vertex", _METHOD),
+        Option("neighbors", "--neighbors", None, _NEIGHBORS),
     )
-    return FittedLaw(law, model, selection)
-
-
-def _fit_power(law: str, data: pd.DataFrame, selection: dict[str, Any], ctx: Context,
-               options: dict[str, Any]) -> FittedLaw:  # fmt: skip
-    x_name = options.pop("x", "C")
-    if x_name not in POWER_X:
-        raise ScalingError(f"power law x must be one of {', '.join(POWER_X)}")
-    x = data[POWER_X[x_name]]
-    model = PowerLaw(
-        E=options.pop("E", None), level=ctx.settings.level, n_bootstrap=ctx.n_bootstrap,
-        random_state=ctx.settings.seed, force=ctx.force,
-    ).fit(x, data.loss)  # fmt: skip
-    with np.errstate(all="ignore"):
-        residuals = np.log(data.loss) - np.log(model.predict(x))
-    return FittedLaw(law, model, selection, residuals=residuals.to_numpy())
-
-
-def _fit_lr(law: str, data: pd.DataFrame, selection: dict[str, Any], ctx: Context,
-            options: dict[str, Any]) -> FittedLaw:  # fmt: skip
-    model = LROptima(group_keys=LR_GROUP, level=ctx.settings.level).fit(data)
-    return FittedLaw(law, model, selection, table=model.table_)
-
-
-def _fit_lr_law(law: str, data: pd.DataFrame, selection: dict[str, Any], ctx: Context,
-                options: dict[str, Any]) -> FittedLaw:  # fmt: skip
-    method = options.get("method", "vertex")
-    form, level = options.get("form", "auto"), ctx.settings.level
-    if method == "near-optimal":
-        near = near_optimal_runs(data[data.status == "done"], ["arch", "N", "D"], "loss")
-        return _lr_law(law, near, near.lr, selection, form, level)
-    if method != "vertex":
-        raise ScalingError("lr-law method must be vertex or near-optimal")
-    optima = optimal_lr(data, LR_GROUP)
-    usable = optima[optima.bracketed.astype(bool)]
-    if len(usable) < 3:
-        raise ScalingError(
-            f"need at least 3 groups with a bracketed LR optimum, found {len(usable)} "
-            f"of {len(optima)} (scan LRs on both sides of the best one)"
-        )
-    fitted = _lr_law(law, usable, usable.lr_opt, selection, form, level)
-    fitted.table = optima
-    return fitted
-
-
-def _lr_law(law: str, points: pd.DataFrame, lr: pd.Series, selection: dict[str, Any], form: str,
-            level: float) -> FittedLaw:  # fmt: skip
-    """LR* against N and/or D; `auto` drops a variable that does not vary."""
-    if form == "auto":
-        many_n, many_d = points.N.nunique() > 1, points.D.nunique() > 1
-        form = "step" if many_n and many_d else "porian" if many_n else "bjorck"
-    makers = {"step": step_law_lr, "porian": porian_lr, "bjorck": bjorck_lr}
-    if form not in makers:
-        raise ScalingError(f"unknown lr-law form {form!r}: auto, step, porian or bjorck")
-    model = makers[form](level=level).fit(points, lr)
-    return FittedLaw(law, model, selection, table=points)
-
-
-def _fit_bs_law(law: str, data: pd.DataFrame, selection: dict[str, Any], ctx: Context,
-                options: dict[str, Any]) -> FittedLaw:  # fmt: skip
-    near = near_optimal_runs(data[data.status == "done"], ["arch", "N", "D"], "loss")
-    if near["batch_tokens"].isna().any():
-        raise ScalingError(
-            "runs lack seq_len, so batch size in tokens is unknown "
-            "(import with --columns seq_len=LENGTH)"
-        )
-    if data["batch_tokens"].nunique() < 2:
-        raise ScalingError(
-            f"no spread in batch size: every run used {data.batch_tokens.iloc[0]:g} tokens "
-            "per batch (scan batch sizes to fit bs-law)"
-        )
-    model = batch_size_law("D", level=ctx.settings.level).fit(near, near.batch_tokens)
-    return FittedLaw(law, model, selection, table=near)
-
-
-def _fit_loss_form(law: str, data: pd.DataFrame, selection: dict[str, Any], ctx: Context,
-                   options: dict[str, Any]) -> FittedLaw:  # fmt: skip
-    """Fit the form (every form for auto), backtest it inside the runs, keep the best.
-
-    Candidates are fitted without bootstrap; only the winner is refitted with it (at once
-    when there is one candidate). A form the data cannot identify is left out with why.
-    """
-    names = list(LOSS_LAWS) if law == "auto" else [law]
-    config: dict[str, Any] = {
-        "level": ctx.settings.level,
-        "random_state": ctx.settings.seed,
-        "n_jobs": ctx.settings.n_jobs,
-        "force": ctx.force,
-    }
-    n_bootstrap = ctx.n_bootstrap
-    draws = n_bootstrap if len(names) == 1 else 0
-    models: dict[str, LossLaw] = {}
-    candidates: dict[str, Any] = {}
-    for name in names:
-        try:
-            models[name] = LOSS_LAWS[name](n_bootstrap=draws, **config).fit_frame(data)
-            candidates[name] = partial(_refit_predict, models[name])
-        except FitError as exc:
-            candidates[name] = str(exc)
-    if not models:
-        if len(names) == 1:
-            raise FitError(candidates[names[0]])
-        reasons = "; ".join(f"{k}: {v}" for k, v in candidates.items())
-        raise FitError(f"no law form fits ({reasons})")
-    runs = data.assign(C=questions(data.N, data.D).C.to_numpy())  # see questions
-    forms, best, calibration = assess(runs, candidates, ctx.settings.level)
-    best = best or next(iter(models))
-    model = models[best]
-    if draws != n_bootstrap:
-        model = LOSS_LAWS[best](n_bootstrap=n_bootstrap, **config).fit_frame(data)
-    residuals = np.log(data.loss.to_numpy()) - np.log(model.predict_frame(data))
-    return FittedLaw(
-        law, model, selection, residuals=residuals, forms=forms, calibration=calibration
-    )
-
-
-def _refit_predict(model: LossLaw, train: pd.DataFrame, test: pd.DataFrame) -> np.ndarray:
-    """The nested backtests' fit-and-predict: a fast refit of `model` on the training runs."""
-    return model.quick_refit(train).predict_frame(test)
-
-
-def questions(N: Any, D: Any) -> pd.DataFrame:
-    """Runs or questions as the calibration sees them: N, D and C = 6 N D.
-
-    C is 6 N D and not the stored FLOPs, because a question's exact FLOPs are unknown.
-    """
-    N, D = np.asarray(N, dtype=float), np.asarray(D, dtype=float)
-    return pd.DataFrame({"N": N, "D": D, "C": 6.0 * N * D})
-
-
-FITTERS: dict[str, Fitter] = {
-    **dict.fromkeys(LOSS_FORMS, _fit_loss_form),
-    "isoflop": _fit_isoflop,
-    "envelope": _fit_envelope,
-    "power": _fit_power,
-    "lr": _fit_lr,
-    "lr-law": _fit_lr_law,
-    "bs-law": _fit_bs_law,
 }
-LAWS = tuple(FITTERS)
-STATUSES = {"lr": WITH_DIVERGED, "lr-law": WITH_DIVERGED}
 
 
-def check(law: str) -> None:
-    if law not in FITTERS:
-        raise ScalingError(f"unknown law {law!r}: choose one of {', '.join(LAWS)}")
+@dataclass(frozen=True)
+class Law:
+    """One law: how it is fitted, backtested and asked."""
+
+    name: str
+    fit: Fitter
+    statuses: tuple[str, ...] = ("done",)  # the runs it is fitted on
+    options: tuple[str, ...] = ()  # names in OPTIONS
+    backtest: Callable[..., Any] | None = None  # scaling.backtests, with the law's settings
+    predict: Predictor | None = None  # point and own interval at rows of its variables
+    selection: Mapping[str, Any] = field(default_factory=dict)  # recorded: a change refits
+    table: str | None = None  # the CLI prints the fit's table under this title
+    is_loss: bool = False  # a law of loss in (N, D), for the questions about loss
+
+    def options_from(self, given: Mapping[str, Any]) -> dict[str, Any]:
+        """The options a command line gave (name: value, defaults included) this law takes;
+        one it does not take, given away from its default, is refused."""
+        for name, value in given.items():
+            if name not in self.options and value != OPTIONS[name].default:
+                takers = ", ".join(law.name for law in REGISTRY.values() if name in law.options)
+                flag = OPTIONS[name].flag
+                raise ScalingError(f"{flag} applies to {takers} fits, not {self.name}")
+        return {k: v for k, v in given.items() if k in self.options and v is not None}
 
 
-def statuses(law: str) -> tuple[str, ...]:
-    """The statuses of the runs `law` is fitted on."""
-    return STATUSES.get(law, ("done",))
+def _loss_form(name: str, forms: tuple[str, ...], extra: Mapping[str, Any]) -> Law:
+    return Law(
+        name,
+        partial(fitters.fit_loss_forms, forms=forms),
+        backtest=backtest_runs,
+        predict=fitters.predict_loss,
+        selection={"calibration": CALIBRATION, **extra},
+        is_loss=True,
+    )
 
 
-def selection_extra(law: str) -> dict[str, Any]:
-    """What a fit's selection records beyond its runs, so that a change refits."""
-    extra: dict[str, Any] = {"calibration": CALIBRATION} if law in LOSS_FORMS else {}
-    if law == "auto":
-        extra["forms"] = list(LOSS_LAWS)  # new forms: select again
-    return extra
+WITH_DIVERGED = ("done", "diverged")  # an LR scan's diverged runs bound its optimum
+LR_BACKTEST = partial(
+    backtest_groups, methods=("vertex", "near-optimal"), option="method", x="lr",
+    across="batch_size", quantity="LR",
+)  # fmt: skip
+BS_BACKTEST = partial(
+    backtest_groups, methods=("near-optimal",), x="batch_tokens", across="lr",
+    quantity="batch size",
+)  # fmt: skip
+REGISTRY: dict[str, Law] = {
+    law.name: law
+    for law in (
+        _loss_form("auto", tuple(LOSS_LAWS), {"forms": list(LOSS_LAWS)}),  # new forms: refit
+        *(_loss_form(name, (name,), {}) for name in LOSS_LAWS),
+        Law("isoflop", fitters.fit_isoflop, options=("neighbors",), table="per budget"),
+        Law("envelope", fitters.fit_envelope),
+        Law(
+            "power",
+            fitters.fit_power,
+            options=("x", "E"),
+            backtest=backtest_runs,
+            predict=fitters.predict_loss,
+        ),
+        Law("lr", fitters.fit_lr, WITH_DIVERGED, table="per group"),
+        Law(
+            "lr-law",
+            fitters.fit_lr_law,
+            WITH_DIVERGED,
+            options=("form", "method"),
+            backtest=LR_BACKTEST,
+            predict=fitters.predict_optimum,
+        ),
+        Law("bs-law", fitters.fit_bs_law, backtest=BS_BACKTEST, predict=fitters.predict_optimum),
+    )
+}
+LAWS = tuple(REGISTRY)
+LOSS_FORMS = tuple(name for name, law in REGISTRY.items() if law.is_loss)
+BACKTESTED = tuple(name for name, law in REGISTRY.items() if law.backtest is not None)
 
 
-def fit(
-    law: str, data: pd.DataFrame, selection: dict[str, Any], ctx: Context, options: dict[str, Any]
-) -> FittedLaw:
-    return FITTERS[law](law, data, selection, ctx, options)
+def get(name: str) -> Law:
+    """The law called `name`, or a ScalingError that lists them."""
+    if name not in REGISTRY:
+        raise ScalingError(f"unknown law {name!r}: choose one of {', '.join(LAWS)}")
+    return REGISTRY[name]

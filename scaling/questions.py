@@ -16,13 +16,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fits import LogLinearLaw, LossLaw, PowerLaw, frontier_crossing
+from fits import LossLaw, frontier_crossing
 from fits.bootstrap import percentile_interval
 from fits.errors import FitError
 from fits.throughput import ThroughputModel
 from scaling.errors import ScalingError
+from scaling.fitters import loss_interval, predict_optimum
 from scaling.fitting import FitLog
-from scaling.laws import LOSS_FORMS, questions
+from scaling.laws import LOSS_FORMS
 from scaling.results import ComputeOptimal, Crossover, FittedLaw, Prediction, fmt
 from scaling.wallclock import WallclockAnswer, compare, optimal_within, size_ladder
 from store.fit_log import save_prediction
@@ -57,7 +58,7 @@ class Questions:
 
     def loss_at(self, fitted: FittedLaw, N: float, D: float, U: float | None = None) -> Prediction:
         question = pd.DataFrame({"N": [N], "D": [D], "U": [math.nan if U is None else U]})
-        value, lo, hi = self.loss_interval(fitted, question)
+        value, lo, hi = loss_interval(fitted, question, self.level, self.seed)
         kind = _interval_kind(fitted)
         note = "" if U is not None else _repeats_note("D", D, self._fitted_runs(fitted))
         return Prediction("loss", value[0], lo[0], hi[0], self.level, fitted.fit_id, kind, note)
@@ -72,7 +73,7 @@ class Questions:
                         law: str) -> ComputeOptimal:  # fmt: skip
         fitted, model = self.loss_law(law, arch, source, where)
         n_pred, d_pred = model.compute_optimal_interval(np.array([C]), self.level)
-        value, lo, hi = self.loss_interval(fitted, None, optimal_at=C)
+        value, lo, hi = loss_interval(fitted, None, self.level, self.seed, optimal_at=C)
         fid, level = fitted.fit_id, self.level
         d_opt = _scalar("D_opt", d_pred, fid)
         d_opt = replace(d_opt, note=_repeats_note("D_opt", d_opt.value, self._fitted_runs(fitted)))
@@ -89,19 +90,18 @@ class Questions:
     def optimal_lr(self, N: float, D: float, arch: str | None, source: str | None,
                    where: str | None) -> Prediction:  # fmt: skip
         fitted = self.fits.fit("lr-law", arch, source, where)
-        model: LogLinearLaw = fitted.model  # type: ignore[assignment]
-        p = model.predict_interval({"N": [N], "D": [D]}, self.level, observation=True)
+        p = predict_optimum(fitted, pd.DataFrame({"N": [N], "D": [D]}), self.level, self.seed)
         return self.answer(
-            _scalar("lr_opt", p, fitted.fit_id), {"ask": "lr", "N": N, "D": D, "arch": arch}
+            _optimum("lr_opt", p, fitted.fit_id, self.level),
+            {"ask": "lr", "N": N, "D": D, "arch": arch},
         )
 
     def optimal_batch_size(self, D: float, arch: str | None, source: str | None,
                            where: str | None) -> Prediction:  # fmt: skip
         fitted = self.fits.fit("bs-law", arch, source, where)
-        model: LogLinearLaw = fitted.model  # type: ignore[assignment]
-        p = model.predict_interval({"D": [D]}, self.level, observation=True)
+        p = predict_optimum(fitted, pd.DataFrame({"D": [D]}), self.level, self.seed)
         return self.answer(
-            _scalar("batch_tokens_opt", p, fitted.fit_id),
+            _optimum("batch_tokens_opt", p, fitted.fit_id, self.level),
             {"ask": "batch_size", "D": D, "arch": arch},
         )
 
@@ -174,43 +174,6 @@ class Questions:
             self.answer(optimum.loss, question)
         return answer
 
-    def loss_interval(
-        self, fitted: FittedLaw, runs: pd.DataFrame | None, optimal_at: float | None = None
-    ) -> tuple[np.ndarray, ...]:
-        """Point loss and its interval, widened by the calibration when the fit has one."""
-        point, lo, hi = self.law_interval(fitted, runs, optimal_at)
-        if fitted.calibration is not None:
-            if runs is None:  # the question is the compute-optimal model at optimal_at
-                model: LossLaw = fitted.model  # type: ignore[assignment]
-                n_opt, d_opt = model.compute_optimal([optimal_at])
-                runs = pd.DataFrame({"N": n_opt, "D": d_opt})
-            lo, hi = fitted.calibration.widen(point, lo, hi, questions(runs.N, runs.D))
-        return point, lo, hi
-
-    def law_interval(
-        self, fitted: FittedLaw, runs: pd.DataFrame | None, optimal_at: float | None = None
-    ) -> tuple[np.ndarray, ...]:
-        """Point loss and the law's own interval: law draws times a resampled run residual.
-
-        At the rows of `runs` (the law's columns; C for a power law), or on the
-        compute-optimal frontier at `optimal_at`.
-        """
-        model = fitted.model
-        if isinstance(model, LossLaw):
-            if runs is None:
-                point, draws = model.frontier(optimal_at), model.frontier_draws([optimal_at])
-            else:
-                point, draws = model.predict_frame(runs), model.loss_draws(runs)
-        elif isinstance(model, PowerLaw) and runs is not None:
-            point, draws = model.predict(runs.C), model.predict_draws(runs.C)
-        else:
-            raise ScalingError(f"{fitted.law} does not predict loss")
-        rng = np.random.default_rng(self.seed)
-        residuals = fitted.residuals if fitted.residuals is not None else np.zeros(1)
-        noise = rng.choice(residuals, size=draws.shape, replace=True)
-        lo, hi = percentile_interval(draws * np.exp(noise), self.level)
-        return np.asarray(point, dtype=float).ravel(), np.ravel(lo), np.ravel(hi)
-
     def answer(self, prediction: Prediction, question: dict[str, Any]) -> Prediction:
         """Log the answer in `predictions` when the run log can be written; answer anyway."""
         self.fits.log.write(
@@ -246,6 +209,13 @@ def _scalar(quantity: str, p: Any, fit_id: str | None, interval: str = "confiden
         fit_id,
         interval,
     )
+
+
+def _optimum(quantity: str, p: tuple[np.ndarray, ...], fit_id: str | None, level: float
+             ) -> Prediction:  # fmt: skip
+    """An optimum's answer: its prediction interval is that of one new group's optimum."""
+    return Prediction(quantity, float(p[0][0]), float(p[1][0]), float(p[2][0]), level, fit_id,
+                      "prediction")  # fmt: skip
 
 
 def _interval_kind(fitted: FittedLaw) -> str:

@@ -20,7 +20,7 @@ import pandas as pd
 from fits import IsoFLOPFit, LogLinearLaw, LROptima, chinchilla_loss
 from fits.bootstrap import percentile_interval
 from scaling.errors import ScalingError
-from scaling.laws import LR_GROUP
+from scaling.fitters import LR_GROUP
 from scaling.results import FittedLaw
 from scaling.study import Study
 

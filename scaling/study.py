@@ -15,9 +15,11 @@ from typing import Any
 import pandas as pd
 
 from fits import LossLaw
-from scaling import backtests
+from scaling import laws
+from scaling.errors import ScalingError
+from scaling.fitters import LR_GROUP
 from scaling.fitting import FitLog, Settings
-from scaling.laws import LAWS, LR_GROUP
+from scaling.laws import LAWS
 from scaling.questions import Questions
 from scaling.results import (
     Backtest,
@@ -48,7 +50,7 @@ class Study:
         """db: the run log's file (None: SCALING_DB or ./scaling.duckdb), or a RunLog."""
         self.settings = Settings(level, n_bootstrap, seed, n_jobs)
         self.log = db if isinstance(db, RunLog) else RunLog(db)
-        self.fits = FitLog(self.log, self.settings)
+        self.fits = FitLog(self.log, self.settings, laws.get)
         self.ask = Questions(self.fits)
 
     @classmethod
@@ -190,8 +192,9 @@ class Study:
         (uncalibrated) interval, distance the decades outside the training runs.
         lr-law and bs-law hold out whole (N, D) groups; `method` is how lr-law is fitted.
         """
-        if law in ("lr-law", "bs-law"):
-            return backtests.backtest_groups(
-                self.ask, law, arch, holdout, fraction, source, where, method
-            )
-        return backtests.backtest_runs(self.ask, law, arch, holdout, fraction, source, where)
+        entry = laws.REGISTRY.get(law)
+        if entry is None or entry.backtest is None or entry.predict is None:
+            raise ScalingError(f"backtest supports {', '.join(laws.BACKTESTED)}")
+        return entry.backtest(  # type: ignore[no-any-return]
+            self.fits, law, entry.predict, arch, holdout, fraction, source, where, method
+        )

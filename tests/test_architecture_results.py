@@ -28,6 +28,7 @@ study = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(study)
 
 ARCHS = ("llama", "tnl", "hgrn2", "cosformer2")
+pytestmark = [pytest.mark.golden, pytest.mark.slow]  # figures pinned to the committed runs
 
 
 @pytest.fixture(scope="module")

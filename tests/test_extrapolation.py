@@ -18,6 +18,7 @@ from fits.extrapolation import (
     nested_backtest,
 )
 from scaling import datasets, fitting
+from scaling.fitters import law_interval, loss_interval
 from scaling.study import Study
 from tests.conftest import run_cli
 
@@ -169,12 +170,12 @@ def test_in_range_questions_keep_the_laws_interval_and_far_ones_widen(epoch_stud
     fitted = study.fit("auto")
     cal = fitted.calibration
     near = pd.DataFrame({"N": [1e9], "D": [2e10], "U": [math.nan]})
-    inside = study.ask.law_interval(fitted, near)
-    calibrated = study.ask.loss_interval(fitted, near)
+    inside = law_interval(fitted, near, study.level, 0)
+    calibrated = loss_interval(fitted, near, study.level, 0)
     assert np.allclose(np.ravel(inside), np.ravel(calibrated))
     far = pd.DataFrame({"N": [70e9], "D": [1.4e12], "U": [math.nan]})
-    _, lo, hi = study.ask.law_interval(fitted, far)
-    _, lo_c, hi_c = study.ask.loss_interval(fitted, far)
+    _, lo, hi = law_interval(fitted, far, study.level, 0)
+    _, lo_c, hi_c = loss_interval(fitted, far, study.level, 0)
     along = {
         "C": math.log10(6 * 70e9 * 1.4e12) - cal.box["C"][1],
         "N": math.log10(70e9) - cal.box["N"][1],

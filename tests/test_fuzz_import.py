@@ -7,7 +7,6 @@ refused with a reason; any other exception is a bug (a traceback for the user).
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 
 import pandas as pd
@@ -81,8 +80,13 @@ def test_bad_cells_are_refused_with_a_reason_or_stored_as_they_are(log, rows):
 @FUZZ
 @given(expression=st.text(max_size=40), target=st.sampled_from(["params", "loss", "seed", "x"]))
 def test_any_mapping_text_is_an_expression_or_a_store_error(expression, target):
-    with contextlib.suppress(StoreError):
-        plan_import(_frame([{}]), "fuzz", parse_mapping(f"{target}={expression}"))
+    try:
+        plan = plan_import(_frame([{}]), "fuzz", parse_mapping(f"{target}={expression}"))
+    except StoreError as exc:
+        assert str(exc).strip()  # a reason the CLI can print
+        return
+    assert len(plan.rows) + len(plan.bad) + plan.duplicates == 1  # the row is accounted for
+    assert all(isinstance(reason, str) and reason for _, reason in plan.bad)
 
 
 @pytest.mark.slow

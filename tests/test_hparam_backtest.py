@@ -21,7 +21,7 @@ def quadratic(x, x_opt, curv, floor):
 
 def test_parabola_penalty_matches_the_closed_form():
     x_opt, curv, floor = GRID[6], 0.03, 2.5
-    parabola, n_fit = scan_parabola(GRID, quadratic(GRID, x_opt, curv, floor))
+    parabola, n_fit, _ = scan_parabola(GRID, quadratic(GRID, x_opt, curv, floor))
     assert n_fit == 3
     assert parabola.vertex == pytest.approx(x_opt, rel=1e-10)
     assert parabola.minimum == pytest.approx(floor, rel=1e-12)

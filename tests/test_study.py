@@ -81,7 +81,11 @@ def test_backtest_on_chinchilla_reports_honest_figures(chinchilla):
     result = chinchilla.backtest("chinchilla", fraction=0.25)
     assert len(result.frame) == 60 and result.n_train == 180
     assert 0 < result.median_rel_error < 0.05
-    assert 0 <= result.coverage <= 1
+    # 90% intervals on 60 runs they were not fitted to: fewer than 48 covered has odds < 1%
+    assert result.coverage >= 0.8
+    law_only = ((result.frame.lo_law <= result.frame.actual)
+                & (result.frame.actual <= result.frame.hi_law)).mean()  # fmt: skip
+    assert law_only < result.coverage  # the calibration widened what the law alone missed
     assert set(result.frame.columns) >= {"predicted", "actual", "lo", "hi", "covered"}
 
 
@@ -102,7 +106,7 @@ def test_crossover_of_two_known_frontiers():
     true_c = math.exp(brentq(gap, math.log(1e15), math.log(1e30)))
     answer = study.crossover("softmax", "linear", (1e15, 1e30))
     assert answer.better_below == "softmax" and answer.better_above == "linear"
-    assert answer.C.value == pytest.approx(true_c, rel=1.0)
+    assert answer.C.value == pytest.approx(true_c, rel=0.25)  # its 90% interval: x26 wide
     assert answer.C.lo < true_c < answer.C.hi
     none = study.crossover("softmax", "linear", (1e15, true_c / 100))
     assert none.C is None and "none in range" in none.note

@@ -15,8 +15,8 @@ from store.db import connect
 from tests.conftest import run_cli
 
 PARAMS = np.array([1.6, 40.0, 300.0, 0.30, 0.32])  # E, A, B, alpha, beta (made up)
-SPEED = ThroughputModel(
-    coef_={
+SPEED = ThroughputModel.with_coefficients(
+    {
         "llama": {"flops": 2e-11, "elementwise": 4e-8, "attention": 3e-9, "constant": 5e-6},
         "tnl": {"flops": 3e-11, "elementwise": 9e-8, "attention": 0.0, "constant": 5e-6},
     }

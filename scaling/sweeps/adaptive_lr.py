@@ -28,10 +28,9 @@ import pandas as pd
 from scipy import stats
 
 from fits import FitError, LogLinearLaw
+from fits.hparams import lr_law, lr_variables
 from scaling.errors import ScalingError
 from scaling.sweeps.rounds import RoundPlan, Target, greedy_round
-
-LR_VARIABLES = ("N", "D")
 
 
 @dataclass(frozen=True)
@@ -46,9 +45,10 @@ class LRLawState:
         return tuple(self.model.variables)
 
     def describe(self) -> str:
+        model = self.model
         terms = " ".join(
-            f"{v}^{self.model.params_[e]:.3f}"
-            for v, e in zip(self.model.variables, self.model.exponents, strict=True)
+            f"{v}^{sign * model.params_[e]:.3f}"
+            for v, e, sign in zip(model.variables, model.exponents, model.signs, strict=True)
         )
         scatter = math.sqrt(self.model.objective_ / self.model.df_resid_)
         return (
@@ -65,19 +65,13 @@ class LRLawState:
 
 def fit_lr_law(groups: pd.DataFrame, level: float = 0.90) -> LRLawState:
     """The LR law on groups (columns N, D, lr_opt) over the variables that vary among them."""
-    varying = tuple(v for v in LR_VARIABLES if groups[v].nunique() >= 2)
+    varying = lr_variables(groups)
     if not varying or len(groups) < len(varying) + 2:
         raise ScalingError(
             f"the LR law needs bracketed optima at 2+ sizes or token counts, and "
             f"{len(varying) + 2}+ groups; have {len(groups)}"
         )
-    model = LogLinearLaw(
-        variables=varying,
-        target="lr",
-        coef="a",
-        exponents=tuple({"N": "alpha", "D": "beta"}[v] for v in varying),
-        level=level,
-    )
+    model = lr_law(groups, "auto", level)
     try:
         model.fit(groups[list(varying)], groups.lr_opt.to_numpy(float))
     except FitError as exc:

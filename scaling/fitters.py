@@ -1,0 +1,257 @@
+"""Each law's fitter and predictor (scaling.laws registers them): a fitter calls fits/ and keeps
+what the answers need beside the estimator (table, residuals, forms, calibration); a predictor
+gives a fitted law's point and own interval at some rows.
+
+A loss interval is the law's bootstrap draws times a resampled run residual (a question about
+a run is answered by one run, not by the mean of many), widened, when the law is calibrated,
+by the error its backtests saw at the question's distance from the data."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from fits import (
+    LOSS_LAWS,
+    EnvelopeFit,
+    FitError,
+    IsoFLOPFit,
+    LogLinearLaw,
+    LossLaw,
+    LROptima,
+    PowerLaw,
+    batch_size_law,
+    near_optimal_runs,
+    optimal_lr,
+)
+from fits.bootstrap import percentile_interval
+from fits.extrapolation import assess
+from fits.hparams import LR_FORMS, lr_law
+from scaling.errors import ScalingError
+from scaling.results import FittedLaw
+from scaling.runlog import RunLog
+
+POWER_X = {"N": "N", "D": "D", "C": "C", "width": "d_model"}
+LR_GROUP = ("arch", "parametrization", "N", "D", "batch_size")  # runs that differ only in LR
+LOSS_FORMS = ("auto", *LOSS_LAWS)  # laws of loss in (N, D): selected and calibrated
+CALIBRATION = "nested-backtest-v1"  # in the selection, so fits made before it are not reused
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a fitter needs besides the runs: the Study's settings and its run log."""
+
+    settings: Any  # scaling.fitting.Settings: level, seed, n_jobs
+    log: RunLog
+    n_bootstrap: int
+    force: bool
+
+
+Fitter = Callable[[str, pd.DataFrame, dict[str, Any], Context, dict[str, Any]], FittedLaw]
+Interval = tuple[np.ndarray, np.ndarray, np.ndarray]  # point, lo, hi
+Predictor = Callable[[FittedLaw, pd.DataFrame, float, int], Interval]
+
+
+def fit_isoflop(law: str, data: pd.DataFrame, selection: dict[str, Any], ctx: Context,
+                 options: dict[str, Any]) -> FittedLaw:  # fmt: skip
+    neighbors = options.pop("neighbors", None)
+    level = ctx.settings.level
+    model = IsoFLOPFit(level=level, neighbors=neighbors).fit(data.N, data.loss, C=data.C)
+    return FittedLaw(law, model, selection, table=model.budgets_)
+
+
+def fit_envelope(law: str, data: pd.DataFrame, selection: dict[str, Any], ctx: Context,
+                  options: dict[str, Any]) -> FittedLaw:  # fmt: skip
+    curves = ctx.log.curves(data.run_id)
+    if curves.empty:
+        raise ScalingError("no loss curves for these runs (imported runs have none)")
+    per_token = (data.C / data.D).rename("flops_per_token")
+    curves = curves.merge(data[["run_id", "N"]].join(per_token), on="run_id")
+    curves["flops"] = curves.tokens * curves.flops_per_token
+    model = EnvelopeFit(level=ctx.settings.level).fit(
+        curves, N="N", tokens="tokens", loss="train_loss", flops="flops"
+    )
+    return FittedLaw(law, model, selection)
+
+
+def fit_power(law: str, data: pd.DataFrame, selection: dict[str, Any], ctx: Context,
+               options: dict[str, Any]) -> FittedLaw:  # fmt: skip
+    x_name = options.pop("x", "C")
+    if x_name not in POWER_X:
+        raise ScalingError(f"power law x must be one of {', '.join(POWER_X)}")
+    x = data[POWER_X[x_name]]
+    model = PowerLaw(
+        E=options.pop("E", None), level=ctx.settings.level, n_bootstrap=ctx.n_bootstrap,
+        random_state=ctx.settings.seed, force=ctx.force,
+    ).fit(x, data.loss)  # fmt: skip
+    with np.errstate(all="ignore"):
+        residuals = np.log(data.loss) - np.log(model.predict(x))
+    return FittedLaw(law, model, selection, residuals=residuals.to_numpy())
+
+
+def fit_lr(law: str, data: pd.DataFrame, selection: dict[str, Any], ctx: Context,
+            options: dict[str, Any]) -> FittedLaw:  # fmt: skip
+    model = LROptima(group_keys=LR_GROUP, level=ctx.settings.level).fit(data)
+    return FittedLaw(law, model, selection, table=model.table_)
+
+
+def fit_lr_law(law: str, data: pd.DataFrame, selection: dict[str, Any], ctx: Context,
+                options: dict[str, Any]) -> FittedLaw:  # fmt: skip
+    method = options.get("method", "vertex")
+    form, level = options.get("form", "auto"), ctx.settings.level
+    if method == "near-optimal":
+        near = near_optimal_runs(data[data.status == "done"], ["arch", "N", "D"], "loss")
+        return _lr_law(law, near, near.lr, selection, form, level)
+    if method != "vertex":
+        raise ScalingError("lr-law method must be vertex or near-optimal")
+    optima = optimal_lr(data, LR_GROUP)
+    usable = optima[optima.bracketed.astype(bool)]
+    if len(usable) < 3:
+        raise ScalingError(
+            f"need at least 3 groups with a bracketed LR optimum, found {len(usable)} "
+            f"of {len(optima)} (scan LRs on both sides of the best one)"
+        )
+    fitted = _lr_law(law, usable, usable.lr_opt, selection, form, level)
+    fitted.table = optima
+    return fitted
+
+
+def _lr_law(law: str, points: pd.DataFrame, lr: pd.Series, selection: dict[str, Any], form: str,
+            level: float) -> FittedLaw:  # fmt: skip
+    """LR* against N and/or D; `auto` drops a variable that does not vary."""
+    if form != "auto" and form not in LR_FORMS:
+        raise ScalingError(f"unknown lr-law form {form!r}: auto, {', '.join(LR_FORMS)}")
+    model = lr_law(points, form, level).fit(points, lr)
+    return FittedLaw(law, model, selection, table=points)
+
+
+def fit_bs_law(law: str, data: pd.DataFrame, selection: dict[str, Any], ctx: Context,
+                options: dict[str, Any]) -> FittedLaw:  # fmt: skip
+    near = near_optimal_runs(data[data.status == "done"], ["arch", "N", "D"], "loss")
+    if near["batch_tokens"].isna().any():
+        raise ScalingError(
+            "runs lack seq_len, so batch size in tokens is unknown "
+            "(import with --columns seq_len=LENGTH)"
+        )
+    if data["batch_tokens"].nunique() < 2:
+        raise ScalingError(
+            f"no spread in batch size: every run used {data.batch_tokens.iloc[0]:g} tokens "
+            "per batch (scan batch sizes to fit bs-law)"
+        )
+    model = batch_size_law("D", level=ctx.settings.level).fit(near, near.batch_tokens)
+    return FittedLaw(law, model, selection, table=near)
+
+
+def fit_loss_forms(law: str, data: pd.DataFrame, selection: dict[str, Any], ctx: Context,
+                   options: dict[str, Any], forms: tuple[str, ...]) -> FittedLaw:  # fmt: skip
+    """Fit the loss law `forms` (one, or several to choose from), backtest them inside the
+    runs, keep the best.
+
+    Candidates are fitted without bootstrap; only the winner is refitted with it (at once
+    when there is one candidate). A form the data cannot identify is left out with why.
+    """
+    names = list(forms)
+    config: dict[str, Any] = {
+        "level": ctx.settings.level,
+        "random_state": ctx.settings.seed,
+        "n_jobs": ctx.settings.n_jobs,
+        "force": ctx.force,
+    }
+    n_bootstrap = ctx.n_bootstrap
+    draws = n_bootstrap if len(names) == 1 else 0
+    models: dict[str, LossLaw] = {}
+    candidates: dict[str, Any] = {}
+    for name in names:
+        try:
+            models[name] = LOSS_LAWS[name](n_bootstrap=draws, **config).fit_frame(data)
+            candidates[name] = partial(_refit_predict, models[name])
+        except FitError as exc:
+            candidates[name] = str(exc)
+    if not models:
+        if len(names) == 1:
+            raise FitError(candidates[names[0]])
+        reasons = "; ".join(f"{k}: {v}" for k, v in candidates.items())
+        raise FitError(f"no law form fits ({reasons})")
+    runs = data.assign(C=questions(data.N, data.D).C.to_numpy())  # see questions
+    forms, best, calibration = assess(runs, candidates, ctx.settings.level)
+    best = best or next(iter(models))
+    model = models[best]
+    if draws != n_bootstrap:
+        model = LOSS_LAWS[best](n_bootstrap=n_bootstrap, **config).fit_frame(data)
+    residuals = np.log(data.loss.to_numpy()) - np.log(model.predict_frame(data))
+    return FittedLaw(
+        law, model, selection, residuals=residuals, forms=forms, calibration=calibration
+    )
+
+
+def _refit_predict(model: LossLaw, train: pd.DataFrame, test: pd.DataFrame) -> np.ndarray:
+    """The nested backtests' fit-and-predict: a fast refit of `model` on the training runs."""
+    return model.quick_refit(train).predict_frame(test)
+
+
+def questions(N: Any, D: Any) -> pd.DataFrame:
+    """Runs or questions as the calibration sees them: N, D and C = 6 N D.
+
+    C is 6 N D and not the stored FLOPs, because a question's exact FLOPs are unknown.
+    """
+    N, D = np.asarray(N, dtype=float), np.asarray(D, dtype=float)
+    return pd.DataFrame({"N": N, "D": D, "C": 6.0 * N * D})
+
+
+def law_interval(
+    fitted: FittedLaw, runs: pd.DataFrame | None, level: float, seed: int,
+    optimal_at: float | None = None,
+) -> Interval:  # fmt: skip
+    """Point loss and the law's own interval: law draws times a resampled run residual.
+
+    At the rows of `runs` (the law's columns; C for a power law), or on the
+    compute-optimal frontier at `optimal_at`.
+    """
+    model = fitted.model
+    if isinstance(model, LossLaw):
+        if runs is None:
+            point, draws = model.frontier(optimal_at), model.frontier_draws([optimal_at])
+        else:
+            point, draws = model.predict_frame(runs), model.loss_draws(runs)
+    elif isinstance(model, PowerLaw) and runs is not None:
+        point, draws = model.predict(runs.C), model.predict_draws(runs.C)
+    else:
+        raise ScalingError(f"{fitted.law} does not predict loss")
+    rng = np.random.default_rng(seed)
+    residuals = fitted.residuals if fitted.residuals is not None else np.zeros(1)
+    noise = rng.choice(residuals, size=draws.shape, replace=True)
+    lo, hi = percentile_interval(draws * np.exp(noise), level)
+    return np.asarray(point, dtype=float).ravel(), np.ravel(lo), np.ravel(hi)
+
+
+def loss_interval(
+    fitted: FittedLaw, runs: pd.DataFrame | None, level: float, seed: int,
+    optimal_at: float | None = None,
+) -> Interval:  # fmt: skip
+    """Point loss and its interval, widened by the calibration when the fit has one."""
+    point, lo, hi = law_interval(fitted, runs, level, seed, optimal_at)
+    if fitted.calibration is not None:
+        if runs is None:  # the question is the compute-optimal model at optimal_at
+            model: LossLaw = fitted.model  # type: ignore[assignment]
+            n_opt, d_opt = model.compute_optimal([optimal_at])
+            runs = pd.DataFrame({"N": n_opt, "D": d_opt})
+        lo, hi = fitted.calibration.widen(point, lo, hi, questions(runs.N, runs.D))
+    return point, lo, hi
+
+
+def predict_loss(fitted: FittedLaw, runs: pd.DataFrame, level: float, seed: int) -> Interval:
+    """A loss or power law's prediction at runs, with the law's own interval."""
+    return law_interval(fitted, runs, level, seed)
+
+
+def predict_optimum(fitted: FittedLaw, rows: pd.DataFrame, level: float, seed: int) -> Interval:
+    """An LR or batch-size law's optimum at rows, with the prediction interval of one new
+    group's optimum (the law's uncertainty plus the groups' scatter about it)."""
+    model: LogLinearLaw = fitted.model  # type: ignore[assignment]
+    p = model.predict_interval(rows, level, observation=True)
+    return np.ravel(p.estimate), np.ravel(p.lo), np.ravel(p.hi)
