@@ -60,9 +60,9 @@ def plan(
 ) -> None:
     """Print the runs a sweep would do, how many are done, its FLOPs and wall time."""
     from runners.sweeps.designs import DEFAULT_EXTRA_RUNS
-    from runners.sweeps.throughput import RUN_START_S, WORKER_START_S
     from scaling.sweeps.coordinator import plan_sweep
     from scaling.sweeps.planner import planner_for
+    from scaling.sweeps.timing import RUN_START_S, WORKER_START_S
 
     sweep = load_spec(spec)
     result = plan_sweep(sweep.name, planner_for(sweep, device), db)

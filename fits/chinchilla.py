@@ -21,6 +21,7 @@ the test suite checks this against full-grid refits of individual resamples.
 from __future__ import annotations
 
 import itertools
+import math
 from typing import Any, ClassVar
 
 import numpy as np
@@ -79,6 +80,23 @@ def _loss(params: np.ndarray, N: np.ndarray, D: np.ndarray) -> np.ndarray:
     E, A, B, alpha, beta = (p[..., i, None] for i in range(5))
     with np.errstate(all="ignore"):  # degenerate draws give inf/nan, which intervals leave out
         return E + A / np.asarray(N, dtype=float) ** alpha + B / np.asarray(D, dtype=float) ** beta
+
+
+def theta_loss(theta: np.ndarray, N: np.ndarray, D: np.ndarray) -> np.ndarray:
+    """L = E + A/N^alpha + B/D^beta for theta = (log A, log B, log E, alpha, beta)."""
+    a, b, e, alpha, beta = theta
+    return np.exp(e) + np.exp(a - alpha * np.log(N)) + np.exp(b - beta * np.log(D))
+
+
+def theta_jacobian(theta: np.ndarray, N: np.ndarray, D: np.ndarray) -> np.ndarray:
+    """d log L / d theta at each (N, D): rows (M, 5)."""
+    a, b, e, alpha, beta = theta
+    u1, u2 = np.exp(a - alpha * np.log(N)), np.exp(b - beta * np.log(D))
+    loss = u1 + u2 + math.exp(e)
+    return (
+        np.stack([u1, u2, np.full_like(u1, math.exp(e)), -np.log(N) * u1, -np.log(D) * u2], axis=1)
+        / loss[:, None]
+    )
 
 
 def allocation_exponents(alpha: np.ndarray, beta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from fits import validate
+from fits.laws import training_compute
 from fits.lr import LogParabola, scan, scan_optimum
 
 SCORE_COLUMNS = ("predicted", "lo", "hi", "actual", "ratio", "covered", "penalty_pct",
@@ -35,7 +36,7 @@ def largest_compute(groups: pd.DataFrame, fraction: float) -> np.ndarray:
     validate.columns(groups, ["N", "D"])
     if not 0 < fraction < 1:
         raise ValueError(f"holdout fraction must be between 0 and 1, got {fraction}")
-    compute = 6.0 * groups["N"].to_numpy(float) * groups["D"].to_numpy(float)
+    compute = training_compute(groups["N"], groups["D"])
     n_test = max(1, round(fraction * len(groups)))
     held = np.zeros(len(groups), dtype=bool)
     held[np.argsort(compute, kind="stable")[len(groups) - n_test :]] = True

@@ -262,6 +262,16 @@ class LossLaw(Fit):
         return flagged + cautions
 
 
+def training_compute(N: Any, D: Any) -> np.ndarray:
+    """Training compute C = 6 N D: forward and backward pass, 6 FLOPs per parameter per token."""
+    return 6.0 * np.asarray(N, dtype=float) * np.asarray(D, dtype=float)
+
+
+def refit_predict(model: LossLaw, train: pd.DataFrame, test: pd.DataFrame) -> np.ndarray:
+    """The nested backtests' fit-and-predict: a warm-started refit of `model` on `train`."""
+    return model.quick_refit(train).predict_frame(test)
+
+
 def frontier_crossing(
     law_a: LossLaw, law_b: LossLaw, lo_c: float, hi_c: float, draws: bool = False
 ) -> np.ndarray:

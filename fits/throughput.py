@@ -148,6 +148,43 @@ class ThroughputModel(Fit):
         self._set(state["coef"], state["n_runs"], rel_rmse, self.objective_)
 
 
+class RateLaw(Fit):
+    """Tokens per second as a power of FLOPs per token, for estimating a sweep's wall time:
+    log(tokens/s) = intercept + slope log(FLOPs/token), least squares over measured runs.
+
+    With a single model size measured, slope = -1 (a constant FLOP rate). The slope is kept in
+    [-2, 0]: a bigger model never trains more tokens per second, and small noisy samples must
+    not extrapolate wildly. `fit` takes rows with flops_per_token and tokens_per_s.
+    """
+
+    law = "rate"
+    formula = "tokens/s = exp(intercept) * (FLOPs/token)^slope"
+
+    def fit(self, runs: pd.DataFrame) -> Self:
+        x = np.log(runs["flops_per_token"].to_numpy(float))
+        y = np.log(runs["tokens_per_s"].to_numpy(float))
+        keep = np.isfinite(x) & np.isfinite(y)
+        x, y = x[keep], y[keep]
+        if len(x) == 0:
+            raise FitError("no runs with a measured tokens_per_s")
+        slope = -1.0
+        if np.ptp(x) > 0:
+            slope = float(np.clip(np.polyfit(x, y, 1)[0], -2.0, 0.0))
+        intercept = float(np.mean(y - slope * x))
+        self.params_ = {"intercept": intercept, "slope": slope}
+        self.stderr_, self.intervals_ = {}, {}
+        self.level_ = math.nan
+        self.n_points_ = len(x)
+        self.objective_ = float(np.sum((y - intercept - slope * x) ** 2))
+        return self
+
+    def predict(self, flops_per_token: Any) -> np.ndarray:
+        """Tokens per second at these FLOPs per token."""
+        self._check_fitted()
+        log_fpt = np.log(np.asarray(flops_per_token, float))
+        return np.exp(self.params_["intercept"] + self.params_["slope"] * log_fpt)
+
+
 def backtest(runs: pd.DataFrame, fraction: float = 0.25) -> pd.DataFrame:
     """Fit on each arch's smaller shapes, predict its largest `fraction` (by FLOPs per
     token, whole shapes held out together) and return actual vs predicted tokens_per_s."""

@@ -32,6 +32,7 @@ from fits import (
 from fits.bootstrap import percentile_interval
 from fits.extrapolation import assess
 from fits.hparams import LR_FORMS, lr_law
+from fits.laws import refit_predict, training_compute
 from scaling.errors import ScalingError
 from scaling.results import FittedLaw
 from scaling.runlog import RunLog
@@ -169,7 +170,7 @@ def fit_loss_forms(law: str, data: pd.DataFrame, selection: dict[str, Any], ctx:
     for name in names:
         try:
             models[name] = LOSS_LAWS[name](n_bootstrap=draws, **config).fit_frame(data)
-            candidates[name] = partial(_refit_predict, models[name])
+            candidates[name] = partial(refit_predict, models[name])
         except FitError as exc:
             candidates[name] = str(exc)
     if not models:
@@ -189,18 +190,13 @@ def fit_loss_forms(law: str, data: pd.DataFrame, selection: dict[str, Any], ctx:
     )
 
 
-def _refit_predict(model: LossLaw, train: pd.DataFrame, test: pd.DataFrame) -> np.ndarray:
-    """The nested backtests' fit-and-predict: a fast refit of `model` on the training runs."""
-    return model.quick_refit(train).predict_frame(test)
-
-
 def questions(N: Any, D: Any) -> pd.DataFrame:
     """Runs or questions as the calibration sees them: N, D and C = 6 N D.
 
     C is 6 N D and not the stored FLOPs, because a question's exact FLOPs are unknown.
     """
     N, D = np.asarray(N, dtype=float), np.asarray(D, dtype=float)
-    return pd.DataFrame({"N": N, "D": D, "C": 6.0 * N * D})
+    return pd.DataFrame({"N": N, "D": D, "C": training_compute(N, D)})
 
 
 def law_interval(

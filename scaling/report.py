@@ -19,6 +19,7 @@ import pandas as pd
 
 from fits import IsoFLOPFit, LogLinearLaw, LROptima, chinchilla_loss
 from fits.bootstrap import percentile_interval
+from fits.laws import training_compute
 from scaling.errors import ScalingError
 from scaling.fitters import LR_GROUP
 from scaling.results import FittedLaw
@@ -72,7 +73,8 @@ def _drawable(data: pd.DataFrame, columns: list[str], what: str) -> pd.DataFrame
 
 
 def _frontier_figure(report: Report, study: Study, runs: pd.DataFrame, source: str | None) -> None:
-    runs = runs.assign(flops=runs.flops.fillna(6 * runs.params * runs.tokens))  # C = 6ND if unknown
+    known = pd.Series(training_compute(runs.params, runs.tokens), index=runs.index)
+    runs = runs.assign(flops=runs.flops.fillna(known))  # C = 6ND if unknown
     runs = _drawable(runs, ["flops", "final_val_loss"], "runs")
     fig, ax = plt.subplots(figsize=(7, 4.5))
     rows = []

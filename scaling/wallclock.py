@@ -25,7 +25,9 @@ from scaling.results import Prediction, fmt
 GRID = 2001  # log-N grid points before the local refinement
 
 
-class LossLaw(Protocol):
+class LossPredictor(Protocol):
+    """A fitted loss law as this module asks it: L(N, D)."""
+
     def predict(self, N: Any, D: Any) -> np.ndarray: ...
 
 
@@ -93,7 +95,7 @@ def size_ladder(arch: str, seq_len: int) -> pd.DataFrame:
 
 
 def optimal_within(
-    law: LossLaw,
+    law: LossPredictor,
     throughput: ThroughputModel,
     ladder: pd.DataFrame,
     hours: float,
@@ -160,7 +162,7 @@ def compare(optima: dict[str, WallclockOptimum], asked: str | None = None) -> Wa
     return WallclockAnswer(hours, optima, asked, winner.arch, note)
 
 
-def _loss_prediction(law: LossLaw, N: float, D: float, level: float) -> Prediction:
+def _loss_prediction(law: LossPredictor, N: float, D: float, level: float) -> Prediction:
     """The law's loss at (N, D), with its bootstrap interval when the law has one."""
     value = float(np.ravel(law.predict(N, D))[0])
     interval = getattr(law, "predict_interval", None)

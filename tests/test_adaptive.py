@@ -10,21 +10,20 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from fits.chinchilla import theta_jacobian, theta_loss
 from runners.errors import RunnerError
 from runners.sweeps.designs import Timing
 from runners.sweeps.spec import loads_spec
-from runners.sweeps.throughput import EVAL_COST, RUN_START_S
 from scaling.errors import ScalingError
 from scaling.sweeps.adaptive import (
     LawState,
-    _jacobian,
     expected_width,
     fit_law,
     plan_round,
-    theta_loss,
 )
 from scaling.sweeps.planner import AdaptivePlanner
 from scaling.sweeps.rounds import Target
+from scaling.sweeps.timing import EVAL_COST, RUN_START_S
 from tests.conftest import run_cli
 
 TRUE = {"E": 1.7, "A": 400.0, "B": 400.0, "alpha": 0.34, "beta": 0.28}
@@ -75,7 +74,7 @@ def test_jacobian_matches_finite_differences() -> None:
         step[i] = 1e-6
         up, down = np.log(theta_loss(theta + step, N, D)), np.log(theta_loss(theta - step, N, D))
         numeric[:, i] = (up - down) / 2e-6
-    assert np.allclose(_jacobian(theta, N, D), numeric, rtol=1e-6, atol=1e-9)
+    assert np.allclose(theta_jacobian(theta, N, D), numeric, rtol=1e-6, atol=1e-9)
 
 
 def test_round_widths_match_a_recomputation_from_scratch(
@@ -101,10 +100,10 @@ def test_width_of_a_mean_by_hand(runs: pd.DataFrame, state: LawState) -> None:
     )
     info = np.diag([1 / 100, 1 / 100, 1 / 100, 1.0, 1.0])
     for n, d in zip(runs.N, runs.D, strict=True):
-        j = _jacobian(theta, np.array([n]), np.array([d]))[0]
+        j = theta_jacobian(theta, np.array([n]), np.array([d]))[0]
         info += np.outer(j, j) / state.sigma**2
     points = Target("loss", (1e8, 3e9), (4e9, 6e10))
-    g = _jacobian(theta, np.array(points.N), np.array(points.D)).mean(axis=0)
+    g = theta_jacobian(theta, np.array(points.N), np.array(points.D)).mean(axis=0)
     # decades outside the runs' box: the first point is inside, the second beyond C, N and D
     along = [
         np.log10(3e9 * 6e10 / (runs.N * runs.D).max()),

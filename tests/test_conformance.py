@@ -1,8 +1,8 @@
-"""Every estimator the law registry fits passes the same checks (as scikit-learn's
-parametrize_with_checks): fit returns self, a refit keeps nothing of the last fit (it equals a
-fresh fit on the new data), the to_dict/from_dict round trip predicts the same, and the
-summary prints. Each case says how its estimator is fitted and asked (the fit signatures
-still differ: `fit(runs)` for the frame laws, columns for the others)."""
+"""Every estimator in fits/ (the registry `fits.from_dict` reads) passes the same checks, as
+scikit-learn's parametrize_with_checks: fit returns self, a refit keeps nothing of the last fit
+(it equals a fresh fit on the new data), the to_dict/from_dict round trip predicts the same,
+and the summary prints. Each case says how its estimator is fitted and asked (the fit
+signatures still differ: `fit(runs)` for the frame laws, columns for the others)."""
 
 from __future__ import annotations
 
@@ -22,13 +22,14 @@ from fits import (
     IsoFLOPFit,
     LROptima,
     PowerLaw,
+    SharedChinchillaLaw,
     batch_size_law,
     chinchilla_loss,
     from_dict,
     step_law_lr,
 )
-from fits.throughput import ThroughputModel
-from scaling.laws import REGISTRY
+from fits.base import _REGISTRY
+from fits.throughput import RateLaw, ThroughputModel
 
 TRUTH = np.array([1.7, 400.0, 900.0, 0.34, 0.3])  # E, A, B, alpha, beta
 
@@ -109,13 +110,17 @@ CASES: dict[str, Case] = {
                    lambda m, r: m.predict(r)),
     "bs-law": Case(batch_size_law, lr_runs, lambda m, r: m.fit(r, r.batch_tokens),
                    lambda m, r: m.predict(r)),
+    "chinchilla-shared": Case(lambda: SharedChinchillaLaw(n_bootstrap=0), loss_runs,
+                              lambda m, r: m.fit_frame(r), lambda m, r: m.predict_frame(r)),
     "throughput": Case(ThroughputModel, speed_runs, lambda m, r: m.fit(r),
                        lambda m, r: m.predict(r[r.arch == "tnl"])),
+    "rate": Case(RateLaw, speed_runs, lambda m, r: m.fit(r),
+                 lambda m, r: m.predict(r.flops_per_token)),
 }  # fmt: skip
 
 
-def test_every_registered_law_and_the_throughput_model_has_a_case():
-    assert set(CASES) == {*REGISTRY, "throughput"} - {"auto"}  # auto: a choice of the forms
+def test_every_estimator_has_a_case():
+    assert {type(case.make()).law for case in CASES.values()} == set(_REGISTRY)
 
 
 def same(a: Any, b: Any) -> None:

@@ -11,9 +11,9 @@ from runners.corpus import load_corpus
 from runners.results import config_row
 from runners.sweeps.designs import Planner
 from runners.sweeps.spec import loads_spec
-from runners.sweeps.throughput import EVAL_COST, RUN_START_S, WORKER_START_S
 from runners.train import train
 from scaling.sweeps.coordinator import evaluated_tokens, plan_sweep
+from scaling.sweeps.timing import EVAL_COST, RUN_START_S, WORKER_START_S
 from store.db import connect
 from store.runs import record_run
 from tests.conftest import call_cli, tiny_config

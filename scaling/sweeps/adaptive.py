@@ -41,12 +41,13 @@ import numpy as np
 import pandas as pd
 
 from fits import ChinchillaLaw, FitError, compute_optimal_allocation
-from fits.chinchilla import params_to_theta, theta_to_params
+from fits.chinchilla import theta_jacobian, theta_loss, theta_to_params
 from fits.extrapolation import COORDS, Calibration, assess
+from fits.laws import refit_predict, training_compute
 from scaling.errors import ScalingError
 from scaling.sweeps.rounds import RoundPlan, Target, greedy_round
 
-LAWS = ("auto", "chinchilla")
+DESIGN_LAWS = ("auto", "chinchilla")  # auto: the best of these by nested backtests
 JACOBIAN_FORMS = ("chinchilla",)  # the forms whose Jacobian the design criterion knows
 PRIOR_SD = np.array([10.0, 10.0, 10.0, 1.0, 1.0])  # weak prior on (log A, log B, log E, a, b)
 STEP = 1e-6  # central-difference step in theta for the gradient of the target
@@ -80,9 +81,12 @@ def fit_law(
     warm: start from these fits' local optima (a quick refit) instead of the full grid, for
     replays that refit many times; the planner in a sweep always fits from the grid.
     """
-    if law not in LAWS:
-        raise ScalingError(f"adaptive design supports law {' or '.join(LAWS)}, got {law!r}")
-    runs = runs.reset_index(drop=True).assign(C=6.0 * runs.N.to_numpy() * runs.D.to_numpy())
+    if law not in DESIGN_LAWS:
+        raise ScalingError(
+            f"adaptive design supports law {' or '.join(DESIGN_LAWS)}, got {law!r}"
+        )
+    runs = runs.reset_index(drop=True)
+    runs = runs.assign(C=training_compute(runs.N, runs.D))
     names = list(JACOBIAN_FORMS) if law == "auto" else [law]
     models: dict[str, ChinchillaLaw] = {}
     candidates: dict[str, Any] = {}
@@ -92,7 +96,7 @@ def fit_law(
                 models[name] = _starts_of(warm).quick_refit(runs)
             else:
                 models[name] = ChinchillaLaw(n_bootstrap=0, level=level).fit_frame(runs)
-            candidates[name] = partial(_refit_predict, models[name])
+            candidates[name] = partial(refit_predict, models[name])
         except FitError as exc:
             candidates[name] = str(exc)
     if not models:
@@ -147,13 +151,13 @@ class _Design:
 
     def __init__(self, law: LawState, runs: pd.DataFrame, target: Target, level: float) -> None:
         self.law = law
-        self.theta = params_to_theta(law.model._params_row())
+        self.theta = law.model.theta_
         self.z = NormalDist().inv_cdf(0.5 + level / 2)
         self.target_n, self.target_d = _target_points(self.theta, target)
         self.target_x = _log_coords(self.target_n, self.target_d)  # (3, T)
         self.g = _target_gradient(self.theta, target).mean(axis=0)  # (5,): of the mean
         self.scatter = law.scatter / math.sqrt(self.target_n.size)  # a mean of T runs
-        J = _jacobian(self.theta, runs.N.to_numpy(float), runs.D.to_numpy(float))
+        J = theta_jacobian(self.theta, runs.N.to_numpy(float), runs.D.to_numpy(float))
         info = J.T @ J / law.sigma**2 + np.diag(PRIOR_SD**-2.0)
         self.cov = np.linalg.inv(info)
         x = _log_coords(runs.N.to_numpy(float), runs.D.to_numpy(float))
@@ -176,7 +180,7 @@ class _Design:
 
     def widths_with(self, N: np.ndarray, D: np.ndarray) -> np.ndarray:
         """Width after adding each candidate alone: Sherman-Morrison and the stretched box."""
-        J = _jacobian(self.theta, N, D)  # (M, 5)
+        J = theta_jacobian(self.theta, N, D)  # (M, 5)
         cJ = J @ self.cov  # (M, 5)
         q = np.einsum("mi,mi->m", cJ, J)
         var = self.g @ self.cov @ self.g - (cJ @ self.g) ** 2 / (self.law.sigma**2 + q)
@@ -187,28 +191,11 @@ class _Design:
         return self._width(var, extra)
 
     def add(self, N: float, D: float) -> None:
-        j = _jacobian(self.theta, np.array([N]), np.array([D]))[0]
+        j = theta_jacobian(self.theta, np.array([N]), np.array([D]))[0]
         cj = self.cov @ j
         self.cov = self.cov - np.outer(cj, cj) / (self.law.sigma**2 + j @ cj)
         x = _log_coords(np.array([N]), np.array([D]))[:, 0]
         self.lo, self.hi = np.minimum(self.lo, x), np.maximum(self.hi, x)
-
-
-def theta_loss(theta: np.ndarray, N: np.ndarray, D: np.ndarray) -> np.ndarray:
-    """L = E + A/N^alpha + B/D^beta for theta = (log A, log B, log E, alpha, beta)."""
-    a, b, e, alpha, beta = theta
-    return np.exp(e) + np.exp(a - alpha * np.log(N)) + np.exp(b - beta * np.log(D))
-
-
-def _jacobian(theta: np.ndarray, N: np.ndarray, D: np.ndarray) -> np.ndarray:
-    """d log L / d theta at each (N, D): rows (M, 5)."""
-    a, b, e, alpha, beta = theta
-    u1, u2 = np.exp(a - alpha * np.log(N)), np.exp(b - beta * np.log(D))
-    loss = u1 + u2 + math.exp(e)
-    return (
-        np.stack([u1, u2, np.full_like(u1, math.exp(e)), -np.log(N) * u1, -np.log(D) * u2], axis=1)
-        / loss[:, None]
-    )
 
 
 def _target_points(theta: np.ndarray, target: Target) -> tuple[np.ndarray, np.ndarray]:
@@ -223,7 +210,7 @@ def _target_points(theta: np.ndarray, target: Target) -> tuple[np.ndarray, np.nd
 def _target_gradient(theta: np.ndarray, target: Target) -> np.ndarray:
     """d log L(target) / d theta per target point, (T, 5); the optimum moves with theta."""
     if target.ask == "loss":
-        return _jacobian(theta, np.array(target.N), np.array(target.D))
+        return theta_jacobian(theta, np.array(target.N), np.array(target.D))
     grad = np.empty((1, 5))
     for i in range(5):
         step = np.zeros(5)
@@ -236,7 +223,7 @@ def _target_gradient(theta: np.ndarray, target: Target) -> np.ndarray:
 
 def _log_coords(N: np.ndarray, D: np.ndarray) -> np.ndarray:
     """log10 of C = 6 N D, N and D as rows in COORDS order: (3, M)."""
-    x = {"C": np.log10(6.0 * N * D), "N": np.log10(N), "D": np.log10(D)}
+    x = {"C": np.log10(training_compute(N, D)), "N": np.log10(N), "D": np.log10(D)}
     return np.stack([x[c] for c in COORDS])
 
 
@@ -261,8 +248,3 @@ def _kappa(calibration: Calibration | None) -> np.ndarray:
         return np.zeros(len(COORDS))
     kappa = np.array([calibration.along[c] for c in COORDS])
     return np.where(np.isfinite(kappa), kappa, 0.0)
-
-
-def _refit_predict(model: ChinchillaLaw, train: pd.DataFrame, test: pd.DataFrame) -> np.ndarray:
-    """The nested backtests' fit-and-predict: a warm-started refit on the training runs."""
-    return model.quick_refit(train).predict_frame(test)

@@ -36,7 +36,7 @@ from runners.sweeps.executors import (
     threads_per_worker,
 )
 from runners.sweeps.factory import make_executor
-from runners.sweeps.throughput import Throughput
+from scaling.sweeps.timing import Throughput
 from store.db import COMMIT_WAIT_S, connect, default_path
 from store.lock import lock_holder, sweep_lock
 from store.runs import RESULT_CLEARED, add_to_sweep, mark_running, record_runs

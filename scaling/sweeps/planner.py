@@ -9,7 +9,7 @@ killed sweep replays the same rounds and finds the same runs left. Diverged and 
 count against the budget but are not fitted.
 
 With budget_hours the currency is wall seconds: a run planned costs its predicted seconds
-(runners.sweeps.throughput.Throughput fitted on the sweep's own finished runs' tokens per
+(scaling.sweeps.timing.Throughput fitted on the sweep's own finished runs' tokens per
 second, evaluations and start-up included) and a run done costs the seconds it took (its
 recorded wall_s; a failed run, one start-up). Both are read from the runs of the rounds
 before, so replanning stays a pure function of them. Round 0 is then trained whole: nothing
@@ -45,7 +45,6 @@ from runners.sweeps.designs import (
     with_lr,
 )
 from runners.sweeps.spec import Adaptive, Design, SweepSpec
-from runners.sweeps.throughput import RUN_START_S, WORKER_START_S, Throughput
 from scaling.errors import ScalingError
 from scaling.sweeps.adaptive import (
     LawState,
@@ -56,6 +55,7 @@ from scaling.sweeps.adaptive import (
 from scaling.sweeps.adaptive_lr import LRDesign, LRLawState, fit_lr_law, plan_lr_round
 from scaling.sweeps.coordinator import evaluated_tokens
 from scaling.sweeps.rounds import RoundPlan, Target
+from scaling.sweeps.timing import RUN_START_S, WORKER_START_S, Throughput
 from store.db import connect, default_path
 from store.sweeps import run_outcomes, run_timings
 
