@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from cli.common import DbOption, console, format_value, print_frame, progress_bar
+from runners.checkpoint import DEFAULT_EVERY_S
 from runners.errors import RunnerError
 from runners.sweeps.spec import load_spec
 from store.sweeps import FINISHED
@@ -126,6 +127,14 @@ def run(
     ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     retry_failed: Annotated[bool, typer.Option(help="Train failed runs again.")] = False,
+    checkpoint_every: Annotated[
+        float,
+        typer.Option(
+            parser=duration,
+            help="Each run checkpoints this often (5m, 30s; 0: only when the sweep is "
+            "stopped); a restarted sweep resumes its runs from their checkpoints.",
+        ),
+    ] = DEFAULT_EVERY_S,
 ) -> None:
     """Train the runs of a sweep that the log does not hold yet; safe to kill and restart.
 
@@ -143,7 +152,7 @@ def run(
     options = SweepOptions(
         executor=executor.value, workers=workers, threads=threads, device=device,
         address=ray_address, max_runs=max_runs, time_budget_s=time_budget,
-        retry_failed=retry_failed,
+        retry_failed=retry_failed, checkpoint_every_s=checkpoint_every,
     )  # fmt: skip
     with progress_bar() as bar:
         report = run_sweep(sweep.name, planner, db, options, SweepDisplay(bar, sweep.name))

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from cli.common import DbOption, console, integer, print_frame, progress_bar, real
+from cli.sweep import duration
+from runners.checkpoint import DEFAULT_EVERY_S, Branch
 from runners.config import ModelConfig, RunConfig, TrainConfig
+from runners.errors import RunnerError
+
+if TYPE_CHECKING:
+    from runners.results import Progress
 
 
 def run(
@@ -48,11 +55,34 @@ def run(
     eval_tokens: Annotated[int, typer.Option(parser=integer, help="Held-out tokens.")] = 65_536,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     force: Annotated[bool, typer.Option(help="Train again even if the log has this run.")] = False,
+    checkpoint_every: Annotated[
+        float,
+        typer.Option(
+            parser=duration,
+            help="Checkpoint this often (5m, 30s) beside the run log; 0: only at "
+            "SIGTERM or Ctrl-C. The same command resumes a killed run.",
+        ),
+    ] = DEFAULT_EVERY_S,
+    branch_at: Annotated[
+        str | None,
+        typer.Option(
+            help="Steps of this (constant-LR) run to branch cooldowns from, e.g. 1000,2000; "
+            "each branch is a run of its own (docs/schedules.md)."
+        ),
+    ] = None,
+    cooldown_steps: Annotated[
+        int | None, typer.Option(help="Each branch's cooldown, in steps.")
+    ] = (None),
+    cooldown_shape: Annotated[
+        str, typer.Option(help="Branch cooldown: linear, exp, 1-sqrt or cosine.")
+    ] = "1-sqrt",
+    cooldown_floor: Annotated[
+        float, typer.Option(parser=real, help="Branch cooldown's final LR factor.")
+    ] = 0.0,
     db: DbOption = None,
 ) -> None:
-    """Train one model and record the run and its loss curve."""
+    """Train one model and record the run and its loss curve (and its branches')."""
     from runners.corpus import load_corpus
-    from scaling.execute import run_and_record
 
     if size is not None:
         from runners.sizes import size_config
@@ -83,12 +113,61 @@ def run(
             eval_tokens=eval_tokens,
         ),
     ).resolved(device)
-    load_corpus(corpus)  # a missing or bad corpus is reported before the progress bar
+    sha256 = load_corpus(corpus).sha256  # a missing or bad corpus is reported before the bar
+    plan = _branches(config, branch_at, cooldown_steps, cooldown_shape, cooldown_floor, sha256)
+    branches = tuple(branch for _, branch in plan)
+    parent_id = _train_one(config, db, device, force, checkpoint_every, branches=branches)
+    for branch_config, branch in plan:
+        _train_one(
+            branch_config, db, device, force, checkpoint_every, parent=(parent_id, branch.step)
+        )
+
+
+def _branches(
+    config: RunConfig,
+    branch_at: str | None,
+    cooldown_steps: int | None,
+    shape: str,
+    floor: float,
+    corpus_sha256: str,
+) -> list[tuple[RunConfig, Branch]]:
+    """The branch runs asked for with --branch-at and --cooldown-steps (both or neither)."""
+    if branch_at is None and cooldown_steps is None:
+        return []
+    if branch_at is None or cooldown_steps is None:
+        raise RunnerError("--branch-at and --cooldown-steps go together")
+    from runners.branches import Cooldown, branch_plan
+
+    try:
+        steps = [int(s) for s in branch_at.split(",")]
+    except ValueError:
+        raise RunnerError(
+            f"--branch-at: expected steps such as 1000,2000, got {branch_at!r}"
+        ) from None
+    return branch_plan(config, steps, Cooldown(cooldown_steps, shape, floor), corpus_sha256)
+
+
+def _train_one(
+    config: RunConfig,
+    db: Path | None,
+    device: str,
+    force: bool,
+    checkpoint_every: float,
+    branches: tuple[Branch, ...] = (),
+    parent: tuple[str, int] | None = None,
+) -> str:
+    """Train one run under a progress bar, print its line, and return its run id."""
+    from runners.checkpoint import Stopped
+    from scaling.execute import run_and_record
+
     bar = progress_bar()
-    shape = f"{arch} d={config.model.d_model} L={config.model.n_layers}"
+    m = config.model
+    shape = f"{m.arch} d={m.d_model} L={m.n_layers}"
+    if parent is not None:
+        shape += f" branch@{parent[1]}"
     task = None
 
-    def show(p) -> None:
+    def show(p: Progress) -> None:
         nonlocal task
         if task is None:  # drawn once training starts: a run already in the log draws none
             bar.start()
@@ -97,21 +176,30 @@ def run(
         bar.update(task, completed=p.step, info=info)
 
     try:
-        result, run_id = run_and_record(config, db=db, device=device, force=force, progress=show)
+        result, run_id = run_and_record(
+            config, db=db, device=device, force=force, progress=show,
+            checkpoint_every_s=checkpoint_every, branches=branches, parent=parent,
+        )  # fmt: skip
+    except Stopped as stop:
+        console.print(f"{stop}: run the same command to resume", highlight=False)
+        raise typer.Exit(128 + stop.signum) from None
     finally:
         if task is not None:
             bar.stop()
     if result is None:
         console.print(f"run {run_id} is already in the log as done (use --force to train again)")
-        return
+        return run_id
     loss = f"{result.final_val_loss:.4f}" if result.final_val_loss is not None else "-"
+    resumed = f" (resumed at step {result.resumed_at:,})" if result.resumed_at else ""
     console.print(
-        f"run {run_id}: {result.status}, val loss {loss}, {result.counts.params:,} params, "
+        f"run {run_id}: {result.status}{resumed}, val loss {loss}, "
+        f"{result.counts.params:,} params, "
         f"{result.config.tokens:,} tokens, {result.wall_s:.1f} s "
         f"({result.tokens_per_s:,.0f} tok/s, {result.config.train.precision} on {result.device})"
     )
     if result.status != "done":
         console.print(f"[yellow]{result.error}[/]")
+    return run_id
 
 
 def demo(db: DbOption = None) -> None:

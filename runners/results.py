@@ -46,6 +46,7 @@ class RunResult:
     device: str = "cpu"
     error: str | None = None
     curve: list[CurvePoint] = field(default_factory=list)
+    resumed_at: int | None = None  # the checkpoint's step, when this session resumed one
 
     def row(self, sweep: str | None = None) -> dict[str, Any]:
         """This run as a row of the `runs` table."""
@@ -63,6 +64,12 @@ class RunResult:
 
     def curve_rows(self) -> list[dict[str, Any]]:
         return [asdict(p) for p in self.curve]
+
+
+def lineage(row: dict[str, Any]) -> dict[str, Any]:
+    """A branch's parent run and branch step from its planned row (runners.branches): what
+    its result's row does not know."""
+    return {k: row[k] for k in ("parent_run_id", "branch_step") if k in row}
 
 
 def config_row(

@@ -90,6 +90,14 @@ MIGRATIONS: list[list[str]] = [
     # v3: the column holds the whole fit record (parameters, uncertainty, state), not only
     # the uncertainty, so it is named for what it holds
     ["ALTER TABLE fits RENAME COLUMN uncertainty TO record"],
+    # v4: branches (a cooldown started from a checkpoint of another run's stable phase) name
+    # their parent run and the step they left it at; NULL for runs that are no branch.
+    # Imported curves may not know the tokens of each step: curves.tokens may be NULL.
+    [
+        "ALTER TABLE runs ADD COLUMN parent_run_id VARCHAR",
+        "ALTER TABLE runs ADD COLUMN branch_step BIGINT",
+        "ALTER TABLE curves ALTER COLUMN tokens DROP NOT NULL",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -98,5 +106,5 @@ RUN_COLUMNS = (
     "vocab_size", "params", "params_nonembed", "tokens", "flops", "lr", "batch_size", "warmup",
     "schedule", "precision", "seed", "corpus", "corpus_sha256", "status", "final_val_loss",
     "final_train_loss", "wall_s", "tokens_per_s", "device", "error", "created_at",
-    "finished_at", "config", "source", "unique_tokens",
+    "finished_at", "config", "source", "unique_tokens", "parent_run_id", "branch_step",
 )  # fmt: skip

@@ -22,9 +22,12 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from runners.accounting import Counts, count
+from runners.branches import Cooldown, branch_plan
+from runners.checkpoint import Branch
 from runners.config import MAX_TOKENS, ModelConfig, RunConfig, TrainConfig
+from runners.corpus import load_corpus
 from runners.errors import RunnerError
-from runners.sweeps.spec import MODEL_FIELDS, SHAPE, Size, SweepSpec
+from runners.sweeps.spec import MODEL_FIELDS, SHAPE, Branches, Size, SweepSpec
 
 DEFAULT_EXTRA_RUNS = 4  # refine adds at most this many LRs per group unless max_runs says
 
@@ -46,18 +49,48 @@ TimingOf = Callable[[RunConfig], Timing | None]
 
 
 class Planner:
-    """The runs of a spec: the initial design, then lr_scan refinements as losses come in."""
+    """The runs of a spec: the initial design, then lr_scan refinements as losses come in,
+    and the branches of each stable run once it has finished ([design.branches])."""
 
     def __init__(self, spec: SweepSpec, device: str = "auto") -> None:
         self.spec = spec
         self.initial = initial_configs(spec, device)
+        self._branches: dict[RunConfig, list[tuple[RunConfig, Branch]]] = {}
+        self._parents: dict[RunConfig, tuple[RunConfig, int]] = {}
+        if spec.design.branches is not None:
+            self._plan_branches(spec.design.branches, device)
 
     def __call__(
         self, loss_of: LossOf | None = None, timing_of: TimingOf | None = None
     ) -> list[RunConfig]:
-        if not self.spec.design.refine or loss_of is None:
-            return list(self.initial)
-        return self.initial + refinements(self.initial, loss_of, self.spec.design.max_runs)
+        plan = list(self.initial)
+        if self.spec.design.refine and loss_of is not None:
+            plan += refinements(self.initial, loss_of, self.spec.design.max_runs)
+        for parent, branches in self._branches.items():
+            loss = loss_of(parent) if loss_of is not None else None
+            if loss is not None and math.isfinite(loss):  # the stable run finished well
+                plan += [config for config, _ in branches]
+        return plan
+
+    def branches_of(self, config: RunConfig) -> list[Branch]:
+        """The checkpoints a stable run writes for its branches."""
+        return [branch for _, branch in self._branches.get(config, [])]
+
+    def parent_of(self, config: RunConfig) -> tuple[RunConfig, int] | None:
+        """A branch's stable run and the step it leaves it at; None for other runs."""
+        return self._parents.get(config)
+
+    def _plan_branches(self, spec: Branches, device: str) -> None:
+        cooldown = Cooldown(spec.cooldown_steps, spec.shape, spec.floor)
+        for parent in self.initial:
+            sha256 = load_corpus(parent.train.corpus).sha256
+            try:
+                branches = branch_plan(parent, spec.at, cooldown, sha256, device)
+            except RunnerError as exc:
+                raise RunnerError(f"spec.design.branches: {exc}") from None
+            self._branches[parent] = branches
+            for config, branch in branches:
+                self._parents[config] = (parent, branch.step)
 
 
 def initial_configs(spec: SweepSpec, device: str = "auto") -> list[RunConfig]:

@@ -14,6 +14,7 @@ from typing import Protocol
 
 import torch
 
+from runners.checkpoint import Checkpointing
 from runners.config import RunConfig
 from runners.errors import RunnerError, describe
 from runners.results import Progress, RunResult
@@ -48,7 +49,9 @@ class Executor(Protocol):
     @property
     def slots(self) -> int: ...  # runs it trains at once
 
-    def submit(self, key: str, config: RunConfig) -> None: ...
+    def submit(
+        self, key: str, config: RunConfig, checkpoints: Checkpointing | None = None
+    ) -> None: ...
 
     def wait(self, timeout: float) -> list[Update | Finished]: ...
 
@@ -78,10 +81,12 @@ def execute(
     device: str,
     threads: int,
     progress: Callable[[Progress], None] | None = None,
+    checkpoints: Checkpointing | None = None,
 ) -> RunResult | str:
-    """Train one run in a worker; an exception becomes its message, so the sweep goes on."""
+    """Train one run in a worker; an exception becomes its message, so the sweep goes on.
+    (runners.checkpoint.Stopped is no exception: the worker stops with it.)"""
     torch.set_num_threads(threads)
     try:
-        return train(config, device=device, progress=progress)
+        return train(config, device=device, progress=progress, checkpoints=checkpoints)
     except Exception as exc:
         return describe(exc)

@@ -12,16 +12,19 @@ from __future__ import annotations
 import contextlib
 import multiprocessing as mp
 import os
+import signal
 import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 
+from runners.checkpoint import Checkpointing
 from runners.config import RunConfig
 from runners.sweeps.executors import Finished, Update
 from runners.sweeps.worker import serve
 
 CLOSE_WAIT_S = 5.0
+CHECKPOINT_WAIT_S = 10.0  # a busy worker asked to stop gets this long to write its checkpoint
 
 
 @dataclass
@@ -55,9 +58,9 @@ class LocalPool:
         theirs.close()
         return _Worker(process, ours)
 
-    def submit(self, key: str, config: RunConfig) -> None:
+    def submit(self, key: str, config: RunConfig, checkpoints: Checkpointing | None = None) -> None:
         worker = next(w for w in self._workers if w.key is None)
-        worker.conn.send((key, config))
+        worker.conn.send((key, config, checkpoints))
         worker.key = key
 
     def wait(self, timeout: float) -> list[Update | Finished]:
@@ -78,14 +81,18 @@ class LocalPool:
         return events
 
     def close(self) -> None:
-        """Stop the workers: idle ones are asked to exit, busy ones are killed."""
+        """Stop the workers: idle ones are asked to exit, busy ones to checkpoint their run
+        and exit (SIGUSR1; they ignore SIGTERM, see worker.serve), then killed."""
+        busy = False
         for worker in self._workers:
             if worker.key is None:
                 with contextlib.suppress(OSError):
                     worker.conn.send(None)
-            else:
-                worker.process.kill()  # it ignores SIGTERM (see worker.serve)
-        deadline = time.monotonic() + CLOSE_WAIT_S
+            elif worker.process.pid is not None:
+                busy = True
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(worker.process.pid, signal.SIGUSR1)
+        deadline = time.monotonic() + (CHECKPOINT_WAIT_S if busy else CLOSE_WAIT_S)
         for worker in self._workers:
             worker.process.join(max(0.0, deadline - time.monotonic()))
             if worker.process.is_alive():

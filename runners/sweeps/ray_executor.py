@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from runners.checkpoint import Checkpointing
 from runners.config import RunConfig
 from runners.errors import RunnerError
 from runners.sweeps.executors import Finished, Update, execute
@@ -45,8 +46,9 @@ class RayExecutor:
         self._task = ray.remote(num_cpus=threads, max_retries=0)(execute)
         self._pending: dict[Any, str] = {}
 
-    def submit(self, key: str, config: RunConfig) -> None:
-        ref = self._task.remote(config, self._device, self._threads)
+    def submit(self, key: str, config: RunConfig, checkpoints: Checkpointing | None = None) -> None:
+        """Checkpoints go to the coordinator's folder: on a cluster, a shared file system."""
+        ref = self._task.remote(config, self._device, self._threads, None, checkpoints)
         self._pending[ref] = key
 
     def wait(self, timeout: float) -> list[Update | Finished]:

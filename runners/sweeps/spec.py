@@ -79,6 +79,18 @@ class Design:
     refine: bool = False
     max_runs: int | None = None
     adaptive: Adaptive | None = None
+    branches: Branches | None = None
+
+
+@dataclass(frozen=True)
+class Branches:
+    """[design.branches]: every run is a stable run; cooldowns of `cooldown_steps` leave it
+    at each step of `at` (runners.branches), each a run of its own."""
+
+    at: tuple[int, ...]
+    cooldown_steps: int
+    shape: str = "1-sqrt"
+    floor: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -297,7 +309,7 @@ def _parse_design(raw: Any, axes: Mapping[str, Any], fixed: Mapping[str, Any]) -
     table = {"kind": raw} if isinstance(raw, str) else _table(raw, "spec.design")
     if table.get("kind") == "adaptive":
         return Design("adaptive", adaptive=_parse_adaptive(table, axes, fixed))
-    _known(table, ("kind", "budgets", "refine", "max_runs"), "spec.design")
+    _known(table, ("kind", "budgets", "refine", "max_runs", "branches"), "spec.design")
     kind = table.get("kind", "grid")
     if kind not in DESIGNS or not isinstance(kind, str):
         raise RunnerError(f"spec.design.kind: expected one of {', '.join(DESIGNS)}, got {kind!r}")
@@ -326,7 +338,34 @@ def _parse_design(raw: Any, axes: Mapping[str, Any], fixed: Mapping[str, Any]) -
                 f"spec.design.max_runs: {max_runs} is fewer than the {len(axes['lr'])} "
                 "LRs the scan starts with"
             )
-    return Design(kind, budgets, refine, max_runs)
+    branches = None
+    if "branches" in table:
+        if kind != "grid":
+            raise RunnerError("spec.design.branches: only a grid design branches its runs")
+        branches = _branches(_table(table["branches"], "spec.design.branches"))
+    return Design(kind, budgets, refine, max_runs, branches=branches)
+
+
+def _branches(table: dict[str, Any]) -> Branches:
+    """at = [s1, s2, ...] steps, cooldown_steps = c, shape and floor of the cooldowns."""
+    key = "spec.design.branches"
+    _known(table, ("at", "cooldown_steps", "shape", "floor"), key)
+    at = table.get("at")
+    if not isinstance(at, list) or not at:
+        raise RunnerError(f"{key}.at: expected a non-empty list of steps, got {at!r}")
+    steps = tuple(_integer(s, f"{key}.at") for s in at)
+    if min(steps) < 1 or len(set(steps)) != len(steps):
+        raise RunnerError(f"{key}.at: steps must be distinct and >= 1, got {list(steps)}")
+    if "cooldown_steps" not in table:
+        raise RunnerError(f"{key}.cooldown_steps: give each branch's cooldown in steps")
+    cooldown = _integer(table["cooldown_steps"], f"{key}.cooldown_steps")
+    if cooldown < 1:
+        raise RunnerError(f"{key}.cooldown_steps: must be at least 1, got {cooldown}")
+    shape = table.get("shape", "1-sqrt")
+    floor = _real(table.get("floor", 0.0), f"{key}.floor")
+    schedule = f"wsd:cooldown_steps={cooldown},shape={shape},floor={floor!r}"
+    _schedule(schedule, key)  # shape and floor checked as a schedule would be
+    return Branches(tuple(sorted(steps)), cooldown, shape, floor)
 
 
 def _budgets(raw: Any) -> tuple[float, ...]:

@@ -28,7 +28,9 @@ def serve(conn: Connection, threads: int, device: str, parent: int) -> None:
 
     Ctrl-C and a scheduler's SIGTERM reach the whole process group; they are the
     coordinator's to handle (it commits what came back, then stops its workers). A worker
-    that died of them first would have its run recorded as failed.
+    that died of them first would have its run recorded as failed. The coordinator stops a
+    busy worker with SIGUSR1: its run writes a checkpoint after the step it is on, and the
+    worker exits.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -36,6 +38,9 @@ def serve(conn: Connection, threads: int, device: str, parent: int) -> None:
     threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
     if os.getppid() != parent:  # the coordinator died before we were bound to it
         os._exit(1)
+    from runners.checkpoint import Stopped, request_stop
+
+    signal.signal(signal.SIGUSR1, lambda signum, frame: request_stop(signum))
     from runners.sweeps.executors import execute
 
     while True:
@@ -45,7 +50,7 @@ def serve(conn: Connection, threads: int, device: str, parent: int) -> None:
             return
         if task is None:
             return
-        key, config = task
+        key, config, checkpoints = task
         last = 0.0
 
         def report(progress: Any, key: str = key) -> None:
@@ -55,7 +60,11 @@ def serve(conn: Connection, threads: int, device: str, parent: int) -> None:
                 last = now
                 conn.send(("progress", key, progress))
 
-        conn.send(("finished", key, execute(config, device, threads, report)))
+        try:
+            outcome = execute(config, device, threads, report, checkpoints)
+        except Stopped:
+            return
+        conn.send(("finished", key, outcome))
 
 
 def _die_with_parent() -> None:

@@ -18,16 +18,17 @@ import math
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from runners.checkpoint import DEFAULT_EVERY_S, Branch, Checkpointing, folder_for
 from runners.config import RunConfig
 from runners.corpus import load_corpus
-from runners.results import Progress, config_row
+from runners.results import Progress, config_row, lineage
 from runners.sweeps.designs import LossOf, Timing, TimingOf
 from runners.sweeps.executors import (
     Executor,
@@ -91,6 +92,7 @@ class SweepOptions:
     max_runs: int | None = None  # start at most this many runs in this invocation
     time_budget_s: float | None = None  # start no run after this many seconds
     retry_failed: bool = False  # train runs recorded as failed again
+    checkpoint_every_s: float = DEFAULT_EVERY_S  # each run checkpoints this often (0: at stop)
 
 
 @dataclass
@@ -116,6 +118,9 @@ class _Book:
         timings: dict[str, tuple[float, float]] | None = None,
     ) -> None:
         self.sweep, self.planner = sweep, planner
+        # Grid planners branch runs ([design.branches]); other planners have no branches.
+        self.parent_of = getattr(planner, "parent_of", lambda config: None)
+        self._branches_of = getattr(planner, "branches_of", lambda config: ())
         self.timings = dict(timings or {})
         # With retry_failed, runs that failed before this invocation count as not run; a run
         # that fails again now is final, so a deterministic failure is retried only once.
@@ -146,8 +151,15 @@ class _Book:
         if config not in self._runs:
             corpus = load_corpus(config.train.corpus)
             row = config_row(config, corpus.name, corpus.sha256, self.sweep, len(corpus.train))
+            parent = self.parent_of(config)
+            if parent is not None:  # a branch (runners.branches): name its parent
+                row["parent_run_id"], row["branch_step"] = self.run(parent[0]).run_id, parent[1]
             self._runs[config] = PlannedRun(config, row)
         return self._runs[config]
+
+    def branches_of(self, run: PlannedRun) -> tuple[Branch, ...]:
+        """The branches whose checkpoints this run writes as it passes their steps."""
+        return tuple(self._branches_of(run.config))
 
     def plan(self) -> list[PlannedRun]:
         if self._plan is None:
@@ -209,7 +221,8 @@ def run_sweep(
 class _Journal:
     """What the run log still has to hear: runs handed out, results come back."""
 
-    def __init__(self) -> None:
+    def __init__(self, checkpoints: Checkpointing) -> None:
+        self.checkpoints = checkpoints
         self.handed_out: list[PlannedRun] = []
         self.results: list[tuple[PlannedRun, dict[str, Any], list[dict[str, Any]]]] = []
         self.last_commit = -math.inf
@@ -231,6 +244,10 @@ class _Journal:
                 if run.run_id not in back:
                     mark_running(con, run.row)
             record_runs(con, [(row, curve) for _, row, curve in self.results], sweep)
+        # a failed run keeps its checkpoint: --retry-failed resumes it
+        self.checkpoints.discard(
+            [r.run_id for r, row, _ in self.results if row["status"] != "failed"]
+        )
         for run, row, _ in self.results:
             observer.finished(run, row)
         self.handed_out, self.results = [], []
@@ -256,7 +273,8 @@ class _Coordinator:
         self.book, self.executor, self.db = book, executor, db
         self.options, self.observer, self.report = options, observer, report
         self.in_flight: dict[str, PlannedRun] = {}
-        self.journal = _Journal()
+        self.checkpoints = Checkpointing(folder_for(db), options.checkpoint_every_s)
+        self.journal = _Journal(self.checkpoints)
         self.n_started = 0
 
     def run(self, started_at: float) -> None:
@@ -295,7 +313,8 @@ class _Coordinator:
         if self.options.max_runs is not None:
             free = min(free, self.options.max_runs - self.n_started)
         for run in self.book.todo(self.in_flight)[:free]:
-            self.executor.submit(run.run_id, run.config)
+            checkpoints = replace(self.checkpoints, branches=self.book.branches_of(run))
+            self.executor.submit(run.run_id, run.config, checkpoints)
             self.in_flight[run.run_id] = run
             self.journal.handed_out.append(run)
             self.observer.started(run)
@@ -335,7 +354,7 @@ def _finished_row(
         )
         result = None
     if result is not None:
-        return result.row(sweep), result.curve_rows()
+        return {**result.row(sweep), **lineage(run.row)}, result.curve_rows()
     failed = {**run.row, **RESULT_CLEARED, "status": "failed", "error": error}
     return {**failed, "finished_at": datetime.now(UTC).replace(tzinfo=None)}, []
 
