@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from cli import imports, laws, query, report, sizes, sweep, training
+from cli import curve_imports, imports, laws, query, report, sizes, sweep, training
 from fits.errors import FitError
 from runners.errors import RunnerError
 from scaling.errors import ScalingError, ScalingWarning
@@ -35,6 +35,7 @@ app.command("demo")(training.demo)
 app.command("sql")(query.sql)
 app.command("runs")(query.runs)
 app.command("import")(imports.import_runs)
+app.command("import-curves")(curve_imports.import_curves)
 app.command("fit")(laws.fit)
 app.add_typer(laws.predict_app, name="predict")
 app.command("backtest")(laws.backtest)

@@ -57,9 +57,12 @@ def curves_frame(
     by_run = dict(tuple(curves.groupby("run_id"))) if len(curves) else {}
     frames = []
     for _, run in runs.iterrows():
-        lrs = schedule_lrs(run)
-        values = np.full(len(lrs), np.nan)
         logged = by_run.get(run["run_id"])
+        if pd.isna(run.get("schedule")):
+            lrs = _imported_lrs(run["run_id"], logged)
+        else:
+            lrs = schedule_lrs(run)
+        values = np.full(len(lrs), np.nan)
         if logged is not None:
             index = logged["step"].to_numpy() - 1
             inside = (index >= 0) & (index < len(lrs))
@@ -72,6 +75,22 @@ def curves_frame(
     if not frames:
         return pd.DataFrame({c: pd.Series(dtype=float) for c in FRAME_COLUMNS})
     return pd.concat(frames, ignore_index=True)
+
+
+def _imported_lrs(run_id: str, logged: pd.DataFrame | None) -> np.ndarray:
+    """An imported curve's LRs: its file's, which must give every step from 1 to its last
+    (step k's LR is that of the update that led to step k; a step 0 row is not needed)."""
+    if logged is None or logged.empty:
+        raise ScalingError(f"run {run_id}: no schedule and no curve to take its LRs from")
+    steps = logged["step"].to_numpy()
+    steps, lrs = steps[steps >= 1], logged["lr"].to_numpy(dtype=float)[steps >= 1]
+    if len(steps) == 0 or steps[-1] != len(steps) or np.isnan(lrs).any():
+        raise ScalingError(
+            f"run {run_id}: its curve gives the LR at {len(steps):,} of steps 1 .. "
+            f"{int(steps[-1]) if len(steps) else 0:,}; a schedule fit needs every step's LR "
+            "(import every step, with the loss empty where it was not measured)"
+        )
+    return lrs
 
 
 def read_schedule_curves(
