@@ -7,10 +7,11 @@ import pytest
 
 from runners.branches import Cooldown, branch_config, branch_plan
 from runners.checkpoint import folder_for
+from runners.config import RunConfig
 from runners.corpus import load_corpus
 from runners.errors import RunnerError
 from runners.sweeps.designs import Planner
-from runners.sweeps.spec import loads_spec
+from runners.sweeps.spec import SweepSpec, loads_spec
 from runners.train import train
 from scaling.execute import run_and_record
 from store.db import connect
@@ -19,7 +20,17 @@ from tests.conftest import run_cli, tiny_config
 STABLE_STEPS = 40
 
 
-def stable() -> object:
+def wsd_spec(rest: str) -> SweepSpec:
+    """A sweep of tiny constant-LR stable runs of STABLE_STEPS steps; `rest` adds to it."""
+    fixed = {"d_model": 32, "n_layers": 1, "n_heads": 2, "seq_len": 64, "batch_size": 16}
+    lines = [f"{k} = {v}" for k, v in fixed.items()]
+    return loads_spec(
+        'name = "wsd"\n[fixed]\n' + "\n".join(lines) + f"\ntokens = {64 * 16 * STABLE_STEPS}\n"
+        'schedule = "constant"\n' + rest
+    )
+
+
+def stable() -> RunConfig:
     return tiny_config(tokens=64 * 16 * STABLE_STEPS, schedule="constant").resolved("cpu")
 
 
@@ -105,23 +116,9 @@ def test_branch_at_on_the_command_line(tmp_path):
 
 
 def test_a_sweep_spec_branches_each_stable_run_once_it_has_finished():
-    spec = loads_spec(
-        f"""
-        name = "wsd"
-        [fixed]
-        d_model = 32
-        n_layers = 1
-        n_heads = 2
-        seq_len = 64
-        batch_size = 16
-        tokens = {64 * 16 * STABLE_STEPS}
-        schedule = "constant"
-        [axes]
-        seed = [0, 1]
-        [design]
-        kind = "grid"
-        branches = {{ at = [30, 10, 20], cooldown_steps = 8, shape = "linear", floor = 0 }}
-        """
+    spec = wsd_spec(
+        '[axes]\nseed = [0, 1]\n[design]\nkind = "grid"\n'
+        'branches = { at = [30, 10, 20], cooldown_steps = 8, shape = "linear", floor = 0 }'
     )
     planner = Planner(spec, "cpu")
     parents = planner()
@@ -156,23 +153,9 @@ def test_bad_branch_specs_name_their_key(branches, message):
 def test_a_sweep_trains_the_stable_run_then_its_branches_from_its_checkpoints(tmp_path):
     from scaling.sweeps.coordinator import SweepOptions, run_sweep
 
-    spec = loads_spec(
-        f"""
-        name = "wsd"
-        [fixed]
-        d_model = 32
-        n_layers = 1
-        n_heads = 2
-        seq_len = 64
-        batch_size = 16
-        eval_tokens = 4096
-        tokens = {64 * 16 * STABLE_STEPS}
-        schedule = "constant"
-        precision = "fp32"
-        [design]
-        kind = "grid"
-        branches = {{ at = [10, 25], cooldown_steps = 8 }}
-        """
+    spec = wsd_spec(
+        'eval_tokens = 4096\nprecision = "fp32"\n[design]\nkind = "grid"\n'
+        "branches = { at = [10, 25], cooldown_steps = 8 }"
     )
     db = tmp_path / "log.duckdb"
     report = run_sweep("wsd", Planner(spec, "cpu"), db, SweepOptions(workers=1, threads=1))
