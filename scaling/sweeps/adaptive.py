@@ -132,7 +132,7 @@ def plan_round(
     them; budget: cost left (picks stop when no candidate fits in it, or none narrows the
     width). A LawState (from fit_law) may be given instead of a law name to skip the fit.
     """
-    if target.ask == "lr":
+    if target.on_lr_law:
         raise ScalingError("an lr target is planned on the LR law (scaling.sweeps.adaptive_lr)")
     state = law if isinstance(law, LawState) else fit_law(runs, law, level)
     design = _Design(state, runs, target, level)
@@ -200,7 +200,7 @@ class _Design:
 
 def _target_points(theta: np.ndarray, target: Target) -> tuple[np.ndarray, np.ndarray]:
     """(N, D) of the question: the given points, or the compute-optimal allocation."""
-    if target.ask == "loss":
+    if not target.at_compute:
         return np.array(target.N), np.array(target.D)
     assert target.compute is not None
     n_opt, d_opt = compute_optimal_allocation(theta_to_params(theta), np.array([target.compute]))
@@ -209,7 +209,7 @@ def _target_points(theta: np.ndarray, target: Target) -> tuple[np.ndarray, np.nd
 
 def _target_gradient(theta: np.ndarray, target: Target) -> np.ndarray:
     """d log L(target) / d theta per target point, (T, 5); the optimum moves with theta."""
-    if target.ask == "loss":
+    if not target.at_compute:
         return theta_jacobian(theta, np.array(target.N), np.array(target.D))
     grad = np.empty((1, 5))
     for i in range(5):

@@ -83,7 +83,7 @@ class LRDesign:
     """The groups' (X'X)^-1 and the target's prediction-interval width given them."""
 
     def __init__(self, law: LRLawState, groups: pd.DataFrame, target: Target, level: float):
-        if target.ask != "lr":
+        if not target.on_lr_law:
             raise ScalingError(f"the LR design answers an lr target, not {target.ask!r}")
         self.law, self.level = law, level
         model = law.model

@@ -167,7 +167,7 @@ class AdaptivePlanner:
             return Group(index, fixed, scanned=True)
         n, d = np.array([self.candidates.N[index]]), np.array([self.candidates.D[index]])
         lr = float(f"{float(law.model.predict({'N': n, 'D': d})[0]):.3g}")
-        known = self.target.ask != "lr" and law.known_within(n, d)[0] <= KNOWN_WITHIN
+        known = not self.target.on_lr_law and law.known_within(n, d)[0] <= KNOWN_WITHIN
         return Group(index, lr, scanned=not known)
 
     def runs_of(self, group: Group, loss_of: LossOf) -> list[RunConfig]:
@@ -242,7 +242,7 @@ class AdaptivePlanner:
         try:
             return fit_lr_law(self.bracketed(outcomes))
         except ScalingError as exc:
-            if self.target.ask == "lr":
+            if self.target.on_lr_law:
                 raise ScalingError(
                     f"adaptive sweep {self.spec.name}: {exc}; a scan brackets its optimum "
                     "when a worse LR lies on both sides of the best (try another [fixed] lr)"
@@ -275,7 +275,7 @@ class AdaptivePlanner:
         if left.empty or budget < float(left.cost.min()):
             return None
         size = self.design.round_size
-        if self.target.ask == "lr":
+        if self.target.on_lr_law:
             assert law is not None
             plan = plan_lr_round(self.bracketed(outcomes), left, self.target, law, size, budget)
         else:
@@ -392,7 +392,7 @@ def suggest(spec: SweepSpec, db: str | Path | None = None) -> Suggestion:
 
 def _width_measured(planner: AdaptivePlanner, outcomes: dict[Group, Outcome]) -> float:
     """The target's width by the design criterion on every finished group of the sweep."""
-    if planner.target.ask == "lr":
+    if planner.target.on_lr_law:
         law = planner.lr_law(outcomes)
         assert law is not None
         return LRDesign(law, planner.bracketed(outcomes), planner.target, 0.90).width()

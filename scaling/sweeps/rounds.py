@@ -12,8 +12,29 @@ import pandas as pd
 
 from scaling.errors import ScalingError
 
-ASKS = ("loss", "optimal", "lr")  # lr: scaling.sweeps.adaptive_lr
 MIN_GAIN = 1e-9  # a candidate that narrows the width by less than this is not worth any cost
+
+
+@dataclass(frozen=True)
+class Ask:
+    """A kind of target: where it is asked, how many (N, D) points it takes, and whether the
+    LR law (scaling.sweeps.adaptive_lr) or the loss law (scaling.sweeps.adaptive) plans it."""
+
+    name: str
+    at_compute: bool  # at the law's compute-optimal (N, D) for a compute, not at given points
+    one_point: bool
+    on_lr_law: bool
+    needs: str  # the refusal when a target lacks what it takes
+
+
+ASKS = {
+    a.name: a
+    for a in (
+        Ask("loss", False, False, False, "a loss target needs N and D (one or more pairs)"),
+        Ask("optimal", True, False, False, "an optimal target needs a positive compute"),
+        Ask("lr", False, True, True, "an lr target needs one N and one D"),
+    )
+}
 
 
 @dataclass(frozen=True)
@@ -33,21 +54,30 @@ class Target:
     def __post_init__(self) -> None:
         if self.ask not in ASKS:
             raise ScalingError(f"target ask must be one of {', '.join(ASKS)}, got {self.ask!r}")
-        if self.ask == "loss" and (not self.N or len(self.N) != len(self.D)):
-            raise ScalingError("a loss target needs N and D (one or more pairs)")
-        if self.ask == "lr" and (len(self.N) != 1 or len(self.D) != 1):
-            raise ScalingError("an lr target needs one N and one D")
-        if self.ask == "optimal" and not (self.compute and self.compute > 0):
-            raise ScalingError("an optimal target needs a positive compute")
+        kind = ASKS[self.ask]
+        points = bool(self.N) and len(self.N) == len(self.D)
+        if kind.one_point:
+            points = points and len(self.N) == 1
+        ok = bool(self.compute and self.compute > 0) if kind.at_compute else points
+        if not ok:
+            raise ScalingError(kind.needs)
+
+    @property
+    def at_compute(self) -> bool:
+        return ASKS[self.ask].at_compute
+
+    @property
+    def on_lr_law(self) -> bool:
+        return ASKS[self.ask].on_lr_law
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Target:
         """{ask="loss" or "lr", N, D} or {ask="optimal", compute}; N and D may be lists."""
-        ask = raw.get("ask")
-        if ask == "optimal":
-            return cls("optimal", compute=float(raw["compute"]))
+        ask = str(raw.get("ask"))
+        if ask in ASKS and ASKS[ask].at_compute:
+            return cls(ask, compute=float(raw["compute"]))
         n, d = np.atleast_1d(raw.get("N", [])), np.atleast_1d(raw.get("D", []))
-        return cls(str(ask), tuple(map(float, n)), tuple(map(float, d)))
+        return cls(ask, tuple(map(float, n)), tuple(map(float, d)))
 
 
 class PlannedLaw(Protocol):
