@@ -56,6 +56,16 @@ def percentile_interval(
     return lo, hi
 
 
+def observation_interval(
+    draws: np.ndarray, log_residuals: np.ndarray | None, level: float, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """The interval of one new run rather than of the law's mean: each bootstrap draw of the
+    law times exp of a log residual of the fitted runs, resampled (none: the law's own)."""
+    residuals = np.zeros(1) if log_residuals is None else np.asarray(log_residuals, float)
+    noise = np.random.default_rng(seed).choice(residuals, size=draws.shape, replace=True)
+    return percentile_interval(draws * np.exp(noise), level)
+
+
 def resolve_n_jobs(n_jobs: int | None) -> int:
     """scikit-learn convention: None -> 1, -1 -> all cores, k -> k (at least 1)."""
     cores = os.cpu_count() or 1

@@ -29,7 +29,7 @@ from fits import (
     near_optimal_runs,
     optimal_lr,
 )
-from fits.bootstrap import percentile_interval
+from fits.bootstrap import observation_interval
 from fits.extrapolation import assess
 from fits.hparams import LR_FORMS, lr_law
 from fits.laws import refit_predict, training_compute
@@ -218,10 +218,7 @@ def law_interval(
         point, draws = model.predict(runs.C), model.predict_draws(runs.C)
     else:
         raise ScalingError(f"{fitted.law} does not predict loss")
-    rng = np.random.default_rng(seed)
-    residuals = fitted.residuals if fitted.residuals is not None else np.zeros(1)
-    noise = rng.choice(residuals, size=draws.shape, replace=True)
-    lo, hi = percentile_interval(draws * np.exp(noise), level)
+    lo, hi = observation_interval(draws, fitted.residuals, level, seed)
     return np.asarray(point, dtype=float).ravel(), np.ravel(lo), np.ravel(hi)
 
 

@@ -114,3 +114,14 @@ def test_percentile_interval_leaves_out_overflowed_draws():
     np.testing.assert_allclose(hi, want_hi)
     lo, hi = fits.percentile_interval(np.full((5, 1), np.inf), 0.9)
     assert np.isnan(lo).all() and np.isnan(hi).all()
+
+
+def test_observation_interval_of_a_certain_law_is_the_runs_scatter():
+    """With no law uncertainty (every draw 3), one run's interval is 3 times the quantiles of
+    the residual factors: 0.91 and 1.09 for factors spread evenly over 0.9..1.1."""
+    from fits.bootstrap import observation_interval
+
+    draws = np.full((40_000, 1), 3.0)
+    lo, hi = observation_interval(draws, np.log(np.linspace(0.9, 1.1, 201)), 0.90, seed=1)
+    assert lo[0] == pytest.approx(3 * 0.91, rel=2e-3) and hi[0] == pytest.approx(3 * 1.09, rel=2e-3)
+    assert observation_interval(draws, None, 0.90) == (3.0, 3.0)
