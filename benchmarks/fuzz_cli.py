@@ -22,9 +22,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.test_fuzz_cli import (
     Outcome,
     call,
+    log_intact,
     plan_outcome,
     prepare_log,
     query_argv,
+    resolve,
     run_argv,
     spec_text,
 )
@@ -74,7 +76,10 @@ def fuzz(n: int) -> tuple[int, Counter[str], dict[str, Outcome]]:
     @each
     @given(argv=query_argv())
     def queries(argv: list[str]) -> None:
-        note(call([*argv, "--db", str(log)]))
+        outcome = call([*resolve(argv, log), "--db", str(log)])
+        if not log_intact(log):  # an --out that replaced the run log: data loss
+            outcome.traceback = "the run log was overwritten or damaged"
+        note(outcome)
 
     for generator in (runs, specs, queries):
         generator()

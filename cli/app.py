@@ -4,24 +4,30 @@ from __future__ import annotations
 
 import sys
 import warnings
-from typing import TextIO
+from typing import Annotated, TextIO
 
 import typer
 from rich.console import Console
-from rich.markup import escape
+from rich.text import Text
 
 from cli import curve_imports, imports, laws, query, report, sizes, sweep, training
-from fits.errors import FitError
-from runners.errors import RunnerError
-from scaling.errors import ScalingError, ScalingWarning
-from store.errors import StoreError
+from cli.common import EXIT_INTERRUPTED, Interrupted
+from scaling.errors import ScalingWarning
 
 try:  # typer >= 0.22 vendors click; older typers use click itself
     from typer._click import exceptions as click_errors
 except ImportError:  # pragma: no cover
     from click import exceptions as click_errors  # type: ignore[no-redef]
 
-USER_ERRORS = (RunnerError, StoreError, FitError, ScalingError)
+# Mistakes a user can fix, by module: looked up only among modules already imported (an
+# error class whose module was never loaded cannot have been raised), so that `--help`
+# does not import the fitting stack to name FitError.
+USER_ERRORS = (
+    ("runners.errors", "RunnerError"),
+    ("store.errors", "StoreError"),
+    ("fits.errors", "FitError"),
+    ("scaling.errors", "ScalingError"),
+)
 
 app = typer.Typer(
     name="scaling",
@@ -30,6 +36,30 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+def _version(show: bool) -> None:
+    if show:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            number = version("scaling")
+        except PackageNotFoundError:  # run from a checkout that was never installed
+            number = "unknown (not installed)"
+        print(f"scaling {number}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    show_version: Annotated[
+        bool,
+        typer.Option("--version", is_eager=True, callback=_version, help="Print the version."),
+    ] = False,
+) -> None:
+    """Train small models, log them to DuckDB, fit scaling laws, predict large runs."""
+
+
 app.command("run")(training.run)
 app.command("demo")(training.demo)
 app.command("sql")(query.sql)
@@ -53,7 +83,7 @@ def _show_warning(
     line: str | None = None,
 ) -> None:
     """What the API did not do (e.g. log an answer) is one yellow line on stderr."""
-    Console(stderr=True).print(f"[yellow]warning:[/] {message}", highlight=False)
+    _stderr(Text.assemble(("warning:", "yellow"), " ", " ".join(str(message).split())))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -73,18 +103,31 @@ def main(argv: list[str] | None = None) -> None:
         _fail(f"{exc.format_message()}{hint}")
     except click_errors.ClickException as exc:  # e.g. a file option that cannot be opened
         _fail(exc.format_message())
-    except USER_ERRORS as exc:
+    except Interrupted as exc:  # a sweep says what it leaves
+        _stderr(Text(str(exc), style="yellow"))
+        sys.exit(EXIT_INTERRUPTED)
+    except Exception as exc:
+        if not _is_user_error(exc):
+            raise
         _fail(str(exc))
     except (KeyboardInterrupt, typer.Abort):
-        Console(stderr=True).print("[yellow]interrupted[/]")
-        sys.exit(130)
+        code = EXIT_INTERRUPTED
+    if code == EXIT_INTERRUPTED:  # typer turns Ctrl-C into this code, silently
+        _stderr(Text("interrupted", style="yellow"))
     if isinstance(code, int) and code:
         sys.exit(code)
 
 
+def _is_user_error(exc: Exception) -> bool:
+    loaded = (getattr(sys.modules.get(module), name, None) for module, name in USER_ERRORS)
+    return any(isinstance(exc, kind) for kind in loaded if isinstance(kind, type))
+
+
 def _fail(message: str) -> None:
-    one_line = " ".join(message.split())
-    Console(stderr=True, soft_wrap=True).print(
-        f"[bold red]error:[/] {escape(one_line)}", highlight=False
-    )
+    _stderr(Text.assemble(("error:", "bold red"), " ", " ".join(message.split())))
     sys.exit(2)
+
+
+def _stderr(line: Text) -> None:
+    """One line on stderr, never wrapped (a log line or a test reads it whole)."""
+    Console(stderr=True, soft_wrap=True, markup=False).print(line, highlight=False)

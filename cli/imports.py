@@ -10,8 +10,11 @@ import typer
 from cli.common import DbOption, console
 from scaling import datasets
 from scaling.errors import ScalingError
-from store.db import connect
-from store.imports import import_file
+
+# How a shipped data set's columns map to runs where its names are not run columns.
+EXAMPLE_COLUMNS = {
+    "mu-scaling": "params=params_millions*1e6,loss=train_loss_at_20k_steps,d_model=width",
+}
 
 
 def import_runs(
@@ -33,20 +36,25 @@ def import_runs(
     db: DbOption = None,
 ) -> None:
     """Import runs (N, D, loss, lr, ...) so they can be fitted like local ones."""
+    from store.db import connect
+    from store.imports import import_file
+
     if (file is None) == (example is None):
         raise ScalingError("give a file to import or --example NAME (one of the two)")
     if example is not None:
         file = datasets.path(example)
         source = source or example
+        columns = columns or EXAMPLE_COLUMNS.get(example)
     assert file is not None
     with connect(db) as con:
         counts, problems = import_file(con, file, source, columns, skip_bad)
     for problem in problems:
-        console.print(f"[yellow]skipped {problem}[/]")
+        console.print(f"skipped {problem}", style="yellow")
     name = source or file.stem
     console.print(
         f"imported {counts.inserted} run{'s' * (counts.inserted != 1)} from {file} "
-        f"as source 'imported:{name}' (--source {name} selects them)"
+        f"as source 'imported:{name}' (--source {name} selects them)",
+        soft_wrap=True,
     )
     notes = [
         f"{counts.present} already in the log, left as they are" if counts.present else "",

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from cli.common import DbOption, console, format_value, print_frame, real
-from fits import LOSS_LAWS
+from cli.common import DbOption, console, format_value, positive, print_frame, real
 from scaling.errors import ScalingError
-from scaling.laws import BACKTESTED, LAWS, OPTIONS
-from scaling.laws import get as get_law
-from scaling.results import FittedLaw, HparamBacktest
-from scaling.study import Study
+
+if TYPE_CHECKING:
+    from scaling.results import FittedLaw
+    from scaling.study import Study
+
+# The names of fits.LOSS_LAWS and scaling.laws.LAWS, and the help of scaling.laws.OPTIONS,
+# for the help texts: importing those registries loads scipy and statsmodels, which
+# `scaling --help` should not wait for (tests/test_cli_hardening.py checks that they agree).
+LOSS_LAW_NAMES = ("chinchilla", "chinchilla-shared", "data-constrained", "kaplan")
+LAW_NAMES = ("auto", *LOSS_LAW_NAMES, "isoflop", "envelope", "power", "lr", "lr-law", "bs-law")
 
 Arch = Annotated[str | None, typer.Option(help="Only runs of this architecture.")]
 Source = Annotated[
@@ -23,19 +28,28 @@ Source = Annotated[
 Where = Annotated[str | None, typer.Option(help="Extra SQL condition on runs.")]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
 Level = Annotated[float, typer.Option(help="Interval level.", min=0.5, max=0.999)]
-Bootstrap = Annotated[int, typer.Option(help="Bootstrap resamples (loss laws, power).")]
+MAX_BOOTSTRAP = 100_000  # beyond this the intervals do not move and the fit takes hours
+Bootstrap = Annotated[
+    int,
+    typer.Option(min=1, max=MAX_BOOTSTRAP, help="Bootstrap resamples (loss laws, power)."),
+]
 Law = Annotated[
     str,
     typer.Option(
-        "--law", help=f"Loss law: auto (the form that extrapolates best) or {', '.join(LOSS_LAWS)}."
+        "--law",
+        help=f"Loss law: auto (the form that extrapolates best) or {', '.join(LOSS_LAW_NAMES)}.",
     ),
 ]
+
+WIDE = 120  # a terminal this wide shows each held-out group's interval beside its prediction
 
 predict_app = typer.Typer(help="Answer a question about a large run, with an interval.",
                           no_args_is_help=True)  # fmt: skip
 
 
 def _study(db: Any, level: float = 0.90, bootstrap: int = 1000) -> Study:
+    from scaling.study import Study
+
     return Study(db, level=level, n_bootstrap=bootstrap)
 
 
@@ -80,21 +94,42 @@ def fit_payload(fitted: FittedLaw) -> dict[str, Any]:
 
 
 def fit(
-    law: Annotated[str, typer.Argument(help=f"One of: {', '.join(LAWS)}.")],
+    law: Annotated[str, typer.Argument(help=f"One of: {', '.join(LAW_NAMES)}.")],
     arch: Arch = None,
     source: Source = None,
     where: Where = None,
     bootstrap: Bootstrap = 1000,
     level: Level = 0.90,
     n_column: Annotated[str, typer.Option(help="N is params or params_nonembed.")] = "params",
-    x: Annotated[str, typer.Option(help=OPTIONS["x"].help)] = OPTIONS["x"].default,
-    fixed_e: Annotated[float | None, typer.Option("--E", help=OPTIONS["E"].help)] = None,
-    form: Annotated[str, typer.Option(help=OPTIONS["form"].help)] = OPTIONS["form"].default,
+    x: Annotated[str, typer.Option(help="power: the variable, N, D, C or width.")] = "C",
+    fixed_e: Annotated[
+        float | None,
+        typer.Option("--E", parser=real, help="power: hold the offset E fixed (e.g. 0)."),
+    ] = None,
+    form: Annotated[str, typer.Option(help="lr-law: auto, step, porian or bjorck.")] = "auto",
     method: Annotated[
-        str, typer.Option(help=OPTIONS["method"].help)
-    ] = OPTIONS["method"].default,
+        str,
+        typer.Option(
+            help="lr-law data: vertex (per-group optimum) or near-optimal (runs within 0.25% "
+            "of their (N, D) best, as Step Law)."
+        ),
+    ] = "vertex",
     neighbors: Annotated[
-        int | None, typer.Option(min=1, help=OPTIONS["neighbors"].help)
+        int | None,
+        typer.Option(
+            min=1,
+            help="isoflop: each budget's parabola through its best size and this many "
+            "neighbours a side (default: all sizes), for profiles sampled far past their "
+            "minimum.",
+        ),
+    ] = None,
+    resolution: Annotated[
+        float | None,
+        typer.Option(
+            parser=positive,
+            help="isoflop: runs share a budget when log10 C rounds to the same multiple of "
+            "this (default 0.05, within about 6%; 0.25 groups Chinchilla's budgets).",
+        ),
     ] = None,
     groups: Annotated[bool, typer.Option(help="Also print the per-group table.")] = False,
     refit: Annotated[bool, typer.Option(help="Fit again even if stored for these runs.")] = False,
@@ -105,14 +140,17 @@ def fit(
     db: DbOption = None,
 ) -> None:
     """Fit a law on a selection of runs, print it and store it in the fits table."""
-    given = {"x": x, "E": fixed_e, "form": form, "method": method, "neighbors": neighbors}
+    from scaling.laws import get as get_law
+
+    given = {"x": x, "E": fixed_e, "form": form, "method": method, "neighbors": neighbors,
+             "resolution": resolution}  # fmt: skip
     options = get_law(law).options_from(given)
     fitted = _study(db, level, bootstrap).fit(law, arch, source, where, n_column=n_column,
                                               refit=refit, force=force, **options)  # fmt: skip
     if as_json:
         _emit(fit_payload(fitted))
         return
-    console.print(f"[bold]{fitted.law}[/] fit {fitted.fit_id} on {fitted.selection['n_runs']} runs")
+    console.print(f"{fitted.law} fit {fitted.fit_id} on {fitted.selection['n_runs']} runs")
     console.print(fitted.model.summary(), highlight=False)
     for line in fitted.extrapolation_lines():
         console.print(line, highlight=False)
@@ -120,39 +158,75 @@ def fit(
     if table is None:
         return
     if "bracketed" in table.columns:
-        console.print(f"{int(table.bracketed.sum())} of {len(table)} groups have a bracketed "
-                      "LR optimum")  # fmt: skip
+        said = (
+            "budgets have their minimum in N bracketed by the sizes run"
+            if law == "isoflop"
+            else "groups have their LR optimum bracketed by the LRs run"
+        )
+        console.print(f"{int(table.bracketed.sum())} of {len(table)} {said}")
     title = get_law(law).table
     if title or groups:
-        shown = table.assign(note=table["note"].astype(str).str.slice(0, 48))
-        print_frame(shown, title=title or "per group")
+        # One line a row at the width there is: short headers, a column the same in every
+        # row said once, and the note cut to what the numbers leave.
+        shown = table.assign(note=table["note"].fillna("").astype(str))
+        print_frame(shown, title=title or "per group", short=True, squeeze="note")
 
 
-def _show(answer: Any, as_json: bool) -> None:
+def _show(answer: Any, as_json: bool, beyond: dict[str, Any] | None = None) -> None:
+    """An answer, and how far its question lies beyond the runs (text, or `beyond_runs`)."""
     if as_json:
-        _emit(answer.to_dict())
-    else:
-        console.print(str(answer), highlight=False)
+        _emit({**answer.to_dict(), **({"beyond_runs": beyond} if beyond else {})})
+        return
+    console.print(str(answer))
+    if beyond:
+        console.print(_beyond_line(beyond))
+
+
+def _beyond(study: Study, arch: str | None, source: str | None, where: str | None,
+            **asked: float) -> dict[str, Any]:  # fmt: skip
+    """Decades in N, D and C = 6ND between the question and the largest finished run the
+    selection holds (positive: beyond it; a law's error grows with that distance)."""
+    runs = study.runs(arch=arch, source=source, where=where)
+    largest = {
+        "N": runs["params"].astype(float).max(),
+        "D": runs["tokens"].astype(float).max(),
+        "C": (6.0 * runs["params"].astype(float) * runs["tokens"].astype(float)).max(),
+    }
+    decades = {
+        k: round(math.log10(v / largest[k]), 2)
+        for k, v in asked.items()
+        if math.isfinite(largest[k]) and largest[k] > 0 and math.isfinite(v) and v > 0
+    }
+    return {"decades": decades, "largest_run": {k: largest[k] for k in decades}}
+
+
+def _beyond_line(beyond: dict[str, Any]) -> str:
+    decades, largest = beyond["decades"], beyond["largest_run"]
+    if not decades:
+        return "beyond the runs: unknown (no finished run holds these sizes)"
+    parts = [f"{k} {v:+.2f} ({format_value(largest[k])})" for k, v in decades.items()]
+    where = "beyond" if max(decades.values()) > 0 else "within"
+    return f"{where} the runs: decades past the largest run (its value): " + ", ".join(parts)
 
 
 @predict_app.command("loss")
 def predict_loss(
     n: Annotated[
-        float | None, typer.Option("--N", "-N", parser=real, help="Parameters (7e9, 7B).")
+        float | None, typer.Option("--N", "-N", parser=positive, help="Parameters (7e9, 7B).")
     ] = None,
     d: Annotated[
-        float | None, typer.Option("--D", "-D", parser=real, help="Tokens (1.4T).")
+        float | None, typer.Option("--D", "-D", parser=positive, help="Tokens (1.4T).")
     ] = None,
     compute: Annotated[
-        float | None, typer.Option(parser=real, help="Training FLOPs C = 6ND (with --M).")
+        float | None, typer.Option(parser=positive, help="Training FLOPs C = 6ND (with --M).")
     ] = None,
     m: Annotated[
         float | None,
-        typer.Option("--M", parser=real, help="Tokens per parameter M = D/N (with --compute)."),
+        typer.Option("--M", parser=positive, help="Tokens per parameter M = D/N (with --compute)."),
     ] = None,
     unique: Annotated[
         float | None,
-        typer.Option("--U", parser=real, help="data-constrained: unique tokens available."),
+        typer.Option("--U", parser=positive, help="data-constrained: unique tokens available."),
     ] = None,
     law: Law = "auto",
     arch: Arch = None,
@@ -175,20 +249,25 @@ def predict_loss(
             raise ScalingError("--compute and --M must be positive")
         n = math.sqrt(compute / (6.0 * m))
         d = m * n
+        if not (0 < n < math.inf and 0 < d < math.inf):
+            raise ScalingError(f"--compute {compute:g} with --M {m:g} gives N = {n:g}, "
+                               f"D = {d:g}: no model has that size")  # fmt: skip
     assert n is not None and d is not None
-    answer = _study(db, level).predict_loss(n, d, arch, source, where, law=law, U=unique)
-    _show(answer, as_json)
+    study = _study(db, level)
+    answer = study.predict_loss(n, d, arch, source, where, law=law, U=unique)
+    _show(answer, as_json, _beyond(study, arch, source, where, N=n, D=d, C=6.0 * n * d))
 
 
 @predict_app.command("optimal")
 def predict_optimal(
     compute: Annotated[
-        float | None, typer.Option(parser=real, help="Training FLOPs (1e24).")
+        float | None, typer.Option(parser=positive, help="Training FLOPs (1e24).")
     ] = None,
     hours: Annotated[
-        float | None, typer.Option(help="Or wall-clock hours on the device the runs timed.")
+        float | None,
+        typer.Option(parser=positive, help="Or wall-clock hours on the device the runs timed."),
     ] = None,
-    seq_len: Annotated[int | None, typer.Option(help="--hours: context length.")] = None,
+    seq_len: Annotated[int | None, typer.Option(min=1, help="--hours: context length.")] = None,
     law: Law = "auto",
     arch: Arch = None,
     source: Source = None,
@@ -198,19 +277,38 @@ def predict_optimal(
     db: DbOption = None,
 ) -> None:
     """Compute-optimal N and D (C = 6ND), or the best within --hours, and the loss they reach."""
+    study = _study(db, level)
     if hours is not None and compute is None:
-        answer = _study(db, level).optimal_within(hours, arch, seq_len, source, where, law=law)
-        _show(answer, as_json)
+        answer = study.optimal_within(hours, arch, seq_len, source, where, law=law)
+        for optimum in answer.optima.values():
+            context = optimum.table["seq_len"].max() if "seq_len" in optimum.table else 1
+            if context > optimum.D:
+                raise ScalingError(
+                    f"--hours {hours:g} trains {optimum.arch} on {optimum.D:.3g} tokens, less "
+                    f"than one sequence of {context}: give more hours"
+                )
+        best = answer.optima[answer.asked or answer.winner]
+        shown = {"N": best.N, "D": best.D, "C": 6.0 * best.N * best.D}
+        _show(answer, as_json, _beyond(study, best.arch, source, where, **shown))
     elif compute is not None and hours is None:
-        _show(_study(db, level).compute_optimal(compute, arch, source, where, law=law), as_json)
+        allocation = study.compute_optimal(compute, arch, source, where, law=law)
+        shown = {"N": allocation.N.value, "D": allocation.D.value, "C": compute}
+        _show(allocation, as_json, _beyond(study, arch, source, where, **shown))
     else:
         raise ScalingError("give exactly one of --compute FLOPS or --hours H")
 
 
 @predict_app.command("lr")
 def predict_lr(
-    n: Annotated[float, typer.Option("--N", "-N", parser=real, help="Parameters.")],
-    d: Annotated[float, typer.Option("--D", "-D", parser=real, help="Tokens.")],
+    n: Annotated[float, typer.Option("--N", "-N", parser=positive, help="Parameters.")],
+    d: Annotated[float, typer.Option("--D", "-D", parser=positive, help="Tokens.")],
+    method: Annotated[
+        str,
+        typer.Option(
+            help="The LR law's data: vertex (per-group optimum) or near-optimal (runs within "
+            "0.25% of their (N, D) best, the Step Law procedure)."
+        ),
+    ] = "vertex",
     arch: Arch = None,
     source: Source = None,
     where: Where = None,
@@ -219,12 +317,14 @@ def predict_lr(
     db: DbOption = None,
 ) -> None:
     """Optimal peak learning rate from the LR law fitted on LR scans."""
-    _show(_study(db, level).optimal_lr(n, d, arch, source, where), as_json)
+    study = _study(db, level)
+    answer = study.optimal_lr(n, d, arch, source, where, method)
+    _show(answer, as_json, _beyond(study, arch, source, where, N=n, D=d, C=6.0 * n * d))
 
 
 @predict_app.command("bs")
 def predict_bs(
-    d: Annotated[float, typer.Option("--D", "-D", parser=real, help="Tokens.")],
+    d: Annotated[float, typer.Option("--D", "-D", parser=positive, help="Tokens.")],
     arch: Arch = None,
     source: Source = None,
     where: Where = None,
@@ -233,15 +333,17 @@ def predict_bs(
     db: DbOption = None,
 ) -> None:
     """Optimal batch size (in tokens) at horizon D."""
-    _show(_study(db, level).optimal_batch_size(d, arch, source, where), as_json)
+    study = _study(db, level)
+    answer = study.optimal_batch_size(d, arch, source, where)
+    _show(answer, as_json, _beyond(study, arch, source, where, D=d))
 
 
 @predict_app.command("crossover")
 def predict_crossover(
     arch_a: Annotated[str, typer.Argument(help="First architecture.")],
     arch_b: Annotated[str, typer.Argument(help="Second architecture.")],
-    min_compute: Annotated[float, typer.Option(parser=real, help="Search from.")] = 1e15,
-    max_compute: Annotated[float, typer.Option(parser=real, help="Search to.")] = 1e27,
+    min_compute: Annotated[float, typer.Option(parser=positive, help="Search from.")] = 1e15,
+    max_compute: Annotated[float, typer.Option(parser=positive, help="Search to.")] = 1e27,
     law: Law = "auto",
     source: Source = None,
     level: Level = 0.90,
@@ -256,7 +358,7 @@ def predict_crossover(
 
 def backtest(
     law: Annotated[
-        str, typer.Argument(help=f"One of: {', '.join(BACKTESTED)}.")
+        str, typer.Argument(help=f"auto, {', '.join(LOSS_LAW_NAMES)}, power, lr-law or bs-law.")
     ] = "auto",
     arch: Arch = None,
     source: Source = None,
@@ -280,13 +382,16 @@ def backtest(
     if as_json:
         _emit(result.to_dict())
         return
+    from scaling.results import HparamBacktest
+
     if isinstance(result, HparamBacktest):
         shown = result.frame.drop(columns=["arch", "parametrization", "lo", "hi"])
         interval = result.frame[["lo", "hi"]].apply(
             lambda r: f"{format_value(r.lo)}..{format_value(r.hi)}", axis=1
         )
-        shown.insert(shown.columns.get_loc("predicted") + 1, "interval", interval)
-        print_frame(shown, title="held-out (N, D) groups")
+        if console.width >= WIDE:  # narrower, the interval is in --json and `in` says if it held
+            shown.insert(shown.columns.get_loc("predicted") + 1, "interval", interval)
+        print_frame(shown, title="held-out (N, D) groups", short=True, squeeze="note")
     else:
         print_frame(result.frame.drop(columns=["run_id"]), title="held-out runs")
         if result.forms is not None:

@@ -2,30 +2,30 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import sys
 from datetime import date, datetime, time
 from decimal import Decimal
 from enum import StrEnum
-from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, TextIO
 
-import duckdb
-import pandas as pd
 import typer
 
-from cli.common import DbOption, console, print_frame
-from store.db import connect
+from cli.common import DbOption, console, print_frame, print_rows
+from cli.output import check_out, check_out_name, replacing
 from store.errors import StoreError
-from store.runs import read_runs
-from store.sql import query as run_query
+
+if TYPE_CHECKING:
+    from store.sql import Result
 
 RUN_SUMMARY = [
     "run_id", "sweep", "arch", "params", "tokens", "lr", "batch_size", "status",
     "final_val_loss", "wall_s",
 ]  # fmt: skip
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+TABLE_ROWS = 1000  # a table prints at most this many rows; the formats write them all
 
 
 class Format(StrEnum):
@@ -39,42 +39,95 @@ def sql(
     query: Annotated[str, typer.Argument(help="One SQL query over runs, curves, fits, ...")],
     db: DbOption = None,
     format: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.table,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file.")] = None,
+    out_name: Annotated[
+        str | None, typer.Option("--out", "-o", help="Write to this file (replaced whole).")
+    ] = None,
 ) -> None:
     """Run one read-only SQL statement on the run log; print or export csv/json/parquet.
 
-    The query cannot read or write other files (DuckDB's external access is off)."""
+    The query cannot read or write other files (DuckDB's external access is off). A table
+    shows the first rows; csv, json and parquet stream the whole result, of any size."""
+    from store.db import connect, default_path
+    from store.sql import copy_to_parquet
+    from store.sql import query as run_query
+
+    out = None if out_name is None else check_out_name(out_name)
     if format is Format.parquet and out is None:
         raise StoreError("--format parquet needs --out FILE")
-    with connect(db, read_only=True) as con:
-        columns, rows = run_query(con, query)
-    frame = pd.DataFrame.from_records(rows, columns=columns)
-    if format is Format.table:
-        print_frame(frame)
-        return
-    if format is Format.parquet:
-        assert out is not None
-        export = duckdb.connect()
-        export.register("result", frame)
-        export.execute(f"COPY result TO {_quote(out)} (FORMAT parquet)")
-    elif format is Format.csv:
-        frame.map(_csv_safe).to_csv(out or sys.stdout, index=False)
-    else:
-        records = [dict(zip(columns, map(_json_value, row), strict=True)) for row in rows]
-        text = json.dumps(records, indent=1)
-        (out.write_text(text + "\n") if out else sys.stdout.write(text + "\n"))
     if out is not None:
-        console.print(f"wrote {out}")
+        check_out(out, format.value if format is not Format.table else "csv",
+                  db if db is not None else default_path())  # fmt: skip
+    with connect(db, read_only=True) as con:
+        if format is Format.parquet:
+            assert out is not None
+            with replacing(out) as temp:
+                copy_to_parquet(con, query, temp)
+        else:
+            result = run_query(con, query)
+            if format is Format.table and out is None:
+                _print_table(result)
+                return
+            write = _write_json if format is Format.json else _write_csv
+            if out is None:
+                write(result, sys.stdout)
+                return
+            with replacing(out) as temp, open(temp, "w", encoding="utf-8", newline="") as handle:
+                write(result, handle)
+    console.print(f"wrote {out}", soft_wrap=True)
 
 
-def _quote(path: Path) -> str:
-    return "'" + str(path).replace("'", "''") + "'"
+def _print_table(result: Result) -> None:
+    """The first TABLE_ROWS rows as a table, and how to get the rest."""
+    rows = result.fetch(TABLE_ROWS + 1)
+    print_rows(result.columns, rows[:TABLE_ROWS])
+    if len(rows) > TABLE_ROWS:
+        console.print(
+            f"showing the first {TABLE_ROWS} rows: --format csv or --out FILE gives them all",
+            style="yellow",
+        )
+
+
+def _write_csv(result: Result, handle: TextIO) -> None:
+    writer = csv.writer(handle, lineterminator="\n")
+    writer.writerow([_csv_safe(name) for name in result.columns])
+    for rows in result.batches():
+        writer.writerows([[_csv_safe(v) for v in row] for row in rows])
+
+
+def _write_json(result: Result, handle: TextIO) -> None:
+    """An array of objects, one per row, written as the rows arrive; a name that repeats
+    (SELECT 1 AS x, 2 AS x) gets a suffix, x_1, as in DuckDB's Parquet: no column is lost."""
+    names = unique_names(result.columns)
+    handle.write("[")
+    first = True
+    for rows in result.batches():
+        for row in rows:
+            record = dict(zip(names, map(_json_value, row), strict=True))
+            handle.write(("\n" if first else ",\n") + json.dumps(record))
+            first = False
+    handle.write("\n]\n" if not first else "]\n")
+
+
+def unique_names(columns: list[str]) -> list[str]:
+    """Column names made unique by a suffix (_1, _2, ...) on each repeat."""
+    given, used, out = set(columns), set(), []
+    for name in columns:
+        candidate, n = name, 0
+        while candidate in used or (candidate != name and candidate in given):
+            n += 1
+            candidate = f"{name}_{n}"
+        used.add(candidate)
+        out.append(candidate)
+    return out
 
 
 def _csv_safe(value: object) -> object:
-    """Text a spreadsheet would run as a formula gets a leading quote (OWASP CSV injection)."""
+    """Text a spreadsheet would run as a formula gets a leading quote (OWASP CSV injection);
+    NaN is an empty cell, as NULL is."""
     if isinstance(value, str) and value.startswith(FORMULA_STARTS):
         return "'" + value
+    if isinstance(value, float) and math.isnan(value):
+        return None
     return value
 
 
@@ -101,9 +154,12 @@ def runs(
     arch: Annotated[str | None, typer.Option(help="Only this architecture.")] = None,
     status: Annotated[str | None, typer.Option(help="done, running, diverged or failed.")] = None,
     sweep: Annotated[str | None, typer.Option(help="Only runs of this sweep.")] = None,
-    limit: Annotated[int, typer.Option(help="Show at most this many (newest).")] = 50,
+    limit: Annotated[int, typer.Option(min=1, help="Show at most this many (newest).")] = 50,
 ) -> None:
     """List runs in the log."""
+    from store.db import connect
+    from store.runs import read_runs
+
     with connect(db, read_only=True) as con:
         frame = read_runs(con, arch=arch, status=status, sweep=sweep)
     if frame.empty:

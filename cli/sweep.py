@@ -6,6 +6,7 @@ The coordinator and designs import torch: they are imported inside the commands,
 
 from __future__ import annotations
 
+import math
 import re
 import signal
 from enum import StrEnum
@@ -14,12 +15,11 @@ from typing import Annotated, Any
 
 import typer
 
-from cli.common import DbOption, console, format_value, print_frame, progress_bar
+from cli.common import DbOption, Interrupted, console, format_value, print_frame, progress_bar
 from runners.checkpoint import DEFAULT_EVERY_S
 from runners.errors import RunnerError
-from runners.sweeps.spec import load_spec
-from store.sweeps import FINISHED
 
+NO_WIDTH = "none (the interval is not finite: the runs cannot bound the target)"
 EXIT_RUNS_LEFT = 3  # `sweep run` stopped by --max-runs/--time-budget: start it again
 
 app = typer.Typer(
@@ -61,9 +61,11 @@ def plan(
 ) -> None:
     """Print the runs a sweep would do, how many are done, its FLOPs and wall time."""
     from runners.sweeps.designs import DEFAULT_EXTRA_RUNS
+    from runners.sweeps.spec import load_spec
     from scaling.sweeps.coordinator import plan_sweep
     from scaling.sweeps.planner import planner_for
     from scaling.sweeps.timing import RUN_START_S, WORKER_START_S
+    from store.sweeps import FINISHED
 
     sweep = load_spec(spec)
     result = plan_sweep(sweep.name, planner_for(sweep, device), db)
@@ -142,6 +144,7 @@ def run(
     with runs left (start it again to go on), 2 on a bad spec or a busy run log.
     """
     from cli.sweep_display import SweepDisplay
+    from runners.sweeps.spec import load_spec
     from scaling.sweeps.coordinator import SweepOptions, run_sweep
     from scaling.sweeps.planner import planner_for
 
@@ -155,7 +158,11 @@ def run(
         retry_failed=retry_failed, checkpoint_every_s=checkpoint_every,
     )  # fmt: skip
     with progress_bar() as bar:
-        report = run_sweep(sweep.name, planner, db, options, SweepDisplay(bar, sweep.name))
+        display = SweepDisplay(bar, sweep.name)
+        try:
+            report = run_sweep(sweep.name, planner, db, options, display)
+        except KeyboardInterrupt:
+            raise Interrupted(display.interrupted(f"scaling sweep run {spec}")) from None
     trained = ", ".join(f"{n} {status}" for status, n in sorted(report.trained.items()))
     console.print(
         f"sweep {sweep.name}: trained {report.trained.total()} run(s)"
@@ -178,6 +185,7 @@ def status(
     db: DbOption = None,
 ) -> None:
     """Runs per sweep: done, running, diverged, failed (and left, given a spec)."""
+    from runners.sweeps.spec import load_spec
     from scaling.sweeps.coordinator import sweep_status
     from scaling.sweeps.planner import planner_for
 
@@ -198,6 +206,7 @@ def status(
 def suggest(spec: SpecArgument, db: DbOption = None) -> None:
     """Print the runs an adaptive sweep trains next, each with its cost and the expected
     width of the target's interval once it (and the ones above it) are done."""
+    from runners.sweeps.spec import load_spec
     from scaling.sweeps.planner import suggest as suggest_round
 
     sweep = load_spec(spec)
@@ -214,7 +223,7 @@ def suggest(spec: SpecArgument, db: DbOption = None) -> None:
     table = runs.assign(shape=shape, FLOPs=runs.flops)[
         ["run_id", "shape", "params", "tokens", "lr", "FLOPs", "status", "width_after"]
     ]
-    table["width_after"] = [f"{w:.2%}" if w == w else "-" for w in table.width_after]
+    table["width_after"] = [_percent(w) for w in table.width_after]
     table["run_id"] = table.run_id.str[:8]
     print_frame(table, title=f"adaptive sweep {sweep.name}: round {s.round}")
     if s.unit == "s":
@@ -232,26 +241,47 @@ def suggest(spec: SpecArgument, db: DbOption = None) -> None:
         )
     if s.plan is None:
         console.print("round 0 is the start design: the law is fitted once it is done")
+        _print_trimmed(sweep)
     else:
         console.print(
             f"{s.plan.law.describe()}: target {s.plan.estimate:.4g}, "
-            f"expected 90% interval width {s.plan.width_now:.2%} now"
+            f"expected 90% interval width {_percent(s.plan.width_now, NO_WIDTH)} now"
         )
     _print_history(s)
+
+
+def _print_trimmed(sweep: Any) -> None:
+    """Say when the budget left part of round 0's start set out (the docs promise the set)."""
+    from scaling.sweeps.planner import START_SIZES, START_TOKENS, AdaptivePlanner
+
+    planner = AdaptivePlanner(sweep)
+    wanted, kept = len(planner.start_set()), len(planner.start())
+    if kept < wanted:
+        console.print(
+            f"round 0 trimmed to the budget: {kept} of its {wanted} start configurations (the "
+            f"{START_SIZES} smallest sizes at the {START_TOKENS} fewest tokens) fit in it",
+            style="yellow",
+        )
 
 
 def _print_history(s: Any) -> None:
     """The rounds so far: runs, FLOPs, the target's width when planned and expected after."""
     history = s.history.assign(
-        width_before=[f"{w:.2%}" if w == w else "-" for w in s.history.width_before],
-        width_expected=[f"{w:.2%}" if w == w else "-" for w in s.history.width_expected],
+        width_before=[_percent(w) for w in s.history.width_before],
+        width_expected=[_percent(w) for w in s.history.width_expected],
     )
     print_frame(history, title="rounds")
     if s.width_now is not None:
         console.print(
             f"every planned run is done: the budget is spent or no candidate narrows the "
-            f"interval; width on all {int(s.history.runs.sum())} runs: {s.width_now:.2%}"
+            f"interval; width on all {int(s.history.runs.sum())} runs: "
+            f"{_percent(s.width_now, NO_WIDTH)}"
         )
+
+
+def _percent(width: float, missing: str = "-") -> str:
+    """A relative width as a percentage; one that is not finite is no answer, and says so."""
+    return f"{width:.2%}" if math.isfinite(width) else missing
 
 
 app.command("plan")(plan)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cli.common import DbOption, console, integer, print_frame, progress_bar, real
+from cli.common import DbOption, Interrupted, console, integer, print_frame, progress_bar, real
 from cli.sweep import duration
 from runners.checkpoint import DEFAULT_EVERY_S, Branch
 from runners.config import ModelConfig, RunConfig, TrainConfig
@@ -198,7 +198,7 @@ def _train_one(
         f"({result.tokens_per_s:,.0f} tok/s, {result.config.train.precision} on {result.device})"
     )
     if result.status != "done":
-        console.print(f"[yellow]{result.error}[/]")
+        console.print(str(result.error), style="yellow")
     return run_id
 
 
@@ -207,10 +207,16 @@ def demo(db: DbOption = None) -> None:
     from cli.sweep_display import SweepDisplay
     from scaling.demo import demo_answers, run_demo
 
+    console.print("stage 1 of 2: train the demo runs the log does not hold yet")
     with progress_bar() as bar:
-        frame = run_demo(db, SweepDisplay(bar, "demo"))
+        display = SweepDisplay(bar, "demo")
+        try:
+            frame = run_demo(db, display)
+        except KeyboardInterrupt:
+            raise Interrupted(display.interrupted("scaling demo")) from None
     short = {"d_model": "d", "n_layers": "layers", "final_val_loss": "val loss", "wall_s": "wall s"}
     table = frame.assign(run_id=frame.run_id.str[:8]).rename(columns=short)
     print_frame(table.drop(columns=["flops", "tokens_per_s"]), title="demo runs (all in SQL)")
+    console.print("stage 2 of 2: fit a law to the runs, predict, backtest")
     for line in demo_answers(db):
         console.print(line, highlight=False)

@@ -66,6 +66,16 @@ def observation_interval(
     return percentile_interval(draws * np.exp(noise), level)
 
 
+ONE_SIGMA = 0.682689492  # the share of a normal distribution within one sd of its mean
+
+
+def robust_spread(draws: np.ndarray, axis: int = 0) -> np.ndarray:
+    """Half the width of the central 68.3% of the draws: the standard error for normal draws,
+    and not the 6e110 that a few runaway refits give the plain sd of heavy-tailed ones."""
+    lo, hi = percentile_interval(draws, ONE_SIGMA, axis=axis)
+    return (hi - lo) / 2.0
+
+
 def resolve_n_jobs(n_jobs: int | None) -> int:
     """scikit-learn convention: None -> 1, -1 -> all cores, k -> k (at least 1)."""
     cores = os.cpu_count() or 1

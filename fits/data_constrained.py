@@ -27,7 +27,7 @@ import pandas as pd
 
 from fits import validate
 from fits.base import Fit, _num
-from fits.bootstrap import as_generator, percentile_interval, resample_weights
+from fits.bootstrap import as_generator, percentile_interval, resample_weights, robust_spread
 from fits.chinchilla import ChinchillaLaw, _loss, compute_optimal_allocation
 from fits.errors import FitError
 from fits.gridfit import GRID_TOL, POLISH_TOL
@@ -258,8 +258,7 @@ class DataConstrainedLaw(LossLaw):
             self.bootstrap_params_ = self._bootstrap(base, Nr, Dr, Ur, log_loss, phi)
             draws = self.bootstrap_params_
             lo, hi = percentile_interval(draws, level)
-            with np.errstate(all="ignore"):
-                sd = np.nanstd(np.where(np.isfinite(draws), draws, np.nan), axis=0, ddof=1)
+            sd = robust_spread(draws)
             self.stderr_ = {n: float(sd[i]) for i, n in enumerate(PARAM_NAMES)}
             self.intervals_ = {n: (float(lo[i]), float(hi[i])) for i, n in enumerate(PARAM_NAMES)}
         self._refuse_unidentified()

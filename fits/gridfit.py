@@ -26,11 +26,11 @@ from fits import validate
 from fits.base import _num
 from fits.bootstrap import (
     as_generator,
-    finite_or_nan,
     map_chunks,
     percentile_interval,
     resample_weights,
     resolve_n_jobs,
+    robust_spread,
 )
 from fits.errors import FitError
 from fits.laws import LossLaw
@@ -308,8 +308,7 @@ class GridLaw(LossLaw):
     def _set_uncertainty(self) -> None:
         draws = self._draws()
         lo, hi = percentile_interval(draws, self.level_)
-        with np.errstate(over="ignore"):
-            sd = np.nanstd(finite_or_nan(draws), axis=0, ddof=1)
+        sd = robust_spread(draws)
         names = self.param_names
         self.stderr_ = {n: float(v) for n, v in zip(names, sd, strict=True)}
         self.intervals_ = {n: (float(lo[i]), float(hi[i])) for i, n in enumerate(names)}

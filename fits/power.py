@@ -20,7 +20,13 @@ from scipy import optimize, stats
 
 from fits import validate
 from fits.base import Estimate, Fit
-from fits.bootstrap import RandomState, as_generator, percentile_interval, resample_weights
+from fits.bootstrap import (
+    RandomState,
+    as_generator,
+    percentile_interval,
+    resample_weights,
+    robust_spread,
+)
 from fits.errors import FitError
 
 PARAM_NAMES = ("E", "A", "alpha")
@@ -84,6 +90,11 @@ class PowerLaw(Fit):
         x = validate.positive(x, "x")
         y = validate.finite(y, "y")
         validate.same_length(x=x, y=y)
+        if self.E is not None and not (np.isfinite(self.E) and y.min() > self.E):
+            raise FitError(
+                f"a fixed E must be a number below every y (E + A x^-alpha > E), got "
+                f"E = {self.E:.4g} with the smallest y {y.min():.4g}"
+            )
         n_free = len(self.free_names)
         validate.distinct(x, n_free, "x values", "x")
         validate.at_least(x.size, n_free + 1, f"points to fit {n_free} parameters with an error")
@@ -241,7 +252,7 @@ class PowerLaw(Fit):
         if self.bootstrap_params_ is not None:
             draws = self.bootstrap_params_
             lo, hi = percentile_interval(draws, self.level_)
-            se = draws.std(axis=0, ddof=1)
+            se = robust_spread(draws)
         else:
             se = np.sqrt(np.clip(np.diag(self.cov_), 0.0, None))
             t = stats.t.ppf(0.5 + self.level_ / 2, self.df_resid_)

@@ -34,6 +34,10 @@ _NEIGHBORS = (
     "isoflop: each budget's parabola through its best size and this many neighbours a side "
     "(default: all sizes), for profiles sampled far past their minimum."
 )
+_RESOLUTION = (
+    "isoflop: runs share a budget when log10 C rounds to the same multiple of this "
+    "(default 0.05, within about 6%; 0.25 groups Chinchilla's budgets)."
+)
 OPTIONS = {
     o.name: o
     for o in (
@@ -42,6 +46,7 @@ OPTIONS = {
         Option("form", "--form", "auto", "lr-law: auto, step, porian or bjorck."),
         Option("method", "--method", "vertex", _METHOD),
         Option("neighbors", "--neighbors", None, _NEIGHBORS),
+        Option("resolution", "--resolution", None, _RESOLUTION),
     )
 }
 
@@ -96,7 +101,12 @@ REGISTRY: dict[str, Law] = {
     for law in (
         _loss_form("auto", tuple(LOSS_LAWS), {"forms": list(LOSS_LAWS)}),  # new forms: refit
         *(_loss_form(name, (name,), {}) for name in LOSS_LAWS),
-        Law("isoflop", fitters.fit_isoflop, options=("neighbors",), table="per budget"),
+        Law(
+            "isoflop",
+            fitters.fit_isoflop,
+            options=("neighbors", "resolution"),
+            table="per budget",
+        ),
         Law("envelope", fitters.fit_envelope),
         Law(
             "power",

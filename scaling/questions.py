@@ -88,8 +88,8 @@ class Questions:
         return answer
 
     def optimal_lr(self, N: float, D: float, arch: str | None, source: str | None,
-                   where: str | None) -> Prediction:  # fmt: skip
-        fitted = self.fits.fit("lr-law", arch, source, where)
+                   where: str | None, method: str = "vertex") -> Prediction:  # fmt: skip
+        fitted = self.fits.fit("lr-law", arch, source, where, method=method)
         p = predict_optimum(fitted, pd.DataFrame({"N": [N], "D": [D]}), self.level, self.seed)
         return self.answer(
             _optimum("lr_opt", p, fitted.fit_id, self.level),
@@ -222,6 +222,11 @@ def _interval_kind(fitted: FittedLaw) -> str:
     return "prediction" if fitted.calibration is not None else "uncalibrated prediction"
 
 
+def _epochs(count: float) -> str:
+    """Epochs as a person reads them: 5.2, 91, 119,470 (not 119470.0)."""
+    return f"{count:.1f}" if count < 10 else f"{count:,.0f}"
+
+
 def _repeats_note(name: str, tokens: float, runs: pd.DataFrame) -> str:
     """A caution when `tokens` exceed the one corpus every run trained on (known, equal U):
     the loss laws, asked without U, and every law's allocation assume unlimited unique data."""
@@ -232,8 +237,9 @@ def _repeats_note(name: str, tokens: float, runs: pd.DataFrame) -> str:
     if tokens <= corpus:
         return ""
     return (
-        f"{name} = {fmt(tokens)} tokens is {tokens / corpus:.1f} epochs of the {fmt(corpus)} "
-        f"unique tokens the runs trained on (the longest run: {runs.D.max() / corpus:.1f}); the "
+        f"{name} = {fmt(tokens)} tokens is {_epochs(tokens / corpus)} epochs of the "
+        f"{fmt(corpus)} unique tokens the runs trained on (the longest run: "
+        f"{_epochs(runs.D.max() / corpus)}); the "
         "law assumes unlimited unique data, and repeated tokens are worth less (predict loss "
         "--U with law data-constrained, fitted on runs that repeat data, prices them)"
     )

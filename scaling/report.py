@@ -16,6 +16,7 @@ import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.ticker import NullFormatter
 
 from fits import IsoFLOPFit, LogLinearLaw, LROptima, chinchilla_loss
 from fits.bootstrap import percentile_interval
@@ -176,7 +177,7 @@ def _lr_figure(report: Report, study: Study, arch: str | None, source: str | Non
             label=f"{key[0]} {key[1]} N={key[2]:.3g} D={key[3]:.3g}",
         )
         best = vertices.get(key, np.nan)
-        if np.isfinite(best):
+        if np.isfinite(best) and group.lr.nunique() >= 3:  # a parabola needs three LRs
             ax.axvline(best, color=line.get_color(), ls=":", lw=1)
     ax.set(
         xscale="log",
@@ -250,6 +251,9 @@ def _residual_figure(report: Report, study: Study, arch: str | None, source: str
         ylabel="log(actual / fitted)",
         title="Residuals of the Chinchilla fit",
     )
+    # Within a decade of C matplotlib labels the minor ticks too, and they overlap.
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.tick_params(axis="x", labelrotation=30)
     _save(report, "residuals", "Log residuals of the Chinchilla fit against compute.", resid, fig)
 
 

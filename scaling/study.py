@@ -145,11 +145,12 @@ class Study:
 
     def optimal_lr(
         self, N: float, D: float, arch: str | None = None, source: str | None = None,
-        where: str | None = None,
+        where: str | None = None, method: str = "vertex",
     ) -> Prediction:  # fmt: skip
         """Optimal peak LR from the fitted LR law, with the prediction interval of one new
-        (N, D) group's optimum (the law's uncertainty plus the groups' scatter about it)."""
-        return self.ask.optimal_lr(N, D, arch, source, where)
+        (N, D) group's optimum (the law's uncertainty plus the groups' scatter about it).
+        method: the law's data, vertex (per-group optimum) or near-optimal (Step Law)."""
+        return self.ask.optimal_lr(N, D, arch, source, where, method)
 
     def optimal_batch_size(
         self, D: float, arch: str | None = None, source: str | None = None, where: str | None = None

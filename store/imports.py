@@ -39,6 +39,7 @@ ALIASES = {
 NUMERIC = ("params", "params_nonembed", "tokens", "flops", "lr", "batch_size", "d_model",
            "n_layers", "n_heads", "seq_len", "final_val_loss", "unique_tokens")  # fmt: skip
 SIZE_COLUMNS = ("params", "tokens", "flops")
+NON_NEGATIVE = ("seed", "wall_s", "tokens_per_s", "warmup")  # zero is a value; below is not
 STATUSES = ("pending", "running", "done", "diverged", "failed")
 # Large counts estimated from plots (Epoch's Chinchilla N) carry fractions far below one
 # part in a million: those are rounded; any other fraction in a whole-number column is refused.
@@ -80,6 +81,8 @@ def read_table(path: Path) -> pd.DataFrame:
     """Read a CSV / Parquet / JSONL file with DuckDB."""
     if not path.exists():
         raise StoreError(f"file not found: {path}")
+    if not path.is_file():  # a FIFO would block forever, a device read without end
+        raise StoreError(f"{path} is not a regular file")
     reader = READERS.get(path.suffix.lower())
     if reader is None:
         raise StoreError(f"{path}: unknown format {path.suffix!r} (csv, parquet or jsonl)")
@@ -99,6 +102,9 @@ def parse_mapping(text: str | None) -> dict[str, str]:
         target = ALIASES.get(target.strip().lower(), target.strip())
         if target not in RUN_COLUMNS:
             raise StoreError(f"--columns: {target!r} is not a column of runs")
+        if target in mapping:
+            raise StoreError(f"--columns: {target} is mapped twice ({mapping[target]!r} and "
+                             f"{column.strip()!r}): give one")  # fmt: skip
         mapping[target] = column.strip()
     return mapping
 
@@ -115,12 +121,15 @@ def normalise_columns(frame: pd.DataFrame, mapping: dict[str, str]) -> pd.DataFr
             continue
         sql = f"SELECT (\n{expression(source, ['file'], f'--columns {target}=')}\n) FROM file"
         try:
-            frame[target] = con.execute(sql).df().iloc[:, 0].to_numpy()
+            values = con.execute(sql).df()
         except duckdb.Error as exc:
             raise StoreError(
                 f"--columns {target}={source}: neither a column of the file nor an expression "
                 f"over its columns ({str(exc).splitlines()[0]})"
             ) from exc
+        if values.shape != (len(frame), 1):  # store.sql.expression refuses these first
+            raise StoreError(f"--columns {target}={source}: must be one value per row")
+        frame[target] = values.iloc[:, 0].to_numpy()
     con.close()
     mapped = {source for source in mapping.values() if source in frame.columns}
     renames: dict[str, str] = {}
@@ -188,6 +197,8 @@ def _cell(column: str, kind: str, value: object) -> object:
         number = _number(column, value)
         if column in NUMERIC and not (math.isfinite(number) and number > 0):
             raise ValueError(f"{column} must be a positive number, got {_shown(value)}")
+        if column in NON_NEGATIVE and not (math.isfinite(number) and number >= 0):
+            raise ValueError(f"{column} must be zero or more, got {_shown(value)}")
         if kind == "DOUBLE":
             return float(number)
         slack = COUNT_SLACK * abs(number) if column in COUNTS else 0.0

@@ -9,8 +9,10 @@ accepted only if it is a single expression that reads no table but the ones we n
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Iterator
-from typing import Any
+import threading
+from collections.abc import Callable, Collection, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
 
 import duckdb
 
@@ -22,11 +24,45 @@ RUN_LOG_TABLES = frozenset(
 )
 
 
-def sandbox(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
-    """Switch off (for good) every way the connection's SQL could touch other files."""
+T = TypeVar("T")
+BATCH_ROWS = 10_000  # rows fetched at a time: a result of any size streams in bounded memory
+
+
+def sandbox(
+    con: duckdb.DuckDBPyConnection, writable: Path | None = None
+) -> duckdb.DuckDBPyConnection:
+    """Switch off (for good) every way the connection's SQL could touch other files, except
+    the one file `writable` (our own temporary export file), if given."""
+    if writable is not None:
+        con.execute("SET allowed_paths = ?", [[str(writable)]])
     con.execute("SET enable_external_access = false")
     con.execute("SET lock_configuration = true")
     return con
+
+
+def interruptible(con: duckdb.DuckDBPyConnection, call: Callable[[], T]) -> T:
+    """`call()` (DuckDB work that may run for hours) in a thread, so that Ctrl-C reaches
+    this one: it interrupts the query (`con.interrupt()`) and raises KeyboardInterrupt."""
+    box: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            box["value"] = call()
+        except BaseException as exc:  # handed to the caller's thread below
+            box["error"] = exc
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    try:
+        while thread.is_alive():
+            thread.join(0.05)
+    except KeyboardInterrupt:
+        con.interrupt()
+        thread.join()
+        raise
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
 
 
 def one_statement(text: str) -> str:
@@ -42,15 +78,53 @@ def one_statement(text: str) -> str:
     return text
 
 
-def query(con: duckdb.DuckDBPyConnection, text: str) -> tuple[list[str], list[tuple[Any, ...]]]:
-    """Run one statement in a sandbox; its column names and rows (NULL as None, NaN as nan)."""
+class Result:
+    """A running query's columns and its rows in batches, fetched as they are read (a
+    billion-row result is never held whole); Ctrl-C interrupts it."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, text: str) -> None:
+        self.con = con
+        self.cursor = _guarded(con, lambda: con.execute(text))
+        described = self.cursor.description or []
+        self.columns: list[str] = [d[0] for d in described]
+
+    def fetch(self, n: int) -> list[tuple[Any, ...]]:
+        """Up to n more rows (NULL as None, NaN as nan); [] when none are left."""
+        if not self.columns:
+            return []
+        return _guarded(self.con, lambda: self.cursor.fetchmany(n))
+
+    def batches(self, size: int = BATCH_ROWS) -> Iterator[list[tuple[Any, ...]]]:
+        while rows := self.fetch(size):
+            yield rows
+
+
+def query(con: duckdb.DuckDBPyConnection, text: str) -> Result:
+    """Run one statement in a sandbox; its rows stream from the Result."""
     one_statement(text)
     sandbox(con)
+    return Result(con, text)
+
+
+def copy_to_parquet(con: duckdb.DuckDBPyConnection, text: str, path: Path) -> None:
+    """Write one query's result to `path` as Parquet, streamed by DuckDB; the query may
+    touch no other file (the sandbox allows `path` alone, and only COPY writes it)."""
+    statement = duckdb.extract_statements(one_statement(text))[0]
+    if statement.type != duckdb.StatementType.SELECT:
+        raise StoreError("--format parquet writes the result of a query (SELECT, FROM, WITH)")
+    sandbox(con, writable=path)
+    quoted = "'" + str(path).replace("'", "''") + "'"
+    select = statement.query.strip().rstrip(";")
+    copy = f"COPY (\n{select}\n) TO {quoted} (FORMAT parquet, USE_TMP_FILE false)"
+    _guarded(con, lambda: con.execute(copy))
+
+
+def _guarded(con: duckdb.DuckDBPyConnection, call: Callable[[], T]) -> T:
+    """An interruptible DuckDB call whose SQL errors are StoreErrors (damage re-raised)."""
     try:
-        cursor = con.execute(text)
-        if cursor.description is None:
-            return [], []
-        return [d[0] for d in cursor.description], cursor.fetchall()
+        return interruptible(con, call)
+    except duckdb.InterruptException:
+        raise KeyboardInterrupt from None
     except duckdb.Error as exc:
         if is_damage(exc):
             raise  # store.db.connect says which file is damaged
@@ -75,6 +149,13 @@ def expression(text: str, tables: Collection[str], what: str) -> str:
     tree = json.loads(
         con.execute("SELECT json_serialize_sql(?)", [f"SELECT {text}\n"]).fetchall()[0][0]
     )
+    aggregates = {
+        name.lower()
+        for (name,) in con.execute(
+            "SELECT DISTINCT function_name FROM duckdb_functions() "
+            "WHERE function_type = 'aggregate'"
+        ).fetchall()
+    }
     con.close()
     if tree.get("error"):
         raise StoreError(f"{what}{text!r} is not one SQL expression: {tree.get('error_message')}")
@@ -91,6 +172,15 @@ def expression(text: str, tables: Collection[str], what: str) -> str:
     )
     if not single:
         raise StoreError(many)
+    for part in _nodes(node.get("select_list", []), into_subqueries=False):
+        kind = part.get("class")
+        name = str(part.get("function_name", "")).lower()
+        if kind in ("STAR", "WINDOW") or (kind == "FUNCTION" and name in aggregates):
+            shown = "*" if kind == "STAR" else name
+            raise StoreError(
+                f"{what}{text!r} must be one value per row: {shown!r} is "
+                + ("a set of columns" if kind == "STAR" else "over many rows")
+            )
     allowed = {t.lower() for t in tables}
     for part in _nodes(tree):
         kind = part.get("type")
@@ -104,12 +194,14 @@ def expression(text: str, tables: Collection[str], what: str) -> str:
     return text
 
 
-def _nodes(tree: Any) -> Iterator[dict[str, Any]]:
-    """Every JSON object in a parse tree."""
+def _nodes(tree: Any, into_subqueries: bool = True) -> Iterator[dict[str, Any]]:
+    """Every JSON object in a parse tree (a subquery's own, or not)."""
     if isinstance(tree, dict):
         yield tree
+        if tree.get("class") == "SUBQUERY" and not into_subqueries:
+            return
         for value in tree.values():
-            yield from _nodes(value)
+            yield from _nodes(value, into_subqueries)
     elif isinstance(tree, list):
         for value in tree:
-            yield from _nodes(value)
+            yield from _nodes(value, into_subqueries)

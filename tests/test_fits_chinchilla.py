@@ -82,9 +82,15 @@ def test_all_245_points_give_the_outlier_driven_fit():
 
 
 def test_bootstrap_standard_errors_near_epoch(fitted):
-    """Epoch's standard errors come from their bootstrap; ours should be of the same size."""
-    for name, se in EPOCH_SE.items():
-        assert 0.7 * se < fitted.stderr_[name] < 1.3 * se, name
+    """Epoch's standard errors are the sd of their bootstrap; the sd of ours is of the same
+    size. The spread the fit reports (stderr_) is robust: half the central 68% of the draws,
+    which a few runaway refits cannot inflate, so never far above that sd (B's heavy tail
+    puts it well below: 863 against an sd of about 1,300)."""
+    draws = fitted.bootstrap_params_
+    for i, name in enumerate(fitted.param_names):
+        sd = float(np.std(draws[np.isfinite(draws[:, i]), i], ddof=1))
+        assert 0.7 * EPOCH_SE[name] < sd < 1.3 * EPOCH_SE[name], name
+        assert 0 < fitted.stderr_[name] < 1.05 * sd, name
 
 
 def test_objective_is_the_published_one(fitted, epoch240):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,17 +41,49 @@ SPEC_KEYS = [
     "axes.lr", "axes.tokens", "axes.size", "axes.seed", "axes.arch", "axes.batch_size",
     "design.kind", "design.budgets", "design.refine", "design.max_runs", "name",
 ]  # fmt: skip
+IMPOSSIBLE_TARGETS = ["1e299", "1e-300", "inf", "-inf", "nan", "0.5", "0", "-1", '"abc"', "1e400"]
+ADAPTIVE_SPEC = """name = "fuzz-adaptive"
+[fixed]
+seq_len = 32
+batch_size = 8
+lr = 3e-3
+[design]
+kind = "adaptive"
+target = { @TARGET }
+budget_flops = 1e15
+[design.candidates]
+size = [{ d_model = 32, n_layers = 1, n_heads = 2 }]
+tokens = [8192, 16384]
+"""
 RUN_OPTIONS = [
     "--d-model", "--n-layers", "--n-heads", "--seq-len", "--batch-size", "--tokens", "--lr",
     "--warmup", "--seed", "--eval-every", "--eval-tokens", "--mup-base-width", "--arch",
     "--size", "--schedule", "--precision", "--parametrization", "--device",
 ]  # fmt: skip
 LAWS = ["chinchilla", "isoflop", "power", "lr", "lr-law", "bs-law", "nosuchlaw", ""]
+# Issues 24 and 26: where --out may point (@LOG is the run log, @DIR a scratch folder),
+# strings Rich would read as markup, import mappings that are not one value per row.
+OUT_TARGETS = [
+    "@LOG", "@DIR", "@DIR/missing/x.csv", "/dev/full", "/dev/null", "", " ",
+    "@DIR/" + "a" * 300, "@DIR/out.csv", "@DIR/out.json", "@DIR/out.parquet", "@DIR/log-link",
+]  # fmt: skip
+MARKUP = ["[/]", "[bold]x", "[/x]", "[red]", "[link=file:///etc/passwd]x[/link]", "\\[/]"]
+MAPPINGS = [
+    "loss=*", "loss=COLUMNS(*)", "loss=sum(loss)", "loss=loss, loss=2", "loss=count(*)",
+    "loss=lag(loss) OVER ()", "loss=* EXCLUDE (N)", "loss=loss*2", "seed=-5", "wall_s=-5",
+    "loss=(SELECT max(loss) FROM file)", "loss=loss; DROP TABLE runs", "N=N,N=D",
+]  # fmt: skip
+SQL_TEXTS = [
+    "SELECT 'a' AS x, 'b' AS x", "SELECT '[/]' AS arch", "SELECT * FROM runs",
+    "SELECT * FROM duckdb_settings() WHERE name LIKE '%external%'", "SELECT 1/0",
+    "SELECT * FROM range(100000)", "SELECT 'nan'::DOUBLE, 'inf'::DOUBLE", "SELECT [1, 2] AS l",
+]  # fmt: skip
+NUMBERS = ["1e299", "1e-300", "1e308", "1e-9", "0.5", "1e30"]
 
 
 def words() -> st.SearchStrategy[str]:
     printable = st.text(st.characters(min_codepoint=32, max_codepoint=0x2FF), max_size=12)
-    return st.one_of(st.sampled_from(BAD_WORDS), printable)
+    return st.one_of(st.sampled_from(BAD_WORDS + MARKUP + NUMBERS), printable)
 
 
 @st.composite
@@ -68,8 +101,15 @@ def run_argv(draw: st.DrawFn) -> list[str]:
 @st.composite
 def spec_text(draw: st.DrawFn) -> str:
     """A small valid spec with one to three keys set to generated values, or garbage."""
-    if draw(st.integers(0, 9)) == 0:
+    roll = draw(st.integers(0, 9))
+    if roll == 0:
         return draw(st.text(max_size=60))
+    if roll == 1:  # issue 26: adaptive targets no sweep can serve
+        value = draw(st.sampled_from(IMPOSSIBLE_TARGETS))
+        ask = draw(
+            st.sampled_from(['ask = "loss", N = {v}, D = {v}', 'ask = "optimal", compute = {v}'])
+        )
+        return ADAPTIVE_SPEC.replace("@TARGET", ask.format(v=value))
     tables: dict[str, dict[str, str]] = {
         "fixed": {"seq_len": "32", "batch_size": "8", "eval_tokens": "1024"},
         "axes": {"size": "[{ d_model = 32, n_layers = 1, n_heads = 2 }]", "tokens": "[8192]"},
@@ -92,28 +132,44 @@ def spec_text(draw: st.DrawFn) -> str:
 @st.composite
 def query_argv(draw: st.DrawFn) -> list[str]:
     """predict, fit, sql, runs and import with bad values."""
-    kind = draw(st.sampled_from(["predict", "fit", "sql", "runs", "import"]))
+    kind = draw(st.sampled_from(["predict", "fit", "sql", "runs", "import", "report"]))
     if kind == "predict":
         sub = draw(st.sampled_from(["loss", "optimal", "lr", "bs", "crossover"]))
         argv = ["predict", sub]
         if sub == "crossover":
             argv += [draw(words()), draw(words()), "--min-compute", draw(words())]
         elif sub == "optimal":
-            argv += ["--compute", draw(words())]
+            argv += [draw(st.sampled_from(["--compute", "--hours"])), draw(words())]
+            if draw(st.booleans()):
+                argv += ["--seq-len", draw(words())]
+        elif sub == "loss" and draw(st.booleans()):
+            argv += ["--compute", draw(words()), "--M", draw(words())]
         else:
             argv += ["--D", draw(words())] + ([] if sub == "bs" else ["--N", draw(words())])
-        option = draw(st.sampled_from(["--level", "--arch", "--where", "--source", None]))
+        option = draw(st.sampled_from(["--level", "--arch", "--where", "--source", "--U", None]))
         return argv + ([option, draw(words())] if option else [])
     if kind == "fit":
         argv = ["fit", draw(st.sampled_from(LAWS))]
         option = draw(st.sampled_from(["--x", "--E", "--form", "--level", "--bootstrap", None]))
         return argv + ([option, draw(words())] if option else [])
     if kind == "sql":
-        return ["sql", draw(st.one_of(words(), st.text(max_size=40)))]
+        argv = ["sql", draw(st.one_of(words(), st.sampled_from(SQL_TEXTS), st.text(max_size=40)))]
+        if draw(st.booleans()):
+            argv += ["--format", draw(st.sampled_from(["table", "csv", "json", "parquet", "x"]))]
+        if draw(st.booleans()):
+            argv += ["--out", draw(st.sampled_from(OUT_TARGETS))]
+        return argv
     if kind == "runs":
         option = draw(st.sampled_from(["--limit", "--status", "--arch", "--sweep"]))
         return ["runs", option, draw(words())]
-    return ["import", draw(words()), "--columns", draw(words())]
+    if kind == "report":  # only --out values that are refused: a report draws for minutes
+        return ["report", "--out", draw(st.sampled_from(["@LOG", "/dev/null", "", "@DIR/x.csv"]))]
+    file = draw(st.sampled_from(["@DIR/good.csv", "@DIR/fifo.csv", "@DIR", "@LOG"]))
+    argv = ["import", draw(st.one_of(words(), st.just(file)))]
+    argv += ["--columns", draw(st.one_of(words(), st.sampled_from(MAPPINGS)))]
+    if draw(st.booleans()):
+        argv += ["--source", draw(st.one_of(words(), st.sampled_from(MARKUP)))]
+    return argv
 
 
 @dataclass
@@ -183,7 +239,8 @@ def _insert_planned(configs: list, db: Path) -> None:
 
 
 def prepare_log(db: Path) -> None:
-    """A run log with a handful of imported runs, so queries reach the fits and not 'no log'."""
+    """A run log with a handful of imported runs, so queries reach the fits and not 'no log';
+    beside it a good CSV, a FIFO and a link to the log, for import and --out to meet."""
     from store.db import connect
     from store.imports import import_file
 
@@ -193,6 +250,25 @@ def prepare_log(db: Path) -> None:
     ).to_csv(csv, index=False)
     with connect(db) as con:
         import_file(con, csv, "fuzz")
+    pd.read_csv(csv).assign(arch="[/]").to_csv(db.parent / "good.csv", index=False)
+    os.mkfifo(db.parent / "fifo.csv")
+    (db.parent / "log-link").symlink_to(db)
+
+
+def resolve(argv: list[str], db: Path) -> list[str]:
+    """The generated argv with @LOG as the run log and @DIR as its folder."""
+    return [a.replace("@LOG", str(db)).replace("@DIR", str(db.parent)) for a in argv]
+
+
+def log_intact(db: Path) -> bool:
+    """The run log still opens and holds its four runs (no --out replaced it)."""
+    import duckdb
+
+    try:
+        with duckdb.connect(str(db), read_only=True) as con:
+            return con.execute("SELECT count(*) FROM runs").fetchall()[0][0] >= 4
+    except duckdb.Error:
+        return False
 
 
 FUZZ = settings(  # derandomized: CI sees the same inputs; benchmarks/fuzz_cli.py explores
@@ -228,5 +304,6 @@ def test_sweep_plan_refuses_or_plans_only_runs_the_log_holds(text: str, tmp_path
 @FUZZ
 @given(argv=query_argv())
 def test_queries_refuse_bad_values_in_one_line(argv: list[str], log: Path) -> None:
-    outcome = call([*argv, "--db", str(log)])
+    outcome = call([*resolve(argv, log), "--db", str(log)])
     assert outcome.problem() is None, (outcome, outcome.traceback)
+    assert log_intact(log), outcome

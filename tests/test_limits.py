@@ -25,7 +25,7 @@ from tests.conftest import call_cli
         (["--batch-size", "100000000"], "batch-size must be at most 1,048,576"),
         (["--seed", "100000000000"], "seed must be at most 2,147,483,647"),
         (["--warmup", "-1"], "warmup must be >= 0"),
-        (["--lr", "1e400"], "lr must be a finite number"),
+        (["--lr", "1e400"], "too large for a number"),
         (["--eval-tokens", "1e20"], "eval-tokens must be at most"),
     ],
 )

@@ -388,6 +388,8 @@ ADAPTIVE_KEYS = ("kind", "target", "law", "lr", "budget_flops", "budget_hours", 
 ADAPTIVE_LAWS = ("auto", "chinchilla")
 MAX_BUDGET_HOURS = 24 * 365  # a year of wall time: beyond it a number is a typo
 TARGET_KEYS = {"loss": ("ask", "N", "D"), "optimal": ("ask", "compute"), "lr": ("ask", "N", "D")}
+# The least a target can ask: one parameter, one token, the FLOPs of both (6 N D).
+TARGET_LEAST = {"N": (1.0, "one parameter"), "D": (1.0, "one token"), "compute": (6.0, "6 FLOPs")}
 ADAPTIVE_LRS = ("fixed", "law")  # [fixed] lr for every run, or the sweep's own LR law
 
 
@@ -480,8 +482,12 @@ def _target(raw: Any) -> dict[str, Any]:
         if k not in table:
             raise RunnerError(f"{key}.{k}: a {ask} target needs {k}")
         out[k] = _real(table[k], f"{key}.{k}")
-        if out[k] <= 0:
-            raise RunnerError(f"{key}.{k}: must be positive, got {out[k]:g}")
+        least = TARGET_LEAST[k]
+        if not (math.isfinite(out[k]) and out[k] >= least[0]):
+            raise RunnerError(f"{key}.{k}: must be a finite number of at least {least[1]}, "
+                              f"got {out[k]:g}")  # fmt: skip
+    if "N" in out and not math.isfinite(6.0 * out["N"] * out["D"]):
+        raise RunnerError(f"{key}: N = {out['N']:g} and D = {out['D']:g} need 6ND = inf FLOPs")
     return out
 
 

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from importlib.resources import files
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from scaling.errors import ScalingError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 FILES = {
     "chinchilla-epoch": "chinchilla_epoch.csv",
@@ -45,6 +47,8 @@ def path(name: str) -> Path:
 
 def load(name: str) -> pd.DataFrame:
     """A data set as a DataFrame, e.g. `load("chinchilla-epoch")` (columns N, D, C, loss)."""
+    import pandas as pd
+
     return pd.read_csv(path(name))
 
 

@@ -1,0 +1,539 @@
+"""Issues 24 and 26: every probe that lost data, raised a traceback, hung or answered wrongly
+at exit 0 is now one red line and exit 2 (130 for Ctrl-C) or the right answer.
+
+Refusals run in-process (`call_cli`); signals, FIFOs, memory caps and pipes run the real
+command in a subprocess.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+
+from store.db import connect
+from store.imports import import_file
+from tests.conftest import REPO, call_cli
+
+
+def one_red_line(err: str) -> bool:
+    return err.startswith("error: ") and len(err.strip().splitlines()) == 1
+
+
+@pytest.fixture
+def log(tmp_path: Path) -> Path:
+    """A run log holding four imported runs."""
+    db = tmp_path / "runs.duckdb"
+    csv = tmp_path / "four.csv"
+    pd.DataFrame(
+        {"N": [1e6, 2e6, 4e6, 1e6], "D": [1e8, 1e8, 2e8, 2e8], "loss": [3.1, 3.0, 2.9, 2.8]}
+    ).to_csv(csv, index=False)
+    with connect(db) as con:
+        import_file(con, csv, "four")
+    return db
+
+
+def count_runs(db: Path) -> int:
+    with duckdb.connect(str(db), read_only=True) as con:
+        return con.execute("SELECT count(*) FROM runs").fetchall()[0][0]
+
+
+# -- sql --out: never the run log, never half a file, never a file of another kind ----------
+@pytest.mark.parametrize("kind", ["csv", "json", "parquet"])
+def test_sql_out_never_overwrites_the_run_log(log, tmp_path, capsys, kind):
+    before = log.read_bytes()
+    link = tmp_path / "link.duckdb"
+    link.symlink_to(log)
+    hard = tmp_path / "hard.duckdb"
+    os.link(log, hard)
+    for target in (log, link, hard):
+        code, _, err = call_cli(
+            ["sql", "SELECT 1", "--db", str(log), "--format", kind, "--out", str(target)], capsys
+        )
+        assert code == 2 and one_red_line(err) and "run log" in err, err
+    assert log.read_bytes() == before and count_runs(log) == 4
+
+
+def test_sql_out_replaces_only_a_file_of_the_kind_asked(log, tmp_path, capsys):
+    out = tmp_path / "result.csv"
+    argv = ["sql", "SELECT 1 AS a", "--db", str(log), "--format", "csv", "--out", str(out)]
+    assert call_cli(argv, capsys)[0] == 0 and out.read_text() == "a\n1\n"
+    argv[1] = "SELECT 2 AS a"
+    assert call_cli(argv, capsys)[0] == 0 and out.read_text() == "a\n2\n"  # a CSV: replaced
+    other = tmp_path / "other.duckdb"
+    duckdb.connect(str(other)).close()
+    data = tmp_path / "data.parquet"
+    assert call_cli([*argv[:5], "parquet", "--out", str(data)], capsys)[0] == 0
+    for kind, target in (("csv", other), ("csv", data), ("json", out), ("parquet", out)):
+        before = target.read_bytes()
+        code, _, err = call_cli([*argv[:5], kind, "--out", str(target)], capsys)
+        assert code == 2 and one_red_line(err) and "is not a" in err, (kind, err)
+        assert target.read_bytes() == before
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".scaling-out")]
+    assert leftovers == []
+
+
+@pytest.mark.parametrize(
+    "out",
+    ["missing/x.csv", ".", "/dev/full", "/dev/null", "", "a" * 300 + ".csv"],
+    ids=["missing-folder", "folder", "dev-full", "dev-null", "empty", "300-chars"],
+)
+def test_every_sql_out_failure_is_one_line(log, tmp_path, capsys, monkeypatch, out):
+    monkeypatch.chdir(tmp_path)
+    argv = ["sql", "SELECT 1", "--db", str(log), "--format", "csv", "--out", out]
+    code, _, err = call_cli(argv, capsys)
+    assert code == 2 and one_red_line(err), err
+
+
+def test_a_write_that_fails_midway_leaves_the_old_file(log, tmp_path, capsys):
+    """The temporary file is renamed only when whole: a failed write changes nothing."""
+    out = tmp_path / "kept.csv"
+    out.write_text("a\nold\n")
+    code, _, err = call_cli(
+        [
+            "sql",
+            "SELECT 1/0::INT AS a, error('boom')",
+            "--db",
+            str(log),
+            "-f",
+            "csv",
+            "-o",
+            str(out),
+        ],
+        capsys,
+    )
+    assert code == 2 and one_red_line(err)
+    assert out.read_text() == "a\nold\n"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".scaling-out")]
+
+
+def test_sql_json_keeps_columns_of_the_same_name(log, capsys):
+    code, out, _ = call_cli(
+        ["sql", "SELECT 'a' AS x, 'b' AS x", "--db", str(log), "--format", "json"], capsys
+    )
+    assert code == 0 and json.loads(out) == [{"x": "a", "x_1": "b"}]
+
+
+# -- Rich markup in log and user strings prints as written ----------------------------------
+def test_markup_in_log_and_user_strings_prints_literally(log, tmp_path, capsys):
+    csv = tmp_path / "odd.csv"
+    pd.DataFrame(
+        {"N": [1e6, 2e6], "D": [1e8, 1e8], "loss": [3.0, 2.9], "arch": ["[/]", "[bold]x"]}
+    ).to_csv(csv, index=False)
+    code, out, err = call_cli(["import", str(csv), "--source", "[/x]", "--db", str(log)], capsys)
+    assert code == 0 and "imported:[/x]" in out and err == ""
+    for argv in (
+        ["runs"],
+        ["sql", "SELECT arch FROM runs"],
+        ["sql", "SELECT * FROM duckdb_settings() WHERE name LIKE '%external%'"],
+    ):
+        code, out, err = call_cli([*argv, "--db", str(log)], capsys)
+        assert code == 0 and err == "", (argv, err)
+        if argv[0] != "sql" or "arch" in argv[1]:
+            assert "[/]" in out and "[bold]x" in out
+
+
+def test_a_long_source_name_is_printed_whole(log, tmp_path):
+    csv = tmp_path / "one.csv"
+    pd.DataFrame({"N": [1e6], "D": [1e8], "loss": [3.0]}).to_csv(csv, index=False)
+    name = "s" * 100_000
+    done = _cli("import", str(csv), "--source", name, "--db", str(log), timeout=120)
+    assert done.returncode == 0 and name in done.stdout
+
+
+# -- import: one scalar per mapping, each target once, regular files only -------------------
+@pytest.mark.parametrize(
+    "mapping",
+    ["loss=*", "loss=COLUMNS(*)", "loss=sum(loss)", "loss=lag(loss) OVER ()", "loss=loss, loss=2"],
+)
+def test_import_mapping_is_one_value_per_row_and_target(log, tmp_path, capsys, mapping):
+    csv = tmp_path / "g.csv"
+    pd.DataFrame({"N": [1e6, 2e6], "D": [1e8, 1e8], "loss": [3.0, 2.9]}).to_csv(csv, index=False)
+    code, _, err = call_cli(["import", str(csv), "--columns", mapping, "--db", str(log)], capsys)
+    assert code == 2 and one_red_line(err), err
+    assert count_runs(log) == 4
+
+
+@pytest.mark.parametrize("column", ["seed", "wall_s"])
+def test_import_refuses_negative_seed_and_wall_time(log, tmp_path, capsys, column):
+    csv = tmp_path / "neg.csv"
+    pd.DataFrame({"N": [1e6], "D": [1e8], "loss": [3.0], column: [-5]}).to_csv(csv, index=False)
+    code, _, err = call_cli(["import", str(csv), "--db", str(log)], capsys)
+    assert code == 2 and one_red_line(err) and f"{column} must be zero or more" in err
+
+
+def test_a_fifo_is_refused_as_import_file_and_as_run_log(tmp_path, log):
+    for name in ("pipe.csv", "pipe.duckdb"):
+        os.mkfifo(tmp_path / name)
+    for argv in (
+        ["import", str(tmp_path / "pipe.csv"), "--db", str(log)],
+        ["runs", "--db", str(tmp_path / "pipe.duckdb")],
+        ["sql", "SELECT 1", "--db", str(tmp_path / "pipe.duckdb")],
+    ):
+        done = _cli(*argv, timeout=60)  # a hang would end in TimeoutExpired
+        assert done.returncode == 2 and one_red_line(done.stderr), (argv, done.stderr)
+        assert "regular file" in done.stderr
+
+
+def test_import_example_mu_scaling(tmp_path, capsys):
+    db = tmp_path / "mu.duckdb"
+    code, out, err = call_cli(["import", "--example", "mu-scaling", "--db", str(db)], capsys)
+    assert code == 0 and "imported 10 runs" in out, err
+    with duckdb.connect(str(db), read_only=True) as con:
+        rows = con.execute(
+            "SELECT d_model, params, final_val_loss FROM runs ORDER BY d_model"
+        ).fetchall()
+    assert rows[0] == (128, 8_530_000, 3.9181)  # the first line of mu_scaling.csv
+
+
+# -- numbers: sizes, tokens, compute, ratios and hours are finite and positive --------------
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["predict", "loss", "--N", "-1", "--D", "1e9"],
+        ["predict", "loss", "--N", "0", "--D", "1e9"],
+        ["predict", "loss", "--N", "1e9", "--D", "0"],
+        ["predict", "loss", "--N", "1e-400", "--D", "1e9"],
+        ["predict", "loss", "--N", "1e400", "--D", "1e9"],
+        ["predict", "loss", "--N", "1e9", "--D", "1e10", "--U", "0"],
+        ["predict", "loss", "--N", "1e9", "--D", "1e10", "--U", "-3"],
+        ["predict", "loss", "--compute", "1e20", "--M", "1e400"],
+        ["predict", "loss", "--compute", "1e300", "--M", "1e-300"],
+        ["predict", "optimal", "--compute", "-1"],
+        ["predict", "optimal", "--hours", "inf"],
+        ["predict", "optimal", "--hours", "0"],
+        ["predict", "optimal", "--hours", "1", "--seq-len", "0"],
+        ["predict", "lr", "--N", "-1", "--D", "1e9"],
+        ["predict", "lr", "--N", "0", "--D", "1e9"],
+        ["predict", "lr", "--N", "1e400", "--D", "1e9"],
+        ["fit", "power", "--bootstrap", "1000000000000000000000000000000"],
+        ["fit", "power", "--bootstrap", "-1"],
+        ["fit", "power", "--bootstrap", "0"],
+        ["fit", "power", "--x", "N", "--E", "1e308"],
+        ["fit", "power", "--x", "N", "--E", "1e400"],
+        ["runs", "--limit", "-1"],
+        ["runs", "--limit", "0"],
+    ],
+)
+def test_impossible_numbers_are_refused(log, capsys, argv):
+    code, out, err = call_cli([*argv, "--db", str(log)], capsys)
+    assert code == 2 and one_red_line(err), (argv, out, err)
+    with duckdb.connect(str(log), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM predictions").fetchall()[0][0] == 0
+
+
+def test_the_number_parser_refuses_overflow_and_underflow():
+    from runners.numbers import parse_number
+
+    for text in ("1e400", "-1e400", "1e-400", "2e-330"):
+        with pytest.raises(ValueError):
+            parse_number(text)
+    assert parse_number("0e-400") == 0.0 and parse_number("1.4T") == 1.4e12
+    assert parse_number("5e-324") == 5e-324
+
+
+def test_runs_limit_shows_the_newest(log, capsys):
+    code, out, _ = call_cli(["runs", "--limit", "1", "--db", str(log)], capsys)
+    assert code == 0 and "4 runs" in out and out.count("imp-") == 1
+
+
+# -- report --out is a folder ----------------------------------------------------------------
+@pytest.mark.parametrize("out", ["file", "/dev/null", ""])
+def test_report_out_must_be_a_folder(log, tmp_path, capsys, monkeypatch, out):
+    monkeypatch.chdir(tmp_path)
+    if out == "file":
+        out = str(tmp_path / "x.csv")
+        Path(out).write_text("a\n")
+    code, _, err = call_cli(["report", "--out", out, "--db", str(log)], capsys)
+    assert code == 2 and one_red_line(err), err
+
+
+# -- adaptive targets a sweep can plan --------------------------------------------------------
+@pytest.mark.parametrize("value", ["1e299", "1e-300", "inf", "nan", "0.5"])
+def test_impossible_adaptive_targets_are_refused(tmp_path, capsys, value):
+    spec = tmp_path / "adaptive.toml"
+    spec.write_text(
+        textwrap.dedent(f"""
+        name = "impossible"
+        [fixed]
+        seq_len = 32
+        batch_size = 8
+        lr = 3e-3
+        [design]
+        kind = "adaptive"
+        target = {{ ask = "loss", N = {value}, D = {value} }}
+        budget_flops = 1e15
+        [design.candidates]
+        size = [{{ d_model = 32, n_layers = 1, n_heads = 2 }}]
+        tokens = [8192, 16384]
+        """)
+    )
+    code, _, err = call_cli(
+        ["sweep", "suggest", str(spec), "--db", str(tmp_path / "a.duckdb")], capsys
+    )
+    assert code == 2 and one_red_line(err) and "target" in err, err
+
+
+def test_a_width_that_is_not_finite_is_never_printed_as_an_answer():
+    from cli.sweep import _percent
+
+    assert _percent(0.0312) == "3.12%"
+    for width in (float("inf"), float("nan")):
+        assert "%" not in _percent(width)
+
+
+# -- fit summaries: a robust spread, not the sd of runaway refits ----------------------------
+def test_robust_spread_is_the_sd_of_normal_draws_and_ignores_runaways():
+    from fits.bootstrap import robust_spread
+
+    rng = np.random.default_rng(0)
+    draws = rng.normal(0.0, 2.0, size=(100_000, 1))
+    assert robust_spread(draws)[0] == pytest.approx(2.0, rel=0.02)  # the normal sd
+    draws[:50] = 1e110  # a few refits that ran away
+    assert robust_spread(draws)[0] == pytest.approx(2.0, rel=0.03)
+
+
+# -- --version, Ctrl-C, memory caps, pipes -----------------------------------------------------
+def test_version(capsys):
+    code, out, _ = call_cli(["--version"], capsys)
+    assert code == 0 and out.startswith("scaling ")
+
+
+def _cli(*args: str, timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "200"}
+    return subprocess.run(
+        [sys.executable, "-m", "cli", *args],
+        env=env, capture_output=True, text=True, timeout=timeout, **kwargs,
+    )  # fmt: skip
+
+
+# Ctrl-C one second after the command starts its work (imports done): a real SIGINT.
+INTERRUPT_AFTER_1S = """
+import os, signal, sys
+from cli.app import main
+signal.signal(signal.SIGALRM, lambda *_: os.kill(os.getpid(), signal.SIGINT))
+signal.setitimer(signal.ITIMER_REAL, 1.0)
+main(sys.argv[1:])
+"""
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "SELECT count(*) FROM range(1000000000000) a, range(1000) b",
+        "WITH RECURSIVE t(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM t) SELECT count(*) FROM t",
+    ],
+)
+def test_ctrl_c_interrupts_a_running_query(log, query):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        [sys.executable, "-c", INTERRUPT_AFTER_1S, "sql", query, "--db", str(log)],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 130, done.stderr
+    assert done.stderr.strip() == "interrupted"
+
+
+def test_a_huge_result_streams_under_a_memory_cap(log, tmp_path):
+    """300 million rows: the table shows the first ones, csv streams them (cut by `head`)."""
+    cap = 2 * 1024**3
+    limit = f"import resource; resource.setrlimit(resource.RLIMIT_AS, ({cap}, {cap}))"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "80"}
+    run = f"{limit}; import sys; from cli.app import main; main(sys.argv[1:])"
+    query = "SELECT * FROM range(300000000)"
+    shown = subprocess.run(
+        [sys.executable, "-c", run, "sql", query, "--db", str(log)],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    assert "showing the first 1000 rows" in shown.stdout + shown.stderr
+    piped = subprocess.run(
+        f"{sys.executable} -c '{run}' sql '{query}' -f csv --db {log} | head -3",
+        shell=True, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert piped.stdout.splitlines() == ["range", "0", "1"]
+
+
+@pytest.mark.slow
+def test_a_sweep_into_a_pipe_prints_lines_and_ctrl_c_says_what_is_left(tmp_path):
+    spec = tmp_path / "tiny.toml"
+    spec.write_text(
+        textwrap.dedent("""
+        name = "tiny"
+        [fixed]
+        seq_len = 32
+        batch_size = 8
+        eval_tokens = 1024
+        d_model = 32
+        n_layers = 1
+        n_heads = 2
+        [axes]
+        tokens = [8192]
+        lr = [1e-3, 2e-3, 3e-3, 4e-3, 5e-3, 6e-3, 7e-3, 8e-3]
+        """)
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    db = tmp_path / "sweep.duckdb"
+    command = [sys.executable, "-m", "cli", "sweep", "run", str(spec), "--db", str(db)]
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert process.stdout is not None
+    lines = []
+    for line in process.stdout:  # plain lines, since stdout is a pipe
+        lines.append(line)
+        if line.startswith("finished"):
+            process.send_signal(signal.SIGINT)
+            break
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 130, err
+    assert any(line.startswith("started") for line in lines)
+    message = err.strip()
+    assert len(message.splitlines()) == 1 and "of 8 runs of sweep tiny" in message
+    assert "resumes" in message
+    finished = int(message.split("interrupted: ")[1].split(" of")[0])
+    with duckdb.connect(str(db), read_only=True) as con:
+        done = con.execute("SELECT count(*) FROM runs WHERE status = 'done'").fetchall()[0][0]
+    assert finished == done >= 1
+
+
+def test_the_clis_law_names_are_the_registries():
+    from cli.laws import LAW_NAMES, LOSS_LAW_NAMES
+    from fits import LOSS_LAWS
+    from scaling.laws import LAWS
+
+    assert tuple(LOSS_LAWS) == LOSS_LAW_NAMES and tuple(LAWS) == LAW_NAMES
+
+
+def test_help_and_sql_do_not_load_the_fitting_stack(log):
+    """What `scaling --help` and `scaling sql` import (the figure: benchmarks/startup.py)."""
+    probe = (
+        "import sys\nfrom cli.app import main\ntry:\n    main(sys.argv[1:])\n"
+        "except SystemExit:\n    pass\n"
+        "names = ('scipy', 'statsmodels', 'torch', 'pandas', 'fits')\n"
+        "heavy = [m for m in names if m in sys.modules]\n"
+        "print('HEAVY', heavy)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    for argv in (["--help"], ["sql", "SELECT 1", "--db", str(log)]):
+        done = subprocess.run(
+            [sys.executable, "-c", probe, *argv], env=env, capture_output=True, text=True,
+            timeout=120,
+        )  # fmt: skip
+        assert "HEAVY []" in done.stdout, (argv, done.stdout[-300:], done.stderr[-300:])
+
+
+def test_every_prediction_says_how_far_beyond_the_runs_it_lies(tmp_path, capsys):
+    """Nine runs of a known law, the largest N 4e6 and D 2e8 (C = 6ND = 4.8e15)."""
+    N, D = np.meshgrid([1e6, 2e6, 4e6], [5e7, 1e8, 2e8])
+    loss = 1.7 + 400 / N.ravel() ** 0.34 + 410 / D.ravel() ** 0.28
+    csv = tmp_path / "grid.csv"
+    pd.DataFrame({"N": N.ravel(), "D": D.ravel(), "loss": loss}).to_csv(csv, index=False)
+    log = tmp_path / "grid.duckdb"
+    assert call_cli(["import", str(csv), "--db", str(log)], capsys)[0] == 0
+    argv = ["predict", "loss", "--N", "4e8", "--D", "2e8", "--law", "kaplan", "--db", str(log)]
+    code, out, err = call_cli([*argv, "--json"], capsys)
+    assert code == 0, err
+    beyond = json.loads(out)["beyond_runs"]
+    assert beyond["decades"] == {"N": 2.0, "D": 0.0, "C": 2.0}
+    assert beyond["largest_run"]["C"] == pytest.approx(4.8e15)
+    code, out, _ = call_cli(argv, capsys)
+    assert code == 0 and "beyond the runs" in out and "N +2.00" in out
+
+
+def test_predict_lr_takes_the_step_law_method(tmp_path, capsys):
+    db = str(tmp_path / "step.duckdb")
+    assert call_cli(["import", "--example", "step-law", "--db", db], capsys)[0] == 0
+    answers = {}
+    for method in ("vertex", "near-optimal"):
+        argv = ["predict", "lr", "--N", "1e9", "--D", "1e11", "--method", method, "--json"]
+        code, out, err = call_cli([*argv, "--db", db], capsys)
+        assert code == 0, err
+        answers[method] = json.loads(out)
+    assert answers["vertex"]["fit_id"] != answers["near-optimal"]["fit_id"]
+    assert answers["vertex"]["value"] != answers["near-optimal"]["value"]
+    code, _, err = call_cli(["predict", "lr", "--N", "1e9", "--D", "1e11", "--method", "x",
+                             "--db", db], capsys)  # fmt: skip
+    assert code == 2 and one_red_line(err)
+
+
+def test_cautions_write_epochs_as_counts():
+    from scaling.questions import _epochs
+
+    assert _epochs(119470.04) == "119,470" and _epochs(5.23) == "5.2" and _epochs(91.4) == "91"
+
+
+def test_sweep_suggest_says_when_round_0_is_trimmed_to_the_budget(tmp_path, capsys):
+    """docs/sweeps.md's adaptive spec: 12 start configurations, 8 fit in 1e12 FLOPs."""
+    text = (REPO / "docs" / "sweeps.md").read_text().split('name = "tiny-next"')[1]
+    spec = tmp_path / "tiny.toml"
+    spec.write_text('name = "tiny-next"' + text.split("```")[0])
+    code, out, err = call_cli(["sweep", "suggest", str(spec), "--db", str(tmp_path / "t.duckdb")],
+                              capsys)  # fmt: skip
+    assert code == 0, err
+    assert "round 0 trimmed to the budget: 8 of its 12 start configurations" in " ".join(
+        out.split()
+    )
+
+
+def test_isoflop_by_budget_reproduces_a_0493_in_one_line_a_budget_at_80_columns(tmp_path):
+    """docs/laws.md: IsoFLOP on the Chinchilla points grouped by budget, a = 0.493."""
+    db = str(tmp_path / "svg.duckdb")
+    columns = "params=Model Size,flops=Training FLOP,loss=loss"
+    done = _cli("import", "--example", "chinchilla-epoch-svg", "--columns", columns, "--db", db)
+    assert done.returncode == 0, done.stderr
+    env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "80"}
+    fitted = subprocess.run(
+        [sys.executable, "-m", "cli", "fit", "isoflop", "--resolution", "0.25", "--db", db],
+        env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert fitted.returncode == 0, fitted.stderr
+    a = next(line for line in fitted.stdout.splitlines() if line.startswith("a "))
+    assert a.split()[1].startswith("0.493") and "0.45504" in a and "0.53097" in a
+    assert "12 of 16 budgets have their minimum in N bracketed" in fitted.stdout
+    assert max(map(len, fitted.stdout.splitlines())) <= 80
+    rows = [
+        line for line in fitted.stdout.splitlines() if line.rstrip().endswith(("True", "False"))
+    ]
+    assert len(rows) == 16  # one line a budget: the notes are cut, not folded
+
+
+def test_the_progress_bar_keeps_count_elapsed_and_eta_at_80_columns(monkeypatch):
+    from rich.console import Console
+
+    import cli.common as common
+
+    screen = Console(width=80, force_terminal=True, record=True, markup=False)
+    monkeypatch.setattr(common, "console", screen)
+    bar = common.progress_bar()
+    sweep = bar.add_task("sweep llama-isoflop-architecture-study", total=48, info="")
+    bar.update(sweep, completed=17, info="2 running  123,456 tok/s")
+    run = bar.add_task("  llama d=128 L=4 lr=3e-3 tokens=2M", total=1000, info="")
+    bar.update(run, completed=400, info="61,728 tok/s  loss 3.214")
+    screen.print(bar.make_tasks_table(bar.tasks))
+    lines = screen.export_text().splitlines()
+    assert len(lines) == 2 and all(len(line) <= 80 for line in lines)
+    assert "17/48" in lines[0] and "400/1000" in lines[1]
+    assert all(line.endswith("0:00:00 eta -:--:--") for line in lines)
+
+
+def test_the_clis_option_help_is_the_registrys():
+    """cli/laws.py writes the law options' help out (importing the registry is slow)."""
+    import typer.main
+
+    from cli.laws import fit
+    from scaling.laws import OPTIONS
+
+    command = typer.main.get_command(typer.Typer(add_completion=False).command()(fit))
+    shown = {p.opts[0]: (p.help, p.default) for p in command.params if p.opts}
+    for option in OPTIONS.values():
+        assert shown[option.flag] == (option.help, option.default), option.name
