@@ -530,10 +530,10 @@ def test_the_clis_option_help_is_the_registrys():
     """cli/laws.py writes the law options' help out (importing the registry is slow)."""
     import typer.main
 
-    from cli.laws import fit
+    from cli.app import app
     from scaling.laws import OPTIONS
 
-    command = typer.main.get_command(typer.Typer(add_completion=False).command()(fit))
+    command = typer.main.get_command(app).commands["fit"]  # type: ignore[attr-defined]
     shown = {p.opts[0]: (p.help, p.default) for p in command.params if p.opts}
     for option in OPTIONS.values():
         assert shown[option.flag] == (option.help, option.default), option.name
