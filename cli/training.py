@@ -10,10 +10,10 @@ import typer
 from cli.common import DbOption, Interrupted, console, integer, print_frame, progress_bar, real
 from cli.sweep import duration
 from runners.checkpoint import DEFAULT_EVERY_S, Branch
-from runners.config import ModelConfig, RunConfig, TrainConfig
 from runners.errors import RunnerError
 
 if TYPE_CHECKING:
+    from runners.config import RunConfig
     from runners.results import Progress
 
 
@@ -89,6 +89,8 @@ def run(
 
         named = size_config(arch, size)
         d_model, n_layers, n_heads = named.d_model, named.n_layers, named.n_heads
+    from runners.config import ModelConfig, RunConfig, TrainConfig
+
     model = ModelConfig(
         arch=arch,
         d_model=d_model,
