@@ -255,7 +255,9 @@ def _print_trimmed(sweep: Any) -> None:
     from scaling.sweeps.planner import START_SIZES, START_TOKENS, AdaptivePlanner
 
     planner = AdaptivePlanner(sweep)
-    wanted, kept = len(planner.start_set()), len(planner.start())
+    n, d = planner.candidates.N, planner.candidates.D  # the start set, as planner.start reads it
+    start = n.isin(sorted(set(n))[:START_SIZES]) & d.isin(sorted(set(d))[:START_TOKENS])
+    wanted, kept = int(start.sum()), len(planner.start())
     if kept < wanted:
         console.print(
             f"round 0 trimmed to the budget: {kept} of its {wanted} start configurations (the "

@@ -145,7 +145,9 @@ class AdaptivePlanner:
         """Round 0: the smallest sizes at the fewest tokens, cheapest first, within budget
         (all of them with a budget in hours: none has been timed yet), scanned at [fixed] lr
         when the sweep finds its LRs."""
-        chosen = self.start_set()
+        sizes = sorted(set(self.candidates.N))[:START_SIZES]
+        tokens = sorted(set(self.candidates.D))[:START_TOKENS]
+        chosen = self.candidates[self.candidates.N.isin(sizes) & self.candidates.D.isin(tokens)]
         groups, spent = [], 0.0
         for i in chosen.sort_values("cost", kind="stable").index:
             group = self.group(int(i), None)
@@ -154,13 +156,6 @@ class AdaptivePlanner:
                 groups.append(group)
                 spent += cost
         return tuple(groups)
-
-    def start_set(self) -> pd.DataFrame:
-        """The candidates round 0 starts from before the budget trims it: the smallest
-        sizes at the fewest tokens."""
-        sizes = sorted(set(self.candidates.N))[:START_SIZES]
-        tokens = sorted(set(self.candidates.D))[:START_TOKENS]
-        return self.candidates[self.candidates.N.isin(sizes) & self.candidates.D.isin(tokens)]
 
     def group(self, index: int, law: LRLawState | None) -> Group:
         """A candidate's group: at [fixed] lr, or at the LR law's LR, scanned unless the law
