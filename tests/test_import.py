@@ -204,3 +204,25 @@ def test_where_may_still_use_subqueries_over_the_run_log(db):
         assert len(read_runs(con, where=where)) == 240
         assert len(read_runs(con, where="params > 1e9 AND tokens < 1e11")) > 0
         assert len(read_runs(con, where="tokens > 0 -- a comment ends at our line end")) == 245
+
+
+SCALEBENCH = {  # name: (rows, distinct (N, D) runs, columns, N range, D range)
+    "farseer": (404, 400, ["N", "D", "loss"], (9.9e7, 6.5e9), (9.9e8, 5.2e11)),
+    "data-constrained": (161, 161, ["N", "D", "U", "loss"], (7.0e6, 4.0e9), (1e8, 3.01e11)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SCALEBENCH))
+def test_scalebench_training_runs_ship_and_import_with_their_columns(name, db):
+    rows, distinct, columns, (n_lo, n_hi), (d_lo, d_hi) = SCALEBENCH[name]
+    frame = datasets.load(name)
+    assert list(frame.columns) == columns and len(frame) == rows
+    assert n_lo <= frame.N.min() and frame.N.max() <= n_hi
+    assert d_lo <= frame.D.min() and frame.D.max() <= d_hi
+    done = run_cli("import", "--example", name, "--db", str(db))
+    assert done.returncode == 0, done.stderr
+    with connect(db, read_only=True) as con:
+        runs = read_runs(con, source=f"imported:{name}")
+    assert len(runs) == distinct  # Farseer's file repeats 4 rows; an import keeps one each
+    if "U" in columns:
+        assert sorted(runs.unique_tokens) == pytest.approx(sorted(frame.U))

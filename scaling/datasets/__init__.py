@@ -21,6 +21,8 @@ FILES = {
     "chinchilla-epoch-svg": "chinchilla_epoch_svg.csv",
     "step-law": "step_law.csv",
     "mu-scaling": "mu_scaling.csv",
+    "farseer": "farseer_train.csv",
+    "data-constrained": "data_constrained_train.csv",
 }
 DESCRIPTIONS = {
     "chinchilla-epoch": "Hoffmann et al. 2022 fig. 4 as extracted by Epoch (Besiroglu et al. "
@@ -30,6 +32,10 @@ DESCRIPTIONS = {
     "step-law": "Step Law (Li et al. 2025): 1,911 dense runs over 17 (N, D) pairs with lr, bs "
     "(sequences of 2,048 tokens) and smoothed loss",
     "mu-scaling": "Mu-scaling (Yao et al. 2023): 10 muP widths, training loss after 20k steps",
+    "farseer": "Farseer (Li et al. 2025) via ScaleBench: 404 training runs, N 1e8..6.4e9, "
+    "D 1e9..5.1e11, columns N, D, loss",
+    "data-constrained": "Muennighoff et al. 2023 via ScaleBench: 161 training runs, many "
+    "repeating data, columns N, D, U (unique tokens), loss",
 }
 
 
