@@ -17,6 +17,7 @@ from fits.chinchilla import (
 )
 from fits.data_constrained import DataConstrainedLaw
 from fits.errors import FitError
+from fits.farseer import FarseerLaw
 from fits.hparams import (
     LogLinearLaw,
     batch_size_law,
@@ -40,6 +41,7 @@ __all__ = [
     "DataConstrainedLaw",
     "EnvelopeFit",
     "Estimate",
+    "FarseerLaw",
     "Fit",
     "FitError",
     "IsoFLOPFit",

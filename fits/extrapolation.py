@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fits.calibration import hull_distance, hull_vertices, log_points
 from fits.errors import FitError
 
 FitPredict = Callable[[pd.DataFrame, pd.DataFrame], np.ndarray]
@@ -102,8 +103,9 @@ def nested_backtest(
     level: float,
     quantiles: tuple[float, ...] = QUANTILES,
 ) -> pd.DataFrame:
-    """Held-out runs of every nested split: coord, q, row, log_error, distance, scatter, and
-    the distance along each coordinate (columns d_C, d_N, d_D).
+    """Held-out runs of every nested split: coord, q, row, log_error, distance, hull (decades
+    from the training runs' hull in log N, log D), scatter, and the distance along each
+    coordinate (columns d_C, d_N, d_D).
 
     log_error = log(actual) - log(predicted); scatter = the level-quantile of |log residual|
     of that split's fit on its own training runs. Splits whose fit fails are skipped.
@@ -126,6 +128,7 @@ def nested_backtest(
                 continue
             scatter = float(np.quantile(np.abs(err[: len(train)]), level))
             along = outside(log_box(train), test).add_prefix("d_")
+            hull = hull_distance(hull_vertices(log_points(train)), log_points(test))
             split = pd.DataFrame(
                 {
                     "coord": coord,
@@ -133,11 +136,12 @@ def nested_backtest(
                     "row": test.index.to_numpy(),
                     "log_error": err[len(train) :],
                     "distance": along.max(axis=1).to_numpy(),
+                    "hull": hull,
                     "scatter": scatter,
                 }
             )
             rows.append(pd.concat([split, along.reset_index(drop=True)], axis=1))
-    columns = ["coord", "q", "row", "log_error", "distance", "scatter"]
+    columns = ["coord", "q", "row", "log_error", "distance", "hull", "scatter"]
     columns += [f"d_{c}" for c in COORDS]
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=columns)
 

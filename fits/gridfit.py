@@ -177,6 +177,13 @@ class GridLaw(LossLaw):
         """Optimiser coordinates and objective for runs at log N, log D."""
         raise NotImplementedError
 
+    def starting_phi(self, problem: Any, log_loss: np.ndarray) -> np.ndarray:
+        """Starts in the optimiser's coordinates (default: the starting grid, mapped)."""
+        return problem.to_phi(self.starting_grid())
+
+    def check_identifiable(self, N: np.ndarray, D: np.ndarray) -> None:
+        """Raise FitError when runs this few cannot identify the law (beyond checked_runs)."""
+
     def theta_to_params(self, theta: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
@@ -195,13 +202,14 @@ class GridLaw(LossLaw):
         """
         level = validate.level(self.level)
         N, D, loss, weights = checked_runs(N, D, loss, sample_weight, len(self.param_names))
+        self.check_identifiable(N, D)
         log_loss = np.log(loss)
         problem = self.problem(np.log(N), np.log(D))
         objective = problem.objective(log_loss, self.delta, weights)
-        grid = self.starting_grid()
-        res = self._grid_search(objective, problem.to_phi(grid))
+        grid = self.starting_phi(problem, log_loss)
+        res = self._grid_search(objective, grid)
         best, starts = self._settle(problem, objective, res, strict=True)
-        self.best_start_ = self.theta_to_params(grid[best])
+        self.best_start_ = self.theta_to_params(problem.to_theta(grid[best]))
         self.n_starts_ = int(grid.shape[0])
         self._finish(N, D, level)
         if self.n_bootstrap > 0:
@@ -226,6 +234,7 @@ class GridLaw(LossLaw):
         new = type(self)(**{**self.get_params(), "n_bootstrap": 0})
         N, D = new.frame_columns(runs)
         N, D, loss, _ = checked_runs(N, D, runs["loss"], None, len(self.param_names))
+        new.check_identifiable(N, D)
         log_loss = np.log(loss)
         problem = new.problem(np.log(N), np.log(D))
         objective = problem.objective(log_loss, self.delta)

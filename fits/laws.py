@@ -52,6 +52,7 @@ class LossLaw(Fit):
     """
 
     columns: ClassVar[tuple[str, ...]] = ("N", "D")
+    form: ClassVar[bool] = True  # a form of its own (in LOSS_LAWS), not an average of forms
     param_names: ClassVar[tuple[str, ...]]
     exponents: ClassVar[dict[str, str]] = {}
     bounds: ClassVar[dict[str, tuple[float, float]]] = {}
@@ -80,7 +81,7 @@ class LossLaw(Fit):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if "law" in cls.__dict__:
+        if "law" in cls.__dict__ and cls.form:
             LOSS_LAWS[cls.law] = cls
 
     # -- the math a law supplies -----------------------------------------------------------
@@ -237,13 +238,13 @@ class LossLaw(Fit):
         of the loss at the largest run. The runs then do not see the loss flatten: the law's
         limit is a guess, and it falls as a pure power law beyond them. Empty otherwise."""
         self._check_fitted()
-        E = self.params_.get("E")
-        if E is None or self.columns != ("N", "D") or "N" not in self.data_range_:
+        seen_offset = self.offset_interval()
+        if seen_offset is None or self.columns != ("N", "D") or "N" not in self.data_range_:
             return []
+        E, low = seen_offset
         n_hi, d_hi = self.data_range_["N"][1], self.data_range_["D"][1]
         largest = float(self.loss_of(self._params_row()[None, :], np.array([n_hi]),
                                      np.array([d_hi]))[0, 0])  # fmt: skip
-        low = min(E, self.intervals_.get("E", (E, E))[0])
         if not low < FLAT_SHARE * largest:
             return []
         seen = f"E = {E:.3g}" + (f" (interval from {low:.3g})" if low < E else "")
@@ -252,6 +253,12 @@ class LossLaw(Fit):
             f"({largest:.3g}): the runs do not see the loss flatten, so the irreducible loss "
             "is not measured and the law falls as a pure power law beyond them"
         ]
+
+    def offset_interval(self) -> tuple[float, float] | None:
+        """The irreducible loss (the limit at unlimited N and D) and the low end of its
+        interval (the estimate without a bootstrap); None for a law without one."""
+        E = self.params_.get("E")
+        return None if E is None else (E, min(E, self.intervals_.get("E", (E, E))[0]))
 
     def _summary_footer(self) -> list[str]:
         problems = self.identification_problems()

@@ -34,7 +34,9 @@ def noisy(loss: np.ndarray, seed: int, sd: float = 0.002) -> np.ndarray:
 
 
 def test_the_registry_holds_every_loss_law():
-    assert set(LOSS_LAWS) == {"chinchilla", "chinchilla-shared", "kaplan", "data-constrained"}
+    assert set(LOSS_LAWS) == {
+        "chinchilla", "chinchilla-shared", "kaplan", "data-constrained", "farseer"
+    }
     assert LOSS_LAWS["kaplan"] is KaplanLaw and LOSS_LAWS["chinchilla"].columns == ("N", "D")
     assert DataConstrainedLaw.columns == ("N", "D", "U")
 

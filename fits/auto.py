@@ -1,0 +1,117 @@
+"""The default loss-law procedure (`auto`): every form, backtested inside the runs, averaged.
+
+1. Fit every candidate form on all runs (no bootstrap); a form the runs cannot identify is
+   left out with its one-line reason.
+2. Nested backtests of each form (fits.extrapolation.nested_backtest): refit below cuts in C,
+   N and D, score the runs above.
+3. Stacking weights on the splits every form completed (fits.averaging).
+4. Calibration of the average on its own cross-validated nested errors (fits.calibration).
+5. The forms of positive weight refitted with the bootstrap; the average of them is the law.
+
+A prediction interval at a question is the average's bootstrap draws times a resampled run
+residual (the law's own interval), widened by the calibration for the distance outside the
+runs' hull, stretched to hold every averaged form's point prediction (the forms'
+disagreement), and clipped to physics (at most ln vocab when the vocabulary is known).
+One procedure with one set of defaults for every data set.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from fits.averaging import AveragedLaw, average
+from fits.bootstrap import percentile_interval
+from fits.calibration import Calibration, calibrate
+from fits.errors import FitError
+from fits.extrapolation import QUANTILES, nested_backtest, out_of_range_error
+from fits.laws import LossLaw
+
+MakeLaw = Callable[[int], LossLaw]
+"""A form's constructor given its number of bootstrap resamples."""
+
+
+@dataclass(frozen=True)
+class AutoFit:
+    """The averaged law, the forms' table (form, error, splits, weight, note), the
+    calibration (None when no split could be backtested) and the average's run residuals."""
+
+    model: AveragedLaw
+    forms: pd.DataFrame
+    calibration: Calibration | None
+    residuals: np.ndarray
+
+    def interval(
+        self, runs: pd.DataFrame, level: float, seed: int = 0
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Point loss and its prediction interval at the rows of runs (module docstring)."""
+        point = self.model.predict_frame(runs)
+        draws = self.model.loss_draws(runs)
+        noise = np.random.default_rng(seed).choice(self.residuals, size=draws.shape)
+        lo, hi = percentile_interval(draws * np.exp(noise), level)
+        lo, hi = np.ravel(lo), np.ravel(hi)
+        if self.calibration is None:
+            return point, lo, hi
+        least, most = self.model.spread(runs)
+        lo, hi = np.minimum(lo, least), np.maximum(hi, most)
+        lo, hi = self.calibration.widen(lo, hi, runs)
+        return point, lo, hi
+
+
+def fit_auto(
+    runs: pd.DataFrame,
+    forms: Mapping[str, MakeLaw],
+    level: float,
+    n_bootstrap: int,
+    vocab: float | None = None,
+    quantiles: tuple[float, ...] = QUANTILES,
+) -> AutoFit:
+    """The default procedure on runs (columns N, D, loss[, U]); see the module docstring."""
+    runs = runs.reset_index(drop=True)
+    runs = runs.assign(C=6.0 * runs.N.to_numpy(dtype=float) * runs.D.to_numpy(dtype=float))
+    fitted: dict[str, LossLaw] = {}
+    notes: dict[str, str] = {}
+    for name, make in forms.items():
+        try:
+            fitted[name] = make(0).fit_frame(runs)
+        except FitError as exc:
+            notes[name] = str(exc)
+    if not fitted:
+        reasons = "; ".join(f"{k}: {v}" for k, v in notes.items())
+        raise FitError(f"no law form fits ({reasons})")
+    nested = {name: nested_backtest(runs, _refit_predict(model), level, quantiles)
+              for name, model in fitted.items()}  # fmt: skip
+    weights, backtest, left = average(nested)
+    notes.update(left)
+    if not weights:  # nothing could be backtested: the first form that fits, uncalibrated
+        weights = {next(iter(fitted)): 1.0}
+    calibration = None if backtest.empty else calibrate(backtest, runs, level, vocab)
+    models = {k: forms[k](n_bootstrap).fit_frame(runs) if w > 0 else fitted[k]
+              for k, w in weights.items()}  # fmt: skip
+    model = AveragedLaw.of(models, weights)
+    residuals = np.log(runs.loss.to_numpy()) - np.log(model.predict_frame(runs))
+    table = []
+    for name in forms:
+        frame = nested.get(name)
+        common = frame is not None and not frame.empty and name in weights
+        table.append({
+            "form": name,
+            "error": out_of_range_error(frame) if common else math.nan,
+            "splits": 0 if frame is None or frame.empty else frame.groupby(["coord", "q"]).ngroups,
+            "weight": weights.get(name, 0.0),
+            "note": notes.get(name, ""),
+        })  # fmt: skip
+    return AutoFit(model, pd.DataFrame(table), calibration, residuals)
+
+
+def _refit_predict(model: LossLaw) -> Callable[[pd.DataFrame, pd.DataFrame], np.ndarray]:
+    """The nested backtests' fit-and-predict: a fast refit of `model` on the training runs."""
+
+    def fit_predict(train: pd.DataFrame, test: pd.DataFrame) -> np.ndarray:
+        return model.quick_refit(train).predict_frame(test)
+
+    return fit_predict

@@ -1,0 +1,224 @@
+"""Model averaging of loss-law forms by stacking on their nested out-of-range errors.
+
+No candidate form is the true law of a real data set (the M-open setting), so the forms are
+not weighted by how probable each is (BMA, or pseudo-BMA, which both pile their weight on one
+form as data grow) but by stacking: the weights on the simplex that minimise the error of the
+averaged prediction on runs the forms were not fitted to (Breiman 1996, "Stacked
+regressions"; Yao et al. 2018, "Using stacking to average Bayesian predictive distributions").
+The runs are the held-out runs of the nested backtests (fits.extrapolation), so the weights
+reward extrapolation, which is what a user asks of the law.
+
+- Forms are compared on the same splits only: a form that failed a split some other form
+  completed is left out of the average (and says so), rather than compared on fewer splits.
+- The average is taken in log loss, log L = sum_k w_k log L_k, so a held-out run's error under
+  the average is sum_k w_k e_k of the forms' log errors, and stacking is a least-squares
+  problem on the simplex: minimise sum over splits of the mean over the split's held-out runs
+  of (sum_k w_k e_k)^2, every split weighing the same. Solved exactly: the optimum lies on a
+  face of the simplex where the equality-constrained solution is feasible, and with a handful
+  of forms every face is tried.
+- The errors used to calibrate the average are cross-validated over splits: each split's
+  errors are those of the weights fitted on the other splits, so the calibration does not
+  see weights tuned on the very runs it scores.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from fits.farseer import allocation
+from fits.laws import LossLaw
+
+SPLIT = ["coord", "q"]
+
+
+def common_splits(nested: Mapping[str, pd.DataFrame]) -> tuple[list[str], dict[str, str]]:
+    """The forms that completed every split any form completed, and why the others are out."""
+    done = {name: set(map(tuple, frame[SPLIT].drop_duplicates().to_numpy())) for name, frame
+            in nested.items() if not frame.empty}  # fmt: skip
+    every = set().union(*done.values()) if done else set()
+    kept = [name for name, splits in done.items() if splits == every]
+    left = {
+        name: f"completed {len(done.get(name, ()))} of the {len(every)} nested splits"
+        for name in nested
+        if name not in kept
+    }
+    return kept, left
+
+
+def error_matrix(nested: Mapping[str, pd.DataFrame], forms: list[str]) -> pd.DataFrame:
+    """One row per (split, held-out run) with each form's log error as a column; the split's
+    other columns (distances, scatter) from the first form."""
+    first = nested[forms[0]].set_index([*SPLIT, "row"])
+    errors = pd.DataFrame(
+        {name: nested[name].set_index([*SPLIT, "row"]).log_error for name in forms}
+    )
+    return first.drop(columns="log_error").join(errors).reset_index()
+
+
+def split_weights(frame: pd.DataFrame) -> np.ndarray:
+    """Each held-out run's weight: 1 / (number of runs in its split x number of splits)."""
+    sizes = frame.groupby(SPLIT).row.transform("size").to_numpy(dtype=float)
+    return 1.0 / (sizes * frame.groupby(SPLIT).ngroups)
+
+
+def stack(errors: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Simplex weights w minimising sum_i weights_i (errors_i . w)^2 (errors: runs x forms)."""
+    k = errors.shape[1]
+    gram = (errors * weights[:, None]).T @ errors
+    best, best_value = np.full(k, 1.0 / k), np.inf
+    for size in range(1, k + 1):
+        for face in itertools.combinations(range(k), size):
+            sub = gram[np.ix_(face, face)]
+            solved = np.linalg.pinv(sub) @ np.ones(size)
+            total = solved.sum()
+            if not np.isfinite(total) or abs(total) < 1e-300:
+                continue
+            w_face = solved / total
+            if (w_face < -1e-12).any():
+                continue
+            w = np.zeros(k)
+            w[list(face)] = np.clip(w_face, 0.0, None)
+            w /= w.sum()
+            value = float(w @ gram @ w)
+            if value < best_value:
+                best, best_value = w, value
+    return best
+
+
+def held_out_errors(frame: pd.DataFrame, forms: list[str]) -> np.ndarray:
+    """The average's log error on every row, each split's with the weights stacked on the
+    other splits (all splits when there is only one)."""
+    errors = frame[forms].to_numpy(dtype=float)
+    out = np.empty(len(frame))
+    keys = frame[SPLIT].apply(tuple, axis=1)
+    splits = keys.unique()
+    for split in splits:
+        mine = (keys == split).to_numpy()
+        others = ~mine if len(splits) > 1 else mine
+        w = stack(errors[others], split_weights(frame[others]))
+        out[mine] = errors[mine] @ w
+    return out
+
+
+def average(
+    nested: Mapping[str, pd.DataFrame],
+) -> tuple[dict[str, float], pd.DataFrame, dict[str, str]]:
+    """Stacking weights of the forms, the average's nested errors, and the forms left out.
+
+    nested: form -> its nested backtest (fits.extrapolation.nested_backtest). The returned
+    frame is a nested backtest of the average itself (log_error cross-validated over splits,
+    see the module docstring), with each form's error as a column beside it.
+    """
+    forms, left = common_splits(nested)
+    if not forms:
+        return {}, pd.DataFrame(), left
+    frame = error_matrix(nested, forms)
+    w = stack(frame[forms].to_numpy(dtype=float), split_weights(frame))
+    frame["log_error"] = held_out_errors(frame, forms)
+    return dict(zip(forms, map(float, w), strict=True)), frame, left
+
+
+class AveragedLaw(LossLaw):
+    """exp(sum_k w_k log L_k(N, D)): the stacked average of fitted loss laws, itself a law.
+
+    Its parameter rows are the forms' rows side by side (forms of weight 0 are dropped), so a
+    bootstrap draw of the average is the forms' draws of one index, and every question a law
+    answers (loss, interval draws, the compute-optimal allocation, found numerically along
+    C = 6 N D) is answered of the average. Build it with `AveragedLaw.of(models, weights)`.
+    """
+
+    law = "average"
+    form = False
+    formula = "log L = sum_k w_k log L_k (stacked on nested out-of-range errors)"
+    param_names: ClassVar[tuple[str, ...]] = ()
+
+    forms_: dict[str, LossLaw]
+    weights_: dict[str, float]
+
+    def __init__(self, *, level: float = 0.90) -> None:
+        self.level = level
+
+    @classmethod
+    def of(cls, models: Mapping[str, LossLaw], weights: Mapping[str, float]) -> AveragedLaw:
+        """The average of fitted laws with their stacking weights (those of weight 0 left out)."""
+        new = cls(level=next(iter(models.values())).level_)
+        new.weights_ = dict(weights)
+        new.forms_ = {k: models[k] for k, w in weights.items() if w > 0}
+        new._set_fitted()
+        return new
+
+    def frame_columns(self, runs: pd.DataFrame) -> list[np.ndarray]:
+        """N, D and U (NaN, unlimited, where the runs have no U column)."""
+        U = runs["U"] if "U" in runs else np.full(len(runs), np.nan)
+        return [*super().frame_columns(runs), np.asarray(U, dtype=float)]
+
+    def _set_fitted(self) -> None:
+        forms = self.forms_.values()
+        self.params_ = {f"{k}.{p}": v for k, m in self.forms_.items() for p, v in m.params_.items()
+                        if p in m.param_names}  # fmt: skip
+        self.stderr_, self.intervals_ = {}, {}
+        self.level_ = float(self.level)
+        self.n_points_ = max(m.n_points_ for m in forms)
+        self.objective_ = math.nan
+        self.data_range_ = next(iter(forms)).data_range_
+        self.bootstrap_params_ = None
+
+    def _params_row(self) -> np.ndarray:
+        return np.concatenate([m._params_row() for m in self.forms_.values()])
+
+    def _draws(self) -> np.ndarray:
+        draws = [m._draws() for m in self.forms_.values()]
+        n = min(len(d) for d in draws)
+        return np.hstack([d[:n] for d in draws])
+
+    def loss_of(self, params: np.ndarray, *cols: np.ndarray) -> np.ndarray:
+        N, D = cols[0], cols[1]
+        U = cols[2] if len(cols) > 2 else np.full(np.shape(N), np.nan)
+        p = np.asarray(params, dtype=float)
+        log, start = 0.0, 0
+        with np.errstate(all="ignore"):
+            for name, model in self.forms_.items():
+                width = len(model._params_row())
+                mine = p[:, start : start + width]
+                args = (N, D, U) if "U" in model.columns else (N, D)
+                log = log + self.weights_[name] * np.log(model.loss_of(mine, *args))
+                start += width
+            return np.exp(np.asarray(log, dtype=float))
+
+    def allocation_of(
+        self, params: np.ndarray, C: np.ndarray, flops_per_token: float = 6.0
+    ) -> tuple[np.ndarray, np.ndarray]:
+        return allocation(self.loss_of, params, C, flops_per_token)
+
+    def spread(self, runs: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """The lowest and highest point prediction of the averaged forms at the rows of runs."""
+        points = np.vstack([m.predict_frame(runs) for m in self.forms_.values()])
+        return points.min(axis=0), points.max(axis=0)
+
+    def identification_problems(self) -> list[str]:
+        own = [f"{k}: {p}" for k, m in self.forms_.items() for p in m.identification_problems()]
+        return own or super().identification_problems()
+
+    def cautions(self) -> list[str]:
+        return [f"{k}: {c}" for k, m in self.forms_.items() for c in m.cautions()]
+
+    def _summary_header(self) -> list[str]:
+        weights = ", ".join(f"{k} {w:.3f}" for k, w in self.weights_.items())
+        return [f"{type(self).__name__}: {self.formula}", f"weights: {weights}"]
+
+    def _state(self) -> dict[str, Any]:
+        return {
+            "weights": self.weights_,
+            "forms": {k: m.to_dict() for k, m in self.forms_.items()},
+        }
+
+    def _load_state(self, state: dict[str, Any]) -> None:
+        self.weights_ = {k: float(v) for k, v in state["weights"].items()}
+        self.forms_ = {k: LossLaw.from_dict(r) for k, r in state["forms"].items()}
+        self._set_fitted()

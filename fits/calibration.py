@@ -1,0 +1,194 @@
+"""Calibrated intervals for questions outside the runs: a method with stated assumptions.
+
+The nested backtests (fits.extrapolation) hold out runs beyond a cut in C, N or D, refit the
+law on the rest and score the held-out runs. Here those scores become an interval.
+
+- Distance: decades from the training runs' convex hull in the law's own coordinates
+  (log10 N, log10 D), Euclidean; 0 inside. C = 6 N D is linear in them, so leaving the hull
+  along C, N or D is one distance, and a question inside the runs' hull (even outside their
+  box) is inside. A run held out by one split is scored once in that split, at its distance
+  from that split's training runs: no error is divided along several directions.
+- Score: the signed excess log error per decade, e / max(d, FLOOR), with e the held-out log
+  error beyond the in-data scatter of that split's fit (sign(e) max(|e| - r, 0)). Distances
+  below FLOOR are floored: a run nearer than that measures the scatter between neighbouring
+  runs, which the law's own interval holds, and divided by its tiny distance it would set the
+  rate alone.
+- Quantiles: the (1 - level)/2 and (1 + level)/2 quantiles of the scores, every split
+  weighing the same, by the weighted Harrell-Davis estimator (Harrell & Davis 1982; weights as
+  in Akinshin 2023, "Weighted quantile estimators"): a smooth average of order statistics, not
+  the sample maximum when scores are few. Signed: the interval may lean one way when the
+  backtests err one way.
+- Interval: the law's own (lo, hi) at a question d decades out becomes
+  (lo e^(min(q_lo, 0) d), hi e^(max(q_hi, 0) d)), then clipped to physics: the upper end at
+  most the uniform-guess loss ln(vocab) when the vocabulary is known.
+
+Assumptions: the error per decade seen inside the runs holds beyond them (a law that bends
+only past the runs breaks it); the splits are exchangeable with the question (the question
+leaves the data as the held-out runs left theirs).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.spatial import ConvexHull, QhullError
+from scipy.special import betainc
+
+from fits.errors import FitError
+
+FLOOR = 0.1  # decades: nearer held-out runs count as this far (see the module docstring)
+
+
+def log_points(runs: pd.DataFrame) -> np.ndarray:
+    """(n, 2) points log10 N, log10 D of runs."""
+    return np.log10(runs[["N", "D"]].to_numpy(dtype=float))
+
+
+def hull_vertices(points: np.ndarray) -> np.ndarray:
+    """The convex hull's vertices in order (a segment's two ends, or one point, when the
+    points are collinear or equal)."""
+    unique = np.unique(points, axis=0)
+    if len(unique) >= 3:
+        try:
+            return unique[ConvexHull(unique).vertices]
+        except QhullError:  # collinear: the hull is the segment between the extremes
+            pass
+    direction = unique[-1] - unique[0]
+    along = unique @ direction
+    return unique[[int(along.argmin()), int(along.argmax())]]
+
+
+def hull_distance(vertices: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Euclidean distance of each point from the convex polygon (segment, point) `vertices`:
+    0 inside, else the distance to its nearest edge."""
+    points = np.atleast_2d(np.asarray(points, dtype=float))
+    a = vertices
+    b = np.roll(vertices, -1, axis=0)
+    ab = b - a  # (m, 2) edges
+    ap = points[:, None, :] - a[None, :, :]  # (n, m, 2)
+    length2 = (ab**2).sum(axis=1)
+    t = np.where(length2 > 0, (ap * ab).sum(axis=2) / np.where(length2 > 0, length2, 1), 0)
+    nearest = a[None] + np.clip(t, 0.0, 1.0)[..., None] * ab[None]
+    edge = np.sqrt(((points[:, None, :] - nearest) ** 2).sum(axis=2)).min(axis=1)
+    if len(vertices) < 3:
+        return edge
+    cross = ab[None, :, 0] * ap[..., 1] - ab[None, :, 1] * ap[..., 0]  # counter-clockwise
+    inside = (cross >= -1e-12).all(axis=1)
+    return np.where(inside, 0.0, edge)
+
+
+def harrell_davis(
+    scores: np.ndarray, weights: np.ndarray | None, probability: float
+) -> float:
+    """Weighted Harrell-Davis quantile: sum_i W_i x_(i), W_i the Beta(p(n+1), (1-p)(n+1))
+    mass between the weighted ECDF's steps, n the Kish effective size (sum w)^2 / sum w^2."""
+    x = np.asarray(scores, dtype=float)
+    if x.size == 0:
+        return math.nan
+    w = np.ones(x.size) if weights is None else np.asarray(weights, dtype=float)
+    order = np.argsort(x, kind="stable")
+    x, w = x[order], w[order] / w.sum()
+    n = 1.0 / float((w**2).sum())
+    a, b = probability * (n + 1), (1 - probability) * (n + 1)
+    edges = np.concatenate([[0.0], np.minimum(np.cumsum(w), 1.0)])
+    mass = np.diff(betainc(a, b, edges))
+    return float(mass @ x)
+
+
+def scores(nested: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Signed excess log error per decade of every nested held-out run, and its weight (each
+    split weighs the same). Needs columns coord, q, row, log_error, scatter, hull."""
+    e = nested.log_error.to_numpy(dtype=float)
+    excess = np.sign(e) * np.maximum(np.abs(e) - nested.scatter.to_numpy(dtype=float), 0.0)
+    rate = excess / np.maximum(nested.hull.to_numpy(dtype=float), FLOOR)
+    sizes = nested.groupby(["coord", "q"]).row.transform("size").to_numpy(dtype=float)
+    return rate, 1.0 / sizes
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """How far a question is from the runs and how much that widens its interval.
+
+    level; lo_rate <= 0 <= hi_rate: log-loss widening per decade below and above; hull: the
+    fitted runs' hull vertices in (log10 N, log10 D); ceiling: the largest loss physics allows
+    (ln vocab; None when unknown); n_scores, n_splits: the nested runs and splits behind it.
+    """
+
+    level: float
+    lo_rate: float
+    hi_rate: float
+    hull: np.ndarray
+    ceiling: float | None
+    n_scores: int
+    n_splits: int
+
+    def distance(self, runs: pd.DataFrame) -> np.ndarray:
+        """Decades from the fitted runs' hull in (log10 N, log10 D)."""
+        return hull_distance(self.hull, log_points(runs))
+
+    def widen(
+        self, lo: np.ndarray, hi: np.ndarray, runs: pd.DataFrame
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The law's own interval (lo, hi) at the rows of `runs`, widened and clipped."""
+        d = self.distance(runs)
+        lo = np.asarray(lo, dtype=float) * np.exp(self.lo_rate * d)
+        hi = np.asarray(hi, dtype=float) * np.exp(self.hi_rate * d)
+        if self.ceiling is not None:
+            hi = np.minimum(hi, self.ceiling)
+            lo = np.minimum(lo, self.ceiling)
+        return lo, hi
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "level": self.level,
+            "lo_rate": self.lo_rate,
+            "hi_rate": self.hi_rate,
+            "hull": self.hull.tolist(),
+            "ceiling": self.ceiling,
+            "n_scores": self.n_scores,
+            "n_splits": self.n_splits,
+        }
+
+    @classmethod
+    def from_dict(cls, record: Mapping[str, Any]) -> Calibration:
+        return cls(
+            float(record["level"]),
+            float(record["lo_rate"]),
+            float(record["hi_rate"]),
+            np.asarray(record["hull"], dtype=float).reshape(-1, 2),
+            None if record["ceiling"] is None else float(record["ceiling"]),
+            int(record["n_scores"]),
+            int(record["n_splits"]),
+        )
+
+    def describe(self) -> str:
+        """One line for a summary."""
+        ceiling = "" if self.ceiling is None else f"; at most ln(vocab) = {self.ceiling:.3f}"
+        return (
+            f"intervals widened per decade outside the runs' hull by {self.lo_rate:+.4f} below "
+            f"and {self.hi_rate:+.4f} above in log loss (Harrell-Davis "
+            f"{(1 - self.level) / 2:.0%}/{(1 + self.level) / 2:.0%} quantiles of "
+            f"{self.n_scores} nested errors, {self.n_splits} splits){ceiling}"
+        )
+
+
+def calibrate(
+    nested: pd.DataFrame, runs: pd.DataFrame, level: float, vocab: float | None = None
+) -> Calibration:
+    """The calibration of a form (or an average) from its nested backtest (module docstring).
+
+    vocab: the runs' vocabulary size when known (the upper end is clipped at ln vocab)."""
+    if nested.empty:
+        raise FitError("no nested backtest could be fitted: too few runs to calibrate")
+    rate, weight = scores(nested)
+    lo = harrell_davis(rate, weight, (1 - level) / 2)
+    hi = harrell_davis(rate, weight, (1 + level) / 2)
+    n_splits = int(nested.groupby(["coord", "q"]).ngroups)
+    ceiling = None if vocab is None else math.log(vocab)
+    hull = hull_vertices(log_points(runs))
+    return Calibration(level, min(lo, 0.0), max(hi, 0.0), hull, ceiling, len(nested), n_splits)

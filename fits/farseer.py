@@ -1,0 +1,253 @@
+"""Farseer (Li et al. 2025, arXiv 2506.10972): the data term's coefficient and exponent depend on N.
+
+    L(N, D) = exp(s N^q + S) + exp(B N^b + Q) D^(-exp(A N^a + E))
+
+Nine parameters. The first term is the loss at unlimited data for a model of N parameters;
+the second is the data term, whose log-coefficient B N^b + Q and log-exponent A N^a + E both
+vary with N, so the law can bend where Chinchilla's sum of two power laws cannot (Chinchilla
+is the special case of a constant data term, s N^q small). N and D are in raw counts, as the
+authors fit them (the family is not invariant to the unit of D).
+
+Fitted as the other laws (fits.gridfit): Huber (delta 1e-3) on log loss, batched L-BFGS from a
+grid of starts, the best polished, bootstrap warm-started from the distinct local optima.
+Optimiser coordinates: each c N^p term is c' exp(k z) with z the standardised log N (c' = c
+e^(p m), k = p s for log N = m + s z): the same family, better conditioned. The starting grid
+is set in those coordinates and scaled to the runs' loss (module `starting_phi`).
+
+Compute-optimal allocation has no closed form: log N is minimised along C = 6 N D on a grid
+between one parameter and one token, refined by golden-section search; a minimum at either end
+of that range is no allocation (NaN, which the identification checks refuse).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Any, ClassVar
+
+import numpy as np
+
+from fits import validate
+from fits.errors import FitError
+from fits.gridfit import GridLaw, mask_nonfinite, standardize, start_weights
+
+PARAM_NAMES = ("s", "q", "S", "B", "b", "Q", "A", "a", "E")
+# Nine parameters, three of them functions of N with a level, a scale and a power each: fewer
+# model sizes than this cannot show a power of N bending, fewer runs than this leave under
+# three runs per parameter.
+MIN_SIZES = 5
+MIN_TOKEN_COUNTS = 3
+MIN_RUNS = 27
+_GRID_POINTS = 481  # log N grid of the allocation search (then golden-section refined)
+_GOLDEN_STEPS = 40
+
+
+def farseer_loss(params: np.ndarray, N: np.ndarray, D: np.ndarray) -> np.ndarray:
+    """exp(s N^q + S) + exp(B N^b + Q) D^(-exp(A N^a + E)), params rows (k, 9) against N, D
+    of shape (n,) or (k, n)."""
+    p = np.asarray(params, dtype=float)
+    s, q, S, B, b, Q, A, a, E = (p[..., i, None] for i in range(9))
+    log_n, log_d = np.log(np.asarray(N, dtype=float)), np.log(np.asarray(D, dtype=float))
+    with np.errstate(all="ignore"):  # degenerate draws give inf/nan, which intervals leave out
+        beta = np.exp(A * np.exp(a * log_n) + E)
+        return np.exp(s * np.exp(q * log_n) + S) + np.exp(B * np.exp(b * log_n) + Q - beta * log_d)
+
+
+def allocation(
+    loss_of: Any, params: np.ndarray, C: np.ndarray, flops_per_token: float = 6.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """(N_opt, D_opt), each (k, m): argmin over N of loss_of(params, N, C / (k N)), NaN where
+    the minimum sits at an end of 1 <= N, D (no interior optimum).
+
+    A grid of log N, then golden-section search between the grid neighbours of the best point;
+    rows of params broadcast against budgets C (m,).
+    """
+    p = np.asarray(params, dtype=float)
+    X = np.asarray(C, dtype=float).reshape(-1) / flops_per_token
+    n_opt = np.full((p.shape[0], X.size), np.nan)
+    for j, x in enumerate(X):
+        log_x = math.log(x)
+        grid = np.linspace(0.0, log_x, _GRID_POINTS)
+        step = grid[1] - grid[0]
+
+        def loss(log_n: np.ndarray, log_x: float = log_x) -> np.ndarray:
+            return loss_of(p, np.exp(log_n), np.exp(log_x - log_n))
+
+        with np.errstate(all="ignore"):
+            values = loss(np.broadcast_to(grid, (p.shape[0], grid.size)))
+            values = np.where(np.isfinite(values), values, np.inf)
+            best = values.argmin(axis=1)
+            inside = (best > 0) & (best < grid.size - 1) & np.isfinite(values.min(axis=1))
+            lo, hi = grid[best][:, None] - step, grid[best][:, None] + step
+            ratio = (math.sqrt(5.0) - 1.0) / 2.0
+            for _ in range(_GOLDEN_STEPS):
+                m1, m2 = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
+                left = loss(m1) <= loss(m2)
+                hi, lo = np.where(left, m2, hi), np.where(left, lo, m1)
+        n_opt[inside, j] = np.exp((lo + hi)[inside, 0] / 2.0)
+    return n_opt, X[None, :] / n_opt
+
+
+class _FarseerProblem:
+    """phi = (c1, k1, S, c2, k2, Q, c3, k3, E): c N^p = c' exp(k z), z standardised log N."""
+
+    def __init__(self, log_n: np.ndarray, log_d: np.ndarray) -> None:
+        self.m, self.s, self.z = standardize(log_n)
+        self.log_d = np.asarray(log_d, dtype=float)
+
+    def to_phi(self, theta: np.ndarray) -> np.ndarray:
+        t = np.array(theta, dtype=float)
+        with np.errstate(all="ignore"):
+            for c, k in ((0, 1), (3, 4), (6, 7)):
+                t[..., c] = t[..., c] * np.exp(t[..., k] * self.m)
+                t[..., k] = t[..., k] * self.s
+        return t
+
+    def to_theta(self, phi: np.ndarray) -> np.ndarray:
+        t = np.array(phi, dtype=float)
+        with np.errstate(all="ignore"):
+            for c, k in ((0, 1), (3, 4), (6, 7)):
+                t[..., k] = t[..., k] / self.s
+                t[..., c] = t[..., c] * np.exp(-t[..., k] * self.m)
+        return t
+
+    def objective(
+        self,
+        log_loss: np.ndarray,
+        delta: float,
+        weights: np.ndarray | None = None,
+        weight_row: np.ndarray | None = None,
+    ) -> _FarseerObjective:
+        return _FarseerObjective(self, log_loss, delta, weights, weight_row)
+
+
+class _FarseerObjective:
+    """Sum of Huber losses of log(T1 + T2) - log L with its gradient in phi.
+
+    T1 = exp(c1 e^(k1 z) + S), T2 = exp(c2 e^(k2 z) + Q - beta log D), beta = exp(c3 e^(k3 z)
+    + E); dF/dP = w psi / P with P = T1 + T2 and psi the clipped residual, and
+    dP/dbeta = -T2 log D carries the exponent's three parameters.
+    """
+
+    def __init__(
+        self,
+        problem: _FarseerProblem,
+        log_loss: np.ndarray,
+        delta: float,
+        weights: np.ndarray | None,
+        weight_row: np.ndarray | None,
+    ) -> None:
+        self.z, self.log_d = problem.z, problem.log_d
+        self.log_loss = np.asarray(log_loss, dtype=float)
+        self.delta = float(delta)
+        self.weights = None if weights is None else np.asarray(weights, dtype=float)
+        self.weight_row = weight_row
+
+    def __call__(self, phi: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        z = self.z
+        with np.errstate(all="ignore"):
+            col = [phi[:, i, None] for i in range(9)]
+            c1, k1, S, c2, k2, Q, c3, k3, E = col
+            p1, p2, p3 = np.exp(k1 * z), np.exp(k2 * z), np.exp(k3 * z)
+            beta = np.exp(c3 * p3 + E)
+            t1 = np.exp(c1 * p1 + S)
+            t2 = np.exp(c2 * p2 + Q - beta * self.log_d)
+            pred = t1 + t2
+            r = np.log(pred) - self.log_loss
+            psi = np.clip(r, -self.delta, self.delta)
+            w = start_weights(self.weights, self.weight_row, rows)
+            w = np.ones_like(r) if w is None else np.broadcast_to(w, r.shape)
+            f = np.einsum("ij,ij->i", w, psi * (r - 0.5 * psi))
+            g1 = w * psi / pred * t1  # d F / d u1 per point
+            g2 = w * psi / pred * t2
+            gb = -g2 * self.log_d * beta  # d F / d log beta per point
+            g = np.stack(
+                [
+                    (g1 * p1).sum(axis=1),
+                    (g1 * c1 * z * p1).sum(axis=1),
+                    g1.sum(axis=1),
+                    (g2 * p2).sum(axis=1),
+                    (g2 * c2 * z * p2).sum(axis=1),
+                    g2.sum(axis=1),
+                    (gb * p3).sum(axis=1),
+                    (gb * c3 * z * p3).sum(axis=1),
+                    gb.sum(axis=1),
+                ],
+                axis=1,
+            )
+        return mask_nonfinite(f, g)
+
+
+def starting_phi(problem: _FarseerProblem, log_loss: np.ndarray) -> np.ndarray:
+    """405 starts in phi, scaled to the runs: at the median run the data term T2 is a fifth,
+    half or four fifths of the loss, its exponent 0.1, 0.3 or 0.6, and each function of N is
+    flat or bends either way by 0.3-0.5 per standard deviation of log N."""
+    level = float(np.median(log_loss))
+    log_d = float(np.median(problem.log_d))
+    falling = [(0.0, 0.0), (0.3, -0.5), (-0.3, 0.5)]  # terms that fall (or stay) with N
+    either = [(0.0, 0.0), (0.3, 0.5), (0.3, -0.5), (-0.3, 0.5), (-0.3, -0.5)]
+    rows = []
+    for (c1, k1), (c2, k2), (c3, k3), share, beta in itertools.product(
+        falling, falling, either, (0.2, 0.5, 0.8), (0.1, 0.3, 0.6)
+    ):
+        S = level + math.log(1.0 - share) - c1
+        Q = level + math.log(share) + beta * log_d - c2
+        rows.append((c1, k1, S, c2, k2, Q, c3, k3, math.log(beta) - c3))
+    return np.array(rows)
+
+
+class FarseerLaw(GridLaw):
+    """L(N, D) = exp(s N^q + S) + exp(B N^b + Q) D^(-exp(A N^a + E)) (see the module docstring).
+
+    Configuration and fitted attributes: see `GridLaw`. params_ is {s, q, S, B, b, Q, A, a, E};
+    theta_ is the same vector. Refused (FitError) on fewer than 5 model sizes, 3 token counts
+    or 27 runs.
+    """
+
+    law = "farseer"
+    formula = "L(N, D) = exp(s N^q + S) + exp(B N^b + Q) D^(-exp(A N^a + E))"
+    param_names: ClassVar[tuple[str, ...]] = PARAM_NAMES
+    allocation_note = "compute-optimal allocation: numerical minimum along C = 6 N D"
+
+    def problem(self, log_n: np.ndarray, log_d: np.ndarray) -> _FarseerProblem:
+        return _FarseerProblem(log_n, log_d)
+
+    def starting_phi(self, problem: Any, log_loss: np.ndarray) -> np.ndarray:
+        return starting_phi(problem, log_loss)
+
+    def check_identifiable(self, N: np.ndarray, D: np.ndarray) -> None:
+        sizes, tokens = np.unique(N).size, np.unique(D).size
+        if sizes < MIN_SIZES or tokens < MIN_TOKEN_COUNTS or N.size < MIN_RUNS:
+            raise FitError(
+                f"farseer has 9 parameters: it needs {MIN_SIZES} model sizes, "
+                f"{MIN_TOKEN_COUNTS} token counts and {MIN_RUNS} runs; these runs have "
+                f"{sizes}, {tokens} and {N.size}"
+            )
+
+    def theta_to_params(self, theta: np.ndarray) -> np.ndarray:
+        return np.asarray(theta, dtype=float)
+
+    def params_to_theta(self, params: np.ndarray) -> np.ndarray:
+        return np.asarray(params, dtype=float)
+
+    def loss_of(self, params: np.ndarray, *cols: np.ndarray) -> np.ndarray:
+        return farseer_loss(params, *cols)
+
+    def allocation_of(
+        self, params: np.ndarray, C: np.ndarray, flops_per_token: float = 6.0
+    ) -> tuple[np.ndarray, np.ndarray]:
+        validate.positive(C, "C")
+        return allocation(farseer_loss, params, C, flops_per_token)
+
+    def offset_interval(self) -> tuple[float, float] | None:
+        """The loss at unlimited N and D, exp(S) where the first term levels off (q < 0) and
+        0 where it falls without bound, with the low end of its bootstrap interval."""
+        def limit(params: np.ndarray) -> np.ndarray:
+            with np.errstate(over="ignore"):
+                return np.where(params[:, 1] < 0, np.exp(params[:, 2]), 0.0)
+
+        value = float(limit(self._params_row()[None, :])[0])
+        if self.bootstrap_params_ is None:
+            return value, value
+        low = float(np.nanpercentile(limit(self.bootstrap_params_), 50 * (1 - self.level_)))
+        return value, min(value, low)

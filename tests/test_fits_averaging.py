@@ -1,0 +1,127 @@
+"""Stacking weights, the averaged law, hull distance, Harrell-Davis quantiles, calibration."""
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.optimize import minimize
+from scipy.stats.mstats import hdquantiles
+
+from fits import ChinchillaLaw, KaplanLaw, from_dict
+from fits.averaging import AveragedLaw, average, split_weights, stack
+from fits.calibration import (
+    FLOOR,
+    Calibration,
+    calibrate,
+    harrell_davis,
+    hull_distance,
+    hull_vertices,
+)
+from fits.chinchilla import chinchilla_loss
+
+
+def nested(
+    bias: float, seed: int, splits=(("C", 0.5), ("N", 0.5), ("D", 0.8)), sd: float = 0.01
+) -> pd.DataFrame:
+    """A fake nested backtest: 6 held-out runs per split erring by bias (+ noise)."""
+    rng = np.random.default_rng(seed)
+    rows = [{"coord": c, "q": q, "row": r, "log_error": bias + rng.normal(0, sd),
+             "distance": 0.2, "hull": 0.2 + 0.1 * r, "scatter": 0.0}
+            for c, q in splits for r in range(6)]  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_stacking_is_the_least_squares_optimum_on_the_simplex():
+    rng = np.random.default_rng(1)
+    errors = rng.normal(0, 1, (40, 3)) + np.array([0.5, -0.4, 2.0])
+    weights = rng.uniform(0.5, 2, 40)
+    w = stack(errors, weights)
+
+    def value(v):
+        return float(weights @ (errors @ v) ** 2)
+
+    reference = minimize(value, np.full(3, 1 / 3), method="SLSQP", bounds=[(0, 1)] * 3,
+                         constraints={"type": "eq", "fun": lambda v: v.sum() - 1},
+                         options={"ftol": 1e-14})  # fmt: skip
+    assert w.sum() == pytest.approx(1) and (w >= 0).all()
+    assert value(w) <= reference.fun + 1e-10
+    np.testing.assert_allclose(w, reference.x, atol=1e-5)
+
+
+def test_forms_erring_both_ways_share_weight_and_a_noisy_one_gets_little():
+    weights, frame, left = average({"a": nested(0.05, 0), "b": nested(-0.05, 1),
+                                    "c": nested(0.0, 2, sd=0.5)})  # fmt: skip
+    assert left == {} and weights["c"] < 0.01
+    assert weights["a"] == pytest.approx(0.5, abs=0.05)
+    assert np.abs(frame.log_error).median() < 0.02  # the average cancels the two biases
+    np.testing.assert_allclose(split_weights(frame).sum(), 1.0)
+
+
+def test_a_form_that_failed_a_split_is_left_out_not_compared_on_fewer():
+    short = nested(0.0, 3, splits=(("C", 0.5), ("N", 0.5)))
+    weights, _, left = average({"a": nested(0.05, 0), "b": short})
+    assert weights == {"a": 1.0} and left == {"b": "completed 2 of the 3 nested splits"}
+
+
+def test_hull_distance_against_the_geometry_written_out():
+    square = hull_vertices(np.array([[0, 0], [1, 0], [1, 1], [0, 1], [0.5, 0.5]], float))
+    assert len(square) == 4
+    points = np.array([[0.5, 0.5], [2.0, 0.5], [2.0, 2.0], [-3.0, 0.0], [1.0, 1.0]])
+    np.testing.assert_allclose(hull_distance(square, points),
+                               [0.0, 1.0, math.sqrt(2), 3.0, 0.0], atol=1e-12)  # fmt: skip
+    segment = hull_vertices(np.array([[0, 0], [1, 1], [2, 2]], float))  # collinear
+    np.testing.assert_allclose(hull_distance(segment, np.array([[1, 1], [0, 2], [3, 3]])),
+                               [0.0, math.sqrt(2), math.sqrt(2)], atol=1e-12)  # fmt: skip
+
+
+def test_harrell_davis_matches_scipy_and_is_not_the_maximum_at_small_n():
+    rng = np.random.default_rng(0)
+    for n in (5, 12, 60):
+        x = rng.normal(size=n)
+        for p in (0.05, 0.5, 0.95):
+            assert harrell_davis(x, None, p) == pytest.approx(hdquantiles(x, [p])[0], rel=1e-9)
+        assert harrell_davis(x, None, 0.95) < x.max()
+    # integer weights are repeated points: the estimator on the expanded sample
+    x, w = np.array([1.0, 2.0, 5.0]), np.array([2.0, 1.0, 1.0])
+    expanded = np.array([1.0, 1.0, 2.0, 5.0])
+    n_eff = 1 / ((w / w.sum()) ** 2).sum()
+    assert n_eff == pytest.approx(16 / 6)  # Kish: not the expanded sample's 4
+    assert harrell_davis(x, w, 0.5) > harrell_davis(expanded, None, 0.25)
+
+
+def test_calibration_is_signed_floored_and_clipped_to_ln_vocab():
+    runs = pd.DataFrame({"N": [1e6, 1e8, 1e8, 1e6], "D": [1e9, 1e9, 1e11, 1e11]})
+    over = nested(-0.05, 0, sd=0.0).assign(hull=0.001)  # all over-predicted, nearly inside
+    cal = calibrate(over, runs, level=0.9, vocab=256)
+    assert cal.hi_rate == 0.0 and cal.lo_rate == pytest.approx(-0.05 / FLOOR, rel=1e-9)
+    asks = pd.DataFrame({"N": [1e7, 1e9], "D": [1e10, 1e10]})
+    np.testing.assert_allclose(cal.distance(asks), [0.0, 1.0], atol=1e-12)
+    lo, hi = cal.widen(np.array([2.0, 2.0]), np.array([3.0, 9.0]), asks)
+    assert lo[0] == 2.0 and lo[1] == pytest.approx(2.0 * math.exp(cal.lo_rate))
+    assert hi[0] == 3.0 and hi[1] == pytest.approx(math.log(256))
+    back = Calibration.from_dict(json.loads(json.dumps(cal.to_dict())))
+    np.testing.assert_allclose(back.widen(np.array([2.0]), np.array([3.0]), asks[1:])[0], lo[1:])
+
+
+GRID_N, GRID_D = (a.ravel() for a in np.meshgrid(np.geomspace(1e7, 1e9, 6),
+                                                 np.geomspace(1e9, 1e11, 6)))  # fmt: skip
+
+
+def test_the_average_is_the_geometric_mean_of_its_forms_and_round_trips():
+    loss = chinchilla_loss(np.array([[1.7, 400.0, 900.0, 0.34, 0.3]]), GRID_N, GRID_D)[0]
+    models = {"chinchilla": ChinchillaLaw(n_bootstrap=20).fit(GRID_N, GRID_D, loss),
+              "kaplan": KaplanLaw(n_bootstrap=20).fit(GRID_N, GRID_D, loss * 1.01)}  # fmt: skip
+    law = AveragedLaw.of(models, {"chinchilla": 0.25, "kaplan": 0.75})
+    asks = pd.DataFrame({"N": [1e10, 3e8], "D": [1e12, 1e9]})
+    expected = models["chinchilla"].predict_frame(asks) ** 0.25 * \
+        models["kaplan"].predict_frame(asks) ** 0.75  # fmt: skip
+    np.testing.assert_allclose(law.predict_frame(asks), expected, rtol=1e-12)
+    assert law.loss_draws(asks).shape == (20, 2)
+    back = from_dict(json.loads(json.dumps(law.to_dict())))
+    np.testing.assert_allclose(back.predict_frame(asks), expected, rtol=1e-12)
+    n_opt, d_opt = law.compute_optimal([1e20])
+    budget = np.geomspace(n_opt[0] / 3, n_opt[0] * 3, 301)
+    along = law.predict(budget, 1e20 / (6 * budget))
+    assert along.min() >= law.predict(n_opt, d_opt)[0] - 1e-12

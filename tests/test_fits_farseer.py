@@ -1,0 +1,99 @@
+"""Farseer's law against its formula written out, finite differences and known parameters."""
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fits import ChinchillaLaw, FarseerLaw, FitError, compute_optimal_allocation, from_dict
+from fits.farseer import _FarseerProblem, allocation, farseer_loss, starting_phi
+
+# A Farseer law whose data exponent grows with N (0.26 at 1e8, 0.31 at 1e10) over a floor.
+TRUTH = {"s": 2.0, "q": -0.25, "S": math.log(1.8), "B": 0.4, "b": 0.05, "Q": 6.0,
+         "A": -0.8, "a": -0.05, "E": -0.7}  # fmt: skip
+ROW = np.array([list(TRUTH.values())])
+SIZES, TOKENS = np.geomspace(3e7, 1e9, 6), np.geomspace(1e9, 1e11, 6)
+N, D = (a.ravel() for a in np.meshgrid(SIZES, TOKENS))
+
+
+def written_out(N, D, s, q, S, B, b, Q, A, a, E):
+    return math.exp(s * N**q + S) + math.exp(B * N**b + Q) * D ** (-math.exp(A * N**a + E))
+
+
+def runs(seed: int, sd: float = 0.002) -> pd.DataFrame:
+    loss = farseer_loss(ROW, N, D)[0]
+    noise = np.random.default_rng(seed).normal(0, sd, N.size)
+    return pd.DataFrame({"N": N, "D": D, "loss": loss * np.exp(noise)})
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    return FarseerLaw(n_bootstrap=50).fit_frame(runs(seed=1))
+
+
+def test_loss_is_the_formula_written_out():
+    for n, d in [(1e8, 2e9), (3e9, 5e11), (7e6, 1e8)]:
+        assert farseer_loss(ROW, [n], [d])[0, 0] == pytest.approx(written_out(n, d, **TRUTH))
+
+
+def test_objective_gradient_matches_finite_differences():
+    frame = runs(seed=0)
+    problem = _FarseerProblem(np.log(frame.N.to_numpy()), np.log(frame.D.to_numpy()))
+    log_loss = np.log(frame.loss.to_numpy())
+    objective = problem.objective(log_loss, 1e-2, np.linspace(0.5, 2.0, len(frame)))
+    phi = starting_phi(problem, log_loss)[::97] + 0.03
+    rows = np.arange(len(phi))
+    _, grad = objective(phi, rows)
+    numeric = np.empty_like(grad)
+    for j in range(9):
+        step = np.zeros(9)
+        step[j] = 1e-6
+        numeric[:, j] = (objective(phi + step, rows)[0] - objective(phi - step, rows)[0]) / 2e-6
+    np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(problem.to_theta(problem.to_phi(ROW)), ROW, rtol=1e-12)
+
+
+def test_fit_recovers_the_law_and_extrapolates_with_it(fitted):
+    assert fitted.identification_problems() == []
+    bigger = np.array([3e9, 1e10]), np.array([3e11, 1e12])
+    np.testing.assert_allclose(fitted.predict(*bigger), farseer_loss(ROW, *bigger)[0], rtol=0.01)
+    value, low = fitted.offset_interval()
+    assert 0 <= low <= value < fitted.predict([1e10], [1e12])[0]
+
+
+def test_generic_allocation_finds_chinchillas_closed_form():
+    params = np.array([[1.69, 406.4, 410.7, 0.34, 0.28], [1.8, 482.0, 2085.4, 0.348, 0.366]])
+    budgets = np.array([1e20, 1e23])
+    numeric = allocation(chinchilla_loss_rows, params, budgets)
+    closed = compute_optimal_allocation(params, budgets)
+    np.testing.assert_allclose(numeric[0], closed[0], rtol=1e-6)
+    np.testing.assert_allclose(numeric[1], closed[1], rtol=1e-6)
+
+
+def chinchilla_loss_rows(params, N, D):
+    return ChinchillaLaw().loss_of(params, N, D)  # E + A / N^alpha + B / D^beta
+
+
+def test_allocation_without_an_interior_minimum_is_no_answer():
+    flat_in_n = np.array([[0.0, 1.0, math.log(1.8), 0.0, 1.0, 6.0, 0.0, 1.0, -0.7]])
+    n_opt, d_opt = allocation(farseer_loss, flat_in_n, np.array([1e21]))
+    assert np.isnan(n_opt).all() and np.isnan(d_opt).all()
+
+
+def test_record_round_trips(fitted):
+    back = from_dict(json.loads(json.dumps(fitted.to_dict())))
+    frame = runs(seed=2)
+    np.testing.assert_allclose(back.predict_frame(frame), fitted.predict_frame(frame), rtol=1e-12)
+    np.testing.assert_allclose(back.loss_draws(frame), fitted.loss_draws(frame), rtol=1e-12)
+
+
+def test_too_few_runs_are_refused_in_one_line():
+    small = runs(seed=0)
+    small = small[small.N.isin(SIZES[:4])]
+    with pytest.raises(FitError) as refused:
+        FarseerLaw(n_bootstrap=0).fit_frame(small)
+    assert str(refused.value).count("\n") == 0
+    assert "needs 5 model sizes" in str(refused.value) and "4, 6 and 24" in str(refused.value)
+
