@@ -1,12 +1,14 @@
-"""Do the calibrated intervals hold the extrapolation error they really make?
+"""Do the calibrated intervals of the default procedure hold the extrapolation error it makes?
 
-For each published data set and holdout, `Study.backtest("auto")` fits on the smaller runs
-(its nested backtests and calibration see only those), predicts the held-out larger ones, and
-this prints the median and max |relative error|, the coverage of the calibrated 90% intervals
-beside the law's own (bootstrap + run scatter) ones, and the median width of each. One set of
-defaults for every data set. Usage:
+For each published data set and holdout, the default loss-law procedure (`fits.auto.fit_auto`,
+what `auto` runs: every form, nested backtests, stacking, calibration) is fitted on the
+smaller runs only (its nested backtests and calibration see only those) and predicts the
+held-out larger ones. Printed: median and max |relative error|, mean signed error, coverage
+and median width of the 90% intervals, the largest distance of a held-out run from the
+training runs' hull, each form's stacking weight, and the time. One set of defaults for every
+data set. Usage:
 
-    python benchmarks/extrapolation.py [--bootstrap 1000]
+    python benchmarks/extrapolation.py [--bootstrap 1000] [--cases NAME ...]
 """
 
 from __future__ import annotations
@@ -16,57 +18,80 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from fits import LOSS_LAWS
+from fits.auto import fit_auto
 from scaling import datasets
-from scaling.study import Study
+
+LEVEL = 0.90
 
 
 def step_law_points() -> pd.DataFrame:
     """Step Law's best smoothed loss per (N, D): 17 points."""
     runs = datasets.load("step-law")
     best = runs.groupby(["N", "D"], as_index=False)["smooth loss"].min()
-    frame = best.rename(columns={"smooth loss": "loss"}).astype(float)
-    return frame.assign(C=6.0 * frame.N * frame.D)
+    return best.rename(columns={"smooth loss": "loss"}).astype(float)
 
 
-CASES = [
-    ("Epoch 240", datasets.epoch_240, "top-compute"),
-    ("Epoch 245 (outliers kept)", lambda: datasets.load("chinchilla-epoch"), "top-compute"),
-    ("Epoch 240", datasets.epoch_240, "top-params"),
-    ("Epoch 240", datasets.epoch_240, "top-tokens"),
-    ("Step Law, 17 (N, D) optima", step_law_points, "top-compute"),
-]
+CASES = {  # name: (data, held-out column, fraction)
+    "epoch240-C": (datasets.epoch_240, "C", 0.25),
+    "epoch245-C": (lambda: datasets.load("chinchilla-epoch"), "C", 0.25),
+    "epoch240-N": (datasets.epoch_240, "N", 0.25),
+    "epoch240-D": (datasets.epoch_240, "D", 0.25),
+    "steplaw-C": (step_law_points, "C", 0.25),
+    "farseer-C": (lambda: datasets.load("farseer"), "C", 0.10),
+    "data-constrained-C": (lambda: datasets.load("data-constrained"), "C", 0.10),
+}
+
+
+def held_out(data: pd.DataFrame, column: str, fraction: float) -> tuple[pd.DataFrame, ...]:
+    """(train, test): the top `fraction` of runs by column (C = 6 N D) held out."""
+    data = data.assign(C=6.0 * data.N * data.D)
+    order = np.argsort(data[column].to_numpy(), kind="stable")
+    n_test = max(1, round(fraction * len(data)))
+    return data.iloc[order[:-n_test]], data.iloc[order[-n_test:]]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--bootstrap", type=int, default=1000)
+    parser.add_argument("--cases", nargs="*", default=list(CASES), choices=list(CASES))
     args = parser.parse_args()
+    forms = {
+        name: (lambda b, name=name: LOSS_LAWS[name](n_bootstrap=b, level=LEVEL, random_state=0))
+        for name in LOSS_LAWS
+    }
     rows = []
-    for name, load, holdout in CASES:
+    for case in args.cases:
+        load, column, fraction = CASES[case]
+        train, test = held_out(load(), column, fraction)
         t0 = time.perf_counter()
-        study = Study.from_frame(load(), n_bootstrap=args.bootstrap)
-        result = study.backtest("auto", holdout=holdout, fraction=0.25)
-        rows.append(
-            {
-                "data": name,
-                "holdout": holdout,
-                "train/test": f"{result.n_train}/{len(result.frame)}",
-                "median err": f"{result.median_rel_error:.2%}",
-                "max err": f"{result.max_rel_error:.2%}",
-                "coverage": f"{result.coverage:.0%}",
-                "law's own": f"{result.law_coverage:.0%}",
-                "median width": f"{result.median_width:.2%}",
-                "law's own width": f"{result.median_law_width:.2%}",
-                "max distance": f"{result.frame.distance.max():.2f}",
-                "s": f"{time.perf_counter() - t0:.1f}",
-            }
-        )
-        print(f"{name}, {holdout}: forms {result.forms.to_dict('records')}", flush=True)
-    print(f"\n90% intervals, 25% held out, {args.bootstrap} resamples; distance in decades")
+        fitted = fit_auto(train, forms, LEVEL, args.bootstrap)
+        point, lo, hi = fitted.interval(test, LEVEL)
+        actual = test.loss.to_numpy()
+        error = (point - actual) / actual
+        distance = fitted.calibration.distance(test) if fitted.calibration else np.nan
+        weights = ", ".join(f"{r.form} {r.weight:.2f}" for r in fitted.forms.itertuples()
+                            if r.weight > 0)  # fmt: skip
+        rows.append({
+            "case": case,
+            "train/test": f"{len(train)}/{len(test)}",
+            "median err": f"{np.median(np.abs(error)):.2%}",
+            "max err": f"{np.abs(error).max():.2%}",
+            "mean signed": f"{error.mean():+.2%}",
+            "coverage": f"{((lo <= actual) & (actual <= hi)).mean():.0%}",
+            "median width": f"{np.median((hi - lo) / point):.2%}",
+            "max distance": f"{np.max(distance):.2f}",
+            "weights": weights,
+            "s": f"{time.perf_counter() - t0:.0f}",
+        })  # fmt: skip
+        print(f"{case}: {fitted.calibration.describe() if fitted.calibration else 'uncalibrated'}")
+        print(fitted.forms.to_string(index=False), flush=True)
+    print(f"\n90% intervals, {args.bootstrap} resamples; distance in decades from the hull")
     print(pd.DataFrame(rows).to_string(index=False))
 
 

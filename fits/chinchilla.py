@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from fits.gridfit import GridLaw, Problem, mask_nonfinite, standardize, start_weights
+from fits.laws import TERM_SHARE
 
 PARAM_NAMES = ("E", "A", "B", "alpha", "beta")
 DERIVED_NAMES = ("a", "b", "G")
@@ -313,6 +314,34 @@ class ChinchillaLaw(GridLaw):
     ) -> tuple[np.ndarray, np.ndarray]:
         return compute_optimal_allocation(params, C, flops_per_token)
 
+    def identification_problems(self) -> list[str]:
+        """The shared checks, and a term A / N^alpha or B / D^beta that is under TERM_SHARE
+        of the loss at every corner of the runs' range: the runs do not show loss falling
+        with N (or D), and the allocation would trade against a term they never saw."""
+        problems = super().identification_problems()
+        if "N" not in self.data_range_:
+            return problems
+        row = self._five(self._params_row()[None, :])
+        _, A, B, alpha, beta = row[0]
+        corners = np.array([(n, d) for n in self.data_range_["N"] for d in self.data_range_["D"]])
+        loss = _loss(row, corners[:, 0], corners[:, 1])[0]
+        with np.errstate(all="ignore"):
+            for name, term, column in (
+                ("A", A / corners[:, 0] ** alpha, "N"),
+                ("B", B / corners[:, 1] ** beta, "D"),
+            ):
+                if np.all(term / loss < TERM_SHARE):
+                    value = A if name == "A" else B
+                    problems.append(
+                        f"{name} = {value:.3g}: its term is under {TERM_SHARE:.1%} of the loss "
+                        f"at every run (loss does not fall with {column} in these runs)"
+                    )
+        return problems
+
+    def _five(self, params: np.ndarray) -> np.ndarray:
+        """Rows of (E, A, B, alpha, beta)."""
+        return params
+
     def derived_of(self, params: np.ndarray) -> dict[str, np.ndarray]:
         """Allocation exponents a, b and the coefficient G for params rows."""
         _, A, B, alpha, beta = np.asarray(params, dtype=float).T
@@ -353,6 +382,9 @@ class SharedChinchillaLaw(ChinchillaLaw):
 
     def params_to_theta(self, params: np.ndarray) -> np.ndarray:
         return params_to_theta(np.asarray(params, dtype=float)[..., [0, 1, 2, 3, 3]])[..., :4]
+
+    def _five(self, params: np.ndarray) -> np.ndarray:
+        return _untie(params)
 
     def loss_of(self, params: np.ndarray, *cols: np.ndarray) -> np.ndarray:
         return _loss(_untie(params), *cols)

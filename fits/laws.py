@@ -30,6 +30,8 @@ LOSS_LAWS: dict[str, type[LossLaw]] = {}
 # An exponent below this is not a power law over any range of data: loss does not fall.
 MIN_EXPONENT = 1e-3
 FLAT_SHARE = 0.01  # an offset E below this share of the loss at the largest run is not seen
+TERM_SHARE = 1e-3  # a term under this share of the loss at every corner of the runs is not seen
+RATIO_MARGIN = 100.0  # an allocation's D/N this far beyond the runs' is no answer
 
 
 class LossLaw(Fit):
@@ -178,16 +180,41 @@ class LossLaw(Fit):
     def compute_optimal_interval(
         self, C: Any, level: float | None = None, flops_per_token: float = 6.0
     ) -> tuple[Estimate, Estimate]:
-        """N_opt and D_opt at compute C, each with a bootstrap percentile interval."""
+        """N_opt and D_opt at compute C, each with a bootstrap percentile interval; FitError
+        when the allocation is no answer (`allocation_problems`)."""
         level = validate.level(self.level_ if level is None else level)
         C = np.asarray(C, dtype=float)
         n_est, d_est = self.compute_optimal(C, flops_per_token)
+        problems = self.allocation_problems(n_est, d_est)
+        if problems:
+            raise FitError(f"no compute-optimal answer: {problems[0]}")
         n_draws, d_draws = self.allocation_of(self._draws(), C.reshape(-1), flops_per_token)
         out = []
         for est, draws in ((n_est, n_draws), (d_est, d_draws)):
             lo, hi = percentile_interval(draws, level)
             out.append(Estimate(est, lo.reshape(C.shape), hi.reshape(C.shape), level))
         return out[0], out[1]
+
+    def allocation_problems(self, n_opt: np.ndarray, d_opt: np.ndarray) -> list[str]:
+        """Why an allocation is no answer: not finite, under one parameter or one token, or
+        tokens per parameter more than RATIO_MARGIN beyond the widest D/N of the runs' box
+        (the runs say nothing about a trade-off that far from theirs)."""
+        problems = []
+        for n, d in zip(np.ravel(n_opt), np.ravel(d_opt), strict=True):
+            if not (np.isfinite(n) and np.isfinite(d)):
+                problems.append("the fitted loss has no minimum along this budget")
+            elif n < 1 or d < 1:
+                problems.append(f"N_opt = {n:.3g}, D_opt = {d:.3g}: below one parameter or token")
+            elif "N" in self.data_range_:
+                (n_lo, n_hi), (d_lo, d_hi) = self.data_range_["N"], self.data_range_["D"]
+                lo, hi = d_lo / n_hi / RATIO_MARGIN, d_hi / n_lo * RATIO_MARGIN
+                if not lo <= d / n <= hi:
+                    problems.append(
+                        f"N_opt = {n:.3g}, D_opt = {d:.3g} is {d / n:.3g} tokens per parameter, "
+                        f"over {RATIO_MARGIN:g}x beyond the runs' {d_lo / n_hi:.3g}.."
+                        f"{d_hi / n_lo:.3g}"
+                    )
+        return problems
 
     # -- identification --------------------------------------------------------------------
     def identification_problems(self) -> list[str]:

@@ -15,6 +15,7 @@ from fits import (
     FitError,
     KaplanLaw,
     SharedChinchillaLaw,
+    chinchilla_loss,
     from_dict,
 )
 from fits.data_constrained import NO_REPEATS, data_constrained_loss, n_opt_for_tokens
@@ -235,3 +236,29 @@ def test_a_floor_the_runs_cannot_tell_from_zero_is_a_caution(floor):
     else:
         assert fitted.cautions() == [] and "caution" not in fitted.summary()
     assert KaplanLaw(n_bootstrap=0).fit(GRID_N, GRID_D, loss).cautions() == []
+
+
+N_ONLY = 1.7 + 400 / GRID_N**0.34  # loss that does not depend on D
+STEP = np.where(GRID_N > 1e8, 2.0, 3.0)
+
+
+@pytest.mark.parametrize("loss", [N_ONLY, STEP], ids=["n-only", "step"])
+@pytest.mark.parametrize("law", [ChinchillaLaw, SharedChinchillaLaw, KaplanLaw])
+def test_loss_that_does_not_fall_with_d_is_refused_by_every_form(law, loss):
+    """Issue 25: chinchilla-shared kept B = 2.1e-10 on N-only loss and answered N_opt = 1.5e28
+    with D_opt = 1.1e-8 tokens; a step in N answered N_opt = 4e60."""
+    with pytest.raises(FitError, match="loss does not fall with D"):
+        law(n_bootstrap=0).fit(GRID_N, GRID_D, loss)
+
+
+def test_an_allocation_below_one_token_or_far_beyond_the_runs_is_no_answer():
+    forced = SharedChinchillaLaw(n_bootstrap=20, force=True).fit(GRID_N, GRID_D, N_ONLY)
+    n_opt, d_opt = forced.compute_optimal([1e21])
+    assert d_opt[0] < 1 or d_opt[0] / n_opt[0] < 1e-3  # the answer the law would give
+    with pytest.raises(FitError, match=r"no compute-optimal answer: N_opt = .* D_opt = ") as no:
+        forced.compute_optimal_interval([1e21])
+    assert "\n" not in str(no.value)
+    sane = ChinchillaLaw(n_bootstrap=20).fit(GRID_N, GRID_D, noisy(
+        chinchilla_loss(np.array([[1.7, 400.0, 900.0, 0.34, 0.3]]), GRID_N, GRID_D)[0], 5))
+    n_est, d_est = sane.compute_optimal_interval([1e21])
+    assert 1 < d_est.estimate[0] / n_est.estimate[0] < 1e4
