@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -29,7 +30,7 @@ from fits.bootstrap import percentile_interval
 from fits.calibration import Calibration, calibrate
 from fits.errors import FitError
 from fits.extrapolation import QUANTILES, nested_backtest, out_of_range_error
-from fits.laws import LossLaw
+from fits.laws import LossLaw, refit_predict
 
 MakeLaw = Callable[[int], LossLaw]
 """A form's constructor given its number of bootstrap resamples."""
@@ -53,13 +54,24 @@ class AutoFit:
         draws = self.model.loss_draws(runs)
         noise = np.random.default_rng(seed).choice(self.residuals, size=draws.shape)
         lo, hi = percentile_interval(draws * np.exp(noise), level)
-        lo, hi = np.ravel(lo), np.ravel(hi)
-        if self.calibration is None:
-            return point, lo, hi
-        least, most = self.model.spread(runs)
+        return point, *calibrated(self.model, self.calibration, np.ravel(lo), np.ravel(hi), runs)
+
+
+def calibrated(
+    model: object,
+    calibration: Calibration | None,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    runs: pd.DataFrame,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The law's own interval (lo, hi) at the rows of runs, stretched to hold every averaged
+    form's point and widened by the calibration (unchanged without one)."""
+    if calibration is None:
+        return lo, hi
+    if isinstance(model, AveragedLaw):
+        least, most = model.spread(runs)
         lo, hi = np.minimum(lo, least), np.maximum(hi, most)
-        lo, hi = self.calibration.widen(lo, hi, runs)
-        return point, lo, hi
+    return calibration.widen(lo, hi, runs)
 
 
 def fit_auto(
@@ -83,7 +95,7 @@ def fit_auto(
     if not fitted:
         reasons = "; ".join(f"{k}: {v}" for k, v in notes.items())
         raise FitError(f"no law form fits ({reasons})")
-    nested = {name: nested_backtest(runs, _refit_predict(model), level, quantiles)
+    nested = {name: nested_backtest(runs, partial(refit_predict, model), level, quantiles)
               for name, model in fitted.items()}  # fmt: skip
     weights, backtest, left = average(nested)
     notes.update(left)
@@ -106,12 +118,3 @@ def fit_auto(
             "note": notes.get(name, ""),
         })  # fmt: skip
     return AutoFit(model, pd.DataFrame(table), calibration, residuals)
-
-
-def _refit_predict(model: LossLaw) -> Callable[[pd.DataFrame, pd.DataFrame], np.ndarray]:
-    """The nested backtests' fit-and-predict: a fast refit of `model` on the training runs."""
-
-    def fit_predict(train: pd.DataFrame, test: pd.DataFrame) -> np.ndarray:
-        return model.quick_refit(train).predict_frame(test)
-
-    return fit_predict

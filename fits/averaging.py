@@ -198,7 +198,10 @@ class AveragedLaw(LossLaw):
 
     def spread(self, runs: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """The lowest and highest point prediction of the averaged forms at the rows of runs."""
-        points = np.vstack([m.predict_frame(runs) for m in self.forms_.values()])
+        N, D, U = self.frame_columns(runs)
+        points = np.vstack([m.loss_of(m._params_row()[None, :], *((N, D, U) if "U" in m.columns
+                                                                  else (N, D)))[0]
+                            for m in self.forms_.values()])  # fmt: skip
         return points.min(axis=0), points.max(axis=0)
 
     def identification_problems(self) -> list[str]:

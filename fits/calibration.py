@@ -122,14 +122,14 @@ class Calibration:
     level: float
     lo_rate: float
     hi_rate: float
-    hull: np.ndarray
+    hull: tuple[tuple[float, float], ...]
     ceiling: float | None
     n_scores: int
     n_splits: int
 
     def distance(self, runs: pd.DataFrame) -> np.ndarray:
         """Decades from the fitted runs' hull in (log10 N, log10 D)."""
-        return hull_distance(self.hull, log_points(runs))
+        return hull_distance(np.array(self.hull, dtype=float), log_points(runs))
 
     def widen(
         self, lo: np.ndarray, hi: np.ndarray, runs: pd.DataFrame
@@ -148,7 +148,7 @@ class Calibration:
             "level": self.level,
             "lo_rate": self.lo_rate,
             "hi_rate": self.hi_rate,
-            "hull": self.hull.tolist(),
+            "hull": [list(v) for v in self.hull],
             "ceiling": self.ceiling,
             "n_scores": self.n_scores,
             "n_splits": self.n_splits,
@@ -160,7 +160,7 @@ class Calibration:
             float(record["level"]),
             float(record["lo_rate"]),
             float(record["hi_rate"]),
-            np.asarray(record["hull"], dtype=float).reshape(-1, 2),
+            tuple((float(a), float(b)) for a, b in record["hull"]),
             None if record["ceiling"] is None else float(record["ceiling"]),
             int(record["n_scores"]),
             int(record["n_splits"]),
@@ -190,5 +190,5 @@ def calibrate(
     hi = harrell_davis(rate, weight, (1 + level) / 2)
     n_splits = int(nested.groupby(["coord", "q"]).ngroups)
     ceiling = None if vocab is None else math.log(vocab)
-    hull = hull_vertices(log_points(runs))
+    hull = tuple((float(a), float(b)) for a, b in hull_vertices(log_points(runs)))
     return Calibration(level, min(lo, 0.0), max(hi, 0.0), hull, ceiling, len(nested), n_splits)

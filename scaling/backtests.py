@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fits.auto import calibrated
 from fits.hparam_backtest import largest_compute, score_groups
 from scaling.errors import ScalingError
 from scaling.fitters import Predictor, questions
@@ -71,7 +72,7 @@ def backtest_runs(
     )
     if fitted.calibration is not None:
         asked = questions(frame.N, frame.D)
-        frame["lo"], frame["hi"] = fitted.calibration.widen(value, lo, hi, asked)
+        frame["lo"], frame["hi"] = calibrated(fitted.model, fitted.calibration, lo, hi, asked)
         frame["distance"] = fitted.calibration.distance(asked)
     frame["rel_error"] = (frame.predicted - frame.actual) / frame.actual
     frame["covered"] = (frame.lo <= frame.actual) & (frame.actual <= frame.hi)

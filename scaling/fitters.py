@@ -29,10 +29,10 @@ from fits import (
     near_optimal_runs,
     optimal_lr,
 )
+from fits.auto import calibrated, fit_auto
 from fits.bootstrap import observation_interval
-from fits.extrapolation import assess
 from fits.hparams import LR_FORMS, lr_law
-from fits.laws import refit_predict, training_compute
+from fits.laws import training_compute
 from scaling.errors import ScalingError
 from scaling.results import FittedLaw
 from scaling.runlog import RunLog
@@ -40,7 +40,7 @@ from scaling.runlog import RunLog
 POWER_X = {"N": "N", "D": "D", "C": "C", "width": "d_model"}
 LR_GROUP = ("arch", "parametrization", "N", "D", "batch_size")  # runs that differ only in LR
 LOSS_FORMS = ("auto", *LOSS_LAWS)  # laws of loss in (N, D): selected and calibrated
-CALIBRATION = "nested-backtest-v1"  # in the selection, so fits made before it are not reused
+CALIBRATION = "stacked-hull-v2"  # in the selection, so fits made before it are not reused
 
 
 @dataclass(frozen=True)
@@ -154,12 +154,8 @@ def fit_bs_law(law: str, data: pd.DataFrame, selection: dict[str, Any], ctx: Con
 
 def fit_loss_forms(law: str, data: pd.DataFrame, selection: dict[str, Any], ctx: Context,
                    options: dict[str, Any], forms: tuple[str, ...]) -> FittedLaw:  # fmt: skip
-    """Fit the loss law `forms` (one, or several to choose from), backtest them inside the
-    runs, keep the best.
-
-    Candidates are fitted without bootstrap; only the winner is refitted with it (at once
-    when there is one candidate). A form the data cannot identify is left out with why.
-    """
+    """The default procedure (fits.auto) on the loss law `forms`: each backtested inside the
+    runs, stacked and calibrated. One form is that law itself; several are their average."""
     names = list(forms)
     config: dict[str, Any] = {
         "level": ctx.settings.level,
@@ -167,31 +163,29 @@ def fit_loss_forms(law: str, data: pd.DataFrame, selection: dict[str, Any], ctx:
         "n_jobs": ctx.settings.n_jobs,
         "force": ctx.force,
     }
-    n_bootstrap = ctx.n_bootstrap
-    draws = n_bootstrap if len(names) == 1 else 0
-    models: dict[str, LossLaw] = {}
-    candidates: dict[str, Any] = {}
-    for name in names:
-        try:
-            models[name] = LOSS_LAWS[name](n_bootstrap=draws, **config).fit_frame(data)
-            candidates[name] = partial(refit_predict, models[name])
-        except FitError as exc:
-            candidates[name] = str(exc)
-    if not models:
-        if len(names) == 1:
-            raise FitError(candidates[names[0]])
-        reasons = "; ".join(f"{k}: {v}" for k, v in candidates.items())
-        raise FitError(f"no law form fits ({reasons})")
-    runs = data.assign(C=questions(data.N, data.D).C.to_numpy())  # see questions
-    forms, best, calibration = assess(runs, candidates, ctx.settings.level)
-    best = best or next(iter(models))
-    model = models[best]
-    if draws != n_bootstrap:
-        model = LOSS_LAWS[best](n_bootstrap=n_bootstrap, **config).fit_frame(data)
+    makers = {name: partial(_make, LOSS_LAWS[name], config) for name in names}
+    try:
+        auto = fit_auto(data, makers, ctx.settings.level, ctx.n_bootstrap, _vocab(data))
+    except FitError as exc:
+        if len(names) == 1:  # the form's own reason, not "no law form fits"
+            raise FitError(str(exc).removeprefix(f"no law form fits ({names[0]}: ")[:-1]) from None
+        raise
+    model: LossLaw = auto.model if len(names) > 1 else auto.model.forms_[names[0]]
     residuals = np.log(data.loss.to_numpy()) - np.log(model.predict_frame(data))
     return FittedLaw(
-        law, model, selection, residuals=residuals, forms=forms, calibration=calibration
+        law, model, selection, residuals=residuals, forms=auto.forms, calibration=auto.calibration
     )
+
+
+def _make(klass: type[LossLaw], config: dict[str, Any], n_bootstrap: int) -> LossLaw:
+    return klass(n_bootstrap=n_bootstrap, **config)
+
+
+def _vocab(data: pd.DataFrame) -> float | None:
+    """The runs' vocabulary size when every run records the same one (None otherwise)."""
+    if "vocab_size" not in data or data.vocab_size.isna().any() or data.vocab_size.nunique() != 1:
+        return None
+    return float(data.vocab_size.iloc[0])
 
 
 def questions(N: Any, D: Any) -> pd.DataFrame:
@@ -237,7 +231,7 @@ def loss_interval(
             model: LossLaw = fitted.model  # type: ignore[assignment]
             n_opt, d_opt = model.compute_optimal([optimal_at])
             runs = pd.DataFrame({"N": n_opt, "D": d_opt})
-        lo, hi = fitted.calibration.widen(point, lo, hi, questions(runs.N, runs.D))
+        lo, hi = calibrated(fitted.model, fitted.calibration, lo, hi, questions(runs.N, runs.D))
     return point, lo, hi
 
 

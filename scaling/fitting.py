@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from fits import Fit, FitError, LossLaw, PowerLaw, from_dict
-from fits.extrapolation import Calibration
+from fits.calibration import Calibration
 from scaling.errors import ScalingError
 from scaling.fitters import Context, Fitter
 from scaling.results import FittedLaw

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from fits import Fit
-from fits.extrapolation import Calibration
+from fits.calibration import Calibration
 
 
 def fmt(value: float | None) -> str:
@@ -242,7 +242,8 @@ class FittedLaw:
             return []
         errors = [f"{e:.2%}" if pd.notna(e) else "-" for e in self.forms.error]
         shown = self.forms.assign(error=errors)
-        lines = ["law forms, by out-of-range error of nested backtests (median |log error|):"]
+        lines = ["law forms: out-of-range error of nested backtests (median |log error|) and "
+                 "stacking weight in the average:"]
         lines += ["  " + line for line in shown.to_string(index=False).splitlines()]
         cal = self.calibration
         if cal is None:
