@@ -90,7 +90,8 @@ def main() -> None:
             "s": f"{time.perf_counter() - t0:.0f}",
         })  # fmt: skip
         print(f"{case}: {fitted.calibration.describe() if fitted.calibration else 'uncalibrated'}")
-        print(fitted.forms.to_string(index=False), flush=True)
+        print(fitted.forms.to_string(index=False))
+        print(rows[-1], flush=True)
     print(f"\n90% intervals, {args.bootstrap} resamples; distance in decades from the hull")
     print(pd.DataFrame(rows).to_string(index=False))
 

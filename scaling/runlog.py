@@ -132,6 +132,7 @@ def law_frame(runs: pd.DataFrame, n_column: str = "params") -> pd.DataFrame:
             "batch_tokens": (runs["batch_size"] * runs["seq_len"]).astype(float),
             "d_model": runs["d_model"].astype(float),
             "U": runs["unique_tokens"].astype(float) if "unique_tokens" in runs else np.nan,
+            "vocab_size": runs["vocab_size"].astype(float) if "vocab_size" in runs else np.nan,
             "parametrization": runs["parametrization"].fillna("-"),
             "status": runs["status"],
         }
