@@ -30,6 +30,7 @@ import numpy as np
 from fits import validate
 from fits.errors import FitError
 from fits.gridfit import GridLaw, mask_nonfinite, standardize, start_weights
+from fits.laws import TERM_SHARE
 
 PARAM_NAMES = ("s", "q", "S", "B", "b", "Q", "A", "a", "E")
 # Nine parameters, three of them functions of N with a level, a scale and a power each: fewer
@@ -238,6 +239,22 @@ class FarseerLaw(GridLaw):
     ) -> tuple[np.ndarray, np.ndarray]:
         validate.positive(C, "C")
         return allocation(farseer_loss, params, C, flops_per_token)
+
+    def identification_problems(self) -> list[str]:
+        """The shared checks, and loss that does not fall by TERM_SHARE across the runs' range
+        of N (at their largest D) or of D (at their largest N): the runs do not show it falling."""
+        problems = super().identification_problems()
+        if "N" not in self.data_range_:
+            return problems
+        (n_lo, n_hi), (d_lo, d_hi) = self.data_range_["N"], self.data_range_["D"]
+        loss = self.predict(np.array([n_lo, n_hi, n_hi]), np.array([d_hi, d_hi, d_lo]))
+        for column, before, after in (("N", loss[0], loss[1]), ("D", loss[2], loss[1])):
+            if not after < before * (1 - TERM_SHARE):
+                problems.append(
+                    f"loss {before:.4g} -> {after:.4g} over the runs' range of {column}: "
+                    f"it does not fall by {TERM_SHARE:.1%} (loss does not fall with {column})"
+                )
+        return problems
 
     def offset_interval(self) -> tuple[float, float] | None:
         """The loss at unlimited N and D, exp(S) where the first term levels off (q < 0) and
