@@ -87,8 +87,10 @@ class Checkpointing:
         if not path.exists():
             return None
         try:
-            state = torch.load(path, map_location="cpu", weights_only=False)
+            state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception:  # a damaged file is no reason to lose the run: train it again
+            return None
+        if not isinstance(state, dict):
             return None
         if state.get("format") != FORMAT or state.get("run_id") != run_id:
             return None

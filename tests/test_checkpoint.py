@@ -44,7 +44,7 @@ def start(*args: str, cwd: Path) -> subprocess.Popen:
 def checkpoint_step(path: Path) -> int | None:
     if not path.exists():
         return None
-    return torch.load(path, weights_only=False)["loop"]["step"]
+    return torch.load(path, weights_only=True)["loop"]["step"]
 
 
 def wait_for_checkpoint(folder: Path, after: int = 0, timeout: float = 300) -> tuple[Path, int]:
