@@ -158,7 +158,7 @@ def runs(
 ) -> None:
     """List runs in the log."""
     from store.db import connect
-    from store.runs import read_runs
+    from store.runs import owner_alive, read_runs
 
     with connect(db, read_only=True) as con:
         frame = read_runs(con, arch=arch, status=status, sweep=sweep)
@@ -166,3 +166,11 @@ def runs(
         console.print("no runs match")
         return
     print_frame(frame[RUN_SUMMARY].tail(limit), title=f"{len(frame)} runs", short=True)
+    running = frame[frame["status"] == "running"]
+    gone = [o for o in running["owner"] if owner_alive(o) is False]
+    if gone:
+        console.print(
+            f"{len(gone)} running run(s) were left by a process that is gone "
+            f"({', '.join(sorted(set(gone)))}): the next `scaling run` of the same settings, "
+            "or `scaling sweep run` for a sweep's runs, trains them again"
+        )

@@ -201,6 +201,11 @@ def status(
         console.print(f"a coordinator is running: {holder}")
     elif not frame.empty and frame["running"].sum():
         console.print("no coordinator is running: the next `sweep run` reclaims `running` runs")
+    if not frame.empty and frame["orphaned"].sum():
+        console.print(
+            f"{frame['orphaned'].sum()} running run(s) were left by a process that is gone "
+            "(orphaned): the next `sweep run` trains them again"
+        )
 
 
 def suggest(spec: SpecArgument, db: DbOption = None) -> None:

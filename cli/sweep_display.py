@@ -77,6 +77,12 @@ class SweepDisplay(Observer):
     def _line(self, text: str) -> None:
         self.bar.console.print(text, markup=False, highlight=False, soft_wrap=True)
 
+    def waiting(self, holder: str, results: int) -> None:
+        self._line(
+            f"the run log is held by {holder}: {results} finished run(s) wait in memory; "
+            "runs go on being handed out"
+        )
+
     def _summary(self) -> None:
         info = f"{len(self.tasks)} running"
         if self.rates:  # Ray tasks report no progress

@@ -223,7 +223,11 @@ class IsoFLOPFit(_ComputeOptimalFit):
             row["note"] = "parabola opens downward: no minimum"
             return row
         x_opt = -c1 / (2.0 * c2)
-        n_opt = float(np.exp(x_opt))
+        with np.errstate(over="ignore"):
+            n_opt = float(np.exp(x_opt))
+        if not 0.0 < n_opt < np.inf:  # a curvature of rounding noise: loss only rises or falls
+            row["note"] = "loss has no minimum at any model size (it only rises or only falls)"
+            return row
         row.update(
             N_opt=n_opt,
             D_opt=c_budget / (self.flops_per_token * n_opt),

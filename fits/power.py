@@ -124,13 +124,22 @@ class PowerLaw(Fit):
         return self
 
     def identification_problems(self) -> list[str]:
-        """Why the fit cannot be trusted: loss that does not fall with x (dL/dx has the sign
-        of -A alpha), or non-finite parameters."""
+        """Why the fit cannot be trusted, as the loss laws ask: a loss that falls as a power
+        of x toward a floor needs A > 0, alpha > 0 and E >= 0 (A < 0 with alpha < 0 also
+        falls, but without bound, into negative loss), and finite parameters."""
         self._check_fitted()
-        A, alpha = self.params_["A"], self.params_["alpha"]
-        if np.isfinite([A, alpha, self.params_["E"]]).all() and A * alpha > 0:
-            return []
-        return [f"A = {A:.3g}, alpha = {alpha:.3g}: loss does not fall as a power of x"]
+        E, A, alpha = (self.params_[k] for k in PARAM_NAMES)
+        if not np.isfinite([E, A, alpha]).all():
+            return [f"E = {E:.3g}, A = {A:.3g}, alpha = {alpha:.3g}: not finite"]
+        problems = []
+        if not (A > 0 and alpha > 0):
+            problems.append(
+                f"A = {A:.3g}, alpha = {alpha:.3g}: loss does not fall as a power of x "
+                "(need A > 0 and alpha > 0)"
+            )
+        if E < 0:
+            problems.append(f"E = {E:.3g}: a negative irreducible loss (need E >= 0)")
+        return problems
 
     def _summary_footer(self) -> list[str]:
         problems = self.identification_problems()

@@ -26,6 +26,12 @@ EMBEDDED_PATH = Path(__file__).parent / "data" / "stdlib.u8.xz"
 EMBEDDED_SHA256 = "775f030ae338e08384b51e1e7fee5ce4534f23d9016fcaa6c16ae51d4ee00453"
 VALIDATION_BLOCK = 1 << 16  # bytes per split block
 VALIDATION_EVERY = 50  # every 50th block is held out (2%)
+# The corpus reader installs and loads no DuckDB extension (one could be fetched from the
+# network for a file that is not Parquet).
+NO_EXTENSIONS: dict[str, str | bool | int | float | list[str]] = {
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+}
 TEXT_SUFFIXES = {".txt", ".md", ".py", ".rst", ".json", ".csv", ".html", ".tex", ".c", ".h"}
 
 
@@ -102,20 +108,28 @@ def _read_jsonl(path: Path) -> bytes:
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
                 continue
+            where = f"{path}: line {lineno}"
             try:
-                docs.append(json.loads(line)["text"])
+                text = json.loads(line)["text"]
+            except UnicodeDecodeError as exc:
+                raise RunnerError(f"{where} is not UTF-8 text") from exc
             except (json.JSONDecodeError, KeyError, TypeError) as exc:
-                raise RunnerError(
-                    f"{path}: line {lineno} is not a JSON object with a 'text' field"
-                ) from exc
-    return "\n".join(docs).encode("utf-8")
+                raise RunnerError(f"{where} is not a JSON object with a 'text' field") from exc
+            if not isinstance(text, str):
+                raise RunnerError(f"{where}: 'text' is {json.dumps(text)[:40]}, not a string")
+            try:
+                docs.append(text.encode("utf-8"))
+            except UnicodeEncodeError as exc:  # a lone surrogate such as "\ud800"
+                raise RunnerError(f"{where}: 'text' holds a lone surrogate, not text") from exc
+    return b"\n".join(docs)
 
 
 def _read_parquet(path: Path) -> bytes:
     import duckdb  # runners reads user Parquet through DuckDB; imported only when asked
 
     try:
-        rows = duckdb.execute("SELECT text FROM read_parquet(?)", [str(path)]).fetchall()
+        con = duckdb.connect(":memory:", config=NO_EXTENSIONS)
+        rows = con.execute("SELECT text FROM read_parquet(?)", [str(path)]).fetchall()
     except duckdb.Error as exc:
         raise RunnerError(f"{path}: cannot read a 'text' column from this Parquet file") from exc
     return "\n".join(str(r[0]) for r in rows if r[0] is not None).encode("utf-8")
@@ -135,6 +149,8 @@ def _read_user_corpus(path: Path) -> bytes:
         raise RunnerError(f"corpus not found: {path}")
     if path.is_dir():
         return _read_folder(path)
+    if not path.is_file():  # a FIFO would block, /dev/zero never ends
+        raise RunnerError(f"corpus {path} is not a regular file or a folder")
     if path.suffix == ".jsonl":
         return _read_jsonl(path)
     if path.suffix == ".parquet":
@@ -144,6 +160,8 @@ def _read_user_corpus(path: Path) -> bytes:
 
 def load_corpus(spec: str = DEFAULT_CORPUS) -> Corpus:
     """Load the default corpus or a user corpus (text file, folder, .jsonl, .parquet)."""
+    if not spec.strip():  # Path("") is the working directory: every text file under it
+        raise RunnerError("--corpus is empty: give 'default', a text file, a folder, .jsonl")
     return _load(spec)  # one cache key however the spec is passed
 
 

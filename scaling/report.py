@@ -285,7 +285,17 @@ def _backtest_figure(report: Report, study: Study, arch: str | None, source: str
 def write_report(
     study: Study, out: Path, arch: str | None = None, source: str | None = None
 ) -> Report:
-    """Draw every figure the data allow and write out/index.html linking them."""
+    """Draw every figure the data allow and write out/index.html linking them.
+
+    A folder that cannot be written (a full or read-only disk, a file in the way) is one
+    ScalingError naming it."""
+    try:
+        return _draw_all(study, out, arch, source)
+    except OSError as exc:
+        raise ScalingError(f"cannot write the report in {out}: {exc.strerror or exc}") from exc
+
+
+def _draw_all(study: Study, out: Path, arch: str | None, source: str | None) -> Report:
     out.mkdir(parents=True, exist_ok=True)
     report = Report(out)
     runs = study.runs(arch=arch, source=source)

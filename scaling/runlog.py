@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from scaling.errors import ScalingError, ScalingWarning
-from store.db import connect, default_path, migrate
+from store.db import connect, default_path, is_damage, memory, migrate
 from store.errors import StoreError
 from store.imports import normalise_columns
 from store.runs import read_curves, read_runs
@@ -43,7 +43,7 @@ class RunLog:
             "source": "frame",
         }
         frame = frame.assign(**{k: v for k, v in defaults.items() if k not in frame.columns})
-        con = duckdb.connect(":memory:")
+        con = memory()
         migrate(con, Path(":memory:"))
         con.register("_frame", frame[[c for c in frame.columns if c in _run_columns(con)]])
         con.execute("INSERT INTO runs BY NAME SELECT * FROM _frame")
@@ -75,6 +75,8 @@ class RunLog:
                     con, arch=arch, status=status, sweep=sweep, source=source, where=where
                 )
             except duckdb.Error as exc:
+                if where is None or is_damage(exc):
+                    raise  # store.db.connect names the damage of the file
                 raise ScalingError(f"bad --where clause: {str(exc).splitlines()[0]}") from exc
 
     def curves(self, run_ids: Sequence[str]) -> pd.DataFrame:

@@ -19,6 +19,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from store.db import memory
 from store.errors import StoreError
 from store.imports import READERS, read_table
 
@@ -74,7 +75,7 @@ def _read(path: Path) -> pd.DataFrame:
         return read_table(path)
     try:
         sql = "SELECT * FROM read_csv_auto(?, all_varchar = true)"
-        return duckdb.connect().execute(sql, [str(path)]).df()
+        return memory().execute(sql, [str(path)]).df()
     except duckdb.Error as exc:
         raise StoreError(f"cannot read {path}: {str(exc).splitlines()[0]}") from exc
 

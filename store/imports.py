@@ -21,7 +21,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from store.db import is_damage, migrate
+from store.db import is_damage, memory, migrate
 from store.errors import StoreError
 from store.schema import RUN_COLUMNS
 from store.sql import expression, sandbox
@@ -87,7 +87,7 @@ def read_table(path: Path) -> pd.DataFrame:
     if reader is None:
         raise StoreError(f"{path}: unknown format {path.suffix!r} (csv, parquet or jsonl)")
     try:
-        return duckdb.connect().execute(f"SELECT * FROM {reader}(?)", [str(path)]).df()
+        return memory().execute(f"SELECT * FROM {reader}(?)", [str(path)]).df()
     except duckdb.Error as exc:
         raise StoreError(f"cannot read {path}: {str(exc).splitlines()[0]}") from exc
 
@@ -113,7 +113,7 @@ def normalise_columns(frame: pd.DataFrame, mapping: dict[str, str]) -> pd.DataFr
     """Rename mapped columns; a mapping that is no column name is one SQL expression over them
     (parsed and checked by store.sql.expression, run with no file access)."""
     frame = frame.copy()
-    con = sandbox(duckdb.connect())
+    con = sandbox(memory())
     con.register("file", frame)
     for target, source in mapping.items():
         if source in frame.columns:
@@ -146,7 +146,7 @@ def normalise_columns(frame: pd.DataFrame, mapping: dict[str, str]) -> pd.DataFr
 @lru_cache(maxsize=1)
 def column_types() -> dict[str, str]:
     """Each `runs` column's DuckDB type, read off the schema itself."""
-    con = duckdb.connect()
+    con = memory()
     migrate(con, Path(":memory:"))
     rows = con.execute(
         "SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = 'runs'"

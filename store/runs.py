@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import re
+import socket
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -23,6 +27,7 @@ RESULT_CLEARED = dict.fromkeys(
         "device",
         "error",
         "finished_at",
+        "owner",
     )
 )
 CURVE_COLUMNS = ("run_id", "step", "tokens", "train_loss", "val_loss", "lr")
@@ -51,12 +56,35 @@ def _insert_runs(con: duckdb.DuckDBPyConnection, rows: Sequence[Mapping[str, Any
         con.execute(f"INSERT OR REPLACE INTO runs ({', '.join(columns)}) VALUES {marks}", values)
 
 
-def mark_running(con: duckdb.DuckDBPyConnection, row: Mapping[str, Any]) -> None:
-    """Record that a run has started (status running), unless it already finished."""
+def owner() -> str:
+    """This process, as a `running` row records who trains it."""
+    return f"pid {os.getpid()} on {socket.gethostname()}"
+
+
+def owner_alive(text: str | None) -> bool | None:
+    """Whether the process an `owner` names still runs; None where it cannot be told (another
+    host, or no owner recorded). A pid the system reused after a crash reads as alive."""
+    match = re.fullmatch(r"pid (\d+) on (.+)", text or "")
+    if match is None or match.group(2) != socket.gethostname():
+        return None
+    try:
+        os.kill(int(match.group(1)), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, run by another user
+    return True
+
+
+def mark_running(
+    con: duckdb.DuckDBPyConnection, row: Mapping[str, Any], by: str | None = None
+) -> None:
+    """Record that a run has started (status running, owner `by`, default this process),
+    unless it already finished."""
     existing = con.execute("SELECT status FROM runs WHERE run_id = ?", [row["run_id"]]).fetchone()
     if existing and existing[0] == "done":
         return
-    _insert_run(con, {**row, **RESULT_CLEARED, "status": "running"})
+    _insert_run(con, {**row, **RESULT_CLEARED, "status": "running", "owner": by or owner()})
 
 
 def record_run(
@@ -86,7 +114,7 @@ def record_runs(
     con.execute("BEGIN TRANSACTION")
     try:
         con.execute("DELETE FROM curves WHERE list_contains(?, run_id)", [ids])
-        _insert_runs(con, [row for row, _ in runs])
+        _insert_runs(con, [{**row, "owner": None} for row, _ in runs])
         if len(frame):
             con.register("_curve", frame)
             con.execute("INSERT INTO curves SELECT * FROM _curve")
@@ -95,7 +123,10 @@ def record_runs(
             add_to_sweep(con, sweep, ids)
         con.execute("COMMIT")
     except Exception:
-        con.execute("ROLLBACK")
+        # A COMMIT that failed (a full disk) has already ended the transaction; a second
+        # error from ROLLBACK would hide the first, which says what went wrong.
+        with contextlib.suppress(duckdb.TransactionException):
+            con.execute("ROLLBACK")
         raise
 
 

@@ -98,6 +98,9 @@ MIGRATIONS: list[list[str]] = [
         "ALTER TABLE runs ADD COLUMN branch_step BIGINT",
         "ALTER TABLE curves ALTER COLUMN tokens DROP NOT NULL",
     ],
+    # v5: who trains a `running` run ('pid N on host'), so that a run whose process was
+    # killed can be told from one still training (store.runs.owner_alive)
+    ["ALTER TABLE runs ADD COLUMN owner VARCHAR"],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -107,4 +110,5 @@ RUN_COLUMNS = (
     "schedule", "precision", "seed", "corpus", "corpus_sha256", "status", "final_val_loss",
     "final_train_loss", "wall_s", "tokens_per_s", "device", "error", "created_at",
     "finished_at", "config", "source", "unique_tokens", "parent_run_id", "branch_step",
+    "owner",
 )  # fmt: skip

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import duckdb
 
-from store.db import is_damage
+from store.db import is_damage, memory
 from store.errors import StoreError
 
 RUN_LOG_TABLES = frozenset(
@@ -145,7 +145,7 @@ def expression(text: str, tables: Collection[str], what: str) -> str:
         raise StoreError(
             f"{what}{text!r} is not one SQL expression: {str(exc).splitlines()[0]}"
         ) from exc
-    con = duckdb.connect()
+    con = memory()
     tree = json.loads(
         con.execute("SELECT json_serialize_sql(?)", [f"SELECT {text}\n"]).fetchall()[0][0]
     )

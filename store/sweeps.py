@@ -48,6 +48,24 @@ def sweep_counts(con: duckdb.DuckDBPyConnection, sweep: str | None = None) -> pd
     ).df()
 
 
+def running_owners(con: duckdb.DuckDBPyConnection, sweep: str | None = None) -> pd.DataFrame:
+    """The `running` runs of each sweep (or of `sweep`) with who trains them (store.runs.owner)."""
+    where = "AND m.sweep = ?" if sweep is not None else ""
+    return con.execute(
+        f"""
+        WITH members AS (
+            SELECT sweep, run_id FROM sweep_runs
+            UNION SELECT sweep, run_id FROM runs WHERE sweep IS NOT NULL
+        )
+        SELECT m.sweep, r.run_id, r.owner
+        FROM members m JOIN runs r USING (run_id)
+        WHERE r.status = 'running' {where}
+        ORDER BY m.sweep, r.run_id
+        """,
+        [sweep] if sweep is not None else [],
+    ).df()
+
+
 def measured_throughput(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """Finished runs' FLOPs per token and training tokens per second (evaluations apart)."""
     return con.execute(

@@ -20,6 +20,7 @@ costs one line of error and not a night of runs.
 from __future__ import annotations
 
 import math
+import stat
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -54,6 +55,8 @@ CHOICES = {
 }
 MAX_LOGSPACE = 1000
 MAX_RUNS = 100_000
+MAX_NUMBER = 1e300  # products of settings (6 N D) stay finite below it
+MAX_SPEC_BYTES = 1 << 20  # a spec is a page of TOML; a bigger file is the wrong file
 
 
 @dataclass(frozen=True)
@@ -113,6 +116,11 @@ def load_spec(path: str | Path) -> SweepSpec:
     """Read and check a spec file."""
     path = Path(path)
     try:
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):  # a FIFO blocks, /dev/zero never ends
+            raise RunnerError(f"spec {path} is not a regular file")
+        if info.st_size > MAX_SPEC_BYTES:
+            raise RunnerError(f"spec {path} is {info.st_size:,} bytes: not a sweep spec")
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise RunnerError(f"spec file not found: {path}") from None
@@ -126,6 +134,8 @@ def loads_spec(text: str) -> SweepSpec:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise RunnerError(f"spec: not valid TOML: {exc}") from exc
+    except RecursionError:
+        raise RunnerError("spec: values nested too deep to be a sweep spec") from None
     return parse_spec(data)
 
 
@@ -299,9 +309,11 @@ def _real(value: Any, key: str, what: str = "a number") -> float:
             raise RunnerError(f"{key}: expected {what} (2e6, 2M, 7B), got {value!r}") from None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise RunnerError(f"{key}: expected {what}, got {value!r}")
-    number = float(value) if abs(value) < 1e300 else math.inf
+    number = float(value)
     if not math.isfinite(number):
         raise RunnerError(f"{key}: expected a finite number, got {value!r}")
+    if abs(number) >= MAX_NUMBER:
+        raise RunnerError(f"{key}: {value!r} is too large (a setting is below {MAX_NUMBER:g})")
     return number
 
 
@@ -474,7 +486,7 @@ def _target(raw: Any) -> dict[str, Any]:
         raise RunnerError(f'{key}: give the question, e.g. {{ ask = "loss", N = 1e9, D = 2e10 }}')
     table = _table(raw, key)
     ask = table.get("ask")
-    if ask not in TARGET_KEYS:
+    if not isinstance(ask, str) or ask not in TARGET_KEYS:
         raise RunnerError(f"{key}.ask: expected loss, optimal or lr, got {ask!r}")
     _known(table, TARGET_KEYS[ask], key)
     out: dict[str, Any] = {"ask": ask}

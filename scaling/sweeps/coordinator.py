@@ -10,6 +10,11 @@ committed runs (kept) and `running` rows (no one else can hold the lock, so a re
 coordinator knows they are orphans and runs them again). Commits are grouped, at most one
 per COMMIT_EVERY_S, so that many short runs do not each pay for opening the log: a run
 that came back less than that before the coordinator died is trained again on restart.
+
+A reader that holds the file (a notebook's connection) does not stall the sweep: a commit
+that finds the log locked is tried again later, while workers keep getting runs. Finished
+results are never dropped: when the log cannot take them at the end (locked past
+COMMIT_WAIT_S, a full disk) they are kept beside it (store.pending) for the next start.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pandas as pd
 
@@ -37,14 +42,33 @@ from runners.sweeps.executors import (
     threads_per_worker,
 )
 from runners.sweeps.factory import make_executor
+from runners.train import check_device
 from scaling.sweeps.timing import Throughput
+from store import pending
 from store.db import COMMIT_WAIT_S, connect, default_path
+from store.errors import LockedError, StoreError
 from store.lock import lock_holder, sweep_lock
-from store.runs import RESULT_CLEARED, add_to_sweep, mark_running, record_runs
-from store.sweeps import FINISHED, measured_throughput, run_outcomes, run_timings, sweep_counts
+from store.runs import (
+    RESULT_CLEARED,
+    add_to_sweep,
+    mark_running,
+    owner,
+    owner_alive,
+    record_runs,
+)
+from store.sweeps import (
+    FINISHED,
+    measured_throughput,
+    run_outcomes,
+    run_timings,
+    running_owners,
+    sweep_counts,
+)
 
 POLL_S = 1.0  # the longest the coordinator sleeps between looks at its budget and workers
 COMMIT_EVERY_S = 1.0  # results that come back closer together than this share a connection
+TRY_COMMIT_S = 0.2  # how long a commit mid-sweep waits for a reader before trying later
+INTERRUPTED_COMMIT_S = 5.0  # a stopped sweep keeps its results aside sooner than this
 
 # runners.sweeps.designs.Planner is one; it sees finished runs' losses and timings
 PlanFunction = Callable[[LossOf, TimingOf], list[RunConfig]]
@@ -80,6 +104,9 @@ class Observer:
 
     def finished(self, run: PlannedRun, row: dict[str, Any]) -> None:
         """The run is committed to the log with this row (status done, diverged or failed)."""
+
+    def waiting(self, holder: str, results: int) -> None:
+        """A commit found the log held by `holder`; `results` runs wait in memory for it."""
 
 
 @dataclass(frozen=True)
@@ -197,9 +224,12 @@ def run_sweep(
     db = Path(db) if db is not None else default_path()
     observer = observer or Observer()
     threads = threads_per_worker(options.workers, options.threads)
+    if options.executor == "local":  # a Ray cluster's devices are checked on its nodes
+        check_device(options.device)
     started_at = time.monotonic()
     with sweep_lock(db):
         with connect(db, wait_s=COMMIT_WAIT_S) as con:
+            pending.recover(con, db)
             book = _Book(name, planner, run_outcomes(con), options.retry_failed, run_timings(con))
             add_to_sweep(con, name, [r.run_id for r in book.plan() if book.finished(r.run_id)])
         report = SweepReport(name)
@@ -226,6 +256,8 @@ class _Journal:
         self.handed_out: list[PlannedRun] = []
         self.results: list[tuple[PlannedRun, dict[str, Any], list[dict[str, Any]]]] = []
         self.last_commit = -math.inf
+        self.owner = owner()  # the coordinator owns the runs it hands out
+        self.held_by: str | None = None  # who held the log at the last try, if anyone
 
     def __bool__(self) -> bool:
         return bool(self.handed_out or self.results)
@@ -233,17 +265,27 @@ class _Journal:
     def due(self) -> float:
         return self.last_commit + COMMIT_EVERY_S
 
-    def commit(self, db: Path, sweep: str, observer: Observer) -> None:
+    def commit(self, db: Path, sweep: str, observer: Observer, wait_s: float) -> bool:
         """One connection: mark what is still out as running, then record the results.
 
         The results are one transaction: each run with its whole curve, or none of them.
+        False when another process held the log for `wait_s`: nothing is lost, the next
+        commit carries it all.
         """
         back = {run.run_id for run, _, _ in self.results}
-        with connect(db, wait_s=COMMIT_WAIT_S) as con:
-            for run in self.handed_out:
-                if run.run_id not in back:
-                    mark_running(con, run.row)
-            record_runs(con, [(row, curve) for _, row, curve in self.results], sweep)
+        try:
+            with connect(db, wait_s=wait_s) as con:
+                for run in self.handed_out:
+                    if run.run_id not in back:
+                        mark_running(con, run.row, self.owner)
+                record_runs(con, [(row, curve) for _, row, curve in self.results], sweep)
+        except LockedError as exc:
+            self.last_commit = time.monotonic()  # try again one interval later
+            if exc.holder != self.held_by:
+                observer.waiting(exc.holder, len(self.results))
+            self.held_by = exc.holder
+            return False
+        self.held_by = None
         # a failed run keeps its checkpoint: --retry-failed resumes it
         self.checkpoints.discard(
             [r.run_id for r, row, _ in self.results if row["status"] != "failed"]
@@ -252,6 +294,38 @@ class _Journal:
             observer.finished(run, row)
         self.handed_out, self.results = [], []
         self.last_commit = time.monotonic()
+        return True
+
+    def commit_or_keep(
+        self, db: Path, sweep: str, observer: Observer, wait_s: float | None = None
+    ) -> None:
+        """The last commit: wait up to `wait_s` (default COMMIT_WAIT_S), else keep the
+        results for the next start (store.pending) and raise StoreError saying where."""
+        wait_s = COMMIT_WAIT_S if wait_s is None else wait_s
+        try:
+            if self.commit(db, sweep, observer, wait_s):
+                return
+            problem: StoreError = LockedError(
+                f"{db} was held by {self.held_by} for {wait_s:.0f} s", self.held_by or ""
+            )
+        except StoreError as exc:  # a full disk, a damaged or read-only file
+            problem = exc
+        self.keep(db, sweep, problem)
+
+    def keep(self, db: Path, sweep: str, problem: StoreError) -> NoReturn:
+        """The log refused the results: keep them for the next start and raise `problem`
+        saying where they are."""
+        results = [(row, curve) for _, row, curve in self.results]
+        if not results:
+            raise problem
+        try:
+            folder = pending.save(db, results, sweep)
+        except StoreError as lost:
+            raise StoreError(f"{problem}; {lost}") from problem
+        raise StoreError(
+            f"{problem}; {len(results)} finished run(s) are kept in {folder} and recorded "
+            "by the next `scaling sweep run` or `scaling run` on this log"
+        ) from problem
 
 
 class _Coordinator:
@@ -286,8 +360,12 @@ class _Coordinator:
             # still out are about to be stopped and stay `running` until reclaimed.
             self.journal.handed_out = []
             if self.journal.results:
-                self.journal.commit(self.db, self.book.sweep, self.observer)
+                self.journal.commit_or_keep(
+                    self.db, self.book.sweep, self.observer, INTERRUPTED_COMMIT_S
+                )
             raise
+        except StoreError as exc:  # a commit mid-sweep failed (a full disk): nothing dropped
+            self.journal.keep(self.db, self.book.sweep, exc)
         self.report.coordinator_cpu_s = time.process_time() - cpu_started
 
     def _loop(self, started_at: float) -> None:
@@ -296,10 +374,13 @@ class _Coordinator:
             self.report.stopped_by = _stop_reason(self.options, self.n_started, started_at)
             if self.report.stopped_by is None:
                 self._hand_out()
-            if journal and (not self.in_flight or time.monotonic() >= journal.due()):
+            if journal and not self.in_flight:
+                journal.commit_or_keep(self.db, self.book.sweep, self.observer)
+                self.observer.planned(len(self.book.plan()), self.book.n_finished())
+            elif journal and time.monotonic() >= journal.due():
                 finished = bool(journal.results)
-                journal.commit(self.db, self.book.sweep, self.observer)
-                if finished:
+                committed = journal.commit(self.db, self.book.sweep, self.observer, TRY_COMMIT_S)
+                if committed and finished:
                     self.observer.planned(len(self.book.plan()), self.book.n_finished())
             if not self.in_flight:
                 return
@@ -417,6 +498,7 @@ def sweep_status(
     path = Path(db) if db is not None else default_path()
     with connect(path, read_only=True) as con:
         frame = sweep_counts(con, name)
+        owners = running_owners(con, name)
         outcomes = run_outcomes(con) if planner is not None else {}
         timings = run_timings(con) if planner is not None else {}
     if planner is not None and name is not None:
@@ -426,4 +508,7 @@ def sweep_status(
                                    "diverged": 0, "failed": 0, "last_finished": None}])  # fmt: skip
         frame["planned"] = len(book.plan())
         frame["left"] = len(book.todo())
+    if not frame.empty:
+        dead = owners.loc[owners["owner"].map(lambda o: owner_alive(o) is False).astype(bool)]
+        frame["orphaned"] = frame["sweep"].map(dead.groupby("sweep").size()).fillna(0).astype(int)
     return frame, lock_holder(path)
