@@ -118,7 +118,7 @@ def test_a_full_disk_at_the_end_of_a_run_keeps_the_result_for_the_next_start(tmp
     env = _env(TMPDIR=str(spare))
     with tmpfs(tmp_path / "full", "6m") as mount:
         db = mount / "log.duckdb"
-        args = [*RUN, "--tokens", "400k", "--db", str(db)]
+        args = [*RUN, "--tokens", "60k", "--db", str(db)]
         proc = _start(*args, env=env)
         _wait_for(lambda: "running" in _statuses(db).values(), proc, "running row")
         filler = fill(mount)
