@@ -13,13 +13,13 @@ import time
 from pathlib import Path
 
 import pytest
-import scaling.sweep as coordinator
-from scaling.sweep import SweepOptions, run_sweep
 
+import scaling.sweeps.coordinator as coordinator
 from runners.errors import RunnerError
 from runners.sweeps.executors import cores
 from scaling.errors import ScalingError
 from scaling.execute import run_and_record
+from scaling.sweeps.coordinator import SweepOptions, run_sweep
 from store import pending
 from store.db import connect
 from store.errors import StoreError

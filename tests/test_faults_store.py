@@ -12,9 +12,9 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from scaling.sweep import sweep_status
 
 from scaling import datasets
+from scaling.sweeps.coordinator import sweep_status
 from store import pending
 from store.db import connect, memory
 from store.errors import StoreError
