@@ -221,3 +221,22 @@ def test_a_dead_owner_is_told_from_a_live_one(tmp_path):
     done = run_cli("runs", "--db", str(path))
     assert done.returncode == 0, done.stderr
     assert f"1 running run(s) were left by a process that is gone (pid {gone.pid} on" in done.stdout
+
+
+def test_a_full_disk_stops_a_run_or_a_sweep_before_it_starts(tmp_path, capsys):
+    (tmp_path / "s.toml").write_text('name = "s"\n[axes]\nlr = [1e-3]\n')
+    with tmpfs(tmp_path / "full", "4m") as mount:
+        path = mount / "log.duckdb"
+        with connect(path):
+            pass
+        fill(mount)
+        for args in (  # the sweep lock's holder text, then mark_running
+            ["sweep", "run", str(tmp_path / "s.toml")],
+            ["run", "--d-model", "32", "--n-layers", "1", "--n-heads", "2", "--tokens", "20k"],
+        ):
+            code, _, err = call_cli([*args, "--db", str(path)], capsys)
+            assert code == 2, (args, err)
+            assert err.strip() == f"error: no space left on device for {path}: free some " \
+                "space and run again"  # fmt: skip
+        with connect(path, read_only=True) as con:
+            assert con.execute("SELECT count(*) FROM runs").fetchone() == (0,)
