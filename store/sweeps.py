@@ -6,6 +6,11 @@ import duckdb
 import pandas as pd
 
 FINISHED = ("done", "diverged", "failed")
+# A sweep's runs: its members, and runs it marked running before they became members.
+MEMBERS = """WITH members AS (
+            SELECT sweep, run_id FROM sweep_runs
+            UNION SELECT sweep, run_id FROM runs WHERE sweep IS NOT NULL
+        )"""
 
 
 def run_outcomes(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[str, float | None]]:
@@ -29,10 +34,7 @@ def sweep_counts(con: duckdb.DuckDBPyConnection, sweep: str | None = None) -> pd
     where = "WHERE m.sweep = ?" if sweep is not None else ""
     return con.execute(
         f"""
-        WITH members AS (
-            SELECT sweep, run_id FROM sweep_runs
-            UNION SELECT sweep, run_id FROM runs WHERE sweep IS NOT NULL
-        )
+        {MEMBERS}
         SELECT m.sweep,
                count(*) AS runs,
                count(*) FILTER (r.status = 'done') AS done,
@@ -53,10 +55,7 @@ def running_owners(con: duckdb.DuckDBPyConnection, sweep: str | None = None) -> 
     where = "AND m.sweep = ?" if sweep is not None else ""
     return con.execute(
         f"""
-        WITH members AS (
-            SELECT sweep, run_id FROM sweep_runs
-            UNION SELECT sweep, run_id FROM runs WHERE sweep IS NOT NULL
-        )
+        {MEMBERS}
         SELECT m.sweep, r.run_id, r.owner
         FROM members m JOIN runs r USING (run_id)
         WHERE r.status = 'running' {where}

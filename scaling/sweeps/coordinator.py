@@ -302,7 +302,9 @@ class _Journal:
         """The last commit: wait up to `wait_s` (default COMMIT_WAIT_S), else keep the
         results for the next start (store.pending) and raise StoreError saying where."""
         wait_s = COMMIT_WAIT_S if wait_s is None else wait_s
-        try:
+        try:  # a short try first, so that a wait on a reader is said before it starts
+            if self.commit(db, sweep, observer, TRY_COMMIT_S):
+                return
             if self.commit(db, sweep, observer, wait_s):
                 return
             problem: StoreError = LockedError(
