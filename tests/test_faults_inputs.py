@@ -37,9 +37,10 @@ tokens = [4096, 8192, 16384]
         (ADAPTIVE.format(target='{ ask = ["loss"] }'),
          r"^spec\.design\.target\.ask: expected loss, optimal or lr, got \['loss'\]$"),
         (ADAPTIVE.format(target='{ ask = "loss", N = 1e-300, D = 1e-300 }'),
-         r"^spec\.design\.target\.N: must be at least 1 \(one parameter\), got 1e-300$"),
+         r"^spec\.design\.target\.N: must be a finite number of at least one parameter, "
+         r"got 1e-300$"),
         (ADAPTIVE.format(target='{ ask = "optimal", compute = 1 }'),
-         r"^spec\.design\.target\.compute: must be at least 6 "),
+         r"^spec\.design\.target\.compute: must be a finite number of at least 6 FLOPs"),
         ('name = "i"\n[design]\nkind = "isoflop"\nbudgets = [1e300]\n',
          r"^spec\.design\.budgets: 1e\+300 is too large \(a setting is below 1e\+300\)$"),
         ("name = " + "[" * 500 + "]" * 500 + "\n",
