@@ -33,9 +33,11 @@ from fits.laws import LOSS_LAWS, LossLaw, frontier_crossing
 from fits.lbfgs import BatchResult, minimize_batched
 from fits.lr import LROptima, optimal_lr
 from fits.power import PowerLaw, power_law
+from fits.schedule import AnnealingLaw, MultiPowerLaw, ScheduleLaw
 
 __all__ = [
     "LOSS_LAWS",
+    "AnnealingLaw",
     "BatchResult",
     "ChinchillaLaw",
     "DataConstrainedLaw",
@@ -49,7 +51,9 @@ __all__ = [
     "LROptima",
     "LogLinearLaw",
     "LossLaw",
+    "MultiPowerLaw",
     "PowerLaw",
+    "ScheduleLaw",
     "SharedChinchillaLaw",
     "allocation_exponents",
     "batch_size_law",

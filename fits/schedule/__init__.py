@@ -1,0 +1,13 @@
+"""Schedule laws: the loss at every step of a run under any learning-rate schedule."""
+
+from fits.schedule.kernel import loss_drop, loss_drop_naive
+from fits.schedule.laws import AnnealingLaw, MultiPowerLaw, ScheduleLaw, annealing_area
+
+__all__ = [
+    "AnnealingLaw",
+    "MultiPowerLaw",
+    "ScheduleLaw",
+    "annealing_area",
+    "loss_drop",
+    "loss_drop_naive",
+]

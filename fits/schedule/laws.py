@@ -1,0 +1,434 @@
+"""Schedule laws: the loss at every step of a run from its per-step learning rates.
+
+Two published forms, one estimator contract (DESIGN.md section 5):
+
+- `MultiPowerLaw` (Luo et al., ICLR 2025, arXiv 2503.12811):
+  L(t) = L0 + A (S1(t) + S_W)^-alpha - LD(t), S1 + S_W the LR area of steps 0..t and LD the
+  loss drop of the decay (fits.schedule.kernel).
+- `AnnealingLaw` (Tissue et al. 2024, arXiv 2408.11029): L(t) = L0 + A S1^-alpha - C S2, S1 the
+  forward area (the same LR area) and S2 the annealing area: the sum over steps of the
+  momentum m_t = lambda m_{t-1} + (lrs[t-1] - lrs[t]) of the LR's decay since the peak.
+
+`fit(curves)` takes a frame of run, step, lr, loss in which every step from 0 of each run
+carries its LR and loss is NaN where it was not measured. Points up to each run's peak (the
+warmup) are left out, as both papers do; every run weighs the same whatever its number of
+points, and residuals are relative (the fit is in log loss). The linear parameters (L0, A and
+B or C) are solved exactly for every trial of the nonlinear ones (variable projection).
+
+Intervals are calibrated by holding out whole schedules: each run is refitted out, the law
+from the other runs predicts its curve, and the equal-tailed quantiles of the log ratios
+measured / predicted (each held-out run weighing the same) widen every prediction. The same
+refits give jackknife standard errors of the parameters.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar, Self
+
+import numpy as np
+import pandas as pd
+from scipy import optimize, signal, stats
+
+from fits.base import Fit
+from fits.errors import FitError
+from fits.schedule.kernel import areas, loss_drop, warmup_end
+
+_COARSE_STEPS = 400  # starts are searched with the drop summed over about this many blocks
+_COARSE_POINTS = 200  # ... at about this many measured points per run
+
+
+@dataclass(frozen=True)
+class Curve:
+    """One run's schedule and the steps where its loss was measured (after the warmup)."""
+
+    run: str
+    lrs: np.ndarray
+    steps: np.ndarray
+    loss: np.ndarray
+
+
+def curves_from_frame(curves: pd.DataFrame) -> list[Curve]:
+    """Check the contract's frame and split it by run; FitError says what is wrong."""
+    missing = {"run", "step", "lr", "loss"} - set(curves.columns)
+    if missing:
+        raise FitError(f"curves need columns run, step, lr, loss; missing {sorted(missing)}")
+    out = []
+    for run, rows in curves.groupby("run", sort=True):
+        rows = rows.sort_values("step")
+        steps = rows["step"].to_numpy()
+        if not np.array_equal(steps, np.arange(len(rows))):
+            raise FitError(f"run {run}: steps must be 0, 1, 2, ... with every step's LR")
+        lrs = rows["lr"].to_numpy(dtype=float)
+        if not np.isfinite(lrs).all() or (lrs < 0).any() or not (lrs > 0).any():
+            raise FitError(f"run {run}: LRs must be finite, non-negative and not all zero")
+        loss = rows["loss"].to_numpy(dtype=float)
+        measured = np.isfinite(loss) & (steps > warmup_end(lrs))
+        if (loss[measured] <= 0).any():
+            raise FitError(f"run {run}: losses must be positive")
+        if measured.sum() < 2:
+            raise FitError(f"run {run}: fewer than two losses measured after its warmup")
+        out.append(Curve(str(run), lrs, steps[measured], loss[measured]))
+    if not out:
+        raise FitError("no runs in the curves")
+    return out
+
+
+def check_schedule(lrs: Any) -> np.ndarray:
+    """One schedule as a 1-D array of finite, non-negative per-step LRs (not all zero)."""
+    arr = np.asarray(lrs, dtype=float)
+    if arr.ndim != 1 or len(arr) == 0:
+        raise FitError("a schedule is a 1-D array of per-step LRs")
+    if not np.isfinite(arr).all() or (arr < 0).any() or not (arr > 0).any():
+        raise FitError("a schedule's LRs must be finite, non-negative and not all zero")
+    return arr
+
+
+class ScheduleLaw(Fit):
+    """L(t) = L0 + A area(t)^-alpha - B drop(t): what both laws share.
+
+    Subclasses name the nonlinear parameters of the drop term, compute it, and say where the
+    search for them starts; fitting, calibration and prediction live here.
+    """
+
+    linear_names: ClassVar[tuple[str, str, str]]
+    nonlinear_names: ClassVar[tuple[str, ...]]
+    _bounds: ClassVar[tuple[tuple[float, float], ...]]  # of the nonlinear parameters
+
+    level: float
+    calibrate: bool
+
+    # -- the law ---------------------------------------------------------------------------
+    def _drop(self, lrs: np.ndarray, theta: np.ndarray) -> np.ndarray:
+        """The drop term at every step for nonlinear parameters theta (alpha excluded)."""
+        raise NotImplementedError
+
+    def _starts(self) -> list[np.ndarray]:
+        """Starting points of the nonlinear parameters (alpha first)."""
+        raise NotImplementedError
+
+    def _coarse_drop(self, lrs: np.ndarray, steps: np.ndarray, theta: np.ndarray) -> np.ndarray:
+        """An approximate drop term at `steps`, cheap enough to search starting points with."""
+        return self._drop(lrs, theta)[steps]
+
+    def predict(self, lrs: Any) -> np.ndarray:
+        """The loss after every step of one schedule (a 1-D array of per-step LRs)."""
+        self._check_fitted()
+        lrs = check_schedule(lrs)
+        return self._curve(lrs, self._theta())
+
+    def predict_interval(
+        self, lrs: Any, level: float | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(lo, hi) at every step: the prediction widened by the held-out schedules' errors."""
+        self._check_fitted()
+        level = self.level_ if level is None else level
+        if not 0 < level < 1:
+            raise FitError(f"level must be in (0, 1), got {level}")
+        if len(self.holdout_errors_) == 0:
+            raise FitError("intervals are calibrated on held-out schedules: fit at least two runs")
+        mid = self.predict(lrs)
+        tail = (1 - level) / 2
+        lo, hi = _weighted_quantiles(self.holdout_errors_, self.holdout_weights_, [tail, 1 - tail])
+        return mid * math.exp(lo), mid * math.exp(hi)
+
+    def _theta(self) -> np.ndarray:
+        return np.array([self.params_[name] for name in self.nonlinear_names])
+
+    def _curve(self, lrs: np.ndarray, theta: np.ndarray) -> np.ndarray:
+        L0, A, B = (self.params_[name] for name in self.linear_names)
+        with np.errstate(divide="ignore"):
+            forward = areas(lrs) ** -theta[0]
+        return L0 + A * forward - B * self._drop(lrs, theta[1:])
+
+    # -- fitting ---------------------------------------------------------------------------
+    def fit(self, curves: pd.DataFrame) -> Self:
+        """Fit the law on every run's measured curve; returns self."""
+        if not 0 < self.level < 1:
+            raise FitError(f"level must be in (0, 1), got {self.level}")
+        data = curves_from_frame(curves)
+        n_points = sum(len(c.steps) for c in data)
+        if n_points <= len(self.linear_names) + len(self.nonlinear_names):
+            raise FitError(f"{n_points} measured points cannot fit {type(self).__name__}")
+        theta, linear, objective = self._solve(data, self._search(data))
+        self._set(theta, linear)
+        self.objective_ = objective
+        self.n_points_ = n_points
+        self.n_runs_ = len(data)
+        self.level_ = self.level
+        self._calibrate(data if self.calibrate else data[:1], theta)
+        return self
+
+    def _set(self, theta: np.ndarray, linear: np.ndarray) -> None:
+        names = self.linear_names + self.nonlinear_names
+        self.params_ = dict(zip(names, map(float, np.r_[linear, theta]), strict=True))
+
+    def _design(
+        self, data: list[Curve], theta: np.ndarray, coarse: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Columns (1, area^-alpha, -drop) at the measured points, scaled to relative error."""
+        rows, targets = [], []
+        for curve in data:
+            pick = np.arange(len(curve.steps))
+            if coarse and len(curve.steps) > _COARSE_POINTS:
+                pick = np.linspace(0, len(curve.steps) - 1, _COARSE_POINTS).round().astype(int)
+            steps, loss = curve.steps[pick], curve.loss[pick]
+            forward = areas(curve.lrs)[steps] ** -theta[0]
+            if coarse:
+                drop = self._coarse_drop(curve.lrs, steps, theta[1:])
+            else:
+                drop = self._drop(curve.lrs, theta[1:])[steps]
+            scale = 1.0 / (loss * math.sqrt(len(steps)))  # each run weighs the same
+            rows.append(np.column_stack([np.ones_like(forward), forward, -drop]) * scale[:, None])
+            targets.append(loss * scale)
+        return np.vstack(rows), np.concatenate(targets)
+
+    def _linear(self, X: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """L0, A, B >= 0 by bounded linear least squares."""
+        return optimize.lsq_linear(X, y, bounds=(0.0, np.inf), method="bvls").x
+
+    def _residuals(self, data: list[Curve], theta: np.ndarray, coarse: bool = False) -> np.ndarray:
+        X, y = self._design(data, theta, coarse)
+        return X @ self._linear(X, y) - y
+
+    def _search(self, data: list[Curve]) -> np.ndarray:
+        """The best start, each refined on the schedules averaged down (cheap, approximate)."""
+        best, best_cost = None, np.inf
+        for start in self._starts():
+            theta, _, cost = self._refine(data, start, coarse=True, max_nfev=60)
+            if cost < best_cost:
+                best, best_cost = theta, cost
+        assert best is not None
+        return best
+
+    def _solve(self, data: list[Curve], start: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+        theta, linear, cost = self._refine(data, start, coarse=False, max_nfev=100)
+        if not np.isfinite(cost):
+            raise FitError(f"{type(self).__name__} did not converge on these curves")
+        return theta, linear, cost
+
+    def _refine(
+        self, data: list[Curve], start: np.ndarray, coarse: bool, max_nfev: int
+    ) -> tuple[np.ndarray, np.ndarray, float]:
+        """Least squares over the nonlinear parameters (in logs where they are positive)."""
+        lo, hi = np.array(self._bounds).T
+        z0 = _to_z(np.clip(start, lo, hi), lo)
+        zlo, zhi = _to_z(lo, lo), _to_z(hi, lo)
+
+        def resid(z: np.ndarray) -> np.ndarray:
+            with np.errstate(all="ignore"):
+                r = self._residuals(data, _from_z(z, lo), coarse)
+            return np.where(np.isfinite(r), r, 1e3)
+
+        res = optimize.least_squares(
+            resid, z0, bounds=(zlo, zhi), method="trf", x_scale=1.0, diff_step=1e-4,
+            max_nfev=max_nfev, xtol=1e-10, ftol=1e-12,
+        )  # fmt: skip
+        theta = _from_z(res.x, lo)
+        X, y = self._design(data, theta, coarse)
+        linear = self._linear(X, y)
+        return theta, linear, float(np.sum((X @ linear - y) ** 2))
+
+    def _calibrate(self, data: list[Curve], theta: np.ndarray) -> None:
+        """Refit without each run in turn: its errors calibrate the band, the refits the
+        parameters' jackknife standard errors."""
+        errors, weights, refits = [], [], []
+        full = dict(self.params_)
+        if len(data) >= 2:
+            for i, held in enumerate(data):
+                rest = data[:i] + data[i + 1 :]
+                t, linear, _ = self._refine(rest, theta, coarse=False, max_nfev=40)
+                self._set(t, linear)
+                refits.append([self.params_[k] for k in full])
+                predicted = self._curve(held.lrs, t)[held.steps]
+                e = np.log(held.loss / predicted)
+                errors.append(e)
+                weights.append(np.full(len(e), 1.0 / len(e)))
+        self.params_ = full
+        self.holdout_errors_ = np.concatenate(errors) if errors else np.zeros(0)
+        self.holdout_weights_ = np.concatenate(weights) if weights else np.zeros(0)
+        self.holdout_runs_ = [c.run for c in data] if errors else []
+        n = len(refits)
+        if n >= 3:
+            draws = np.array(refits)
+            se = np.sqrt((n - 1) / n * np.sum((draws - draws.mean(0)) ** 2, axis=0))
+        else:
+            se = np.full(len(full), np.nan)
+        z = stats.norm.ppf(0.5 + self.level / 2)
+        self.stderr_ = dict(zip(full, map(float, se), strict=True))
+        self.intervals_ = {
+            k: (v - z * s, v + z * s) for (k, v), s in zip(full.items(), se, strict=True)
+        }
+
+    # -- reporting and serialisation -------------------------------------------------------
+    def _summary_header(self) -> list[str]:
+        lines = super()._summary_header()
+        if len(self.holdout_errors_):
+            lo, hi = _weighted_quantiles(
+                self.holdout_errors_,
+                self.holdout_weights_,
+                [(1 - self.level_) / 2, (1 + self.level_) / 2],
+            )
+            lines.append(
+                f"held-out schedules: {len(self.holdout_runs_)}; {100 * self.level_:g}% band "
+                f"{100 * math.expm1(lo):+.2f}% .. {100 * math.expm1(hi):+.2f}% of the prediction"
+            )
+        lines.append("std err: jackknife over the held-out refits")
+        return lines
+
+    def _state(self) -> dict[str, Any]:
+        return {
+            "holdout_errors": self.holdout_errors_.tolist(),
+            "holdout_weights": self.holdout_weights_.tolist(),
+            "holdout_runs": list(self.holdout_runs_),
+            "n_runs": self.n_runs_,
+        }
+
+    def _load_state(self, state: dict[str, Any]) -> None:
+        self.holdout_errors_ = np.asarray(state.get("holdout_errors", []), dtype=float)
+        self.holdout_weights_ = np.asarray(state.get("holdout_weights", []), dtype=float)
+        self.holdout_runs_ = list(state.get("holdout_runs", []))
+        self.n_runs_ = int(state.get("n_runs", 0))
+
+
+class MultiPowerLaw(ScheduleLaw):
+    """L(t) = L0 + A (S1 + S_W)^-alpha - B sum_k (lr_{k-1} - lr_k) G(lr_k^-gamma S_k(t)),
+    G(x) = 1 - (C x + 1)^-beta (Luo et al. 2025).
+
+    Parameters
+    ----------
+    level: the level of `intervals_` and the default of `predict_interval`.
+    calibrate: refit without each run to calibrate `predict_interval` (False: no intervals,
+        a fit as fast as the law allows).
+    """
+
+    law = "multi-power"
+    formula = (
+        "L(t) = L0 + A*(S1+S_W)^-alpha"
+        " - B*sum_k (lr_k-1 - lr_k)*(1 - (C*lr_k^-gamma*S_k(t) + 1)^-beta)"
+    )
+    linear_names = ("L0", "A", "B")
+    nonlinear_names = ("alpha", "beta", "gamma", "C")
+    _bounds = ((1e-3, 5.0), (1e-3, 5.0), (0.0, 2.0), (1e-6, 1e6))
+
+    def __init__(self, *, level: float = 0.90, calibrate: bool = True) -> None:
+        self.level = level
+        self.calibrate = calibrate
+
+    def _drop(self, lrs: np.ndarray, theta: np.ndarray) -> np.ndarray:
+        beta, gamma, C = theta
+        return loss_drop(lrs, beta, gamma, C)
+
+    def _coarse_drop(self, lrs: np.ndarray, steps: np.ndarray, theta: np.ndarray) -> np.ndarray:
+        """The double sum over blocks of steps instead of steps (each block's LR drop at its
+        last LR), at the asked steps only: for the search of starting points."""
+        beta, gamma, C = theta
+        w = warmup_end(lrs)
+        r = max(1, (len(lrs) - w) // _COARSE_STEPS)
+        ends = np.arange(w + r, len(lrs), r)  # last step of each block
+        if len(ends) == 0:
+            return np.zeros(len(steps))
+        starts = ends - r + 1
+        drops = lrs[starts - 1] - lrs[ends]
+        P = areas(lrs)
+        area = P[steps][:, None] - P[starts - 1][None, :]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            c = C * np.where(lrs[ends] > 0, lrs[ends], np.nan) ** -gamma
+            g = np.where(np.isnan(c), 1.0, 1.0 - (1.0 + c * np.maximum(area, 0)) ** -beta)
+        live = steps[:, None] >= ends[None, :]
+        return np.sum(np.where(live & (area > 0), drops * g, 0.0), axis=1)
+
+    def _starts(self) -> list[np.ndarray]:
+        return [
+            np.array([alpha, beta, gamma, C])
+            for alpha in (0.3, 0.7)
+            for beta in (0.5,)
+            for gamma in (0.3, 0.7)
+            for C in (0.3, 3.0)
+        ]
+
+
+class AnnealingLaw(ScheduleLaw):
+    """L(t) = L0 + A S1^-alpha - C S2, S2 = sum of m_t = decay m_{t-1} + (lr_{t-1} - lr_t)
+    from the peak on (Tissue et al. 2024).
+
+    Parameters
+    ----------
+    decay: the momentum's lambda (the paper uses 0.999), or None to choose it by the fit
+        among DECAYS (a run of a few thousand steps forgets faster than the paper's runs).
+    level: the level of `intervals_` and the default of `predict_interval`.
+    calibrate: refit without each run to calibrate `predict_interval`.
+    """
+
+    law = "annealing"
+    formula = "L(t) = L0 + A*S1^-alpha - C*S2"
+    linear_names = ("L0", "A", "C")
+    nonlinear_names = ("alpha",)
+    _bounds = ((1e-3, 5.0),)
+    DECAYS: ClassVar[tuple[float, ...]] = (0.9, 0.95, 0.98, 0.99, 0.995, 0.999)
+
+    def __init__(
+        self, *, decay: float | None = None, level: float = 0.90, calibrate: bool = True
+    ) -> None:
+        self.decay = decay
+        self.level = level
+        self.calibrate = calibrate
+
+    def fit(self, curves: pd.DataFrame) -> Self:
+        if self.decay is not None:
+            if not 0 <= self.decay < 1:
+                raise FitError(f"decay must be in [0, 1), got {self.decay}")
+            self.decay_ = float(self.decay)
+            return super().fit(curves)
+        best: tuple[float, dict[str, Any]] | None = None
+        for decay in self.DECAYS:
+            self.decay_ = decay
+            super().fit(curves)
+            if best is None or self.objective_ < best[0]:
+                best = (self.objective_, {**self.__dict__})
+        assert best is not None
+        self.__dict__.update(best[1])
+        return self
+
+    def _drop(self, lrs: np.ndarray, theta: np.ndarray) -> np.ndarray:
+        return annealing_area(lrs, self.decay_)
+
+    def _starts(self) -> list[np.ndarray]:
+        return [np.array([0.5])]
+
+    def _summary_header(self) -> list[str]:
+        return [*super()._summary_header(), f"momentum decay lambda: {self.decay_:g}"]
+
+    def _state(self) -> dict[str, Any]:
+        return {**super()._state(), "decay": self.decay_}
+
+    def _load_state(self, state: dict[str, Any]) -> None:
+        super()._load_state(state)
+        self.decay_ = float(state["decay"])
+
+
+def annealing_area(lrs: np.ndarray, decay: float) -> np.ndarray:
+    """S2(t) = sum_{i <= t} m_i, m_i = decay m_{i-1} + (lrs[i-1] - lrs[i]) after the peak."""
+    w = warmup_end(lrs)
+    drops = np.zeros(len(lrs))
+    drops[w + 1 :] = lrs[w:-1] - lrs[w + 1 :]
+    momentum = signal.lfilter([1.0], [1.0, -decay], drops)
+    return np.cumsum(momentum)
+
+
+def _to_z(theta: np.ndarray, lo: np.ndarray) -> np.ndarray:
+    """Search coordinates: logs of the parameters bounded away from zero, others as they are."""
+    return np.where(lo > 0, np.log(np.maximum(theta, 1e-300)), theta)
+
+
+def _from_z(z: np.ndarray, lo: np.ndarray) -> np.ndarray:
+    return np.where(lo > 0, np.exp(z), z)
+
+
+def _weighted_quantiles(values: np.ndarray, weights: np.ndarray, qs: list[float]) -> list[float]:
+    """Quantiles of a weighted sample (the weighted empirical CDF, midpoint rule)."""
+    order = np.argsort(values)
+    v, w = values[order], weights[order]
+    cdf = (np.cumsum(w) - 0.5 * w) / w.sum()
+    return [float(np.interp(q, cdf, v)) for q in qs]
