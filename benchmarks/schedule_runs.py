@@ -32,11 +32,11 @@ HERE = Path(__file__).resolve().parent
 PARTS = HERE / "data" / "schedule_runs"
 CURVES = HERE / "data" / "schedule_curves.parquet"
 SIZES = {"d32": 32, "d64": 64}  # llama, 2 layers, 4 heads, seq 64, batch 16
-STEPS = 600  # the base horizon; the long-horizon cosine trains twice as long
-WARMUP = 30
+STEPS = 300  # the base horizon; the long-horizon cosine trains twice as long
+WARMUP = 15
 PEAK_LR = 3e-3
-EVAL_EVERY = 12
-EVAL_TOKENS = 8192
+EVAL_EVERY = 6
+EVAL_TOKENS = 4096
 SEQ_LEN, BATCH = 64, 16
 
 

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from cli import curve_imports, imports, laws, query, report, sizes, sweep, training
+from cli import curve_imports, imports, laws, query, report, schedules, sizes, sweep, training
 from cli.common import EXIT_INTERRUPTED, Interrupted
 from scaling.errors import ScalingWarning
 
@@ -67,6 +67,8 @@ app.command("runs")(query.runs)
 app.command("import")(imports.import_runs)
 app.command("import-curves")(curve_imports.import_curves)
 app.command("fit")(laws.fit)
+laws.predict_app.command("curve")(schedules.predict_curve)
+laws.predict_app.command("schedule")(schedules.predict_schedule)
 app.add_typer(laws.predict_app, name="predict")
 app.command("backtest")(laws.backtest)
 app.command("report")(report.report)

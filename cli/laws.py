@@ -131,6 +131,10 @@ def fit(
             "this (default 0.05, within about 6%; 0.25 groups Chinchilla's budgets).",
         ),
     ] = None,
+    schedule_law: Annotated[
+        str, typer.Option("--law", help="schedule: multi-power, annealing or auto.")
+    ] = "auto",
+    loss: Annotated[str, typer.Option(help="schedule: fit the curves' val or train loss.")] = "val",
     groups: Annotated[bool, typer.Option(help="Also print the per-group table.")] = False,
     refit: Annotated[bool, typer.Option(help="Fit again even if stored for these runs.")] = False,
     force: Annotated[
@@ -143,7 +147,7 @@ def fit(
     from scaling.laws import get as get_law
 
     given = {"x": x, "E": fixed_e, "form": form, "method": method, "neighbors": neighbors,
-             "resolution": resolution}  # fmt: skip
+             "resolution": resolution, "schedule_law": schedule_law, "loss": loss}  # fmt: skip
     options = get_law(law).options_from(given)
     fitted = _study(db, level, bootstrap).fit(law, arch, source, where, n_column=n_column,
                                               refit=refit, force=force, **options)  # fmt: skip

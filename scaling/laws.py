@@ -10,7 +10,7 @@ from functools import partial
 from typing import Any
 
 from fits import LOSS_LAWS
-from scaling import fitters
+from scaling import fitters, schedules
 from scaling.backtests import backtest_groups, backtest_runs
 from scaling.errors import ScalingError
 from scaling.fitters import CALIBRATION, Fitter, Predictor
@@ -47,6 +47,8 @@ OPTIONS = {
         Option("method", "--method", "vertex", _METHOD),
         Option("neighbors", "--neighbors", None, _NEIGHBORS),
         Option("resolution", "--resolution", None, _RESOLUTION),
+        Option("schedule_law", "--law", "auto", "schedule: multi-power, annealing or auto."),
+        Option("loss", "--loss", "val", "schedule: fit the curves' val or train loss."),
     )
 }
 
@@ -125,6 +127,12 @@ REGISTRY: dict[str, Law] = {
             predict=fitters.predict_optimum,
         ),
         Law("bs-law", fitters.fit_bs_law, backtest=BS_BACKTEST, predict=fitters.predict_optimum),
+        Law(
+            "schedule",
+            schedules.fit_runs,
+            options=("schedule_law", "loss"),
+            table="each run held out: the law refitted without it",
+        ),
     )
 }
 LAWS = tuple(REGISTRY)

@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from fits import LossLaw
-from scaling import laws
+from scaling import laws, schedules
 from scaling.errors import ScalingError
 from scaling.fitters import LR_GROUP
 from scaling.fitting import FitLog, Settings
@@ -175,6 +175,29 @@ class Study:
         select the runs the loss laws are fitted on; the throughput model takes every timed
         local run."""
         return self.ask.optimal_within(hours, arch, seq_len, source, where, law)
+
+    # -- schedules -------------------------------------------------------------------------
+    def fit_schedule(
+        self, law: str = "auto", arch: str | None = None, source: str | None = None,
+        where: str | None = None, *, loss: str = "val", refit: bool = False,
+    ) -> FittedLaw:  # fmt: skip
+        """A schedule law (multi-power, annealing, or auto: the one that predicts its held-out
+        schedules best) fitted on the selected runs' val or train loss curves."""
+        return self.fit("schedule", arch, source, where, refit=refit, schedule_law=law, loss=loss)
+
+    def predict_curve(
+        self, lrs: Any, fitted: FittedLaw | None = None, **select: Any
+    ) -> schedules.CurvePrediction:
+        """The loss after every step of one schedule (per-step LRs), with its band; `select`
+        goes to fit_schedule when no fit is given."""
+        return schedules.predict_curve(fitted or self.fit_schedule(**select), lrs, self.level)
+
+    def optimal_schedule(
+        self, steps: int, fitted: FittedLaw | None = None, **select: Any
+    ) -> schedules.ScheduleAnswer:
+        """The non-increasing-after-warmup schedule with the lowest predicted final loss at
+        `steps` steps, and its predicted gain over cosine and WSD at the same horizon."""
+        return schedules.best_schedule(fitted or self.fit_schedule(**select), steps, self.level)
 
     def backtest(
         self,

@@ -23,6 +23,7 @@ refits give jackknife standard errors of the parameters.
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self
@@ -90,14 +91,19 @@ class ScheduleLaw(Fit):
 
     Subclasses name the nonlinear parameters of the drop term, compute it, and say where the
     search for them starts; fitting, calibration and prediction live here.
+
+    Learned besides params_: holdout_errors_ / holdout_weights_ (log measured / predicted on
+    each run left out, each run weighing 1), holdout_params_ (the refits), peak_lr_ (the
+    highest LR the runs saw) and warmup_ (their median number of steps up to the peak).
     """
 
     linear_names: ClassVar[tuple[str, str, str]]
     nonlinear_names: ClassVar[tuple[str, ...]]
     _bounds: ClassVar[tuple[tuple[float, float], ...]]  # of the nonlinear parameters
 
-    level: float
-    calibrate: bool
+    def __init__(self, *, level: float = 0.90, calibrate: bool = True) -> None:
+        self.level = level
+        self.calibrate = calibrate
 
     # -- the law ---------------------------------------------------------------------------
     def _drop(self, lrs: np.ndarray, theta: np.ndarray) -> np.ndarray:
@@ -156,6 +162,8 @@ class ScheduleLaw(Fit):
         self.objective_ = objective
         self.n_points_ = n_points
         self.n_runs_ = len(data)
+        self.peak_lr_ = float(max(c.lrs.max() for c in data))
+        self.warmup_ = int(np.median([warmup_end(c.lrs) + 1 for c in data]))
         self.level_ = self.level
         self._calibrate(data if self.calibrate else data[:1], theta)
         return self
@@ -246,6 +254,7 @@ class ScheduleLaw(Fit):
                 errors.append(e)
                 weights.append(np.full(len(e), 1.0 / len(e)))
         self.params_ = full
+        self.holdout_params_ = [dict(zip(full, map(float, r), strict=True)) for r in refits]
         self.holdout_errors_ = np.concatenate(errors) if errors else np.zeros(0)
         self.holdout_weights_ = np.concatenate(weights) if weights else np.zeros(0)
         self.holdout_runs_ = [c.run for c in data] if errors else []
@@ -282,14 +291,30 @@ class ScheduleLaw(Fit):
             "holdout_errors": self.holdout_errors_.tolist(),
             "holdout_weights": self.holdout_weights_.tolist(),
             "holdout_runs": list(self.holdout_runs_),
+            "holdout_params": self.holdout_params_,
             "n_runs": self.n_runs_,
+            "peak_lr": self.peak_lr_,
+            "warmup": self.warmup_,
         }
 
     def _load_state(self, state: dict[str, Any]) -> None:
         self.holdout_errors_ = np.asarray(state.get("holdout_errors", []), dtype=float)
         self.holdout_weights_ = np.asarray(state.get("holdout_weights", []), dtype=float)
         self.holdout_runs_ = list(state.get("holdout_runs", []))
+        self.holdout_params_ = [dict(p) for p in state.get("holdout_params", [])]
         self.n_runs_ = int(state.get("n_runs", 0))
+        self.peak_lr_ = float(state.get("peak_lr", math.nan))
+        self.warmup_ = int(state.get("warmup", 0))
+
+    def holdout_laws(self) -> list[Self]:
+        """The law refitted without each run in turn (for the spread of derived answers)."""
+        self._check_fitted()
+        out = []
+        for params in self.holdout_params_:
+            other = copy.copy(self)
+            other.params_ = dict(params)
+            out.append(other)
+        return out
 
 
 class MultiPowerLaw(ScheduleLaw):
@@ -311,10 +336,6 @@ class MultiPowerLaw(ScheduleLaw):
     linear_names = ("L0", "A", "B")
     nonlinear_names = ("alpha", "beta", "gamma", "C")
     _bounds = ((1e-3, 5.0), (1e-3, 5.0), (0.0, 2.0), (1e-6, 1e6))
-
-    def __init__(self, *, level: float = 0.90, calibrate: bool = True) -> None:
-        self.level = level
-        self.calibrate = calibrate
 
     def _drop(self, lrs: np.ndarray, theta: np.ndarray) -> np.ndarray:
         beta, gamma, C = theta
@@ -371,9 +392,8 @@ class AnnealingLaw(ScheduleLaw):
     def __init__(
         self, *, decay: float | None = None, level: float = 0.90, calibrate: bool = True
     ) -> None:
+        super().__init__(level=level, calibrate=calibrate)
         self.decay = decay
-        self.level = level
-        self.calibrate = calibrate
 
     def fit(self, curves: pd.DataFrame) -> Self:
         if self.decay is not None:
