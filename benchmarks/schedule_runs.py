@@ -5,11 +5,11 @@
                                                         # a `predict schedule --json` answer
                                                         # and cosine, both seeds
 
-Each run is trained by the project's runner (runners.train.train) for a fixed horizon with a
-validation loss every EVAL_EVERY steps on the same held-out windows (a smooth curve: the
-train loss of one small batch is too noisy to score a 0.3% error). The LR of every step comes
-from the schedule functions below (until the runners take any schedule as data, the runner's
-per-step factor is swapped for ours in this process only). Every finished run is written at
+Each run is trained by the project's runner (runners.train.train) under a schedule spec as
+`scaling run --schedule` takes it, for a fixed horizon, with a validation loss every
+EVAL_EVERY steps on the same held-out windows (a smooth curve: the train loss of one small
+batch is too noisy to score a 0.3% error). The optimised schedule goes in as a `points:` spec
+through every post-warmup step. Every finished run is written at
 once to its own Parquet file under benchmarks/data/schedule_runs/, so a killed job loses at
 most the run in flight; `collect` joins them into benchmarks/data/schedule_curves.parquet
 (committed, with one row per step: run, size, schedule, seed, horizon, step, lr, loss).
@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
-from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pandas as pd
 
@@ -40,54 +39,48 @@ EVAL_TOKENS = 4096
 SEQ_LEN, BATCH = 64, 16
 
 
-def _cosine(p: float) -> float:
-    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * p))
-
-
-SHAPES: dict[str, Callable[[float], float]] = {  # post-warmup progress p in [0, 1] -> factor
-    "constant": lambda p: 1.0,
-    "cosine": _cosine,
-    "two-stage": lambda p: 1.0 if p < 0.6 else 0.2,
-    "wsd": lambda p: 1.0 if p < 0.8 else max(0.0, 1 - (p - 0.8) / 0.2),
-    "linear-zero": lambda p: max(0.0, 1 - p),
-    "cosine-2x": _cosine,
+SPECS = {  # schedules as the runners take them (runners/schedule.py)
+    "constant": "constant",
+    "cosine": "cosine",  # to 10% of the peak
+    "two-stage": "steps:0.6=0.2",
+    "wsd": "wsd:floor=0",  # the last 20% linear to zero
+    "linear-zero": "linear",
+    "cosine-2x": "cosine",
 }
 HORIZON = {"cosine-2x": 2 * STEPS}
 FIT_SCHEDULES = ("constant", "cosine", "two-stage")  # the law sees these; the rest are unseen
 
 
-def factors(schedule: str, steps: int) -> np.ndarray:
-    """LR factor of every step: linear warmup, then the schedule's shape over the rest."""
-    out = np.empty(steps)
-    for step in range(steps):
-        if step < WARMUP:
-            out[step] = (step + 1) / WARMUP
-        else:
-            out[step] = SHAPES[schedule]((step - WARMUP) / max(1, steps - 1 - WARMUP))
-    return out
+def points_spec(lrs: np.ndarray, warmup: int) -> str:
+    """A `points:` schedule through every post-warmup step of per-step LRs (as factors)."""
+    steps, peak = len(lrs), lrs.max()
+    pairs = [f"{s / (steps - 1)!r}={float(lrs[s] / peak)!r}" for s in range(warmup, steps)]
+    if warmup > 0:  # points start at fraction 0; the warmup ramp replaces those steps
+        pairs.insert(0, "0.0=1.0")
+    return "points:" + ",".join(pairs)
 
 
 def train_one(job: dict) -> Path:
     """Train one (size, schedule, seed) run and write its curve; returns the file."""
     import torch
 
-    import runners.train as runner
     from runners.config import ModelConfig, RunConfig, TrainConfig
+    from runners.train import train
 
     path = PARTS / f"{job['name']}.parquet"
     if path.exists():  # trained meanwhile by another launcher
         return path
     torch.set_num_threads(1)
-    lr_factors = np.asarray(job["factors"], dtype=float)
-    runner.lr_factor = lambda step, steps, warmup, schedule: float(lr_factors[step])
-    steps = len(lr_factors)
+    steps = job["steps"]
     config = RunConfig(
         ModelConfig(d_model=SIZES[job["size"]], n_layers=2, n_heads=4, seq_len=SEQ_LEN),
         TrainConfig(tokens=steps * BATCH * SEQ_LEN, lr=PEAK_LR, batch_size=BATCH,
-                    warmup=WARMUP, schedule="constant", seed=job["seed"], precision="fp32",
+                    warmup=WARMUP, schedule=job["spec"], seed=job["seed"], precision="fp32",
                     eval_every=EVAL_EVERY, eval_tokens=EVAL_TOKENS),
     )  # fmt: skip
-    result = runner.train(config, device="cpu")
+    lrs = config.lrs()
+    assert len(lrs) == steps
+    result = train(config, device="cpu")
     if result.status != "done":
         raise RuntimeError(f"{job['name']}: {result.status} {result.error}")
     loss = np.full(steps, np.nan)
@@ -103,35 +96,44 @@ def train_one(job: dict) -> Path:
             "seed": job["seed"],
             "horizon": steps,
             "step": np.arange(steps),
-            "lr": PEAK_LR * lr_factors,
+            "lr": lrs,
             "loss": loss,
         }
     )
     PARTS.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    frame.to_parquet(tmp, index=False)
+    write_parquet(frame, tmp)
     os.replace(tmp, path)
     return path
+
+
+def write_parquet(frame: pd.DataFrame, path: Path) -> None:
+    """pandas needs pyarrow for Parquet; DuckDB (a dependency already) writes it."""
+    duckdb.from_df(frame).write_parquet(str(path))
+
+
+def read_parquet(path: Path) -> pd.DataFrame:
+    return duckdb.sql(f"SELECT * FROM read_parquet('{path}')").df()
 
 
 def jobs(optimised: Path | None, seeds: list[int], sizes: list[str]) -> list[dict]:
     out = []
     if optimised is None:
         for size in sizes:
-            for schedule in SHAPES:
+            for schedule, spec in SPECS.items():
                 steps = HORIZON.get(schedule, STEPS)
-                name = f"{size}-{schedule}-s0"
-                out.append({"name": name, "size": size, "schedule": schedule, "seed": 0,
-                            "factors": factors(schedule, steps).tolist()})  # fmt: skip
+                out.append({"name": f"{size}-{schedule}-s0", "size": size, "schedule": schedule,
+                            "seed": 0, "spec": spec, "steps": steps})  # fmt: skip
         return out
     answer = json.loads(optimised.read_text())
     size = answer["size"]
     lrs = np.asarray(answer["lr"], dtype=float)
+    spec = points_spec(lrs, WARMUP)
     for seed in seeds:
         out.append({"name": f"{size}-optimised-s{seed}", "size": size, "schedule": "optimised",
-                    "seed": seed, "factors": (lrs / PEAK_LR).tolist()})  # fmt: skip
+                    "seed": seed, "spec": spec, "steps": len(lrs)})  # fmt: skip
         out.append({"name": f"{size}-cosine-s{seed}", "size": size, "schedule": "cosine",
-                    "seed": seed, "factors": factors("cosine", len(lrs)).tolist()})  # fmt: skip
+                    "seed": seed, "spec": "cosine", "steps": len(lrs)})  # fmt: skip
     return out
 
 
@@ -139,7 +141,8 @@ def train(optimised: Path | None, seeds: list[int], sizes: list[str], workers: i
     todo = [
         j for j in jobs(optimised, seeds, sizes) if not (PARTS / f"{j['name']}.parquet").exists()
     ]
-    todo.sort(key=lambda j: -len(j["factors"]) * SIZES[j["size"]])  # longest first
+    # the fitted schedules first (the optimised runs need them), then the longest
+    todo.sort(key=lambda j: (j["schedule"] not in FIT_SCHEDULES, -j["steps"]))
     print(f"{len(todo)} runs to train")
     with ProcessPoolExecutor(workers) as pool:
         for path in pool.map(train_one, todo):
@@ -148,8 +151,8 @@ def train(optimised: Path | None, seeds: list[int], sizes: list[str], workers: i
 
 
 def collect() -> None:
-    frames = [pd.read_parquet(p) for p in sorted(PARTS.glob("*.parquet"))]
-    pd.concat(frames, ignore_index=True).to_parquet(CURVES, index=False)
+    frames = [read_parquet(p) for p in sorted(PARTS.glob("*.parquet"))]
+    write_parquet(pd.concat(frames, ignore_index=True), CURVES)
     print(f"{len(frames)} runs -> {CURVES.relative_to(HERE.parent)}")
 
 
@@ -159,7 +162,7 @@ def main() -> None:
     parser.add_argument("--optimised", type=Path, help="a `predict schedule --json` answer")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--sizes", nargs="+", choices=list(SIZES), default=list(SIZES))
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=3)
     args = parser.parse_args()
     if args.action == "collect":
         collect()
