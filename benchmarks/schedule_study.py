@@ -27,9 +27,10 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # schedule_runs beside this file
-from schedule_runs import CURVES, FIT_SCHEDULES, SIZES, STEPS
+from schedule_runs import CURVES, FIT_SCHEDULES, SIZES, STEPS, read_parquet
 
 from fits.schedule import AnnealingLaw, MultiPowerLaw, ScheduleLaw
+from scaling.results import FittedLaw
 from scaling.schedules import best_schedule
 
 matplotlib.use("Agg")
@@ -65,7 +66,7 @@ def score(law: ScheduleLaw, run: pd.DataFrame) -> dict[str, float]:
 
 
 def analyse() -> None:
-    curves = pd.read_parquet(CURVES)
+    curves = read_parquet(CURVES)
     laws: dict[str, dict[str, ScheduleLaw]] = {}
     table = []
     for size in SIZES:
@@ -124,11 +125,12 @@ def draw(curves: pd.DataFrame, laws: dict[str, dict[str, ScheduleLaw]]) -> None:
     print(f"\nwrote {(DOCS / 'schedule_curves.png').relative_to(HERE.parent)}")
 
 
-def optimise() -> None:
-    curves = pd.read_parquet(CURVES)
-    for size in SIZES:
+def optimise(sizes: list[str]) -> None:
+    curves = read_parquet(CURVES)
+    for size in sizes:
         law = MultiPowerLaw(level=LEVEL).fit(fit_frame(curves, size, FIT_SCHEDULES))
-        answer = best_schedule(law, STEPS, None, LEVEL, baselines=("cosine",))
+        fitted = FittedLaw("schedule", law, {})
+        answer = best_schedule(fitted, STEPS, LEVEL, baselines=("cosine",))
         path = HERE / "data" / f"schedule_optimised_{size}.json"
         path.write_text(json.dumps({"size": size, **answer.to_dict(points=20)}, indent=1))
         print(f"{size}: {answer}\nwrote {path.relative_to(HERE.parent)}")
@@ -170,8 +172,9 @@ def compare(curves: pd.DataFrame, laws: dict[str, dict[str, ScheduleLaw]]) -> No
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("action", choices=("analyse", "optimise"))
+    parser.add_argument("--sizes", nargs="+", choices=list(SIZES), default=list(SIZES))
     args = parser.parse_args()
-    analyse() if args.action == "analyse" else optimise()
+    analyse() if args.action == "analyse" else optimise(args.sizes)
 
 
 if __name__ == "__main__":
