@@ -77,6 +77,8 @@ def analyse() -> None:
             for schedule in UNSEEN:
                 run = curves[(curves["size"] == size) & (curves.schedule == schedule)
                              & (curves.seed == 0)].sort_values("step")  # fmt: skip
+                if run.empty:  # not trained yet
+                    continue
                 table.append({"size": size, "law": name, "schedule": schedule, **score(law, run)})
     result = pd.DataFrame(table)
     with pd.option_context("display.width", 200, "display.float_format", "{:.4f}".format):

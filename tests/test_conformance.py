@@ -29,6 +29,7 @@ from fits import (
     step_law_lr,
 )
 from fits.base import _REGISTRY
+from fits.schedule import AnnealingLaw, MultiPowerLaw, annealing_area
 from fits.throughput import RateLaw, ThroughputModel
 
 TRUTH = np.array([1.7, 400.0, 900.0, 0.34, 0.3])  # E, A, B, alpha, beta
@@ -81,6 +82,24 @@ def speed_runs(seed: int) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def schedule_curves(seed: int) -> pd.DataFrame:
+    """Loss curves of three schedules under the annealing law, with 0.1% noise."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for name, shape in (("constant", np.ones(190)), ("cosine", np.linspace(1, 0.1, 190)),
+                        ("two-stage", np.where(np.arange(190) < 120, 1.0, 0.3))):  # fmt: skip
+        lrs = 1e-3 * np.r_[np.arange(1, 11) / 10, shape]
+        loss = 2 + 0.5 * np.cumsum(lrs) ** -0.4 - 2.0 * annealing_area(lrs, 0.95)
+        loss *= np.exp(rng.normal(0, 0.001, len(lrs)))
+        rows.append(pd.DataFrame({"run": name, "step": np.arange(len(lrs)), "lr": lrs,
+                                  "loss": loss}))  # fmt: skip
+    return pd.concat(rows, ignore_index=True)
+
+
+def wsd(_: pd.DataFrame) -> np.ndarray:
+    return 1e-3 * np.r_[np.arange(1, 11) / 10, np.ones(150), np.linspace(1, 0, 40)]
+
+
 @dataclass(frozen=True)
 class Case:
     make: Callable[[], Fit]
@@ -112,6 +131,10 @@ CASES: dict[str, Case] = {
                    lambda m, r: m.predict(r)),
     "chinchilla-shared": Case(lambda: SharedChinchillaLaw(n_bootstrap=0), loss_runs,
                               lambda m, r: m.fit_frame(r), lambda m, r: m.predict_frame(r)),
+    "annealing": Case(AnnealingLaw, schedule_curves, lambda m, r: m.fit(r),
+                      lambda m, r: m.predict_interval(wsd(r))),
+    "multi-power": Case(MultiPowerLaw, schedule_curves, lambda m, r: m.fit(r),
+                        lambda m, r: m.predict_interval(wsd(r))),
     "throughput": Case(ThroughputModel, speed_runs, lambda m, r: m.fit(r),
                        lambda m, r: m.predict(r[r.arch == "tnl"])),
     "rate": Case(RateLaw, speed_runs, lambda m, r: m.fit(r),
