@@ -1,6 +1,6 @@
 """Schedule laws: the loss at every step of a run from its per-step learning rates.
 
-Two published forms, one estimator contract (DESIGN.md section 5):
+Two published forms (in fits.schedule.forms), one estimator contract (DESIGN.md section 5):
 
 - `MultiPowerLaw` (Luo et al., ICLR 2025, arXiv 2503.12811):
   L(t) = L0 + A (S1(t) + S_W)^-alpha - LD(t), S1 + S_W the LR area of steps 0..t and LD the
@@ -30,14 +30,13 @@ from typing import Any, ClassVar, Self
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, signal, stats
+from scipy import optimize, stats
 
 from fits.base import Fit
 from fits.errors import FitError
-from fits.schedule.kernel import areas, loss_drop, warmup_end
+from fits.schedule.kernel import areas, warmup_end
 
-_COARSE_STEPS = 400  # starts are searched with the drop summed over about this many blocks
-_COARSE_POINTS = 200  # ... at about this many measured points per run
+_COARSE_POINTS = 200  # starts are searched at about this many measured points per run
 
 
 @dataclass(frozen=True)
@@ -315,126 +314,6 @@ class ScheduleLaw(Fit):
             other.params_ = dict(params)
             out.append(other)
         return out
-
-
-class MultiPowerLaw(ScheduleLaw):
-    """L(t) = L0 + A (S1 + S_W)^-alpha - B sum_k (lr_{k-1} - lr_k) G(lr_k^-gamma S_k(t)),
-    G(x) = 1 - (C x + 1)^-beta (Luo et al. 2025).
-
-    Parameters
-    ----------
-    level: the level of `intervals_` and the default of `predict_interval`.
-    calibrate: refit without each run to calibrate `predict_interval` (False: no intervals,
-        a fit as fast as the law allows).
-    """
-
-    law = "multi-power"
-    formula = (
-        "L(t) = L0 + A*(S1+S_W)^-alpha"
-        " - B*sum_k (lr_k-1 - lr_k)*(1 - (C*lr_k^-gamma*S_k(t) + 1)^-beta)"
-    )
-    linear_names = ("L0", "A", "B")
-    nonlinear_names = ("alpha", "beta", "gamma", "C")
-    _bounds = ((1e-3, 5.0), (1e-3, 5.0), (0.0, 2.0), (1e-6, 1e6))
-
-    def _drop(self, lrs: np.ndarray, theta: np.ndarray) -> np.ndarray:
-        beta, gamma, C = theta
-        return loss_drop(lrs, beta, gamma, C)
-
-    def _coarse_drop(self, lrs: np.ndarray, steps: np.ndarray, theta: np.ndarray) -> np.ndarray:
-        """The double sum over blocks of steps instead of steps (each block's LR drop at its
-        last LR), at the asked steps only: for the search of starting points."""
-        beta, gamma, C = theta
-        w = warmup_end(lrs)
-        r = max(1, (len(lrs) - w) // _COARSE_STEPS)
-        ends = np.arange(w + r, len(lrs), r)  # last step of each block
-        if len(ends) == 0:
-            return np.zeros(len(steps))
-        starts = ends - r + 1
-        drops = lrs[starts - 1] - lrs[ends]
-        P = areas(lrs)
-        area = P[steps][:, None] - P[starts - 1][None, :]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            c = C * np.where(lrs[ends] > 0, lrs[ends], np.nan) ** -gamma
-            g = np.where(np.isnan(c), 1.0, 1.0 - (1.0 + c * np.maximum(area, 0)) ** -beta)
-        live = steps[:, None] >= ends[None, :]
-        return np.sum(np.where(live & (area > 0), drops * g, 0.0), axis=1)
-
-    def _starts(self) -> list[np.ndarray]:
-        return [
-            np.array([alpha, beta, gamma, C])
-            for alpha in (0.3, 0.7)
-            for beta in (0.5,)
-            for gamma in (0.3, 0.7)
-            for C in (0.3, 3.0)
-        ]
-
-
-class AnnealingLaw(ScheduleLaw):
-    """L(t) = L0 + A S1^-alpha - C S2, S2 = sum of m_t = decay m_{t-1} + (lr_{t-1} - lr_t)
-    from the peak on (Tissue et al. 2024).
-
-    Parameters
-    ----------
-    decay: the momentum's lambda (the paper uses 0.999), or None to choose it by the fit
-        among DECAYS (a run of a few thousand steps forgets faster than the paper's runs).
-    level: the level of `intervals_` and the default of `predict_interval`.
-    calibrate: refit without each run to calibrate `predict_interval`.
-    """
-
-    law = "annealing"
-    formula = "L(t) = L0 + A*S1^-alpha - C*S2"
-    linear_names = ("L0", "A", "C")
-    nonlinear_names = ("alpha",)
-    _bounds = ((1e-3, 5.0),)
-    DECAYS: ClassVar[tuple[float, ...]] = (0.9, 0.95, 0.98, 0.99, 0.995, 0.999)
-
-    def __init__(
-        self, *, decay: float | None = None, level: float = 0.90, calibrate: bool = True
-    ) -> None:
-        super().__init__(level=level, calibrate=calibrate)
-        self.decay = decay
-
-    def fit(self, curves: pd.DataFrame) -> Self:
-        if self.decay is not None:
-            if not 0 <= self.decay < 1:
-                raise FitError(f"decay must be in [0, 1), got {self.decay}")
-            self.decay_ = float(self.decay)
-            return super().fit(curves)
-        best: tuple[float, dict[str, Any]] | None = None
-        for decay in self.DECAYS:
-            self.decay_ = decay
-            super().fit(curves)
-            if best is None or self.objective_ < best[0]:
-                best = (self.objective_, {**self.__dict__})
-        assert best is not None
-        self.__dict__.update(best[1])
-        return self
-
-    def _drop(self, lrs: np.ndarray, theta: np.ndarray) -> np.ndarray:
-        return annealing_area(lrs, self.decay_)
-
-    def _starts(self) -> list[np.ndarray]:
-        return [np.array([0.5])]
-
-    def _summary_header(self) -> list[str]:
-        return [*super()._summary_header(), f"momentum decay lambda: {self.decay_:g}"]
-
-    def _state(self) -> dict[str, Any]:
-        return {**super()._state(), "decay": self.decay_}
-
-    def _load_state(self, state: dict[str, Any]) -> None:
-        super()._load_state(state)
-        self.decay_ = float(state["decay"])
-
-
-def annealing_area(lrs: np.ndarray, decay: float) -> np.ndarray:
-    """S2(t) = sum_{i <= t} m_i, m_i = decay m_{i-1} + (lrs[i-1] - lrs[i]) after the peak."""
-    w = warmup_end(lrs)
-    drops = np.zeros(len(lrs))
-    drops[w + 1 :] = lrs[w:-1] - lrs[w + 1 :]
-    momentum = signal.lfilter([1.0], [1.0, -decay], drops)
-    return np.cumsum(momentum)
 
 
 def _to_z(theta: np.ndarray, lo: np.ndarray) -> np.ndarray:
