@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 # for the help texts: importing those registries loads scipy and statsmodels, which
 # `scaling --help` should not wait for (tests/test_cli_hardening.py checks that they agree).
 LOSS_LAW_NAMES = ("chinchilla", "chinchilla-shared", "data-constrained", "kaplan")
-LAW_NAMES = ("auto", *LOSS_LAW_NAMES, "isoflop", "envelope", "power", "lr", "lr-law", "bs-law")
+LAW_NAMES = ("auto", *LOSS_LAW_NAMES, "isoflop", "envelope", "power", "lr", "lr-law", "bs-law",
+             "schedule")  # fmt: skip
 
 Arch = Annotated[str | None, typer.Option(help="Only runs of this architecture.")]
 Source = Annotated[

@@ -4,18 +4,19 @@ under learning-rate schedules."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import numpy as np
 import typer
 
 from cli.common import DbOption, console, integer, print_frame, real
 from cli.laws import Arch, Json, Level, Source, Where, _emit, _study
 from scaling.errors import ScalingError
-from scaling.schedules import SCHEDULE_LAWS, CurvePrediction, law_of, schedule_lrs
+
+if TYPE_CHECKING:  # the fitting stack loads only when a command runs (scaling --help is quick)
+    from scaling.schedules import CurvePrediction
 
 LawOption = Annotated[
-    str, typer.Option("--law", help=f"Schedule law: auto, {', '.join(SCHEDULE_LAWS)}.")
+    str, typer.Option("--law", help="Schedule law: auto, multi-power, annealing.")
 ]
 Loss = Annotated[str, typer.Option(help="Fit the curves' val or train loss.")]
 Plot = Annotated[
@@ -50,6 +51,8 @@ def predict_curve(
     """The loss at every step of a schedule, with a band calibrated on held-out schedules."""
     study = _study(db, level)
     fitted = study.fit_schedule(law, arch, source, where, loss=loss)
+    from scaling.schedules import law_of, schedule_lrs
+
     model = law_of(fitted)
     lrs = schedule_lrs(
         schedule,
@@ -103,6 +106,7 @@ def _positive(value: int, name: str) -> int:
 def draw(curves: dict[str, CurvePrediction], path: Path) -> None:
     """Loss (with its band) and LR against step, one colour per schedule, to a PNG."""
     import matplotlib
+    import numpy as np
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
