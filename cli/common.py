@@ -6,6 +6,7 @@ SQL results, and `[/]` in any of them must print as written (colours are set as 
 
 from __future__ import annotations
 
+import json
 import math
 import numbers
 import re
@@ -13,7 +14,7 @@ import stat
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich import box
@@ -278,3 +279,19 @@ def progress_bar(transient: bool = False) -> Progress:
         transient=transient,
         disable=not console.is_terminal,  # a file or a pipe gets plain lines instead
     )
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN and inf become null so the JSON is valid for any reader."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def emit_json(payload: dict[str, Any]) -> None:
+    """One JSON object on stdout (what every --json prints)."""
+    typer.echo(json.dumps(_json_safe(payload), indent=1, default=str))

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from cli.common import DbOption, console, format_value, positive, print_frame, real
+from cli.common import DbOption, console, emit_json, format_value, positive, print_frame, real
 from scaling.errors import ScalingError
 
 if TYPE_CHECKING:
@@ -52,21 +52,6 @@ def _study(db: Any, level: float = 0.90, bootstrap: int = 1000) -> Study:
     from scaling.study import Study
 
     return Study(db, level=level, n_bootstrap=bootstrap)
-
-
-def _clean(value: Any) -> Any:
-    """NaN and inf become null so the JSON is valid for any reader."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    return value
-
-
-def _emit(payload: dict[str, Any]) -> None:
-    typer.echo(json.dumps(_clean(payload), indent=1, default=str))
 
 
 def fit_payload(fitted: FittedLaw) -> dict[str, Any]:
@@ -153,7 +138,7 @@ def fit(
     fitted = _study(db, level, bootstrap).fit(law, arch, source, where, n_column=n_column,
                                               refit=refit, force=force, **options)  # fmt: skip
     if as_json:
-        _emit(fit_payload(fitted))
+        emit_json(fit_payload(fitted))
         return
     console.print(f"{fitted.law} fit {fitted.fit_id} on {fitted.selection['n_runs']} runs")
     console.print(fitted.model.summary(), highlight=False)
@@ -180,7 +165,7 @@ def fit(
 def _show(answer: Any, as_json: bool, beyond: dict[str, Any] | None = None) -> None:
     """An answer, and how far its question lies beyond the runs (text, or `beyond_runs`)."""
     if as_json:
-        _emit({**answer.to_dict(), **({"beyond_runs": beyond} if beyond else {})})
+        emit_json({**answer.to_dict(), **({"beyond_runs": beyond} if beyond else {})})
         return
     console.print(str(answer))
     if beyond:
@@ -385,7 +370,7 @@ def backtest(
     """Refit without the held-out runs and score its predictions of them."""
     result = _study(db, level).backtest(law, arch, holdout, fraction, source, where, method)
     if as_json:
-        _emit(result.to_dict())
+        emit_json(result.to_dict())
         return
     from scaling.results import HparamBacktest
 

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cli.common import DbOption, console, integer, print_frame, real
-from cli.laws import Arch, Json, Level, Source, Where, _emit, _study
+from cli.common import DbOption, console, emit_json, integer, print_frame, real
+from cli.laws import Arch, Json, Level, Source, Where, _study
 from scaling.errors import ScalingError
 
 if TYPE_CHECKING:  # the fitting stack loads only when a command runs (scaling --help is quick)
@@ -64,7 +64,7 @@ def predict_curve(
     if plot is not None:
         draw({f"{schedule} ({model.law})": answer}, plot)
     if as_json:
-        _emit(answer.to_dict(points))
+        emit_json(answer.to_dict(points))
         return
     print_frame(answer.to_frame(points), title=f"{schedule}, {steps} steps ({model.law} law)")
     console.print(str(answer.final()), highlight=False)
@@ -91,7 +91,7 @@ def predict_schedule(
     if plot is not None:
         draw({"optimised": answer.optimised, **answer.baselines}, plot)
     if as_json:
-        _emit(answer.to_dict(points))
+        emit_json(answer.to_dict(points))
         return
     print_frame(answer.optimised.to_frame(points), title=f"optimised schedule, {steps} steps")
     console.print(str(answer), highlight=False)
