@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 # The names of fits.LOSS_LAWS and scaling.laws.LAWS, and the help of scaling.laws.OPTIONS,
 # for the help texts: importing those registries loads scipy and statsmodels, which
 # `scaling --help` should not wait for (tests/test_cli_hardening.py checks that they agree).
-LOSS_LAW_NAMES = ("chinchilla", "chinchilla-shared", "data-constrained", "kaplan")
+LOSS_LAW_NAMES = ("chinchilla", "chinchilla-shared", "data-constrained", "farseer", "kaplan")
 LAW_NAMES = ("auto", *LOSS_LAW_NAMES, "isoflop", "envelope", "power", "lr", "lr-law", "bs-law",
              "schedule")  # fmt: skip
 
