@@ -1,44 +1,55 @@
-"""The architecture study (issue 13): scaling laws of llama, tnl, hgrn2 and cosformer2 from
-our own runners, a prediction at larger compute, and the run that checks it.
+"""The architecture study (issues 13 and 23): scaling laws of llama, tnl_spread, hgrn2 and
+cosformer2 from our own runners, predictions beyond the largest budget committed before the
+runs that check them, and those runs.
 
-    python benchmarks/architecture_study.py run --time-budget 2h   # LR scans, then IsoFLOP
-    python benchmarks/architecture_study.py predict                # before the check runs
+    python benchmarks/architecture_study.py plan                 # worker-hours per stage
+    python benchmarks/architecture_study.py run --time-budget 2h # the stages below, in order
+    python benchmarks/architecture_study.py predict              # then commit its file
     python benchmarks/architecture_study.py validate --time-budget 1h
-    python benchmarks/architecture_study.py analyse                # figures + numbers
+    python benchmarks/architecture_study.py analyse              # figures + numbers
 
-Every step is idempotent and resumable across sessions. The run log (benchmarks/data/
-experiments.duckdb) is not committed, so each step first restores the committed runs
-(benchmarks/data/architecture_runs.parquet and architecture_curves.parquet) into it with
-their original run ids and status, and exports again after every sweep: a fresh checkout
-trains nothing twice. Files to commit after a session: those two Parquet files and
-benchmarks/experiments/generated/ (the specs written from the LR law, and the predictions).
+Every step is idempotent and resumable across sessions, and SIGTERM stops it cleanly (the
+finished runs are exported). The run log (benchmarks/data/experiments.duckdb) is not
+committed, so each step first restores the committed runs (benchmarks/data/
+architecture_runs.parquet and architecture_curves.parquet) into it with their original run
+ids and status, and exports again after every sweep: a fresh checkout trains nothing twice.
+Files to commit after a session: those two Parquet files and benchmarks/experiments/
+generated/ (the specs written from the LR law and the results, and the predictions).
 
-`run`: per architecture an LR scan (benchmarks/experiments/arch_lr_ARCH.toml, 3 sizes,
-refined until bracketed), then the LR law LR*(N) = B N^-alpha per architecture (Study
-lr-law, porian form, on N = params), then the IsoFLOP sweeps: arch_isoflop_ARCH.toml is
-the template (sizes x budgets); one spec per (arch, size) is written to generated/ with
-that size's LR from the law (rounded to 3 digits, so a refit on the same runs writes the
-same LR and hence the same run ids) and run under the template's sweep name.
-Then the LR check: at the template's largest size (beyond the scanned ones) and the LR scans'
-horizon, the law's LR and half and twice it (generated/lrcheck_ARCH.toml), to show whether
-the law's LR is near-optimal where the IsoFLOP runs use it untested.
-`predict`: per architecture, the Chinchilla law on its IsoFLOP runs, the compute-optimal N
-at VALIDATE_FACTOR x the largest budget, the ladder rung nearest to it, D = that compute /
-the rung's exact FLOPs per token and LR from the law; the predicted loss with its 90%
-prediction interval goes to the `predictions` table and to generated/predictions.json,
-with one validation spec per architecture. It refuses to predict again once written.
-`validate`: trains those runs and prints measured against predicted.
-`analyse`: reads only the Parquet files: IsoFLOP exponents, Chinchilla laws, frontiers,
-crossovers against llama, the throughput model and wall-clock answers; docs/arch_*.png.
+`run`, stage by stage:
+1. tnlcheck: arch_tnlcheck_*.toml, TNL at its committed 7xs config with one head, four
+   heads and the per-channel decay (tnl_spread), two seeds, beside cosformer2.
+2. lr: per architecture an LR scan (arch_lr_ARCH.toml, 3 sizes at 500k tokens, refined
+   until bracketed), then the LR law LR*(N) = B N^-alpha (Study lr-law, porian form).
+3. isoflop: arch_isoflop_ARCH.toml is the template (5 budgets over two decades); one spec
+   per (arch, size) is written to generated/ at that size's budgets (RUNG_BUDGETS) with its
+   LR from the law (3 digits, frozen once written) and run under the template's sweep name.
+4. seeds: seed 1 of the runs at and next to each budget's best seed-0 size (same sweep).
+5. lrmin: the best size of each budget at 0.5 and 2 x its LR (sweep arch-lrmin-ARCH): is
+   the law's LR near-optimal at every IsoFLOP horizon?
+`predict`: per architecture, the Chinchilla law on the seed-averaged IsoFLOP runs, the
+compute-optimal N at VALIDATE_FACTOR x the largest budget, the rung nearest it, D = that
+compute / the rung's FLOPs per token and LR from the law; the predicted loss with its 90%
+prediction interval goes to PREDICTIONS with the sha256 of the runs it was fitted on, and one
+validation spec per architecture (seeds 1 and 2: no earlier run can answer it). Refuses to
+predict again once written.
+`validate`: refuses until PREDICTIONS is committed (and the fitted runs still hash to its
+sha256), then trains the validation runs and prints measured against predicted.
+`analyse`: reads only the Parquet files: the TNL check, seed noise, IsoFLOP exponents with
+the sensitivity table, Chinchilla laws, frontiers, LR checks, validation; docs/arch_*.png.
+`plan`: each stage's runs left and their worker-hours from the throughput model.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
+import signal
 import subprocess
 import sys
+import tempfile
 import time
 import tomllib
 from pathlib import Path
@@ -59,7 +70,7 @@ from fits import FitError, LogLinearLaw  # noqa: E402
 from fits.throughput import ThroughputModel, backtest  # noqa: E402
 from runners.sizes import ladder  # noqa: E402
 from runners.sweeps.designs import Planner  # noqa: E402
-from runners.sweeps.spec import load_spec  # noqa: E402
+from runners.sweeps.spec import load_spec, loads_spec  # noqa: E402
 from scaling.errors import ScalingError  # noqa: E402
 from scaling.study import Study  # noqa: E402
 from scaling.sweeps.coordinator import plan_sweep  # noqa: E402
@@ -73,16 +84,27 @@ CURVES = HERE / "data" / "architecture_curves.parquet"
 SPECS = HERE / "experiments"
 GENERATED = SPECS / "generated"
 DOCS = HERE.parent / "docs"
-ARCHS = ("llama", "tnl", "hgrn2", "cosformer2")
+# tnl_spread is the study's TNL: TNL's per-head ALiBi decay gave the one-head rungs only
+# the slowest rate (issue 23). The first study's tnl runs (arch "tnl") stay in the Parquet,
+# out of the fits, for the TNL check.
+ARCHS = ("llama", "tnl_spread", "hgrn2", "cosformer2")
 PREFIX = "arch-"  # every sweep of the study is named arch-...
+TNL_CHECK = ("tnl", "tnl_spread", "cosformer2")  # arch_tnlcheck_ARCH.toml
 VALIDATE_FACTOR = 3.0  # validation runs at this multiple of the largest IsoFLOP budget
+VALIDATE_SEEDS = (1, 2)  # not 0: the first study's validation runs (seed 0) may coincide
+PREDICTIONS = GENERATED / "predictions_seeded.json"
 LR_CHECK = (0.5, 1.0, 2.0)  # multiples of the law's LR tried at the largest IsoFLOP size
-# Rungs run at the template's k smallest budgets only. 7xs (not in the template): byte-level
-# models this small want so many tokens per parameter that the smallest budget's minimum
-# lies below 6xs (llama: 2.30, 2.19 at 5xs, 6xs at 2e11). 6xs is past every minimum at 2e12
-# and would take 3.4 epochs at the largest budget.
-SMALL_BUDGETS_ONLY = {"7xs": 2, "6xs": 3}
-EXTRA_RUNGS = ("7xs",)  # rungs below the template's
+LR_AT_MIN = (0.5, 2.0)  # multiples of the law's LR tried at each budget's best size
+SEEDS_NEAR_MIN = (1,)  # seeds added at each budget's best size and its neighbours
+# Which of the template's budgets (indices into 2e10, 6.3e10, 2e11, 6.3e11, 2e12) each rung
+# runs at: a window around where the minima lie (the first study: 7xs best at 2e11, 5xs-4xs
+# at 2e12), two rungs past them on each side, and no run shorter than ~40 steps.
+RUNG_BUDGETS = {
+    "10xs": (0, 2), "9xs": (0, 2), "8xs": (0, 3), "7xs": (0, 4), "6xs": (0, 4), "5xs": (0, 4),
+    "4xs": (1, 4), "3xs": (2, 4), "xxs": (2, 4), "xs": (2, 4),
+}  # fmt: skip
+SMALL_RUNGS = ("10xs", "9xs", "8xs")  # left out in the sensitivity table's last column
+UNIFORM_LOSS = math.log(256)  # a byte-level model's uniform guess: no interval ends above it
 # Each budget's minimum from the parabola through its best size and 2 neighbours a side: the
 # profiles run 1-1.5 decades past their minimum, where the loss flattens and a parabola
 # through all sizes opens downward (hgrn2 and cosformer2 at 6.3e11).
@@ -188,10 +210,17 @@ def sweep(
     if left is not None and left < 1:
         return False
     command = [sys.executable, "-m", "cli", "sweep", "run", str(spec), "--db", str(db)]
-    command += ["--workers", str(workers)]
+    command += ["--workers", str(workers), "--threads", "1"]  # tiny models: one is as fast
     if left is not None:
         command += ["--time-budget", f"{left:.0f}s"]
-    code = subprocess.run(command, cwd=HERE.parent).returncode
+    process = subprocess.Popen(command, cwd=HERE.parent)
+    try:
+        code = process.wait()
+    except KeyboardInterrupt:  # SIGTERM (see main) or Ctrl-C: the sweep commits what finished
+        process.terminate()
+        process.wait()
+        export(db, runs, curves)
+        sys.exit("stopped: the finished runs are exported; run again to go on")
     export(db, runs, curves)
     if code not in (0, EXIT_RUNS_LEFT):
         sys.exit(f"sweep {spec.name} failed (exit {code})")
@@ -217,13 +246,13 @@ def law_lr(law: Any, n: float) -> float:
 
 
 def isoflop_specs(db: Path, arch: str) -> list[Path]:
-    """One spec per size of the template (and EXTRA_RUNGS), at the LR law's LR for that size.
-    The LR is chosen once, when the spec is first written; the budgets follow the template,
-    so a budget added to it later extends every size's spec with the same LR and run ids."""
+    """One spec per size of the template, at the LR law's LR for that size and the budgets
+    RUNG_BUDGETS gives it. The LR is chosen once, when the spec is first written; the budgets
+    follow the template, so a budget added later extends the spec with the same LR."""
     template = tomllib.loads((SPECS / f"arch_isoflop_{arch}.toml").read_text())
     law = None
     specs = []
-    for size in [*EXTRA_RUNGS, *template["axes"]["size"]]:
+    for size in template["axes"]["size"]:
         path = GENERATED / f"isoflop_{arch}_{size}.toml"
         n = float(ladder(arch).set_index("name").loc[size, "params"])
         if path.exists():
@@ -231,7 +260,8 @@ def isoflop_specs(db: Path, arch: str) -> list[Path]:
         else:
             law = law or lr_law(db, arch)
             lr = law_lr(law, n)
-        budgets = budget_list(template)[: SMALL_BUDGETS_ONLY.get(size)]
+        first, last = RUNG_BUDGETS[size]
+        budgets = budget_list(template)[first : last + 1]
         why = f"lr = {lr} from the LR law, LR*(N = {n:.0f})"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(_spec_text(template, {"size": [size]}, lr, why, budgets))
@@ -246,22 +276,6 @@ def budget_list(template: dict) -> list[float]:
         lo, hi, n = budgets["logspace"]
         budgets = [float(f"{v:.4g}") for v in np.geomspace(lo, hi, n)]
     return sorted(budgets)
-
-
-def lr_check_spec(db: Path, arch: str) -> Path:
-    """The law's LR x 0.5, 1, 2 at the largest IsoFLOP size and the scans' horizon."""
-    path = GENERATED / f"lrcheck_{arch}.toml"
-    if path.exists():
-        return path
-    size = tomllib.loads((SPECS / f"arch_isoflop_{arch}.toml").read_text())["axes"]["size"][-1]
-    scans = tomllib.loads((SPECS / f"arch_lr_{arch}.toml").read_text())
-    n = float(ladder(arch).set_index("name").loc[size, "params"])
-    lr = law_lr(lr_law(db, arch), n)
-    template = {"name": f"{PREFIX}lrcheck-{arch}", "fixed": scans["fixed"]}
-    axes = {"size": [size], "lr": [float(f"{lr * f:.3g}") for f in LR_CHECK]}
-    why = f"the LR law's LR*(N = {n:.0f}) = {lr} times {LR_CHECK}"
-    path.write_text(_spec_text(template, axes, None, why))
-    return path
 
 
 def _spec_text(
@@ -283,97 +297,216 @@ def _spec_text(
     return "\n".join(lines) + "\n"
 
 
+def log_runs(db: Path) -> pd.DataFrame:
+    """The study's finished runs in the log (read-only)."""
+    if not db.exists():
+        return pd.DataFrame(columns=["sweep", "arch", "status"])
+    with connect(db, read_only=True) as con:
+        query = f"SELECT * EXCLUDE (config) FROM runs WHERE sweep LIKE '{PREFIX}%'"
+        return con.execute(query).df()
+
+
+def grid(runs: pd.DataFrame, arch: str, template: dict) -> pd.DataFrame:
+    """The arch's finished IsoFLOP runs at the template's budgets (all seeds), each labelled
+    with its budget; the first study's 6.3e12 runs fall outside."""
+    budgets = np.array(budget_list(template))
+    iso = runs[(runs.sweep == f"{PREFIX}isoflop-{arch}") & (runs.status == "done")]
+    nearest = np.abs(np.log(iso.flops.to_numpy(float))[:, None] - np.log(budgets)).argmin(1)
+    iso = iso.assign(budget=budgets[nearest])
+    return iso[np.abs(np.log(iso.flops / iso.budget)) < 0.05]
+
+
+def near_minimum(
+    runs: pd.DataFrame, arch: str, template: dict
+) -> dict[float, tuple[str, list[str]]]:
+    """Per budget: the best seed-0 size, and it with its neighbours in size (rung names)."""
+    sizes = {int(r.params): name for name, r in ladder(arch).set_index("name").iterrows()}
+    picked = {}
+    for budget, group in grid(runs, arch, template).query("seed == 0").groupby("budget"):
+        group = group.sort_values("params").reset_index(drop=True)
+        best = int(group.final_val_loss.idxmin())
+        near = group.params.iloc[max(0, best - 1) : best + 2]
+        picked[float(budget)] = (sizes[int(group.params[best])], [sizes[int(n)] for n in near])
+    return picked
+
+
+def seed_specs(db: Path, arch: str) -> list[Path]:
+    """Seed(s) SEEDS_NEAR_MIN of the runs at and next to each budget's best seed-0 size, at
+    that size's frozen LR, under the IsoFLOP sweep's name."""
+    template = tomllib.loads((SPECS / f"arch_isoflop_{arch}.toml").read_text())
+    by_size: dict[str, list[float]] = {}
+    for budget, (_, sizes) in near_minimum(log_runs(db), arch, template).items():
+        for size in sizes:
+            by_size.setdefault(size, []).append(budget)
+    specs = []
+    for size, budgets in by_size.items():
+        frozen = tomllib.loads((GENERATED / f"isoflop_{arch}_{size}.toml").read_text())
+        lr = float(frozen["fixed"]["lr"])
+        path = GENERATED / f"seeds_{arch}_{size}.toml"
+        axes = {"size": [size], "seed": list(SEEDS_NEAR_MIN)}
+        why = f"seeds {SEEDS_NEAR_MIN} at or next to the best size of these budgets, lr = {lr}"
+        path.write_text(_spec_text(template, axes, lr, why, sorted(budgets)))
+        specs.append(path)
+    return specs
+
+
+def lr_min_specs(db: Path, arch: str) -> list[Path]:
+    """The best seed-0 size of each budget at LR_AT_MIN x its LR (sweep arch-lrmin-ARCH)."""
+    template = tomllib.loads((SPECS / f"arch_isoflop_{arch}.toml").read_text())
+    by_size: dict[str, list[float]] = {}
+    for budget, (best, _) in near_minimum(log_runs(db), arch, template).items():
+        by_size.setdefault(best, []).append(budget)
+    specs = []
+    for size, budgets in by_size.items():
+        frozen = tomllib.loads((GENERATED / f"isoflop_{arch}_{size}.toml").read_text())
+        lr = float(frozen["fixed"]["lr"])
+        lrs = [float(f"{lr * f:.3g}") for f in LR_AT_MIN]
+        path = GENERATED / f"lrmin_{arch}_{size}.toml"
+        named = {**template, "name": f"{PREFIX}lrmin-{arch}"}
+        why = f"the law's lr {lr} x {LR_AT_MIN} at the budgets where {size} is best"
+        path.write_text(_spec_text(named, {"size": [size], "lr": lrs}, None, why, sorted(budgets)))
+        specs.append(path)
+    return specs
+
+
 def run(db: Path, budget_s: float | None, workers: int) -> None:
     print(f"restored {restore(db)} runs from {RUNS.name}")
     clock = Clock(budget_s)
-    for arch in ARCHS:
-        if not sweep(SPECS / f"arch_lr_{arch}.toml", db, clock, workers):
-            return print("time budget spent: run again to go on")
-    for arch in ARCHS:
-        for spec in isoflop_specs(db, arch):
+    stages = [
+        ("tnlcheck", lambda: [SPECS / f"arch_tnlcheck_{a}.toml" for a in TNL_CHECK]),
+        ("lr", lambda: [SPECS / f"arch_lr_{a}.toml" for a in ARCHS]),
+        ("isoflop", lambda: [p for a in ARCHS for p in isoflop_specs(db, a)]),
+        ("seeds", lambda: [p for a in ARCHS for p in seed_specs(db, a)]),
+        ("lrmin", lambda: [p for a in ARCHS for p in lr_min_specs(db, a)]),
+    ]
+    for name, specs in stages:
+        for spec in specs():
             if not sweep(spec, db, clock, workers):
-                return print("time budget spent: run again to go on")
-    for arch in ARCHS:
-        if not sweep(lr_check_spec(db, arch), db, clock, workers):
-            return print("time budget spent: run again to go on")
-    print("LR scans, IsoFLOP sweeps and LR checks done: next `predict`, then `validate`")
+                return print(f"stage {name}: time budget spent or stopped: run again to go on")
+        print(f"stage {name} done")
+    print("all stages done: next `predict`, commit its file, then `validate`")
 
 
-# -- predict and validate ----------------------------------------------------------------
+# -- predict, commit, verify -------------------------------------------------------------
+def fit_runs(runs: pd.DataFrame, arch: str) -> pd.DataFrame:
+    """The IsoFLOP runs a prediction is fitted on: the template's budgets, all seeds."""
+    template = tomllib.loads((SPECS / f"arch_isoflop_{arch}.toml").read_text())
+    return grid(runs, arch, template)
+
+
+def seed_mean(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per configuration but the seed, with the mean final loss over its seeds."""
+    keys = ["arch", "params", "tokens", "lr"]
+    mean = runs.groupby(keys).final_val_loss.transform("mean")
+    return runs.assign(final_val_loss=mean, seeds=runs.groupby(keys).seed.transform("size"))[
+        runs.seed == runs.groupby(keys).seed.transform("min")
+    ]
+
+
+def runs_sha256(runs: pd.DataFrame) -> str:
+    """A hash of the runs a prediction was fitted on: run ids and final losses, sorted."""
+    rows = sorted(f"{r.run_id}:{r.final_val_loss!r}" for r in runs.itertuples())
+    return hashlib.sha256("\n".join(rows).encode()).hexdigest()
+
+
 def predict(db: Path) -> None:
     restore(db)
-    out = GENERATED / "predictions.json"
-    if out.exists():
-        print(f"predictions already made before validation ({out}):")
-        return print(json.dumps(json.loads(out.read_text()), indent=1))
-    study = Study(db)
+    if PREDICTIONS.exists():
+        print(f"predictions already made before validation ({PREDICTIONS}):")
+        return print(PREDICTIONS.read_text())
+    runs = log_runs(db)
     predictions = {}
     for arch in ARCHS:
-        where = f"sweep = '{PREFIX}isoflop-{arch}'"
-        runs = study.runs(arch=arch, where=where)
-        if runs.empty:
-            sys.exit(f"no IsoFLOP runs of {arch} yet: finish `run` first")
-        budget = VALIDATE_FACTOR * runs.flops.max()
-        optimal = study.compute_optimal(budget, arch, where=where)
+        fitted = fit_runs(runs, arch)
+        if fitted.budget.nunique() < 5:
+            sys.exit(f"{arch}: IsoFLOP runs at {fitted.budget.nunique()} budgets: finish `run`")
+        study = Study.from_frame(seed_mean(fitted), n_bootstrap=200)
+        budget = VALIDATE_FACTOR * float(fitted.budget.max())
+        optimal = study.compute_optimal(budget, arch)
         if not math.isfinite(optimal.N.value):
             sys.exit(f"{arch}: the Chinchilla fit gives no finite N_opt at {budget:.3g} FLOPs")
-        rungs = ladder(arch, int(runs.seq_len.iloc[0])).set_index("name")
+        rungs = ladder(arch, int(fitted.seq_len.iloc[0])).set_index("name")
         size = str((np.log(rungs.params) - math.log(optimal.N.value)).abs().idxmin())
         n, per_token = float(rungs.loc[size, "params"]), float(rungs.loc[size, "flops_per_token"])
         tokens = round(budget / per_token)
-        loss = study.predict_loss(n, tokens, arch, where=where)
+        loss = study.predict_loss(n, tokens, arch)
         lr = law_lr(lr_law(db, arch), n)
         template = tomllib.loads((SPECS / f"arch_isoflop_{arch}.toml").read_text())
-        template = {"name": f"{PREFIX}validate", "fixed": {**template["fixed"], "tokens": tokens}}
-        spec = GENERATED / f"validate_{arch}.toml"
+        template = {"name": f"{PREFIX}verify", "fixed": {**template["fixed"], "tokens": tokens}}
         why = f"lr = {lr} from the LR law, C = {budget:.3g}"
-        spec.write_text(_spec_text(template, {"size": [size]}, lr, why))
+        axes = {"size": [size], "seed": list(VALIDATE_SEEDS)}
+        (GENERATED / f"verify_{arch}.toml").write_text(_spec_text(template, axes, lr, why))
         predictions[arch] = {
             "C": budget, "N_opt": optimal.N.value, "size": size, "N": n, "D": tokens,
             "lr": lr, "loss": loss.value, "lo": loss.lo, "hi": loss.hi, "level": loss.level,
+            "fitted_runs": len(fitted), "fitted_sha256": runs_sha256(fitted),
         }  # fmt: skip
         print(f"{arch}: C = {budget:.3g}, N_opt {optimal.N.value:.3g} -> {size} ({n:.3g}), "
               f"D = {tokens:.3g}, lr {lr}: {loss}")  # fmt: skip
-    out.write_text(json.dumps(predictions, indent=1) + "\n")
+    PREDICTIONS.write_text(json.dumps(predictions, indent=1) + "\n")
+    print(f"commit {PREDICTIONS.relative_to(HERE.parent)} (and generated/verify_*.toml) "
+          "before `validate`: it refuses to train until they are committed")  # fmt: skip
+
+
+def committed(path: Path) -> bool:
+    """Whether git holds `path` in HEAD, unmodified in the working tree."""
+    root, name = HERE.parent, str(path.relative_to(HERE.parent))
+    tracked = subprocess.run(["git", "cat-file", "-e", f"HEAD:{name}"], cwd=root).returncode
+    clean = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", name], cwd=root).returncode
+    return tracked == 0 and clean == 0
 
 
 def validate(db: Path, budget_s: float | None, workers: int) -> None:
     restore(db)
-    path = GENERATED / "predictions.json"
-    if not path.exists():
+    if not PREDICTIONS.exists():
         sys.exit("no predictions yet: run `predict` first (before the validation runs)")
+    if not committed(PREDICTIONS):
+        sys.exit(f"commit {PREDICTIONS.name} first: the predictions must be on record before "
+                 "any validation run starts")  # fmt: skip
+    predictions = json.loads(PREDICTIONS.read_text())
+    runs = log_runs(db)
+    for arch, p in predictions.items():
+        if runs_sha256(fit_runs(runs, arch)) != p["fitted_sha256"]:
+            sys.exit(f"{arch}: the IsoFLOP runs changed since the predictions were made "
+                     "(their sha256 differs): predictions and runs no longer match")  # fmt: skip
     clock = Clock(budget_s)
-    for arch in ARCHS:
-        if not sweep(GENERATED / f"validate_{arch}.toml", db, clock, workers):
+    for arch in predictions:
+        if not sweep(GENERATED / f"verify_{arch}.toml", db, clock, workers):
             return print("time budget spent: run again to go on")
-    report_validation(read_runs(RUNS), json.loads(path.read_text()))
+    report_validation(read_runs(RUNS), predictions, f"{PREFIX}verify")
 
 
-def report_validation(runs: pd.DataFrame, predictions: dict) -> pd.DataFrame:
-    done = runs[(runs.sweep == f"{PREFIX}validate") & (runs.status == "done")]
+def report_validation(
+    runs: pd.DataFrame, predictions: dict, sweep_name: str = f"{PREFIX}validate"
+) -> pd.DataFrame:
+    """Predicted (90% prediction interval, its upper end clipped at ln 256, the uniform
+    guess) against the measured runs: each seed, their mean and whether it lies inside."""
+    done = runs[(runs.sweep == sweep_name) & (runs.status == "done")]
     rows = []
     for arch, p in predictions.items():
         match = done[(done.arch == arch) & (done.params == p["N"]) & (done.tokens <= p["D"])]
         if match.empty:
             continue
-        measured = float(match.final_val_loss.iloc[0])
-        rows.append({**{k: p[k] for k in ("C", "size", "N", "D", "loss", "lo", "hi")},
-                     "arch": arch, "measured": measured,
-                     "rel_error": p["loss"] / measured - 1,
+        measured = float(match.final_val_loss.mean())
+        rows.append({**{k: p[k] for k in ("C", "size", "N", "D", "loss", "lo")},
+                     "hi": min(p["hi"], UNIFORM_LOSS), "arch": arch,
+                     "seeds": ", ".join(f"{v:.3f}" for v in match.final_val_loss),
+                     "measured": measured, "rel_error": p["loss"] / measured - 1,
                      "held": p["lo"] <= measured <= p["hi"]})  # fmt: skip
     table = pd.DataFrame(rows)
-    print("\nvalidation runs: predicted (90% prediction interval) against measured")
+    print(f"\nvalidation runs ({sweep_name}): predicted (90% prediction interval) against measured")
     print(table.to_string(index=False) if rows else "  none trained yet")
     if rows:
         fig, ax = plt.subplots(figsize=(5, 4))
         error = [table.loss - table.lo, table.hi - table.loss]
         ax.errorbar(table.arch, table.loss, yerr=error, fmt="o", capsize=4, label="predicted")
-        ax.plot(table.arch, table.measured, "kx", ms=8, label="measured")
+        ax.plot(table.arch, table.measured, "kx", ms=8, label="measured (seed mean)")
         title = f"validation runs at {table.C.max():.2g} FLOPs"
         ax.set(ylabel="final validation loss", title=title)
         ax.legend(fontsize=7)
         fig.tight_layout()
-        fig.savefig(DOCS / "arch_validation.png", dpi=100)
+        name = "validation" if sweep_name == f"{PREFIX}validate" else "verify"
+        fig.savefig(DOCS / f"arch_{name}.png", dpi=100)
     return table
 
 
@@ -526,6 +659,69 @@ def wallclock(runs: pd.DataFrame) -> None:
         print(f"\nwithin {hours:g} h on this machine:\n{answer}")
 
 
+# -- plan --------------------------------------------------------------------------------
+def plan(runs_path: Path = RUNS) -> pd.DataFrame:
+    """Runs left per stage and their worker-hours from the throughput model fitted on the
+    committed runs (tnl_spread, until it has runs of its own, at hgrn2's cost: the same
+    vector-decay kernel). Seeds, LR-at-minimum and validation runs depend on results not yet
+    in, so they are costed as SEEDS_NEAR_MIN x 3 and len(LR_AT_MIN) mean grid runs of each
+    budget and 2 seeds at VALIDATE_FACTOR x the largest budget's mean run."""
+    with tempfile.TemporaryDirectory() as tmp:  # the committed runs, not the busy live log
+        db = Path(tmp) / "plan.duckdb"
+        restore(db, runs_path, Path(tmp) / "no-curves.parquet")
+        measured = read_runs(runs_path).query("status == 'done' and tokens_per_s > 0")
+        model = ThroughputModel().fit(measured)
+        stand_in = {"tnl_spread": "hgrn2"} if "tnl_spread" not in model.coef_ else {}
+        rows, grids = [], []
+        for stage, arch, spec in planned_specs():
+            planned = plan_sweep(spec.name, Planner(spec), db).runs
+            shapes = planned.assign(flops_per_token=planned.flops / planned.tokens,
+                                    arch=planned.arch.replace(stand_in))  # fmt: skip
+            planned["hours"] = planned.tokens * model.seconds_per_token(shapes) / 3600
+            left = planned[~planned.status.isin(FINISHED)]
+            rows.append({"stage": stage, "arch": arch, "runs": len(left),
+                         "hours": float(left.hours.sum())})  # fmt: skip
+            if stage == "isoflop":
+                grids.append(planned.assign(budget=np.round(np.log10(planned.flops), 1)))
+    # the runs that depend on results not yet in, at the mean cost of their budget's grid run
+    mean_run = pd.concat(grids).groupby(["arch", "budget"]).hours.mean()
+    seeds, at_min = 3 * len(SEEDS_NEAR_MIN), len(LR_AT_MIN)
+    for (arch, _), hours in mean_run.items():
+        rows.append({"stage": "seeds", "arch": arch, "runs": seeds, "hours": seeds * hours})
+        rows.append({"stage": "lrmin", "arch": arch, "runs": at_min, "hours": at_min * hours})
+    largest = mean_run.groupby(level="arch").last()
+    for arch, hours in largest.items():
+        k = len(VALIDATE_SEEDS)
+        rows.append({"stage": "verify", "arch": arch, "runs": k,
+                     "hours": k * VALIDATE_FACTOR * hours})  # fmt: skip
+    table = pd.DataFrame(rows)
+    per_stage = table.groupby("stage", sort=False)[["runs", "hours"]].sum()
+    print(model.summary())
+    print("\nruns left per stage and worker-hours (one worker, one thread, unloaded machine):")
+    print(per_stage.round(2).to_string())
+    print(f"total: {per_stage.runs.sum()} runs, {per_stage.hours.sum():.2f} worker-hours")
+    return per_stage
+
+
+def planned_specs() -> list[tuple[str, str, Any]]:
+    """(stage, arch, spec) of every grid the driver runs, the IsoFLOP grids at a placeholder
+    LR where the law has not set theirs yet (the cost does not depend on it)."""
+    specs = [("tnlcheck", a, load_spec(SPECS / f"arch_tnlcheck_{a}.toml")) for a in TNL_CHECK]
+    specs += [("lr", a, load_spec(SPECS / f"arch_lr_{a}.toml")) for a in ARCHS]
+    for arch in ARCHS:
+        template = tomllib.loads((SPECS / f"arch_isoflop_{arch}.toml").read_text())
+        for size in template["axes"]["size"]:
+            first, last = RUNG_BUDGETS[size]
+            budgets = budget_list(template)[first : last + 1]
+            frozen = GENERATED / f"isoflop_{arch}_{size}.toml"
+            lr = (
+                float(tomllib.loads(frozen.read_text())["fixed"]["lr"]) if frozen.exists() else None
+            )
+            text = _spec_text(template, {"size": [size]}, lr, "plan", budgets)
+            specs.append(("isoflop", arch, loads_spec(text)))
+    return specs
+
+
 def duration(text: str) -> float:
     try:
         return parse_duration(text)
@@ -537,13 +733,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("what", choices=("run", "predict", "validate", "analyse"))
+    parser.add_argument("what", choices=("plan", "run", "predict", "validate", "analyse"))
     parser.add_argument("--db", type=Path, default=DB)
     parser.add_argument("--time-budget", type=duration, default=None, help="e.g. 2h, 90m")
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop as Ctrl-C does
     try:
-        if args.what == "run":
+        if args.what == "plan":
+            plan()
+        elif args.what == "run":
             run(args.db, args.time_budget, args.workers)
         elif args.what == "predict":
             predict(args.db)

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 
 def run(
-    arch: Annotated[str, typer.Option(help="llama, tnl, hgrn2 or cosformer2.")] = "llama",
+    arch: Annotated[str, typer.Option(help="llama, tnl, hgrn2, cosformer2, tnl_spread.")] = "llama",
     size: Annotated[
         str | None, typer.Option(help="A named size (see `scaling sizes`); sets the shape.")
     ] = None,

@@ -13,7 +13,7 @@ import numpy as np
 from runners.errors import RunnerError
 from runners.schedule import canonical, parse_schedule
 
-ARCHS = ("llama", "tnl", "hgrn2", "cosformer2")
+ARCHS = ("llama", "tnl", "hgrn2", "cosformer2", "tnl_spread")
 PRECISIONS = ("auto", "fp32", "bf16")
 PARAMETRIZATIONS = ("sp", "mup")
 INT32 = 2**31 - 1  # shape, batch, warmup and seed columns are INTEGER in the run log

@@ -10,7 +10,8 @@ from runners.accounting import count
 from runners.config import ModelConfig
 from runners.models import LanguageModel
 
-LINEAR = ("tnl", "hgrn2", "cosformer2")
+LINEAR = ("tnl", "hgrn2", "cosformer2", "tnl_spread")
+PAPER = ("tnl", "hgrn2", "cosformer2")  # the archs of Shen et al. 2024
 
 
 def paper_params(arch: str, cfg: ModelConfig) -> float:
@@ -91,10 +92,11 @@ def test_extra_parameters_over_llama_are_the_papers_terms() -> None:
         "tnl": 2 * layers * d**2 // h,
         "hgrn2": 2 * layers * d,
         "cosformer2": 2 * layers * d**2 // h + layers * d,
+        "tnl_spread": 2 * layers * d**2 // h,  # TNL's parameters; only the decay differs
     }
 
 
-@pytest.mark.parametrize("arch", ("llama", *LINEAR))
+@pytest.mark.parametrize("arch", ("llama", *PAPER))
 @pytest.mark.parametrize("d, heads", [(64, 2), (128, 4), (256, 8), (512, 16), (512, 4)])
 def test_counts_agree_with_the_papers_approximations(arch: str, d: int, heads: int) -> None:
     """Same structure as Shen et al.: params within 2% (4+ layers; the rest is the GLU width

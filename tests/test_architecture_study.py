@@ -115,20 +115,24 @@ def test_isoflop_specs_follow_the_template_budgets_and_keep_their_lr(
 ) -> None:
     """A budget added to the template extends the written specs; their LR is not refitted."""
     monkeypatch.setattr(study, "GENERATED", tmp_path)
-    template = tomllib.loads((study.SPECS / "arch_isoflop_tnl.toml").read_text())
-    sizes = [*study.EXTRA_RUNGS, *template["axes"]["size"]]
+    template = tomllib.loads((study.SPECS / "arch_isoflop_llama.toml").read_text())
+    sizes = template["axes"]["size"]
     for i, size in enumerate(sizes):  # as first written, at the two smallest budgets only
         budgets = study.budget_list(template)[:2]
         text = study._spec_text(template, {"size": [size]}, 0.001 * (i + 1), "t", budgets)
-        (tmp_path / f"isoflop_tnl_{size}.toml").write_text(text)
-    paths = study.isoflop_specs(tmp_path / "no.duckdb", "tnl")  # no log: no law is fitted
+        (tmp_path / f"isoflop_llama_{size}.toml").write_text(text)
+    paths = study.isoflop_specs(tmp_path / "no.duckdb", "llama")  # no log: no law is fitted
     all_budgets = study.budget_list(template)
+    assert len(all_budgets) >= 5 and all_budgets[-1] / all_budgets[0] >= 100  # two decades
     for i, (size, path) in enumerate(zip(sizes, paths, strict=True)):
         spec = load_spec(path)
         assert spec.fixed["lr"] == pytest.approx(0.001 * (i + 1))
-        k = study.SMALL_BUDGETS_ONLY.get(size, len(all_budgets))
-        assert spec.design.budgets == pytest.approx(all_budgets[:k], rel=1e-3)
+        first, last = study.RUNG_BUDGETS[size]
+        assert spec.design.budgets == pytest.approx(all_budgets[first : last + 1], rel=1e-3)
         assert [s.name for s in spec.axes["size"]] == [size]
+    per_budget = [sum(first <= b <= last for first, last in study.RUNG_BUDGETS.values())
+                  for b in range(len(all_budgets))]  # fmt: skip
+    assert min(per_budget) >= 6  # room for two rungs either side of an inner minimum
 
 
 def test_generated_isoflop_spec_keeps_the_template_with_the_law_lr() -> None:

@@ -11,9 +11,9 @@ from runners.config import ModelConfig
 from runners.errors import RunnerError
 from runners.models import MIXERS, LanguageModel
 from runners.models.lm import decode_step
-from runners.models.tnl import tnl_log_decay
+from runners.models.tnl import tnl_log_decay, tnl_spread_log_decay
 
-LINEAR = ("tnl", "hgrn2", "cosformer2")
+LINEAR = ("tnl", "hgrn2", "cosformer2", "tnl_spread")
 TOL = 1e-10
 
 
@@ -153,6 +153,38 @@ def test_cosformer2_does_not_decay() -> None:
     lm = LanguageModel(config("cosformer2"))
     for block in lm.blocks:
         assert torch.equal(block.mix.log_decay, torch.zeros(4))
+
+
+@pytest.mark.parametrize("n_heads", [1, 4])
+@pytest.mark.parametrize("layer", [0, 1])
+def test_tnl_spread_equals_a_naive_loop_with_closed_form_decays(n_heads: int, layer: int) -> None:
+    """The mixer (chunk form) against a loop over time written here, with lam_hc =
+    exp(-2^(-8j/(H D)) (1 - l/(L-1) + 1e-5)), j = h D + c + 1: S = diag(lam_h) S + k v^T."""
+    m = mixer("tnl_spread", layer=layer, n_heads=n_heads, chunk_size=8)
+    x = torch.randn(2, 29, 32, dtype=torch.float64)
+    q, k, v, gate = m.project(x, 0)
+    h, d = n_heads, 32 // n_heads
+    depth = 1 - layer / 2 + 1e-5  # config() has 3 layers
+    lam = torch.tensor(
+        [[math.exp(-(2 ** (-8 * (i * d + c + 1) / (h * d))) * depth) for c in range(d)]
+         for i in range(h)], dtype=torch.float64,
+    )  # fmt: skip
+    state = torch.zeros(2, h, d, d, dtype=torch.float64)
+    outputs = []
+    for t in range(x.shape[1]):
+        state = lam[None, :, :, None] * state + k[:, :, t, :, None] * v[:, :, t, None, :]
+        outputs.append(torch.einsum("bhk,bhkv->bhv", q[:, :, t], state))
+    expected = m.output(torch.stack(outputs, dim=2), gate)
+    assert max_diff(m(x), expected) < TOL
+
+
+def test_tnl_spread_gives_one_head_the_whole_range_and_is_tnl_at_head_dim_one() -> None:
+    one = tnl_spread_log_decay(n_heads=1, head_dim=20, layer=0, n_layers=1).exp()[0]
+    assert one[0].item() == pytest.approx(math.exp(-(2**-0.4)), rel=1e-4)  # ~1.3-token memory
+    assert one[-1].item() == pytest.approx(math.exp(-(2**-8)), rel=1e-4)  # TNL's lone slope
+    assert (one[1:] > one[:-1]).all()
+    per_channel = tnl_spread_log_decay(n_heads=8, head_dim=1, layer=2, n_layers=5)[:, 0]
+    assert torch.equal(per_channel, tnl_log_decay(n_heads=8, layer=2, n_layers=5))
 
 
 def test_tnl_decay_formula_ends_near_one_at_the_top_layer() -> None:

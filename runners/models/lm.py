@@ -20,7 +20,7 @@ from runners.models.hgrn2 import HGRN2Mixer
 from runners.models.layers import GLU, RMSNorm
 from runners.models.recurrent import RecurrentState
 from runners.models.softmax import SoftmaxAttention
-from runners.models.tnl import TNLMixer
+from runners.models.tnl import TNLMixer, TNLSpreadMixer
 
 
 class MixerClass(Protocol):
@@ -36,6 +36,7 @@ MIXERS: dict[str, MixerClass] = {
     "tnl": TNLMixer,
     "hgrn2": HGRN2Mixer,
     "cosformer2": CosFormer2Mixer,
+    "tnl_spread": TNLSpreadMixer,
 }
 INIT_STD = 0.02
 

@@ -5,6 +5,13 @@ o_t = S_t^T q_t (no 1/sqrt(d) scale, no denominator). The heads' outputs are nor
 SRMSNorm (x / rms(x) over the concatenated heads, no gain), multiplied by a low-rank sigmoid
 gate sigma(x W_gdown W_gup) of rank head_dim, and projected by W_o.
 The math lives in runners/ops/scalar_decay.py; this module owns the parameters.
+
+`tnl_spread` (TNLSpreadMixer) is the same mixer with one fixed decay per key channel instead
+of per head: TNL's ALiBi slopes give a lone head only the slowest rate (2^-8 per token at the
+bottom layer), so the small one-head rungs of the ladder could not forget at all within a
+128-token context. Spreading the slopes over every key channel gives any head count the
+whole range of memories at an unchanged shape. It is its own arch (not a setting of `tnl`)
+so that every exported run row says which decay it trained with.
 """
 
 from __future__ import annotations
@@ -17,9 +24,13 @@ from runners.config import ModelConfig
 from runners.models.recurrent import RecurrentState
 from runners.ops import (
     chunk_scalar_decay,
+    chunk_vector_decay,
     recurrent_scalar_decay,
+    recurrent_vector_decay,
     scalar_decay_flops,
     step_scalar_decay,
+    step_vector_decay,
+    vector_decay_flops,
 )
 
 NORM_EPS = 1e-6
@@ -31,9 +42,26 @@ def tnl_log_decay(n_heads: int, layer: int, n_layers: int) -> torch.Tensor:
     Lower layers forget fast, the top layer barely at all. With one layer (L = 1) the ratio
     l / (L - 1) is taken as 0, so that layer decays like a bottom layer.
     """
-    slopes = 2.0 ** (-8.0 * torch.arange(1, n_heads + 1, dtype=torch.float64) / n_heads)
+    return -alibi_slopes(n_heads) * _depth_factor(layer, n_layers)
+
+
+def tnl_spread_log_decay(n_heads: int, head_dim: int, layer: int, n_layers: int) -> torch.Tensor:
+    """log(lam_hc), shape (H, D): the ALiBi slopes of H * D heads, 2^(-8j/(H D)), j = 1..H D,
+    one per key channel, head-major (head 1 holds the fastest D rates), with TNL's layer
+    factor. Every head count thus spans 2^(-8/(H D)) .. 2^-8 per token at the bottom layer;
+    with head_dim 1 it is `tnl_log_decay` exactly."""
+    slopes = alibi_slopes(n_heads * head_dim).view(n_heads, head_dim)
+    return -slopes * _depth_factor(layer, n_layers)
+
+
+def alibi_slopes(n: int) -> torch.Tensor:
+    """2^(-8j/n) for j = 1..n (float64)."""
+    return 2.0 ** (-8.0 * torch.arange(1, n + 1, dtype=torch.float64) / n)
+
+
+def _depth_factor(layer: int, n_layers: int) -> float:
     depth = layer / (n_layers - 1) if n_layers > 1 else 0.0
-    return -slopes * (1.0 - depth + 1e-5)
+    return 1.0 - depth + 1e-5
 
 
 class TNLMixer(nn.Module):
@@ -89,10 +117,7 @@ class TNLMixer(nn.Module):
         start = 0 if state is None else state.position
         memory = None if state is None else state.memory
         q, k, v, gate = self.project(x, start)
-        if self.impl == "chunk":
-            o, memory = chunk_scalar_decay(q, k, v, self.log_decay, self.chunk_size, memory)
-        else:
-            o, memory = recurrent_scalar_decay(q, k, v, self.log_decay, memory)
+        o, memory = self.mix(q, k, v, memory)
         return self.output(o, gate), RecurrentState(memory, start + x.shape[1])
 
     def step(
@@ -103,8 +128,22 @@ class TNLMixer(nn.Module):
         q, k, v, gate = self.project(x.unsqueeze(1), start)
         q, k, v = q[:, :, 0], k[:, :, 0], v[:, :, 0]
         memory = q.new_zeros(*q.shape, v.shape[-1]) if state is None else state.memory
-        o, memory = step_scalar_decay(q, k, v, self.log_decay, memory)
+        o, memory = self.mix_step(q, k, v, memory)
         return self.output(o.unsqueeze(2), gate)[:, 0], RecurrentState(memory, start + 1)
+
+    def mix(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, memory: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The recurrence over a sequence (B, H, T, .) from `memory` in the form `impl` picks."""
+        if self.impl == "chunk":
+            return chunk_scalar_decay(q, k, v, self.log_decay, self.chunk_size, memory)
+        return recurrent_scalar_decay(q, k, v, self.log_decay, memory)
+
+    def mix_step(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, memory: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The recurrence over one token (B, H, .)."""
+        return step_scalar_decay(q, k, v, self.log_decay, memory)
 
     @staticmethod
     def param_count(cfg: ModelConfig) -> int:
@@ -115,6 +154,43 @@ class TNLMixer(nn.Module):
     def forward_flops(cfg: ModelConfig) -> int:
         """Projections and gate, plus the chunk-wise products (chunk size, not context, sets it)."""
         mixing = cfg.n_heads * scalar_decay_flops(
+            cfg.seq_len, cfg.chunk_size, cfg.head_dim, cfg.head_dim
+        )
+        return 2 * TNLMixer.param_count(cfg) + -(-mixing // cfg.seq_len)
+
+
+class TNLSpreadMixer(TNLMixer):
+    """TNL with one fixed decay per key channel (`tnl_spread_log_decay`): the diagonal-decay
+    recurrence S_t = diag(lam_h) S_{t-1} + k_t v_t^T, computed by the vector-decay ops with
+    a constant gate. Parameters are TNL's."""
+
+    def __init__(self, cfg: ModelConfig, layer: int) -> None:
+        super().__init__(cfg, layer)
+        # kept in float64 (cast where used), so a float64 model is exact to 1e-10
+        self.log_decay = self.log_decay_of(cfg, layer)
+
+    @staticmethod
+    def log_decay_of(cfg: ModelConfig, layer: int) -> torch.Tensor:
+        return tnl_spread_log_decay(cfg.n_heads, cfg.head_dim, layer, cfg.n_layers)
+
+    def mix(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, memory: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        log_f = self.log_decay.to(q.dtype)[:, None, :].expand_as(q)
+        if self.impl == "chunk":
+            return chunk_vector_decay(q, k, v, log_f, self.chunk_size, memory)
+        return recurrent_vector_decay(q, k, v, log_f, memory)
+
+    def mix_step(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, memory: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        log_f = self.log_decay.to(q.dtype).expand_as(q)
+        return step_vector_decay(q, k, v, log_f, memory)
+
+    @staticmethod
+    def forward_flops(cfg: ModelConfig) -> int:
+        """TNL's projections and gate, plus the vector-decay chunk-wise products."""
+        mixing = cfg.n_heads * vector_decay_flops(
             cfg.seq_len, cfg.chunk_size, cfg.head_dim, cfg.head_dim
         )
         return 2 * TNLMixer.param_count(cfg) + -(-mixing // cfg.seq_len)
