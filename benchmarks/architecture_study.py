@@ -66,10 +66,10 @@ sys.path.insert(0, str(HERE.parent))
 
 from cli.sweep import EXIT_RUNS_LEFT  # noqa: E402
 from cli.sweep import duration as parse_duration  # noqa: E402
-from fits import FitError, LogLinearLaw  # noqa: E402
+from fits import FitError, IsoFLOPFit, LogLinearLaw  # noqa: E402
 from fits.throughput import ThroughputModel, backtest  # noqa: E402
 from runners.sizes import ladder  # noqa: E402
-from runners.sweeps.designs import Planner  # noqa: E402
+from runners.sweeps.designs import Planner, initial_configs  # noqa: E402
 from runners.sweeps.spec import load_spec, loads_spec  # noqa: E402
 from scaling.errors import ScalingError  # noqa: E402
 from scaling.study import Study  # noqa: E402
@@ -89,6 +89,7 @@ DOCS = HERE.parent / "docs"
 # out of the fits, for the TNL check.
 ARCHS = ("llama", "tnl_spread", "hgrn2", "cosformer2")
 PREFIX = "arch-"  # every sweep of the study is named arch-...
+FIRST_ARCHS = ("llama", "tnl", "hgrn2", "cosformer2")  # the first study's (issue 13)
 TNL_CHECK = ("tnl", "tnl_spread", "cosformer2")  # arch_tnlcheck_ARCH.toml
 VALIDATE_FACTOR = 3.0  # validation runs at this multiple of the largest IsoFLOP budget
 VALIDATE_SEEDS = (1, 2)  # not 0: the first study's validation runs (seed 0) may coincide
@@ -103,7 +104,6 @@ RUNG_BUDGETS = {
     "10xs": (0, 2), "9xs": (0, 2), "8xs": (0, 3), "7xs": (0, 4), "6xs": (0, 4), "5xs": (0, 4),
     "4xs": (1, 4), "3xs": (2, 4), "xxs": (2, 4), "xs": (2, 4),
 }  # fmt: skip
-SMALL_RUNGS = ("10xs", "9xs", "8xs")  # left out in the sensitivity table's last column
 UNIFORM_LOSS = math.log(256)  # a byte-level model's uniform guess: no interval ends above it
 # Each budget's minimum from the parabola through its best size and 2 neighbours a side: the
 # profiles run 1-1.5 decades past their minimum, where the loss flattens and a parabola
@@ -112,7 +112,7 @@ ISOFLOP_NEIGHBORS = 2
 WALLCLOCK_HOURS = (0.1, 2.0)  # within the study's longest runs (4-9 min), and the issue's 2 h
 SHEN = pd.DataFrame(  # Shen et al. 2024, loss envelope fits (issue 13)
     {
-        "arch": ARCHS,
+        "arch": ("llama", "tnl", "hgrn2", "cosformer2"),
         "L(C) coefficient": [3.7087, 3.5391, 3.4788, 3.5877],
         "L(C) exponent": [-0.0798, -0.0768, -0.0753, -0.0756],
         "N_opt exponent": [0.712, 0.647, 0.643, 0.652],
@@ -520,16 +520,18 @@ def analyse(runs_path: Path) -> None:
         sys.exit(f"no results at {runs_path}: run `python {Path(__file__).name} run` first")
     runs = read_runs(runs_path)
     DOCS.mkdir(exist_ok=True)
-    iso = runs[runs.sweep.str.startswith(f"{PREFIX}isoflop-") & (runs.status == "done")]
+    tnl_check(runs)
+    seed_noise(runs)
+    grids = {a: seed_mean(fit_runs(runs, a)) for a in ARCHS}
+    iso = pd.concat([g for g in grids.values() if not g.empty])
     study = Study.from_frame(iso, n_bootstrap=200)
     laws, rows = {}, []
     fig, axes = plt.subplots(1, len(ARCHS), figsize=(4 * len(ARCHS), 3.6), sharey=True)
     for ax, arch in zip(axes, ARCHS, strict=True):
-        data = iso[iso.arch == arch]
-        for _, group in data.groupby(np.round(np.log10(data.flops) / 0.05)):  # as IsoFLOPFit
+        data = grids[arch]
+        for budget, group in data.groupby("budget"):
             group = group.sort_values("params")
-            label = f"C={group.flops.median():.2g}"
-            ax.plot(group.params, group.final_val_loss, "o-", ms=3, label=label)
+            ax.plot(group.params, group.final_val_loss, "o-", ms=3, label=f"C={budget:.2g}")
         ax.set(xscale="log", xlabel="parameters N", title=arch)
         ax.legend(fontsize=6)
         row: dict[str, Any] = {"arch": arch, "runs": len(data)}
@@ -545,29 +547,123 @@ def analyse(runs_path: Path) -> None:
             laws[arch] = row["chinchilla"]
         fitted = _law_row(row.pop("isoflop", None), row.pop("chinchilla", None))
         rows.append({**row, **fitted})
-    axes[0].set_ylabel("final validation loss")
+    axes[0].set_ylabel("final validation loss (seed mean)")
     fig.tight_layout()
     fig.savefig(DOCS / "arch_isoflop.png", dpi=100)
     print("\nours (byte-level, CPU scale) beside Shen et al. 2024")
     print(pd.DataFrame(rows).to_string(index=False))
     print(SHEN.to_string(index=False))
+    sensitivity(grids)
     if laws:
         frontiers(laws, iso.flops.min(), VALIDATE_FACTOR * iso.flops.max())
     for arch in (a for a in ARCHS if a != "llama" and a in laws and "llama" in laws):
         lo, hi = iso.flops.min() / 10, iso.flops.max() * 1e4
         print(study.crossover(arch, "llama", (lo, hi)))
     lr_checks(runs)
-    predictions = GENERATED / "predictions.json"
-    if predictions.exists():
-        report_validation(runs, json.loads(predictions.read_text()))
+    lr_at_minima(runs)
+    first = GENERATED / "predictions.json"  # the first study's (issue 13), seed 0
+    report_validation(runs, json.loads(first.read_text()), f"{PREFIX}validate")
+    if PREDICTIONS.exists():
+        report_validation(runs, json.loads(PREDICTIONS.read_text()), f"{PREFIX}verify")
     wallclock(runs)
 
 
-def lr_checks(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per architecture: the law's LR at the largest IsoFLOP size against half and twice it,
-    and the loss penalty of the law's LR over the best of the three."""
+def tnl_check(runs: pd.DataFrame) -> pd.DataFrame:
+    """The arch_tnlcheck_*.toml runs: per (arch, heads) each seed's loss, their mean and
+    the gap of the mean to cosformer2's."""
+    sha = runs.corpus_sha256.dropna().iloc[0]
+    ids = {c.run_id(sha) for a in TNL_CHECK
+           for c in initial_configs(load_spec(SPECS / f"arch_tnlcheck_{a}.toml"))}  # fmt: skip
+    check = runs[runs.run_id.isin(ids) & (runs.status == "done")]
+    table = (
+        check.sort_values("seed")
+        .groupby(["arch", "n_heads"])
+        .agg(
+            lr=("lr", "first"),
+            tokens=("tokens", "first"),
+            seeds=("seed", "size"),
+            losses=("final_val_loss", lambda v: ", ".join(f"{x:.3f}" for x in v)),
+            mean=("final_val_loss", "mean"),
+            spread=("final_val_loss", lambda v: v.max() - v.min()),
+        )
+        .reset_index()
+    )
+    reference = table[table.arch == "cosformer2"]["mean"]
+    if not reference.empty:
+        table["gap to cosformer2"] = table["mean"] - float(reference.iloc[0])
+    print("\nTNL check (d 20, 1 layer; tnl and tnl_spread at 7.4M tokens, LR 0.0691;")
+    print("cosformer2 at the same 6.3e11 FLOPs, its LR 0.0196): final validation loss per seed")
+    print(table.to_string(index=False) if len(table) else "  not run yet")
+    return table
+
+
+def seed_noise(runs: pd.DataFrame) -> pd.DataFrame:
+    """Run-to-run noise from every configuration trained with two or more seeds: the seed
+    standard deviation per architecture (pooled within-configuration variance)."""
+    done = runs[runs.status == "done"]
+    keys = ["arch", "d_model", "n_layers", "n_heads", "tokens", "lr"]
+    groups = done.groupby(keys).final_val_loss
+    stats = pd.DataFrame({"n": groups.size(), "var": groups.var(), "range": groups.agg(np.ptp)})
+    stats = stats[stats.n >= 2].reset_index()
+    table = stats.groupby("arch").agg(
+        configs=("n", "size"), runs=("n", "sum"),
+        seed_sd=("var", lambda v: float(np.sqrt(v.mean()))),
+        max_range=("range", "max"),
+    )  # fmt: skip
+    print("\nseed noise (configurations trained with >= 2 seeds): pooled SD of the final loss")
+    print(table.reset_index().to_string(index=False) if len(table) else "  none yet")
+    return table
+
+
+def sensitivity(grids: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """N_opt's exponent a per architecture under each analysis choice: the estimator (IsoFLOP
+    parabolas, approach 2, or the Chinchilla law's allocation, approach 3), N with or
+    without embeddings, and with or without the two smallest rungs the grid holds. E free only:
+    the Chinchilla estimator has no fixed-E form yet, so that column is left out."""
     rows = []
-    for arch in ARCHS:
+    for arch, data in grids.items():
+        for n_column in ("params", "params_nonembed"):
+            for small in (True, False):
+                smallest = np.sort(data.params.unique())[:2]
+                part = data if small else data[~data.params.isin(smallest)]
+                part = part.assign(params=part[n_column])
+                rows.append({"arch": arch, "N": n_column,
+                             "smallest rungs": "with" if small else "without",
+                             "isoflop a": _isoflop_a(part),
+                             "chinchilla a": _chinchilla_a(part, arch)})  # fmt: skip
+    table = pd.DataFrame(rows)
+    print("\nsensitivity of N_opt's exponent (90% intervals; seed-mean runs at the study budgets)")
+    print(table.to_string(index=False))
+    return table
+
+
+def _isoflop_a(runs: pd.DataFrame) -> str:
+    try:
+        fit = IsoFLOPFit(neighbors=ISOFLOP_NEIGHBORS).fit(
+            runs.params, runs.final_val_loss, C=runs.flops
+        )
+    except (ScalingError, FitError) as exc:
+        return f"- ({str(exc)[:40]})"
+    return _interval(fit.params_["a"], *fit.intervals_["a"])
+
+
+def _chinchilla_a(runs: pd.DataFrame, arch: str) -> str:
+    try:
+        fit = Study.from_frame(runs, n_bootstrap=100).fit("chinchilla", arch).model
+    except (ScalingError, FitError) as exc:
+        return f"- ({str(exc)[:40]})"
+    return _interval(fit.derived_["a"], *fit.derived_intervals_.get("a", (math.nan,) * 2))
+
+
+def _interval(value: float, lo: float, hi: float) -> str:
+    return f"{value:.3f} [{lo:.3f}, {hi:.3f}]"
+
+
+def lr_checks(runs: pd.DataFrame) -> pd.DataFrame:
+    """The first study's check, per architecture: the law's LR at xs (500k tokens) against
+    half and twice it, and the loss penalty of the law's LR over the best of the three."""
+    rows = []
+    for arch in FIRST_ARCHS:
         scan = runs[(runs.sweep == f"{PREFIX}lrcheck-{arch}") & (runs.status == "done")]
         if len(scan) < len(LR_CHECK):
             continue
@@ -582,6 +678,30 @@ def lr_checks(runs: pd.DataFrame) -> pd.DataFrame:
                      "penalty": f"{loss[law] / loss[best] - 1:.2%}"})  # fmt: skip
     table = pd.DataFrame(rows)
     print("\nLR check at the largest IsoFLOP size (the scans' horizon): the law's LR, x0.5, x2")
+    print(table.to_string(index=False) if rows else "  not run yet")
+    return table
+
+
+def lr_at_minima(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per architecture and budget: the best size's loss at the law's LR (its IsoFLOP run,
+    seed 0) and at LR_AT_MIN times it; the penalty of the law's LR over the best of them."""
+    at_min = runs[runs.sweep.str.startswith(f"{PREFIX}lrmin-") & (runs.status == "done")]
+    rows = []
+    for (arch, params, tokens), scan in at_min.groupby(["arch", "params", "tokens"]):
+        law = runs[(runs.sweep == f"{PREFIX}isoflop-{arch}") & (runs.params == params)
+                   & (runs.tokens == tokens) & (runs.seed == 0)]  # fmt: skip
+        if law.empty or len(scan) < len(LR_AT_MIN):
+            continue
+        loss = {float(law.lr.iloc[0]): float(law.final_val_loss.iloc[0])}
+        loss |= dict(zip(scan.lr.astype(float), scan.final_val_loss.astype(float), strict=True))
+        lr = float(law.lr.iloc[0])
+        best = min(loss, key=loss.__getitem__)
+        rows.append({"arch": arch, "C": float(law.flops.iloc[0]), "N": int(params),
+                     "law lr": lr, **{f"x{k / lr:.2g}": v for k, v in sorted(loss.items())},
+                     "best": f"x{best / lr:.2g}",
+                     "penalty": f"{loss[lr] / loss[best] - 1:.2%}"})  # fmt: skip
+    table = pd.DataFrame(rows)
+    print("\nLR at each budget's best size (IsoFLOP horizons): the law's LR, x0.5, x2")
     print(table.to_string(index=False) if rows else "  not run yet")
     return table
 
