@@ -670,16 +670,12 @@ def lr_checks(runs: pd.DataFrame) -> pd.DataFrame:
         scan = scan.sort_values("lr")
         law = scan.lr.iloc[len(scan) // 2]  # the middle of x 0.5, 1, 2
         loss = dict(zip(scan.lr, scan.final_val_loss, strict=True))
-        best = min(loss, key=loss.__getitem__)
         rows.append({"arch": arch, "N": int(scan.params.iloc[0]), "law lr": law,
                      **{f"loss at x{f:g}": loss[lr] for f, lr in zip(LR_CHECK, scan.lr,
                                                                       strict=True)},
-                     "best": f"x{best / law:.2g}",
-                     "penalty": f"{loss[law] / loss[best] - 1:.2%}"})  # fmt: skip
-    table = pd.DataFrame(rows)
-    print("\nLR check at the largest IsoFLOP size (the scans' horizon): the law's LR, x0.5, x2")
-    print(table.to_string(index=False) if rows else "  not run yet")
-    return table
+                     **_best_and_penalty(loss, law)})  # fmt: skip
+    title = "LR check at the largest IsoFLOP size (the scans' horizon): the law's LR, x0.5, x2"
+    return _table(title, rows)
 
 
 def lr_at_minima(runs: pd.DataFrame) -> pd.DataFrame:
@@ -695,13 +691,21 @@ def lr_at_minima(runs: pd.DataFrame) -> pd.DataFrame:
         loss = {float(law.lr.iloc[0]): float(law.final_val_loss.iloc[0])}
         loss |= dict(zip(scan.lr.astype(float), scan.final_val_loss.astype(float), strict=True))
         lr = float(law.lr.iloc[0])
-        best = min(loss, key=loss.__getitem__)
         rows.append({"arch": arch, "C": float(law.flops.iloc[0]), "N": int(params),
                      "law lr": lr, **{f"x{k / lr:.2g}": v for k, v in sorted(loss.items())},
-                     "best": f"x{best / lr:.2g}",
-                     "penalty": f"{loss[lr] / loss[best] - 1:.2%}"})  # fmt: skip
+                     **_best_and_penalty(loss, lr)})  # fmt: skip
+    return _table("LR at each budget's best size (IsoFLOP horizons): the law's LR, x0.5, x2", rows)
+
+
+def _best_and_penalty(loss: dict[float, float], law: float) -> dict[str, str]:
+    """The best LR as a multiple of the law's, and the law's LR's loss penalty over it."""
+    best = min(loss, key=loss.__getitem__)
+    return {"best": f"x{best / law:.2g}", "penalty": f"{loss[law] / loss[best] - 1:.2%}"}
+
+
+def _table(title: str, rows: list[dict]) -> pd.DataFrame:
     table = pd.DataFrame(rows)
-    print("\nLR at each budget's best size (IsoFLOP horizons): the law's LR, x0.5, x2")
+    print(f"\n{title}")
     print(table.to_string(index=False) if rows else "  not run yet")
     return table
 
