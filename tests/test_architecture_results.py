@@ -172,11 +172,11 @@ def test_throughput_model_backtests_within_a_fifth_at_the_median(runs: pd.DataFr
 def test_first_study_allocation_exponent_is_not_identified(first: pd.DataFrame) -> None:
     """The sensitivity table on the first pass's runs up to 2e12 (as predicted from): the 2e11
     minima are open, so approach 2 has too few budgets; approach 3's exponent has a 90%
-    interval wider than 0.5 for every architecture, with N counted with or without
-    embeddings: the data do not identify it."""
+    interval wider than 0.4 for every architecture, with N counted with or without
+    embeddings and with or without the two smallest rungs: the data do not identify it."""
     grids = {a: first[(first.arch == a) & (first.flops < 3e12)] for a in FIRST_ARCHS}
     table = study.sensitivity(grids)
     assert table["isoflop a"].str.startswith("- (need at least 3 compute budgets").all()
     for text in table["chinchilla a"]:
         lo, hi = (float(v) for v in text.split("[")[1].rstrip("]").split(","))
-        assert hi - lo > 0.5, text
+        assert hi - lo > 0.4, text
