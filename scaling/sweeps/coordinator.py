@@ -512,5 +512,6 @@ def sweep_status(
         frame["left"] = len(book.todo())
     if not frame.empty:
         dead = owners.loc[owners["owner"].map(lambda o: owner_alive(o) is False).astype(bool)]
-        frame["orphaned"] = frame["sweep"].map(dead.groupby("sweep").size()).fillna(0).astype(int)
+        orphaned = frame["sweep"].map(dead.groupby("sweep").size()).fillna(0).astype(int)
+        frame.insert(frame.columns.get_loc("running") + 1, "orphaned", orphaned)
     return frame, lock_holder(path)
