@@ -9,12 +9,12 @@ from fits.base import Estimate, Fit, from_dict
 from fits.bootstrap import percentile_interval, resample_weights
 from fits.chinchilla import (
     ChinchillaLaw,
-    SharedChinchillaLaw,
     allocation_exponents,
     chinchilla_loss,
     compute_optimal_allocation,
     starting_grid,
 )
+from fits.chinchilla_shared import SharedChinchillaLaw
 from fits.data_constrained import DataConstrainedLaw
 from fits.errors import FitError
 from fits.farseer import FarseerLaw
