@@ -119,7 +119,7 @@ def test_new_law_forms_fit_and_answer(db):
 
 
 def test_data_constrained_on_runs_that_never_repeat_is_one_line(db):
-    done = run_cli("fit", "data-constrained", "--bootstrap", "0", "--db", str(db))
+    done = run_cli("fit", "data-constrained", "--bootstrap", "10", "--db", str(db))
     assert done.returncode == 2
     assert "needs runs that repeat data (D > unique tokens); none do" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
