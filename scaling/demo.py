@@ -59,6 +59,7 @@ def run_demo(db: str | Path | None, observer: Observer | None = None) -> pd.Data
 
 def demo_answers(db: str | Path | None) -> list[str]:
     """Fit the demo runs, predict a larger run, and backtest: the loop the product serves."""
+    from fits.errors import FitError
     from scaling.errors import ScalingError
     from scaling.study import Study
 
@@ -66,16 +67,20 @@ def demo_answers(db: str | Path | None) -> list[str]:
     try:
         fitted = study.fit("chinchilla", "llama", where=DEMO_WHERE)
         loss = study.predict_loss(ASK_N, ASK_D, "llama", where=DEMO_WHERE)
-        optimal = study.compute_optimal(ASK_C, "llama", where=DEMO_WHERE)
         backtest = study.backtest("chinchilla", "llama", where=DEMO_WHERE)
-    except ScalingError as exc:
+    except (ScalingError, FitError) as exc:
         return [f"no law from the demo runs: {exc}"]
+    try:  # refused, not answered, when the optimum lies far beyond the runs
+        found = study.compute_optimal(ASK_C, "llama", where=DEMO_WHERE)
+        optimal = f"{found.N}; {found.D}"
+    except (ScalingError, FitError) as exc:
+        optimal = str(exc)
     p = fitted.model.params_
     return [
         f"Chinchilla fit on {fitted.selection['n_runs']} demo runs ({fitted.fit_id}): "
         f"L = {p['E']:.3g} + {p['A']:.3g}/N^{p['alpha']:.3g} + {p['B']:.3g}/D^{p['beta']:.3g}",
         f"a {ASK_N:.0e}-parameter model on {ASK_D:.0e} tokens: {loss}",
-        f"compute-optimal at {ASK_C:.0e} FLOPs: {optimal.N}; {optimal.D}",
+        f"compute-optimal at {ASK_C:.0e} FLOPs: {optimal}",
         str(backtest),
         "next: scaling fit chinchilla --arch llama, scaling predict loss --N 1B --D 20B, "
         "scaling report --out report",

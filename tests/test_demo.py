@@ -56,5 +56,6 @@ def test_demo_trains_the_sweep_once_and_answers(tmp_path, monkeypatch):
     fit, loss, optimal, backtest, _ = demo.demo_answers(db)
     assert fit.startswith("Chinchilla fit on 9 demo runs")
     assert "prediction interval" in loss and "nan" not in loss
-    assert "N_opt" in optimal and "D_opt" in optimal and "nan" not in optimal
+    # these runs are 8-33k tokens, so the optimum at 1e16 lies past their D/N and is refused
+    assert "no compute-optimal answer" in optimal and "beyond the runs" in optimal
     assert backtest.startswith("backtest chinchilla")
