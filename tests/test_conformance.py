@@ -6,7 +6,9 @@ signatures still differ: `fit(runs)` for the frame laws, columns for the others)
 
 from __future__ import annotations
 
+import importlib
 import json
+import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import fits
 from fits import (
     LOSS_LAWS,
     EnvelopeFit,
@@ -28,6 +31,7 @@ from fits import (
     from_dict,
     step_law_lr,
 )
+from fits.averaging import AveragedLaw
 from fits.base import _REGISTRY
 from fits.schedule import AnnealingLaw, MultiPowerLaw, annealing_area
 from fits.throughput import RateLaw, ThroughputModel
@@ -115,6 +119,14 @@ def _loss_case(name: str) -> Case:
     )  # fmt: skip
 
 
+def _averaged(model: AveragedLaw, runs: pd.DataFrame) -> AveragedLaw:
+    """An average is built, not fitted (fits.auto fits its forms and stacks their weights):
+    the case builds one of two fitted forms in place, so the checks below apply to it."""
+    forms = {k: LOSS_LAWS[k](n_bootstrap=0).fit_frame(runs) for k in ("chinchilla", "kaplan")}
+    vars(model).update(vars(AveragedLaw.of(forms, {"chinchilla": 0.6, "kaplan": 0.4})))
+    return model
+
+
 CASES: dict[str, Case] = {
     **{name: _loss_case(name) for name in LOSS_LAWS},
     "isoflop": Case(IsoFLOPFit, loss_runs, lambda m, r: m.fit(r.N, r.loss, C=r.C),
@@ -139,10 +151,14 @@ CASES: dict[str, Case] = {
                        lambda m, r: m.predict(r[r.arch == "tnl"])),
     "rate": Case(RateLaw, speed_runs, lambda m, r: m.fit(r),
                  lambda m, r: m.predict(r.flops_per_token)),
+    "average": Case(AveragedLaw, loss_runs, _averaged, lambda m, r: m.predict_frame(r)),
 }  # fmt: skip
 
 
 def test_every_estimator_has_a_case():
+    """Every module of fits/ imported first, so the registry is whole whatever ran before."""
+    for module in pkgutil.walk_packages(fits.__path__, "fits."):
+        importlib.import_module(module.name)
     assert {type(case.make()).law for case in CASES.values()} == set(_REGISTRY)
 
 
