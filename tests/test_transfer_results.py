@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fits import PowerLaw, optimal_lr
+from fits import FitError, PowerLaw, optimal_lr
 from tests.conftest import REPO
 
 RUNS = REPO / "benchmarks" / "data" / "transfer_runs.parquet"
@@ -57,7 +57,9 @@ def test_muP_width_ladder_predicts_the_held_out_width_within_5_percent(runs):
     ladder = ladder[ladder.tokens == 499_968].sort_values("d_model")
     assert list(ladder.d_model) == [32, 48, 64, 96, 128, 192, 256, 384]
     x, y = ladder.params.to_numpy() / 1e6, ladder.loss.to_numpy()
-    law = PowerLaw().fit(x[:-1], y[:-1])
+    with pytest.raises(FitError, match="does not fall as a power"):  # E free: A, alpha < 0
+        PowerLaw().fit(x[:-1], y[:-1])
+    law = PowerLaw(E=0).fit(x[:-1], y[:-1])
     error = law.predict(x[-1:])[0] / y[-1] - 1
     assert abs(error) < 0.05
     assert (np.diff(law.predict(x)) < 0).all()  # the fitted law falls with width
