@@ -270,13 +270,6 @@ def predict_optimal(
     study = _study(db, level)
     if hours is not None and compute is None:
         answer = study.optimal_within(hours, arch, seq_len, source, where, law=law)
-        for optimum in answer.optima.values():
-            context = optimum.table["seq_len"].max() if "seq_len" in optimum.table else 1
-            if context > optimum.D:
-                raise ScalingError(
-                    f"--hours {hours:g} trains {optimum.arch} on {optimum.D:.3g} tokens, less "
-                    f"than one sequence of {context}: give more hours"
-                )
         best = answer.optima[answer.asked or answer.winner]
         shown = {"N": best.N, "D": best.D, "C": 6.0 * best.N * best.D}
         _show(answer, as_json, _beyond(study, best.arch, source, where, **shown))

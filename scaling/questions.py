@@ -165,6 +165,11 @@ class Questions:
                 continue
             rungs = size_ladder(name, context)
             optimum = optimal_within(_UnlimitedData(model), speed, rungs, hours, self.level)
+            if context > optimum.D:
+                raise ScalingError(
+                    f"{hours:g} hours train {name} on {optimum.D:.3g} tokens, less than one "
+                    f"sequence of {context}: give more hours"
+                )
             optima[name] = replace(optimum, loss=self.loss_at(fitted, optimum.N, optimum.D))
         answer = compare(optima, arch)
         for name in [arch] if arch else list(answer.optima):

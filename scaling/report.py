@@ -11,12 +11,12 @@ import html
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from matplotlib.ticker import NullFormatter
 
 from fits import IsoFLOPFit, LogLinearLaw, LROptima, chinchilla_loss
 from fits.bootstrap import percentile_interval
@@ -58,10 +58,34 @@ class Report:
 def _save(report: Report, name: str, caption: str, data: pd.DataFrame, fig: plt.Figure) -> None:
     png, csv = report.out / f"{name}.png", report.out / f"{name}.csv"
     fig.tight_layout()
+    fig.canvas.draw()  # place the ticks where the saved figure has them
+    for ax in fig.axes:
+        thin_tick_labels(ax)
     fig.savefig(png, dpi=110)
     plt.close(fig)
     data.to_csv(csv, index=False)
     report.figures[name] = Figure(name, caption, data, png, csv)
+
+
+def thin_tick_labels(ax: plt.Axes) -> None:
+    """Hide the tick labels that would overlap one already shown, majors first.
+
+    Near a decade of a log axis matplotlib labels minor ticks too (2x10^11, 3x10^11, ...),
+    and they collide; hiding all minor labels instead leaves a span inside one decade with
+    no label at all."""
+    renderer = ax.figure.canvas.get_renderer()  # type: ignore[attr-defined]
+    for axis in (ax.xaxis, ax.yaxis):
+        low, high = sorted(axis.get_view_interval())
+        shown: list[Any] = []
+        for tick in [*axis.get_major_ticks(), *axis.get_minor_ticks()]:
+            label = tick.label1
+            if not (label.get_visible() and label.get_text() and low <= tick.get_loc() <= high):
+                continue
+            box = label.get_window_extent(renderer)
+            if any(box.overlaps(other) for other in shown):
+                label.set_visible(False)
+            else:
+                shown.append(box)
 
 
 def _drawable(data: pd.DataFrame, columns: list[str], what: str) -> pd.DataFrame:
@@ -251,9 +275,6 @@ def _residual_figure(report: Report, study: Study, arch: str | None, source: str
         ylabel="log(actual / fitted)",
         title="Residuals of the Chinchilla fit",
     )
-    # Within a decade of C matplotlib labels the minor ticks too, and they overlap.
-    ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.tick_params(axis="x", labelrotation=30)
     _save(report, "residuals", "Log residuals of the Chinchilla fit against compute.", resid, fig)
 
 

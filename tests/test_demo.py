@@ -7,6 +7,7 @@ import duckdb
 import pytest
 
 from scaling import demo
+from tests.conftest import call_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,27 +36,29 @@ def test_the_api_never_imports_the_cli():
 
 
 @pytest.mark.slow
-def test_demo_trains_the_sweep_once_and_answers(tmp_path, monkeypatch):
+def test_demo_trains_the_sweep_once_and_answers(tmp_path, monkeypatch, capsys):
+    """`scaling demo` into a pipe: its stages and one plain line per run, then the answers;
+    a second start trains nothing."""
     monkeypatch.setattr(demo, "DEMO_TOKENS", [8_192, 16_384, 32_768])
     db = tmp_path / "demo.duckdb"
-    table = demo.run_demo(db)
+    code, out, err = call_cli(["demo", "--db", str(db)], capsys)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].startswith("stage 1 of 2: train")
+    assert sum(line.startswith("started ") for line in lines) == 9
+    assert sum(line.startswith("finished ") and ": done, val loss" in line for line in lines) == 9
+    answers = out[out.index("stage 2 of 2: fit a law") :]
+    assert "Chinchilla fit on 9 demo runs" in answers and "prediction interval" in answers
+    # these runs are 8-33k tokens, so the optimum at 1e16 lies past their D/N and is refused
+    assert "no compute-optimal answer" in answers and "beyond the runs" in answers
+    assert "backtest chinchilla" in answers and "nan" not in answers
+
+    with duckdb.connect(str(db), read_only=True) as con:
+        created = con.execute("SELECT max(created_at) FROM runs").fetchone()
+    table = demo.run_demo(db)  # resumes: nothing left to train
     assert len(table) == 9 and set(table.status) == {"done"}
     assert table.params.is_monotonic_increasing
-    con = duckdb.connect(str(db), read_only=True)
-    in_sweep = con.execute("SELECT count(*) FROM sweep_runs WHERE sweep = 'demo'").fetchone()
-    created = con.execute("SELECT max(created_at) FROM runs").fetchone()
-    con.close()
+    with duckdb.connect(str(db), read_only=True) as con:
+        in_sweep = con.execute("SELECT count(*) FROM sweep_runs WHERE sweep = 'demo'").fetchone()
+        assert con.execute("SELECT max(created_at) FROM runs").fetchone() == created
     assert in_sweep == (9,)
-
-    again = demo.run_demo(db)  # resumes: nothing left to train
-    assert again.run_id.tolist() == table.run_id.tolist()
-    con = duckdb.connect(str(db), read_only=True)
-    assert con.execute("SELECT max(created_at) FROM runs").fetchone() == created
-    con.close()
-
-    fit, loss, optimal, backtest, _ = demo.demo_answers(db)
-    assert fit.startswith("Chinchilla fit on 9 demo runs")
-    assert "prediction interval" in loss and "nan" not in loss
-    # these runs are 8-33k tokens, so the optimum at 1e16 lies past their D/N and is refused
-    assert "no compute-optimal answer" in optimal and "beyond the runs" in optimal
-    assert backtest.startswith("backtest chinchilla")

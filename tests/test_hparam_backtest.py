@@ -1,6 +1,10 @@
 """Backtests of the LR and batch-size laws: held-out (N, D) groups, ratio and loss penalty."""
 
 import json
+import os
+import re
+import subprocess
+import sys
 from itertools import product
 
 import numpy as np
@@ -10,7 +14,7 @@ import pytest
 from fits.hparam_backtest import largest_compute, score_groups
 from fits.lr import scan_optimum, scan_parabola
 from scaling import Study, datasets
-from tests.conftest import run_cli
+from tests.conftest import REPO, run_cli
 
 GRID = np.geomspace(1e-4, 1e-1, 13)  # ratio 10^0.25 between neighbours
 
@@ -152,3 +156,19 @@ def test_cli_refuses_too_few_training_groups_in_one_line(step_db):
     assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
     wrong = run_cli("backtest", "bs-law", "--method", "vertex", "--db", str(step_db))
     assert wrong.returncode == 2 and "near-optimal" in wrong.stderr
+
+
+def test_the_lr_law_backtest_table_fits_80_columns(step_db):
+    """13 columns at 80: one line per held-out group, headers whole, nothing folded."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "80"}
+    done = subprocess.run(
+        [sys.executable, "-m", "cli", "backtest", "lr-law", "--db", str(step_db)],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert max(map(len, lines)) <= 80
+    header = next(line for line in lines if "actual" in line).split()
+    assert header[:7] == ["N", "D", "bs", "pred", "actual", "ratio", "in"]
+    rows = [line for line in lines if re.match(r"\s*[\d.]+[MB] +[\d.]+[MB] ", line)]
+    assert len(rows) == 4  # the 4 held-out groups, one line each

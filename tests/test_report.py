@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 
 from scaling.errors import ScalingError
 from scaling.report import write_report
@@ -120,3 +121,88 @@ def test_a_figure_with_nothing_positive_on_its_log_axis_is_skipped_with_the_reas
     with pytest.raises(ScalingError, match="no runs with finite, positive C to draw"):
         _drawable(frame, ["C"], "runs")
     assert list(_drawable(frame.assign(C=[0.0, 5.0, np.inf]), ["C"], "runs").index) == [1]
+
+
+def _kept_figures(monkeypatch) -> dict:
+    """The matplotlib figures the report saves, by name, to inspect what was drawn."""
+    import scaling.report as report
+
+    drawn = {}
+    save = report._save
+
+    def keep(rep, name, caption, data, fig):
+        drawn[name] = fig
+        save(rep, name, caption, data, fig)
+
+    monkeypatch.setattr(report, "_save", keep)
+    return drawn
+
+
+def _scan_rows(scans: dict[float, tuple[int, ...]], tokens: tuple[float, ...]) -> pd.DataFrame:
+    """Runs of a known law; each size N is scanned at the LR steps scans[N] around 3e-3."""
+    return pd.DataFrame(
+        [
+            {"arch": "llama", "N": N, "D": D, "C": 6 * N * D, "lr": 3e-3 * 2.0**k,
+             "batch_size": 16, "seq_len": 128,
+             "loss": 2.0 + 50 / N**0.3 + 80 / D**0.3 + 0.03 * k * k}
+            for N, steps in scans.items()
+            for D in tokens
+            for k in steps
+        ]
+    )  # fmt: skip
+
+
+def test_the_lr_figure_marks_an_optimum_only_where_three_lrs_make_a_parabola(tmp_path, monkeypatch):
+    drawn = _kept_figures(monkeypatch)
+    frame = _scan_rows({1e5: (0,), 2e5: (0, 1), 4e5: (-2, -1, 0, 1, 2)}, (5e5, 1e6, 2e6))
+    write_report(Study.from_frame(frame, n_bootstrap=20), tmp_path, "llama")
+    (ax,) = drawn["lr"].axes
+    dotted = [line for line in ax.lines if line.get_linestyle() == ":"]
+    assert len(dotted) == 3  # one for each D of the fully scanned size, none for 1 or 2 LRs
+    assert all(line.get_xdata()[0] == pytest.approx(3e-3, rel=0.05) for line in dotted)
+
+
+def test_residual_tick_labels_do_not_overlap_within_a_decade_of_compute(tmp_path, monkeypatch):
+    drawn = _kept_figures(monkeypatch)
+    frame = _scan_rows({N: (0,) for N in (1e5, 1.3e5, 1.7e5, 2.2e5)}, (1e6, 1.4e6, 2e6))
+    assert frame.C.max() / frame.C.min() < 10
+    write_report(Study.from_frame(frame, n_bootstrap=20), tmp_path, "llama")
+    shown = _shown_x_labels(drawn["residuals"])
+    assert shown  # the axis is labelled
+    for i, a in enumerate(shown):
+        assert not any(a.overlaps(b) for b in shown[i + 1 :])
+
+
+@pytest.mark.parametrize("low, span", [(1.4e11, 1.5), (1.4e11, 2), (2.1e11, 20), (6.2e11, 1.5)])
+def test_thinned_tick_labels_never_overlap_and_never_vanish(low, span):
+    """Spans where matplotlib's own log labels collide (the first three) or where labelling
+    majors only would leave none (inside one decade)."""
+    import matplotlib.pyplot as plt
+
+    from scaling.report import thin_tick_labels
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.scatter(np.geomspace(low, low * span, 12), np.zeros(12))
+    ax.set(xscale="log")
+    fig.tight_layout()
+    fig.canvas.draw()
+    thin_tick_labels(ax)
+    shown = _shown_x_labels(fig)
+    plt.close(fig)
+    assert shown
+    for i, a in enumerate(shown):
+        assert not any(a.overlaps(b) for b in shown[i + 1 :])
+
+
+def _shown_x_labels(fig) -> list:
+    """The window extents of the visible x tick labels inside the view, after a fresh draw."""
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    (ax,) = fig.axes
+    low, high = sorted(ax.get_xlim())
+    return [
+        tick.label1.get_window_extent(renderer)
+        for tick in [*ax.xaxis.get_major_ticks(), *ax.xaxis.get_minor_ticks()]
+        if tick.label1.get_visible() and tick.label1.get_text() and low <= tick.get_loc() <= high
+    ]

@@ -141,6 +141,8 @@ def test_study_answers_within_hours_for_every_arch_and_logs_it() -> None:
     law = study.fit("chinchilla", "tnl", where="tokens >= 1e6")
     assert chosen.optima["tnl"].loss.fit_id == law.fit_id != tnl.loss.fit_id
     assert law.selection["n_runs"] == 18  # 3 of the 4 horizons at each of the 6 sizes
+    with pytest.raises(ScalingError, match="less than one sequence of 256: give more hours"):
+        study.optimal_within(1e-9, arch="tnl")  # 1e-9 hours buy a fraction of a token
     with pytest.raises(ScalingError, match="no timed local runs of arch 'hgrn2'"):
         study.optimal_within(2.0, arch="hgrn2")
     # runs that all saw one corpus of 1e7 tokens: a 2-hour optimum beyond it says so
