@@ -14,9 +14,12 @@ from fits.schedule import (
     AnnealingLaw,
     MultiPowerLaw,
     annealing_area,
+    kernel,
     loss_drop,
+    loss_drop_grad,
     loss_drop_naive,
 )
+from fits.schedule.laws import curves_from_frame
 
 WARMUP, PEAK = 20, 3e-3
 
@@ -57,6 +60,87 @@ def test_loss_drop_at_other_lr_scales() -> None:
         lrs = schedule("cosine", peak=peak)
         fast, naive = loss_drop(lrs, 0.6, 0.5, 3.0), loss_drop_naive(lrs, 0.6, 0.5, 3.0)
         assert np.max(np.abs(fast - naive)) <= 1e-10 * np.max(np.abs(naive))
+
+
+def drop_grad_naive(lrs: np.ndarray, beta: float, gamma: float, C: float) -> np.ndarray:
+    """d(LD / B) by beta, gamma and C as double sums of the closed-form derivatives of
+    1 - (1 + c S)^-beta, c = C lr^-gamma (zero-LR terms do not move)."""
+    w = int(np.argmax(lrs))
+    k = np.arange(w + 1, len(lrs))
+    k = k[(lrs[k - 1] != lrs[k]) & (lrs[k] > 0)]
+    drop, c = lrs[k - 1] - lrs[k], C * lrs[k] ** -gamma
+    out = np.zeros((3, len(lrs)))
+    for t in range(w + 1, len(lrs)):
+        live = k <= t
+        S = np.array([np.sum(lrs[j : t + 1]) for j in k[live]])
+        base = 1 + c[live] * S
+        by_c = beta * S * base ** (-beta - 1)  # d/dc of 1 - base^-beta
+        out[0, t] = np.sum(drop[live] * base**-beta * np.log(base))
+        out[1, t] = np.sum(drop[live] * by_c * -c[live] * np.log(lrs[k[live]]))
+        out[2, t] = np.sum(drop[live] * by_c * c[live] / C)
+    return out
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("beta, gamma, C", PARAMS)
+def test_loss_drop_grad_equals_the_derivatives_double_sum(
+    kind: str, beta: float, gamma: float, C: float
+) -> None:
+    lrs = schedule(kind)
+    fast, naive = loss_drop_grad(lrs, beta, gamma, C), drop_grad_naive(lrs, beta, gamma, C)
+    value = loss_drop(lrs, beta, gamma, C)
+    assert np.max(np.abs(fast[0] - value)) <= 1e-12 * np.max(np.abs(value))
+    for row, expected in zip(fast[1:], naive, strict=True):
+        assert np.max(np.abs(row - expected)) <= 1e-8 * max(np.max(np.abs(expected)), 1e-300)
+
+
+@pytest.mark.parametrize("kind", ["cosine", "zero-then-up"])
+def test_loss_drop_grad_matches_finite_differences_of_the_double_sum(kind: str) -> None:
+    lrs, theta = schedule(kind), np.array([0.7, 0.4, 3.0])
+    fast = loss_drop_grad(lrs, *theta)
+    for i in range(3):
+        h = np.zeros(3)
+        h[i] = 1e-5 * theta[i]
+        central = (loss_drop_naive(lrs, *(theta + h)) - loss_drop_naive(lrs, *(theta - h))) / (
+            2 * h[i]
+        )
+        assert np.max(np.abs(fast[1 + i] - central)) <= 1e-6 * np.max(np.abs(central))
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 2048])
+@pytest.mark.parametrize("kind", KINDS)
+def test_loss_drop_at_measured_steps_only(kind: str, chunk: int, monkeypatch) -> None:
+    """The sums run from one measured step to the next, in chunks of rows of any size, give
+    the numbers of the sums over every step (which equal the double sum, above)."""
+    lrs, theta = schedule(kind), PARAMS[0]
+    everywhere = loss_drop_grad(lrs, *theta)
+    scale = np.max(np.abs(everywhere), axis=1, keepdims=True)
+    monkeypatch.setattr(kernel, "_CHUNK", chunk)
+    for at in (np.arange(300), np.arange(5, 300, 6), np.array([0, 21, 22, 150, 299])):
+        grad = loss_drop_grad(lrs, *theta, at=at)
+        assert np.all(np.abs(grad - everywhere[:, at]) <= 1e-12 * scale)
+        value = loss_drop(lrs, *theta, at=at)
+        assert np.all(np.abs(value - everywhere[0, at]) <= 1e-12 * scale[0])
+
+
+def test_fit_jacobians_match_finite_differences() -> None:
+    """The variable-projection Jacobian of the fit's residuals (exact and coarse drop) by
+    alpha, beta, gamma, C, against central differences of the residuals themselves."""
+    data = curves_from_frame(
+        curves(lambda lrs: mpl_naive(lrs, TRUE), ["constant", "cosine", "two-stage"], 1e-3)
+    )
+    law, theta = MultiPowerLaw(), np.array([0.45, 0.8, 0.4, 3.0])
+    for coarse in (False, True):
+        _, J = law._residuals(data, theta, coarse)
+        for i in range(4):
+            h = np.zeros(4)
+            h[i] = 1e-6 * theta[i]
+            up, down = (
+                law._residuals(data, theta + h, coarse)[0],
+                law._residuals(data, theta - h, coarse)[0],
+            )
+            central = (up - down) / (2 * h[i])
+            assert np.max(np.abs(J[:, i] - central)) <= 1e-5 * np.max(np.abs(central)), (coarse, i)
 
 
 def test_annealing_area_is_the_momentum_sum() -> None:

@@ -14,7 +14,7 @@ import pandas as pd
 from scipy import signal
 
 from fits.errors import FitError
-from fits.schedule.kernel import areas, loss_drop, warmup_end
+from fits.schedule.kernel import areas, loss_drop, loss_drop_grad, warmup_end
 from fits.schedule.laws import ScheduleLaw
 
 _COARSE_STEPS = 400  # starts are searched with the drop summed over about this many blocks
@@ -40,11 +40,17 @@ class MultiPowerLaw(ScheduleLaw):
     nonlinear_names = ("alpha", "beta", "gamma", "C")
     _bounds = ((1e-3, 5.0), (1e-3, 5.0), (0.0, 2.0), (1e-6, 1e6))
 
-    def _drop(self, lrs: np.ndarray, theta: np.ndarray) -> np.ndarray:
+    def _drop(
+        self, lrs: np.ndarray, theta: np.ndarray, at: np.ndarray | None = None, grad: bool = False
+    ) -> np.ndarray:
         beta, gamma, C = theta
-        return loss_drop(lrs, beta, gamma, C)
+        if grad:
+            return loss_drop_grad(lrs, beta, gamma, C, at)
+        return loss_drop(lrs, beta, gamma, C, at)
 
-    def _coarse_drop(self, lrs: np.ndarray, steps: np.ndarray, theta: np.ndarray) -> np.ndarray:
+    def _coarse_drop(
+        self, lrs: np.ndarray, steps: np.ndarray, theta: np.ndarray, grad: bool = False
+    ) -> np.ndarray:
         """The double sum over blocks of steps instead of steps (each block's LR drop at its
         last LR), at the asked steps only: for the search of starting points."""
         beta, gamma, C = theta
@@ -52,16 +58,35 @@ class MultiPowerLaw(ScheduleLaw):
         r = max(1, (len(lrs) - w) // _COARSE_STEPS)
         ends = np.arange(w + r, len(lrs), r)  # last step of each block
         if len(ends) == 0:
-            return np.zeros(len(steps))
+            return np.zeros((4, len(steps)) if grad else len(steps))
         starts = ends - r + 1
         drops = lrs[starts - 1] - lrs[ends]
+        ends, starts, drops = ends[drops != 0], starts[drops != 0], drops[drops != 0]
         P = areas(lrs)
         area = P[steps][:, None] - P[starts - 1][None, :]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            c = C * np.where(lrs[ends] > 0, lrs[ends], np.nan) ** -gamma
-            g = np.where(np.isnan(c), 1.0, 1.0 - (1.0 + c * np.maximum(area, 0)) ** -beta)
-        live = steps[:, None] >= ends[None, :]
-        return np.sum(np.where(live & (area > 0), drops * g, 0.0), axis=1)
+        live = (steps[:, None] >= ends[None, :]) & (area > 0)
+        positive = lrs[ends] > 0  # a block ending at LR 0 has dropped fully once S > 0
+        value = np.sum(np.where(live, drops, 0.0), axis=1)
+        if not positive.any():
+            return np.r_[[value], np.zeros((3, len(steps)))] if grad else value
+        log_lr = np.log(lrs[ends[positive]])
+        weight = np.where(live[:, positive], drops[positive], 0.0)
+        cS = C * np.exp(-gamma * log_lr) * np.maximum(area[:, positive], 0.0)
+        log_base = np.log1p(cS)
+        kernel = np.exp(-beta * log_base)  # (1 + c S)^-beta
+        value -= np.sum(weight * kernel, axis=1)
+        if not grad:
+            return value
+        # d/dbeta of 1 - K is K log(1 + cS); c d/dc of it is beta K cS / (1 + cS)
+        by_log_c = weight * beta * kernel * cS / (1.0 + cS)
+        return np.stack(
+            [
+                value,
+                np.sum(weight * kernel * log_base, axis=1),
+                -(by_log_c @ log_lr),
+                np.sum(by_log_c, axis=1) / C,
+            ]
+        )
 
     def _starts(self) -> list[np.ndarray]:
         return [
@@ -114,8 +139,12 @@ class AnnealingLaw(ScheduleLaw):
         self.__dict__.update(best[1])
         return self
 
-    def _drop(self, lrs: np.ndarray, theta: np.ndarray) -> np.ndarray:
-        return annealing_area(lrs, self.decay_)
+    def _drop(
+        self, lrs: np.ndarray, theta: np.ndarray, at: np.ndarray | None = None, grad: bool = False
+    ) -> np.ndarray:
+        area = annealing_area(lrs, self.decay_)
+        area = area if at is None else area[at]
+        return area[None] if grad else area
 
     def _starts(self) -> list[np.ndarray]:
         return [np.array([0.5])]

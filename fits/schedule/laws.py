@@ -105,17 +105,24 @@ class ScheduleLaw(Fit):
         self.calibrate = calibrate
 
     # -- the law ---------------------------------------------------------------------------
-    def _drop(self, lrs: np.ndarray, theta: np.ndarray) -> np.ndarray:
-        """The drop term at every step for nonlinear parameters theta (alpha excluded)."""
+    def _drop(
+        self, lrs: np.ndarray, theta: np.ndarray, at: np.ndarray | None = None, grad: bool = False
+    ) -> np.ndarray:
+        """The drop term at the increasing steps `at` (default every step) for nonlinear
+        parameters theta (alpha excluded); with grad, rows: the term, then its derivative by
+        each of theta."""
         raise NotImplementedError
 
     def _starts(self) -> list[np.ndarray]:
         """Starting points of the nonlinear parameters (alpha first)."""
         raise NotImplementedError
 
-    def _coarse_drop(self, lrs: np.ndarray, steps: np.ndarray, theta: np.ndarray) -> np.ndarray:
-        """An approximate drop term at `steps`, cheap enough to search starting points with."""
-        return self._drop(lrs, theta)[steps]
+    def _coarse_drop(
+        self, lrs: np.ndarray, steps: np.ndarray, theta: np.ndarray, grad: bool = False
+    ) -> np.ndarray:
+        """An approximate drop term at `steps` (rows as `_drop`'s), cheap enough to search
+        starting points with."""
+        return self._drop(lrs, theta, steps, grad)
 
     def predict(self, lrs: Any) -> np.ndarray:
         """The loss after every step of one schedule (a 1-D array of per-step LRs)."""
@@ -173,31 +180,42 @@ class ScheduleLaw(Fit):
 
     def _design(
         self, data: list[Curve], theta: np.ndarray, coarse: bool = False
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Columns (1, area^-alpha, -drop) at the measured points, scaled to relative error."""
-        rows, targets = [], []
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Columns (1, area^-alpha, -drop) at the measured points, scaled to relative error,
+        the targets, and the columns' derivatives by each of theta."""
+        rows, targets, slopes = [], [], []
         for curve in data:
             pick = np.arange(len(curve.steps))
             if coarse and len(curve.steps) > _COARSE_POINTS:
                 pick = np.linspace(0, len(curve.steps) - 1, _COARSE_POINTS).round().astype(int)
             steps, loss = curve.steps[pick], curve.loss[pick]
-            forward = areas(curve.lrs)[steps] ** -theta[0]
+            area = areas(curve.lrs)[steps]
+            forward = area ** -theta[0]
             if coarse:
-                drop = self._coarse_drop(curve.lrs, steps, theta[1:])
+                drop = self._coarse_drop(curve.lrs, steps, theta[1:], grad=True)
             else:
-                drop = self._drop(curve.lrs, theta[1:])[steps]
+                drop = self._drop(curve.lrs, theta[1:], steps, grad=True)
             scale = 1.0 / (loss * math.sqrt(len(steps)))  # each run weighs the same
-            rows.append(np.column_stack([np.ones_like(forward), forward, -drop]) * scale[:, None])
+            rows.append(
+                np.column_stack([np.ones_like(forward), forward, -drop[0]]) * scale[:, None]
+            )
             targets.append(loss * scale)
-        return np.vstack(rows), np.concatenate(targets)
+            slope = np.zeros((len(theta), len(steps), 3))
+            slope[0, :, 1] = -np.log(area) * forward * scale
+            slope[1:, :, 2] = -drop[1:] * scale
+            slopes.append(slope)
+        return np.vstack(rows), np.concatenate(targets), np.concatenate(slopes, axis=1)
 
     def _linear(self, X: np.ndarray, y: np.ndarray) -> np.ndarray:
         """L0, A, B >= 0 by bounded linear least squares."""
         return optimize.lsq_linear(X, y, bounds=(0.0, np.inf), method="bvls").x
 
-    def _residuals(self, data: list[Curve], theta: np.ndarray, coarse: bool = False) -> np.ndarray:
-        X, y = self._design(data, theta, coarse)
-        return X @ self._linear(X, y) - y
+    def _residuals(
+        self, data: list[Curve], theta: np.ndarray, coarse: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Residuals with the linear parameters solved for, and their Jacobian by theta."""
+        X, y, slopes = self._design(data, theta, coarse)
+        return _projected(X, y, slopes, self._linear(X, y))
 
     def _search(self, data: list[Curve]) -> np.ndarray:
         """The best start, each refined on the schedules averaged down (cheap, approximate)."""
@@ -223,17 +241,25 @@ class ScheduleLaw(Fit):
         z0 = _to_z(np.clip(start, lo, hi), lo)
         zlo, zhi = _to_z(lo, lo), _to_z(hi, lo)
 
-        def resid(z: np.ndarray) -> np.ndarray:
-            with np.errstate(all="ignore"):
-                r = self._residuals(data, _from_z(z, lo), coarse)
-            return np.where(np.isfinite(r), r, 1e3)
+        last: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
+
+        def evaluate(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            """Residuals and their Jacobian by z, computed together (trf asks for both)."""
+            if z.tobytes() not in last:
+                theta = _from_z(z, lo)
+                with np.errstate(all="ignore"):
+                    r, J = self._residuals(data, theta, coarse)
+                    J = J * np.where(lo > 0, theta, 1.0)  # d theta / dz
+                last.clear()
+                last[z.tobytes()] = (np.where(np.isfinite(r), r, 1e3), np.nan_to_num(J, nan=0.0))
+            return last[z.tobytes()]
 
         res = optimize.least_squares(
-            resid, z0, bounds=(zlo, zhi), method="trf", x_scale=1.0, diff_step=1e-4,
-            max_nfev=max_nfev, xtol=1e-10, ftol=1e-12,
+            lambda z: evaluate(z)[0], z0, jac=lambda z: evaluate(z)[1], bounds=(zlo, zhi),
+            method="trf", x_scale=1.0, max_nfev=max_nfev, xtol=1e-10, ftol=1e-12,
         )  # fmt: skip
         theta = _from_z(res.x, lo)
-        X, y = self._design(data, theta, coarse)
+        X, y, _ = self._design(data, theta, coarse)
         linear = self._linear(X, y)
         return theta, linear, float(np.sum((X @ linear - y) ** 2))
 
@@ -314,6 +340,25 @@ class ScheduleLaw(Fit):
             other.params_ = dict(params)
             out.append(other)
         return out
+
+
+def _projected(
+    X: np.ndarray, y: np.ndarray, slopes: np.ndarray, linear: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Residuals X linear - y, linear solved for exactly, and their derivatives by the
+    nonlinear parameters given dX (slopes[i] = dX/dtheta_i): the variable-projection Jacobian
+    (Golub and Pereyra 1973) P_perp dX linear - (X^+)^T dX^T r on the linear parameters off
+    their bound (those at it stay there)."""
+    r = X @ linear - y
+    free = linear > 0
+    J = np.zeros((len(y), len(slopes)))
+    U, s, Vt = np.linalg.svd(X[:, free], full_matrices=False)
+    keep = s > s.max(initial=0.0) * 1e-12
+    U, s, Vt = U[:, keep], s[keep], Vt[keep]
+    for i, dX in enumerate(slopes):
+        moved = dX @ linear
+        J[:, i] = moved - U @ (U.T @ moved + (Vt @ (dX[:, free].T @ r)) / s)
+    return r, J
 
 
 def _to_z(theta: np.ndarray, lo: np.ndarray) -> np.ndarray:
