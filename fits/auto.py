@@ -30,6 +30,7 @@ from fits.bootstrap import percentile_interval
 from fits.calibration import Calibration, calibrate
 from fits.errors import FitError
 from fits.extrapolation import QUANTILES, nested_backtest, out_of_range_error
+from fits.gridfit import GridLaw
 from fits.laws import LossLaw, refit_predict
 
 MakeLaw = Callable[[int], LossLaw]
@@ -74,6 +75,16 @@ def calibrated(
     return calibration.widen(lo, hi, runs)
 
 
+def with_bootstrap(fitted: LossLaw, fresh: LossLaw, runs: pd.DataFrame) -> LossLaw:
+    """`fresh` (the form configured with its resamples) fitted on the runs `fitted` was fitted
+    on without them: a grid law adds the bootstrap to that fit instead of repeating its grid
+    search; any other law is fitted again."""
+    same = {**fitted.get_params(), "n_bootstrap": fresh.n_bootstrap} == fresh.get_params()
+    if isinstance(fitted, GridLaw) and type(fresh) is type(fitted) and same:
+        return fitted._with_bootstrap(runs, fresh.n_bootstrap)
+    return fresh.fit_frame(runs)
+
+
 def fit_auto(
     runs: pd.DataFrame,
     forms: Mapping[str, MakeLaw],
@@ -95,14 +106,14 @@ def fit_auto(
     if not fitted:
         reasons = "; ".join(f"{k}: {v}" for k, v in notes.items())
         raise FitError(f"no law form fits ({reasons})")
-    nested = {name: nested_backtest(runs, partial(refit_predict, model), level, quantiles)
-              for name, model in fitted.items()}  # fmt: skip
+    nested = {name: nested_backtest(runs, partial(refit_predict, model), level, quantiles,
+                                    model.n_jobs) for name, model in fitted.items()}  # fmt: skip
     weights, backtest, left = average(nested)
     notes.update(left)
     if not weights:  # nothing could be backtested: the first form that fits, uncalibrated
         weights = {next(iter(fitted)): 1.0}
     calibration = None if backtest.empty else calibrate(backtest, runs, level, vocab)
-    models = {k: forms[k](n_bootstrap).fit_frame(runs) if w > 0 else fitted[k]
+    models = {k: with_bootstrap(fitted[k], forms[k](n_bootstrap), runs) if w > 0 else fitted[k]
               for k, w in weights.items()}  # fmt: skip
     model = AveragedLaw.of(models, weights)
     residuals = np.log(runs.loss.to_numpy()) - np.log(model.predict_frame(runs))

@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fits.bootstrap import map_chunks
 from fits.calibration import hull_distance, hull_vertices, log_points
 from fits.errors import FitError
 
@@ -102,48 +103,63 @@ def nested_backtest(
     fit_predict: FitPredict,
     level: float,
     quantiles: tuple[float, ...] = QUANTILES,
+    n_jobs: int | None = 1,
 ) -> pd.DataFrame:
     """Held-out runs of every nested split: coord, q, row, log_error, distance, hull (decades
     from the training runs' hull in log N, log D), scatter, and the distance along each
     coordinate (columns d_C, d_N, d_D).
 
     log_error = log(actual) - log(predicted); scatter = the level-quantile of |log residual|
-    of that split's fit on its own training runs. Splits whose fit fails are skipped.
+    of that split's fit on its own training runs. Splits whose fit fails are skipped. The
+    splits are fitted in n_jobs worker processes (fits.bootstrap.map_chunks).
     """
     runs = runs.reset_index(drop=True)
-    rows = []
+    splits = []
     for coord in COORDS:
         x = runs[coord].to_numpy(dtype=float)
         for q in quantiles:
             cut = np.quantile(x, q) * (1 + SAME)
             train, test = runs[x <= cut], runs[x > cut]
-            if len(train) < MIN_TRAIN or test.empty:
-                continue
-            try:
-                pred = np.asarray(fit_predict(train, pd.concat([train, test])), dtype=float)
-            except FitError:
-                continue
-            err = np.log(pd.concat([train, test]).loss.to_numpy()) - np.log(pred)
-            if not np.isfinite(err).all():
-                continue
-            scatter = float(np.quantile(np.abs(err[: len(train)]), level))
-            along = outside(log_box(train), test).add_prefix("d_")
-            hull = hull_distance(hull_vertices(log_points(train)), log_points(test))
-            split = pd.DataFrame(
-                {
-                    "coord": coord,
-                    "q": q,
-                    "row": test.index.to_numpy(),
-                    "log_error": err[len(train) :],
-                    "distance": along.max(axis=1).to_numpy(),
-                    "hull": hull,
-                    "scatter": scatter,
-                }
-            )
-            rows.append(pd.concat([split, along.reset_index(drop=True)], axis=1))
+            if len(train) >= MIN_TRAIN and not test.empty:
+                splits.append((coord, q, train, test))
+    jobs = [(fit_predict, train, pd.concat([train, test])) for _, _, train, test in splits]
+    rows = []
+    for (coord, q, train, test), pred in zip(
+        splits, map_chunks(_split_fit, jobs, n_jobs), strict=True
+    ):
+        if pred is None:
+            continue
+        err = np.log(pd.concat([train, test]).loss.to_numpy()) - np.log(pred)
+        if not np.isfinite(err).all():
+            continue
+        scatter = float(np.quantile(np.abs(err[: len(train)]), level))
+        along = outside(log_box(train), test).add_prefix("d_")
+        hull = hull_distance(hull_vertices(log_points(train)), log_points(test))
+        split = pd.DataFrame(
+            {
+                "coord": coord,
+                "q": q,
+                "row": test.index.to_numpy(),
+                "log_error": err[len(train) :],
+                "distance": along.max(axis=1).to_numpy(),
+                "hull": hull,
+                "scatter": scatter,
+            }
+        )
+        rows.append(pd.concat([split, along.reset_index(drop=True)], axis=1))
     columns = ["coord", "q", "row", "log_error", "distance", "hull", "scatter"]
     columns += [f"d_{c}" for c in COORDS]
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=columns)
+
+
+def _split_fit(
+    fit_predict: FitPredict, train: pd.DataFrame, asked: pd.DataFrame
+) -> np.ndarray | None:
+    """One split's predictions at `asked`, or None when its fit fails."""
+    try:
+        return np.asarray(fit_predict(train, asked), dtype=float)
+    except FitError:
+        return None
 
 
 def out_of_range_error(nested: pd.DataFrame) -> float:

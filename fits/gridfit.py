@@ -16,6 +16,7 @@ gradient. Everything else is shared and runs in the batched L-BFGS of fits.lbfgs
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any, ClassVar, Protocol, Self
 
@@ -208,19 +209,43 @@ class GridLaw(LossLaw):
         objective = problem.objective(log_loss, self.delta, weights)
         grid = self.starting_phi(problem, log_loss)
         res = self._grid_search(objective, grid)
-        best, starts = self._settle(problem, objective, res, strict=True)
+        best = self._settle(problem, objective, res, strict=True)
         self.best_start_ = self.theta_to_params(problem.to_theta(grid[best]))
         self.n_starts_ = int(grid.shape[0])
         self._finish(N, D, level)
         if self.n_bootstrap > 0:
-            rng = as_generator(self.random_state)
-            base = np.ones(N.size) if weights is None else weights
-            counts = resample_weights(N.size, int(self.n_bootstrap), rng) * base
-            phi = self._refit_resamples(problem, log_loss, counts, starts)
-            self.bootstrap_params_ = self.theta_to_params(problem.to_theta(phi))
-            self._set_uncertainty()
+            self._bootstrap(problem, log_loss, weights, self._starts(problem))
         self._refuse_unidentified()
         return self
+
+    def _starts(self, problem: Problem) -> np.ndarray:
+        """The resamples' starts: the fit's local optima, in the optimiser's coordinates."""
+        return problem.to_phi(self.params_to_theta(self.local_optima_))
+
+    def _bootstrap(
+        self, problem: Problem, log_loss: np.ndarray, weights: np.ndarray | None, starts: np.ndarray
+    ) -> None:
+        """n_bootstrap resamples of the runs, each refitted from the fit's local optima."""
+        rng = as_generator(self.random_state)
+        base = np.ones(log_loss.size) if weights is None else weights
+        counts = resample_weights(log_loss.size, int(self.n_bootstrap), rng) * base
+        phi = self._refit_resamples(problem, log_loss, counts, starts)
+        self.bootstrap_params_ = self.theta_to_params(problem.to_theta(phi))
+        self._set_uncertainty()
+
+    def _with_bootstrap(self, runs: pd.DataFrame, n_bootstrap: int) -> Self:
+        """A copy of this fit (made without bootstrap on `runs`) with n_bootstrap resamples
+        added: what `fit` with n_bootstrap gives, without repeating the grid search."""
+        self._check_fitted()
+        new = copy.copy(self)
+        new.n_bootstrap = n_bootstrap
+        N, D = new.frame_columns(runs)
+        N, D, loss, _ = checked_runs(N, D, runs["loss"], None, len(self.param_names))
+        problem = new.problem(np.log(N), np.log(D))
+        if n_bootstrap > 0:
+            new._bootstrap(problem, np.log(loss), None, new._starts(problem))
+        new._refuse_unidentified()
+        return new
 
     def _fit_columns(self, cols: list[np.ndarray], loss: np.ndarray) -> Self:
         return self.fit(cols[0], cols[1], loss)
@@ -240,7 +265,7 @@ class GridLaw(LossLaw):
         objective = problem.objective(log_loss, self.delta)
         starts = problem.to_phi(self.params_to_theta(self.local_optima_))
         res = run_starts(objective, starts)
-        best, _ = new._settle(problem, objective, res, strict=False)
+        best = new._settle(problem, objective, res, strict=False)
         new.best_start_ = self.local_optima_[best]
         new.n_starts_ = int(starts.shape[0])
         new._finish(N, D, validate.level(self.level))
@@ -253,8 +278,9 @@ class GridLaw(LossLaw):
         objective: BatchObjective,
         res: BatchResult,
         strict: bool,
-    ) -> tuple[int, np.ndarray]:
-        """Polish the best end point; keep it and the next best distinct optima as starts.
+    ) -> int:
+        """Polish the best end point; keep it and the next best distinct optima as starts
+        (`local_optima_`). Returns the index of the best end point.
 
         strict: no converged start is an error (else the best finite end point is kept).
         """
@@ -279,7 +305,7 @@ class GridLaw(LossLaw):
         self.local_optima_ = self.theta_to_params(problem.to_theta(starts))
         self.local_objectives_ = np.concatenate([[f_best], res.fun[order[1:]]])
         self.derived_ = {k: float(v[0]) for k, v in self.derived_of(row[None, :]).items()}
-        return best, starts
+        return best
 
     def _finish(self, N: np.ndarray, D: np.ndarray, level: float) -> None:
         """Bookkeeping shared by fit and quick_refit (no uncertainty yet)."""

@@ -125,3 +125,15 @@ def test_the_average_is_the_geometric_mean_of_its_forms_and_round_trips():
     budget = np.geomspace(n_opt[0] / 3, n_opt[0] * 3, 301)
     along = law.predict(budget, 1e20 / (6 * budget))
     assert along.min() >= law.predict(n_opt, d_opt)[0] - 1e-12
+
+
+def test_a_bootstrap_added_to_a_plain_fit_is_the_bootstrap_fit_gives():
+    """auto fits each form once and adds the resamples: the draws must be fit's own."""
+    loss = chinchilla_loss(np.array([[1.7, 400.0, 900.0, 0.34, 0.3]]), GRID_N, GRID_D)[0]
+    loss = loss * np.exp(np.random.default_rng(3).normal(0, 0.01, loss.size))
+    runs = pd.DataFrame({"N": GRID_N, "D": GRID_D, "loss": loss})
+    for law in (ChinchillaLaw, KaplanLaw):
+        whole = law(n_bootstrap=25, random_state=4).fit_frame(runs)
+        added = law(n_bootstrap=0, random_state=4).fit_frame(runs)._with_bootstrap(runs, 25)
+        np.testing.assert_array_equal(added.bootstrap_params_, whole.bootstrap_params_)
+        assert added.intervals_ == whole.intervals_ and added.n_bootstrap == 25
