@@ -5,14 +5,16 @@
 2. Nested backtests of each form (fits.extrapolation.nested_backtest): refit below cuts in C,
    N and D, score the runs above.
 3. Stacking weights on the splits every form completed (fits.averaging).
-4. Calibration of the average on its own cross-validated nested errors (fits.calibration).
-5. The forms of positive weight refitted with the bootstrap; the average of them is the law.
+4. Calibration of the average on its own cross-validated nested errors, and of each form on
+   its own nested errors (fits.calibration).
+5. The forms of positive weight get the bootstrap; the average of them is the law.
 
-A prediction interval at a question is the average's bootstrap draws times a resampled run
-residual (the law's own interval), widened by the calibration for the distance outside the
-runs' hull, stretched to hold every averaged form's point prediction (the forms'
-disagreement), and clipped to physics (at most ln vocab when the vocabulary is known).
-One procedure with one set of defaults for every data set.
+A prediction interval at a question is the central interval of the weight-mixture of the
+forms' calibrated predictive distributions: form k's is its bootstrap draws times a resampled
+run residual, each side moved out by form k's calibration rate times the distance outside the
+runs' hull; the mixture gives form k the mass w_k, so the forms' disagreement enters by their
+weights. Clipped to physics (at most ln vocab when the vocabulary is known). One procedure
+with one set of defaults for every data set.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from functools import partial
 import numpy as np
 import pandas as pd
 
-from fits.averaging import AveragedLaw, average
+from fits.averaging import AveragedLaw, average, mixture_quantiles
 from fits.bootstrap import percentile_interval
 from fits.calibration import Calibration, calibrate
 from fits.errors import FitError
@@ -55,7 +57,9 @@ class AutoFit:
         draws = self.model.loss_draws(runs)
         noise = np.random.default_rng(seed).choice(self.residuals, size=draws.shape)
         lo, hi = percentile_interval(draws * np.exp(noise), level)
-        return point, *calibrated(self.model, self.calibration, np.ravel(lo), np.ravel(hi), runs)
+        interval = calibrated(self.model, self.calibration, np.ravel(lo), np.ravel(hi), runs,
+                              self.residuals, seed)  # fmt: skip
+        return point, *interval
 
 
 def calibrated(
@@ -64,15 +68,41 @@ def calibrated(
     lo: np.ndarray,
     hi: np.ndarray,
     runs: pd.DataFrame,
+    residuals: np.ndarray | None,
+    seed: int,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The law's own interval (lo, hi) at the rows of runs, stretched to hold every averaged
-    form's point and widened by the calibration (unchanged without one)."""
+    """The calibrated interval at the rows of runs: for an average, the quantiles of the
+    weight-mixture of its forms' calibrated predictive distributions (mixture_interval); for
+    one form, its own interval (lo, hi) widened by the calibration; unchanged without one."""
     if calibration is None:
         return lo, hi
-    if isinstance(model, AveragedLaw):
-        least, most = model.spread(runs)
-        lo, hi = np.minimum(lo, least), np.maximum(hi, most)
+    if isinstance(model, AveragedLaw) and set(model.forms_) <= set(calibration.forms):
+        return mixture_interval(model, calibration, runs, residuals, seed)
     return calibration.widen(lo, hi, runs)
+
+
+def mixture_interval(
+    model: AveragedLaw,
+    calibration: Calibration,
+    runs: pd.DataFrame,
+    residuals: np.ndarray | None,
+    seed: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Quantiles of sum_k w_k p_k at the rows of runs, p_k form k's calibrated predictive
+    distribution: its bootstrap draws times a resampled run residual (its own predictive
+    distribution), each side moved out by its own calibration rate times the distance
+    (Calibration.moved); clipped to physics."""
+    d = calibration.distance(runs)
+    rng = np.random.default_rng(seed)
+    noise_pool = np.zeros(1) if residuals is None else np.asarray(residuals, dtype=float)
+    samples, mass = [], []
+    for name, draws in model.form_draws(runs).items():
+        own = draws * np.exp(rng.choice(noise_pool, size=draws.shape))
+        samples.append(calibration.moved(own, d, name))
+        mass.append(np.full(len(own), model.weights_[name] / len(own)))
+    tail = (1 - calibration.level) / 2
+    lo, hi = mixture_quantiles(np.vstack(samples), np.concatenate(mass), (tail, 1 - tail))
+    return calibration.clip(lo, hi)
 
 
 def with_bootstrap(fitted: LossLaw, fresh: LossLaw, runs: pd.DataFrame) -> LossLaw:
@@ -112,7 +142,8 @@ def fit_auto(
     notes.update(left)
     if not weights:  # nothing could be backtested: the first form that fits, uncalibrated
         weights = {next(iter(fitted)): 1.0}
-    calibration = None if backtest.empty else calibrate(backtest, runs, level, vocab)
+    calibration = None if backtest.empty else calibrate(backtest, runs, level, vocab,
+                                                        tuple(weights))  # fmt: skip
     models = {k: with_bootstrap(fitted[k], forms[k](n_bootstrap), runs) if w > 0 else fitted[k]
               for k, w in weights.items()}  # fmt: skip
     model = AveragedLaw.of(models, weights)

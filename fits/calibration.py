@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -116,7 +116,8 @@ class Calibration:
 
     level; lo_rate <= 0 <= hi_rate: log-loss widening per decade below and above; hull: the
     fitted runs' hull vertices in (log10 N, log10 D); ceiling: the largest loss physics allows
-    (ln vocab; None when unknown); n_scores, n_splits: the nested runs and splits behind it.
+    (ln vocab; None when unknown); n_scores, n_splits: the nested runs and splits behind it;
+    forms: each averaged form's own (lo_rate, hi_rate), from its own nested errors.
     """
 
     level: float
@@ -126,6 +127,7 @@ class Calibration:
     ceiling: float | None
     n_scores: int
     n_splits: int
+    forms: Mapping[str, tuple[float, float]] = field(default_factory=dict)
 
     def distance(self, runs: pd.DataFrame) -> np.ndarray:
         """Decades from the fitted runs' hull in (log10 N, log10 D)."""
@@ -138,10 +140,24 @@ class Calibration:
         d = self.distance(runs)
         lo = np.asarray(lo, dtype=float) * np.exp(self.lo_rate * d)
         hi = np.asarray(hi, dtype=float) * np.exp(self.hi_rate * d)
-        if self.ceiling is not None:
-            hi = np.minimum(hi, self.ceiling)
-            lo = np.minimum(lo, self.ceiling)
-        return lo, hi
+        return self.clip(lo, hi)
+
+    def clip(self, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The interval (lo, hi) clipped to physics: at most ln vocab when it is known."""
+        if self.ceiling is None:
+            return lo, hi
+        return np.minimum(lo, self.ceiling), np.minimum(hi, self.ceiling)
+
+    def moved(self, samples: np.ndarray, d: np.ndarray, form: str) -> np.ndarray:
+        """A form's calibrated predictive distribution from samples (draws, questions) of its
+        own: the samples below each question's median moved down by its lo rate times the
+        distance d, those above moved up by its hi rate (monotone on each side, so its
+        central interval at the level is the form's own interval widened as `widen` does)."""
+        lo_rate, hi_rate = self.forms[form]
+        with np.errstate(invalid="ignore"):
+            median = np.nanmedian(np.where(np.isfinite(samples), samples, np.nan), axis=0)
+            return np.where(samples >= median, samples * np.exp(hi_rate * d),
+                            samples * np.exp(lo_rate * d))  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -152,6 +168,7 @@ class Calibration:
             "ceiling": self.ceiling,
             "n_scores": self.n_scores,
             "n_splits": self.n_splits,
+            "forms": {k: list(v) for k, v in self.forms.items()},
         }
 
     @classmethod
@@ -164,6 +181,7 @@ class Calibration:
             None if record["ceiling"] is None else float(record["ceiling"]),
             int(record["n_scores"]),
             int(record["n_splits"]),
+            {k: (float(v[0]), float(v[1])) for k, v in record.get("forms", {}).items()},
         )
 
     def describe(self) -> str:
@@ -177,18 +195,30 @@ class Calibration:
         )
 
 
-def calibrate(
-    nested: pd.DataFrame, runs: pd.DataFrame, level: float, vocab: float | None = None
-) -> Calibration:
-    """The calibration of a form (or an average) from its nested backtest (module docstring).
-
-    vocab: the runs' vocabulary size when known (the upper end is clipped at ln vocab)."""
-    if nested.empty:
-        raise FitError("no nested backtest could be fitted: too few runs to calibrate")
+def rates(nested: pd.DataFrame, level: float) -> tuple[float, float]:
+    """(lo_rate <= 0, hi_rate >= 0): the Harrell-Davis quantiles of the nested scores."""
     rate, weight = scores(nested)
     lo = harrell_davis(rate, weight, (1 - level) / 2)
     hi = harrell_davis(rate, weight, (1 + level) / 2)
+    return min(lo, 0.0), max(hi, 0.0)
+
+
+def calibrate(
+    nested: pd.DataFrame,
+    runs: pd.DataFrame,
+    level: float,
+    vocab: float | None = None,
+    forms: tuple[str, ...] = (),
+) -> Calibration:
+    """The calibration of a form (or an average) from its nested backtest (module docstring).
+
+    vocab: the runs' vocabulary size when known (the upper end is clipped at ln vocab);
+    forms: columns of nested holding averaged forms' own log errors, each calibrated alone."""
+    if nested.empty:
+        raise FitError("no nested backtest could be fitted: too few runs to calibrate")
+    lo, hi = rates(nested, level)
+    own = {name: rates(nested.assign(log_error=nested[name]), level) for name in forms}
     n_splits = int(nested.groupby(["coord", "q"]).ngroups)
     ceiling = None if vocab is None else math.log(vocab)
     hull = tuple((float(a), float(b)) for a, b in hull_vertices(log_points(runs)))
-    return Calibration(level, min(lo, 0.0), max(hi, 0.0), hull, ceiling, len(nested), n_splits)
+    return Calibration(level, lo, hi, hull, ceiling, len(nested), n_splits, own)

@@ -72,7 +72,9 @@ def backtest_runs(
     )
     if fitted.calibration is not None:
         asked = questions(frame.N, frame.D)
-        frame["lo"], frame["hi"] = calibrated(fitted.model, fitted.calibration, lo, hi, asked)
+        frame["lo"], frame["hi"] = calibrated(
+            fitted.model, fitted.calibration, lo, hi, asked, fitted.residuals, fits.settings.seed
+        )
         frame["distance"] = fitted.calibration.distance(asked)
     frame["rel_error"] = (frame.predicted - frame.actual) / frame.actual
     frame["covered"] = (frame.lo <= frame.actual) & (frame.actual <= frame.hi)

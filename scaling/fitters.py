@@ -231,7 +231,8 @@ def loss_interval(
             model: LossLaw = fitted.model  # type: ignore[assignment]
             n_opt, d_opt = model.compute_optimal([optimal_at])
             runs = pd.DataFrame({"N": n_opt, "D": d_opt})
-        lo, hi = calibrated(fitted.model, fitted.calibration, lo, hi, questions(runs.N, runs.D))
+        asked = questions(runs.N, runs.D)
+        lo, hi = calibrated(fitted.model, fitted.calibration, lo, hi, asked, fitted.residuals, seed)
     return point, lo, hi
 
 

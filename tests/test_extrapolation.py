@@ -9,6 +9,7 @@ import pytest
 
 from fits import LOSS_LAWS, ChinchillaLaw, chinchilla_loss
 from fits.averaging import AveragedLaw
+from fits.bootstrap import observation_interval
 from fits.extrapolation import (
     Calibration,
     assess,
@@ -19,7 +20,7 @@ from fits.extrapolation import (
     nested_backtest,
 )
 from scaling import datasets, fitting
-from scaling.fitters import law_interval, loss_interval
+from scaling.fitters import loss_interval
 from scaling.study import Study
 from tests.conftest import run_cli
 
@@ -165,25 +166,29 @@ def test_a_stored_auto_fit_reloads_and_answers_the_same(epoch_study):
     assert study.predict_loss(70e9, 1.4e12) == first
 
 
-def test_intervals_hold_the_forms_and_widen_with_the_distance_from_the_hull(epoch_study):
+def test_intervals_mix_the_forms_and_widen_with_the_distance_from_the_hull(epoch_study):
+    """A mixture's quantile lies between its components' quantiles: at each question the
+    interval's ends lie within the forms' own calibrated ends (each form's draws times a run
+    residual, widened by its own rates), and inside the hull nothing is widened."""
     study = epoch_study
     fitted = study.fit("auto")
     cal, model = fitted.calibration, fitted.model
-    near = pd.DataFrame({"N": [1e9], "D": [2e10], "U": [math.nan]})
-    assert cal.distance(near)[0] == 0.0
-    _, lo, hi = law_interval(fitted, near, study.level, 0)
-    _, lo_c, hi_c = loss_interval(fitted, near, study.level, 0)
-    least, most = model.spread(near)
-    assert lo_c[0] == pytest.approx(min(lo[0], least[0]))  # inside the hull: no widening
-    assert hi_c[0] == pytest.approx(max(hi[0], most[0]))
-    far = pd.DataFrame({"N": [70e9], "D": [1.4e12], "U": [math.nan]})
-    d = cal.distance(far)[0]
-    assert d > 0.5
-    _, lo, hi = law_interval(fitted, far, study.level, 0)
-    _, lo_c, hi_c = loss_interval(fitted, far, study.level, 0)
-    least, most = model.spread(far)
-    assert np.log(hi_c[0] / max(hi[0], most[0])) == pytest.approx(cal.hi_rate * d)
-    assert np.log(lo_c[0] / min(lo[0], least[0])) == pytest.approx(cal.lo_rate * d)
+    assert set(model.forms_) <= set(cal.forms)
+    for N, D, outside in ((1e9, 2e10, False), (70e9, 1.4e12, True)):
+        asked = pd.DataFrame({"N": [N], "D": [D], "C": [6 * N * D]})
+        d = cal.distance(asked)[0]
+        assert (d > 0.5) if outside else d == 0.0
+        _, lo_c, hi_c = loss_interval(fitted, asked, study.level, 0)
+        ends = []
+        for name, draws in model.form_draws(asked).items():
+            lo, hi = observation_interval(draws, fitted.residuals, study.level, 0)
+            lo_rate, hi_rate = cal.forms[name]
+            ends.append((lo[0] * math.exp(lo_rate * d), hi[0] * math.exp(hi_rate * d)))
+        los, his = zip(*ends, strict=True)
+        slack = 2e-3  # the mixture and each form resample residuals with different draws
+        assert min(los) * (1 - slack) <= lo_c[0] <= max(los) * (1 + slack)
+        assert min(his) * (1 - slack) <= hi_c[0] <= max(his) * (1 + slack)
+        assert lo_c[0] < model.predict_frame(asked)[0] < hi_c[0]
 
 
 def test_cli_fits_auto_with_its_forms_and_refuses_an_unknown_law(tmp_path):

@@ -6,11 +6,12 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from scipy.optimize import minimize
+from scipy.optimize import brentq, minimize
+from scipy.stats import norm
 from scipy.stats.mstats import hdquantiles
 
 from fits import ChinchillaLaw, KaplanLaw, from_dict
-from fits.averaging import AveragedLaw, average, split_weights, stack
+from fits.averaging import AveragedLaw, average, mixture_quantiles, split_weights, stack
 from fits.calibration import (
     FLOOR,
     Calibration,
@@ -137,3 +138,48 @@ def test_a_bootstrap_added_to_a_plain_fit_is_the_bootstrap_fit_gives():
         added = law(n_bootstrap=0, random_state=4).fit_frame(runs)._with_bootstrap(runs, 25)
         np.testing.assert_array_equal(added.bootstrap_params_, whole.bootstrap_params_)
         assert added.intervals_ == whole.intervals_ and added.n_bootstrap == 25
+
+
+def mixture_cdf_minus(x, w, mu_a, sd_a, mu_b, sd_b, p):
+    """sum_k w_k Phi((x - mu_k) / sd_k) - p for two normals."""
+    return w[0] * norm.cdf(x, mu_a, sd_a) + w[1] * norm.cdf(x, mu_b, sd_b) - p
+
+
+def test_mixture_quantiles_are_the_roots_of_the_mixture_cdf():
+    """Against an independent reference: the quantiles of a weighted mixture of known normals,
+    found by root-finding on sum_k w_k Phi((x - mu_k) / sd_k) = p."""
+    rng = np.random.default_rng(5)
+    cases = [((0.0, 0.05), (0.2, 0.5)), ((0.0, 1.0), (0.01, 0.01)), ((0.3, 0.7), (0.1, 0.1))]
+    for (mu_a, mu_b), (sd_a, sd_b) in cases:
+        w = np.array([0.3, 0.7])
+        size = 200_000
+        samples = np.concatenate([rng.normal(mu_a, sd_a, size), rng.normal(mu_b, sd_b, size)])
+        mass = np.repeat(w / size, size)
+        for p in (0.05, 0.5, 0.95):
+            args = (w, mu_a, sd_a, mu_b, sd_b, p)
+            exact = brentq(mixture_cdf_minus, -10, 10, args=args, xtol=1e-12)
+            got = mixture_quantiles(samples[:, None], mass, (p,))[0, 0]
+            assert got == pytest.approx(exact, abs=0.01 * max(sd_a, sd_b))
+    # unequal sample counts carry their weights; non-finite samples are left out
+    samples = np.array([[1.0], [2.0], [np.inf], [3.0], [np.nan]])
+    mass = np.array([0.1, 0.1, 0.4, 0.8, 0.2])
+    np.testing.assert_array_equal(mixture_quantiles(samples, mass, (0.05, 0.15, 0.5)),
+                                  [[1.0], [2.0], [3.0]])  # fmt: skip
+    assert np.isnan(mixture_quantiles(np.full((3, 1), np.nan), np.ones(3), (0.5,))).all()
+
+
+def test_a_form_calibrated_alone_is_its_own_interval_widened():
+    """Calibration.moved is monotone on each side of the median, so the form's central
+    interval is its own interval with each end moved by its rate times the distance."""
+    runs = pd.DataFrame({"N": [1e6, 1e8, 1e8, 1e6], "D": [1e9, 1e9, 1e11, 1e11]})
+    cal = calibrate(nested(0.02, 0, sd=0.03), runs, 0.9, forms=())
+    cal = Calibration(**{**cal.__dict__, "forms": {"a": (-0.03, 0.05)}})
+    asks = pd.DataFrame({"N": [1e7, 1e9, 1e10], "D": [1e10, 1e10, 1e12]})
+    d = cal.distance(asks)
+    own = np.exp(np.random.default_rng(2).normal(0.7, 0.02, (999, 1))) * np.ones((1, 3))
+    mass = np.full(999, 1 / 999)
+    before = mixture_quantiles(own, mass, (0.05, 0.95))
+    after = mixture_quantiles(cal.moved(own, d, "a"), mass, (0.05, 0.95))
+    np.testing.assert_allclose(after[0], before[0] * np.exp(-0.03 * d), rtol=1e-12)
+    np.testing.assert_allclose(after[1], before[1] * np.exp(0.05 * d), rtol=1e-12)
+    assert d[0] == 0.0 and d[2] > 1.0
