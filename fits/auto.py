@@ -11,10 +11,11 @@
 
 A prediction interval at a question is the central interval of the weight-mixture of the
 forms' calibrated predictive distributions: form k's is its bootstrap draws times a resampled
-run residual, each side moved out by form k's calibration rate times the distance outside the
-runs' hull; the mixture gives form k the mass w_k, so the forms' disagreement enters by their
-weights. Clipped to physics (at most ln vocab when the vocabulary is known). One procedure
-with one set of defaults for every data set.
+run residual, its quantile at each level u moved by form k's rate quantile r_k(u) times the
+distance outside the runs' hull (fits.calibration.Calibration.moved); the mixture gives form
+k the mass w_k, so the forms' disagreement enters by their weights. Clipped to physics (at
+most ln vocab when the vocabulary is known). One procedure with one set of defaults for every
+data set.
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ def mixture_interval(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Quantiles of sum_k w_k p_k at the rows of runs, p_k form k's calibrated predictive
     distribution: its bootstrap draws times a resampled run residual (its own predictive
-    distribution), each side moved out by its own calibration rate times the distance
+    distribution), moved at every level by its own rate quantile times the distance
     (Calibration.moved); clipped to physics."""
     d = calibration.distance(runs)
     rng = np.random.default_rng(seed)

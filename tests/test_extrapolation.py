@@ -10,6 +10,7 @@ import pytest
 from fits import LOSS_LAWS, ChinchillaLaw, chinchilla_loss
 from fits.averaging import AveragedLaw
 from fits.bootstrap import observation_interval
+from fits.calibration import RATE_LEVELS
 from fits.extrapolation import (
     Calibration,
     assess,
@@ -182,7 +183,7 @@ def test_intervals_mix_the_forms_and_widen_with_the_distance_from_the_hull(epoch
         ends = []
         for name, draws in model.form_draws(asked).items():
             lo, hi = observation_interval(draws, fitted.residuals, study.level, 0)
-            lo_rate, hi_rate = cal.forms[name]
+            lo_rate, hi_rate = np.interp([0.05, 0.95], RATE_LEVELS, cal.forms[name])
             ends.append((lo[0] * math.exp(lo_rate * d), hi[0] * math.exp(hi_rate * d)))
         los, his = zip(*ends, strict=True)
         slack = 2e-3  # the mixture and each form resample residuals with different draws
