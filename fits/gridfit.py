@@ -214,28 +214,22 @@ class GridLaw(LossLaw):
         self.n_starts_ = int(grid.shape[0])
         self._finish(N, D, level)
         if self.n_bootstrap > 0:
-            self._bootstrap(problem, log_loss, weights, self._starts(problem))
+            self._bootstrap(problem, log_loss, weights)
         self._refuse_unidentified()
         return self
 
-    def _starts(self, problem: Problem) -> np.ndarray:
-        """The resamples' starts: the fit's local optima, in the optimiser's coordinates."""
-        return problem.to_phi(self.params_to_theta(self.local_optima_))
-
-    def _bootstrap(
-        self, problem: Problem, log_loss: np.ndarray, weights: np.ndarray | None, starts: np.ndarray
-    ) -> None:
+    def _bootstrap(self, problem: Problem, log_loss: np.ndarray, base: np.ndarray | None) -> None:
         """n_bootstrap resamples of the runs, each refitted from the fit's local optima."""
+        starts = problem.to_phi(self.params_to_theta(self.local_optima_))
         rng = as_generator(self.random_state)
-        base = np.ones(log_loss.size) if weights is None else weights
+        base = np.ones(log_loss.size) if base is None else base
         counts = resample_weights(log_loss.size, int(self.n_bootstrap), rng) * base
         phi = self._refit_resamples(problem, log_loss, counts, starts)
         self.bootstrap_params_ = self.theta_to_params(problem.to_theta(phi))
         self._set_uncertainty()
 
     def _with_bootstrap(self, runs: pd.DataFrame, n_bootstrap: int) -> Self:
-        """A copy of this fit (made without bootstrap on `runs`) with n_bootstrap resamples
-        added: what `fit` with n_bootstrap gives, without repeating the grid search."""
+        """This fit (on `runs`, no bootstrap) with the n_bootstrap resamples `fit` would add."""
         self._check_fitted()
         new = copy.copy(self)
         new.n_bootstrap = n_bootstrap
@@ -243,7 +237,7 @@ class GridLaw(LossLaw):
         N, D, loss, _ = checked_runs(N, D, runs["loss"], None, len(self.param_names))
         problem = new.problem(np.log(N), np.log(D))
         if n_bootstrap > 0:
-            new._bootstrap(problem, np.log(loss), None, new._starts(problem))
+            new._bootstrap(problem, np.log(loss), None)
         new._refuse_unidentified()
         return new
 
