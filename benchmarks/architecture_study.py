@@ -50,7 +50,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -64,16 +63,34 @@ import pandas as pd
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from cli.sweep import EXIT_RUNS_LEFT  # noqa: E402
 from cli.sweep import duration as parse_duration  # noqa: E402
-from fits import FitError, IsoFLOPFit, LogLinearLaw  # noqa: E402
+from fits import FitError, LogLinearLaw  # noqa: E402
 from fits.throughput import ThroughputModel, backtest  # noqa: E402
 from runners.sizes import ladder  # noqa: E402
-from runners.sweeps.designs import Planner, initial_configs  # noqa: E402
+from runners.sweeps.designs import Planner  # noqa: E402
 from runners.sweeps.spec import load_spec, loads_spec  # noqa: E402
 from scaling.errors import ScalingError  # noqa: E402
+from scaling.experiments import architecture  # noqa: E402
+from scaling.experiments.architecture import (  # noqa: E402
+    ARCHS,
+    ISOFLOP_NEIGHBORS,
+    PREFIX,
+    RUNG_BUDGETS,
+    TNL_CHECK,
+    Clock,
+    best_and_penalty,
+    budget_list,
+    law_lr,
+    lr_checks,
+    lr_law,
+    seed_noise,
+    sensitivity,
+    spec_text,
+    tnl_check,
+)
 from scaling.study import Study  # noqa: E402
 from scaling.sweeps.coordinator import plan_sweep  # noqa: E402
+from store import archive  # noqa: E402
 from store.db import connect  # noqa: E402
 from store.sweeps import FINISHED  # noqa: E402
 
@@ -84,32 +101,29 @@ CURVES = HERE / "data" / "architecture_curves.parquet"
 SPECS = HERE / "experiments"
 GENERATED = SPECS / "generated"
 DOCS = HERE.parent / "docs"
-# tnl_spread is the study's TNL: TNL's per-head ALiBi decay gave the one-head rungs only
-# the slowest rate (issue 23). The first study's tnl runs (arch "tnl") stay in the Parquet,
-# out of the fits, for the TNL check.
-ARCHS = ("llama", "tnl_spread", "hgrn2", "cosformer2")
-PREFIX = "arch-"  # every sweep of the study is named arch-...
-FIRST_ARCHS = ("llama", "tnl", "hgrn2", "cosformer2")  # the first study's (issue 13)
-TNL_CHECK = ("tnl", "tnl_spread", "cosformer2")  # arch_tnlcheck_ARCH.toml
 VALIDATE_FACTOR = 3.0  # validation runs at this multiple of the largest IsoFLOP budget
 VALIDATE_SEEDS = (1, 2)  # not 0: the first study's validation runs (seed 0) may coincide
 PREDICTIONS = GENERATED / "predictions_seeded.json"
-LR_CHECK = (0.5, 1.0, 2.0)  # multiples of the law's LR tried at the largest IsoFLOP size
 LR_AT_MIN = (0.5, 2.0)  # multiples of the law's LR tried at each budget's best size
 SEEDS_NEAR_MIN = (1,)  # seeds added at each budget's best size and its neighbours
-# Which of the template's budgets (indices into 2e10, 6.3e10, 2e11, 6.3e11, 2e12) each rung
-# runs at: a window around where the minima lie (the first study: 7xs best at 2e11, 5xs-4xs
-# at 2e12), two rungs past them on each side, and no run shorter than ~40 steps.
-RUNG_BUDGETS = {
-    "10xs": (0, 2), "9xs": (0, 2), "8xs": (0, 3), "7xs": (0, 4), "6xs": (0, 4), "5xs": (0, 4),
-    "4xs": (1, 4), "3xs": (2, 4), "xxs": (2, 4), "xs": (2, 4),
-}  # fmt: skip
 UNIFORM_LOSS = math.log(256)  # a byte-level model's uniform guess: no interval ends above it
-# Each budget's minimum from the parabola through its best size and 2 neighbours a side: the
-# profiles run 1-1.5 decades past their minimum, where the loss flattens and a parabola
-# through all sizes opens downward (hgrn2 and cosformer2 at 6.3e11).
-ISOFLOP_NEIGHBORS = 2
 WALLCLOCK_HOURS = (0.1, 2.0)  # within the study's longest runs (4-9 min), and the issue's 2 h
+
+
+def restore(db: Path, runs: Path = RUNS, curves: Path = CURVES) -> int:
+    """The committed runs into the log (store.archive.restore for the study's sweeps)."""
+    return archive.restore(db, PREFIX, runs, curves)
+
+
+def sweep(spec: Path, db: Path, clock: Clock, workers: int) -> bool:
+    """One sweep of the study, its runs exported to the committed Parquet files."""
+    return architecture.sweep(spec, db, clock, workers, RUNS, CURVES)
+
+
+def isoflop_specs(db: Path, arch: str) -> list[Path]:
+    return architecture.isoflop_specs(db, arch, SPECS, GENERATED)
+
+
 SHEN = pd.DataFrame(  # Shen et al. 2024, loss envelope fits (issue 13)
     {
         "arch": ("llama", "tnl", "hgrn2", "cosformer2"),
@@ -121,182 +135,7 @@ SHEN = pd.DataFrame(  # Shen et al. 2024, loss envelope fits (issue 13)
 )
 
 
-# -- the run log and its committed copy --------------------------------------------------
-def restore(db: Path, runs: Path = RUNS, curves: Path = CURVES) -> int:
-    """Insert the committed runs (and curves) the log lacks, with their run ids and status.
-    A run the log holds unfinished (a sweep killed while it trained, then trained elsewhere,
-    e.g. in a parallel log) is replaced by the committed one, curve included. Returns the
-    number of runs inserted."""
-    if not runs.exists():
-        return 0
-    with connect(db) as con:
-        stale = (
-            "SELECT run_id FROM runs WHERE status NOT IN ('done', 'diverged', 'failed') "
-            "AND run_id IN (SELECT run_id FROM read_parquet(?))"
-        )
-        con.execute(f"DELETE FROM curves WHERE run_id IN ({stale})", [str(runs)])
-        con.execute(f"DELETE FROM sweep_runs WHERE run_id IN ({stale})", [str(runs)])
-        con.execute(f"DELETE FROM runs WHERE run_id IN ({stale})", [str(runs)])
-        before = _count(con)
-        con.execute(
-            "INSERT INTO runs BY NAME SELECT * FROM read_parquet(?) "
-            "WHERE run_id NOT IN (SELECT run_id FROM runs)",
-            [str(runs)],
-        )
-        if curves.exists():
-            con.execute(
-                "INSERT INTO curves BY NAME SELECT * FROM read_parquet(?) c "
-                "WHERE NOT EXISTS (SELECT 1 FROM curves k "
-                "WHERE k.run_id = c.run_id AND k.step = c.step)",
-                [str(curves)],
-            )
-        con.execute(
-            "INSERT INTO sweep_runs SELECT sweep, run_id FROM runs r WHERE sweep LIKE ? "
-            "AND NOT EXISTS (SELECT 1 FROM sweep_runs s "
-            "WHERE s.sweep = r.sweep AND s.run_id = r.run_id)",
-            [PREFIX + "%"],
-        )
-        return _count(con) - before
-
-
-def export(db: Path, runs: Path = RUNS, curves: Path = CURVES) -> int:
-    """Write the study's finished runs (run-log columns, no config) and their curves."""
-    study = (
-        "SELECT * EXCLUDE (config) FROM runs WHERE status IN ('done', 'diverged', 'failed') "
-        f"AND (sweep LIKE '{PREFIX}%' OR run_id IN "
-        f"(SELECT run_id FROM sweep_runs WHERE sweep LIKE '{PREFIX}%'))"
-    )
-    with connect(db, read_only=True) as con:
-        n = _count(con, f"({study})")
-        if n == 0:
-            return 0
-        runs.parent.mkdir(parents=True, exist_ok=True)
-        con.execute(f"COPY ({study} ORDER BY run_id) TO '{runs}' (FORMAT parquet)")
-        con.execute(
-            f"COPY (SELECT c.* FROM curves c JOIN ({study}) r USING (run_id) "
-            f"ORDER BY run_id, step) TO '{curves}' (FORMAT parquet, COMPRESSION zstd)"
-        )
-    return n
-
-
-def _count(con: duckdb.DuckDBPyConnection, table: str = "runs") -> int:
-    return int(con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0])
-
-
-class Clock:
-    """What is left of --time-budget across the several sweeps of one step."""
-
-    def __init__(self, budget_s: float | None) -> None:
-        self.deadline = None if budget_s is None else time.monotonic() + budget_s
-
-    def left(self) -> float | None:
-        return None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
-
-
-def finished(spec: Path, db: Path) -> bool:
-    """Whether the log holds every run the spec plans (refinements included)."""
-    sweep = load_spec(spec)
-    plan = plan_sweep(sweep.name, Planner(sweep), db)
-    return bool(plan.runs["status"].isin(FINISHED).all())
-
-
-def sweep(
-    spec: Path, db: Path, clock: Clock, workers: int, runs: Path = RUNS, curves: Path = CURVES
-) -> bool:
-    """`scaling sweep run` the spec, then export; False when the time budget stopped it."""
-    if finished(spec, db):  # skip the start-up of a sweep that has nothing to do
-        return True
-    left = clock.left()
-    if left is not None and left < 1:
-        return False
-    command = [sys.executable, "-m", "cli", "sweep", "run", str(spec), "--db", str(db)]
-    command += ["--workers", str(workers), "--threads", "1"]  # tiny models: one is as fast
-    if left is not None:
-        command += ["--time-budget", f"{left:.0f}s"]
-    process = subprocess.Popen(command, cwd=HERE.parent)
-    try:
-        code = process.wait()
-    except KeyboardInterrupt:  # SIGTERM (see main) or Ctrl-C: the sweep commits what finished
-        process.terminate()
-        process.wait()
-        export(db, runs, curves)
-        sys.exit("stopped: the finished runs are exported; run again to go on")
-    export(db, runs, curves)
-    if code not in (0, EXIT_RUNS_LEFT):
-        sys.exit(f"sweep {spec.name} failed (exit {code})")
-    return code == 0
-
-
 # -- run: LR scans, LR law, IsoFLOP ------------------------------------------------------
-def lr_law(db: Path, arch: str) -> Any:
-    """LR*(N) = a N^alpha from the bracketed optima of the arch's LR scans, or from the
-    near-optimal runs (within 0.25% of their size's best) when fewer than 3 are bracketed."""
-    where, study = f"sweep = '{PREFIX}lr-{arch}'", Study(db)
-    try:
-        return study.fit("lr-law", arch, where=where, form="porian").model
-    except ScalingError as exc:
-        print(f"{arch}: {exc}; fitting the LR law on near-optimal runs instead")
-        return study.fit("lr-law", arch, where=where, form="porian", method="near-optimal").model
-
-
-def law_lr(law: Any, n: float) -> float:
-    """The law's LR at N, to 3 significant digits: a refit on the same runs gives the same
-    LR, hence the same run ids, even if the rows come back in another order."""
-    return float(f"{float(law.predict({'N': [n]})[0]):.3g}")
-
-
-def isoflop_specs(db: Path, arch: str) -> list[Path]:
-    """One spec per size of the template, at the LR law's LR for that size and the budgets
-    RUNG_BUDGETS gives it. The LR is chosen once, when the spec is first written; the budgets
-    follow the template, so a budget added later extends the spec with the same LR."""
-    template = tomllib.loads((SPECS / f"arch_isoflop_{arch}.toml").read_text())
-    law = None
-    specs = []
-    for size in template["axes"]["size"]:
-        path = GENERATED / f"isoflop_{arch}_{size}.toml"
-        n = float(ladder(arch).set_index("name").loc[size, "params"])
-        if path.exists():
-            lr = float(tomllib.loads(path.read_text())["fixed"]["lr"])
-        else:
-            law = law or lr_law(db, arch)
-            lr = law_lr(law, n)
-        first, last = RUNG_BUDGETS[size]
-        budgets = budget_list(template)[first : last + 1]
-        why = f"lr = {lr} from the LR law, LR*(N = {n:.0f})"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(_spec_text(template, {"size": [size]}, lr, why, budgets))
-        specs.append(path)
-    return specs
-
-
-def budget_list(template: dict) -> list[float]:
-    """The template's IsoFLOP budgets, a logspace written out (4 significant digits)."""
-    budgets = template["design"]["budgets"]
-    if isinstance(budgets, dict):
-        lo, hi, n = budgets["logspace"]
-        budgets = [float(f"{v:.4g}") for v in np.geomspace(lo, hi, n)]
-    return sorted(budgets)
-
-
-def _spec_text(
-    template: dict, axes: dict, lr: float | None, why: str, budgets: list[float] | None = None
-) -> str:
-    fixed = {**template["fixed"], **({} if lr is None else {"lr": lr})}
-    lines = [
-        f"# written by benchmarks/architecture_study.py: {why}",
-        f'name = "{template["name"]}"',
-        "[fixed]",
-        *(f"{k} = {json.dumps(v)}" for k, v in fixed.items()),
-        "[axes]",
-        *(f"{k} = {json.dumps(v)}" for k, v in axes.items()),
-    ]
-    design = template.get("design")
-    if design:
-        budgets = budgets or budget_list(template)
-        lines += ["[design]", f'kind = "{design["kind"]}"', f"budgets = {json.dumps(budgets)}"]
-    return "\n".join(lines) + "\n"
-
-
 def log_runs(db: Path) -> pd.DataFrame:
     """The study's finished runs in the log (read-only)."""
     if not db.exists():
@@ -345,7 +184,7 @@ def seed_specs(db: Path, arch: str) -> list[Path]:
         path = GENERATED / f"seeds_{arch}_{size}.toml"
         axes = {"size": [size], "seed": list(SEEDS_NEAR_MIN)}
         why = f"seeds {SEEDS_NEAR_MIN} at or next to the best size of these budgets, lr = {lr}"
-        path.write_text(_spec_text(template, axes, lr, why, sorted(budgets)))
+        path.write_text(spec_text(template, axes, lr, why, sorted(budgets)))
         specs.append(path)
     return specs
 
@@ -364,7 +203,7 @@ def lr_min_specs(db: Path, arch: str) -> list[Path]:
         path = GENERATED / f"lrmin_{arch}_{size}.toml"
         named = {**template, "name": f"{PREFIX}lrmin-{arch}"}
         why = f"the law's lr {lr} x {LR_AT_MIN} at the budgets where {size} is best"
-        path.write_text(_spec_text(named, {"size": [size], "lr": lrs}, None, why, sorted(budgets)))
+        path.write_text(spec_text(named, {"size": [size], "lr": lrs}, None, why, sorted(budgets)))
         specs.append(path)
     return specs
 
@@ -435,7 +274,7 @@ def predict(db: Path) -> None:
         template = {"name": f"{PREFIX}verify", "fixed": {**template["fixed"], "tokens": tokens}}
         why = f"lr = {lr} from the LR law, C = {budget:.3g}"
         axes = {"size": [size], "seed": list(VALIDATE_SEEDS)}
-        (GENERATED / f"verify_{arch}.toml").write_text(_spec_text(template, axes, lr, why))
+        (GENERATED / f"verify_{arch}.toml").write_text(spec_text(template, axes, lr, why))
         predictions[arch] = {
             "C": budget, "N_opt": optimal.N.value, "size": size, "N": n, "D": tokens,
             "lr": lr, "loss": loss.value, "lo": loss.lo, "hi": loss.hi, "level": loss.level,
@@ -520,8 +359,13 @@ def analyse(runs_path: Path) -> None:
         sys.exit(f"no results at {runs_path}: run `python {Path(__file__).name} run` first")
     runs = read_runs(runs_path)
     DOCS.mkdir(exist_ok=True)
-    tnl_check(runs)
-    seed_noise(runs)
+    table = tnl_check(runs, SPECS)
+    print("\nTNL check (d 20, 1 layer; tnl and tnl_spread at 7.4M tokens, LR 0.0691;")
+    print("cosformer2 at the same 6.3e11 FLOPs, its LR 0.0196): final validation loss per seed")
+    print(table.to_string(index=False) if len(table) else "  not run yet")
+    noise = seed_noise(runs)
+    print("\nseed noise (configurations trained with >= 2 seeds): pooled SD of the final loss")
+    print(noise.reset_index().to_string(index=False) if len(noise) else "  none yet")
     grids = {a: seed_mean(fit_runs(runs, a)) for a in ARCHS}
     iso = pd.concat([g for g in grids.values() if not g.empty])
     study = Study.from_frame(iso, n_bootstrap=200)
@@ -553,129 +397,21 @@ def analyse(runs_path: Path) -> None:
     print("\nours (byte-level, CPU scale) beside Shen et al. 2024")
     print(pd.DataFrame(rows).to_string(index=False))
     print(SHEN.to_string(index=False))
-    sensitivity(grids)
+    print("\nsensitivity of N_opt's exponent (90% intervals; seed-mean runs at the study budgets)")
+    print(sensitivity(grids).to_string(index=False))
     if laws:
         frontiers(laws, iso.flops.min(), VALIDATE_FACTOR * iso.flops.max())
     for arch in (a for a in ARCHS if a != "llama" and a in laws and "llama" in laws):
         lo, hi = iso.flops.min() / 10, iso.flops.max() * 1e4
         print(study.crossover(arch, "llama", (lo, hi)))
-    lr_checks(runs)
+    title = "LR check at the largest IsoFLOP size (the scans' horizon): the law's LR, x0.5, x2"
+    _show(title, lr_checks(runs))
     lr_at_minima(runs)
     first = GENERATED / "predictions.json"  # the first study's (issue 13), seed 0
     report_validation(runs, json.loads(first.read_text()), f"{PREFIX}validate")
     if PREDICTIONS.exists():
         report_validation(runs, json.loads(PREDICTIONS.read_text()), f"{PREFIX}verify")
     wallclock(runs)
-
-
-def tnl_check(runs: pd.DataFrame) -> pd.DataFrame:
-    """The arch_tnlcheck_*.toml runs: per (arch, heads) each seed's loss, their mean and
-    the gap of the mean to cosformer2's."""
-    sha = runs.corpus_sha256.dropna().iloc[0]
-    ids = {c.run_id(sha) for a in TNL_CHECK
-           for c in initial_configs(load_spec(SPECS / f"arch_tnlcheck_{a}.toml"))}  # fmt: skip
-    check = runs[runs.run_id.isin(ids) & (runs.status == "done")]
-    table = (
-        check.sort_values("seed")
-        .groupby(["arch", "n_heads"])
-        .agg(
-            lr=("lr", "first"),
-            tokens=("tokens", "first"),
-            seeds=("seed", "size"),
-            losses=("final_val_loss", lambda v: ", ".join(f"{x:.3f}" for x in v)),
-            mean=("final_val_loss", "mean"),
-            spread=("final_val_loss", lambda v: v.max() - v.min()),
-        )
-        .reset_index()
-    )
-    reference = table[table.arch == "cosformer2"]["mean"]
-    if not reference.empty:
-        table["gap to cosformer2"] = table["mean"] - float(reference.iloc[0])
-    print("\nTNL check (d 20, 1 layer; tnl and tnl_spread at 7.4M tokens, LR 0.0691;")
-    print("cosformer2 at the same 6.3e11 FLOPs, its LR 0.0196): final validation loss per seed")
-    print(table.to_string(index=False) if len(table) else "  not run yet")
-    return table
-
-
-def seed_noise(runs: pd.DataFrame) -> pd.DataFrame:
-    """Run-to-run noise from every configuration trained with two or more seeds: the seed
-    standard deviation per architecture (pooled within-configuration variance)."""
-    done = runs[runs.status == "done"]
-    keys = ["arch", "d_model", "n_layers", "n_heads", "tokens", "lr"]
-    groups = done.groupby(keys).final_val_loss
-    stats = pd.DataFrame({"n": groups.size(), "var": groups.var(), "range": groups.agg(np.ptp)})
-    stats = stats[stats.n >= 2].reset_index()
-    table = stats.groupby("arch").agg(
-        configs=("n", "size"), runs=("n", "sum"),
-        seed_sd=("var", lambda v: float(np.sqrt(v.mean()))),
-        max_range=("range", "max"),
-    )  # fmt: skip
-    print("\nseed noise (configurations trained with >= 2 seeds): pooled SD of the final loss")
-    print(table.reset_index().to_string(index=False) if len(table) else "  none yet")
-    return table
-
-
-def sensitivity(grids: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """N_opt's exponent a per architecture under each analysis choice: the estimator (IsoFLOP
-    parabolas, approach 2, or the Chinchilla law's allocation, approach 3), N with or
-    without embeddings, and with or without the two smallest rungs the grid holds. E free only:
-    the Chinchilla estimator has no fixed-E form yet, so that column is left out."""
-    rows = []
-    for arch, data in grids.items():
-        for n_column in ("params", "params_nonembed"):
-            for small in (True, False):
-                smallest = np.sort(data.params.unique())[:2]
-                part = data if small else data[~data.params.isin(smallest)]
-                part = part.assign(params=part[n_column])
-                rows.append({"arch": arch, "N": n_column,
-                             "smallest rungs": "with" if small else "without",
-                             "isoflop a": _isoflop_a(part),
-                             "chinchilla a": _chinchilla_a(part, arch)})  # fmt: skip
-    table = pd.DataFrame(rows)
-    print("\nsensitivity of N_opt's exponent (90% intervals; seed-mean runs at the study budgets)")
-    print(table.to_string(index=False))
-    return table
-
-
-def _isoflop_a(runs: pd.DataFrame) -> str:
-    try:
-        fit = IsoFLOPFit(neighbors=ISOFLOP_NEIGHBORS).fit(
-            runs.params, runs.final_val_loss, C=runs.flops
-        )
-    except (ScalingError, FitError) as exc:
-        return f"- ({str(exc)[:40]})"
-    return _interval(fit.params_["a"], *fit.intervals_["a"])
-
-
-def _chinchilla_a(runs: pd.DataFrame, arch: str) -> str:
-    try:
-        fit = Study.from_frame(runs, n_bootstrap=100).fit("chinchilla", arch).model
-    except (ScalingError, FitError) as exc:
-        return f"- ({str(exc)[:40]})"
-    return _interval(fit.derived_["a"], *fit.derived_intervals_.get("a", (math.nan,) * 2))
-
-
-def _interval(value: float, lo: float, hi: float) -> str:
-    return f"{value:.3f} [{lo:.3f}, {hi:.3f}]"
-
-
-def lr_checks(runs: pd.DataFrame) -> pd.DataFrame:
-    """The first study's check, per architecture: the law's LR at xs (500k tokens) against
-    half and twice it, and the loss penalty of the law's LR over the best of the three."""
-    rows = []
-    for arch in FIRST_ARCHS:
-        scan = runs[(runs.sweep == f"{PREFIX}lrcheck-{arch}") & (runs.status == "done")]
-        if len(scan) < len(LR_CHECK):
-            continue
-        scan = scan.sort_values("lr")
-        law = scan.lr.iloc[len(scan) // 2]  # the middle of x 0.5, 1, 2
-        loss = dict(zip(scan.lr, scan.final_val_loss, strict=True))
-        rows.append({"arch": arch, "N": int(scan.params.iloc[0]), "law lr": law,
-                     **{f"loss at x{f:g}": loss[lr] for f, lr in zip(LR_CHECK, scan.lr,
-                                                                      strict=True)},
-                     **_best_and_penalty(loss, law)})  # fmt: skip
-    title = "LR check at the largest IsoFLOP size (the scans' horizon): the law's LR, x0.5, x2"
-    return _table(title, rows)
 
 
 def lr_at_minima(runs: pd.DataFrame) -> pd.DataFrame:
@@ -693,20 +429,14 @@ def lr_at_minima(runs: pd.DataFrame) -> pd.DataFrame:
         lr = float(law.lr.iloc[0])
         rows.append({"arch": arch, "C": float(law.flops.iloc[0]), "N": int(params),
                      "law lr": lr, **{f"x{k / lr:.2g}": v for k, v in sorted(loss.items())},
-                     **_best_and_penalty(loss, lr)})  # fmt: skip
-    return _table("LR at each budget's best size (IsoFLOP horizons): the law's LR, x0.5, x2", rows)
+                     **best_and_penalty(loss, lr)})  # fmt: skip
+    title = "LR at each budget's best size (IsoFLOP horizons): the law's LR, x0.5, x2"
+    return _show(title, pd.DataFrame(rows))
 
 
-def _best_and_penalty(loss: dict[float, float], law: float) -> dict[str, str]:
-    """The best LR as a multiple of the law's, and the law's LR's loss penalty over it."""
-    best = min(loss, key=loss.__getitem__)
-    return {"best": f"x{best / law:.2g}", "penalty": f"{loss[law] / loss[best] - 1:.2%}"}
-
-
-def _table(title: str, rows: list[dict]) -> pd.DataFrame:
-    table = pd.DataFrame(rows)
+def _show(title: str, table: pd.DataFrame) -> pd.DataFrame:
     print(f"\n{title}")
-    print(table.to_string(index=False) if rows else "  not run yet")
+    print(table.to_string(index=False) if len(table) else "  not run yet")
     return table
 
 
@@ -841,7 +571,7 @@ def planned_specs() -> list[tuple[str, str, Any]]:
             lr = (
                 float(tomllib.loads(frozen.read_text())["fixed"]["lr"]) if frozen.exists() else None
             )
-            text = _spec_text(template, {"size": [size]}, lr, "plan", budgets)
+            text = spec_text(template, {"size": [size]}, lr, "plan", budgets)
             specs.append(("isoflop", arch, loads_spec(text)))
     return specs
 

@@ -1,4 +1,4 @@
-"""Fuzz the CLI with the generators of tests/test_fuzz_cli.py for many inputs; print findings.
+"""Fuzz the CLI with the generators of cli/fuzzing.py for many inputs; print findings.
 
     python benchmarks/fuzz_cli.py [N]      # N generated inputs in all (default 10,000)
 
@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.test_fuzz_cli import (
+from cli.fuzzing import (
     Outcome,
     call,
     log_intact,

@@ -18,9 +18,9 @@ import typer
 from cli.common import DbOption, Interrupted, console, format_value, print_frame, progress_bar
 from runners.checkpoint import DEFAULT_EVERY_S
 from runners.errors import RunnerError
+from scaling.sweeps import EXIT_RUNS_LEFT
 
 NO_WIDTH = "none (the interval is not finite: the runs cannot bound the target)"
-EXIT_RUNS_LEFT = 3  # `sweep run` stopped by --max-runs/--time-budget: start it again
 
 app = typer.Typer(
     help="Sweeps of many runs from a TOML spec: plan them, run what is left, follow them.",

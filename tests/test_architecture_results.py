@@ -9,7 +9,6 @@ Marked `golden` (and `slow`): outside the fast lane, run with `pytest -m golden`
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import json
 import math
@@ -21,14 +20,12 @@ import pytest
 
 from fits import IsoFLOPFit
 from fits.throughput import backtest
+from scaling.experiments import architecture as study
 from scaling.study import Study
 from tests.conftest import REPO
 
-_spec = importlib.util.spec_from_file_location(
-    "architecture_study", REPO / "benchmarks" / "architecture_study.py"
-)
-study = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(study)
+DATA = REPO / "benchmarks" / "data"  # the study's committed runs (data, not code)
+SPECS = REPO / "benchmarks" / "experiments"
 
 pytestmark = [pytest.mark.golden, pytest.mark.slow]  # figures pinned to the committed runs
 FIRST_ARCHS = study.FIRST_ARCHS
@@ -38,7 +35,8 @@ UNIQUE_TOKENS = 11.7e6  # the default corpus's training split
 
 @pytest.fixture(scope="module")
 def runs() -> pd.DataFrame:
-    return duckdb.sql("SELECT * FROM read_parquet(?)", params=[str(study.RUNS)]).df()
+    path = DATA / "architecture_runs.parquet"
+    return duckdb.sql("SELECT * FROM read_parquet(?)", params=[str(path)]).df()
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +73,7 @@ def test_tnl_check_four_heads_close_most_of_the_one_head_gap(runs: pd.DataFrame,
     ALiBi rate) sits far above cosformer2 of the same shape; four heads (rates 2^-2..2^-8)
     close most of that gap. What remains is within about two seed SDs: unresolved. Margins
     in units of the seed noise. (tnl_spread's two runs are the study's next runs.)"""
-    table = study.tnl_check(runs).set_index(["arch", "n_heads"])
+    table = study.tnl_check(runs, SPECS).set_index(["arch", "n_heads"])
     checked = [("cosformer2", 1), ("tnl", 1), ("tnl", 4)]
     assert (table.loc[checked, "seeds"] == 2).all()
     gap = table["gap to cosformer2"]
@@ -134,7 +132,7 @@ def test_cosformer2_validation_miss_is_the_collapsed_e(first: pd.DataFrame, runs
         return p["E"] + p["A"] / n ** p["alpha"] + p["B"] / d ** p["beta"]
 
     assert p["E"] < 1e-3 and loss(math.inf) < 0.5
-    predictions = json.loads((study.GENERATED / "predictions.json").read_text())
+    predictions = json.loads((SPECS / "generated" / "predictions.json").read_text())
     predicted, d = predictions["cosformer2"]["loss"], predictions["cosformer2"]["D"]
     validation = runs[(runs.sweep == "arch-validate") & (runs.arch == "cosformer2")]
     measured = float(validation.final_val_loss.iloc[0])

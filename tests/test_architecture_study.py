@@ -3,7 +3,6 @@ fresh run log trains nothing twice; generated specs parse; throughput of all fou
 
 from __future__ import annotations
 
-import importlib.util
 import tomllib
 from pathlib import Path
 
@@ -13,14 +12,12 @@ import pytest
 
 from fits.throughput import ThroughputModel
 from runners.sweeps.spec import load_spec, loads_spec
+from scaling.experiments import architecture as study
+from store import archive
 from store.schema import RUN_COLUMNS
 from tests.conftest import REPO, run_cli
 
-_spec = importlib.util.spec_from_file_location(
-    "architecture_study", REPO / "benchmarks" / "architecture_study.py"
-)
-study = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(study)
+SPECS = REPO / "benchmarks" / "experiments"  # the study's templates (data, not code)
 
 TINY = """
 name = "arch-tiny"
@@ -74,8 +71,12 @@ def test_export_holds_the_run_log_columns_and_curves(trained: dict[str, Path]) -
 @pytest.mark.slow
 def test_restore_round_trip_trains_nothing_twice(trained: dict[str, Path], tmp_path) -> None:
     fresh = tmp_path / "fresh.duckdb"
-    assert study.restore(fresh, trained["runs"], trained["curves"]) == 12
-    assert study.restore(fresh, trained["runs"], trained["curves"]) == 0  # idempotent
+
+    def restore() -> int:
+        return archive.restore(fresh, study.PREFIX, trained["runs"], trained["curves"])
+
+    assert restore() == 12
+    assert restore() == 0  # idempotent
     query = "SELECT run_id, status, final_val_loss, sweep FROM runs ORDER BY run_id"
     assert table(fresh, query) == table(trained["db"], query)
     curves = "SELECT run_id, step, tokens, train_loss, val_loss FROM curves ORDER BY run_id, step"
@@ -84,7 +85,7 @@ def test_restore_round_trip_trains_nothing_twice(trained: dict[str, Path], tmp_p
     with duckdb.connect(str(fresh)) as con:
         con.execute(f"UPDATE runs SET status = 'running' WHERE run_id IN ({killed})")
         con.execute(f"DELETE FROM curves WHERE run_id IN ({killed}) AND step > 1")
-    assert study.restore(fresh, trained["runs"], trained["curves"]) == 1  # replaced, curve too
+    assert restore() == 1  # replaced, curve too
     assert table(fresh, query) == table(trained["db"], query)
     assert table(fresh, curves) == table(trained["db"], curves)
     result = run_cli("sweep", "run", str(trained["spec"]), "--db", str(fresh), "--workers", "2")
@@ -110,18 +111,16 @@ def test_throughput_model_fits_tiny_runs_of_all_four_archs(trained: dict[str, Pa
     assert np.all(np.isfinite(ratio)) and np.all((ratio > 1 / 3) & (ratio < 3))
 
 
-def test_isoflop_specs_follow_the_template_budgets_and_keep_their_lr(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_isoflop_specs_follow_the_template_budgets_and_keep_their_lr(tmp_path: Path) -> None:
     """A budget added to the template extends the written specs; their LR is not refitted."""
-    monkeypatch.setattr(study, "GENERATED", tmp_path)
-    template = tomllib.loads((study.SPECS / "arch_isoflop_llama.toml").read_text())
+    template = tomllib.loads((SPECS / "arch_isoflop_llama.toml").read_text())
     sizes = template["axes"]["size"]
     for i, size in enumerate(sizes):  # as first written, at the two smallest budgets only
         budgets = study.budget_list(template)[:2]
-        text = study._spec_text(template, {"size": [size]}, 0.001 * (i + 1), "t", budgets)
+        text = study.spec_text(template, {"size": [size]}, 0.001 * (i + 1), "t", budgets)
         (tmp_path / f"isoflop_llama_{size}.toml").write_text(text)
-    paths = study.isoflop_specs(tmp_path / "no.duckdb", "llama")  # no log: no law is fitted
+    no_log = tmp_path / "no.duckdb"  # no log: no law is fitted
+    paths = study.isoflop_specs(no_log, "llama", SPECS, tmp_path)
     all_budgets = study.budget_list(template)
     assert len(all_budgets) >= 5 and all_budgets[-1] / all_budgets[0] >= 100  # two decades
     for i, (size, path) in enumerate(zip(sizes, paths, strict=True)):
@@ -137,16 +136,16 @@ def test_isoflop_specs_follow_the_template_budgets_and_keep_their_lr(
 
 def test_generated_isoflop_spec_keeps_the_template_with_the_law_lr() -> None:
     for arch in study.ARCHS:
-        path = study.SPECS / f"arch_isoflop_{arch}.toml"
+        path = SPECS / f"arch_isoflop_{arch}.toml"
         template, parsed = tomllib.loads(path.read_text()), load_spec(path)
         assert parsed.design.kind == "isoflop" and len(parsed.design.budgets) >= 3
         assert max(parsed.design.budgets) / min(parsed.design.budgets) >= 10
         assert len(parsed.axes["size"]) >= 5
-        text = study._spec_text(template, {"size": ["3xs"]}, 0.00421, "test")
+        text = study.spec_text(template, {"size": ["3xs"]}, 0.00421, "test")
         generated = loads_spec(text)
         assert generated.name == parsed.name and generated.fixed["lr"] == 0.00421
         assert generated.design.budgets == pytest.approx(parsed.design.budgets, rel=1e-3)
         assert [s.name for s in generated.axes["size"]] == ["3xs"]
-        lr_scan = load_spec(study.SPECS / f"arch_lr_{arch}.toml")
+        lr_scan = load_spec(SPECS / f"arch_lr_{arch}.toml")
         assert lr_scan.design.kind == "lr_scan" and lr_scan.design.refine
         assert len(lr_scan.axes["size"]) >= 2

@@ -128,3 +128,50 @@ def test_no_class_over_300_lines_and_no_module_over_400():
     assert too_long == []
     reasons = (REPO / "docs" / "development.md").read_text()
     assert all(f"`{name}`" in reasons for name in LONG_MODULES)
+
+
+LOADERS = {"spec_from_file_location", "run_path", "SourceFileLoader", "exec_module"}
+
+
+def crossings(root: Path = REPO) -> list[str]:
+    """Imports across the line between tests/ and benchmarks/: a test importing a benchmark
+    (by name, or loading its file), or a benchmark importing a test."""
+    found = []
+    for here, other in (("tests", "benchmarks"), ("benchmarks", "tests")):
+        for path in sorted((root / here).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                if isinstance(node, ast.Import):
+                    names = [alias.name for alias in node.names]
+                elif isinstance(node, ast.ImportFrom):
+                    names = [node.module or ""]
+                elif isinstance(node, ast.Call):
+                    func = node.func
+                    called = (
+                        func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+                    )
+                    names = [f"{other} (loads a file: {called})"] if called in LOADERS else []
+                else:
+                    continue
+                found += [f"{path.relative_to(root)}:{node.lineno} imports {n}" for n in names
+                          if n.split(".")[0].split(" ")[0] == other]  # fmt: skip
+    return found
+
+
+def test_the_crossing_finder_sees_imports_and_file_loads(tmp_path: Path) -> None:
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "benchmarks").mkdir()
+    (tmp_path / "tests" / "test_a.py").write_text(
+        "import importlib.util\nfrom benchmarks.study import x\n"
+        "spec = importlib.util.spec_from_file_location('s', 'benchmarks/study.py')\n"
+    )
+    (tmp_path / "benchmarks" / "b.py").write_text("import tests.test_a\nimport testsuite\n")
+    assert crossings(tmp_path) == [
+        "tests/test_a.py:2 imports benchmarks.study",
+        "tests/test_a.py:3 imports benchmarks (loads a file: spec_from_file_location)",
+        "benchmarks/b.py:1 imports tests.test_a",
+    ]
+
+
+def test_tests_do_not_import_benchmarks_and_benchmarks_do_not_import_tests() -> None:
+    """Code both need lives in the package (e.g. scaling.experiments, cli.fuzzing)."""
+    assert crossings() == []
