@@ -379,7 +379,7 @@ def analyse(runs_path: Path) -> None:
         ax.set(xscale="log", xlabel="parameters N", title=arch)
         ax.legend(fontsize=6)
         row: dict[str, Any] = {"arch": arch, "runs": len(data)}
-        for law, options in (("isoflop", {"neighbors": ISOFLOP_NEIGHBORS}), ("chinchilla", {})):
+        for law, options in (("isoflop", {"n_neighbors": ISOFLOP_NEIGHBORS}), ("chinchilla", {})):
             try:
                 row[law] = study.fit(law, arch, **options).model
             except ScalingError as exc:

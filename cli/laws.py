@@ -100,9 +100,11 @@ def fit(
             "of their (N, D) best, as Step Law)."
         ),
     ] = "vertex",
-    neighbors: Annotated[
+    n_neighbors: Annotated[
         int | None,
         typer.Option(
+            "--n-neighbors",
+            "--neighbors",  # its name before it took the estimators' (fits/) name
             min=1,
             help="isoflop: each budget's parabola through its best size and this many "
             "neighbours a side (default: all sizes), for profiles sampled far past their "
@@ -132,7 +134,7 @@ def fit(
     """Fit a law on a selection of runs, print it and store it in the fits table."""
     from scaling.laws import get as get_law
 
-    given = {"x": x, "E": fixed_e, "form": form, "method": method, "neighbors": neighbors,
+    given = {"x": x, "E": fixed_e, "form": form, "method": method, "n_neighbors": n_neighbors,
              "resolution": resolution, "schedule_law": schedule_law, "loss": loss}  # fmt: skip
     options = get_law(law).options_from(given)
     fitted = _study(db, level, bootstrap).fit(law, arch, source, where, n_column=n_column,

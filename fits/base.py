@@ -167,7 +167,12 @@ class Fit:
         klass = _REGISTRY[law]
         if not issubclass(klass, cls):
             raise ValueError(f"record holds a {law!r} fit, not a {cls.__name__}")
-        obj = klass(**record.get("config", {}))
+        try:
+            obj = klass(**record.get("config", {}))
+        except TypeError as exc:  # a setting renamed or dropped since the record was written
+            raise ValueError(
+                f"a {law!r} record whose settings this release does not take ({exc}): refit"
+            ) from exc
         unc = record["uncertainty"]
         obj.params_ = {k: _num(v) for k, v in record["params"].items()}
         obj.stderr_ = {k: _num(v) for k, v in unc["stderr"].items()}

@@ -69,9 +69,22 @@ def outside(box: Mapping[str, tuple[float, float]], runs: pd.DataFrame) -> pd.Da
     columns = {}
     for c in COORDS:
         lo, hi = box[c]
-        x = np.log10(np.asarray(runs[c], dtype=float))
-        columns[c] = np.maximum(np.maximum(lo - x, x - hi), 0.0)
+        columns[c] = decades_outside(np.log10(np.asarray(runs[c], dtype=float)), lo, hi)
     return pd.DataFrame(columns, index=runs.index)
+
+
+def decades_outside(x: np.ndarray, lo: Any, hi: Any) -> np.ndarray:
+    """How far log10 coordinates x lie outside [lo, hi] (0 inside); broadcasts."""
+    return np.maximum(np.maximum(lo - x, x - hi), 0.0)
+
+
+def widening(along: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """The calibration's widening in log loss, max_k kappa_k d_k, with the coordinates (in
+    COORDS order) on axis 0 of d and of `along` (kappa_k); 0 where d_k = 0 even if kappa_k is
+    inf. Array form of `Calibration.extra`, for boxes a design stretches run by run."""
+    kappa = np.asarray(along, dtype=float).reshape((-1,) + (1,) * (np.ndim(d) - 1))
+    with np.errstate(invalid="ignore"):  # inf * 0 where inside, replaced by 0
+        return np.where(d > 0, kappa * d, 0.0).max(axis=0)
 
 
 def distance(box: Mapping[str, tuple[float, float]], runs: pd.DataFrame) -> np.ndarray:
@@ -190,12 +203,8 @@ class Calibration:
 
     def extra(self, runs: pd.DataFrame) -> np.ndarray:
         """The widening in log loss, max_k kappa_k d_k (0 inside the data, even if inf)."""
-        d = outside(self.box, runs)
-        out = np.zeros(len(runs))
-        for c in COORDS:
-            far = d[c].to_numpy() > 0
-            out[far] = np.maximum(out[far], self.along[c] * d[c].to_numpy()[far])
-        return out
+        d = outside(self.box, runs)[list(COORDS)].to_numpy().T
+        return widening(np.array([self.along[c] for c in COORDS]), d)
 
     def widen(
         self, estimate: np.ndarray, lo: np.ndarray, hi: np.ndarray, runs: pd.DataFrame

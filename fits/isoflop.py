@@ -110,7 +110,7 @@ class IsoFLOPFit(_ComputeOptimalFit):
     flops_per_token: k in C = k N D, used when C is not given and for D_opt.
     min_points: distinct model sizes a budget needs for its parabola (>= 3).
     exclude_unbracketed: leave out budgets whose minimum lies outside their sampled N.
-    neighbors: None fits each budget's parabola to all its sizes (Hoffmann et al.); k fits it
+    n_neighbors: None fits each budget's parabola to all its sizes (Hoffmann et al.); k fits it
         to the best size and k neighbours on each side (fits.lr.scan_optimum, as an LR scan),
         for profiles sampled far past their minimum on one side, where the loss flattens and
         a global parabola bends the wrong way. The budget is then used only if a worse size
@@ -134,14 +134,14 @@ class IsoFLOPFit(_ComputeOptimalFit):
         flops_per_token: float = 6.0,
         min_points: int = 3,
         exclude_unbracketed: bool = True,
-        neighbors: int | None = None,
+        n_neighbors: int | None = None,
         level: float = 0.90,
     ) -> None:
         self.log10_resolution = log10_resolution
         self.flops_per_token = flops_per_token
         self.min_points = min_points
         self.exclude_unbracketed = exclude_unbracketed
-        self.neighbors = neighbors
+        self.n_neighbors = n_neighbors
         self.level = level
 
     def fit(
@@ -215,8 +215,8 @@ class IsoFLOPFit(_ComputeOptimalFit):
         if n_sizes < self.min_points:
             row["note"] = f"only {n_sizes} distinct model sizes (need {self.min_points})"
             return row
-        if self.neighbors is not None:
-            return self._local_minimum(N, loss, row, self.neighbors)
+        if self.n_neighbors is not None:
+            return self._local_minimum(N, loss, row, self.n_neighbors)
         x = np.log(N)
         c2, c1, c0 = np.polyfit(x, loss, 2)
         if not c2 > 0:
@@ -240,14 +240,14 @@ class IsoFLOPFit(_ComputeOptimalFit):
         return row
 
     def _local_minimum(
-        self, N: np.ndarray, loss: np.ndarray, row: dict[str, Any], neighbors: int
+        self, N: np.ndarray, loss: np.ndarray, row: dict[str, Any], n_neighbors: int
     ) -> dict[str, Any]:
         """The vertex of the parabola through the best size and its neighbours."""
         per_size = pd.Series(loss).groupby(N).mean()  # sorted by N; repeats averaged
         found = scan_optimum(
             per_size.index.to_numpy(),
             per_size.to_numpy(),
-            neighbors,
+            n_neighbors,
             self.min_points,
             "N",
         )

@@ -60,11 +60,11 @@ Predictor = Callable[[FittedLaw, pd.DataFrame, float, int], Interval]
 
 def fit_isoflop(law: str, data: pd.DataFrame, selection: dict[str, Any], ctx: Context,
                  options: dict[str, Any]) -> FittedLaw:  # fmt: skip
-    neighbors = options.pop("neighbors", None)
+    n_neighbors = options.pop("n_neighbors", None)
     resolution = options.pop("resolution", None)  # budgets: log10 C rounded to this
     grouping = {"log10_resolution": resolution} if resolution else {}
     level = ctx.settings.level
-    model = IsoFLOPFit(level=level, neighbors=neighbors, **grouping).fit(
+    model = IsoFLOPFit(level=level, n_neighbors=n_neighbors, **grouping).fit(
         data.N, data.loss, C=data.C
     )
     return FittedLaw(law, model, selection, table=model.budgets_)

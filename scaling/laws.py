@@ -45,7 +45,7 @@ OPTIONS = {
         Option("E", "--E", None, "power: hold the offset E fixed (e.g. 0)."),
         Option("form", "--form", "auto", "lr-law: auto, step, porian or bjorck."),
         Option("method", "--method", "vertex", _METHOD),
-        Option("neighbors", "--neighbors", None, _NEIGHBORS),
+        Option("n_neighbors", "--n-neighbors", None, _NEIGHBORS),
         Option("resolution", "--resolution", None, _RESOLUTION),
         Option("schedule_law", "--law", "auto", "schedule: multi-power, annealing or auto."),
         Option("loss", "--loss", "val", "schedule: fit the curves' val or train loss."),
@@ -106,7 +106,7 @@ REGISTRY: dict[str, Law] = {
         Law(
             "isoflop",
             fitters.fit_isoflop,
-            options=("neighbors", "resolution"),
+            options=("n_neighbors", "resolution"),
             table="per budget",
         ),
         Law("envelope", fitters.fit_envelope),

@@ -210,6 +210,7 @@ def test_spec_parses_an_adaptive_design() -> None:
         (('law = "chinchilla"', 'law = "chinchilla"\nlr = "found"'), r"spec.design.lr: expected"),
         (('ask = "loss", N = 2e6, D = 2e7', 'ask = "optimal"'), r"target.compute: a optimal"),
         (('law = "chinchilla"', 'law = "kaplan"'), r"spec.design.law: expected one of"),
+        (('law = "chinchilla"', 'law = "auto"'), r'"auto" is the average of every form'),
         (("round_size = 2", "round_size = 0"), r"round_size: must be between"),
         (("budget_flops = 1e12", "budget_flops = -1"), r"budget_flops: must be positive"),
         (("budget_flops = 1e12", "budget_hours = inf"), r"budget_hours: expected a finite"),

@@ -87,7 +87,7 @@ def _noisy_exponents(data: pd.DataFrame, sd: float, draws: int = 200) -> np.ndar
     """N_opt's exponent refitted with each run's loss moved by N(0, sd): how far a rerun with
     other seeds would move it."""
     rng = np.random.default_rng(0)
-    fits = IsoFLOPFit(neighbors=study.ISOFLOP_NEIGHBORS)
+    fits = IsoFLOPFit(n_neighbors=study.ISOFLOP_NEIGHBORS)
     out = []
     for _ in range(draws):
         loss = data.final_val_loss + rng.normal(0, sd, len(data))
@@ -107,7 +107,7 @@ def test_first_study_exponents_do_not_order_the_architectures(
     points, intervals = {}, {}
     for arch in FIRST_ARCHS:
         data = first[first.arch == arch]
-        fit = IsoFLOPFit(neighbors=study.ISOFLOP_NEIGHBORS).fit(
+        fit = IsoFLOPFit(n_neighbors=study.ISOFLOP_NEIGHBORS).fit(
             data.params, data.final_val_loss, C=data.flops
         )
         points[arch], intervals[arch] = fit.params_["a"], fit.intervals_["a"]

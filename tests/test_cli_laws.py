@@ -206,8 +206,9 @@ def test_numpy_warnings_do_not_reach_the_terminal(one_batch_size):
 
 
 def test_isoflop_neighbours_reach_the_fit_and_its_stored_key(tmp_path):
-    """`--neighbors k` fits each budget's parabola locally, as IsoFLOPFit(neighbors=k) does,
-    and a stored all-sizes fit of the same runs is not handed back for it."""
+    """`--n-neighbors k` fits each budget's parabola locally, as IsoFLOPFit(n_neighbors=k)
+    does, and a stored all-sizes fit of the same runs is not handed back for it; the option's
+    old name `--neighbors` still works."""
     from fits import IsoFLOPFit
 
     rows = []
@@ -222,13 +223,15 @@ def test_isoflop_neighbours_reach_the_fit_and_its_stored_key(tmp_path):
     assert run_cli("import", str(tmp_path / "profiles.csv"), "--db", db).returncode == 0
     fitted = {}
     for k in (None, 1):
-        extra = [] if k is None else ["--neighbors", str(k)]
+        extra = [] if k is None else ["--n-neighbors", str(k)]
         done = run_cli("fit", "isoflop", *extra, "--json", "--db", db)
         assert done.returncode == 0, done.stderr
-        direct = IsoFLOPFit(neighbors=k).fit(frame.N, frame.loss, D=frame.D)
+        direct = IsoFLOPFit(n_neighbors=k).fit(frame.N, frame.loss, D=frame.D)
         fitted[k] = json.loads(done.stdout)["a"]
         assert fitted[k] == pytest.approx(direct.params_["a"], rel=1e-6)
     assert fitted[1] == pytest.approx(0.5, abs=0.02)
     assert abs(fitted[None] - fitted[1]) > 0.02
+    old = run_cli("fit", "isoflop", "--neighbors", "1", "--json", "--refit", "--db", db)
+    assert old.returncode == 0 and json.loads(old.stdout)["a"] == pytest.approx(fitted[1])
     wrong = run_cli("fit", "chinchilla", "--neighbors", "2", "--db", db)
-    assert wrong.returncode == 2 and "--neighbors applies to isoflop" in wrong.stderr
+    assert wrong.returncode == 2 and "--n-neighbors applies to isoflop" in wrong.stderr

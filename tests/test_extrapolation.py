@@ -16,9 +16,11 @@ from fits.extrapolation import (
     assess,
     calibrate,
     conformal_quantile,
+    decades_outside,
     distance,
     log_box,
     nested_backtest,
+    widening,
 )
 from scaling import datasets, fitting
 from scaling.fitters import loss_interval
@@ -262,6 +264,23 @@ def test_each_direction_widens_by_its_own_rate_never_below_the_pooled_one():
     # half a decade past the largest C and D, inside N: the pooled rate
     question = pd.DataFrame({"N": [1e8], "D": [10**10.5], "C": [6e18 * 10**0.5]})
     assert cal.extra(question)[0] == pytest.approx(cal.kappa * 0.5)
+
+
+def test_widening_of_stretched_boxes_is_the_naive_max_over_directions():
+    """The array form the adaptive planner calls (targets x candidate boxes), against a loop;
+    inside the box an infinite rate adds nothing."""
+    rng = np.random.default_rng(0)
+    kappa = np.array([0.02, np.inf, 0.05])
+    x = rng.uniform(0, 3, (3, 4, 1))  # 3 directions, 4 targets
+    lo, hi = rng.uniform(0, 1, (3, 1, 5)), rng.uniform(1, 2, (3, 1, 5))  # 5 boxes
+    x[1], lo[1], hi[1] = 1.5, 0.0, 2.0  # inside every box along the infinite rate
+    got = widening(kappa, decades_outside(x, lo, hi))
+    assert got.shape == (4, 5)
+    for t in range(4):
+        for b in range(5):
+            far = [max(lo[k, 0, b] - x[k, t, 0], x[k, t, 0] - hi[k, 0, b], 0) for k in range(3)]
+            want = max([kappa[k] * far[k] for k in range(3) if far[k] > 0], default=0.0)
+            assert got[t, b] == pytest.approx(want)
 
 
 def test_a_stored_calibration_from_before_kappa_k_widens_by_its_kappa_everywhere():

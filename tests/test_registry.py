@@ -25,9 +25,9 @@ def test_options_a_law_does_not_take_are_refused_unless_left_at_their_default():
     assert get("power").options_from(cli) == {"x": "C"}  # E is None: not passed
     assert get("lr-law").options_from(cli) == {"form": "auto", "method": "vertex"}
     assert get("chinchilla").options_from(cli) == {}
-    assert get("isoflop").options_from({**cli, "neighbors": 2}) == {"neighbors": 2}
-    with pytest.raises(ScalingError, match="--neighbors applies to isoflop fits, not kaplan"):
-        get("kaplan").options_from({**cli, "neighbors": 2})
+    assert get("isoflop").options_from({**cli, "n_neighbors": 2}) == {"n_neighbors": 2}
+    with pytest.raises(ScalingError, match="--n-neighbors applies to isoflop fits, not kaplan"):
+        get("kaplan").options_from({**cli, "n_neighbors": 2})
     with pytest.raises(ScalingError, match="--method applies to lr-law fits, not bs-law"):
         get("bs-law").options_from({**cli, "method": "near-optimal"})
     with pytest.raises(ScalingError, match="unknown law 'step'"):

@@ -397,7 +397,7 @@ def _budgets(raw: Any) -> tuple[float, ...]:
 # -- adaptive design (issue 14): the runs are chosen by scaling.sweeps.adaptive, round by round --
 ADAPTIVE_KEYS = ("kind", "target", "law", "lr", "budget_flops", "budget_hours", "round_size",
                  "candidates")  # fmt: skip
-ADAPTIVE_LAWS = ("auto", "chinchilla")
+ADAPTIVE_LAWS = ("chinchilla",)  # the forms the design criterion differentiates
 MAX_BUDGET_HOURS = 24 * 365  # a year of wall time: beyond it a number is a typo
 TARGET_KEYS = {"loss": ("ask", "N", "D"), "optimal": ("ask", "compute"), "lr": ("ask", "N", "D")}
 # The least a target can ask: one parameter, one token, the FLOPs of both (6 N D).
@@ -470,7 +470,12 @@ def _parse_adaptive(
     if given[0] == "budget_hours" and budget > MAX_BUDGET_HOURS:
         raise RunnerError(f"{key}.budget_hours: at most {MAX_BUDGET_HOURS:g} hours, got {budget:g}")
     flops, hours = (budget, None) if given[0] == "budget_flops" else (None, budget)
-    law = table.get("law", "auto")
+    law = table.get("law", "chinchilla")
+    if law == "auto":  # what the planner called chinchilla before; the Study's auto averages
+        raise RunnerError(
+            f'{key}.law: "auto" is the average of every form, which an adaptive '
+            'design cannot use: drop the key or write law = "chinchilla"'
+        )
     if law not in ADAPTIVE_LAWS:
         raise RunnerError(f"{key}.law: expected one of {', '.join(ADAPTIVE_LAWS)}, got {law!r}")
     round_size = _integer(table.get("round_size", 4), f"{key}.round_size")

@@ -231,7 +231,7 @@ def sensitivity(grids: dict[str, pd.DataFrame]) -> pd.DataFrame:
 
 def _isoflop_a(runs: pd.DataFrame) -> str:
     try:
-        fit = IsoFLOPFit(neighbors=ISOFLOP_NEIGHBORS).fit(
+        fit = IsoFLOPFit(n_neighbors=ISOFLOP_NEIGHBORS).fit(
             runs.params, runs.final_val_loss, C=runs.flops
         )
     except (ScalingError, FitError) as exc:

@@ -1,9 +1,9 @@
 """Adaptive design: which runs to do next so that the target's calibrated interval narrows most.
 
-The planner is a pure function of the runs already done: it fits the loss law on them (with
-`law="auto"` the form the nested backtests select, fits.extrapolation.assess), takes the
-calibration's kappa, and then scores candidate runs by an analytic design criterion instead of
-simulating their outcomes:
+The planner is a pure function of the runs already done: it fits the Chinchilla law on them
+(the one form whose Jacobian the criterion below knows), calibrates it by nested backtests
+(fits.extrapolation.assess), takes the calibration's kappa, and then scores candidate runs
+by an analytic design criterion instead of simulating their outcomes:
 
 - Parameter variance (delta method). theta = (log A, log B, log E, alpha, beta). Each run
   contributes J J^T / sigma^2 to the Gauss-Newton information, J = d log L / d theta at its
@@ -35,20 +35,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from statistics import NormalDist
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from fits import ChinchillaLaw, FitError, compute_optimal_allocation
 from fits.chinchilla import theta_jacobian, theta_loss, theta_to_params
-from fits.extrapolation import COORDS, Calibration, assess
+from fits.extrapolation import COORDS, Calibration, assess, decades_outside, widening
 from fits.laws import refit_predict, training_compute
 from scaling.errors import ScalingError
 from scaling.sweeps.rounds import RoundPlan, Target, greedy_round
 
-DESIGN_LAWS = ("auto", "chinchilla")  # auto: the best of these by nested backtests
-JACOBIAN_FORMS = ("chinchilla",)  # the forms whose Jacobian the design criterion knows
+# The forms whose Jacobian the design criterion knows. Not "auto": the Study's auto is the
+# average of every form, which the criterion cannot differentiate.
+DESIGN_LAWS = ("chinchilla",)
 PRIOR_SD = np.array([10.0, 10.0, 10.0, 1.0, 1.0])  # weak prior on (log A, log B, log E, a, b)
 STEP = 1e-6  # central-difference step in theta for the gradient of the target
 
@@ -72,7 +72,7 @@ class LawState:
 
 def fit_law(
     runs: pd.DataFrame,
-    law: str = "auto",
+    law: str = "chinchilla",
     level: float = 0.90,
     warm: Sequence[ChinchillaLaw] = (),
 ) -> LawState:
@@ -82,34 +82,23 @@ def fit_law(
     replays that refit many times; the planner in a sweep always fits from the grid.
     """
     if law not in DESIGN_LAWS:
-        raise ScalingError(
-            f"adaptive design supports law {' or '.join(DESIGN_LAWS)}, got {law!r}"
-        )
+        raise ScalingError(f"adaptive design supports law {' or '.join(DESIGN_LAWS)}, got {law!r}")
     runs = runs.reset_index(drop=True)
     runs = runs.assign(C=training_compute(runs.N, runs.D))
-    names = list(JACOBIAN_FORMS) if law == "auto" else [law]
-    models: dict[str, ChinchillaLaw] = {}
-    candidates: dict[str, Any] = {}
-    for name in names:
-        try:
-            if warm:
-                models[name] = _starts_of(warm).quick_refit(runs)
-            else:
-                models[name] = ChinchillaLaw(n_bootstrap=0, level=level).fit_frame(runs)
-            candidates[name] = partial(refit_predict, models[name])
-        except FitError as exc:
-            candidates[name] = str(exc)
-    if not models:
-        raise ScalingError("cannot fit the law: " + "; ".join(map(str, candidates.values())))
-    _, best, calibration = assess(runs, candidates, level)
-    best = best or next(iter(models))
-    model = models[best]
+    try:
+        if warm:
+            model = _starts_of(warm).quick_refit(runs)
+        else:
+            model = ChinchillaLaw(n_bootstrap=0, level=level).fit_frame(runs)
+    except FitError as exc:
+        raise ScalingError(f"cannot fit the law: {exc}") from exc
+    _, _, calibration = assess(runs, {law: partial(refit_predict, model)}, level)
     resid = np.log(runs.loss.to_numpy()) - np.log(model.predict_frame(runs))
     mad = float(np.median(np.abs(resid - np.median(resid)))) * 1.4826
     kappa = _kappa(calibration)
     return LawState(
         model,
-        best,
+        law,
         sigma=math.sqrt(math.pi / 2) * max(mad, 1e-6),
         scatter=float(np.quantile(np.abs(resid), level)),
         kappa=kappa,
@@ -121,7 +110,7 @@ def plan_round(
     runs: pd.DataFrame,
     candidates: pd.DataFrame,
     target: Target,
-    law: str | LawState = "auto",
+    law: str | LawState = "chinchilla",
     round_size: int = 4,
     budget: float = math.inf,
     level: float = 0.90,
@@ -175,7 +164,8 @@ class _Design:
 
     def width(self) -> float:
         var = self.g @ self.cov @ self.g
-        extra = _widening(self.law.kappa, self.target_x, self.lo[:, None], self.hi[:, None])
+        extra = widening(self.law.kappa, decades_outside(self.target_x, self.lo[:, None],
+                                                         self.hi[:, None]))  # fmt: skip
         return float(self._width(np.asarray(var), extra))
 
     def widths_with(self, N: np.ndarray, D: np.ndarray) -> np.ndarray:
@@ -187,7 +177,7 @@ class _Design:
         x = _log_coords(N, D)  # (3, M)
         lo = np.minimum(self.lo[:, None], x)[:, None, :]  # (3, 1, M)
         hi = np.maximum(self.hi[:, None], x)[:, None, :]
-        extra = _widening(self.law.kappa, self.target_x[:, :, None], lo, hi)  # (T, M)
+        extra = widening(self.law.kappa, decades_outside(self.target_x[:, :, None], lo, hi))
         return self._width(var, extra)
 
     def add(self, N: float, D: float) -> None:
@@ -225,13 +215,6 @@ def _log_coords(N: np.ndarray, D: np.ndarray) -> np.ndarray:
     """log10 of C = 6 N D, N and D as rows in COORDS order: (3, M)."""
     x = {"C": np.log10(training_compute(N, D)), "N": np.log10(N), "D": np.log10(D)}
     return np.stack([x[c] for c in COORDS])
-
-
-def _widening(kappa: np.ndarray, x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """max_k kappa_k (decades outside [lo, hi] along k), k on axis 0: Calibration.extra."""
-    d = np.maximum(np.maximum(lo - x, x - hi), 0.0)
-    k = kappa.reshape((-1,) + (1,) * (d.ndim - 1))
-    return np.where(d > 0, k * d, 0.0).max(axis=0)
 
 
 def _starts_of(models: Sequence[ChinchillaLaw]) -> ChinchillaLaw:
