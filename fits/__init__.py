@@ -5,7 +5,7 @@ reports its uncertainty, prints a `summary()`, and round-trips through `to_dict(
 `from_dict()`. Data that cannot identify a law raise `FitError` with the reason.
 """
 
-from fits.base import Estimate, Fit, from_dict
+from fits.base import Estimate, Fit, IntervalFit, from_dict
 from fits.bootstrap import percentile_interval, resample_weights
 from fits.chinchilla import (
     ChinchillaLaw,
@@ -46,6 +46,7 @@ __all__ = [
     "FarseerLaw",
     "Fit",
     "FitError",
+    "IntervalFit",
     "IsoFLOPFit",
     "KaplanLaw",
     "LROptima",

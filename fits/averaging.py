@@ -26,13 +26,15 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 import numpy as np
 import pandas as pd
 
+from fits.bootstrap import RandomState
+from fits.errors import FitError
 from fits.farseer import allocation
-from fits.laws import LossLaw
+from fits.laws import LOSS_LAWS, LossLaw
 
 SPLIT = ["coord", "q"]
 
@@ -151,7 +153,10 @@ class AveragedLaw(LossLaw):
     Its parameter rows are the forms' rows side by side (forms of weight 0 are dropped), so a
     bootstrap draw of the average is the forms' draws of one index, and every question a law
     answers (loss, interval draws, the compute-optimal allocation, found numerically along
-    C = 6 N D) is answered of the average. Build it with `AveragedLaw.of(models, weights)`.
+    C = 6 N D) is answered of the average. Build it with `AveragedLaw.of(models, weights)`
+    from fitted forms (fits.auto stacks the weights on nested backtests), or fit it with the
+    weights given: `AveragedLaw(weights={...}).fit(runs)` fits each form of positive weight
+    (as scikit-learn's VotingRegressor does with its weights).
     """
 
     law = "average"
@@ -162,17 +167,58 @@ class AveragedLaw(LossLaw):
     forms_: dict[str, LossLaw]
     weights_: dict[str, float]
 
-    def __init__(self, *, level: float = 0.90) -> None:
+    def __init__(
+        self,
+        *,
+        weights: Mapping[str, float] | None = None,
+        level: float = 0.90,
+        n_bootstrap: int = 1000,
+        random_state: RandomState = 0,
+        force: bool = False,
+    ) -> None:
+        self.weights = None if weights is None else dict(weights)
         self.level = level
+        self.n_bootstrap = n_bootstrap
+        self.random_state = random_state
+        self.force = force
 
     @classmethod
     def of(cls, models: Mapping[str, LossLaw], weights: Mapping[str, float]) -> AveragedLaw:
-        """The average of fitted laws with their stacking weights (those of weight 0 left out)."""
-        new = cls(level=next(iter(models.values())).level_)
-        new.weights_ = dict(weights)
-        new.forms_ = {k: models[k] for k, w in weights.items() if w > 0}
-        new._set_fitted()
+        """The average of fitted laws with their stacking weights (those of weight 0 left out);
+        its settings are theirs, so `AveragedLaw(**settings).fit(runs)` would fit it again."""
+        first = next(models[k] for k, w in weights.items() if w > 0)
+        new = cls(weights=weights, level=first.level_, n_bootstrap=first.n_bootstrap,
+                  random_state=first.random_state, force=first.force)  # fmt: skip
+        new._average(models, weights)
         return new
+
+    def fit(self, runs: pd.DataFrame) -> Self:
+        """Fit every form of positive weight on runs (columns N, D[, U], loss), with this
+        average's level, bootstrap, seed and force, and average them with `weights`."""
+        if not self.weights:
+            raise FitError("an average needs its forms' weights (fits.auto stacks them)")
+        unknown = sorted(set(self.weights) - set(LOSS_LAWS))
+        if unknown:
+            raise FitError(f"no loss law {', '.join(unknown)}: known {', '.join(LOSS_LAWS)}")
+        config: dict[str, Any] = {
+            "level": self.level,
+            "n_bootstrap": self.n_bootstrap,
+            "random_state": self.random_state,
+            "force": self.force,
+        }
+        forms = {k: LOSS_LAWS[k](**config).fit_frame(runs) for k, w in self.weights.items()
+                 if w > 0}  # fmt: skip
+        self._average(forms, self.weights)
+        return self
+
+    def fit_frame(self, runs: pd.DataFrame) -> Self:
+        return self.fit(runs)
+
+    def _average(self, models: Mapping[str, LossLaw], weights: Mapping[str, float]) -> None:
+        """Every learned attribute from fitted forms and their weights (a refit replaces all)."""
+        self.weights_ = dict(weights)
+        self.forms_ = {k: models[k] for k, w in weights.items() if w > 0}
+        self._set_fitted()
 
     def frame_columns(self, runs: pd.DataFrame) -> list[np.ndarray]:
         """N, D and U (NaN, unlimited, where the runs have no U column)."""

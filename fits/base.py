@@ -21,9 +21,15 @@ _REGISTRY: dict[str, type[Fit]] = {}
 FORMAT_VERSION = 1
 
 
+KINDS = ("confidence", "prediction")  # of the mean; of one new observation (e.g. one run)
+FRAME_COLUMNS = {"confidence": "mean_ci", "prediction": "obs_ci"}  # as statsmodels names them
+
+
 @dataclass(frozen=True)
 class Estimate:
-    """Point estimates with a two-sided interval at `level` (arrays of one shape).
+    """Point estimates with a two-sided interval at `level` (arrays of one shape), and the
+    interval's `kind`: "confidence" (of the law's mean) or "prediction" (of one new
+    observation, the mean's uncertainty and the scatter of observations about it).
 
     What estimators return; the prediction API turns one point of it into an answer
     (`scaling.results.Prediction`, a scalar with the fit it came from).
@@ -33,17 +39,29 @@ class Estimate:
     lo: np.ndarray
     hi: np.ndarray
     level: float
+    kind: str
+
+    def __post_init__(self) -> None:
+        check_kind(self.kind)
 
     def to_frame(self) -> pd.DataFrame:
-        """The estimates as a table: estimate, lo, hi (the level is in the column names)."""
-        pct = f"{100 * self.level:g}%"
+        """The estimates as a table named as statsmodels' summary_frame: mean and
+        mean_ci_lower/upper (confidence) or obs_ci_lower/upper (prediction)."""
+        name = FRAME_COLUMNS[self.kind]
         return pd.DataFrame(
             {
-                "estimate": np.ravel(self.estimate),
-                f"lo ({pct})": np.ravel(self.lo),
-                f"hi ({pct})": np.ravel(self.hi),
+                "mean": np.ravel(self.estimate),
+                f"{name}_lower": np.ravel(self.lo),
+                f"{name}_upper": np.ravel(self.hi),
             }
         )
+
+
+def check_kind(kind: str) -> str:
+    """`kind` if it is an interval kind (KINDS), else ValueError."""
+    if kind not in KINDS:
+        raise ValueError(f"interval kind {kind!r}: choose {' or '.join(map(repr, KINDS))}")
+    return kind
 
 
 class Fit:
@@ -182,6 +200,32 @@ class Fit:
         obj.objective_ = _num(record["objective"])
         obj._load_state(record.get("state", {}))
         return obj
+
+
+def runs_only(first: Any, *rest: Any) -> pd.DataFrame | None:
+    """The table of the one call every estimator takes, `fit(runs)` (a DataFrame and no other
+    data argument); None when the law's own array arguments were given instead."""
+    if isinstance(first, pd.DataFrame) and all(r is None for r in rest):
+        return first
+    return None
+
+
+class IntervalFit(Fit):
+    """A law that predicts with intervals: `predict_interval(..., level=None,
+    kind="confidence" | "prediction")` returns an Estimate of that kind, or raises FitError
+    saying why the law cannot give it (never the other kind under its name);
+    `summary_frame(...)` puts both side by side as statsmodels' get_prediction() does.
+    The arguments before `level` are the law's own (its `predict`'s)."""
+
+    def predict_interval(self, *args: Any, **kwargs: Any) -> Estimate:
+        raise NotImplementedError
+
+    def summary_frame(self, *args: Any, level: float | None = None) -> pd.DataFrame:
+        """mean, mean_ci_lower/upper and obs_ci_lower/upper at `level` (default level_):
+        FitError when the law cannot give one of the two kinds."""
+        confidence = self.predict_interval(*args, level=level, kind="confidence").to_frame()
+        prediction = self.predict_interval(*args, level=level, kind="prediction").to_frame()
+        return confidence.join(prediction.drop(columns="mean"))
 
 
 def from_dict(record: dict[str, Any]) -> Fit:

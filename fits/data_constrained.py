@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from fits import validate
-from fits.base import Fit, _num
+from fits.base import Fit, _num, runs_only
 from fits.bootstrap import as_generator, percentile_interval, resample_weights, robust_spread
 from fits.chinchilla import ChinchillaLaw, _loss, compute_optimal_allocation
 from fits.errors import FitError
@@ -168,8 +168,12 @@ class DataConstrainedLaw(LossLaw):
         "R_N_star": (1e-2, 1e4),
     }
 
-    def fit(self, N: Any, D: Any, U: Any, loss: Any) -> Self:
-        """Fit on runs with N parameters, D tokens, U unique tokens (NaN: unlimited), loss."""
+    def fit(self, N: Any, D: Any = None, U: Any = None, loss: Any = None) -> Self:
+        """Fit on runs with N parameters, D tokens, U unique tokens (NaN: unlimited), loss,
+        or on a runs table alone (`fit(runs)`: columns N, D, U, loss)."""
+        runs = runs_only(N, D, U, loss)
+        if runs is not None:
+            return self.fit_frame(runs)
         N, D, U, loss, repeated = self._checked(N, D, U, loss)
         base = ChinchillaLaw(**self.get_params())
         try:

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from fits import validate
-from fits.base import _num
+from fits.base import _num, runs_only
 from fits.bootstrap import (
     as_generator,
     map_chunks,
@@ -196,11 +196,11 @@ class GridLaw(LossLaw):
         return {}
 
     # -- fitting ---------------------------------------------------------------------------
-    def fit(self, N: Any, D: Any, loss: Any, sample_weight: Any | None = None) -> Self:
-        """Fit on runs with N parameters, D training tokens and final loss; returns self.
-
-        sample_weight: optional non-negative weight per run (e.g. resampling counts).
-        """
+    def fit(self, N: Any, D: Any = None, loss: Any = None, sample_weight: Any = None) -> Self:
+        """Fit on runs with N parameters, D tokens and final loss, or on a table of them alone
+        (`fit(runs)`); sample_weight: optional weight >= 0 per run (e.g. resample counts)."""
+        if (runs := runs_only(N, D, loss, sample_weight)) is not None:
+            return self.fit_frame(runs)
         level = validate.level(self.level)
         N, D, loss, weights = checked_runs(N, D, loss, sample_weight, len(self.param_names))
         self.check_identifiable(N, D)

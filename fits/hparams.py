@@ -10,7 +10,7 @@ standard errors, t confidence intervals and R^2. A sign s_j = -1 lets a law be w
 minus in the exponent, as its paper does (Bjorck's beta is reported positive). `predict`
 returns the point estimate; `predict_interval` the confidence interval of the mean of log y,
 mapped back by exp (so it is an interval for the geometric-mean y at that point), or with
-`observation=True` the prediction interval of one new y there (the mean's variance plus the
+`kind="prediction"` the prediction interval of one new y there (the mean's variance plus the
 residual variance): what a new (N, D) group's optimum is promised, since groups scatter
 about the law by more than the law's mean is uncertain.
 """
@@ -26,17 +26,17 @@ import statsmodels.api as sm
 from scipy import stats
 
 from fits import validate
-from fits.base import Estimate, Fit, _num
+from fits.base import Estimate, IntervalFit, _num, check_kind, runs_only
 from fits.errors import FitError
 
 
-class LogLinearLaw(Fit):
+class LogLinearLaw(IntervalFit):
     """y = coef * prod_j x_j^(sign_j * exponent_j), least squares on logs.
 
     Parameters
     ----------
     variables: names of the predictor columns, e.g. ("N", "D").
-    target: name of the predicted quantity (only for reporting), e.g. "lr".
+    target: name of the predicted quantity, e.g. "lr": the column `fit(runs)` reads it from.
     coef: name of the multiplicative constant.
     exponents: names of the exponents, one per variable (default "k_<variable>").
     signs: +1 or -1 per variable: the exponent in the formula is sign * exponent.
@@ -88,8 +88,13 @@ class LogLinearLaw(Fit):
         ]
         return f"{self.target} = {' * '.join([self.coef, *terms])}"
 
-    def fit(self, X: pd.DataFrame | Mapping[str, Any], y: Any) -> Self:
-        """Fit on predictors X (columns named as `variables`) and target y; returns self."""
+    def fit(self, X: pd.DataFrame | Mapping[str, Any], y: Any = None) -> Self:
+        """Fit on predictors X (columns named as `variables`) and target y, or on a runs table
+        alone (`fit(runs)`: y is its `target` column); returns self."""
+        runs = runs_only(X, y)
+        if runs is not None:
+            validate.columns(runs, [self.target])
+            y = runs[self.target]
         level = validate.level(self.level)
         logs = self._log_design(X)
         y = validate.positive(y, self.target)
@@ -155,21 +160,21 @@ class LogLinearLaw(Fit):
         self,
         X: pd.DataFrame | Mapping[str, Any],
         level: float | None = None,
-        *,
-        observation: bool = False,
+        kind: str = "confidence",
     ) -> Estimate:
-        """Point prediction and the t interval in log space, exp'd: of the mean, or of one new
-        observation (`observation`: residual variance SSR/df added)."""
+        """Point prediction and the t interval in log space, exp'd: of the mean
+        (`confidence`), or of one new observation (`prediction`: residual variance SSR/df
+        added)."""
         self._check_fitted()
         level = validate.level(self.level_ if level is None else level)
         design = self._predict_design(X)
         mean = design @ self.beta_
         var = np.einsum("ij,jk,ik->i", design, self.cov_, design)
-        if observation:
+        if check_kind(kind) == "prediction":
             var = var + self.objective_ / self.df_resid_
         se = np.sqrt(var)
         t = stats.t.ppf(0.5 + level / 2, self.df_resid_)
-        return Estimate(np.exp(mean), np.exp(mean - t * se), np.exp(mean + t * se), level)
+        return Estimate(np.exp(mean), np.exp(mean - t * se), np.exp(mean + t * se), level, kind)
 
     def _predict_design(self, X: pd.DataFrame | Mapping[str, Any]) -> np.ndarray:
         cols = []

@@ -22,13 +22,13 @@ import numpy as np
 import pandas as pd
 
 from fits import validate
-from fits.base import Estimate, Fit
+from fits.base import Estimate, IntervalFit, runs_only
 from fits.errors import FitError
 from fits.hparams import LogLinearLaw
 from fits.lr import scan_optimum
 
 
-class _ComputeOptimalFit(Fit):
+class _ComputeOptimalFit(IntervalFit):
     """Shared part: the log-log regression N_opt = G C^a and predictions from it."""
 
     formula = "N_opt = G * C^a,  D_opt = C / (k * N_opt)"
@@ -62,13 +62,17 @@ class _ComputeOptimalFit(Fit):
         C = np.asarray(C, dtype=float)
         return self.regression_.predict({"C": C.reshape(-1)}).reshape(C.shape)
 
-    def predict_interval(self, C: Any, level: float | None = None) -> Estimate:
-        """N_opt at C with the confidence interval of the regression mean (log space)."""
+    def predict_interval(
+        self, C: Any, level: float | None = None, kind: str = "confidence"
+    ) -> Estimate:
+        """N_opt at C with the regression's interval (log space): of its mean (`confidence`)
+        or of one new budget's N_opt (`prediction`)."""
         self._check_fitted()
         C = np.asarray(C, dtype=float)
-        p = self.regression_.predict_interval({"C": C.reshape(-1)}, level)
+        p = self.regression_.predict_interval({"C": C.reshape(-1)}, level, kind)
+        shape = C.shape
         return Estimate(
-            p.estimate.reshape(C.shape), p.lo.reshape(C.shape), p.hi.reshape(C.shape), p.level
+            p.estimate.reshape(shape), p.lo.reshape(shape), p.hi.reshape(shape), p.level, kind
         )
 
     def compute_optimal(self, C: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -77,12 +81,12 @@ class _ComputeOptimalFit(Fit):
         return n_opt, np.asarray(C, dtype=float) / (self.flops_per_token * n_opt)
 
     def compute_optimal_interval(
-        self, C: Any, level: float | None = None
+        self, C: Any, level: float | None = None, kind: str = "confidence"
     ) -> tuple[Estimate, Estimate]:
-        """N_opt and D_opt at C with intervals (D's interval is C/(k N)'s, ends swapped)."""
-        n = self.predict_interval(C, level)
+        """N_opt and D_opt at C with intervals of `kind` (D's is C/(k N)'s, ends swapped)."""
+        n = self.predict_interval(C, level, kind)
         c = np.asarray(C, dtype=float) / self.flops_per_token
-        d = Estimate(c / n.estimate, c / n.hi, c / n.lo, n.level)
+        d = Estimate(c / n.estimate, c / n.hi, c / n.lo, n.level, n.kind)
         return n, d
 
     def _summary_footer(self) -> list[str]:
@@ -147,16 +151,21 @@ class IsoFLOPFit(_ComputeOptimalFit):
     def fit(
         self,
         N: Any,
-        loss: Any,
+        loss: Any = None,
         C: Any | None = None,
         *,
         D: Any | None = None,
         budget: Any | None = None,
     ) -> Self:
-        """Fit from runs (N, final loss) with compute C, or tokens D (C = k N D); returns self.
+        """Fit from runs (N, final loss) with compute C, or tokens D (C = k N D), or from a
+        runs table alone (`fit(runs)`: columns N, loss and C, or D); returns self.
 
         budget: optional labels saying which runs share a budget (overrides the rounding).
         """
+        runs = runs_only(N, loss, C, D, budget)
+        if runs is not None:
+            validate.columns(runs, ["N", "loss"])
+            N, loss, C, D = runs["N"], runs["loss"], runs.get("C"), runs.get("D")
         validate.level(self.level)
         if self.min_points < 3:
             raise ValueError("a parabola needs min_points >= 3")

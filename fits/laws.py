@@ -22,7 +22,7 @@ import pandas as pd
 from scipy.optimize import brentq
 
 from fits import validate
-from fits.base import Estimate, Fit
+from fits.base import Estimate, IntervalFit, check_kind
 from fits.bootstrap import RandomState, percentile_interval
 from fits.errors import FitError
 
@@ -34,7 +34,7 @@ TERM_SHARE = 1e-3  # a term under this share of the loss at every corner of the 
 RATIO_MARGIN = 100.0  # an allocation's D/N this far beyond the runs' is no answer
 
 
-class LossLaw(Fit):
+class LossLaw(IntervalFit):
     """A law of final loss in run columns (N, D[, U]); see the module docstring.
 
     Subclasses set `law`, `columns` (run columns besides loss), `param_names`, `exponents`
@@ -113,7 +113,8 @@ class LossLaw(Fit):
         return [runs[c].to_numpy(dtype=float) for c in self.columns]
 
     def fit_frame(self, runs: pd.DataFrame) -> Self:
-        """Fit on a runs table with the law's columns and `loss`; returns self."""
+        """Fit on a runs table with the law's columns and `loss`; returns self (what
+        `fit(runs)` does)."""
         validate.columns(runs, ["loss"])
         return self._fit_columns(self.frame_columns(runs), runs["loss"].to_numpy(dtype=float))
 
@@ -151,14 +152,26 @@ class LossLaw(Fit):
         """(n_draws, n_rows) bootstrap draws of the law's loss at the rows of `runs`."""
         return self.loss_of(self._draws(), *self.frame_columns(runs))
 
-    def predict_interval(self, *cols: Any, level: float | None = None) -> Estimate:
-        """Predicted loss with a bootstrap percentile interval at `level` (default level_)."""
+    def predict_interval(
+        self, *cols: Any, level: float | None = None, kind: str = "confidence"
+    ) -> Estimate:
+        """Predicted loss with a bootstrap percentile interval of the law at `level` (default
+        level_): a confidence interval. The prediction interval of one run (the law widened
+        by the runs' scatter about it, and by distance from them) is not the estimator's: the
+        Study composes it (scaling.fitters.loss_interval, then fits.calibration)."""
+        if check_kind(kind) == "prediction":
+            raise FitError(
+                f"{self.law} gives a confidence interval of the law (its bootstrap); the "
+                "prediction interval of a run is the Study's (Study.predict_loss)"
+            )
         level = validate.level(self.level_ if level is None else level)
         arrays = np.broadcast_arrays(*(np.asarray(c, dtype=float) for c in cols))
         flat = [a.reshape(-1) for a in arrays]
         lo, hi = percentile_interval(self.loss_of(self._draws(), *flat), level)
         shape = arrays[0].shape
-        return Estimate(self.predict(*arrays), lo.reshape(shape), hi.reshape(shape), level)
+        return Estimate(
+            self.predict(*arrays), lo.reshape(shape), hi.reshape(shape), level, "confidence"
+        )
 
     def frontier(self, C: Any) -> np.ndarray:
         """Compute-optimal loss at budgets C (C = 6 N D)."""
@@ -192,7 +205,7 @@ class LossLaw(Fit):
         out = []
         for est, draws in ((n_est, n_draws), (d_est, d_draws)):
             lo, hi = percentile_interval(draws, level)
-            out.append(Estimate(est, lo.reshape(C.shape), hi.reshape(C.shape), level))
+            out.append(Estimate(est, lo.reshape(C.shape), hi.reshape(C.shape), level, "confidence"))
         return out[0], out[1]
 
     def allocation_problems(self, n_opt: np.ndarray, d_opt: np.ndarray) -> list[str]:

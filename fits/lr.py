@@ -206,9 +206,10 @@ class LROptima(Fit):
     """The optimal LR of every group of runs that differ only in LR, as an estimator.
 
     `fit(runs)` keeps `optimal_lr`'s table as `table_` (one row per group; see that function
-    for the columns); `params_` holds each group's optimum (named by its keys) and
-    `objective_` the parabolas' residual sum of squares. Configuration: the group keys and the
-    parabola's window (`optimal_lr`).
+    for the columns) and `predict(runs)` reads each row's group optimum off it; `params_`
+    holds each group's optimum (named by its keys) and `objective_` the parabolas' residual
+    sum of squares. Configuration: the group keys and the parabola's window (`optimal_lr`).
+    It gives no interval: a scan's optimum is read, not estimated with an error.
     """
 
     law = "lr"
@@ -244,6 +245,13 @@ class LROptima(Fit):
         keys = self.table_[self.group_keys].astype(str).agg(", ".join, axis=1)
         self.params_ = {f"lr_opt[{k}]": float(v) for k, v in zip(keys, self.table_.lr_opt,
                                                                    strict=True)}  # fmt: skip
+
+    def predict(self, runs: pd.DataFrame) -> np.ndarray:
+        """The optimal LR of each row's group (NaN for a group the fit did not see)."""
+        self._check_fitted()
+        validate.columns(runs, self.group_keys)
+        optima = self.table_[[*self.group_keys, "lr_opt"]]
+        return runs[self.group_keys].merge(optima, "left", self.group_keys).lr_opt.to_numpy()
 
     def summary(self) -> str:
         self._check_fitted()

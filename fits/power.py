@@ -19,7 +19,7 @@ import numpy as np
 from scipy import optimize, stats
 
 from fits import validate
-from fits.base import Estimate, Fit
+from fits.base import Estimate, IntervalFit, check_kind, runs_only
 from fits.bootstrap import (
     RandomState,
     as_generator,
@@ -41,7 +41,25 @@ def power_law(params: np.ndarray, x: np.ndarray) -> np.ndarray:
     return E + A * np.asarray(x, dtype=float).reshape(-1) ** -alpha
 
 
-class PowerLaw(Fit):
+def unscale(scaled: np.ndarray, x0: float) -> np.ndarray:
+    """(E, A', alpha) -> (E, A, alpha) with A = A' x0^alpha (x divided by x0); works on rows."""
+    s = np.asarray(scaled, dtype=float)
+    return np.stack([s[..., 0], s[..., 1] * x0 ** s[..., 2], s[..., 2]], axis=-1)
+
+
+def unscale_cov(cov: np.ndarray, scaled: np.ndarray, x0: float, e_fixed: bool) -> np.ndarray:
+    """The covariance of the free scaled parameters to (E, A, alpha) by the delta method; a
+    fixed E gets zero variance."""
+    _, A_s, alpha = scaled
+    # d(E, A, alpha) / d(E, A', alpha)
+    T = np.array([[1.0, 0.0, 0.0], [0.0, x0**alpha, A_s * x0**alpha * np.log(x0)], [0.0, 0.0, 1.0]])
+    full = np.zeros((3, 3))
+    idx = [1, 2] if e_fixed else [0, 1, 2]
+    full[np.ix_(idx, idx)] = cov
+    return T @ full @ T.T
+
+
+class PowerLaw(IntervalFit):
     """L(x) = E + A x^-alpha.
 
     Parameters
@@ -52,6 +70,7 @@ class PowerLaw(Fit):
     random_state: seed or numpy Generator for the bootstrap.
     force: keep a fit whose loss does not fall with x (A alpha <= 0), flagged, instead of
         raising FitError.
+    x, y: the columns `fit(runs)` reads (default: loss against compute C).
 
     Attributes (after fit)
     ----------------------
@@ -72,20 +91,29 @@ class PowerLaw(Fit):
         n_bootstrap: int = 0,
         random_state: RandomState = 0,
         force: bool = False,
+        x: str = "C",
+        y: str = "loss",
     ) -> None:
         self.E = E
         self.level = level
         self.n_bootstrap = n_bootstrap
         self.random_state = random_state
         self.force = force
+        self.x = x
+        self.y = y
 
     @property
     def free_names(self) -> tuple[str, ...]:
         """Names of the parameters the fit estimates (E drops out when fixed)."""
         return PARAM_NAMES if self.E is None else PARAM_NAMES[1:]
 
-    def fit(self, x: Any, y: Any) -> Self:
-        """Fit y = E + A x^-alpha on positive x; returns self."""
+    def fit(self, x: Any, y: Any = None) -> Self:
+        """Fit y = E + A x^-alpha on positive x, or on a runs table alone (`fit(runs)`: its
+        columns named by the x and y settings); returns self."""
+        runs = runs_only(x, y)
+        if runs is not None:
+            validate.columns(runs, [self.x, self.y])
+            x, y = runs[self.x], runs[self.y]
         level = validate.level(self.level)
         x = validate.positive(x, "x")
         y = validate.finite(y, "y")
@@ -107,12 +135,12 @@ class PowerLaw(Fit):
             scaled, ssr = self._solve(x / x0, y, w, starts=None)
             cov_scaled = self._covariance(scaled, x / x0, y)
             self.x0_ = x0
-            natural = map(float, self._unscale(scaled, x0))
+            natural = map(float, unscale(scaled, x0))
             self.params_ = dict(zip(PARAM_NAMES, natural, strict=True))
             self.objective_ = float(ssr)
             self.n_points_ = int(x.size)
             self.df_resid_ = int(x.size - n_free)
-            self.cov_ = self._unscale_cov(cov_scaled, scaled, x0)
+            self.cov_ = unscale_cov(cov_scaled, scaled, x0, self.E is not None)
             self.level_ = level
             self.bootstrap_params_: np.ndarray | None = None
             if self.n_bootstrap > 0:
@@ -220,23 +248,6 @@ class PowerLaw(Fit):
         s2 = float(r @ r) / dof
         return s2 * np.linalg.pinv(J.T @ J)
 
-    def _unscale(self, scaled: np.ndarray, x0: float) -> np.ndarray:
-        """(E, A', alpha) -> (E, A, alpha) with A = A' x0^alpha; works on rows."""
-        s = np.asarray(scaled, dtype=float)
-        return np.stack([s[..., 0], s[..., 1] * x0 ** s[..., 2], s[..., 2]], axis=-1)
-
-    def _unscale_cov(self, cov: np.ndarray, scaled: np.ndarray, x0: float) -> np.ndarray:
-        """Delta method to the natural parameters; a fixed E gets zero variance."""
-        _, A_s, alpha = scaled
-        # d(E, A, alpha) / d(E, A', alpha)
-        T = np.array(
-            [[1.0, 0.0, 0.0], [0.0, x0**alpha, A_s * x0**alpha * np.log(x0)], [0.0, 0.0, 1.0]]
-        )
-        full = np.zeros((3, 3))
-        idx = [0, 1, 2] if self.E is None else [1, 2]
-        full[np.ix_(idx, idx)] = cov
-        return T @ full @ T.T
-
     def _bootstrap(
         self, xs: np.ndarray, y: np.ndarray, scaled: np.ndarray, x0: float
     ) -> np.ndarray:
@@ -250,7 +261,7 @@ class PowerLaw(Fit):
             if np.unique(xs[w > 0]).size < need:
                 continue
             p, _ = self._solve(xs, y, w.astype(float), starts=[start])
-            draws.append(self._unscale(p, x0))
+            draws.append(unscale(p, x0))
         if not draws:
             raise FitError("no bootstrap resample had enough distinct x values to refit")
         return np.array(draws)
@@ -288,25 +299,32 @@ class PowerLaw(Fit):
         with np.errstate(all="ignore"):  # degenerate draws give inf/nan, left out of intervals
             return power_law(self.bootstrap_params_, np.asarray(x, dtype=float))
 
-    def predict_interval(self, x: Any, level: float | None = None) -> Estimate:
-        """Estimate with a confidence interval of the mean at `level` (default level_).
+    def predict_interval(
+        self, x: Any, level: float | None = None, kind: str = "confidence"
+    ) -> Estimate:
+        """Estimate with an interval at `level` (default level_) of the mean (`confidence`)
+        or of one new y (`prediction`).
 
-        From the bootstrap draws when there are any, else by the delta method with the
-        Jacobian covariance and a t quantile on the residual degrees of freedom.
+        Confidence: from the bootstrap draws when there are any, else by the delta method with
+        the Jacobian covariance and a t quantile on the residual degrees of freedom.
+        Prediction: the delta method's variance of the mean plus the residual variance
+        SSR / df, with the same t quantile (the draws measure the mean only).
         """
         level = validate.level(self.level_ if level is None else level)
         x = np.asarray(x, dtype=float)
         est = self.predict(x)
-        if self.bootstrap_params_ is not None:
+        if self.bootstrap_params_ is not None and check_kind(kind) == "confidence":
             lo, hi = percentile_interval(power_law(self.bootstrap_params_, x), level)
         else:
             _, A, alpha = self._params_row()
             xf = x.reshape(-1)
             grad = np.column_stack([np.ones_like(xf), xf**-alpha, -A * xf**-alpha * np.log(xf)])
-            se = np.sqrt(np.einsum("ij,jk,ik->i", grad, self.cov_, grad))
+            var = np.einsum("ij,jk,ik->i", grad, self.cov_, grad)
+            if check_kind(kind) == "prediction":
+                var = var + self.objective_ / self.df_resid_
             t = stats.t.ppf(0.5 + level / 2, self.df_resid_)
-            lo, hi = est.reshape(-1) - t * se, est.reshape(-1) + t * se
-        return Estimate(est, lo.reshape(x.shape), hi.reshape(x.shape), level)
+            lo, hi = est.reshape(-1) - t * np.sqrt(var), est.reshape(-1) + t * np.sqrt(var)
+        return Estimate(est, lo.reshape(x.shape), hi.reshape(x.shape), level, kind)
 
     # -- reporting and serialisation -------------------------------------------------------
     def _summary_header(self) -> list[str]:

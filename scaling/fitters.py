@@ -92,8 +92,8 @@ def fit_power(law: str, data: pd.DataFrame, selection: dict[str, Any], ctx: Cont
     x = data[POWER_X[x_name]]
     model = PowerLaw(
         E=options.pop("E", None), level=ctx.settings.level, n_bootstrap=ctx.n_bootstrap,
-        random_state=ctx.settings.seed, force=ctx.force,
-    ).fit(x, data.loss)  # fmt: skip
+        random_state=ctx.settings.seed, force=ctx.force, x=POWER_X[x_name],
+    ).fit(data)  # fmt: skip
     with np.errstate(all="ignore"):
         residuals = np.log(data.loss) - np.log(model.predict(x))
     return FittedLaw(law, model, selection, residuals=residuals.to_numpy())
@@ -245,5 +245,5 @@ def predict_optimum(fitted: FittedLaw, rows: pd.DataFrame, level: float, seed: i
     """An LR or batch-size law's optimum at rows, with the prediction interval of one new
     group's optimum (the law's uncertainty plus the groups' scatter about it)."""
     model: LogLinearLaw = fitted.model  # type: ignore[assignment]
-    p = model.predict_interval(rows, level, observation=True)
+    p = model.predict_interval(rows, level, kind="prediction")
     return np.ravel(p.estimate), np.ravel(p.lo), np.ravel(p.hi)

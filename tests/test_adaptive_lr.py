@@ -43,7 +43,7 @@ def test_width_is_the_prediction_interval_of_one_new_group() -> None:
     law = fit_lr_law(groups)
     assert law.variables == ("N", "D")
     design = LRDesign(law, groups, TARGET, 0.90)
-    est = law.model.predict_interval({"N": [2e6], "D": [2e7]}, 0.90, observation=True)
+    est = law.model.predict_interval({"N": [2e6], "D": [2e7]}, 0.90, "prediction")
     assert design.estimate() == pytest.approx(est.estimate[0])
     assert design.width() == pytest.approx((est.hi[0] - est.lo[0]) / est.estimate[0], rel=1e-9)
 

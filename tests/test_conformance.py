@@ -1,8 +1,11 @@
 """Every estimator in fits/ (the registry `fits.from_dict` reads) passes the same checks, as
-scikit-learn's parametrize_with_checks: fit returns self, a refit keeps nothing of the last fit
-(it equals a fresh fit on the new data), the to_dict/from_dict round trip predicts the same,
-and the summary prints. Each case says how its estimator is fitted and asked (the fit
-signatures still differ: `fit(runs)` for the frame laws, columns for the others)."""
+scikit-learn's parametrize_with_checks, through one signature: `fit(runs)` returns self, a
+refit keeps nothing of the last fit (it equals a fresh fit on the new data), the
+to_dict/from_dict round trip predicts the same, and the summary prints. The laws that predict
+with intervals (fits.base.IntervalFit) return the kind asked for, named in the Estimate and in
+`summary_frame`, or refuse it with a FitError. Each case says only how its estimator is built,
+what data it is fitted on and the arguments of its `predict` at the rows of a frame.
+The schedule laws' `predict_interval(lrs, level) -> (lo, hi)` is exempt (docs/development.md)."""
 
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ from fits import (
     LOSS_LAWS,
     EnvelopeFit,
     Fit,
+    FitError,
     IsoFLOPFit,
     LROptima,
     PowerLaw,
@@ -32,7 +36,7 @@ from fits import (
     step_law_lr,
 )
 from fits.averaging import AveragedLaw
-from fits.base import _REGISTRY
+from fits.base import _REGISTRY, IntervalFit
 from fits.schedule import AnnealingLaw, MultiPowerLaw, annealing_area
 from fits.throughput import RateLaw, ThroughputModel
 
@@ -57,9 +61,9 @@ def lr_runs(seed: int) -> pd.DataFrame:
         for d in (1e8, 4e8):
             best = 0.5 * n**-0.3 * d**-0.05 * np.exp(rng.normal(0, 0.05))
             for lr in best * np.geomspace(0.125, 8, 7):
-                rows.append({"arch": "a", "N": n, "D": d, "batch_size": 32, "lr": lr,
+                rows.append({"arch": "a", "N": n, "D": d, "lr": lr,
                              "loss": 3 + 0.1 * np.log(lr / best) ** 2, "status": "done",
-                             "batch_tokens": 32 * 128 * (1 + (n > 2e6))})  # fmt: skip
+                             "batch_size": 32 * (1 + (n > 2e6))})  # fmt: skip
     return pd.DataFrame(rows)
 
 
@@ -108,51 +112,36 @@ def wsd(_: pd.DataFrame) -> np.ndarray:
 class Case:
     make: Callable[[], Fit]
     data: Callable[[int], pd.DataFrame]
-    fit: Callable[[Any, pd.DataFrame], Any]
-    ask: Callable[[Any, pd.DataFrame], Any]
+    ask: Callable[[pd.DataFrame], tuple[Any, ...]]  # `predict`'s arguments at a frame's rows
 
 
 def _loss_case(name: str) -> Case:
+    columns = LOSS_LAWS[name].columns
     return Case(  # force: the repeat costs of data-constrained are not what is checked here
         lambda: LOSS_LAWS[name](n_bootstrap=0, force=True), loss_runs,
-        lambda m, r: m.fit_frame(r), lambda m, r: m.predict_frame(r),
+        lambda r: tuple(r[c] for c in columns),
     )  # fmt: skip
-
-
-def _averaged(model: AveragedLaw, runs: pd.DataFrame) -> AveragedLaw:
-    """An average is built, not fitted (fits.auto fits its forms and stacks their weights):
-    the case builds one of two fitted forms in place, so the checks below apply to it."""
-    forms = {k: LOSS_LAWS[k](n_bootstrap=0).fit_frame(runs) for k in ("chinchilla", "kaplan")}
-    vars(model).update(vars(AveragedLaw.of(forms, {"chinchilla": 0.6, "kaplan": 0.4})))
-    return model
 
 
 CASES: dict[str, Case] = {
     **{name: _loss_case(name) for name in LOSS_LAWS},
-    "isoflop": Case(IsoFLOPFit, loss_runs, lambda m, r: m.fit(r.N, r.loss, C=r.C),
-                    lambda m, r: m.predict(r.C)),
-    "envelope": Case(lambda: EnvelopeFit(n_bins=20), curves, lambda m, r: m.fit(r),
-                     lambda m, r: m.predict(6 * r.N * r.tokens)),
-    "power": Case(lambda: PowerLaw(n_bootstrap=0), loss_runs, lambda m, r: m.fit(r.C, r.loss),
-                  lambda m, r: m.predict(r.C)),
+    "isoflop": Case(IsoFLOPFit, loss_runs, lambda r: (r.C,)),
+    "envelope": Case(lambda: EnvelopeFit(n_bins=20), curves, lambda r: (6 * r.N * r.tokens,)),
+    "power": Case(lambda: PowerLaw(n_bootstrap=0), loss_runs, lambda r: (r.C,)),
     "lr": Case(lambda: LROptima(group_keys=("arch", "N", "D", "batch_size")), lr_runs,
-               lambda m, r: m.fit(r), lambda m, r: m.table_),
-    "lr-law": Case(step_law_lr, lr_runs, lambda m, r: m.fit(r, r.lr),
-                   lambda m, r: m.predict(r)),
-    "bs-law": Case(batch_size_law, lr_runs, lambda m, r: m.fit(r, r.batch_tokens),
-                   lambda m, r: m.predict(r)),
+               lambda r: (r,)),
+    "lr-law": Case(step_law_lr, lr_runs, lambda r: (r,)),
+    "bs-law": Case(batch_size_law, lr_runs, lambda r: (r,)),
     "chinchilla-shared": Case(lambda: SharedChinchillaLaw(n_bootstrap=0), loss_runs,
-                              lambda m, r: m.fit_frame(r), lambda m, r: m.predict_frame(r)),
-    "annealing": Case(AnnealingLaw, schedule_curves, lambda m, r: m.fit(r),
-                      lambda m, r: m.predict_interval(wsd(r))),
-    "multi-power": Case(MultiPowerLaw, schedule_curves, lambda m, r: m.fit(r),
-                        lambda m, r: m.predict_interval(wsd(r))),
-    "throughput": Case(ThroughputModel, speed_runs, lambda m, r: m.fit(r),
-                       lambda m, r: m.predict(r[r.arch == "tnl"])),
-    "rate": Case(RateLaw, speed_runs, lambda m, r: m.fit(r),
-                 lambda m, r: m.predict(r.flops_per_token)),
-    "average": Case(AveragedLaw, loss_runs, _averaged, lambda m, r: m.predict_frame(r)),
+                              lambda r: (r.N, r.D)),
+    "annealing": Case(AnnealingLaw, schedule_curves, lambda r: (wsd(r),)),
+    "multi-power": Case(MultiPowerLaw, schedule_curves, lambda r: (wsd(r),)),
+    "throughput": Case(ThroughputModel, speed_runs, lambda r: (r[r.arch == "tnl"],)),
+    "rate": Case(RateLaw, speed_runs, lambda r: (r.flops_per_token,)),
+    "average": Case(lambda: AveragedLaw(weights={"chinchilla": 0.6, "kaplan": 0.4},
+                                        n_bootstrap=0), loss_runs, lambda r: (r.N, r.D, r.U)),
 }  # fmt: skip
+BOTH_KINDS = {"power", "lr-law", "bs-law", "isoflop", "envelope"}  # the others: bootstrap only
 
 
 def test_every_estimator_has_a_case():
@@ -176,14 +165,50 @@ def test_estimator_conforms(name: str) -> None:
     first, second = case.data(0), case.data(1)
     model = case.make()
     assert not model.is_fitted()
-    assert case.fit(model, first) is model and model.is_fitted()
+    assert model.fit(first) is model and model.is_fitted()
     record = json.loads(json.dumps(model.to_dict()))
     again = from_dict(record)
     assert type(again) is type(model)
-    same(case.ask(again, second), case.ask(model, second))
+    same(again.predict(*case.ask(second)), model.predict(*case.ask(second)))
     assert again.params_ == pytest.approx(model.params_, nan_ok=True)
     summary = model.summary()
     assert isinstance(summary, str) and type(model).__name__ in summary.splitlines()[0]
-    case.fit(model, second)  # a refit keeps nothing of the first fit
-    fresh = case.fit(case.make(), second)
+    model.fit(second)  # a refit keeps nothing of the first fit
+    fresh = case.make().fit(second)
     assert model.to_dict() == fresh.to_dict()
+
+
+@pytest.mark.parametrize("name", sorted(n for n, c in CASES.items()
+                                        if isinstance(c.make(), IntervalFit)))  # fmt: skip
+def test_intervals_say_their_kind_or_refuse_it(name: str) -> None:
+    """Each kind is given under its own name (level and kind in the Estimate; statsmodels'
+    column names in its frame), or refused with a FitError: never the other kind renamed.
+    Where both are given, the prediction interval holds the confidence interval."""
+    case = CASES[name]
+    model = case.make().fit(case.data(0))
+    ask = case.ask(case.data(1))
+    given = {}
+    for kind in ("confidence", "prediction"):
+        try:
+            est = model.predict_interval(*ask, level=0.8, kind=kind)
+        except FitError as exc:
+            assert str(exc)
+            continue
+        assert (est.kind, est.level) == (kind, 0.8)
+        np.testing.assert_allclose(est.estimate, model.predict(*ask), rtol=1e-12)
+        assert np.all(est.lo <= est.estimate) and np.all(est.estimate <= est.hi)
+        prefix = {"confidence": "mean_ci", "prediction": "obs_ci"}[kind]
+        assert list(est.to_frame()) == ["mean", f"{prefix}_lower", f"{prefix}_upper"]
+        given[kind] = est
+    assert (set(given) == {"confidence", "prediction"}) == (name in BOTH_KINDS)
+    if name in BOTH_KINDS:
+        frame = model.summary_frame(*ask, level=0.8)
+        assert list(frame) == ["mean", "mean_ci_lower", "mean_ci_upper", "obs_ci_lower",
+                               "obs_ci_upper"]  # fmt: skip
+        assert np.all(frame.obs_ci_lower < frame.mean_ci_lower)
+        assert np.all(frame.mean_ci_upper < frame.obs_ci_upper)
+    else:
+        with pytest.raises(FitError):
+            model.summary_frame(*ask)
+    with pytest.raises(ValueError, match="interval kind"):
+        model.predict_interval(*ask, kind="calibrated")

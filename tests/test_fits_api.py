@@ -76,11 +76,16 @@ def test_level_is_checked(power):
         power.predict_interval([5.0], level=1.0)
 
 
-def test_prediction_frame_states_the_level():
-    p = Estimate(np.array([1.0, 2.0]), np.array([0.5, 1.5]), np.array([1.5, 2.5]), 0.8)
+def test_an_estimate_names_its_kind_as_statsmodels_does():
+    lo, hi = np.array([0.5, 1.5]), np.array([1.5, 2.5])
+    p = Estimate(np.array([1.0, 2.0]), lo, hi, 0.8, "prediction")
     frame = p.to_frame()
-    assert list(frame.columns) == ["estimate", "lo (80%)", "hi (80%)"]
-    assert frame.shape == (2, 3)
+    assert list(frame.columns) == ["mean", "obs_ci_lower", "obs_ci_upper"]
+    assert frame.shape == (2, 3) and frame.obs_ci_upper.tolist() == [1.5, 2.5]
+    mean = Estimate(np.array([1.0, 2.0]), lo, hi, 0.8, "confidence").to_frame()
+    assert list(mean.columns) == ["mean", "mean_ci_lower", "mean_ci_upper"]
+    with pytest.raises(ValueError, match="interval kind 'calibrated'"):
+        Estimate(np.array([1.0]), np.array([0.5]), np.array([1.5]), 0.8, "calibrated")
 
 
 def test_input_messages():

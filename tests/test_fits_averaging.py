@@ -10,7 +10,7 @@ from scipy.optimize import brentq, minimize
 from scipy.stats import norm
 from scipy.stats.mstats import hdquantiles
 
-from fits import ChinchillaLaw, KaplanLaw, from_dict
+from fits import ChinchillaLaw, FitError, KaplanLaw, from_dict
 from fits.averaging import AveragedLaw, average, mixture_quantiles, split_weights, stack
 from fits.calibration import (
     FLOOR,
@@ -188,3 +188,20 @@ def test_a_form_calibrated_alone_is_its_own_distribution_moved_at_every_level():
     after = mixture_quantiles(cal.moved(own, d, "log_error"), mass, levels)
     np.testing.assert_allclose(after, before * np.exp(r[:, None] * d), rtol=1e-4)
     assert d[0] == 0.0 and d[2] > 1.0 and (after[:, 0] == before[:, 0]).all()
+
+
+def test_an_average_built_of_fitted_forms_is_the_one_its_settings_fit():
+    """`of` records the forms' settings and the weights, so fit(runs) with them rebuilds it."""
+    runs = pd.DataFrame({"N": GRID_N, "D": GRID_D})
+    runs["loss"] = chinchilla_loss(np.array([[1.7, 400.0, 900.0, 0.34, 0.3]]), GRID_N, GRID_D)[0]
+    models = {"chinchilla": ChinchillaLaw(n_bootstrap=0).fit(runs),
+              "kaplan": KaplanLaw(n_bootstrap=0).fit(runs)}  # fmt: skip
+    law = AveragedLaw.of(models, {"chinchilla": 0.25, "kaplan": 0.75})
+    settings = law.get_params()
+    assert settings["weights"] == {"chinchilla": 0.25, "kaplan": 0.75}
+    assert settings["n_bootstrap"] == 0
+    again = AveragedLaw(**settings).fit(runs)
+    asks = pd.DataFrame({"N": [1e10, 3e8], "D": [1e12, 1e9]})
+    np.testing.assert_allclose(again.predict_frame(asks), law.predict_frame(asks), rtol=1e-9)
+    with pytest.raises(FitError, match="needs its forms' weights"):
+        AveragedLaw().fit(runs)

@@ -178,7 +178,11 @@ def test_noisy_synthetic_is_covered_by_the_bootstrap():
         assert lo < value < hi, name
     truth_at = law(TRUTH, np.array([7e10]), np.array([1.4e12]))
     p = m.predict_interval(7e10, 1.4e12)
-    assert p.lo < truth_at < p.hi
+    assert p.lo < truth_at < p.hi and p.kind == "confidence"
+    # the bootstrap is the law's uncertainty only: a run's prediction interval is refused
+    # here (the Study composes it), not handed back as the confidence interval renamed
+    with pytest.raises(FitError, match="prediction interval of a run is the Study's"):
+        m.predict_interval(7e10, 1.4e12, kind="prediction")
 
 
 # -- compute-optimal allocation --------------------------------------------------------------

@@ -83,12 +83,19 @@ def test_predict_interval_is_the_mean_confidence_interval():
 
 def test_predict_interval_of_an_observation_is_the_ols_prediction_interval():
     m, new, ref = noisy_lr_law(2, level=0.9)
-    p = m.predict_interval(new, observation=True)
+    p = m.predict_interval(new, kind="prediction")
     frame = ref.summary_frame(alpha=0.1)
+    assert p.kind == "prediction"
     np.testing.assert_allclose(np.log(p.lo), frame.obs_ci_lower, rtol=1e-10)
     np.testing.assert_allclose(np.log(p.hi), frame.obs_ci_upper, rtol=1e-10)
     mean = m.predict_interval(new)
+    assert mean.kind == "confidence"
     assert (p.lo < mean.lo).all() and (p.hi > mean.hi).all()
+    # both kinds side by side, named and valued as statsmodels' frame (ours exp'd: log space)
+    ours = m.summary_frame(new)
+    columns = ["mean", "mean_ci_lower", "mean_ci_upper", "obs_ci_lower", "obs_ci_upper"]
+    assert list(ours) == columns
+    np.testing.assert_allclose(np.log(ours.to_numpy()), frame[columns].to_numpy(), rtol=1e-10)
 
 
 def test_bjorck_sign_convention_and_per_size_fits():

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 from scipy.optimize import curve_fit
 
 from fits import FitError, PowerLaw, from_dict
@@ -57,6 +58,42 @@ def test_prediction_interval_covers_held_out_points_and_widens(mu, mu_fit):
     assert np.all(np.diff(p.hi - p.lo) > 0)  # further out, less certain
     true = mu.train_loss_at_20k_steps[7:].to_numpy()
     assert np.all((p.lo < true) & (true < p.hi))
+
+
+def test_both_interval_kinds_match_curve_fits_covariance(mu, mu_fit):
+    """Confidence: t sqrt(g' C g) with curve_fit's covariance C (the independent reference);
+    prediction adds the residual variance SSR / df under the root, as OLS does."""
+    x, y = mu.params_millions[:7].to_numpy(), mu.train_loss_at_20k_steps[:7].to_numpy()
+    law = lambda x, E, A, alpha: E + A * x**-alpha  # noqa: E731
+    popt, pcov = curve_fit(law, x, y, p0=[3.0, 2.0, 0.5], maxfev=20000)
+    new = mu.params_millions[7:].to_numpy()
+    _, A, alpha = popt
+    grad = np.column_stack([np.ones_like(new), new**-alpha, -A * new**-alpha * np.log(new)])
+    var_mean = np.einsum("ij,jk,ik->i", grad, pcov, grad)
+    s2 = np.sum((y - law(x, *popt)) ** 2) / (len(x) - 3)
+    t = stats.t.ppf(0.95, len(x) - 3)
+    frame = mu_fit.summary_frame(new, level=0.9)
+    np.testing.assert_allclose(frame["mean"], law(new, *popt), rtol=1e-6)
+    half_mean, half_obs = t * np.sqrt(var_mean), t * np.sqrt(var_mean + s2)
+    np.testing.assert_allclose(frame.mean_ci_upper - frame["mean"], half_mean, rtol=1e-3)
+    np.testing.assert_allclose(frame.obs_ci_upper - frame["mean"], half_obs, rtol=1e-3)
+    assert mu_fit.predict_interval(new, kind="prediction").kind == "prediction"
+
+
+def test_prediction_interval_covers_new_observations_at_its_level():
+    """Noise 0.02 about L = 1 + 2 x^-0.5 at 12 sizes; a new y at a size inside: the 90%
+    prediction interval held it in 0.85..0.95 of 400 repeats, the confidence one far less."""
+    rng = np.random.default_rng(3)
+    x = np.geomspace(1.0, 100.0, 12)
+    held = {"prediction": 0, "confidence": 0}
+    for _ in range(400):
+        fit = PowerLaw().fit(x, 1 + 2 * x**-0.5 + rng.normal(0, 0.02, x.size))
+        y_new = 1 + 2 * 30.0**-0.5 + rng.normal(0, 0.02)
+        for kind in held:
+            p = fit.predict_interval([30.0], level=0.9, kind=kind)
+            held[kind] += int(p.lo[0] <= y_new <= p.hi[0])
+    assert 0.85 <= held["prediction"] / 400 <= 0.95
+    assert held["confidence"] / 400 < 0.7
 
 
 def test_noiseless_synthetic_recovered_including_kaplan_form():

@@ -5,7 +5,7 @@ The LR law is Step Law's form, log lr* = log a + alpha log N + beta log D (fits.
 by OLS on the optima of the groups whose scan bracketed one (over N alone while every group has
 one D, and so on). Its answer at the target is the prediction interval of one new group's
 optimum, t_{df} * s * sqrt(1 + x0' (X'X)^-1 x0) in log LR (LogLinearLaw.predict_interval with
-observation=True): groups scatter about the law by more than the law's mean is uncertain, and
+kind="prediction"): groups scatter about the law by more than the law's mean is uncertain, and
 the backtests of that interval held 11 of 12 Step Law groups. Its relative width is
 2 sinh(half-width), as for the loss.
 
@@ -59,7 +59,7 @@ class LRLawState:
     def known_within(self, N: np.ndarray, D: np.ndarray, level: float = 0.90) -> np.ndarray:
         """The factor within which the law promises each (N, D)'s optimal LR: hi / lr*."""
         frame = pd.DataFrame({"N": N, "D": D})
-        est = self.model.predict_interval(frame, level, observation=True)
+        est = self.model.predict_interval(frame, level, kind="prediction")
         return np.asarray(est.hi) / np.asarray(est.estimate)
 
 
