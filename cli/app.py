@@ -109,15 +109,24 @@ def main(argv: list[str] | None = None) -> None:
         _stderr(Text(str(exc), style="yellow"))
         sys.exit(EXIT_INTERRUPTED)
     except Exception as exc:
-        if not _is_user_error(exc):
+        if _is_ctrl_c_in_duckdb(exc):
+            code = EXIT_INTERRUPTED
+        elif _is_user_error(exc):
+            _fail(str(exc))
+        else:
             raise
-        _fail(str(exc))
     except (KeyboardInterrupt, typer.Abort):
         code = EXIT_INTERRUPTED
     if code == EXIT_INTERRUPTED:  # typer turns Ctrl-C into this code, silently
         _stderr(Text("interrupted", style="yellow"))
     if isinstance(code, int) and code:
         sys.exit(code)
+
+
+def _is_ctrl_c_in_duckdb(exc: Exception) -> bool:
+    """DuckDB turns a Ctrl-C that lands on a statement run in the main thread (opening the
+    log, a short write) into this RuntimeError rather than KeyboardInterrupt."""
+    return type(exc) is RuntimeError and str(exc) == "Query interrupted"
 
 
 def _is_user_error(exc: Exception) -> bool:

@@ -102,7 +102,7 @@ class Result:
 def query(con: duckdb.DuckDBPyConnection, text: str) -> Result:
     """Run one statement in a sandbox; its rows stream from the Result."""
     one_statement(text)
-    sandbox(con)
+    _guarded(con, lambda: sandbox(con))  # Ctrl-C here is an interruption too
     return Result(con, text)
 
 
@@ -112,7 +112,7 @@ def copy_to_parquet(con: duckdb.DuckDBPyConnection, text: str, path: Path) -> No
     statement = duckdb.extract_statements(one_statement(text))[0]
     if statement.type != duckdb.StatementType.SELECT:
         raise StoreError("--format parquet writes the result of a query (SELECT, FROM, WITH)")
-    sandbox(con, writable=path)
+    _guarded(con, lambda: sandbox(con, writable=path))
     quoted = "'" + str(path).replace("'", "''") + "'"
     select = statement.query.strip().rstrip(";")
     copy = f"COPY (\n{select}\n) TO {quoted} (FORMAT parquet, USE_TMP_FILE false)"
