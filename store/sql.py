@@ -57,8 +57,9 @@ def interruptible(con: duckdb.DuckDBPyConnection, call: Callable[[], T]) -> T:
         while thread.is_alive():
             thread.join(0.05)
     except KeyboardInterrupt:
-        con.interrupt()
-        thread.join()
+        while thread.is_alive():  # until it stops: an interrupt before the query began is lost
+            con.interrupt()
+            thread.join(0.05)
         raise
     if "error" in box:
         raise box["error"]

@@ -51,6 +51,7 @@ def test_param_count_is_exact(arch: str, d: int, layers: int, heads: int) -> Non
 
 @pytest.mark.parametrize("arch", LINEAR)
 @pytest.mark.parametrize("seq_len, chunk, heads", [(64, 16, 2), (128, 32, 4), (128, 64, 1)])
+@pytest.mark.slow
 def test_training_flops_match_the_flop_counter(
     arch: str, seq_len: int, chunk: int, heads: int
 ) -> None:

@@ -247,6 +247,7 @@ def synthetic_loss(planner: AdaptivePlanner, known: set[int]):  # type: ignore[n
     return of_known(planner, known, loss)
 
 
+@pytest.mark.slow
 def test_restart_mid_round_replans_the_same_runs() -> None:
     spec = loads_spec(SPEC.format(budget="1e12"))
     planner = AdaptivePlanner(spec)
@@ -307,6 +308,7 @@ def test_a_budget_in_hours_costs_runs_by_their_seconds() -> None:
     assert len(planner.rounds(loss_of, lambda _: None)) == 1
 
 
+@pytest.mark.slow
 def test_budget_that_buys_no_run_is_one_line_exit_2(tmp_path: Path) -> None:
     spec = tmp_path / "spec.toml"
     spec.write_text(SPEC.format(budget="1e3"))
@@ -325,6 +327,7 @@ def test_budget_that_buys_no_run_is_one_line_exit_2(tmp_path: Path) -> None:
     assert len(out.splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_suggest_prints_the_start_round(tmp_path: Path) -> None:
     spec = tmp_path / "spec.toml"
     spec.write_text(SPEC.format(budget="1e12"))

@@ -151,6 +151,7 @@ def test_a_killed_lr_sweep_replans_the_same_runs() -> None:
     ]
 
 
+@pytest.mark.slow
 def test_a_loss_target_runs_once_where_the_law_knows_the_lr() -> None:
     text = SPEC.format(budget="2e12").replace(
         'law = "chinchilla"', 'law = "chinchilla"\nlr = "law"'

@@ -330,7 +330,11 @@ def interrupt_once_running(argv: list[str], env: dict[str, str]) -> subprocess.C
             time.sleep(0.05)
         time.sleep(1.0)
         child.send_signal(signal.SIGINT)
-        out, err = child.communicate(timeout=120)
+        try:
+            out, err = child.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            raise
     return subprocess.CompletedProcess(command, child.returncode, out, err)
 
 
@@ -437,6 +441,7 @@ def test_help_and_sql_do_not_load_the_fitting_stack(log):
         assert "HEAVY []" in done.stdout, (argv, done.stdout[-300:], done.stderr[-300:])
 
 
+@pytest.mark.slow
 def test_every_prediction_says_how_far_beyond_the_runs_it_lies(tmp_path, capsys):
     """Nine runs of a known law, the largest N 4e6 and D 2e8 (C = 6ND = 4.8e15)."""
     N, D = np.meshgrid([1e6, 2e6, 4e6], [5e7, 1e8, 2e8])

@@ -23,6 +23,7 @@ def test_embedded_corpus_is_the_frozen_python_source():
     assert "# file: " in text and "def " in text and "import " in text
 
 
+@pytest.mark.slow
 def test_split_is_deterministic_disjoint_and_interleaved():
     tokens = np.arange(200 * VALIDATION_BLOCK, dtype=np.int64)
     train, val = split(tokens)

@@ -93,6 +93,7 @@ def test_nested_backtest_holds_out_along_c_n_and_d_beyond_the_training_runs():
     assert nested.log_error.abs().median() < 0.006
 
 
+@pytest.mark.slow
 def test_quick_refit_reaches_the_full_grid_optimum():
     runs = datasets.epoch_240()
     model = ChinchillaLaw(n_bootstrap=0).fit(runs.N, runs.D, runs.loss)
@@ -124,6 +125,7 @@ def test_assess_picks_the_form_that_extrapolates_and_says_why_others_are_out():
     assert cal is not None and cal.n_splits == table.splits["chinchilla"] == 9
 
 
+@pytest.mark.slow
 def test_calibrated_intervals_cover_a_misspecified_law_where_the_laws_own_do_not():
     """Kaplan-form data, Chinchilla fitted: the form's error grows out of range."""
     runs = grid_runs(kaplan, seed=0)
@@ -135,6 +137,7 @@ def test_calibrated_intervals_cover_a_misspecified_law_where_the_laws_own_do_not
 
 
 @pytest.mark.parametrize("holdout", ["top-compute", "top-params"])
+@pytest.mark.slow
 def test_epoch_240_backtests_cover_at_least_the_level(holdout):
     """90% intervals on 60 held-out runs: at least 85% (the stacked average with hull
     calibration measured 98% and 97% with 1,000 resamples: conservative, see docs/laws.md)."""
@@ -152,6 +155,7 @@ def epoch_study() -> Study:
     return Study.from_frame(datasets.epoch_240(), n_bootstrap=100)
 
 
+@pytest.mark.slow
 def test_a_stored_auto_fit_reloads_and_answers_the_same(epoch_study):
     study = epoch_study
     fitted = study.fit("auto")
@@ -194,6 +198,7 @@ def test_intervals_mix_the_forms_and_widen_with_the_distance_from_the_hull(epoch
         assert lo_c[0] < model.predict_frame(asked)[0] < hi_c[0]
 
 
+@pytest.mark.slow
 def test_cli_fits_auto_with_its_forms_and_refuses_an_unknown_law(tmp_path):
     db = str(tmp_path / "log.duckdb")
     assert run_cli("import", "--example", "chinchilla-epoch", "--db", db).returncode == 0

@@ -52,6 +52,7 @@ def test_bad_specs_are_one_line(text, says):
         loads_spec(text)
 
 
+@pytest.mark.slow
 def test_spec_files_that_never_end_are_refused_without_reading_them(tmp_path):
     fifo = tmp_path / "fifo.toml"
     os.mkfifo(fifo)
@@ -95,6 +96,7 @@ def test_jsonl_corpora_with_text_that_is_not_text_are_refused(tmp_path, capsys, 
     assert code == 2 and err.strip() == f"error: {path}: {says}"
 
 
+@pytest.mark.slow
 def test_corpora_that_are_not_files_or_are_empty_names_are_refused(tmp_path):
     fifo = tmp_path / "fifo.txt"
     os.mkfifo(fifo)
@@ -136,6 +138,7 @@ def test_isoflop_on_loss_rising_with_size_is_a_refusal():
         IsoFLOPFit().fit(N, 2 + 0.1 * np.log(N), C)  # was ZeroDivisionError
 
 
+@pytest.mark.slow
 def test_fit_cli_refuses_degenerate_data_in_one_line(tmp_path, capsys):
     rows = ["N,D,loss"] + [
         f"{n:g},{c / (6 * n):g},{2 + 0.1 * np.log(n)}"

@@ -274,6 +274,7 @@ def test_a_full_disk_mid_sweep_stops_it_in_one_line_and_keeps_its_results(tmp_pa
         assert all(n == distinct for _, n, distinct in curves)
 
 
+@pytest.mark.slow
 def test_a_report_onto_a_full_disk_is_one_line(tmp_path, capsys):
     db = tmp_path / "log.duckdb"
     code, _, err = call_cli(["import", "--example", "chinchilla-epoch", "--db", str(db)], capsys)

@@ -43,6 +43,7 @@ def log(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @FUZZ
 @given(argv=run_argv())
+@pytest.mark.slow
 def test_scaling_run_refuses_bad_values_in_one_line(argv: list[str], tmp_path: Path) -> None:
     outcome = call([*argv, "--db", str(tmp_path / "never.duckdb")])
     assert outcome.problem() is None and outcome.code == 2, (outcome, outcome.traceback)
@@ -50,6 +51,7 @@ def test_scaling_run_refuses_bad_values_in_one_line(argv: list[str], tmp_path: P
 
 @FUZZ
 @given(text=spec_text())
+@pytest.mark.slow
 def test_sweep_plan_refuses_or_plans_only_runs_the_log_holds(text: str, tmp_path: Path) -> None:
     outcome = plan_outcome(text, tmp_path)
     assert outcome.problem() is None, (text, outcome, outcome.traceback)
@@ -57,6 +59,7 @@ def test_sweep_plan_refuses_or_plans_only_runs_the_log_holds(text: str, tmp_path
 
 @FUZZ
 @given(argv=query_argv())
+@pytest.mark.slow
 def test_queries_refuse_bad_values_in_one_line(argv: list[str], log: Path) -> None:
     outcome = call([*resolve(argv, log), "--db", str(log)])
     assert outcome.problem() is None, (outcome, outcome.traceback)

@@ -79,6 +79,7 @@ def test_bad_cells_are_refused_with_a_reason_or_stored_as_they_are(log, rows):
 
 @FUZZ
 @given(expression=st.text(max_size=40), target=st.sampled_from(["params", "loss", "seed", "x"]))
+@pytest.mark.slow
 def test_any_mapping_text_is_an_expression_or_a_store_error(expression, target):
     try:
         plan = plan_import(_frame([{}]), "fuzz", parse_mapping(f"{target}={expression}"))

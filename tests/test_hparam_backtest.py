@@ -125,6 +125,7 @@ def step_db(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 def test_cli_backtests_the_lr_law_on_step_law(step_db):
     done = run_cli("backtest", "lr-law", "--json", "--db", str(step_db))
     assert done.returncode == 0, done.stderr
@@ -145,6 +146,7 @@ def test_cli_backtests_the_lr_law_on_step_law(step_db):
     assert "held-out (N, D) groups" in table.stdout and "batch_size = c * D^gamma" in table.stdout
 
 
+@pytest.mark.slow
 def test_cli_refuses_too_few_training_groups_in_one_line(step_db):
     # The 215M-parameter model has 4 (N, D) groups: holding out half leaves 2.
     done = run_cli(
@@ -158,6 +160,7 @@ def test_cli_refuses_too_few_training_groups_in_one_line(step_db):
     assert wrong.returncode == 2 and "near-optimal" in wrong.stderr
 
 
+@pytest.mark.slow
 def test_the_lr_law_backtest_table_fits_80_columns(step_db):
     """13 columns at 80: one line per held-out group, headers whole, nothing folded."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "80"}

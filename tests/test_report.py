@@ -41,6 +41,7 @@ def report(tmp_path_factory):
     return write_report(study, tmp_path_factory.mktemp("report"), arch="llama"), frame
 
 
+@pytest.mark.slow
 def test_every_figure_is_written_with_its_data(report):
     result, _ = report
     assert set(result.figures) == {"frontier", "isoflop", "lr", "lr_law", "residuals", "backtest"}
@@ -53,6 +54,7 @@ def test_every_figure_is_written_with_its_data(report):
     assert not result.skipped
 
 
+@pytest.mark.slow
 def test_frontier_figure_shows_every_run_and_a_band(report):
     result, frame = report
     data = result.figures["frontier"].data
@@ -63,6 +65,7 @@ def test_frontier_figure_shows_every_run_and_a_band(report):
     assert line.C.min() < frame.C.min() and line.C.max() > frame.C.max()
 
 
+@pytest.mark.slow
 def test_lr_figures_use_the_scans_and_the_fitted_optima(report):
     result, frame = report
     assert len(result.figures["lr"].data) == len(frame)
@@ -72,6 +75,7 @@ def test_lr_figures_use_the_scans_and_the_fitted_optima(report):
     assert np.allclose(np.log(optima.lr_opt), np.log(expected), atol=0.1)
 
 
+@pytest.mark.slow
 def test_isoflop_and_backtest_figures(report):
     result, frame = report
     iso = result.figures["isoflop"].data
@@ -96,6 +100,7 @@ def test_missing_data_is_explained_not_drawn(tmp_path):
     assert "Not drawn" in result.index.read_text()
 
 
+@pytest.mark.slow
 def test_a_small_log_lists_the_figures_it_cannot_draw(tmp_path):
     """Nine runs, one LR: the backtest's intervals miss its estimates, the isoflop and LR laws
     cannot be fitted. Before, matplotlib's ValueError ended the report with a traceback."""
@@ -152,6 +157,7 @@ def _scan_rows(scans: dict[float, tuple[int, ...]], tokens: tuple[float, ...]) -
     )  # fmt: skip
 
 
+@pytest.mark.slow
 def test_the_lr_figure_marks_an_optimum_only_where_three_lrs_make_a_parabola(tmp_path, monkeypatch):
     drawn = _kept_figures(monkeypatch)
     frame = _scan_rows({1e5: (0,), 2e5: (0, 1), 4e5: (-2, -1, 0, 1, 2)}, (5e5, 1e6, 2e6))

@@ -37,6 +37,7 @@ def test_run_and_curve_are_written_and_read_back(db):
     assert curve.val_loss.iloc[-1] == result.final_val_loss
 
 
+@pytest.mark.slow
 def test_a_failed_commit_leaves_no_partial_run(db):
     result = train(tiny_config())
     bad_curve = [*result.curve_rows(), result.curve_rows()[0]]  # duplicate (run_id, step)
@@ -104,6 +105,7 @@ def _damaged_copy(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_a_truncated_file_is_reported_as_damaged_by_every_command(tmp_path):
     path = _damaged_copy(tmp_path)
     with pytest.raises(StoreError, match=r"half\.duckdb is damaged"), connect(path) as con:

@@ -36,6 +36,7 @@ def synthetic(p: dict, seed: int, noise: float = 0.005, arch: str = "a") -> pd.D
     return pd.DataFrame(rows)
 
 
+@pytest.mark.slow
 def test_predicts_chinchilla_70b_like_the_epoch_refit(chinchilla):
     prediction = chinchilla.predict_loss(70e9, 1.4e12, law="chinchilla")
     published = float(law(EPOCH, 70e9, 1.4e12))
@@ -58,6 +59,7 @@ def test_compute_optimal_matches_a_brute_force_minimum_and_chinchilla(chinchilla
     assert answer.loss.value == pytest.approx(best.fun, rel=1e-6)
 
 
+@pytest.mark.slow
 def test_stored_fit_is_reused_for_the_same_runs(chinchilla):
     first = chinchilla.fit("chinchilla", bootstrap=300)
     again = chinchilla.fit("chinchilla", bootstrap=300)
@@ -77,6 +79,7 @@ def test_backtest_on_a_known_law_is_accurate_and_calibrated():
     assert result.coverage >= 0.7
 
 
+@pytest.mark.slow
 def test_backtest_on_chinchilla_reports_honest_figures(chinchilla):
     result = chinchilla.backtest("chinchilla", fraction=0.25)
     assert len(result.frame) == 60 and result.n_train == 180
@@ -89,6 +92,7 @@ def test_backtest_on_chinchilla_reports_honest_figures(chinchilla):
     assert set(result.frame.columns) >= {"predicted", "actual", "lo", "hi", "covered"}
 
 
+@pytest.mark.slow
 def test_crossover_of_two_known_frontiers():
     small_wins = {"E": 1.9, "A": 200.0, "B": 400.0, "alpha": 0.34, "beta": 0.3}
     large_wins = {"E": 1.7, "A": 900.0, "B": 900.0, "alpha": 0.34, "beta": 0.3}
@@ -144,6 +148,7 @@ def test_not_enough_data_says_what_is_missing():
         one_lr.optimal_lr(1e9, 1e10)
 
 
+@pytest.mark.slow
 def test_every_loss_law_answers_through_the_registry():
     truth = {"E": 1.7, "A": 400.0, "B": 900.0, "alpha": 0.34, "beta": 0.3}
     study = Study.from_frame(synthetic(truth, seed=5, noise=0.003), n_bootstrap=100)

@@ -105,6 +105,7 @@ def test_refuses_bad_questions() -> None:
     assert "no comparison" in compare(one).note
 
 
+@pytest.mark.slow
 def test_study_answers_within_hours_for_every_arch_and_logs_it() -> None:
     """Study.optimal_within on runs of two archs that follow one law and SPEED's timings."""
     rows = []
@@ -153,6 +154,7 @@ def test_study_answers_within_hours_for_every_arch_and_logs_it() -> None:
     assert "caution:" in str(best)
 
 
+@pytest.mark.slow
 def test_cli_takes_exactly_one_of_compute_and_hours(tmp_path) -> None:
     db = str(tmp_path / "runs.duckdb")
     result = run_cli("predict", "optimal", "--compute", "1e20", "--hours", "2", "--db", db)
