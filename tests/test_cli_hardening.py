@@ -317,6 +317,12 @@ def _cli(*args: str, timeout: float = 300, **kwargs) -> subprocess.CompletedProc
     )  # fmt: skip
 
 
+def sigint_as_on_a_terminal() -> None:
+    """In the child: Ctrl-C's default handling. A suite started in the background (a shell's
+    `&`, cron, nohup) ignores SIGINT, and its children would inherit that and never see it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 # Ctrl-C one second after the command starts its work (imports done): a real SIGINT.
 def interrupt_once_running(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
     """Run `scaling ARGV`, press Ctrl-C once a second after DuckDB opened the log (its worker
@@ -324,7 +330,7 @@ def interrupt_once_running(argv: list[str], env: dict[str, str]) -> subprocess.C
     loaded machine, where a library may swallow it and leave the query to run on."""
     command = [sys.executable, "-m", "cli", *argv]
     with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          text=True) as child:  # fmt: skip
+                          text=True, preexec_fn=sigint_as_on_a_terminal) as child:  # fmt: skip
         threads = Path(f"/proc/{child.pid}/task")
         while child.poll() is None and len(list(threads.iterdir())) < 2:
             time.sleep(0.05)
@@ -393,9 +399,8 @@ def test_a_sweep_into_a_pipe_prints_lines_and_ctrl_c_says_what_is_left(tmp_path)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     db = tmp_path / "sweep.duckdb"
     command = [sys.executable, "-m", "cli", "sweep", "run", str(spec), "--db", str(db)]
-    process = subprocess.Popen(
-        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, preexec_fn=sigint_as_on_a_terminal)  # fmt: skip
     assert process.stdout is not None
     lines = []
     for line in process.stdout:  # plain lines, since stdout is a pipe
