@@ -5,17 +5,17 @@
 2. Nested backtests of each form (fits.extrapolation.nested_backtest): refit below cuts in C,
    N and D, score the runs above.
 3. Stacking weights on the splits every form completed (fits.averaging).
-4. Calibration of the average on its own cross-validated nested errors, and of each form on
-   its own nested errors (fits.calibration).
+4. Calibration of the average on its own cross-validated nested errors (fits.calibration).
 5. The forms of positive weight get the bootstrap; the average of them is the law.
 
 A prediction interval at a question is the central interval of the weight-mixture of the
-forms' calibrated predictive distributions: form k's is its bootstrap draws times a resampled
-run residual, its quantile at each level u moved by form k's rate quantile r_k(u) times the
-distance outside the runs' hull (fits.calibration.Calibration.moved); the mixture gives form
-k the mass w_k, so the forms' disagreement enters by their weights. Clipped to physics (at
-most ln vocab when the vocabulary is known). One procedure with one set of defaults for every
-data set.
+forms' own predictive distributions (form k's: its bootstrap draws times a resampled run
+residual, with mass w_k), so the forms' disagreement at the question enters by their weights;
+then widened as a whole by the average's calibration: the rates per decade outside the runs'
+hull measured on the average's own cross-validated nested errors (fits.calibration). Stacking
+makes one prediction of the forms, so that prediction's extrapolation error is what is
+calibrated, not each form's alone. Clipped to physics (at most ln vocab when the vocabulary is
+known). One procedure with one set of defaults for every data set.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from fits.averaging import AveragedLaw, average, mixture_quantiles
-from fits.bootstrap import percentile_interval
+from fits.bootstrap import observation_interval
 from fits.calibration import Calibration, calibrate
 from fits.errors import FitError
 from fits.extrapolation import QUANTILES, nested_backtest, out_of_range_error
@@ -55,9 +55,7 @@ class AutoFit:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Point loss and its prediction interval at the rows of runs (module docstring)."""
         point = self.model.predict_frame(runs)
-        draws = self.model.loss_draws(runs)
-        noise = np.random.default_rng(seed).choice(self.residuals, size=draws.shape)
-        lo, hi = percentile_interval(draws * np.exp(noise), level)
+        lo, hi = observation_interval(self.model.loss_draws(runs), self.residuals, level, seed)
         interval = calibrated(self.model, self.calibration, np.ravel(lo), np.ravel(hi), runs,
                               self.residuals, seed)  # fmt: skip
         return point, *interval
@@ -72,38 +70,35 @@ def calibrated(
     residuals: np.ndarray | None,
     seed: int,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The calibrated interval at the rows of runs: for an average, the quantiles of the
-    weight-mixture of its forms' calibrated predictive distributions (mixture_interval); for
-    one form, its own interval (lo, hi) widened by the calibration; unchanged without one."""
+    """The calibrated interval at the rows of runs: the law's own interval (lo, hi), for an
+    average the mixture of its forms' (mixture_interval), widened and clipped by the
+    calibration; unchanged without one."""
     if calibration is None:
         return lo, hi
-    if isinstance(model, AveragedLaw) and set(model.forms_) <= set(calibration.forms):
-        return mixture_interval(model, calibration, runs, residuals, seed)
+    if isinstance(model, AveragedLaw):
+        lo, hi = mixture_interval(model, runs, residuals, calibration.level, seed)
     return calibration.widen(lo, hi, runs)
 
 
 def mixture_interval(
     model: AveragedLaw,
-    calibration: Calibration,
     runs: pd.DataFrame,
     residuals: np.ndarray | None,
+    level: float,
     seed: int,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Quantiles of sum_k w_k p_k at the rows of runs, p_k form k's calibrated predictive
-    distribution: its bootstrap draws times a resampled run residual (its own predictive
-    distribution), moved at every level by its own rate quantile times the distance
-    (Calibration.moved); clipped to physics."""
-    d = calibration.distance(runs)
+    """The central interval at `level` of sum_k w_k p_k at the rows of runs, p_k form k's own
+    predictive distribution: its bootstrap draws times a resampled run residual (the forms
+    share the residuals: the run scatter is the runs', not a form's)."""
     rng = np.random.default_rng(seed)
     noise_pool = np.zeros(1) if residuals is None else np.asarray(residuals, dtype=float)
     samples, mass = [], []
     for name, draws in model.form_draws(runs).items():
-        own = draws * np.exp(rng.choice(noise_pool, size=draws.shape))
-        samples.append(calibration.moved(own, d, name))
-        mass.append(np.full(len(own), model.weights_[name] / len(own)))
-    tail = (1 - calibration.level) / 2
+        samples.append(draws * np.exp(rng.choice(noise_pool, size=draws.shape)))
+        mass.append(np.full(len(draws), model.weights_[name] / len(draws)))
+    tail = (1 - level) / 2
     lo, hi = mixture_quantiles(np.vstack(samples), np.concatenate(mass), (tail, 1 - tail))
-    return calibration.clip(lo, hi)
+    return lo, hi
 
 
 def with_bootstrap(fitted: LossLaw, fresh: LossLaw, runs: pd.DataFrame) -> LossLaw:
@@ -143,8 +138,7 @@ def fit_auto(
     notes.update(left)
     if not weights:  # nothing could be backtested: the first form that fits, uncalibrated
         weights = {next(iter(fitted)): 1.0}
-    calibration = None if backtest.empty else calibrate(backtest, runs, level, vocab,
-                                                        tuple(weights))  # fmt: skip
+    calibration = None if backtest.empty else calibrate(backtest, runs, level, vocab)
     models = {k: with_bootstrap(fitted[k], forms[k](n_bootstrap), runs) if w > 0 else fitted[k]
               for k, w in weights.items()}  # fmt: skip
     model = AveragedLaw.of(models, weights)

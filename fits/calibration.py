@@ -21,11 +21,6 @@ law on the rest and score the held-out runs. Here those scores become an interva
 - Interval: the law's own (lo, hi) at a question d decades out becomes
   (lo e^(min(q_lo, 0) d), hi e^(max(q_hi, 0) d)), then clipped to physics: the upper end at
   most the uniform-guess loss ln(vocab) when the vocabulary is known.
-- Forms of an average: each form's scores from its own nested errors give its rate quantile
-  function r(u); its calibrated predictive distribution moves its own quantile at level u by
-  e^(r(u) d) (`Calibration.moved`), and the average's interval is the quantiles of the
-  weight-mixture of those (fits.auto.mixture_interval).
-
 Assumptions: the error per decade seen inside the runs holds beyond them (a law that bends
 only past the runs breaks it); the splits are exchangeable with the question (the question
 leaves the data as the held-out runs left theirs).
@@ -35,7 +30,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -46,7 +41,6 @@ from scipy.special import betainc
 from fits.errors import FitError
 
 FLOOR = 0.1  # decades: nearer held-out runs count as this far (see the module docstring)
-RATE_LEVELS = np.linspace(0.005, 0.995, 199)  # where a form's rate quantiles are kept
 
 
 def log_points(runs: pd.DataFrame) -> np.ndarray:
@@ -121,9 +115,7 @@ class Calibration:
 
     level; lo_rate <= 0 <= hi_rate: log-loss widening per decade below and above; hull: the
     fitted runs' hull vertices in (log10 N, log10 D); ceiling: the largest loss physics allows
-    (ln vocab; None when unknown); n_scores, n_splits: the nested runs and splits behind it;
-    forms: each averaged form's own rate quantile function at RATE_LEVELS (from its own
-    nested errors), which makes its calibrated predictive distribution (`moved`).
+    (ln vocab; None when unknown); n_scores, n_splits: the nested runs and splits behind it.
     """
 
     level: float
@@ -133,7 +125,6 @@ class Calibration:
     ceiling: float | None
     n_scores: int
     n_splits: int
-    forms: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
 
     def distance(self, runs: pd.DataFrame) -> np.ndarray:
         """Decades from the fitted runs' hull in (log10 N, log10 D)."""
@@ -154,21 +145,6 @@ class Calibration:
             return lo, hi
         return np.minimum(lo, self.ceiling), np.minimum(hi, self.ceiling)
 
-    def moved(self, samples: np.ndarray, d: np.ndarray, form: str) -> np.ndarray:
-        """A form's calibrated predictive distribution, as samples (draws, questions), from
-        samples of its own: the sample at quantile level u is moved by e^(r(u) d), r the
-        form's rate quantile function (negative below the median, positive above). The own
-        distribution and the extrapolation error are added comonotonically, so at every level
-        u its quantile is the own quantile moved by r(u) d: the calibration `widen` applies
-        at the ends of one interval, here at every level. Returned sorted per question."""
-        finite = np.isfinite(samples)
-        order = np.argsort(np.where(finite, samples, np.inf), axis=0, kind="stable")
-        ordered = np.take_along_axis(samples, order, axis=0)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            u = (np.arange(samples.shape[0])[:, None] + 0.5) / finite.sum(axis=0)
-        rate = np.interp(np.clip(u, 0.0, 1.0), RATE_LEVELS, self.forms[form])
-        return ordered * np.exp(rate * d)
-
     def to_dict(self) -> dict[str, Any]:
         return {
             "level": self.level,
@@ -178,7 +154,6 @@ class Calibration:
             "ceiling": self.ceiling,
             "n_scores": self.n_scores,
             "n_splits": self.n_splits,
-            "forms": {k: list(v) for k, v in self.forms.items()},
         }
 
     @classmethod
@@ -191,7 +166,6 @@ class Calibration:
             None if record["ceiling"] is None else float(record["ceiling"]),
             int(record["n_scores"]),
             int(record["n_splits"]),
-            {k: tuple(map(float, v)) for k, v in record.get("forms", {}).items()},
         )
 
     def describe(self) -> str:
@@ -213,31 +187,19 @@ def rates(nested: pd.DataFrame, level: float) -> tuple[float, float]:
     return min(lo, 0.0), max(hi, 0.0)
 
 
-def rate_function(nested: pd.DataFrame) -> tuple[float, ...]:
-    """The Harrell-Davis quantiles of the nested scores at RATE_LEVELS, at most 0 below the
-    median and at least 0 above it (as `rates` clips the interval's ends)."""
-    rate, weight = scores(nested)
-    q = np.array([harrell_davis(rate, weight, p) for p in RATE_LEVELS])
-    return tuple(map(float, np.where(RATE_LEVELS < 0.5, np.minimum(q, 0), np.maximum(q, 0))))
-
-
 def calibrate(
     nested: pd.DataFrame,
     runs: pd.DataFrame,
     level: float,
     vocab: float | None = None,
-    forms: tuple[str, ...] = (),
 ) -> Calibration:
     """The calibration of a form (or an average) from its nested backtest (module docstring).
 
-    vocab: the runs' vocabulary size when known (the upper end is clipped at ln vocab);
-    forms: columns of nested holding averaged forms' own log errors, each calibrated alone
-    (its rate quantile function)."""
+    vocab: the runs' vocabulary size when known (the upper end is clipped at ln vocab)."""
     if nested.empty:
         raise FitError("no nested backtest could be fitted: too few runs to calibrate")
     lo, hi = rates(nested, level)
-    own = {name: rate_function(nested.assign(log_error=nested[name])) for name in forms}
     n_splits = int(nested.groupby(["coord", "q"]).ngroups)
     ceiling = None if vocab is None else math.log(vocab)
     hull = tuple((float(a), float(b)) for a, b in hull_vertices(log_points(runs)))
-    return Calibration(level, lo, hi, hull, ceiling, len(nested), n_splits, own)
+    return Calibration(level, lo, hi, hull, ceiling, len(nested), n_splits)

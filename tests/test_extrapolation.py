@@ -10,7 +10,6 @@ import pytest
 from fits import LOSS_LAWS, ChinchillaLaw, chinchilla_loss
 from fits.averaging import AveragedLaw
 from fits.bootstrap import observation_interval
-from fits.calibration import RATE_LEVELS
 from fits.extrapolation import (
     Calibration,
     assess,
@@ -173,25 +172,24 @@ def test_a_stored_auto_fit_reloads_and_answers_the_same(epoch_study):
     assert study.predict_loss(70e9, 1.4e12) == first
 
 
-def test_intervals_mix_the_forms_and_widen_with_the_distance_from_the_hull(epoch_study):
+def test_intervals_mix_the_forms_then_widen_by_the_averages_rates_outside_the_hull(epoch_study):
     """A mixture's quantile lies between its components' quantiles: at each question the
-    interval's ends lie within the forms' own calibrated ends (each form's draws times a run
-    residual, widened by its own rates), and inside the hull nothing is widened."""
+    interval's ends lie within the forms' own ends (each form's draws times a run residual),
+    moved by exp(rate x decades outside the hull), the average's own rates; inside the hull
+    nothing is widened."""
     study = epoch_study
     fitted = study.fit("auto")
     cal, model = fitted.calibration, fitted.model
-    assert set(model.forms_) <= set(cal.forms)
+    assert cal.lo_rate <= 0 <= cal.hi_rate
     for N, D, outside in ((1e9, 2e10, False), (70e9, 1.4e12, True)):
         asked = pd.DataFrame({"N": [N], "D": [D], "C": [6 * N * D]})
         d = cal.distance(asked)[0]
         assert (d > 0.5) if outside else d == 0.0
         _, lo_c, hi_c = loss_interval(fitted, asked, study.level, 0)
-        ends = []
-        for name, draws in model.form_draws(asked).items():
-            lo, hi = observation_interval(draws, fitted.residuals, study.level, 0)
-            lo_rate, hi_rate = np.interp([0.05, 0.95], RATE_LEVELS, cal.forms[name])
-            ends.append((lo[0] * math.exp(lo_rate * d), hi[0] * math.exp(hi_rate * d)))
-        los, his = zip(*ends, strict=True)
+        ends = [observation_interval(draws, fitted.residuals, study.level, 0)
+                for draws in model.form_draws(asked).values()]  # fmt: skip
+        los = [lo[0] * math.exp(cal.lo_rate * d) for lo, _ in ends]
+        his = [hi[0] * math.exp(cal.hi_rate * d) for _, hi in ends]
         slack = 2e-3  # the mixture and each form resample residuals with different draws
         assert min(los) * (1 - slack) <= lo_c[0] <= max(los) * (1 + slack)
         assert min(his) * (1 - slack) <= hi_c[0] <= max(his) * (1 + slack)

@@ -14,7 +14,6 @@ from fits import ChinchillaLaw, FitError, KaplanLaw, from_dict
 from fits.averaging import AveragedLaw, average, mixture_quantiles, split_weights, stack
 from fits.calibration import (
     FLOOR,
-    RATE_LEVELS,
     Calibration,
     calibrate,
     harrell_davis,
@@ -167,27 +166,6 @@ def test_mixture_quantiles_are_the_roots_of_the_mixture_cdf():
     np.testing.assert_array_equal(mixture_quantiles(samples, mass, (0.05, 0.15, 0.5)),
                                   [[1.0], [2.0], [3.0]])  # fmt: skip
     assert np.isnan(mixture_quantiles(np.full((3, 1), np.nan), np.ones(3), (0.5,))).all()
-
-
-def test_a_form_calibrated_alone_is_its_own_distribution_moved_at_every_level():
-    """Calibration.moved adds the extrapolation error comonotonically: at every level u the
-    form's quantile is its own quantile moved by its rate quantile r(u) times the distance,
-    so its 90% interval is its own widened as `widen` widens it; inside the hull, unchanged."""
-    runs = pd.DataFrame({"N": [1e6, 1e8, 1e8, 1e6], "D": [1e9, 1e9, 1e11, 1e11]})
-    cal = calibrate(nested(0.02, 0, sd=0.03), runs, 0.9, forms=("log_error",))
-    r = np.interp([0.05, 0.25, 0.75, 0.95], RATE_LEVELS, cal.forms["log_error"])
-    assert r[0] == pytest.approx(cal.lo_rate, abs=1e-12) and r[3] == pytest.approx(cal.hi_rate)
-    assert r[0] <= r[1] <= 0 <= r[2] <= r[3]
-    asks = pd.DataFrame({"N": [1e7, 1e9, 1e10], "D": [1e10, 1e10, 1e12]})
-    d = cal.distance(asks)
-    n = 100_000
-    own = np.exp(np.random.default_rng(2).normal(0.7, 0.02, (n, 1))) * np.ones((1, 3))
-    mass = np.full(n, 1 / n)
-    levels = (0.05, 0.25, 0.75, 0.95)
-    before = mixture_quantiles(own, mass, levels)
-    after = mixture_quantiles(cal.moved(own, d, "log_error"), mass, levels)
-    np.testing.assert_allclose(after, before * np.exp(r[:, None] * d), rtol=1e-4)
-    assert d[0] == 0.0 and d[2] > 1.0 and (after[:, 0] == before[:, 0]).all()
 
 
 def test_an_average_built_of_fitted_forms_is_the_one_its_settings_fit():
