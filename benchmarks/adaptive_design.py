@@ -29,10 +29,14 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout, not an installed copy
 
 from scaling import Study, datasets
 from scaling.sweeps.adaptive import LawState, expected_width, fit_law, plan_round

@@ -13,11 +13,14 @@ costs its time over the interval.
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout, not an installed copy
 
 from runners.accounting import count
 from runners.checkpoint import DEFAULT_EVERY_S, Checkpointing

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # schedule_runs beside this file
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout, not an installed copy
 from schedule_runs import CURVES, FIT_SCHEDULES, SIZES, STEPS, read_parquet
 
 from fits.schedule import AnnealingLaw, MultiPowerLaw, ScheduleLaw
