@@ -10,9 +10,9 @@ starts from the cheapest 20% of the rest and spends the same compute from the re
 - random: the pool in a random order (40 seeds), each run taken while it fits the budget.
 
 At each checkpoint (fractions of the grid's total compute) it prints the target's calibrated
-interval width (design criterion: delta method + rate x hull distance, from a refit on the
-runs bought), the |relative error| of the predicted mean target loss, and the coverage of the
-held-out runs by the criterion's interval for each alone. Random orders also give the spread of the
+interval width (design criterion: delta method + kappa d, from a refit on the runs bought),
+the |relative error| of the predicted mean target loss, and the coverage of the held-out
+runs by the criterion's interval for each alone. Random orders also give the spread of the
 width one design of that cost can land on, and whether the narrowest of them still cover
 (a planner that chased a narrow width would pick designs like them). At the end, the Study's own
 calibrated interval (bootstrap, 200 draws) for adaptive at half the compute and for the grid
@@ -39,13 +39,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout, not an installed copy
 
 from scaling import Study, datasets
-from scaling.sweeps.adaptive import (
-    LawState,
-    expected_log_bounds,
-    expected_width,
-    fit_law,
-    plan_round,
-)
+from scaling.sweeps.adaptive import LawState, expected_width, fit_law, plan_round
 from scaling.sweeps.rounds import Target
 
 LEVEL = 0.90
@@ -78,9 +72,9 @@ def coverage(state: LawState, runs: pd.DataFrame, target: pd.DataFrame) -> float
     """Share of the target runs whose loss lies in the criterion's interval for that run."""
     hits = []
     for n, d, loss in zip(target.N, target.D, target.loss, strict=True):
-        lo, hi = expected_log_bounds(runs, Target("loss", (n,), (d,)), state, LEVEL)
+        half = math.asinh(expected_width(runs, Target("loss", (n,), (d,)), state, LEVEL) / 2)
         pred = float(state.model.predict_frame(pd.DataFrame({"N": [n], "D": [d]}))[0])
-        hits.append(lo <= math.log(loss / pred) <= hi)
+        hits.append(abs(math.log(loss / pred)) <= half)
     return float(np.mean(hits))
 
 
@@ -193,8 +187,8 @@ def main() -> None:
         )
 
     print("\nthe grid's width at each checkpoint, and when adaptive first reaches it (a subset of")
-    print("the pool beats the whole pool only by how its rates, noise and scatter happen to be")
-    print("measured: its information and hull are at most the pool's)")
+    print("the pool beats the whole pool only by how its kappa, noise and scatter happen to be")
+    print("measured: its information and box are at most the pool's)")
     for f in FRACTIONS:
         g = grid_at[f]
         reach = [t for t in trace if t["width"] <= g["width"]]

@@ -17,7 +17,6 @@ from runners.sweeps.spec import loads_spec
 from scaling.errors import ScalingError
 from scaling.sweeps.adaptive import (
     LawState,
-    expected_log_bounds,
     expected_width,
     fit_law,
     plan_round,
@@ -105,16 +104,16 @@ def test_width_of_a_mean_by_hand(runs: pd.DataFrame, state: LawState) -> None:
         info += np.outer(j, j) / state.sigma**2
     points = Target("loss", (1e8, 3e9), (4e9, 6e10))
     g = theta_jacobian(theta, np.array(points.N), np.array(points.D)).mean(axis=0)
-    # decades outside the runs' hull, the rectangle of the grid in (log10 N, log10 D): the
-    # first point is its corner, the second beyond both sides, nearest that corner
-    far = math.hypot(math.log10(3e9 / runs.N.max()), math.log10(6e10 / runs.D.max()))
+    # decades outside the runs' box: the first point is inside, the second beyond C, N and D
+    along = [
+        np.log10(3e9 * 6e10 / (runs.N * runs.D).max()),
+        np.log10(3e9 / runs.N.max()),
+        np.log10(6e10 / runs.D.max()),
+    ]
+    far = max(k * d for k, d in zip(state.kappa, along, strict=True))
     h = math.sqrt(1.6448536**2 * g @ np.linalg.solve(info, g) + state.scatter**2 / 2)
-    d = far / 2  # the mean over the two points
-    width = math.exp(h + state.hi_rate * d) - math.exp(-h + state.lo_rate * d)
-    assert state.calibrated and state.lo_rate <= 0 <= state.hi_rate
-    assert expected_width(runs, points, state) == pytest.approx(width, rel=1e-6)
-    lo, hi = expected_log_bounds(runs, points, state)
-    assert (lo, hi) == pytest.approx((-h + state.lo_rate * d, h + state.hi_rate * d), rel=1e-6)
+    h += far / 2
+    assert expected_width(runs, points, state) == pytest.approx(2 * math.sinh(h), rel=1e-6)
 
 
 def test_same_runs_in_same_picks_out(runs: pd.DataFrame, state: LawState) -> None:

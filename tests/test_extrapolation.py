@@ -7,10 +7,20 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fits import LOSS_LAWS, ChinchillaLaw, chinchilla_loss, extrapolation
+from fits import LOSS_LAWS, ChinchillaLaw, chinchilla_loss
 from fits.averaging import AveragedLaw
 from fits.bootstrap import observation_interval
-from fits.extrapolation import log_box, nested_backtest, out_of_range_error
+from fits.extrapolation import (
+    Calibration,
+    assess,
+    calibrate,
+    conformal_quantile,
+    decades_outside,
+    distance,
+    log_box,
+    nested_backtest,
+    widening,
+)
 from scaling import datasets, fitting
 from scaling.fitters import loss_interval
 from scaling.study import Study
@@ -49,7 +59,20 @@ def test_distance_is_decades_outside_the_box_largest_over_n_d_c():
         }
     )
     # inside; 1 decade past N; 2 past D; 1 below N; N 2, D 0, C 3 -> 3
-    assert extrapolation.outside(box, asks).max(axis=1).to_numpy() == pytest.approx([0, 1, 2, 1, 3])
+    assert distance(box, asks) == pytest.approx([0.0, 1.0, 2.0, 1.0, 3.0])
+
+
+def test_conformal_quantile_is_the_split_conformal_order_statistic():
+    rng = np.random.default_rng(0)
+    for n in (1, 5, 19, 100):
+        scores = rng.exponential(size=n)
+        for level in (0.5, 0.8, 0.9):
+            k = math.ceil((n + 1) * level)
+            expected = math.inf if k > n else np.sort(scores)[k - 1]
+            assert conformal_quantile(scores, None, level) == expected
+    # weights: the 1-weighted scores count 1/4 each, the 2-weighted one 1/2
+    assert conformal_quantile(np.array([3.0, 1.0, 2.0]), np.array([1, 1, 2]), 0.4) == 2.0
+    assert conformal_quantile(np.array([3.0, 1.0, 2.0]), np.array([2, 1, 1]), 0.6) == 3.0
 
 
 def test_nested_backtest_holds_out_along_c_n_and_d_beyond_the_training_runs():
@@ -81,7 +104,7 @@ def test_quick_refit_reaches_the_full_grid_optimum():
     assert quick.params_ == pytest.approx(full.params_, rel=1e-4)
 
 
-def test_the_form_that_extrapolates_has_the_lower_out_of_range_error():
+def test_assess_picks_the_form_that_extrapolates_and_says_why_others_are_out():
     runs = grid_runs(lambda N, D: chinchilla_loss(TRUTH, N, D)[0], seed=1)
     model = ChinchillaLaw(n_bootstrap=0).fit(runs.N, runs.D, runs.loss)
 
@@ -92,10 +115,13 @@ def test_the_form_that_extrapolates_has_the_lower_out_of_range_error():
         slope, icpt = np.polyfit(np.log(train.C), np.log(train.loss), 1)
         return np.exp(icpt + slope * np.log(test.C))
 
-    errors = {name: nested_backtest(runs, fp, level=0.9) for name, fp in
-              (("chinchilla", right), ("loglinear-C", compute_only))}  # fmt: skip
-    assert errors["chinchilla"].groupby(["coord", "q"]).ngroups == 9
-    assert out_of_range_error(errors["chinchilla"]) < out_of_range_error(errors["loglinear-C"])
+    candidates = {"loglinear-C": compute_only, "chinchilla": right, "other": "no repeated runs"}
+    forms, best, cal = assess(runs, candidates, level=0.9)
+    assert best == "chinchilla"
+    table = forms.set_index("form")
+    assert table.error["chinchilla"] < table.error["loglinear-C"]
+    assert table.note["other"] == "no repeated runs" and table.splits["other"] == 0
+    assert cal is not None and cal.n_splits == table.splits["chinchilla"] == 9
 
 
 @pytest.mark.slow
@@ -186,6 +212,98 @@ def test_cli_fits_auto_with_its_forms_and_refuses_an_unknown_law(tmp_path):
     bad = run_cli("predict", "loss", "--N", "1B", "--D", "20B", "--law", "kaplann", "--db", db)
     assert bad.returncode == 2 and "unknown loss law 'kaplann'" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_too_few_nested_runs_give_an_infinite_widening_that_survives_a_round_trip():
+    nested = pd.DataFrame(
+        {"coord": "C", "q": 0.5, "row": [0, 1, 2], "log_error": [0.01, 0.02, 0.03],
+         "distance": [0.1, 0.2, 0.3], "scatter": 0.0, "d_C": [0.1, 0.2, 0.3], "d_N": 0.0,
+         "d_D": 0.0}
+    )  # fmt: skip
+    runs = pd.DataFrame({"N": [1e6, 1e7], "D": [1e9, 1e10], "C": [6e15, 6e17]})
+    cal = calibrate(nested, runs, level=0.9)  # ceil(4 * 0.9) = 4 > 3 scores
+    assert cal.kappa == math.inf
+    record = json.loads(json.dumps(cal.to_dict(), allow_nan=False))
+    assert Calibration.from_dict(record) == cal
+    lo, hi = cal.widen(np.array([2.0]), np.array([1.9]), np.array([2.1]), runs.iloc[[1]] * 10)
+    assert lo[0] == 0.0 and hi[0] == math.inf
+    inside = cal.widen(np.array([2.0]), np.array([1.9]), np.array([2.1]), runs.iloc[[1]])
+    assert inside == (1.9, 2.1)
+
+
+def nested_scores(coord: str, errors: list[float], along: list[float], other: float):
+    """One split along coord: held-out runs with these |log errors| and distances along
+    coord; every run also lies `other` decades outside along the next coordinate."""
+    k = "CND"
+    side = k[(k.index(coord) + 1) % 3]
+    d = {f"d_{c}": 0.0 for c in k} | {f"d_{coord}": along, f"d_{side}": other}
+    frame = pd.DataFrame({"coord": coord, "q": 0.5, "log_error": errors, "scatter": 0.0, **d})
+    return frame.assign(distance=frame[["d_C", "d_N", "d_D"]].max(axis=1))
+
+
+def test_each_direction_widens_by_its_own_rate_never_below_the_pooled_one():
+    """N-splits err 0.01..0.10 per decade, C and D splits 0.01: a question outside along N
+    only is widened at N's own rate, along C or D at the pooled one (theirs is lower)."""
+    ten = list(np.linspace(0.1, 1.0, 10))
+    rates = [0.01 * (i + 1) for i in range(10)]
+    nested = pd.concat(
+        [
+            nested_scores("C", [0.01 * d for d in ten], ten, 0.2),
+            nested_scores("N", [r * d for r, d in zip(rates, ten, strict=True)], ten, 0.0),
+            nested_scores("D", [0.01 * d for d in ten], ten, 0.0),
+        ],
+        ignore_index=True,
+    ).assign(row=range(30))
+    runs = pd.DataFrame({"N": [1e6, 1e8], "D": [1e9, 1e10], "C": [6e15, 6e18]})
+    cal = calibrate(nested, runs, level=0.9)
+    # pooled scores over d (the C splits' first two runs lie farther out along N than C)
+    pooled = [0.01 * d / max(d, 0.2) for d in ten] + rates + [0.01] * 10
+    assert cal.kappa == pytest.approx(sorted(pooled)[math.ceil(31 * 0.9) - 1])  # 0.08
+    assert cal.along["N"] == pytest.approx(sorted(rates)[math.ceil(11 * 0.9) - 1])  # 0.10
+    assert cal.along["C"] == cal.along["D"] == cal.kappa < cal.along["N"]
+    # 1 decade past the largest N at the same C and D range: N's rate
+    question = pd.DataFrame({"N": [1e9], "D": [1e9], "C": [6e18]})
+    assert cal.extra(question)[0] == pytest.approx(cal.along["N"] * 1.0)
+    # half a decade past the largest C and D, inside N: the pooled rate
+    question = pd.DataFrame({"N": [1e8], "D": [10**10.5], "C": [6e18 * 10**0.5]})
+    assert cal.extra(question)[0] == pytest.approx(cal.kappa * 0.5)
+
+
+def test_widening_of_stretched_boxes_is_the_naive_max_over_directions():
+    """The array form the adaptive planner calls (targets x candidate boxes), against a loop;
+    inside the box an infinite rate adds nothing."""
+    rng = np.random.default_rng(0)
+    kappa = np.array([0.02, np.inf, 0.05])
+    x = rng.uniform(0, 3, (3, 4, 1))  # 3 directions, 4 targets
+    lo, hi = rng.uniform(0, 1, (3, 1, 5)), rng.uniform(1, 2, (3, 1, 5))  # 5 boxes
+    x[1], lo[1], hi[1] = 1.5, 0.0, 2.0  # inside every box along the infinite rate
+    got = widening(kappa, decades_outside(x, lo, hi))
+    assert got.shape == (4, 5)
+    for t in range(4):
+        for b in range(5):
+            far = [max(lo[k, 0, b] - x[k, t, 0], x[k, t, 0] - hi[k, 0, b], 0) for k in range(3)]
+            want = max([kappa[k] * far[k] for k in range(3) if far[k] > 0], default=0.0)
+            assert got[t, b] == pytest.approx(want)
+
+
+def test_a_stored_calibration_from_before_kappa_k_widens_by_its_kappa_everywhere():
+    record = {"level": 0.9, "kappa": 0.02, "n_scores": 30, "n_splits": 9,
+              "box": {"C": [15, 18], "N": [6, 8], "D": [9, 10]}}  # fmt: skip
+    cal = Calibration.from_dict(record)
+    assert cal.along == {"C": 0.02, "N": 0.02, "D": 0.02}
+    assert Calibration.from_dict(cal.to_dict()) == cal
+
+
+def test_a_run_barely_outside_sets_no_rate():
+    """A held-out run 1e-10 decades out (one budget's float noise) with a 1% error would give
+    a rate of 1e8 per decade; it is left out of the scores, so kappa is that of the others."""
+    ten = list(np.linspace(0.1, 1.0, 10))
+    clean = nested_scores("C", [0.01 * d for d in ten], ten, 0.0)
+    noisy = pd.concat([clean, nested_scores("C", [0.01], [1e-10], 0.0)], ignore_index=True)
+    runs = pd.DataFrame({"N": [1e6, 1e8], "D": [1e9, 1e10], "C": [6e15, 6e18]})
+    for nested in (clean, noisy):
+        cal = calibrate(nested.assign(row=range(len(nested))), runs, level=0.8)
+        assert cal.kappa == pytest.approx(0.01) and cal.along["C"] == pytest.approx(0.01)
 
 
 def test_runs_at_the_cut_budget_train_together_despite_float_noise():

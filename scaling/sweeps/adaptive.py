@@ -2,9 +2,8 @@
 
 The planner is a pure function of the runs already done: it fits the Chinchilla law on them
 (the one form whose Jacobian the criterion below knows), calibrates it by nested backtests
-as every law is calibrated (fits.extrapolation.nested_backtest, fits.calibration.calibrate),
-takes the calibration's rates, and then scores candidate runs by an analytic design
-criterion instead of simulating their outcomes:
+(fits.extrapolation.assess), takes the calibration's kappa, and then scores candidate runs
+by an analytic design criterion instead of simulating their outcomes:
 
 - Parameter variance (delta method). theta = (log A, log B, log E, alpha, beta). Each run
   contributes J J^T / sigma^2 to the Gauss-Newton information, J = d log L / d theta at its
@@ -15,14 +14,13 @@ criterion instead of simulating their outcomes:
 - The law's own interval half-width in log loss, sqrt(z^2 g^T Sigma g + r^2), with r the
   level-quantile of the runs' |log residual| (a question about one run keeps its scatter), as
   the Study's draws-times-residual interval does.
-- Calibration: the lower end moved out by |lo_rate| d, the upper by hi_rate d, d the
-  target's decades outside the runs' convex hull in (log10 N, log10 D)
-  (fits.calibration.Calibration.widen). A run beyond the hull toward the target shrinks d.
+- Calibration: each side moved out by max_k kappa_k d_k(target), d_k = decades outside the
+  runs' box in log C, log N, log D (fits.extrapolation.Calibration.extra). A run beyond the
+  box moves it toward the target and shrinks d_k.
 
-The relative width of the target's interval is then e^(h + hi_rate d) - e^(-h + lo_rate d)
-for half-width h (2 sinh(h) inside the hull). A candidate's value is the drop in width per
-unit cost when it is added (its J enters the information by Sherman-Morrison, its (N, D) the
-hull); a round is chosen greedily: the best candidate, then
+The relative width of the target's interval is then 2 sinh(h) for half-width h. A candidate's
+value is the drop in width per unit cost when it is added (its J enters the information by
+Sherman-Morrison, its (N, D) the box); a round is chosen greedily: the best candidate, then
 the best given that one, and so on. A size the runs already pin down adds almost no
 information and no distance, so it loses to one that does; a large run has to buy
 proportionally more. Nothing is random, candidates are taken in a stable order (cost, N, D,
@@ -42,9 +40,8 @@ import numpy as np
 import pandas as pd
 
 from fits import ChinchillaLaw, FitError, compute_optimal_allocation
-from fits.calibration import calibrate, hull_distance, hull_vertices
 from fits.chinchilla import theta_jacobian, theta_loss, theta_to_params
-from fits.extrapolation import nested_backtest
+from fits.extrapolation import COORDS, Calibration, assess, decades_outside, widening
 from fits.laws import refit_predict, training_compute
 from scaling.errors import ScalingError
 from scaling.sweeps.rounds import RoundPlan, Target, greedy_round
@@ -64,14 +61,13 @@ class LawState:
     form: str
     sigma: float  # per-run standard deviation of the estimator's log-loss residual
     scatter: float  # level-quantile of |log residual|: the in-data half-width of one run
-    lo_rate: float  # calibration: log-loss widening per decade outside the hull, below (<= 0)
-    hi_rate: float  # and above (>= 0); both 0 when not calibrated
+    kappa: np.ndarray  # calibration: kappa_k per decade outside, in COORDS order (0: none)
     calibrated: bool
 
     def describe(self) -> str:
-        rates = (f"widened {self.lo_rate:+.3g}/{self.hi_rate:+.3g} per decade outside the runs'"
-                 " hull" if self.calibrated else "not calibrated")  # fmt: skip
-        return f"law {self.form} ({rates})"
+        along = "/".join(f"{k:.3g}" for k in self.kappa)
+        kappa = f"kappa C/N/D {along} per decade" if self.calibrated else "not calibrated"
+        return f"law {self.form} ({kappa})"
 
 
 def fit_law(
@@ -96,19 +92,17 @@ def fit_law(
             model = ChinchillaLaw(n_bootstrap=0, level=level).fit_frame(runs)
     except FitError as exc:
         raise ScalingError(f"cannot fit the law: {exc}") from exc
-    nested = nested_backtest(runs, partial(refit_predict, model), level)
-    calibration = None if nested.empty else calibrate(nested, runs, level)
-    rates = (0.0, 0.0) if calibration is None else (calibration.lo_rate, calibration.hi_rate)
+    _, _, calibration = assess(runs, {law: partial(refit_predict, model)}, level)
     resid = np.log(runs.loss.to_numpy()) - np.log(model.predict_frame(runs))
     mad = float(np.median(np.abs(resid - np.median(resid)))) * 1.4826
+    kappa = _kappa(calibration)
     return LawState(
         model,
         law,
         sigma=math.sqrt(math.pi / 2) * max(mad, 1e-6),
         scatter=float(np.quantile(np.abs(resid), level)),
-        lo_rate=rates[0] if math.isfinite(rates[0]) else 0.0,
-        hi_rate=rates[1] if math.isfinite(rates[1]) else 0.0,
-        calibrated=calibration is not None and all(map(math.isfinite, rates)),
+        kappa=kappa,
+        calibrated=calibration is not None and math.isfinite(calibration.kappa),
     )
 
 
@@ -141,70 +135,57 @@ def expected_width(runs: pd.DataFrame, target: Target, law: LawState, level: flo
     return _Design(law, runs, target, level).width()
 
 
-def expected_log_bounds(
-    runs: pd.DataFrame, target: Target, law: LawState, level: float = 0.90
-) -> tuple[float, float]:
-    """The target's interval by the design criterion: log(lo / estimate), log(hi / estimate)."""
-    return _Design(law, runs, target, level).log_bounds()
-
-
 class _Design:
-    """The information matrix and hull of a set of runs, and the target's width given them."""
+    """The information matrix and box of a set of runs, and the target's width given them."""
 
     def __init__(self, law: LawState, runs: pd.DataFrame, target: Target, level: float) -> None:
         self.law = law
         self.theta = law.model.theta_
         self.z = NormalDist().inv_cdf(0.5 + level / 2)
         self.target_n, self.target_d = _target_points(self.theta, target)
-        self.target_x = _log_points(self.target_n, self.target_d)  # (T, 2)
+        self.target_x = _log_coords(self.target_n, self.target_d)  # (3, T)
         self.g = _target_gradient(self.theta, target).mean(axis=0)  # (5,): of the mean
         self.scatter = law.scatter / math.sqrt(self.target_n.size)  # a mean of T runs
         J = theta_jacobian(self.theta, runs.N.to_numpy(float), runs.D.to_numpy(float))
         info = J.T @ J / law.sigma**2 + np.diag(PRIOR_SD**-2.0)
         self.cov = np.linalg.inv(info)
-        self.points = _log_points(runs.N.to_numpy(float), runs.D.to_numpy(float))  # (n, 2)
+        x = _log_coords(runs.N.to_numpy(float), runs.D.to_numpy(float))
+        self.lo, self.hi = x.min(axis=1), x.max(axis=1)
 
     def estimate(self) -> float:
         loss = theta_loss(self.theta, self.target_n, self.target_d)
         return float(np.mean(loss))
 
-    def _log_bounds(self, var: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The interval's ends in log loss about the estimate, -h + lo_rate d and
-        h + hi_rate d: h the law's half-width, d the target points' mean decades outside."""
+    def _width(self, var: np.ndarray, extra: np.ndarray) -> np.ndarray:
+        """2 sinh(half-width in log loss); extra: each target point's widening (axis 0),
+        averaged."""
         h = np.sqrt(self.z**2 * np.maximum(var, 0.0) + self.scatter**2)
-        return -h + self.law.lo_rate * d, h + self.law.hi_rate * d
-
-    def _width(self, var: np.ndarray, d: np.ndarray) -> np.ndarray:
-        lo, hi = self._log_bounds(var, d)
-        return np.exp(hi) - np.exp(lo)
-
-    def log_bounds(self) -> tuple[float, float]:
-        var = np.asarray(self.g @ self.cov @ self.g)
-        lo, hi = self._log_bounds(var, np.asarray(self._distance(self.points)))
-        return float(lo), float(hi)
-
-    def _distance(self, points: np.ndarray) -> float:
-        """The target points' mean decades outside the hull of `points` (n, 2)."""
-        return float(hull_distance(hull_vertices(points), self.target_x).mean())
+        return 2.0 * np.sinh(h + extra.mean(axis=0))
 
     def width(self) -> float:
         var = self.g @ self.cov @ self.g
-        return float(self._width(np.asarray(var), np.asarray(self._distance(self.points))))
+        extra = widening(self.law.kappa, decades_outside(self.target_x, self.lo[:, None],
+                                                         self.hi[:, None]))  # fmt: skip
+        return float(self._width(np.asarray(var), extra))
 
     def widths_with(self, N: np.ndarray, D: np.ndarray) -> np.ndarray:
-        """Width after adding each candidate alone: Sherman-Morrison and the grown hull."""
+        """Width after adding each candidate alone: Sherman-Morrison and the stretched box."""
         J = theta_jacobian(self.theta, N, D)  # (M, 5)
         cJ = J @ self.cov  # (M, 5)
         q = np.einsum("mi,mi->m", cJ, J)
         var = self.g @ self.cov @ self.g - (cJ @ self.g) ** 2 / (self.law.sigma**2 + q)
-        d = np.array([self._distance(np.vstack([self.points, x])) for x in _log_points(N, D)])
-        return self._width(var, d)
+        x = _log_coords(N, D)  # (3, M)
+        lo = np.minimum(self.lo[:, None], x)[:, None, :]  # (3, 1, M)
+        hi = np.maximum(self.hi[:, None], x)[:, None, :]
+        extra = widening(self.law.kappa, decades_outside(self.target_x[:, :, None], lo, hi))
+        return self._width(var, extra)
 
     def add(self, N: float, D: float) -> None:
         j = theta_jacobian(self.theta, np.array([N]), np.array([D]))[0]
         cj = self.cov @ j
         self.cov = self.cov - np.outer(cj, cj) / (self.law.sigma**2 + j @ cj)
-        self.points = np.vstack([self.points, _log_points(np.array([N]), np.array([D]))])
+        x = _log_coords(np.array([N]), np.array([D]))[:, 0]
+        self.lo, self.hi = np.minimum(self.lo, x), np.maximum(self.hi, x)
 
 
 def _target_points(theta: np.ndarray, target: Target) -> tuple[np.ndarray, np.ndarray]:
@@ -230,9 +211,10 @@ def _target_gradient(theta: np.ndarray, target: Target) -> np.ndarray:
     return grad
 
 
-def _log_points(N: np.ndarray, D: np.ndarray) -> np.ndarray:
-    """(M, 2) points log10 N, log10 D: the calibration's coordinates."""
-    return np.column_stack([np.log10(N), np.log10(D)])
+def _log_coords(N: np.ndarray, D: np.ndarray) -> np.ndarray:
+    """log10 of C = 6 N D, N and D as rows in COORDS order: (3, M)."""
+    x = {"C": np.log10(training_compute(N, D)), "N": np.log10(N), "D": np.log10(D)}
+    return np.stack([x[c] for c in COORDS])
 
 
 def _starts_of(models: Sequence[ChinchillaLaw]) -> ChinchillaLaw:
@@ -240,3 +222,12 @@ def _starts_of(models: Sequence[ChinchillaLaw]) -> ChinchillaLaw:
     model = copy.copy(models[0])
     model.local_optima_ = np.vstack([m.local_optima_ for m in models])
     return model
+
+
+def _kappa(calibration: Calibration | None) -> np.ndarray:
+    """The calibration's kappa_k in COORDS order; 0 where none could be measured (the width
+    is then the law's)."""
+    if calibration is None:
+        return np.zeros(len(COORDS))
+    kappa = np.array([calibration.along[c] for c in COORDS])
+    return np.where(np.isfinite(kappa), kappa, 0.0)
