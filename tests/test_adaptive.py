@@ -58,6 +58,7 @@ def candidates(cost: str = "6ND") -> pd.DataFrame:
     return frame.assign(cost=6 * frame.N * frame.D if cost == "6ND" else 1.0)
 
 
+@pytest.mark.slow
 def test_fit_recovers_the_law(state: LawState) -> None:
     params = state.model.params_
     assert params["alpha"] == pytest.approx(TRUE["alpha"], rel=0.25)
@@ -280,6 +281,7 @@ def synthetic_timing(planner: AdaptivePlanner, known: set[int]):  # type: ignore
     return of_known(planner, known, timing)
 
 
+@pytest.mark.slow
 def test_a_budget_in_hours_costs_runs_by_their_seconds() -> None:
     spec = loads_spec(SPEC.format(budget="1e12").replace("budget_flops = 1e12",
                                                          "budget_hours = 0.05"))  # fmt: skip

@@ -106,6 +106,7 @@ def surface(planner: AdaptivePlanner, known: set[RunConfig] | None = None):  # t
     return loss_of
 
 
+@pytest.mark.slow
 def test_lr_target_scans_its_groups_and_learns_the_law() -> None:
     planner = AdaptivePlanner(loads_spec(LR_SPEC.format(budget="2e12")))
     loss_of = surface(planner)

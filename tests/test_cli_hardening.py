@@ -143,6 +143,7 @@ def test_markup_in_log_and_user_strings_prints_literally(log, tmp_path, capsys):
             assert "[/]" in out and "[bold]x" in out
 
 
+@pytest.mark.slow
 def test_a_long_source_name_is_printed_whole(log, tmp_path):
     csv = tmp_path / "one.csv"
     pd.DataFrame({"N": [1e6], "D": [1e8], "loss": [3.0]}).to_csv(csv, index=False)
@@ -172,6 +173,7 @@ def test_import_refuses_negative_seed_and_wall_time(log, tmp_path, capsys, colum
     assert code == 2 and one_red_line(err) and f"{column} must be zero or more" in err
 
 
+@pytest.mark.slow
 def test_a_fifo_is_refused_as_import_file_and_as_run_log(tmp_path, log):
     for name in ("pipe.csv", "pipe.duckdb"):
         os.mkfifo(tmp_path / name)
@@ -344,6 +346,7 @@ def interrupt_once_running(argv: list[str], env: dict[str, str]) -> subprocess.C
     return subprocess.CompletedProcess(command, child.returncode, out, err)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "query",
     [
@@ -358,6 +361,7 @@ def test_ctrl_c_interrupts_a_running_query(log, query):
     assert done.stderr.strip() == "interrupted"
 
 
+@pytest.mark.slow
 def test_a_huge_result_streams_under_a_memory_cap(log, tmp_path):
     """300 million rows: the table shows the first ones, csv streams them (cut by `head`)."""
     cap = 2 * 1024**3
@@ -465,6 +469,7 @@ def test_every_prediction_says_how_far_beyond_the_runs_it_lies(tmp_path, capsys)
     assert code == 0 and "beyond the runs" in out and "N +2.00" in out
 
 
+@pytest.mark.slow
 def test_predict_lr_takes_the_step_law_method(tmp_path, capsys):
     db = str(tmp_path / "step.duckdb")
     assert call_cli(["import", "--example", "step-law", "--db", db], capsys)[0] == 0
@@ -500,6 +505,7 @@ def test_sweep_suggest_says_when_round_0_is_trimmed_to_the_budget(tmp_path, caps
     )
 
 
+@pytest.mark.slow
 def test_isoflop_by_budget_reproduces_a_0493_in_one_line_a_budget_at_80_columns(tmp_path):
     """docs/laws.md: IsoFLOP on the Chinchilla points grouped by budget, a = 0.493."""
     db = str(tmp_path / "svg.duckdb")

@@ -159,6 +159,7 @@ def same(a: Any, b: Any) -> None:
         np.testing.assert_allclose(np.asarray(a, float), np.asarray(b, float), rtol=1e-9)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_estimator_conforms(name: str) -> None:
     case = CASES[name]

@@ -123,6 +123,7 @@ def test_a_curve_without_every_step_cannot_feed_a_schedule_fit(db, tmp_path):
         read_schedule_curves(db)
 
 
+@pytest.mark.slow
 def test_import_curves_on_the_command_line(tmp_path):
     step, lr, loss = cosine_curve(10)
     path = write_csv(

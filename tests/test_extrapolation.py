@@ -75,6 +75,7 @@ def test_conformal_quantile_is_the_split_conformal_order_statistic():
     assert conformal_quantile(np.array([3.0, 1.0, 2.0]), np.array([2, 1, 1]), 0.6) == 3.0
 
 
+@pytest.mark.slow
 def test_nested_backtest_holds_out_along_c_n_and_d_beyond_the_training_runs():
     runs = grid_runs(lambda N, D: chinchilla_loss(TRUTH, N, D)[0], seed=0)
     model = ChinchillaLaw(n_bootstrap=0).fit(runs.N, runs.D, runs.loss)
@@ -104,6 +105,7 @@ def test_quick_refit_reaches_the_full_grid_optimum():
     assert quick.params_ == pytest.approx(full.params_, rel=1e-4)
 
 
+@pytest.mark.slow
 def test_assess_picks_the_form_that_extrapolates_and_says_why_others_are_out():
     runs = grid_runs(lambda N, D: chinchilla_loss(TRUTH, N, D)[0], seed=1)
     model = ChinchillaLaw(n_bootstrap=0).fit(runs.N, runs.D, runs.loss)
@@ -172,6 +174,7 @@ def test_a_stored_auto_fit_reloads_and_answers_the_same(epoch_study):
     assert study.predict_loss(70e9, 1.4e12) == first
 
 
+@pytest.mark.slow
 def test_intervals_mix_the_forms_then_widen_by_the_averages_rates_outside_the_hull(epoch_study):
     """A mixture's quantile lies between its components' quantiles: at each question the
     interval's ends lie within the forms' own ends (each form's draws times a run residual),
@@ -306,6 +309,7 @@ def test_a_run_barely_outside_sets_no_rate():
         assert cal.kappa == pytest.approx(0.01) and cal.along["C"] == pytest.approx(0.01)
 
 
+@pytest.mark.slow
 def test_runs_at_the_cut_budget_train_together_despite_float_noise():
     """Runs of one budget carry 6ND with rounding noise: a split never divides them."""
     runs = grid_runs(lambda N, D: chinchilla_loss(TRUTH, N, D)[0], seed=2)

@@ -68,6 +68,7 @@ def test_spec_files_that_never_end_are_refused_without_reading_them(tmp_path):
         load_spec(huge)
 
 
+@pytest.mark.slow
 def test_a_sweep_named_like_markup_is_shown_as_written(tmp_path, capsys):
     spec = tmp_path / "s.toml"
     spec.write_text('name = "[/x]"\n[fixed]\nseq_len = 32\n[axes]\nlr = [1e-3]\n')

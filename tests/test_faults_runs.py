@@ -91,6 +91,7 @@ def _snapshot(db: Path) -> tuple[list[tuple], int]:
     return [tuple(r) for r in runs[columns].itertuples(index=False)], n_curve
 
 
+@pytest.mark.slow
 def test_a_forced_retrain_that_fails_keeps_the_finished_run(tmp_path, capsys):
     db = tmp_path / "log.duckdb"
     config = tiny_config()

@@ -35,6 +35,7 @@ def _files(folder: Path) -> set[str]:
     return {str(p.relative_to(folder)) for p in folder.rglob("*")}
 
 
+@pytest.mark.slow
 def test_an_sqlite_file_is_refused_and_nothing_is_written_outside_its_folder(tmp_path):
     folder, home = tmp_path / "logs", tmp_path / "home"
     folder.mkdir()
@@ -118,6 +119,7 @@ with sweep_lock(Path(sys.argv[1])):
 """
 
 
+@pytest.mark.slow
 def test_a_hard_link_to_the_run_log_shares_its_sweep_lock(tmp_path):
     real = tmp_path / "a" / "log.duckdb"
     real.parent.mkdir()
@@ -142,6 +144,7 @@ def test_a_hard_link_to_the_run_log_shares_its_sweep_lock(tmp_path):
         assert lock_holder(real) is not None
 
 
+@pytest.mark.slow
 def test_a_read_only_file_system_is_named_and_reads_still_work(tmp_path, capsys):
     with tmpfs(tmp_path / "ro", "8m") as mount:
         path = _example_log(mount / "log.duckdb")
@@ -202,6 +205,7 @@ def test_kept_results_are_recorded_by_the_next_start_once(tmp_path):
     assert list(folder.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_a_dead_owner_is_told_from_a_live_one(tmp_path):
     path = tmp_path / "log.duckdb"
     gone = subprocess.Popen([sys.executable, "-c", "pass"])

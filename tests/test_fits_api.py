@@ -18,6 +18,7 @@ def test_public_names_are_exported():
         assert hasattr(fits, name), name
 
 
+@pytest.mark.slow
 def test_fits_never_imports_torch_or_duckdb():
     code = "import sys, fits; print(sorted({'torch', 'duckdb'} & set(sys.modules)))"
     out = subprocess.run(

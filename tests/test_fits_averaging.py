@@ -110,6 +110,7 @@ GRID_N, GRID_D = (a.ravel() for a in np.meshgrid(np.geomspace(1e7, 1e9, 6),
                                                  np.geomspace(1e9, 1e11, 6)))  # fmt: skip
 
 
+@pytest.mark.slow
 def test_the_average_is_the_geometric_mean_of_its_forms_and_round_trips():
     loss = chinchilla_loss(np.array([[1.7, 400.0, 900.0, 0.34, 0.3]]), GRID_N, GRID_D)[0]
     models = {"chinchilla": ChinchillaLaw(n_bootstrap=20).fit(GRID_N, GRID_D, loss),
@@ -128,6 +129,7 @@ def test_the_average_is_the_geometric_mean_of_its_forms_and_round_trips():
     assert along.min() >= law.predict(n_opt, d_opt)[0] - 1e-12
 
 
+@pytest.mark.slow
 def test_a_bootstrap_added_to_a_plain_fit_is_the_bootstrap_fit_gives():
     """auto fits each form once and adds the resamples: the draws must be fit's own."""
     loss = chinchilla_loss(np.array([[1.7, 400.0, 900.0, 0.34, 0.3]]), GRID_N, GRID_D)[0]
@@ -168,6 +170,7 @@ def test_mixture_quantiles_are_the_roots_of_the_mixture_cdf():
     assert np.isnan(mixture_quantiles(np.full((3, 1), np.nan), np.ones(3), (0.5,))).all()
 
 
+@pytest.mark.slow
 def test_an_average_built_of_fitted_forms_is_the_one_its_settings_fit():
     """`of` records the forms' settings and the weights, so fit(runs) with them rebuilds it."""
     runs = pd.DataFrame({"N": GRID_N, "D": GRID_D})

@@ -62,6 +62,7 @@ def synthetic(noise, seed=0):
 
 
 # -- the published data ----------------------------------------------------------------------
+@pytest.mark.slow
 def test_fit_lands_inside_epoch_intervals(fitted):
     for name, (lo, hi) in EPOCH_95.items():
         assert lo < fitted.params_[name] < hi, name
@@ -72,6 +73,7 @@ def test_fit_reproduces_the_plain_published_procedure(fitted):
         assert fitted.params_[name] == pytest.approx(value, rel=1e-3), name
 
 
+@pytest.mark.slow
 def test_all_245_points_give_the_outlier_driven_fit():
     """Data README: on all 245 rows the procedure gives E 1.891, B 12843, beta 0.453."""
     d = pd.read_csv(datasets.path("chinchilla-epoch"))
@@ -99,6 +101,7 @@ def test_objective_is_the_published_one(fitted, epoch240):
     assert fitted.objective_ == pytest.approx(ref, rel=1e-10)
 
 
+@pytest.mark.slow
 def test_same_optimum_as_scipy_from_the_best_start(fitted, epoch240):
     """scipy L-BFGS-B on the independently written objective, from the winning grid point.
 
@@ -170,6 +173,7 @@ def test_noiseless_synthetic_is_recovered_exactly():
         assert m.params_[name] == pytest.approx(value, rel=1e-4), name
 
 
+@pytest.mark.slow
 def test_noisy_synthetic_is_covered_by_the_bootstrap():
     N, D, loss = synthetic(noise=0.005, seed=3)
     m = ChinchillaLaw(n_bootstrap=300, level=0.95, random_state=1).fit(N, D, loss)
@@ -254,6 +258,7 @@ def test_bootstrap_is_seed_reproducible_and_process_independent(epoch240):
     assert not np.allclose(one.bootstrap_params_, other.bootstrap_params_, rtol=1e-3)
 
 
+@pytest.mark.slow
 def test_warm_started_resamples_reach_the_full_grid_optimum(epoch240, fitted):
     """A resample's warm-started fit is as good as rerunning all 4,500 starts on it."""
     d = epoch240
@@ -285,6 +290,7 @@ def test_summary_names_every_parameter(fitted):
         assert name in text
 
 
+@pytest.mark.slow
 def test_without_bootstrap_there_are_no_intervals(epoch240):
     d = epoch240
     m = ChinchillaLaw(n_bootstrap=0).fit(d.N, d.D, d.loss)

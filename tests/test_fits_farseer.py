@@ -55,6 +55,7 @@ def test_objective_gradient_matches_finite_differences():
     np.testing.assert_allclose(problem.to_theta(problem.to_phi(ROW)), ROW, rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_fit_recovers_the_law_and_extrapolates_with_it(fitted):
     assert fitted.identification_problems() == []
     bigger = np.array([3e9, 1e10]), np.array([3e11, 1e12])

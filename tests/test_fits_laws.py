@@ -84,6 +84,7 @@ def shared_fit(shared_truth) -> SharedChinchillaLaw:
     return SharedChinchillaLaw(n_bootstrap=100).fit(GRID_N, GRID_D, noisy(loss, 1))
 
 
+@pytest.mark.slow
 def test_shared_law_recovers_one_exponent(shared_fit, shared_truth):
     assert set(shared_fit.params_) == {"E", "A", "B", "alpha"}
     assert shared_fit.params_["alpha"] == pytest.approx(shared_truth["alpha"], rel=0.05)
@@ -132,6 +133,7 @@ def dc_fit() -> DataConstrainedLaw:
     return DataConstrainedLaw(n_bootstrap=100).fit_frame(dc_runs(DC_TRUTH, 2))
 
 
+@pytest.mark.slow
 def test_data_constrained_recovers_the_value_of_repeated_data(dc_fit):
     assert dc_fit.fit_r_n_
     assert dc_fit.params_["R_D_star"] == pytest.approx(15.4, rel=0.1)
@@ -211,6 +213,7 @@ FLAT = np.full(GRID_N.size, 3.0)
 RISING = 2.0 + 0.1 * np.log(GRID_N) + 0.05 * np.log(GRID_D)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("law", [ChinchillaLaw, SharedChinchillaLaw, KaplanLaw])
 @pytest.mark.parametrize("loss", [FLAT, RISING], ids=["flat", "rising"])
 def test_unidentifiable_fits_are_refused_unless_forced(law, loss):
@@ -223,6 +226,7 @@ def test_unidentifiable_fits_are_refused_unless_forced(law, loss):
     assert "FLAGGED" in forced.summary()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("floor", [0.0, 1.7])
 def test_a_floor_the_runs_cannot_tell_from_zero_is_a_caution(floor):
     """Runs of a pure power law (E = 0) never see the loss flatten: the fit keeps them (it is
@@ -242,6 +246,7 @@ N_ONLY = 1.7 + 400 / GRID_N**0.34  # loss that does not depend on D
 STEP = np.where(GRID_N > 1e8, 2.0, 3.0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("loss", [N_ONLY, STEP], ids=["n-only", "step"])
 @pytest.mark.parametrize("law", [ChinchillaLaw, SharedChinchillaLaw, KaplanLaw])
 def test_loss_that_does_not_fall_with_d_is_refused_by_every_form(law, loss):
@@ -251,6 +256,7 @@ def test_loss_that_does_not_fall_with_d_is_refused_by_every_form(law, loss):
         law(n_bootstrap=0).fit(GRID_N, GRID_D, loss)
 
 
+@pytest.mark.slow
 def test_an_allocation_below_one_token_or_far_beyond_the_runs_is_no_answer():
     forced = SharedChinchillaLaw(n_bootstrap=20, force=True).fit(GRID_N, GRID_D, N_ONLY)
     n_opt, d_opt = forced.compute_optimal([1e21])

@@ -80,6 +80,7 @@ def test_both_interval_kinds_match_curve_fits_covariance(mu, mu_fit):
     assert mu_fit.predict_interval(new, kind="prediction").kind == "prediction"
 
 
+@pytest.mark.slow
 def test_prediction_interval_covers_new_observations_at_its_level():
     """Noise 0.02 about L = 1 + 2 x^-0.5 at 12 sizes; a new y at a size inside: the 90%
     prediction interval held it in 0.85..0.95 of 400 repeats, the confidence one far less."""

@@ -99,6 +99,7 @@ def test_run_ids_of_imported_rows_are_stable_across_releases(name):
     assert sorted(plan.rows.run_id)[:2] == first
 
 
+@pytest.mark.slow
 def test_counts_say_what_was_inserted_present_and_repeated(tmp_path, db):
     three = tmp_path / "three.csv"
     three.write_text("N,D,loss\n1e6,1e9,3.0\n1e6,1e9,3.0\n1e6,1e9,3.0\n")
@@ -180,6 +181,7 @@ INJECTIONS = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("injection", INJECTIONS)
 def test_a_mapping_or_where_clause_is_one_expression_and_runs_nothing_else(tmp_path, db, injection):
     pwn = tmp_path / "pwn.csv"
@@ -212,6 +214,7 @@ SCALEBENCH = {  # name: (rows, distinct (N, D) runs, columns, N range, D range)
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(SCALEBENCH))
 def test_scalebench_training_runs_ship_and_import_with_their_columns(name, db):
     rows, distinct, columns, (n_lo, n_hi), (d_lo, d_hi) = SCALEBENCH[name]

@@ -168,6 +168,7 @@ def test_the_lr_figure_marks_an_optimum_only_where_three_lrs_make_a_parabola(tmp
     assert all(line.get_xdata()[0] == pytest.approx(3e-3, rel=0.05) for line in dotted)
 
 
+@pytest.mark.slow
 def test_residual_tick_labels_do_not_overlap_within_a_decade_of_compute(tmp_path, monkeypatch):
     drawn = _kept_figures(monkeypatch)
     frame = _scan_rows({N: (0,) for N in (1e5, 1.3e5, 1.7e5, 2.2e5)}, (1e6, 1.4e6, 2e6))

@@ -171,6 +171,7 @@ with sweep_lock(Path(sys.argv[1])):
 """
 
 
+@pytest.mark.slow
 def test_a_symlink_to_the_run_log_shares_its_sweep_lock(tmp_path):
     real = tmp_path / "sw4.duckdb"
     link = tmp_path / "link4.duckdb"

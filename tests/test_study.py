@@ -47,6 +47,7 @@ def test_predicts_chinchilla_70b_like_the_epoch_refit(chinchilla):
     assert prediction.interval == "prediction" and prediction.level == 0.9
 
 
+@pytest.mark.slow
 def test_compute_optimal_matches_a_brute_force_minimum_and_chinchilla(chinchilla):
     C = 5.76e23
     answer = chinchilla.compute_optimal(C, law="chinchilla")
@@ -69,6 +70,7 @@ def test_stored_fit_is_reused_for_the_same_runs(chinchilla):
     assert other.selection["n_runs"] < first.selection["n_runs"]
 
 
+@pytest.mark.slow
 def test_backtest_on_a_known_law_is_accurate_and_calibrated():
     truth = {"E": 1.7, "A": 400.0, "B": 900.0, "alpha": 0.34, "beta": 0.3}
     study = Study.from_frame(synthetic(truth, seed=1, noise=0.004), n_bootstrap=300)
@@ -167,6 +169,7 @@ def test_every_loss_law_answers_through_the_registry():
         study.predict_loss(1e8, 3e9, law="power")
 
 
+@pytest.mark.slow
 def test_unidentified_fit_is_refused_and_a_forced_one_never_answers():
     frame = synthetic({"E": 1.7, "A": 0.0, "B": 0.0, "alpha": 0.3, "beta": 0.3}, 6, noise=0)
     study = Study.from_frame(frame, n_bootstrap=50)
@@ -181,6 +184,7 @@ def test_unidentified_fit_is_refused_and_a_forced_one_never_answers():
         study.predict_loss(1e9, 1e10, law="chinchilla")
 
 
+@pytest.mark.slow
 def test_answers_caution_when_their_tokens_repeat_the_runs_corpus():
     """Runs that all saw one corpus of 2e10 tokens: an optimum or a loss question beyond it says
     how many epochs (D / U, from the question or the answer); one inside it, one that gives U,

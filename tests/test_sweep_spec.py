@@ -191,6 +191,7 @@ def _plan_or_runner_error(data) -> None:
         assert math.isfinite(c.train.lr) and c.tokens >= c.tokens_per_step
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.one_of(values, near_valid, plausible))
 def test_any_dict_plans_or_raises_runner_error(data):
