@@ -276,6 +276,9 @@ class AveragedLaw(LossLaw):
     def cautions(self) -> list[str]:
         return [f"{k}: {c}" for k, m in self.forms_.items() for c in m.cautions()]
 
+    def offset_unseen(self) -> bool:
+        return any(m.offset_unseen() for m in self.forms_.values())
+
     def _summary_header(self) -> list[str]:
         weights = ", ".join(f"{k} {w:.3f}" for k, w in self.weights_.items())
         return [f"{type(self).__name__}: {self.formula}", f"weights: {weights}"]

@@ -242,6 +242,7 @@ class ChinchillaLaw(GridLaw):
     param_names: ClassVar[tuple[str, ...]] = PARAM_NAMES
     exponents: ClassVar[dict[str, str]] = {"alpha": "N", "beta": "D"}
     derived_names: ClassVar[tuple[str, ...]] = DERIVED_NAMES
+    additive_offset = True
     allocation_note = (
         "compute-optimal allocation (C = 6 N D): N_opt = G (C/6)^a, D_opt = (C/6)^b / G"
     )

@@ -58,6 +58,7 @@ class LossLaw(IntervalFit):
     param_names: ClassVar[tuple[str, ...]]
     exponents: ClassVar[dict[str, str]] = {}
     bounds: ClassVar[dict[str, tuple[float, float]]] = {}
+    additive_offset: ClassVar[bool] = False  # L = E + terms, E in param_names (fits.offset)
 
     bootstrap_params_: np.ndarray | None
     data_range_: dict[str, tuple[float, float]]
@@ -274,25 +275,35 @@ class LossLaw(IntervalFit):
 
     def cautions(self) -> list[str]:
         """What an identified fit still does not measure: an offset E that the runs cannot tell
-        from zero, its estimate (or, with a bootstrap, its interval's low end) under FLAT_SHARE
-        of the loss at the largest run. The runs then do not see the loss flatten: the law's
-        limit is a guess, and it falls as a pure power law beyond them. Empty otherwise."""
-        self._check_fitted()
-        seen_offset = self.offset_interval()
-        if seen_offset is None or self.columns != ("N", "D") or "N" not in self.data_range_:
+        from zero (`offset_unseen`). The runs then do not see the loss flatten: the law's limit
+        is a guess, and it falls as a pure power law beyond them. Empty otherwise."""
+        unseen = self._unseen_offset()
+        if unseen is None:
             return []
-        E, low = seen_offset
-        n_hi, d_hi = self.data_range_["N"][1], self.data_range_["D"][1]
-        largest = float(self.loss_of(self._params_row()[None, :], np.array([n_hi]),
-                                     np.array([d_hi]))[0, 0])  # fmt: skip
-        if not low < FLAT_SHARE * largest:
-            return []
+        E, low, largest = unseen
         seen = f"E = {E:.3g}" + (f" (interval from {low:.3g})" if low < E else "")
         return [
             f"{seen} cannot be told from zero beside the loss at the largest run "
             f"({largest:.3g}): the runs do not see the loss flatten, so the irreducible loss "
             "is not measured and the law falls as a pure power law beyond them"
         ]
+
+    def offset_unseen(self) -> bool:
+        """True when the offset E's estimate (or, with a bootstrap, its interval's low end) is
+        under FLAT_SHARE of the loss at the largest run: the runs cannot tell it from zero."""
+        return self._unseen_offset() is not None
+
+    def _unseen_offset(self) -> tuple[float, float, float] | None:
+        """(E, its interval's low end, the loss at the largest run) when the offset is unseen."""
+        self._check_fitted()
+        seen_offset = self.offset_interval()
+        if seen_offset is None or self.columns != ("N", "D") or "N" not in self.data_range_:
+            return None
+        E, low = seen_offset
+        n_hi, d_hi = self.data_range_["N"][1], self.data_range_["D"][1]
+        largest = float(self.loss_of(self._params_row()[None, :], np.array([n_hi]),
+                                     np.array([d_hi]))[0, 0])  # fmt: skip
+        return (E, low, largest) if low < FLAT_SHARE * largest else None
 
     def offset_interval(self) -> tuple[float, float] | None:
         """The irreducible loss (the limit at unlimited N and D) and the low end of its

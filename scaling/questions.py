@@ -19,6 +19,7 @@ import pandas as pd
 from fits import LossLaw, frontier_crossing
 from fits.bootstrap import percentile_interval
 from fits.errors import FitError
+from fits.offset import offset_span
 from fits.throughput import ThroughputModel
 from scaling.errors import ScalingError
 from scaling.fitters import loss_interval, predict_optimum
@@ -74,12 +75,14 @@ class Questions:
         fitted, model = self.loss_law(law, arch, source, where)
         n_pred, d_pred = model.compute_optimal_interval(np.array([C]), self.level)
         value, lo, hi = loss_interval(fitted, None, self.level, self.seed, optimal_at=C)
-        fid, level = fitted.fit_id, self.level
-        d_opt = _scalar("D_opt", d_pred, fid)
-        d_opt = replace(d_opt, note=_repeats_note("D_opt", d_opt.value, self._fitted_runs(fitted)))
+        fid, level, runs = fitted.fit_id, self.level, self._fitted_runs(fitted)
+        n_opt, d_opt = _scalar("N_opt", n_pred, fid), _scalar("D_opt", d_pred, fid)
+        if model.offset_unseen():
+            n_opt, d_opt = _offset_spanned(model, runs, C, level, n_opt, d_opt)
+        d_opt = replace(d_opt, note=_joined(d_opt.note, _repeats_note("D_opt", d_opt.value, runs)))
         answer = ComputeOptimal(
             C,
-            _scalar("N_opt", n_pred, fid),
+            n_opt,
             d_opt,
             Prediction("loss", value[0], lo[0], hi[0], level, fid, _interval_kind(fitted)),
         )
@@ -201,6 +204,34 @@ class _UnlimitedData:
         n, d = np.broadcast_arrays(np.asarray(N, dtype=float), np.asarray(D, dtype=float))
         frame = pd.DataFrame({"N": n.ravel(), "D": d.ravel(), "U": np.nan})
         return np.asarray(self.model.predict_frame(frame)).reshape(n.shape)
+
+
+def _offset_spanned(
+    model: LossLaw, runs: pd.DataFrame, C: float, level: float, n_opt: Prediction,
+    d_opt: Prediction,
+) -> tuple[Prediction, Prediction]:  # fmt: skip
+    """N_opt and D_opt whose intervals also span the fits at both ends of the unseen offset
+    E's profile interval (fits.offset), with a note saying so; a note alone where no form's
+    offset could be profiled (not additive)."""
+    n_span, d_span, limits = offset_span(model, runs, np.array([C]), level)
+    if not limits:
+        note = ("the runs cannot tell the offset E from zero and this law's E is not additive: "
+                "the interval does not span the allocations of small and large E")  # fmt: skip
+        return replace(n_opt, note=note), replace(d_opt, note=note)
+    ends = ", ".join(f"{k} {lo:.3g}..{hi:.3g}" for k, (lo, hi) in limits.items())
+    note = (f"the runs cannot tell the offset E from zero: the interval spans the fits with E "
+            f"held at both ends of its {level:.0%} profile interval ({ends})")  # fmt: skip
+    out = []
+    for answer, span in ((n_opt, n_span), (d_opt, d_span)):
+        ends_ = np.ravel(span)[np.isfinite(np.ravel(span))]
+        out.append(replace(answer, lo=float(min(answer.lo, *ends_)),
+                           hi=float(max(answer.hi, *ends_)), note=note))  # fmt: skip
+    return out[0], out[1]
+
+
+def _joined(*notes: str) -> str:
+    """Notes joined into one caution line, the empty ones left out."""
+    return "; ".join(n for n in notes if n)
 
 
 def _scalar(quantity: str, p: Any, fit_id: str | None, interval: str = "confidence") -> Prediction:

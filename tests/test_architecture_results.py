@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 
 from fits import IsoFLOPFit
-from fits.throughput import backtest
+from fits.throughput import backtest, with_flops_per_token
 from scaling.experiments import architecture as study
 from scaling.study import Study
 from tests.conftest import REPO
@@ -161,8 +161,11 @@ def test_first_study_law_lr_within_two_percent_at_xs(runs: pd.DataFrame, seed_sd
 
 
 def test_throughput_model_backtests_within_a_fifth_at_the_median(runs: pd.DataFrame) -> None:
-    """Held out: each arch's largest 25% of shapes; median |relative error| under 15%."""
+    """Held out: each arch's largest 25% of shapes; median |relative error| under 15%. An
+    architecture the study has trained at fewer than 3 shapes so far has nothing to hold out."""
     measured = runs[(runs.status == "done") & (runs.tokens_per_s > 0)]
+    shapes = with_flops_per_token(measured).groupby("arch").flops_per_token.nunique()
+    measured = measured[measured.arch.isin(shapes.index[shapes >= 3])]
     error = backtest(measured).rel_error.abs()
     assert error.median() < 0.15 and error.max() < 1.1
 
