@@ -102,6 +102,11 @@ class ModelConfig:
                       "mup_base_width"))  # fmt: skip
         if self.d_model % self.n_heads:
             raise RunnerError(f"d-model {self.d_model} is not divisible by n-heads {self.n_heads}")
+        if self.arch == "llama" and self.head_dim % 2:
+            raise RunnerError(
+                f"llama's rotary embedding needs an even head dim, got d-model {self.d_model} / "
+                f"n-heads {self.n_heads} = {self.head_dim}"
+            )
         if self.parametrization not in PARAMETRIZATIONS:
             raise RunnerError(f"unknown parametrization {self.parametrization!r}: choose sp or mup")
 

@@ -14,13 +14,13 @@ d = 32, 8% at d = 64), so on the small rungs they take another shape:
 - "4xs", "5xs": d 24 with one head of 24 and more layers (no head dim 32 shape fits);
 - "6xs": d 16, 4 layers for llama and hgrn2, d 20, 2 layers for the gated two (one head);
 - "7xs": d 16, 2 layers for llama and hgrn2, d 20, 1 layer for the gated two (one head);
-- "8xs", "9xs", "10xs": one layer, one head, d 16, 12, 9 (llama, hgrn2) and 14, 11, 8 (the
-  gated two).
+- "8xs", "9xs", "10xs": one layer, one head, d 16, 12, 10 (llama, hgrn2) and 14, 11, 9 (the
+  gated two); llama's head dim is even on every rung (its rotary embedding rotates pairs).
 `tnl_spread` (TNL with a decay per key channel) takes tnl's shape on every rung.
 The rungs below "xs" exist for the IsoFLOP budgets of the architecture study (2e10-2e12
 FLOPs at context 128), whose compute-optimal models have a few thousand to 0.07M parameters:
 byte-level models this small want many tokens per parameter, so the smallest budgets need
-rungs down to 1k non-embedding parameters to bracket their minima.
+rungs down to about 1k non-embedding parameters to bracket their minima.
 """
 
 from __future__ import annotations
@@ -39,11 +39,11 @@ MATCH_TOLERANCE = 0.05  # relative spread of params_nonembed allowed within one 
 
 # name -> arch -> (d_model, n_layers, n_heads); llama's non-embedding params in the comment
 SIZES: dict[str, dict[str, tuple[int, int, int]]] = {
-    "10xs": {  # 1.0k
-        "llama": (9, 1, 1),
-        "tnl": (8, 1, 1),
-        "hgrn2": (9, 1, 1),
-        "cosformer2": (8, 1, 1),
+    "10xs": {  # 1.15k
+        "llama": (10, 1, 1),
+        "tnl": (9, 1, 1),
+        "hgrn2": (10, 1, 1),
+        "cosformer2": (9, 1, 1),
     },
     "9xs": {  # 1.8k
         "llama": (12, 1, 1),

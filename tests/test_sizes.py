@@ -7,12 +7,14 @@ import math
 
 import numpy as np
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from cli.app import app
 from runners.accounting import count
 from runners.config import ARCHS
 from runners.errors import RunnerError
+from runners.models import LanguageModel
 from runners.sizes import HEAD_DIM, SIZES, ladder, size_config
 
 
@@ -84,3 +86,19 @@ def test_sizes_command_prints_the_ladder() -> None:
     for name in SIZES:
         assert name in first_cells
     assert "hgrn2" in result.output and "llama" not in result.output
+
+
+@pytest.mark.parametrize("name", [n for n in SIZES if n.endswith("xs")])
+def test_every_small_rung_of_every_arch_runs_a_forward_pass(name: str) -> None:
+    """The study's rungs are trained by name: each must build and run (llama at d 9 on 10xs
+    did not: its rotary embedding needs an even head dim)."""
+    for arch in ARCHS:
+        cfg = size_config(arch, name, seq_len=16)
+        logits = LanguageModel(cfg)(torch.zeros(1, 16, dtype=torch.long))
+        assert logits.shape == (1, 16, cfg.vocab_size) and torch.isfinite(logits).all()
+
+
+def test_llama_with_an_odd_head_dim_is_refused_before_it_trains() -> None:
+    with pytest.raises(RunnerError, match=r"rotary embedding needs an even head dim.*= 9"):
+        size_config("llama", "s", d_model=9, n_heads=1)
+    size_config("hgrn2", "s", d_model=9, n_heads=1)  # no rotary: any head dim
