@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from fits.averaging import AveragedLaw, average, mixture_quantiles
-from fits.bootstrap import observation_interval
+from fits.bootstrap import observation_interval, with_run_noise
 from fits.calibration import Calibration, calibrate
 from fits.errors import FitError
 from fits.extrapolation import QUANTILES, nested_backtest, out_of_range_error
@@ -91,10 +91,9 @@ def mixture_interval(
     predictive distribution: its bootstrap draws times a resampled run residual (the forms
     share the residuals: the run scatter is the runs', not a form's)."""
     rng = np.random.default_rng(seed)
-    noise_pool = np.zeros(1) if residuals is None else np.asarray(residuals, dtype=float)
     samples, mass = [], []
     for name, draws in model.form_draws(runs).items():
-        samples.append(draws * np.exp(rng.choice(noise_pool, size=draws.shape)))
+        samples.append(with_run_noise(draws, residuals, rng))
         mass.append(np.full(len(draws), model.weights_[name] / len(draws)))
     tail = (1 - level) / 2
     lo, hi = mixture_quantiles(np.vstack(samples), np.concatenate(mass), (tail, 1 - tail))
