@@ -46,8 +46,12 @@ def main() -> None:
              for k in LOSS_LAWS}  # fmt: skip
     rows = []
     for arch, data in runs.groupby("arch"):
-        data = data.assign(N=data.params.astype(float), D=data.tokens.astype(float),
-                           loss=data.final_val_loss, C=6.0 * data.params * data.tokens)
+        data = data.assign(
+            N=data.params.astype(float),
+            D=data.tokens.astype(float),
+            loss=data.final_val_loss,
+            C=6.0 * data.params * data.tokens,
+        )
         order = np.argsort(data.C.to_numpy(), kind="stable")
         n_test = round(HELD_OUT * len(data))
         train, test = data.iloc[order[:-n_test]], data.iloc[order[-n_test:]]

@@ -84,9 +84,7 @@ def hull_distance(vertices: np.ndarray, points: np.ndarray) -> np.ndarray:
     return np.where(inside, 0.0, edge)
 
 
-def harrell_davis(
-    scores: np.ndarray, weights: np.ndarray | None, probability: float
-) -> float:
+def harrell_davis(scores: np.ndarray, weights: np.ndarray | None, probability: float) -> float:
     """Weighted Harrell-Davis quantile: sum_i W_i x_(i), W_i the Beta(p(n+1), (1-p)(n+1))
     mass between the weighted ECDF's steps, n the Kish effective size (sum w)^2 / sum w^2."""
     x = np.asarray(scores, dtype=float)

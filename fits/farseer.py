@@ -276,6 +276,7 @@ class FarseerLaw(GridLaw):
     def offset_interval(self) -> tuple[float, float] | None:
         """The loss at unlimited N and D, exp(S) where the first term levels off (q < 0) and
         0 where it falls without bound, with the low end of its bootstrap interval."""
+
         def limit(params: np.ndarray) -> np.ndarray:
             with np.errstate(over="ignore"):
                 return np.where(params[:, 1] < 0, np.exp(params[:, 2]), 0.0)

@@ -53,9 +53,7 @@ class Questions:
                      where: str | None, law: str, U: float | None) -> Prediction:  # fmt: skip
         fitted, _ = self.loss_law(law, arch, source, where)
         asked = {"ask": "loss", "N": N, "D": D, "arch": arch, "law": law}
-        return self.answer(
-            self.loss_at(fitted, N, D, U), asked if U is None else {**asked, "U": U}
-        )
+        return self.answer(self.loss_at(fitted, N, D, U), asked if U is None else {**asked, "U": U})
 
     def loss_at(self, fitted: FittedLaw, N: float, D: float, U: float | None = None) -> Prediction:
         question = pd.DataFrame({"N": [N], "D": [D], "U": [math.nan if U is None else U]})

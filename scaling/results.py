@@ -242,8 +242,10 @@ class FittedLaw:
             return []
         errors = [f"{e:.2%}" if pd.notna(e) else "-" for e in self.forms.error]
         shown = self.forms.assign(error=errors)
-        lines = ["law forms: out-of-range error of nested backtests (median |log error|) and "
-                 "stacking weight in the average:"]
+        lines = [
+            "law forms: out-of-range error of nested backtests (median |log error|) and "
+            "stacking weight in the average:"
+        ]
         lines += ["  " + line for line in shown.to_string(index=False).splitlines()]
         cal = self.calibration
         if cal is None:

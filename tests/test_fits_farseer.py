@@ -99,7 +99,6 @@ def test_too_few_runs_are_refused_in_one_line():
     assert "needs 5 model sizes" in str(refused.value) and "4, 6 and 24" in str(refused.value)
 
 
-
 def test_flat_loss_is_refused():
     flat = runs(seed=0).assign(loss=3.0)
     with pytest.raises(FitError, match="loss does not fall with"):

@@ -36,7 +36,11 @@ def noisy(loss: np.ndarray, seed: int, sd: float = 0.002) -> np.ndarray:
 
 def test_the_registry_holds_every_loss_law():
     assert set(LOSS_LAWS) == {
-        "chinchilla", "chinchilla-shared", "kaplan", "data-constrained", "farseer"
+        "chinchilla",
+        "chinchilla-shared",
+        "kaplan",
+        "data-constrained",
+        "farseer",
     }
     assert LOSS_LAWS["kaplan"] is KaplanLaw and LOSS_LAWS["chinchilla"].columns == ("N", "D")
     assert DataConstrainedLaw.columns == ("N", "D", "U")
@@ -264,7 +268,10 @@ def test_an_allocation_below_one_token_or_far_beyond_the_runs_is_no_answer():
     with pytest.raises(FitError, match=r"no compute-optimal answer: N_opt = .* D_opt = ") as no:
         forced.compute_optimal_interval([1e21])
     assert "\n" not in str(no.value)
-    sane = ChinchillaLaw(n_bootstrap=20).fit(GRID_N, GRID_D, noisy(
-        chinchilla_loss(np.array([[1.7, 400.0, 900.0, 0.34, 0.3]]), GRID_N, GRID_D)[0], 5))
+    sane = ChinchillaLaw(n_bootstrap=20).fit(
+        GRID_N,
+        GRID_D,
+        noisy(chinchilla_loss(np.array([[1.7, 400.0, 900.0, 0.34, 0.3]]), GRID_N, GRID_D)[0], 5),
+    )
     n_est, d_est = sane.compute_optimal_interval([1e21])
     assert 1 < d_est.estimate[0] / n_est.estimate[0] < 1e4
