@@ -158,10 +158,12 @@ def grid(runs: pd.DataFrame, arch: str, template: dict) -> pd.DataFrame:
 def near_minimum(
     runs: pd.DataFrame, arch: str, template: dict
 ) -> dict[float, tuple[str, list[str]]]:
-    """Per budget: the best seed-0 size, and it with its neighbours in size (rung names)."""
+    """Per budget: the best seed-0 size, and it with its neighbours in size (rung names).
+    Runs at a shape the ladder no longer has (a rung moved since) are not candidates."""
     sizes = {int(r.params): name for name, r in ladder(arch).set_index("name").iterrows()}
     picked = {}
-    for budget, group in grid(runs, arch, template).query("seed == 0").groupby("budget"):
+    grids = grid(runs, arch, template).query("seed == 0")
+    for budget, group in grids[grids.params.isin(list(sizes))].groupby("budget"):
         group = group.sort_values("params").reset_index(drop=True)
         best = int(group.final_val_loss.idxmin())
         near = group.params.iloc[max(0, best - 1) : best + 2]
