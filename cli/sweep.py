@@ -250,7 +250,8 @@ def suggest(spec: SpecArgument, db: DbOption = None) -> None:
     else:
         console.print(
             f"{s.plan.law.describe()}: target {s.plan.estimate:.4g}, "
-            f"expected 90% interval width {_percent(s.plan.width_now, NO_WIDTH)} now"
+            f"design criterion's 90% width {_percent(s.plan.width_now, NO_WIDTH)} now (a score "
+            "for choosing runs: `scaling predict` gives the answer's interval)"
         )
     _print_history(s)
 
@@ -281,7 +282,7 @@ def _print_history(s: Any) -> None:
     if s.width_now is not None:
         console.print(
             f"every planned run is done: the budget is spent or no candidate narrows the "
-            f"interval; width on all {int(s.history.runs.sum())} runs: "
+            f"interval; design criterion's width on all {int(s.history.runs.sum())} runs: "
             f"{_percent(s.width_now, NO_WIDTH)}"
         )
 

@@ -14,16 +14,22 @@ past the largest model at equal compute (a large model on many tokens can sit in
 compute range of small over-trained ones), past the longest run. It is the same yardstick for
 every law form, so forms are compared and calibrated on equal terms.
 
-Calibration (`calibrate`): the interval's half-width in log loss grows linearly with the
-distance along each direction, h(x) = b(x) + max_k kappa_k d_k(x), with b(x) the law's own
-half-width (bootstrap and run scatter) and d_k the decades outside along N, D or C.
-kappa_k = max(kappa, the k-splits' own quantile): kappa is the conformal quantile of every
+Calibration (`calibrate`, the adaptive planner's; the Study's intervals use fits.calibration):
+the interval's half-width in log loss grows linearly with the distance along each direction,
+h(x) = b(x) + max_k kappa_k d_k(x), with b(x) the law's own half-width (bootstrap and run
+scatter) and d_k the decades outside along N, D or C.
+kappa_k = max(kappa, direction k's own quantile): kappa is the conformal quantile of every
 split's scores s = max(|log error| - r, 0) / d (r the run-scatter half-width of that split's
-fit: the in-data part of the error, which b already holds), and the k-splits' own quantile
-uses their scores over d_k. A law often errs faster per decade along one direction (adding
-parameters at equal compute) than along the others, and one pooled kappa would then promise
-too much there; the pooled floor keeps a direction whose few splits happened to extrapolate
-well from promising more than the data as a whole supports. Each split weighs the same
+fit: the in-data part of the error, which b already holds; d the run's largest d_k), and
+direction k's own quantile uses the scores of the held-out runs that lie farthest out along
+k, whichever split held them out. Each run is scored once, along the direction it left the
+data in most: divided by a small distance along another direction (a run held out by a C
+split 0.03 decades past the largest budget but 0.2 past the longest run), its error would
+set a rate per decade that no question leaving along that direction meets. A law often errs
+faster per decade along one direction (adding parameters at equal compute) than along the
+others, and one pooled kappa would then promise too much there; the pooled floor keeps a
+direction whose few runs happened to extrapolate well from promising more than the data as a
+whole supports. Each split weighs the same
 within its quantile, taken at ceil((n+1) level)/n, the finite-sample correction of split
 conformal prediction; a direction with too few scores for that takes the pooled kappa. A
 held-out run less than MIN_OUTSIDE decades out gives no score: its error says nothing about a
@@ -250,8 +256,8 @@ class Calibration:
 
 
 def calibrate(nested: pd.DataFrame, runs: pd.DataFrame, level: float) -> Calibration:
-    """kappa (pooled over the splits, scores over d) and kappa_k = max(kappa, the k-splits'
-    own quantile of scores over d_k); splits weigh the same."""
+    """kappa (pooled over the splits, scores over d) and kappa_k = max(kappa, the quantile of
+    the scores of the runs farthest out along k); splits weigh the same."""
     if nested.empty:
         raise FitError("no nested backtest could be fitted: too few runs to calibrate")
     excess = np.maximum(nested.log_error.abs() - nested.scatter, 0.0).to_numpy()
@@ -259,11 +265,11 @@ def calibrate(nested: pd.DataFrame, runs: pd.DataFrame, level: float) -> Calibra
     d = nested.distance.to_numpy()
     far = d >= MIN_OUTSIDE
     kappa = conformal_quantile(excess[far] / d[far], weights[far], level)
+    dominant = np.array(COORDS)[nested[[f"d_{c}" for c in COORDS]].to_numpy().argmax(axis=1)]
     along = {}
     for c in COORDS:
-        d_c = nested[f"d_{c}"].to_numpy()
-        mine = (nested.coord == c).to_numpy() & (d_c >= MIN_OUTSIDE)
-        own = conformal_quantile(excess[mine] / d_c[mine], weights[mine], level)
+        mine = far & (dominant == c)
+        own = conformal_quantile(excess[mine] / d[mine], weights[mine], level)
         along[c] = max(kappa, own) if math.isfinite(own) else kappa
     n_splits = int(nested.groupby(["coord", "q"]).ngroups)
     return Calibration(level, kappa, along, log_box(runs), len(nested), n_splits)

@@ -272,6 +272,31 @@ def test_each_direction_widens_by_its_own_rate_never_below_the_pooled_one():
     assert cal.extra(question)[0] == pytest.approx(cal.kappa * 0.5)
 
 
+def test_a_run_is_scored_once_along_the_direction_it_left_the_data_in_most():
+    """Issue 20's review: a run a C split held out 0.03 decades past the largest budget but
+    0.215 past the longest run, with an excess error of 0.072, set kappa_C to 2.40 per decade
+    (0.072 / 0.03). It is scored along D only (0.072 / 0.215 = 0.335), where it left."""
+    ten = list(np.linspace(0.1, 1.0, 10))
+    culprit = pd.DataFrame({"coord": "C", "q": 0.5, "log_error": [0.072], "scatter": 0.0,
+                            "d_C": [0.03], "d_N": [0.0], "d_D": [0.215]})  # fmt: skip
+    nested = pd.concat(
+        [
+            nested_scores("C", [0.001 * d for d in ten], ten, 0.0),
+            culprit.assign(distance=0.215),
+            nested_scores("D", [0.01 * d for d in ten], ten, 0.0),
+        ],
+        ignore_index=True,
+    ).assign(row=range(21))
+    runs = pd.DataFrame({"N": [1e6, 1e8], "D": [1e9, 1e10], "C": [6e15, 6e18]})
+    cal = calibrate(nested, runs, level=0.9)
+    # pooled: 0.001 x 10 (weight 1/11 each), 0.01 x 10 (1/10), 0.335 (1/11); 20/21 quantile
+    assert cal.kappa == pytest.approx(0.01)
+    assert cal.along["C"] == pytest.approx(0.01)  # the pooled floor over the C runs' 0.001
+    assert cal.along["D"] == pytest.approx(0.072 / 0.215)  # the largest of its 11 scores
+    question = pd.DataFrame({"N": [1e8], "D": [1e10], "C": [6e18 * 10**0.5]})  # past C only
+    assert cal.extra(question)[0] == pytest.approx(0.01 * 0.5)
+
+
 def test_widening_of_stretched_boxes_is_the_naive_max_over_directions():
     """The array form the adaptive planner calls (targets x candidate boxes), against a loop;
     inside the box an infinite rate adds nothing."""
