@@ -182,10 +182,16 @@ def test_first_study_allocation_exponent_is_not_identified(first: pd.DataFrame) 
     """The sensitivity table on the first pass's runs up to 2e12 (as predicted from): the 2e11
     minima are open, so approach 2 has too few budgets; approach 3's exponent has a 90%
     interval wider than 0.4 for every architecture, with N counted with or without
-    embeddings and with or without the two smallest rungs: the data do not identify it."""
+    embeddings and with or without the two smallest rungs: the data do not identify it. Nor
+    E: its 90% profile-likelihood interval reaches 0 in every case, and holding E at its
+    high end instead moves llama's exponent (all rungs) by more than 0.3."""
     grids = {a: first[(first.arch == a) & (first.flops < 3e12)] for a in FIRST_ARCHS}
     table = study.sensitivity(grids)
     assert table["isoflop a"].str.startswith("- (need at least 3 compute budgets").all()
     for text in table["chinchilla a"]:
         lo, hi = (float(v) for v in text.split("[")[1].rstrip("]").split(","))
         assert hi - lo > 0.4, text
+    assert table["a at E low"].str.endswith("(E 0)").all()
+    llama = table[(table.arch == "llama") & (table["smallest rungs"] == "with")]
+    for low, high in zip(llama["a at E low"], llama["a at E high"], strict=True):
+        assert float(low.split()[0]) - float(high.split()[0]) > 0.3, (low, high)

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from fits import FitError, IsoFLOPFit
+from fits.offset import offset_limits
 from runners.sizes import ladder
 from runners.sweeps.designs import Planner, initial_configs
 from runners.sweeps.spec import load_spec
@@ -213,8 +214,8 @@ def seed_noise(runs: pd.DataFrame) -> pd.DataFrame:
 def sensitivity(grids: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """N_opt's exponent a per architecture under each analysis choice: the estimator (IsoFLOP
     parabolas, approach 2, or the Chinchilla law's allocation, approach 3), N with or
-    without embeddings, and with or without the two smallest rungs the grid holds. E free only:
-    the Chinchilla estimator has no fixed-E form yet, so that column is left out."""
+    without embeddings, with or without the two smallest rungs the grid holds, and E free or
+    held at either end of its 90% profile-likelihood interval (fits.offset)."""
     rows = []
     for arch, data in grids.items():
         for n_column in ("params", "params_nonembed"):
@@ -225,7 +226,7 @@ def sensitivity(grids: dict[str, pd.DataFrame]) -> pd.DataFrame:
                 rows.append({"arch": arch, "N": n_column,
                              "smallest rungs": "with" if small else "without",
                              "isoflop a": _isoflop_a(part),
-                             "chinchilla a": _chinchilla_a(part, arch)})  # fmt: skip
+                             **_chinchilla_a(part, arch)})  # fmt: skip
     return pd.DataFrame(rows)
 
 
@@ -239,12 +240,19 @@ def _isoflop_a(runs: pd.DataFrame) -> str:
     return _interval(fit.params_["a"], *fit.intervals_["a"])
 
 
-def _chinchilla_a(runs: pd.DataFrame, arch: str) -> str:
+def _chinchilla_a(runs: pd.DataFrame, arch: str) -> dict[str, str]:
+    """Approach 3's exponent with E free (bootstrap interval), and with E held at the low and
+    the high end of its profile-likelihood interval (least squares on log loss)."""
     try:
         fit: Any = Study.from_frame(runs, n_bootstrap=100).fit("chinchilla", arch).model
     except (ScalingError, FitError) as exc:
-        return f"- ({str(exc)[:40]})"
-    return _interval(fit.derived_["a"], *fit.derived_intervals_.get("a", (math.nan,) * 2))
+        failed = f"- ({str(exc)[:40]})"
+        return {"chinchilla a": failed, "a at E low": failed, "a at E high": failed}
+    free = _interval(fit.derived_["a"], *fit.derived_intervals_.get("a", (math.nan,) * 2))
+    points = pd.DataFrame({"N": runs.params, "D": runs.tokens, "loss": runs.final_val_loss})
+    ends = offset_limits(fit, points, fit.level_)
+    held = [f"{fit.derived_of(row[None, :])['a'][0]:.3f} (E {e:.3g})" for e, row in ends]
+    return {"chinchilla a": free, "a at E low": held[0], "a at E high": held[1]}
 
 
 def _interval(value: float, lo: float, hi: float) -> str:
