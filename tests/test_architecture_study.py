@@ -146,6 +146,10 @@ def test_generated_isoflop_spec_keeps_the_template_with_the_law_lr() -> None:
         assert generated.name == parsed.name and generated.fixed["lr"] == 0.00421
         assert generated.design.budgets == pytest.approx(parsed.design.budgets, rel=1e-3)
         assert [s.name for s in generated.axes["size"]] == ["3xs"]
+        scan = loads_spec(
+            study.spec_text(template, {"size": ["3xs"], "lr": [1e-3, 4e-3]}, None, "t")
+        )
+        assert "lr" not in scan.fixed and list(scan.axes["lr"]) == [1e-3, 4e-3]  # lrmin's
         lr_scan = load_spec(SPECS / f"arch_lr_{arch}.toml")
         assert lr_scan.design.kind == "lr_scan" and lr_scan.design.refine
         assert len(lr_scan.axes["size"]) >= 2

@@ -152,8 +152,10 @@ def budget_list(template: dict) -> list[float]:
 def spec_text(
     template: dict, axes: dict, lr: float | None, why: str, budgets: list[float] | None = None
 ) -> str:
-    """A spec: the template's fixed settings (with `lr`), these axes and budgets, and why."""
+    """A spec: the template's fixed settings (with `lr`) but those the axes vary, these axes
+    and budgets, and why."""
     fixed = {**template["fixed"], **({} if lr is None else {"lr": lr})}
+    fixed = {k: v for k, v in fixed.items() if k not in axes}
     lines = [
         f"# written by benchmarks/architecture_study.py: {why}",
         f'name = "{template["name"]}"',
