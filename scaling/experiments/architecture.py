@@ -26,6 +26,7 @@ from runners.sizes import ladder
 from runners.sweeps.designs import Planner, initial_configs
 from runners.sweeps.spec import load_spec
 from scaling.errors import ScalingError
+from scaling.runlog import law_frame
 from scaling.study import Study
 from scaling.sweeps import EXIT_RUNS_LEFT
 from scaling.sweeps.coordinator import plan_sweep
@@ -251,8 +252,7 @@ def _chinchilla_a(runs: pd.DataFrame, arch: str) -> dict[str, str]:
         failed = f"- ({str(exc)[:40]})"
         return {"chinchilla a": failed, "a at E low": failed, "a at E high": failed}
     free = _interval(fit.derived_["a"], *fit.derived_intervals_.get("a", (math.nan,) * 2))
-    points = pd.DataFrame({"N": runs.params, "D": runs.tokens, "loss": runs.final_val_loss})
-    ends = offset_limits(fit, points, fit.level_)
+    ends = offset_limits(fit, law_frame(runs), fit.level_)
     held = [f"{fit.derived_of(row[None, :])['a'][0]:.3f} (E {e:.3g})" for e, row in ends]
     return {"chinchilla a": free, "a at E low": held[0], "a at E high": held[1]}
 
