@@ -29,11 +29,11 @@ set a rate per decade that no question leaving along that direction meets. A law
 faster per decade along one direction (adding parameters at equal compute) than along the
 others, and one pooled kappa would then promise too much there; the pooled floor keeps a
 direction whose few runs happened to extrapolate well from promising more than the data as a
-whole supports. Each split weighs the same
-within its quantile, taken at ceil((n+1) level)/n, the finite-sample correction of split
-conformal prediction; a direction with too few scores for that takes the pooled kappa. A
-held-out run less than MIN_OUTSIDE decades out gives no score: its error says nothing about a
-rate per decade, and divided by a near-zero distance it would set kappa alone.
+whole supports. Each split weighs the same within its quantile, taken at ceil((n+1) level)/n,
+the finite-sample correction of split conformal prediction; a direction with too few scores
+for that takes the pooled kappa. A held-out run less than MIN_OUTSIDE decades out gives no
+score: its error says nothing about a rate per decade, and divided by a near-zero distance it
+would set kappa alone.
 Assumption: the error per decade of extrapolation seen inside the data holds beyond it; see
 the README for the limits.
 
