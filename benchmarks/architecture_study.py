@@ -398,6 +398,7 @@ def analyse(runs_path: Path) -> None:
     fig.savefig(DOCS / "arch_isoflop.png", dpi=100)
     print("\nours (byte-level, CPU scale) beside Shen et al. 2024")
     print(pd.DataFrame(rows).to_string(index=False))
+    print("Shen et al. 2024, published (70M-7B parameters, tokenized text; issue 13 recorded):")
     print(SHEN.to_string(index=False))
     print("\nsensitivity of N_opt's exponent (90% intervals; seed-mean runs at the study budgets)")
     print(sensitivity(grids).to_string(index=False))

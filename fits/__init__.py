@@ -29,7 +29,7 @@ from fits.hparams import (
 )
 from fits.isoflop import EnvelopeFit, IsoFLOPFit
 from fits.kaplan import KaplanLaw
-from fits.laws import LOSS_LAWS, LossLaw, frontier_crossing
+from fits.laws import LOSS_LAWS, LossLaw, crossing_draws, frontier_crossing
 from fits.lbfgs import BatchResult, minimize_batched
 from fits.lr import LROptima, optimal_lr
 from fits.power import PowerLaw, power_law
@@ -61,6 +61,7 @@ __all__ = [
     "bjorck_lr",
     "chinchilla_loss",
     "compute_optimal_allocation",
+    "crossing_draws",
     "fit_per_group",
     "from_dict",
     "frontier_crossing",

@@ -356,3 +356,17 @@ def frontier_crossing(
 
             out[i] = math.exp(brentq(gap, math.log(grid[j]), math.log(grid[j + 1])))
     return out
+
+
+def crossing_draws(law_a: LossLaw, law_b: LossLaw, lo_c: float, hi_c: float) -> np.ndarray:
+    """Bootstrap draws of where two frontiers cross, a pair that does not cross in range put
+    at the end it must cross beyond: lo_c where at lo_c it already ranks the two laws as the
+    fitted pair does above its crossing, hi_c where as below it. Percentiles of the crossing
+    pairs alone condition on crossing in range, and can leave out the point estimate."""
+    crossing = frontier_crossing(law_a, law_b, lo_c, hi_c, draws=True)
+    k = len(crossing)
+    gap = law_a.frontier_draws([lo_c])[:k, 0] - law_b.frontier_draws([lo_c])[:k, 0]
+    fitted_gap = float(law_a.frontier(lo_c) - law_b.frontier(lo_c))
+    beyond = np.where(np.sign(gap) == np.sign(fitted_gap), hi_c, lo_c)
+    beyond = np.where(np.isfinite(gap), beyond, np.nan)
+    return np.where(np.isfinite(crossing), crossing, beyond)

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fits import LossLaw, frontier_crossing
+from fits import LossLaw, crossing_draws, frontier_crossing
 from fits.bootstrap import percentile_interval
 from fits.errors import FitError
 from fits.offset import offset_span
@@ -113,8 +113,8 @@ class Questions:
             raise ScalingError(f"compute range must satisfy 0 < low < high, got {C_range}")
         (fa, ma), (fb, mb) = (self.loss_law(law, a, source) for a in (arch_a, arch_b))
         point = frontier_crossing(ma, mb, lo_c, hi_c)[0]
-        draws = frontier_crossing(ma, mb, lo_c, hi_c, draws=True)
-        fraction = float(np.isfinite(draws).mean())
+        draws = crossing_draws(ma, mb, lo_c, hi_c)
+        fraction = float(((draws > lo_c) & (draws < hi_c)).mean())
         a_better_low = ma.frontier(lo_c) < mb.frontier(lo_c)
         low_winner, high_winner = (arch_a, arch_b) if a_better_low else (arch_b, arch_a)
         if not np.isfinite(point):
@@ -122,20 +122,22 @@ class Questions:
             return Crossover(
                 arch_a, arch_b, None, None, None, low_winner, low_winner, fraction, note
             )
-        crossing = draws[np.isfinite(draws)]
-        c_lo, c_hi = percentile_interval(np.log(crossing), self.level)
+        c_lo, c_hi = (math.exp(v) for v in percentile_interval(np.log(draws), self.level))
+        note = f"{high_winner}'s frontier passes {low_winner}'s"
+        if c_lo <= lo_c * (1 + 1e-9) or c_hi >= hi_c * (1 - 1e-9):  # exp(log(x)) round-off
+            note += "; its interval reaches an end of the range searched: it may lie beyond"
         winner, fid = (ma, fa.fit_id) if high_winner == arch_a else (mb, fb.fit_id)
         (n_pred, d_pred) = winner.compute_optimal_interval(np.array([point]), self.level)
         return Crossover(
             arch_a,
             arch_b,
-            Prediction("C_cross", point, math.exp(c_lo), math.exp(c_hi), self.level, fid),
+            Prediction("C_cross", point, c_lo, c_hi, self.level, fid),
             _scalar(f"N_opt ({high_winner})", n_pred, fid),
             _scalar(f"D_opt ({high_winner})", d_pred, fid),
             low_winner,
             high_winner,
             fraction,
-            f"{high_winner}'s frontier passes {low_winner}'s",
+            note,
         )
 
     def optimal_within(

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 from scipy.optimize import brentq, minimize_scalar
 
+from fits import crossing_draws, frontier_crossing
 from scaling import datasets
 from scaling.errors import ScalingError
 from scaling.study import Study
@@ -116,6 +117,41 @@ def test_crossover_of_two_known_frontiers():
     assert answer.C.lo < true_c < answer.C.hi
     none = study.crossover("softmax", "linear", (1e15, true_c / 100))
     assert none.C is None and "none in range" in none.note
+    # a range that starts just below the fitted crossing: pairs that cross below it count
+    # there, so the interval reaches the range's end and holds the point (it once did not)
+    lo_c = answer.C.value / 1.5
+    near = study.crossover("softmax", "linear", (lo_c, 1e30))
+    assert near.fraction_crossing < 0.9
+    assert near.C.lo == pytest.approx(lo_c) and near.C.lo <= near.C.value <= near.C.hi
+    assert "may lie beyond" in near.note
+
+
+@pytest.mark.slow
+def test_crossing_draws_put_each_pair_that_misses_the_range_at_the_end_it_crosses_beyond():
+    """Reference: each bootstrap pair's frontiers on a grid a hundred times wider each way,
+    where the pairs that miss [lo_c, hi_c] do cross."""
+    small_wins = {"E": 1.9, "A": 200.0, "B": 400.0, "alpha": 0.34, "beta": 0.3}
+    large_wins = {"E": 1.7, "A": 900.0, "B": 900.0, "alpha": 0.34, "beta": 0.3}
+    frame = pd.concat([synthetic(small_wins, 2, arch="softmax"),
+                       synthetic(large_wins, 3, arch="linear")])  # fmt: skip
+    study = Study.from_frame(frame, n_bootstrap=100)
+    a, b = (study.fit("chinchilla", arch).model for arch in ("softmax", "linear"))
+    centre = float(frontier_crossing(a, b, 1e15, 1e30)[0])
+    lo_c, hi_c = centre / 3, centre * 3
+    draws = crossing_draws(a, b, lo_c, hi_c)
+    wide = np.geomspace(lo_c / 100, hi_c * 100, 400)
+    k = len(draws)
+    gaps = a.frontier_draws(wide)[:k] - b.frontier_draws(wide)[:k]
+    missed = 0
+    for value, gap in zip(draws, gaps, strict=True):
+        change = np.flatnonzero(np.diff(np.sign(gap)) != 0)
+        first = wide[change[0]] if change.size else math.nan
+        if lo_c < value < hi_c:
+            assert value == pytest.approx(first, rel=0.05)
+        elif math.isfinite(first):
+            missed += 1
+            assert value == (lo_c if first < lo_c else hi_c)
+    assert missed > 0  # the case under test occurred
 
 
 def test_optimal_lr_and_batch_size_recover_known_power_laws():

@@ -216,7 +216,8 @@ def seed_noise(runs: pd.DataFrame) -> pd.DataFrame:
 
 def sensitivity(grids: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """N_opt's exponent a per architecture under each analysis choice: the estimator (IsoFLOP
-    parabolas, approach 2, or the Chinchilla law's allocation, approach 3), N with or
+    parabolas, approach 2, through each budget's best rung and ISOFLOP_NEIGHBORS either
+    side or through every rung; or the Chinchilla law's allocation, approach 3), N with or
     without embeddings, with or without the two smallest rungs the grid holds, and E free or
     held at either end of its 90% profile-likelihood interval (fits.offset)."""
     rows = []
@@ -228,16 +229,15 @@ def sensitivity(grids: dict[str, pd.DataFrame]) -> pd.DataFrame:
                 part = part.assign(params=part[n_column])
                 rows.append({"arch": arch, "N": n_column,
                              "smallest rungs": "with" if small else "without",
-                             "isoflop a": _isoflop_a(part),
+                             "isoflop a": _isoflop_a(part, ISOFLOP_NEIGHBORS),
+                             "isoflop a (all rungs)": _isoflop_a(part, None),
                              **_chinchilla_a(part, arch)})  # fmt: skip
     return pd.DataFrame(rows)
 
 
-def _isoflop_a(runs: pd.DataFrame) -> str:
+def _isoflop_a(runs: pd.DataFrame, neighbors: int | None) -> str:
     try:
-        fit = IsoFLOPFit(n_neighbors=ISOFLOP_NEIGHBORS).fit(
-            runs.params, runs.final_val_loss, C=runs.flops
-        )
+        fit = IsoFLOPFit(n_neighbors=neighbors).fit(runs.params, runs.final_val_loss, C=runs.flops)
     except (ScalingError, FitError) as exc:
         return f"- ({str(exc)[:40]})"
     return _interval(fit.params_["a"], *fit.intervals_["a"])
