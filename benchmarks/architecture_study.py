@@ -43,7 +43,6 @@ the sensitivity table, Chinchilla laws, frontiers, LR checks, validation; docs/a
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import signal
@@ -74,15 +73,19 @@ from scaling.experiments import architecture  # noqa: E402
 from scaling.experiments.architecture import (  # noqa: E402
     ARCHS,
     ISOFLOP_NEIGHBORS,
+    LR_AT_MIN,
     PREFIX,
     RUNG_BUDGETS,
     TNL_CHECK,
     Clock,
-    best_and_penalty,
     budget_list,
+    isoflop_runs,
     law_lr,
+    lr_at_minima,
     lr_checks,
     lr_law,
+    runs_sha256,
+    seed_mean,
     seed_noise,
     sensitivity,
     spec_text,
@@ -104,7 +107,6 @@ DOCS = HERE.parent / "docs"
 VALIDATE_FACTOR = 3.0  # validation runs at this multiple of the largest IsoFLOP budget
 VALIDATE_SEEDS = (1, 2)  # not 0: the first study's validation runs (seed 0) may coincide
 PREDICTIONS = GENERATED / "predictions_seeded.json"
-LR_AT_MIN = (0.5, 2.0)  # multiples of the law's LR tried at each budget's best size
 SEEDS_NEAR_MIN = (1,)  # seeds added at each budget's best size and its neighbours
 UNIFORM_LOSS = math.log(256)  # a byte-level model's uniform guess: no interval ends above it
 WALLCLOCK_HOURS = (0.1, 2.0)  # within the study's longest runs (4-9 min), and the issue's 2 h
@@ -145,24 +147,12 @@ def log_runs(db: Path) -> pd.DataFrame:
         return con.execute(query).df()
 
 
-def grid(runs: pd.DataFrame, arch: str, template: dict) -> pd.DataFrame:
-    """The arch's finished IsoFLOP runs at the template's budgets (all seeds), each labelled
-    with its budget; the first study's 6.3e12 runs fall outside."""
-    budgets = np.array(budget_list(template))
-    iso = runs[(runs.sweep == f"{PREFIX}isoflop-{arch}") & (runs.status == "done")]
-    nearest = np.abs(np.log(iso.flops.to_numpy(float))[:, None] - np.log(budgets)).argmin(1)
-    iso = iso.assign(budget=budgets[nearest])
-    return iso[np.abs(np.log(iso.flops / iso.budget)) < 0.05]
-
-
-def near_minimum(
-    runs: pd.DataFrame, arch: str, template: dict
-) -> dict[float, tuple[str, list[str]]]:
+def near_minimum(runs: pd.DataFrame, arch: str) -> dict[float, tuple[str, list[str]]]:
     """Per budget: the best seed-0 size, and it with its neighbours in size (rung names).
     Runs at a shape the ladder no longer has (a rung moved since) are not candidates."""
     sizes = {int(r.params): name for name, r in ladder(arch).set_index("name").iterrows()}
     picked = {}
-    grids = grid(runs, arch, template).query("seed == 0")
+    grids = isoflop_runs(runs, arch, SPECS).query("seed == 0")
     for budget, group in grids[grids.params.isin(list(sizes))].groupby("budget"):
         group = group.sort_values("params").reset_index(drop=True)
         best = int(group.final_val_loss.idxmin())
@@ -176,7 +166,7 @@ def seed_specs(db: Path, arch: str) -> list[Path]:
     that size's frozen LR, under the IsoFLOP sweep's name."""
     template = tomllib.loads((SPECS / f"arch_isoflop_{arch}.toml").read_text())
     by_size: dict[str, list[float]] = {}
-    for budget, (_, sizes) in near_minimum(log_runs(db), arch, template).items():
+    for budget, (_, sizes) in near_minimum(log_runs(db), arch).items():
         for size in sizes:
             by_size.setdefault(size, []).append(budget)
     specs = []
@@ -195,7 +185,7 @@ def lr_min_specs(db: Path, arch: str) -> list[Path]:
     """The best seed-0 size of each budget at LR_AT_MIN x its LR (sweep arch-lrmin-ARCH)."""
     template = tomllib.loads((SPECS / f"arch_isoflop_{arch}.toml").read_text())
     by_size: dict[str, list[float]] = {}
-    for budget, (best, _) in near_minimum(log_runs(db), arch, template).items():
+    for budget, (best, _) in near_minimum(log_runs(db), arch).items():
         by_size.setdefault(best, []).append(budget)
     specs = []
     for size, budgets in by_size.items():
@@ -229,27 +219,6 @@ def run(db: Path, budget_s: float | None, workers: int) -> None:
 
 
 # -- predict, commit, verify -------------------------------------------------------------
-def fit_runs(runs: pd.DataFrame, arch: str) -> pd.DataFrame:
-    """The IsoFLOP runs a prediction is fitted on: the template's budgets, all seeds."""
-    template = tomllib.loads((SPECS / f"arch_isoflop_{arch}.toml").read_text())
-    return grid(runs, arch, template)
-
-
-def seed_mean(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per configuration but the seed, with the mean final loss over its seeds."""
-    keys = ["arch", "params", "tokens", "lr"]
-    mean = runs.groupby(keys).final_val_loss.transform("mean")
-    return runs.assign(final_val_loss=mean, seeds=runs.groupby(keys).seed.transform("size"))[
-        runs.seed == runs.groupby(keys).seed.transform("min")
-    ]
-
-
-def runs_sha256(runs: pd.DataFrame) -> str:
-    """A hash of the runs a prediction was fitted on: run ids and final losses, sorted."""
-    rows = sorted(f"{r.run_id}:{r.final_val_loss!r}" for r in runs.itertuples())
-    return hashlib.sha256("\n".join(rows).encode()).hexdigest()
-
-
 def predict(db: Path) -> None:
     restore(db)
     if PREDICTIONS.exists():
@@ -258,7 +227,7 @@ def predict(db: Path) -> None:
     runs = log_runs(db)
     predictions = {}
     for arch in ARCHS:
-        fitted = fit_runs(runs, arch)
+        fitted = isoflop_runs(runs, arch, SPECS)
         if fitted.budget.nunique() < 5:
             sys.exit(f"{arch}: IsoFLOP runs at {fitted.budget.nunique()} budgets: finish `run`")
         study = Study.from_frame(seed_mean(fitted), n_bootstrap=200)
@@ -307,7 +276,7 @@ def validate(db: Path, budget_s: float | None, workers: int) -> None:
     predictions = json.loads(PREDICTIONS.read_text())
     runs = log_runs(db)
     for arch, p in predictions.items():
-        if runs_sha256(fit_runs(runs, arch)) != p["fitted_sha256"]:
+        if runs_sha256(isoflop_runs(runs, arch, SPECS)) != p["fitted_sha256"]:
             sys.exit(f"{arch}: the IsoFLOP runs changed since the predictions were made "
                      "(their sha256 differs): predictions and runs no longer match")  # fmt: skip
     clock = Clock(budget_s)
@@ -368,7 +337,7 @@ def analyse(runs_path: Path) -> None:
     noise = seed_noise(runs)
     print("\nseed noise (configurations trained with >= 2 seeds): pooled SD of the final loss")
     print(noise.reset_index().to_string(index=False) if len(noise) else "  none yet")
-    grids = {a: seed_mean(fit_runs(runs, a)) for a in ARCHS}
+    grids = {a: seed_mean(isoflop_runs(runs, a, SPECS)) for a in ARCHS}
     iso = pd.concat([g for g in grids.values() if not g.empty])
     study = Study.from_frame(iso, n_bootstrap=200)
     laws, rows = {}, []
@@ -409,32 +378,13 @@ def analyse(runs_path: Path) -> None:
         print(study.crossover(arch, "llama", (lo, hi)))
     title = "LR check at the largest IsoFLOP size (the scans' horizon): the law's LR, x0.5, x2"
     _show(title, lr_checks(runs))
-    lr_at_minima(runs)
+    title = "LR at each budget's best size (IsoFLOP horizons): the law's LR, x0.5, x2"
+    _show(title, lr_at_minima(runs))
     first = GENERATED / "predictions.json"  # the first study's (issue 13), seed 0
     report_validation(runs, json.loads(first.read_text()), f"{PREFIX}validate")
     if PREDICTIONS.exists():
         report_validation(runs, json.loads(PREDICTIONS.read_text()), f"{PREFIX}verify")
     wallclock(runs)
-
-
-def lr_at_minima(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per architecture and budget: the best size's loss at the law's LR (its IsoFLOP run,
-    seed 0) and at LR_AT_MIN times it; the penalty of the law's LR over the best of them."""
-    at_min = runs[runs.sweep.str.startswith(f"{PREFIX}lrmin-") & (runs.status == "done")]
-    rows = []
-    for (arch, params, tokens), scan in at_min.groupby(["arch", "params", "tokens"]):
-        law = runs[(runs.sweep == f"{PREFIX}isoflop-{arch}") & (runs.params == params)
-                   & (runs.tokens == tokens) & (runs.seed == 0)]  # fmt: skip
-        if law.empty or len(scan) < len(LR_AT_MIN):
-            continue
-        loss = {float(law.lr.iloc[0]): float(law.final_val_loss.iloc[0])}
-        loss |= dict(zip(scan.lr.astype(float), scan.final_val_loss.astype(float), strict=True))
-        lr = float(law.lr.iloc[0])
-        rows.append({"arch": arch, "C": float(law.flops.iloc[0]), "N": int(params),
-                     "law lr": lr, **{f"x{k / lr:.2g}": v for k, v in sorted(loss.items())},
-                     **best_and_penalty(loss, lr)})  # fmt: skip
-    title = "LR at each budget's best size (IsoFLOP horizons): the law's LR, x0.5, x2"
-    return _show(title, pd.DataFrame(rows))
 
 
 def _show(title: str, table: pd.DataFrame) -> pd.DataFrame:

@@ -8,6 +8,7 @@ specs written from them (`generated`) live beside the driver, not in the package
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import subprocess
@@ -42,6 +43,7 @@ PREFIX = "arch-"  # every sweep of the study is named arch-...
 FIRST_ARCHS = ("llama", "tnl", "hgrn2", "cosformer2")  # the first study's (issue 13)
 TNL_CHECK = ("tnl", "tnl_spread", "cosformer2")  # arch_tnlcheck_ARCH.toml
 LR_CHECK = (0.5, 1.0, 2.0)  # multiples of the law's LR tried at the largest IsoFLOP size
+LR_AT_MIN = (0.5, 2.0)  # multiples of the law's LR tried at each budget's best size
 # Which of the template's budgets (indices into 2e10, 6.3e10, 2e11, 6.3e11, 2e12) each rung
 # runs at: a window around where the minima lie (the first study: 7xs best at 2e11, 5xs-4xs
 # at 2e12), two rungs past them on each side, and no run shorter than ~40 steps.
@@ -199,6 +201,35 @@ def tnl_check(runs: pd.DataFrame, specs: Path) -> pd.DataFrame:
     return table
 
 
+# -- the runs a fit uses -------------------------------------------------------------------
+def isoflop_runs(runs: pd.DataFrame, arch: str, specs: Path) -> pd.DataFrame:
+    """The arch's finished IsoFLOP runs at its template's budgets (all seeds), each labelled
+    with its budget: what predictions and the analyses fit. The first study's 6.3e12 runs
+    fall outside."""
+    template = tomllib.loads((specs / f"arch_isoflop_{arch}.toml").read_text())
+    budgets = np.array(budget_list(template))
+    iso = runs[(runs.sweep == f"{PREFIX}isoflop-{arch}") & (runs.status == "done")]
+    nearest = np.abs(np.log(iso.flops.to_numpy(float))[:, None] - np.log(budgets)).argmin(1)
+    iso = iso.assign(budget=budgets[nearest])
+    return iso[np.abs(np.log(iso.flops / iso.budget)) < 0.05]
+
+
+def seed_mean(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per configuration but the seed, with the mean final loss over its seeds and
+    their number (`seeds`)."""
+    keys = ["arch", "params", "tokens", "lr"]
+    mean = runs.groupby(keys).final_val_loss.transform("mean")
+    return runs.assign(final_val_loss=mean, seeds=runs.groupby(keys).seed.transform("size"))[
+        runs.seed == runs.groupby(keys).seed.transform("min")
+    ]
+
+
+def runs_sha256(runs: pd.DataFrame) -> str:
+    """A hash of the runs a prediction was fitted on: run ids and final losses, sorted."""
+    rows = sorted(f"{r.run_id}:{r.final_val_loss!r}" for r in runs.itertuples())
+    return hashlib.sha256("\n".join(rows).encode()).hexdigest()
+
+
 def seed_noise(runs: pd.DataFrame) -> pd.DataFrame:
     """Run-to-run noise from every configuration trained with two or more seeds: the seed
     standard deviation per architecture (pooled within-configuration variance)."""
@@ -276,6 +307,25 @@ def lr_checks(runs: pd.DataFrame) -> pd.DataFrame:
                      **{f"loss at x{f:g}": loss[lr] for f, lr in zip(LR_CHECK, scan.lr,
                                                                       strict=True)},
                      **best_and_penalty(loss, law)})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def lr_at_minima(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per architecture and budget: the best size's loss at the law's LR (its IsoFLOP run,
+    seed 0) and at LR_AT_MIN times it; the penalty of the law's LR over the best of them."""
+    at_min = runs[runs.sweep.str.startswith(f"{PREFIX}lrmin-") & (runs.status == "done")]
+    rows = []
+    for (arch, params, tokens), scan in at_min.groupby(["arch", "params", "tokens"]):
+        law = runs[(runs.sweep == f"{PREFIX}isoflop-{arch}") & (runs.params == params)
+                   & (runs.tokens == tokens) & (runs.seed == 0)]  # fmt: skip
+        if law.empty or len(scan) < len(LR_AT_MIN):
+            continue
+        loss = {float(law.lr.iloc[0]): float(law.final_val_loss.iloc[0])}
+        loss |= dict(zip(scan.lr.astype(float), scan.final_val_loss.astype(float), strict=True))
+        lr = float(law.lr.iloc[0])
+        rows.append({"arch": arch, "C": float(law.flops.iloc[0]), "N": int(params),
+                     "law lr": lr, **{f"x{k / lr:.2g}": v for k, v in sorted(loss.items())},
+                     **best_and_penalty(loss, lr)})  # fmt: skip
     return pd.DataFrame(rows)
 
 
