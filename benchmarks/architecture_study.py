@@ -471,8 +471,9 @@ def plan(runs_path: Path = RUNS) -> pd.DataFrame:
     """Runs left per stage and their worker-hours from the throughput model fitted on the
     committed runs (tnl_spread, until it has runs of its own, at hgrn2's cost: the same
     vector-decay kernel). Seeds, LR-at-minimum and validation runs depend on results not yet
-    in, so they are costed as SEEDS_NEAR_MIN x 3 and len(LR_AT_MIN) mean grid runs of each
-    budget and 2 seeds at VALIDATE_FACTOR x the largest budget's mean run."""
+    in: until their specs are written they are costed as SEEDS_NEAR_MIN x 3 and
+    len(LR_AT_MIN) mean grid runs of each budget and 2 seeds at VALIDATE_FACTOR x the largest
+    budget's mean run."""
     with tempfile.TemporaryDirectory() as tmp:  # the committed runs, not the busy live log
         db = Path(tmp) / "plan.duckdb"
         restore(db, runs_path, Path(tmp) / "no-curves.parquet")
@@ -490,17 +491,22 @@ def plan(runs_path: Path = RUNS) -> pd.DataFrame:
                          "hours": float(left.hours.sum())})  # fmt: skip
             if stage == "isoflop":
                 grids.append(planned.assign(budget=np.round(np.log10(planned.flops), 1)))
-    # the runs that depend on results not yet in, at the mean cost of their budget's grid run
+    # the runs whose specs are not written yet, at the mean cost of their budget's grid run
+    written = {(row["stage"], row["arch"]) for row in rows}
     mean_run = pd.concat(grids).groupby(["arch", "budget"]).hours.mean()
     seeds, at_min = 3 * len(SEEDS_NEAR_MIN), len(LR_AT_MIN)
     for (arch, _), hours in mean_run.items():
-        rows.append({"stage": "seeds", "arch": arch, "runs": seeds, "hours": seeds * hours})
-        rows.append({"stage": "lrmin", "arch": arch, "runs": at_min, "hours": at_min * hours})
+        if ("seeds", arch) not in written:
+            rows.append({"stage": "seeds", "arch": arch, "runs": seeds, "hours": seeds * hours})
+        if ("lrmin", arch) not in written:
+            rows.append({"stage": "lrmin", "arch": arch, "runs": at_min,
+                         "hours": at_min * hours})  # fmt: skip
     largest = mean_run.groupby(level="arch").last()
     for arch, hours in largest.items():
         k = len(VALIDATE_SEEDS)
-        rows.append({"stage": "verify", "arch": arch, "runs": k,
-                     "hours": k * VALIDATE_FACTOR * hours})  # fmt: skip
+        if ("verify", arch) not in written:
+            rows.append({"stage": "verify", "arch": arch, "runs": k,
+                         "hours": k * VALIDATE_FACTOR * hours})  # fmt: skip
     table = pd.DataFrame(rows)
     per_stage = table.groupby("stage", sort=False)[["runs", "hours"]].sum()
     print(model.summary())
@@ -512,7 +518,8 @@ def plan(runs_path: Path = RUNS) -> pd.DataFrame:
 
 def planned_specs() -> list[tuple[str, str, Any]]:
     """(stage, arch, spec) of every grid the driver runs, the IsoFLOP grids at a placeholder
-    LR where the law has not set theirs yet (the cost does not depend on it)."""
+    LR where the law has not set theirs yet (the cost does not depend on it), and the seeds,
+    LR-at-minimum and validation specs written so far."""
     specs = [("tnlcheck", a, load_spec(SPECS / f"arch_tnlcheck_{a}.toml")) for a in TNL_CHECK]
     specs += [("lr", a, load_spec(SPECS / f"arch_lr_{a}.toml")) for a in ARCHS]
     for arch in ARCHS:
@@ -526,6 +533,10 @@ def planned_specs() -> list[tuple[str, str, Any]]:
             )
             text = spec_text(template, {"size": [size]}, lr, "plan", budgets)
             specs.append(("isoflop", arch, loads_spec(text)))
+        for stage, pattern in (("seeds", f"seeds_{arch}_*"), ("lrmin", f"lrmin_{arch}_*"),
+                               ("verify", f"verify_{arch}")):  # fmt: skip
+            written = sorted(GENERATED.glob(f"{pattern}.toml"))
+            specs += [(stage, arch, load_spec(path)) for path in written]
     return specs
 
 

@@ -75,9 +75,12 @@ def finished(spec: Path, db: Path) -> bool:
     return bool(plan.runs["status"].isin(FINISHED).all())
 
 
-def sweep(spec: Path, db: Path, clock: Clock, workers: int, runs: Path, curves: Path) -> bool:
-    """`scaling sweep run` the spec, then export the study's runs to `runs` and `curves`;
-    False when the time budget stopped it."""
+def sweep(
+    spec: Path, db: Path, clock: Clock, workers: int, runs: Path, curves: Path,
+    prefix: str = PREFIX,
+) -> bool:  # fmt: skip
+    """`scaling sweep run` the spec, then export the study's runs (its sweeps are named
+    `prefix`...) to `runs` and `curves`; False when the time budget stopped it."""
     if finished(spec, db):  # skip the start-up of a sweep that has nothing to do
         return True
     left = clock.left()
@@ -93,9 +96,9 @@ def sweep(spec: Path, db: Path, clock: Clock, workers: int, runs: Path, curves: 
     except KeyboardInterrupt:  # SIGTERM (the driver's main) or Ctrl-C: the sweep commits
         process.terminate()
         process.wait()
-        archive.export(db, PREFIX, runs, curves)
+        archive.export(db, prefix, runs, curves)
         sys.exit("stopped: the finished runs are exported; run again to go on")
-    archive.export(db, PREFIX, runs, curves)
+    archive.export(db, prefix, runs, curves)
     if code not in (0, EXIT_RUNS_LEFT):
         sys.exit(f"sweep {spec.name} failed (exit {code})")
     return code == 0
