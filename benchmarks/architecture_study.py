@@ -27,7 +27,7 @@ generated/ (the specs written from the LR law and the results, and the predictio
 4. seeds: seed 1 of the runs at and next to each budget's best seed-0 size (same sweep).
 5. lrmin: the best size of each budget at 0.5 and 2 x its LR (sweep arch-lrmin-ARCH): is
    the law's LR near-optimal at every IsoFLOP horizon?
-`predict`: per architecture, the Chinchilla law on the seed-averaged IsoFLOP runs, the
+`predict`: per architecture, Study's default law on the seed-averaged IsoFLOP runs, the
 compute-optimal N at VALIDATE_FACTOR x the largest budget, the rung nearest it, D = that
 compute / the rung's FLOPs per token and LR from the law; the predicted loss with its 90%
 prediction interval goes to PREDICTIONS with the sha256 of the runs it was fitted on, and one
