@@ -345,3 +345,20 @@ def test_predictions_refit_from_the_runs_they_hash(runs: pd.DataFrame, seed_sd: 
         loss = law.predict_loss(p["N"], p["D"], arch)
         assert loss.value == pytest.approx(p["loss"], abs=0.1 * seed_sd)
         assert p["hi"] < math.log(256)
+
+
+def test_validation_runs_two_seeds_each_inside_their_committed_intervals(
+    runs: pd.DataFrame,
+) -> None:
+    """The second pass's validation runs at 3x the largest budget, trained after their
+    predictions were committed: two seeds each, every seed mean inside its 90% interval
+    (each under 30% of the prediction wide), and every prediction above the measured mean."""
+    predictions = json.loads((SPECS / "generated" / "predictions_seeded.json").read_text())
+    done = runs[(runs.sweep == "arch-verify") & (runs.status == "done")]
+    for arch, p in predictions.items():
+        trained = done[(done.arch == arch) & (done.params == p["N"])]
+        assert sorted(trained.seed) == [1, 2], arch
+        measured = float(trained.final_val_loss.mean())
+        assert p["lo"] <= measured <= p["hi"], arch
+        assert (p["hi"] - p["lo"]) / p["loss"] < 0.3
+        assert p["loss"] > measured
