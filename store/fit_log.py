@@ -8,6 +8,7 @@ import uuid
 from typing import Any
 
 import duckdb
+import numpy as np
 
 
 def save_fit(
@@ -56,9 +57,20 @@ def save_prediction(
     con.execute(
         "INSERT INTO predictions (prediction_id, fit_id, question, value, lo, hi, level) "
         "VALUES (?, ?, ?, ?, ?, ?, ?)",
-        [prediction_id, fit_id, json.dumps(question, sort_keys=True), value, lo, hi, level],
+        [prediction_id, fit_id, _question_json(question), value, lo, hi, level],
     )
     return prediction_id
+
+
+def _question_json(question: dict[str, Any]) -> str:
+    return json.dumps(question, sort_keys=True, default=_plain)
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar in a question (a caller's np.int64 N) as the number json writes."""
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"cannot store {type(value).__name__} in a question")
 
 
 def runs_fingerprint(run_ids: list[str]) -> str:

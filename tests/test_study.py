@@ -1,5 +1,6 @@
 """The prediction API against published numbers and synthetic data with known answers."""
 
+import json
 import math
 
 import numpy as np
@@ -35,6 +36,17 @@ def synthetic(p: dict, seed: int, noise: float = 0.005, arch: str = "a") -> pd.D
             loss = law(p, N, D) * math.exp(rng.normal(0, noise))
             rows.append({"arch": arch, "N": N, "D": D, "C": C, "loss": loss})
     return pd.DataFrame(rows)
+
+
+@pytest.mark.slow
+def test_a_question_in_numpy_scalars_is_answered_and_logged_as_plain_numbers(chinchilla):
+    """N and D straight from a frame (np.int64, np.float32) answer as floats do."""
+    plain = chinchilla.predict_loss(70e9, 1.4e12, law="chinchilla")
+    numpy = chinchilla.predict_loss(np.int64(70e9), np.float32(1.4e12), law="chinchilla")
+    assert numpy.value == pytest.approx(plain.value, rel=1e-6)
+    with chinchilla.log.connection(read_only=True) as con:
+        logged = con.execute("SELECT question FROM predictions ORDER BY created_at").fetchall()
+    assert json.loads(logged[-1][0])["N"] == 70e9
 
 
 @pytest.mark.slow
