@@ -183,7 +183,8 @@ def fits(points: pd.DataFrame, held: pd.DataFrame) -> pd.DataFrame:
     groups += [((design, "mean"), part) for design, part in points.groupby("design")]
     for (design, seed), part in groups:
         mean = part.groupby(["params", "tokens"], as_index=False).final_val_loss.mean()
-        frame = mean.assign(arch="llama", run_id=[f"{design}{seed}{i}" for i in range(len(mean))])
+        ids = [f"{design}{seed}{i}" for i in range(len(mean))]
+        frame = mean.assign(arch="llama", vocab_size=256, run_id=ids)  # bytes: ln 256 caps
         study = Study.from_frame(frame, n_bootstrap=200)
         try:
             law = study.fit("chinchilla", "llama").model
