@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout, not an installed copy
+from fits.laws import training_compute
 from runners.sizes import ladder
 from scaling.errors import ScalingError
 from scaling.experiments.architecture import Clock, sweep
@@ -148,7 +149,7 @@ def trained_tokens(runs: pd.DataFrame) -> pd.DataFrame:
         branch = part.parent_run_id.notna()
         tokens = np.where(branch, COOLDOWN * TOKENS_PER_STEP, part.tokens)
         rows.append({"design": design, "runs": len(part), "tokens": float(tokens.sum()),
-                     "flops": float((6 * part.params * tokens).sum())})  # fmt: skip
+                     "flops": float(training_compute(part.params, tokens).sum())})  # fmt: skip
     table = pd.DataFrame(rows).set_index("design")
     table["flops vs cosine"] = table.flops / table.flops["cosine"]
     return table
@@ -224,11 +225,12 @@ def analyse(warmup: int) -> None:
 
 def plan() -> None:
     rungs = ladder("llama", SEQ_LEN).set_index("name")
-    for design, steps in (("cosine", sum(HORIZONS)), ("wsd", max(HORIZONS) + 4 * COOLDOWN)):
+    cooldowns = len(HORIZONS) * COOLDOWN  # one branch per horizon
+    for design, steps in (("cosine", sum(HORIZONS)), ("wsd", max(HORIZONS) + cooldowns)):
         n = rungs.loc[list(SIZES), "params"]
         tokens = steps * TOKENS_PER_STEP * len(SEEDS)
         print(f"{design}: {tokens * len(SIZES) / 1e6:.1f}M tokens, "
-              f"{6 * float(n.sum()) * tokens:.3g} FLOPs")  # fmt: skip
+              f"{training_compute(n.sum(), tokens):.3g} FLOPs")  # fmt: skip
     held = 2 * max(HORIZONS) * TOKENS_PER_STEP * len(SEEDS)
     print(f"held out: {HELD_OUT}, {held / 1e6:.1f}M tokens")
 
