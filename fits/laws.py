@@ -159,7 +159,7 @@ class LossLaw(IntervalFit):
         """Predicted loss with a bootstrap percentile interval of the law at `level` (default
         level_): a confidence interval. The prediction interval of one run (the law widened
         by the runs' scatter about it, and by distance from them) is not the estimator's: the
-        Study composes it (scaling.fitters.loss_interval, then fits.calibration)."""
+        Study composes it (fits.prediction.run_interval)."""
         if check_kind(kind) == "prediction":
             raise FitError(
                 f"{self.law} gives a confidence interval of the law (its bootstrap); the "

@@ -13,8 +13,9 @@ import pandas as pd
 
 from fits.auto import calibrated
 from fits.hparam_backtest import largest_compute, score_groups
+from fits.prediction import question_frame
 from scaling.errors import ScalingError
-from scaling.fitters import Predictor, questions
+from scaling.fitters import Predictor
 from scaling.fitting import FitLog
 from scaling.results import Backtest, HparamBacktest
 
@@ -71,7 +72,7 @@ def backtest_runs(
         .reset_index(drop=True)
     )
     if fitted.calibration is not None:
-        asked = questions(frame.N, frame.D)
+        asked = question_frame(frame.N, frame.D)
         frame["lo"], frame["hi"] = calibrated(
             fitted.model, fitted.calibration, lo, hi, asked, fitted.residuals, fits.settings.seed
         )

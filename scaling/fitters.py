@@ -1,10 +1,7 @@
 """Each law's fitter and predictor (scaling.laws registers them): a fitter calls fits/ and keeps
 what the answers need beside the estimator (table, residuals, forms, calibration); a predictor
-gives a fitted law's point and own interval at some rows.
-
-A loss interval is the law's bootstrap draws times a resampled run residual (a question about
-a run is answered by one run, not by the mean of many), widened, when the law is calibrated,
-by the error its backtests saw at the question's distance from the data."""
+gives a fitted law's point and own interval at some rows (the interval math is fits/':
+fits.prediction for loss, each law's predict_interval for the rest)."""
 
 from __future__ import annotations
 
@@ -29,10 +26,9 @@ from fits import (
     near_optimal_runs,
     optimal_lr,
 )
-from fits.auto import calibrated, fit_auto
-from fits.bootstrap import observation_interval
+from fits.auto import fit_auto
 from fits.hparams import LR_FORMS, lr_law
-from fits.laws import training_compute
+from fits.prediction import Interval, own_interval
 from scaling.errors import ScalingError
 from scaling.results import FittedLaw
 from scaling.runlog import RunLog
@@ -54,7 +50,6 @@ class Context:
 
 
 Fitter = Callable[[str, pd.DataFrame, dict[str, Any], Context, dict[str, Any]], FittedLaw]
-Interval = tuple[np.ndarray, np.ndarray, np.ndarray]  # point, lo, hi
 Predictor = Callable[[FittedLaw, pd.DataFrame, float, int], Interval]
 
 
@@ -188,57 +183,9 @@ def _vocab(data: pd.DataFrame) -> float | None:
     return float(data.vocab_size.iloc[0])
 
 
-def questions(N: Any, D: Any) -> pd.DataFrame:
-    """Runs or questions as the calibration sees them: N, D and C = 6 N D.
-
-    C is 6 N D and not the stored FLOPs, because a question's exact FLOPs are unknown.
-    """
-    N, D = np.asarray(N, dtype=float), np.asarray(D, dtype=float)
-    return pd.DataFrame({"N": N, "D": D, "C": training_compute(N, D)})
-
-
-def law_interval(
-    fitted: FittedLaw, runs: pd.DataFrame | None, level: float, seed: int,
-    optimal_at: float | None = None,
-) -> Interval:  # fmt: skip
-    """Point loss and the law's own interval: law draws times a resampled run residual.
-
-    At the rows of `runs` (the law's columns; C for a power law), or on the
-    compute-optimal frontier at `optimal_at`.
-    """
-    model = fitted.model
-    if isinstance(model, LossLaw):
-        if runs is None:
-            point, draws = model.frontier(optimal_at), model.frontier_draws([optimal_at])
-        else:
-            point, draws = model.predict_frame(runs), model.loss_draws(runs)
-    elif isinstance(model, PowerLaw) and runs is not None:
-        point, draws = model.predict(runs.C), model.predict_draws(runs.C)
-    else:
-        raise ScalingError(f"{fitted.law} does not predict loss")
-    lo, hi = observation_interval(draws, fitted.residuals, level, seed)
-    return np.asarray(point, dtype=float).ravel(), np.ravel(lo), np.ravel(hi)
-
-
-def loss_interval(
-    fitted: FittedLaw, runs: pd.DataFrame | None, level: float, seed: int,
-    optimal_at: float | None = None,
-) -> Interval:  # fmt: skip
-    """Point loss and its interval, widened by the calibration when the fit has one."""
-    point, lo, hi = law_interval(fitted, runs, level, seed, optimal_at)
-    if fitted.calibration is not None:
-        if runs is None:  # the question is the compute-optimal model at optimal_at
-            model: LossLaw = fitted.model  # type: ignore[assignment]
-            n_opt, d_opt = model.compute_optimal([optimal_at])
-            runs = pd.DataFrame({"N": n_opt, "D": d_opt})
-        asked = questions(runs.N, runs.D)
-        lo, hi = calibrated(fitted.model, fitted.calibration, lo, hi, asked, fitted.residuals, seed)
-    return point, lo, hi
-
-
 def predict_loss(fitted: FittedLaw, runs: pd.DataFrame, level: float, seed: int) -> Interval:
     """A loss or power law's prediction at runs, with the law's own interval."""
-    return law_interval(fitted, runs, level, seed)
+    return own_interval(fitted.model, fitted.residuals, runs, level, seed)
 
 
 def predict_optimum(fitted: FittedLaw, rows: pd.DataFrame, level: float, seed: int) -> Interval:

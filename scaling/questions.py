@@ -20,9 +20,10 @@ from fits import LossLaw, crossing_draws, frontier_crossing
 from fits.bootstrap import percentile_interval
 from fits.errors import FitError
 from fits.offset import offset_span
+from fits.prediction import run_interval
 from fits.throughput import ThroughputModel
 from scaling.errors import ScalingError
-from scaling.fitters import loss_interval, predict_optimum
+from scaling.fitters import predict_optimum
 from scaling.fitting import FitLog
 from scaling.laws import LOSS_FORMS
 from scaling.results import ComputeOptimal, Crossover, FittedLaw, Prediction, fmt
@@ -57,7 +58,8 @@ class Questions:
 
     def loss_at(self, fitted: FittedLaw, N: float, D: float, U: float | None = None) -> Prediction:
         question = pd.DataFrame({"N": [N], "D": [D], "U": [math.nan if U is None else U]})
-        value, lo, hi = loss_interval(fitted, question, self.level, self.seed)
+        value, lo, hi = run_interval(fitted.model, fitted.residuals, fitted.calibration, question,
+                                     self.level, self.seed)  # fmt: skip
         kind = _interval_kind(fitted)
         note = "" if U is not None else _repeats_note("D", D, self._fitted_runs(fitted))
         return Prediction("loss", value[0], lo[0], hi[0], self.level, fitted.fit_id, kind, note)
@@ -72,7 +74,8 @@ class Questions:
                         law: str) -> ComputeOptimal:  # fmt: skip
         fitted, model = self.loss_law(law, arch, source, where)
         n_pred, d_pred = model.compute_optimal_interval(np.array([C]), self.level)
-        value, lo, hi = loss_interval(fitted, None, self.level, self.seed, optimal_at=C)
+        value, lo, hi = run_interval(fitted.model, fitted.residuals, fitted.calibration, None,
+                                     self.level, self.seed, optimal_at=C)  # fmt: skip
         fid, level, runs = fitted.fit_id, self.level, self._fitted_runs(fitted)
         n_opt, d_opt = _scalar("N_opt", n_pred, fid), _scalar("D_opt", d_pred, fid)
         if model.offset_unseen():

@@ -21,8 +21,8 @@ from fits.extrapolation import (
     nested_backtest,
     widening,
 )
+from fits.prediction import run_interval
 from scaling import datasets, fitting
-from scaling.fitters import loss_interval
 from scaling.study import Study
 from tests.conftest import run_cli
 
@@ -188,7 +188,7 @@ def test_intervals_mix_the_forms_then_widen_by_the_averages_rates_outside_the_hu
         asked = pd.DataFrame({"N": [N], "D": [D], "C": [6 * N * D]})
         d = cal.distance(asked)[0]
         assert (d > 0.5) if outside else d == 0.0
-        _, lo_c, hi_c = loss_interval(fitted, asked, study.level, 0)
+        _, lo_c, hi_c = run_interval(model, fitted.residuals, cal, asked, study.level, 0)
         ends = [observation_interval(draws, fitted.residuals, study.level, 0)
                 for draws in model.form_draws(asked).values()]  # fmt: skip
         los = [lo[0] * math.exp(cal.lo_rate * d) for lo, _ in ends]

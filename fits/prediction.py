@@ -1,0 +1,73 @@
+"""A fitted loss law's answer for one run: its point, its own interval and the calibrated one.
+
+The law's own interval is its bootstrap draws times a resampled run residual: a question about
+a run is answered by one run, not by the mean of many. When the law is calibrated
+(fits.calibration) that interval is widened by the error its nested backtests saw at the
+question's distance from the runs; for an average of forms (fits.auto) the own interval is the
+weight-mixture of its forms'. Both are here, once, for every caller: the Study's questions,
+its backtests and the tests.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from fits.auto import calibrated
+from fits.bootstrap import observation_interval
+from fits.calibration import Calibration
+from fits.errors import FitError
+from fits.laws import LossLaw, training_compute
+from fits.power import PowerLaw
+
+Interval = tuple[np.ndarray, np.ndarray, np.ndarray]  # point, lo, hi
+
+
+def question_frame(N: Any, D: Any) -> pd.DataFrame:
+    """Runs or questions as the calibration sees them: N, D and C = 6 N D.
+
+    C is 6 N D and not the stored FLOPs, because a question's exact FLOPs are unknown.
+    """
+    N, D = np.asarray(N, dtype=float), np.asarray(D, dtype=float)
+    return pd.DataFrame({"N": N, "D": D, "C": training_compute(N, D)})
+
+
+def own_interval(
+    model: object, residuals: np.ndarray | None, runs: pd.DataFrame | None, level: float,
+    seed: int, optimal_at: float | None = None,
+) -> Interval:  # fmt: skip
+    """Point loss and the law's own interval: law draws times a resampled run residual.
+
+    At the rows of `runs` (the law's columns; C for a power law), or on the compute-optimal
+    frontier at compute `optimal_at` (loss laws only)."""
+    if isinstance(model, LossLaw):
+        if runs is None:
+            point, draws = model.frontier(optimal_at), model.frontier_draws([optimal_at])
+        else:
+            point, draws = model.predict_frame(runs), model.loss_draws(runs)
+    elif isinstance(model, PowerLaw) and runs is not None:
+        point, draws = model.predict(runs.C), model.predict_draws(runs.C)
+    else:
+        raise FitError(f"{type(model).__name__} does not predict loss at these questions")
+    lo, hi = observation_interval(draws, residuals, level, seed)
+    return np.asarray(point, dtype=float).ravel(), np.ravel(lo), np.ravel(hi)
+
+
+def run_interval(
+    model: object, residuals: np.ndarray | None, calibration: Calibration | None,
+    runs: pd.DataFrame | None, level: float, seed: int, optimal_at: float | None = None,
+) -> Interval:  # fmt: skip
+    """Point loss and its prediction interval for one run: the own interval, widened by the
+    calibration when the law has one (at the compute-optimal (N, D) when `runs` is None)."""
+    point, lo, hi = own_interval(model, residuals, runs, level, seed, optimal_at)
+    if calibration is None:
+        return point, lo, hi
+    if runs is None:
+        assert isinstance(model, LossLaw)
+        n_opt, d_opt = model.compute_optimal([optimal_at])
+        runs = pd.DataFrame({"N": n_opt, "D": d_opt})
+    asked = question_frame(runs.N, runs.D)
+    lo, hi = calibrated(model, calibration, lo, hi, asked, residuals, seed)
+    return point, lo, hi
