@@ -14,10 +14,14 @@ past the largest model at equal compute (a large model on many tokens can sit in
 compute range of small over-trained ones), past the longest run. It is the same yardstick for
 every law form, so forms are compared and calibrated on equal terms.
 
-Calibration (`calibrate`, the adaptive planner's; the Study's intervals use fits.calibration):
-the interval's half-width in log loss grows linearly with the distance along each direction,
-h(x) = b(x) + max_k kappa_k d_k(x), with b(x) the law's own half-width (bootstrap and run
-scatter) and d_k the decades outside along N, D or C.
+Box calibration (`calibrate_box`, the adaptive planner's; the Study's intervals use
+fits.calibration, rates per decade from the runs' hull laid on a bootstrap interval). The
+planner keeps its own because its criterion's base is a delta-method half-width, narrower
+than the bootstrap's, and the hull rates on it covered 18 of 24 held-out runs in the Epoch
+replay against 22 with these (docs/sweeps.md). The interval's half-width in log loss grows
+linearly with the distance along each direction, h(x) = b(x) + max_k kappa_k d_k(x), with
+b(x) the law's own half-width (bootstrap and run scatter) and d_k the decades outside
+along N, D or C.
 kappa_k = max(kappa, direction k's own quantile): kappa is the conformal quantile of every
 split's scores s = max(|log error| - r, 0) / d (r the run-scatter half-width of that split's
 fit: the in-data part of the error, which b already holds; d the run's largest d_k), and
@@ -87,7 +91,7 @@ def decades_outside(x: np.ndarray, lo: Any, hi: Any) -> np.ndarray:
 def widening(along: np.ndarray, d: np.ndarray) -> np.ndarray:
     """The calibration's widening in log loss, max_k kappa_k d_k, with the coordinates (in
     COORDS order) on axis 0 of d and of `along` (kappa_k); 0 where d_k = 0 even if kappa_k is
-    inf. Array form of `Calibration.extra`, for boxes a design stretches run by run."""
+    inf. Array form of `BoxCalibration.extra`, for boxes a design stretches run by run."""
     kappa = np.asarray(along, dtype=float).reshape((-1,) + (1,) * (np.ndim(d) - 1))
     with np.errstate(invalid="ignore"):  # inf * 0 where inside, replaced by 0
         return np.where(d > 0, kappa * d, 0.0).max(axis=0)
@@ -188,7 +192,7 @@ def out_of_range_error(nested: pd.DataFrame) -> float:
 
 
 @dataclass(frozen=True)
-class Calibration:
+class BoxCalibration:
     """How far a question is from the data, and how much that widens its interval.
 
     kappa: the pooled log-loss half-width added per decade of distance; along: kappa_k per
@@ -233,7 +237,7 @@ class Calibration:
         }
 
     @classmethod
-    def from_dict(cls, record: Mapping[str, Any]) -> Calibration:
+    def from_dict(cls, record: Mapping[str, Any]) -> BoxCalibration:
         """Read a record; one written before kappa_k existed widens by its kappa everywhere."""
 
         def number(k: float | None) -> float:
@@ -255,7 +259,7 @@ class Calibration:
         )
 
 
-def calibrate(nested: pd.DataFrame, runs: pd.DataFrame, level: float) -> Calibration:
+def calibrate_box(nested: pd.DataFrame, runs: pd.DataFrame, level: float) -> BoxCalibration:
     """kappa (pooled over the splits, scores over d) and kappa_k = max(kappa, the quantile of
     the scores of the runs farthest out along k); splits weigh the same."""
     if nested.empty:
@@ -272,7 +276,7 @@ def calibrate(nested: pd.DataFrame, runs: pd.DataFrame, level: float) -> Calibra
         own = conformal_quantile(excess[mine] / d[mine], weights[mine], level)
         along[c] = max(kappa, own) if math.isfinite(own) else kappa
     n_splits = int(nested.groupby(["coord", "q"]).ngroups)
-    return Calibration(level, kappa, along, log_box(runs), len(nested), n_splits)
+    return BoxCalibration(level, kappa, along, log_box(runs), len(nested), n_splits)
 
 
 def assess(
@@ -280,7 +284,7 @@ def assess(
     candidates: Mapping[str, FitPredict | str],
     level: float,
     quantiles: tuple[float, ...] = QUANTILES,
-) -> tuple[pd.DataFrame, str | None, Calibration | None]:
+) -> tuple[pd.DataFrame, str | None, BoxCalibration | None]:
     """Score every candidate form by nested backtests; the lowest error wins and is calibrated.
 
     candidates: name -> a FitPredict, or a one-line reason why the form was left out.
@@ -305,4 +309,4 @@ def assess(
     best = str(forms.loc[forms.error.idxmin(), "form"])
     why = "lowest out-of-range error" if len(nested_of) > 1 else "the only form backtested"
     forms.loc[forms.form == best, "note"] = f"selected: {why}"
-    return forms, best, calibrate(nested_of[best], runs, level)
+    return forms, best, calibrate_box(nested_of[best], runs, level)

@@ -11,9 +11,9 @@ from fits import LOSS_LAWS, ChinchillaLaw, chinchilla_loss
 from fits.averaging import AveragedLaw
 from fits.bootstrap import observation_interval
 from fits.extrapolation import (
-    Calibration,
+    BoxCalibration,
     assess,
-    calibrate,
+    calibrate_box,
     conformal_quantile,
     decades_outside,
     distance,
@@ -224,10 +224,10 @@ def test_too_few_nested_runs_give_an_infinite_widening_that_survives_a_round_tri
          "d_D": 0.0}
     )  # fmt: skip
     runs = pd.DataFrame({"N": [1e6, 1e7], "D": [1e9, 1e10], "C": [6e15, 6e17]})
-    cal = calibrate(nested, runs, level=0.9)  # ceil(4 * 0.9) = 4 > 3 scores
+    cal = calibrate_box(nested, runs, level=0.9)  # ceil(4 * 0.9) = 4 > 3 scores
     assert cal.kappa == math.inf
     record = json.loads(json.dumps(cal.to_dict(), allow_nan=False))
-    assert Calibration.from_dict(record) == cal
+    assert BoxCalibration.from_dict(record) == cal
     lo, hi = cal.widen(np.array([2.0]), np.array([1.9]), np.array([2.1]), runs.iloc[[1]] * 10)
     assert lo[0] == 0.0 and hi[0] == math.inf
     inside = cal.widen(np.array([2.0]), np.array([1.9]), np.array([2.1]), runs.iloc[[1]])
@@ -258,7 +258,7 @@ def test_each_direction_widens_by_its_own_rate_never_below_the_pooled_one():
         ignore_index=True,
     ).assign(row=range(30))
     runs = pd.DataFrame({"N": [1e6, 1e8], "D": [1e9, 1e10], "C": [6e15, 6e18]})
-    cal = calibrate(nested, runs, level=0.9)
+    cal = calibrate_box(nested, runs, level=0.9)
     # pooled scores over d (the C splits' first two runs lie farther out along N than C)
     pooled = [0.01 * d / max(d, 0.2) for d in ten] + rates + [0.01] * 10
     assert cal.kappa == pytest.approx(sorted(pooled)[math.ceil(31 * 0.9) - 1])  # 0.08
@@ -288,7 +288,7 @@ def test_a_run_is_scored_once_along_the_direction_it_left_the_data_in_most():
         ignore_index=True,
     ).assign(row=range(21))
     runs = pd.DataFrame({"N": [1e6, 1e8], "D": [1e9, 1e10], "C": [6e15, 6e18]})
-    cal = calibrate(nested, runs, level=0.9)
+    cal = calibrate_box(nested, runs, level=0.9)
     # pooled: 0.001 x 10 (weight 1/11 each), 0.01 x 10 (1/10), 0.335 (1/11); 20/21 quantile
     assert cal.kappa == pytest.approx(0.01)
     assert cal.along["C"] == pytest.approx(0.01)  # the pooled floor over the C runs' 0.001
@@ -317,9 +317,9 @@ def test_widening_of_stretched_boxes_is_the_naive_max_over_directions():
 def test_a_stored_calibration_from_before_kappa_k_widens_by_its_kappa_everywhere():
     record = {"level": 0.9, "kappa": 0.02, "n_scores": 30, "n_splits": 9,
               "box": {"C": [15, 18], "N": [6, 8], "D": [9, 10]}}  # fmt: skip
-    cal = Calibration.from_dict(record)
+    cal = BoxCalibration.from_dict(record)
     assert cal.along == {"C": 0.02, "N": 0.02, "D": 0.02}
-    assert Calibration.from_dict(cal.to_dict()) == cal
+    assert BoxCalibration.from_dict(cal.to_dict()) == cal
 
 
 def test_a_run_barely_outside_sets_no_rate():
@@ -330,7 +330,7 @@ def test_a_run_barely_outside_sets_no_rate():
     noisy = pd.concat([clean, nested_scores("C", [0.01], [1e-10], 0.0)], ignore_index=True)
     runs = pd.DataFrame({"N": [1e6, 1e8], "D": [1e9, 1e10], "C": [6e15, 6e18]})
     for nested in (clean, noisy):
-        cal = calibrate(nested.assign(row=range(len(nested))), runs, level=0.8)
+        cal = calibrate_box(nested.assign(row=range(len(nested))), runs, level=0.8)
         assert cal.kappa == pytest.approx(0.01) and cal.along["C"] == pytest.approx(0.01)
 
 

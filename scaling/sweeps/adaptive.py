@@ -14,8 +14,8 @@ by an analytic design criterion instead of simulating their outcomes:
 - The law's own interval half-width in log loss, sqrt(z^2 g^T Sigma g + r^2), with r the
   level-quantile of the runs' |log residual| (a question about one run keeps its scatter), as
   the Study's draws-times-residual interval does.
-- Calibration: each side moved out by max_k kappa_k d_k(target), d_k = decades outside the
-  runs' box in log C, log N, log D (fits.extrapolation.Calibration.extra). A run beyond the
+- Calibration (box): each side moved out by max_k kappa_k d_k(target), d_k = decades outside the
+  runs' box in log C, log N, log D (fits.extrapolation.BoxCalibration.extra). A run beyond the
   box moves it toward the target and shrinks d_k.
 
 The relative width of the target's interval is then 2 sinh(h) for half-width h. A candidate's
@@ -41,7 +41,7 @@ import pandas as pd
 
 from fits import ChinchillaLaw, FitError, compute_optimal_allocation
 from fits.chinchilla import theta_jacobian, theta_loss, theta_to_params
-from fits.extrapolation import COORDS, Calibration, assess, decades_outside, widening
+from fits.extrapolation import COORDS, BoxCalibration, assess, decades_outside, widening
 from fits.laws import refit_predict, training_compute
 from scaling.errors import ScalingError
 from scaling.sweeps.rounds import RoundPlan, Target, greedy_round
@@ -224,7 +224,7 @@ def _starts_of(models: Sequence[ChinchillaLaw]) -> ChinchillaLaw:
     return model
 
 
-def _kappa(calibration: Calibration | None) -> np.ndarray:
+def _kappa(calibration: BoxCalibration | None) -> np.ndarray:
     """The calibration's kappa_k in COORDS order; 0 where none could be measured (the width
     is then the law's)."""
     if calibration is None:
