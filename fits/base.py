@@ -210,6 +210,12 @@ def runs_only(first: Any, *rest: Any) -> pd.DataFrame | None:
     return None
 
 
+def runs_column(x: Any, column: str) -> Any:
+    """`x` itself, or its `column` when `x` is a table of runs: every estimator's `predict`
+    takes the runs' table, as `fit(runs)` does, beside the law's own array arguments."""
+    return x[column] if isinstance(x, pd.DataFrame) else x
+
+
 class IntervalFit(Fit):
     """A law that predicts with intervals: `predict_interval(..., level=None,
     kind="confidence" | "prediction")` returns an Estimate of that kind, or raises FitError

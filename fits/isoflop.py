@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from fits import validate
-from fits.base import Estimate, IntervalFit, runs_only
+from fits.base import Estimate, IntervalFit, runs_column, runs_only
 from fits.errors import FitError
 from fits.hparams import LogLinearLaw
 from fits.lr import scan_optimum
@@ -57,9 +57,9 @@ class _ComputeOptimalFit(IntervalFit):
         self.derived_intervals_ = {"b": (1.0 - hi, 1.0 - lo)}
 
     def predict(self, C: Any) -> np.ndarray:
-        """Compute-optimal model size N_opt at compute C."""
+        """Compute-optimal model size N_opt at compute C (or at the runs' column C)."""
         self._check_fitted()
-        C = np.asarray(C, dtype=float)
+        C = np.asarray(runs_column(C, "C"), dtype=float)
         return self.regression_.predict({"C": C.reshape(-1)}).reshape(C.shape)
 
     def predict_interval(
@@ -68,7 +68,7 @@ class _ComputeOptimalFit(IntervalFit):
         """N_opt at C with the regression's interval (log space): of its mean (`confidence`)
         or of one new budget's N_opt (`prediction`)."""
         self._check_fitted()
-        C = np.asarray(C, dtype=float)
+        C = np.asarray(runs_column(C, "C"), dtype=float)
         p = self.regression_.predict_interval({"C": C.reshape(-1)}, level, kind)
         shape = C.shape
         return Estimate(
@@ -78,14 +78,14 @@ class _ComputeOptimalFit(IntervalFit):
     def compute_optimal(self, C: Any) -> tuple[np.ndarray, np.ndarray]:
         """(N_opt, D_opt) at compute C, with D_opt = C / (flops_per_token * N_opt)."""
         n_opt = self.predict(C)
-        return n_opt, np.asarray(C, dtype=float) / (self.flops_per_token * n_opt)
+        return n_opt, np.asarray(runs_column(C, "C"), float) / (self.flops_per_token * n_opt)
 
     def compute_optimal_interval(
         self, C: Any, level: float | None = None, kind: str = "confidence"
     ) -> tuple[Estimate, Estimate]:
         """N_opt and D_opt at C with intervals of `kind` (D's is C/(k N)'s, ends swapped)."""
         n = self.predict_interval(C, level, kind)
-        c = np.asarray(C, dtype=float) / self.flops_per_token
+        c = np.asarray(runs_column(C, "C"), dtype=float) / self.flops_per_token
         d = Estimate(c / n.estimate, c / n.hi, c / n.lo, n.level, n.kind)
         return n, d
 

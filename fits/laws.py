@@ -140,10 +140,18 @@ class LossLaw(IntervalFit):
 
     # -- predictions -----------------------------------------------------------------------
     def predict(self, *cols: Any) -> np.ndarray:
-        """Predicted loss at the given columns (broadcast against each other)."""
+        """Predicted loss at the given columns (broadcast against each other), or at the rows
+        of one table of runs."""
+        cols = self._columns_of(cols)
         arrays = np.broadcast_arrays(*(np.asarray(c, dtype=float) for c in cols))
         flat = [a.reshape(-1) for a in arrays]
         return self.loss_of(self._params_row()[None, :], *flat)[0].reshape(arrays[0].shape)
+
+    def _columns_of(self, cols: tuple[Any, ...]) -> tuple[Any, ...]:
+        """The law's columns: given, or read from a table of runs given alone."""
+        if len(cols) == 1 and isinstance(cols[0], pd.DataFrame):
+            return tuple(self.frame_columns(cols[0]))
+        return cols
 
     def predict_frame(self, runs: pd.DataFrame) -> np.ndarray:
         """Point loss for every row of a runs table."""
@@ -166,6 +174,7 @@ class LossLaw(IntervalFit):
                 "prediction interval of a run is the Study's (Study.predict_loss)"
             )
         level = validate.level(self.level_ if level is None else level)
+        cols = self._columns_of(cols)
         arrays = np.broadcast_arrays(*(np.asarray(c, dtype=float) for c in cols))
         flat = [a.reshape(-1) for a in arrays]
         lo, hi = percentile_interval(self.loss_of(self._draws(), *flat), level)

@@ -19,7 +19,7 @@ import numpy as np
 from scipy import optimize, stats
 
 from fits import validate
-from fits.base import Estimate, IntervalFit, check_kind, runs_only
+from fits.base import Estimate, IntervalFit, check_kind, runs_column, runs_only
 from fits.bootstrap import (
     RandomState,
     as_generator,
@@ -287,8 +287,8 @@ class PowerLaw(IntervalFit):
         return np.array([self.params_[n] for n in PARAM_NAMES])
 
     def predict(self, x: Any) -> np.ndarray:
-        """E + A x^-alpha at x."""
-        x = np.asarray(x, dtype=float)
+        """E + A x^-alpha at x (or at the runs' column x)."""
+        x = np.asarray(runs_column(x, self.x), dtype=float)
         return power_law(self._params_row(), x).reshape(x.shape)
 
     def predict_draws(self, x: Any) -> np.ndarray:
@@ -297,7 +297,7 @@ class PowerLaw(IntervalFit):
         if self.bootstrap_params_ is None:
             raise FitError("the power-law fit has no bootstrap draws: fit it with n_bootstrap > 0")
         with np.errstate(all="ignore"):  # degenerate draws give inf/nan, left out of intervals
-            return power_law(self.bootstrap_params_, np.asarray(x, dtype=float))
+            return power_law(self.bootstrap_params_, np.asarray(runs_column(x, self.x), float))
 
     def predict_interval(
         self, x: Any, level: float | None = None, kind: str = "confidence"
@@ -311,7 +311,7 @@ class PowerLaw(IntervalFit):
         SSR / df, with the same t quantile (the draws measure the mean only).
         """
         level = validate.level(self.level_ if level is None else level)
-        x = np.asarray(x, dtype=float)
+        x = np.asarray(runs_column(x, self.x), dtype=float)
         est = self.predict(x)
         if self.bootstrap_params_ is not None and check_kind(kind) == "confidence":
             lo, hi = percentile_interval(power_law(self.bootstrap_params_, x), level)

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import nnls
 
-from fits.base import Fit
+from fits.base import Fit, runs_column
 from fits.errors import FitError
 
 TERMS = ("flops", "elementwise", "attention", "constant")
@@ -179,9 +179,9 @@ class RateLaw(Fit):
         return self
 
     def predict(self, flops_per_token: Any) -> np.ndarray:
-        """Tokens per second at these FLOPs per token."""
+        """Tokens per second at these FLOPs per token (or the runs' column of them)."""
         self._check_fitted()
-        log_fpt = np.log(np.asarray(flops_per_token, float))
+        log_fpt = np.log(np.asarray(runs_column(flops_per_token, "flops_per_token"), float))
         return np.exp(self.params_["intercept"] + self.params_["slope"] * log_fpt)
 
 

@@ -4,8 +4,9 @@ refit keeps nothing of the last fit (it equals a fresh fit on the new data), the
 to_dict/from_dict round trip predicts the same, and the summary prints. The laws that predict
 with intervals (fits.base.IntervalFit) return the kind asked for, named in the Estimate and in
 `summary_frame`, or refuse it with a FitError. Each case says only how its estimator is built,
-what data it is fitted on and the arguments of its `predict` at the rows of a frame.
-The schedule laws' `predict_interval(lrs, level) -> (lo, hi)` is exempt (docs/development.md)."""
+what data it is fitted on and the arguments of its `predict` at the rows of a frame; every
+`predict` and `predict_interval` also takes that table of runs itself. The schedule laws
+(`predict(lrs)`, `predict_interval(lrs, level) -> (lo, hi)`) are exempt (docs/development.md)."""
 
 from __future__ import annotations
 
@@ -112,7 +113,8 @@ def wsd(_: pd.DataFrame) -> np.ndarray:
 class Case:
     make: Callable[[], Fit]
     data: Callable[[int], pd.DataFrame]
-    ask: Callable[[pd.DataFrame], tuple[Any, ...]]  # `predict`'s arguments at a frame's rows
+    ask: Callable[[pd.DataFrame], tuple[Any, ...]]  # `predict`'s own arguments at a frame's rows
+    table: Callable[[pd.DataFrame], pd.DataFrame] | None = lambda r: r  # the runs `predict` reads
 
 
 def _loss_case(name: str) -> Case:
@@ -126,7 +128,8 @@ def _loss_case(name: str) -> Case:
 CASES: dict[str, Case] = {
     **{name: _loss_case(name) for name in LOSS_LAWS},
     "isoflop": Case(IsoFLOPFit, loss_runs, lambda r: (r.C,)),
-    "envelope": Case(lambda: EnvelopeFit(n_bins=20), curves, lambda r: (6 * r.N * r.tokens,)),
+    "envelope": Case(lambda: EnvelopeFit(n_bins=20), curves, lambda r: (6 * r.N * r.tokens,),
+                     lambda r: r.assign(C=6 * r.N * r.tokens)),
     "power": Case(lambda: PowerLaw(n_bootstrap=0), loss_runs, lambda r: (r.C,)),
     "lr": Case(lambda: LROptima(group_keys=("arch", "N", "D", "batch_size")), lr_runs,
                lambda r: (r,)),
@@ -134,8 +137,8 @@ CASES: dict[str, Case] = {
     "bs-law": Case(batch_size_law, lr_runs, lambda r: (r,)),
     "chinchilla-shared": Case(lambda: SharedChinchillaLaw(n_bootstrap=0), loss_runs,
                               lambda r: (r.N, r.D)),
-    "annealing": Case(AnnealingLaw, schedule_curves, lambda r: (wsd(r),)),
-    "multi-power": Case(MultiPowerLaw, schedule_curves, lambda r: (wsd(r),)),
+    "annealing": Case(AnnealingLaw, schedule_curves, lambda r: (wsd(r),), None),  # exempt
+    "multi-power": Case(MultiPowerLaw, schedule_curves, lambda r: (wsd(r),), None),
     "throughput": Case(ThroughputModel, speed_runs, lambda r: (r[r.arch == "tnl"],)),
     "rate": Case(RateLaw, speed_runs, lambda r: (r.flops_per_token,)),
     "average": Case(lambda: AveragedLaw(weights={"chinchilla": 0.6, "kaplan": 0.4},
@@ -171,6 +174,8 @@ def test_estimator_conforms(name: str) -> None:
     again = from_dict(record)
     assert type(again) is type(model)
     same(again.predict(*case.ask(second)), model.predict(*case.ask(second)))
+    if case.table is not None:  # predict(runs), as fit(runs), reads the law's own columns
+        same(model.predict(case.table(second)), model.predict(*case.ask(second)))
     assert again.params_ == pytest.approx(model.params_, nan_ok=True)
     summary = model.summary()
     assert isinstance(summary, str) and type(model).__name__ in summary.splitlines()[0]
@@ -197,6 +202,9 @@ def test_intervals_say_their_kind_or_refuse_it(name: str) -> None:
             continue
         assert (est.kind, est.level) == (kind, 0.8)
         np.testing.assert_allclose(est.estimate, model.predict(*ask), rtol=1e-12)
+        if case.table is not None:
+            from_table = model.predict_interval(case.table(case.data(1)), level=0.8, kind=kind)
+            np.testing.assert_allclose([from_table.lo, from_table.hi], [est.lo, est.hi])
         assert np.all(est.lo <= est.estimate) and np.all(est.estimate <= est.hi)
         prefix = {"confidence": "mean_ci", "prediction": "obs_ci"}[kind]
         assert list(est.to_frame()) == ["mean", f"{prefix}_lower", f"{prefix}_upper"]
@@ -213,3 +221,16 @@ def test_intervals_say_their_kind_or_refuse_it(name: str) -> None:
             model.summary_frame(*ask)
     with pytest.raises(ValueError, match="interval kind"):
         model.predict_interval(*ask, kind="calibrated")
+
+
+def test_a_loss_law_reads_its_columns_from_the_runs_table() -> None:
+    """predict and the bootstrap's predict_interval at a table of runs are those at the law's
+    own columns (N, D, and U for the laws that take it)."""
+    runs = loss_runs(0)
+    model = SharedChinchillaLaw(n_bootstrap=20, random_state=0).fit(runs)
+    same(model.predict(runs), model.predict(runs.N, runs.D))
+    table, own = (
+        model.predict_interval(runs, level=0.8),
+        model.predict_interval(runs.N, runs.D, level=0.8),
+    )
+    np.testing.assert_allclose([table.lo, table.hi], [own.lo, own.hi])
