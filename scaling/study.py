@@ -9,6 +9,8 @@ registry scaling.laws), the questions answered from those fits with prediction i
 
 from __future__ import annotations
 
+import math
+from numbers import Real
 from pathlib import Path
 from typing import Any
 
@@ -54,9 +56,20 @@ class Study:
         self.ask = Questions(self.fits)
 
     @classmethod
-    def from_frame(cls, runs: pd.DataFrame, **options: Any) -> Study:
+    def from_frame(
+        cls, runs: pd.DataFrame, vocab_size: float | None = None, **options: Any
+    ) -> Study:
         """A study over runs that live in a DataFrame (columns N, D, loss, lr, ... or the
-        run-log names); fits and predictions are kept in memory."""
+        run-log names); fits and predictions are kept in memory. vocab_size: the runs'
+        vocabulary when the frame has no vocab_size column, so that a loss interval's top is
+        at most ln(vocab_size), the loss of a uniform guess (unknown: not clipped)."""
+        if vocab_size is not None:
+            whole = isinstance(vocab_size, Real) and math.isfinite(vocab_size)
+            if not (whole and vocab_size >= 2 and vocab_size == int(vocab_size)):
+                raise ScalingError(f"vocab_size must be a whole number >= 2, got {vocab_size!r}")
+            if "vocab_size" in runs and runs["vocab_size"].notna().any():
+                raise ScalingError("the frame has a vocab_size column: give vocab_size once")
+            runs = runs.assign(vocab_size=float(vocab_size))
         return cls(RunLog.from_frame(runs), **options)
 
     @property

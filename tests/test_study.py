@@ -254,3 +254,25 @@ def test_answers_caution_when_their_tokens_repeat_the_runs_corpus():
     unknown = Study.from_frame(frame, n_bootstrap=20)
     assert unknown.compute_optimal(1e21, law="chinchilla").D.note == ""
     assert unknown.predict_loss(1e9, 1e11, law="chinchilla").note == ""
+
+
+@pytest.mark.slow
+def test_a_frame_without_vocab_size_can_be_given_one_and_intervals_stop_at_ln_vocab():
+    """A study from a frame clips a loss interval's top at ln(vocab_size) when told the
+    vocabulary (a uniform guess's loss), and leaves the point and the lower end alone."""
+    truth = {"E": 1.7, "A": 400.0, "B": 900.0, "alpha": 0.34, "beta": 0.3}
+    frame = synthetic(truth, seed=3)  # losses up to 8.1; far below it the law says ~9.0
+    free = Study.from_frame(frame, n_bootstrap=100).predict_loss(2e6, 5e7, law="chinchilla")
+    ceiling = (free.value + free.hi) / 2
+    vocab = math.ceil(math.exp(ceiling))
+    capped = Study.from_frame(frame, vocab_size=vocab, n_bootstrap=100).predict_loss(
+        2e6, 5e7, law="chinchilla"
+    )
+    assert free.hi > math.log(vocab) > free.value
+    assert capped.hi == pytest.approx(math.log(vocab))
+    assert (capped.value, capped.lo) == pytest.approx((free.value, free.lo))
+    for bad in (1, 0.5, 300.5, math.inf, "256"):
+        with pytest.raises(ScalingError, match="vocab_size"):
+            Study.from_frame(frame, vocab_size=bad)
+    with pytest.raises(ScalingError, match="give vocab_size once"):
+        Study.from_frame(frame.assign(vocab_size=256), vocab_size=256)
