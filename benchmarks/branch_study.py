@@ -34,6 +34,8 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout, not an installed copy
+from architecture_study import duration  # the study driver beside this one
+
 from fits.laws import training_compute
 from runners.sizes import ladder
 from scaling.errors import ScalingError
@@ -240,7 +242,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("what", choices=("plan", "run", "analyse"))
-    parser.add_argument("--time-budget", type=float, default=None, help="seconds")
+    parser.add_argument("--time-budget", type=duration, default=None, help="e.g. 2h, 90m, 600")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--warmup", type=int, default=WARMUP, help="analyse: runs with it")
     args = parser.parse_args()

@@ -4,6 +4,7 @@
     python benchmarks/schedule_runs.py train --optimised FILE --seeds 0 1
                                                         # a `predict schedule --json` answer
                                                         # and cosine, both seeds
+    python benchmarks/schedule_runs.py train --steps 3000   # the same six at 10x the horizon
 
 Each run is trained by the project's runner (runners.train.train) under a schedule spec as
 `scaling run --schedule` takes it, for a fixed horizon, with a validation loss every
@@ -13,6 +14,8 @@ through every post-warmup step. Every finished run is written at
 once to its own Parquet file under benchmarks/data/schedule_runs/, so a killed job loses at
 most the run in flight; `collect` joins them into benchmarks/data/schedule_curves.parquet
 (committed, with one row per step: run, size, schedule, seed, horizon, step, lr, loss).
+`--steps` trains the same design at another base horizon (warmup and evaluation spacing
+scaled with it) into schedule_runs_hSTEPS/ and schedule_curves_hSTEPS.parquet.
 """
 
 from __future__ import annotations
@@ -51,6 +54,14 @@ HORIZON = {"cosine-2x": 2 * STEPS}
 FIT_SCHEDULES = ("constant", "cosine", "two-stage")  # the law sees these; the rest are unseen
 
 
+def parts_dir(steps: int) -> Path:
+    return PARTS if steps == STEPS else PARTS.with_name(f"schedule_runs_h{steps}")
+
+
+def curves_path(steps: int) -> Path:
+    return CURVES if steps == STEPS else CURVES.with_name(f"schedule_curves_h{steps}.parquet")
+
+
 def points_spec(lrs: np.ndarray, warmup: int) -> str:
     """A `points:` schedule through every post-warmup step of per-step LRs (as factors)."""
     steps, peak = len(lrs), lrs.max()
@@ -67,7 +78,8 @@ def train_one(job: dict) -> Path:
     from runners.config import ModelConfig, RunConfig, TrainConfig
     from runners.train import train
 
-    path = PARTS / f"{job['name']}.parquet"
+    parts = parts_dir(job["base"])
+    path = parts / f"{job['name']}.parquet"
     if path.exists():  # trained meanwhile by another launcher
         return path
     torch.set_num_threads(1)
@@ -75,8 +87,9 @@ def train_one(job: dict) -> Path:
     config = RunConfig(
         ModelConfig(d_model=SIZES[job["size"]], n_layers=2, n_heads=4, seq_len=SEQ_LEN),
         TrainConfig(tokens=steps * BATCH * SEQ_LEN, lr=PEAK_LR, batch_size=BATCH,
-                    warmup=WARMUP, schedule=job["spec"], seed=job["seed"], precision="fp32",
-                    eval_every=EVAL_EVERY, eval_tokens=EVAL_TOKENS),
+                    warmup=WARMUP * job["base"] // STEPS, schedule=job["spec"], seed=job["seed"],
+                    precision="fp32", eval_every=EVAL_EVERY * job["base"] // STEPS,
+                    eval_tokens=EVAL_TOKENS),
     )  # fmt: skip
     lrs = config.lrs()
     assert len(lrs) == steps
@@ -100,7 +113,7 @@ def train_one(job: dict) -> Path:
             "loss": loss,
         }
     )
-    PARTS.mkdir(parents=True, exist_ok=True)
+    parts.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     write_parquet(frame, tmp)
     os.replace(tmp, path)
@@ -116,14 +129,15 @@ def read_parquet(path: Path) -> pd.DataFrame:
     return duckdb.sql(f"SELECT * FROM read_parquet('{path}')").df()
 
 
-def jobs(optimised: Path | None, seeds: list[int], sizes: list[str]) -> list[dict]:
+def jobs(optimised: Path | None, seeds: list[int], sizes: list[str], base: int = STEPS
+         ) -> list[dict]:  # fmt: skip
     out = []
     if optimised is None:
         for size in sizes:
             for schedule, spec in SPECS.items():
-                steps = HORIZON.get(schedule, STEPS)
+                steps = base * HORIZON.get(schedule, STEPS) // STEPS
                 out.append({"name": f"{size}-{schedule}-s0", "size": size, "schedule": schedule,
-                            "seed": 0, "spec": spec, "steps": steps})  # fmt: skip
+                            "seed": 0, "spec": spec, "steps": steps, "base": base})  # fmt: skip
         return out
     answer = json.loads(optimised.read_text())
     size = answer["size"]
@@ -131,29 +145,32 @@ def jobs(optimised: Path | None, seeds: list[int], sizes: list[str]) -> list[dic
     spec = points_spec(lrs, WARMUP)
     for seed in seeds:
         out.append({"name": f"{size}-optimised-s{seed}", "size": size, "schedule": "optimised",
-                    "seed": seed, "spec": spec, "steps": len(lrs)})  # fmt: skip
+                    "seed": seed, "spec": spec, "steps": len(lrs), "base": STEPS})  # fmt: skip
         out.append({"name": f"{size}-cosine-s{seed}", "size": size, "schedule": "cosine",
-                    "seed": seed, "spec": "cosine", "steps": len(lrs)})  # fmt: skip
+                    "seed": seed, "spec": "cosine", "steps": len(lrs), "base": STEPS})  # fmt: skip
     return out
 
 
-def train(optimised: Path | None, seeds: list[int], sizes: list[str], workers: int) -> None:
+def train(optimised: Path | None, seeds: list[int], sizes: list[str], workers: int,
+          base: int = STEPS) -> None:  # fmt: skip
+    parts = parts_dir(base)
     todo = [
-        j for j in jobs(optimised, seeds, sizes) if not (PARTS / f"{j['name']}.parquet").exists()
-    ]
+        j for j in jobs(optimised, seeds, sizes, base)
+        if not (parts / f"{j['name']}.parquet").exists()
+    ]  # fmt: skip
     # the fitted schedules first (the optimised runs need them), then the longest
     todo.sort(key=lambda j: (j["schedule"] not in FIT_SCHEDULES, -j["steps"]))
     print(f"{len(todo)} runs to train")
     with ProcessPoolExecutor(workers) as pool:
         for path in pool.map(train_one, todo):
             print("wrote", path.relative_to(HERE.parent), flush=True)
-    collect()
+    collect(base)
 
 
-def collect() -> None:
-    frames = [read_parquet(p) for p in sorted(PARTS.glob("*.parquet"))]
-    write_parquet(pd.concat(frames, ignore_index=True), CURVES)
-    print(f"{len(frames)} runs -> {CURVES.relative_to(HERE.parent)}")
+def collect(base: int = STEPS) -> None:
+    frames = [read_parquet(p) for p in sorted(parts_dir(base).glob("*.parquet"))]
+    write_parquet(pd.concat(frames, ignore_index=True), curves_path(base))
+    print(f"{len(frames)} runs -> {curves_path(base).relative_to(HERE.parent)}")
 
 
 def main() -> None:
@@ -163,11 +180,12 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--sizes", nargs="+", choices=list(SIZES), default=list(SIZES))
     parser.add_argument("--workers", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=STEPS, help="the base horizon")
     args = parser.parse_args()
     if args.action == "collect":
-        collect()
+        collect(args.steps)
     else:
-        train(args.optimised, args.seeds, args.sizes, args.workers)
+        train(args.optimised, args.seeds, args.sizes, args.workers, args.steps)
 
 
 if __name__ == "__main__":

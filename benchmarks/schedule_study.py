@@ -1,6 +1,7 @@
 """Schedule laws on our runners: fit on three schedules, predict three unseen, choose one.
 
     python benchmarks/schedule_study.py analyse     # figures and numbers from the Parquet
+    python benchmarks/schedule_study.py analyse --steps 3000   # the same at 10x the horizon
     python benchmarks/schedule_study.py optimise    # write the optimised schedule to train
 
 Reads benchmarks/data/schedule_curves.parquet (benchmarks/schedule_runs.py trains it). For
@@ -28,7 +29,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # schedule_runs beside this file
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout, not an installed copy
-from schedule_runs import CURVES, FIT_SCHEDULES, SIZES, STEPS, read_parquet
+from schedule_runs import CURVES, FIT_SCHEDULES, SIZES, STEPS, curves_path, read_parquet
 
 from fits.schedule import AnnealingLaw, MultiPowerLaw, ScheduleLaw
 from scaling.results import FittedLaw
@@ -66,8 +67,8 @@ def score(law: ScheduleLaw, run: pd.DataFrame) -> dict[str, float]:
     }
 
 
-def analyse() -> None:
-    curves = read_parquet(CURVES)
+def analyse(base: int = STEPS) -> None:
+    curves = read_parquet(curves_path(base))
     laws: dict[str, dict[str, ScheduleLaw]] = {}
     table = []
     for size in SIZES:
@@ -92,11 +93,11 @@ def analyse() -> None:
         print(summary.to_string())
     for size in SIZES:
         print(f"\n{size}:\n{laws[size]['multi-power'].summary()}")
-    draw(curves, laws)
+    draw(curves, laws, "schedule_curves.png" if base == STEPS else f"schedule_curves_h{base}.png")
     compare(curves, laws)
 
 
-def draw(curves: pd.DataFrame, laws: dict[str, dict[str, ScheduleLaw]]) -> None:
+def draw(curves: pd.DataFrame, laws: dict[str, dict[str, ScheduleLaw]], name: str) -> None:
     fig, axes = plt.subplots(1, len(SIZES), figsize=(12, 4.5), squeeze=False)
     for ax, size in zip(axes[0], SIZES, strict=True):
         law = laws[size]["multi-power"]
@@ -123,9 +124,9 @@ def draw(curves: pd.DataFrame, laws: dict[str, dict[str, ScheduleLaw]]) -> None:
         ax.set_ylabel("validation loss")
         ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(DOCS / "schedule_curves.png", dpi=110)
+    fig.savefig(DOCS / name, dpi=110)
     plt.close(fig)
-    print(f"\nwrote {(DOCS / 'schedule_curves.png').relative_to(HERE.parent)}")
+    print(f"\nwrote {(DOCS / name).relative_to(HERE.parent)}")
 
 
 def optimise(sizes: list[str]) -> None:
@@ -176,8 +177,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("action", choices=("analyse", "optimise"))
     parser.add_argument("--sizes", nargs="+", choices=list(SIZES), default=list(SIZES))
+    parser.add_argument("--steps", type=int, default=STEPS, help="the base horizon to analyse")
     args = parser.parse_args()
-    analyse() if args.action == "analyse" else optimise(args.sizes)
+    analyse(args.steps) if args.action == "analyse" else optimise(args.sizes)
 
 
 if __name__ == "__main__":
