@@ -4,7 +4,9 @@
     python benchmarks/schedule_runs.py train --optimised FILE --seeds 0 1
                                                         # a `predict schedule --json` answer
                                                         # and cosine, both seeds
-    python benchmarks/schedule_runs.py train --steps 3000   # the same six at 10x the horizon
+    python benchmarks/schedule_runs.py train --steps 3000 --base-seeds 0 1
+                                                        # the same six at 10x the horizon,
+                                                        # two seeds
 
 Each run is trained by the project's runner (runners.train.train) under a schedule spec as
 `scaling run --schedule` takes it, for a fixed horizon, with a validation loss every
@@ -129,15 +131,17 @@ def read_parquet(path: Path) -> pd.DataFrame:
     return duckdb.sql(f"SELECT * FROM read_parquet('{path}')").df()
 
 
-def jobs(optimised: Path | None, seeds: list[int], sizes: list[str], base: int = STEPS
-         ) -> list[dict]:  # fmt: skip
+def jobs(optimised: Path | None, seeds: list[int], sizes: list[str], base: int = STEPS,
+         base_seeds: tuple[int, ...] = (0,)) -> list[dict]:  # fmt: skip
     out = []
     if optimised is None:
         for size in sizes:
             for schedule, spec in SPECS.items():
                 steps = base * HORIZON.get(schedule, STEPS) // STEPS
-                out.append({"name": f"{size}-{schedule}-s0", "size": size, "schedule": schedule,
-                            "seed": 0, "spec": spec, "steps": steps, "base": base})  # fmt: skip
+                for seed in base_seeds:
+                    out.append({"name": f"{size}-{schedule}-s{seed}", "size": size,
+                                "schedule": schedule, "seed": seed, "spec": spec, "steps": steps,
+                                "base": base})  # fmt: skip
         return out
     answer = json.loads(optimised.read_text())
     size = answer["size"]
@@ -152,10 +156,10 @@ def jobs(optimised: Path | None, seeds: list[int], sizes: list[str], base: int =
 
 
 def train(optimised: Path | None, seeds: list[int], sizes: list[str], workers: int,
-          base: int = STEPS) -> None:  # fmt: skip
+          base: int = STEPS, base_seeds: tuple[int, ...] = (0,)) -> None:  # fmt: skip
     parts = parts_dir(base)
     todo = [
-        j for j in jobs(optimised, seeds, sizes, base)
+        j for j in jobs(optimised, seeds, sizes, base, base_seeds)
         if not (parts / f"{j['name']}.parquet").exists()
     ]  # fmt: skip
     # the fitted schedules first (the optimised runs need them), then the longest
@@ -168,9 +172,14 @@ def train(optimised: Path | None, seeds: list[int], sizes: list[str], workers: i
 
 
 def collect(base: int = STEPS) -> None:
+    """Add the trained parts to the Parquet; a run the Parquet holds already keeps its rows
+    (a rerun of a committed run on another machine differs in float rounding)."""
+    path = curves_path(base)
+    kept = read_parquet(path) if path.exists() else pd.DataFrame(columns=["run"])
     frames = [read_parquet(p) for p in sorted(parts_dir(base).glob("*.parquet"))]
-    write_parquet(pd.concat(frames, ignore_index=True), curves_path(base))
-    print(f"{len(frames)} runs -> {curves_path(base).relative_to(HERE.parent)}")
+    new = [f for f in frames if f.run.iloc[0] not in set(kept.run)]
+    write_parquet(pd.concat([kept, *new], ignore_index=True), path)
+    print(f"{len(new)} runs added, {kept.run.nunique()} kept -> {path.relative_to(HERE.parent)}")
 
 
 def main() -> None:
@@ -181,11 +190,19 @@ def main() -> None:
     parser.add_argument("--sizes", nargs="+", choices=list(SIZES), default=list(SIZES))
     parser.add_argument("--workers", type=int, default=3)
     parser.add_argument("--steps", type=int, default=STEPS, help="the base horizon")
+    parser.add_argument(
+        "--base-seeds",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="seeds of the six schedules (a second gives their seed noise)",
+    )
     args = parser.parse_args()
     if args.action == "collect":
         collect(args.steps)
     else:
-        train(args.optimised, args.seeds, args.sizes, args.workers, args.steps)
+        train(args.optimised, args.seeds, args.sizes, args.workers, args.steps,
+              tuple(args.base_seeds))  # fmt: skip
 
 
 if __name__ == "__main__":

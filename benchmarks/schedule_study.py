@@ -94,7 +94,35 @@ def analyse(base: int = STEPS) -> None:
     for size in SIZES:
         print(f"\n{size}:\n{laws[size]['multi-power'].summary()}")
     draw(curves, laws, "schedule_curves.png" if base == STEPS else f"schedule_curves_h{base}.png")
+    seed_noise(curves, laws)
     compare(curves, laws)
+
+
+def seed_noise(curves: pd.DataFrame, laws: dict[str, dict[str, ScheduleLaw]]) -> None:
+    """Where a second seed of the six schedules was trained: how far its curve lies from
+    seed 0's (the floor for any law fitted on one seed), and the seed-0 fits scored on it."""
+    second = curves[(curves.seed == 1) & curves.schedule.isin((*FIT_SCHEDULES, *UNSEEN))]
+    if second.schedule.nunique() < len(FIT_SCHEDULES) + len(UNSEEN):
+        return
+    rows = []
+    for (size, schedule), run in second.groupby(["size", "schedule"], sort=False):
+        run = run.sort_values("step")
+        first = curves[(curves["size"] == size) & (curves.schedule == schedule)
+                       & (curves.seed == 0)].sort_values("step")  # fmt: skip
+        start = int(np.argmax(run.lr.to_numpy()))
+        both = run.loss.notna().to_numpy() & (np.arange(len(run)) > start)
+        rel = np.abs(run.loss.to_numpy()[both] / first.loss.to_numpy()[both] - 1)
+        row = {"size": size, "schedule": schedule, "seed_diff_mean": rel.mean(),
+               "seed_diff_worst": rel.max()}  # fmt: skip
+        if schedule in UNSEEN:
+            for name, law in laws[size].items():
+                got = score(law, run)
+                row[f"{name}_mean"], row[f"{name}_cover"] = got["mean_rel_err"], got["coverage"]
+        rows.append(row)
+    with pd.option_context("display.width", 200, "display.float_format", "{:.4f}".format):
+        print("\nseed 1 against seed 0 (relative difference of the same schedule's curves after")
+        print("warmup), and the seed-0 fits scored on seed 1's unseen curves:")
+        print(pd.DataFrame(rows).to_string(index=False))
 
 
 def draw(curves: pd.DataFrame, laws: dict[str, dict[str, ScheduleLaw]], name: str) -> None:
