@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 
 import numpy as np
@@ -43,12 +43,14 @@ MakeLaw = Callable[[int], LossLaw]
 @dataclass(frozen=True)
 class AutoFit:
     """The averaged law, the forms' table (form, error, splits, weight, note), the
-    calibration (None when no split could be backtested) and the average's run residuals."""
+    calibration (None when no split could be backtested), the average's run residuals, and
+    the average's nested backtest the calibration was measured on (empty when none)."""
 
     model: AveragedLaw
     forms: pd.DataFrame
     calibration: Calibration | None
     residuals: np.ndarray
+    nested: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def interval(
         self, runs: pd.DataFrame, level: float, seed: int = 0
@@ -153,4 +155,4 @@ def fit_auto(
             "weight": weights.get(name, 0.0),
             "note": notes.get(name, ""),
         })  # fmt: skip
-    return AutoFit(model, pd.DataFrame(table), calibration, residuals)
+    return AutoFit(model, pd.DataFrame(table), calibration, residuals, backtest)

@@ -191,14 +191,15 @@ class DataConstrainedLaw(LossLaw):
             runs = runs.assign(U=np.nan)
         return super().frame_columns(runs)
 
-    def quick_refit(self, runs: pd.DataFrame) -> Self:
+    def quick_refit(self, runs: pd.DataFrame, force: bool | None = None) -> Self:
         """A new fit on `runs`, no bootstrap: the base law's quick refit, then R* from here."""
         self._check_fitted()
-        new = type(self)(**{**self.get_params(), "n_bootstrap": 0})
+        forced = {} if force is None else {"force": force}
+        new = type(self)(**{**self.get_params(), "n_bootstrap": 0, **forced})
         N, D, U = new.frame_columns(runs)
         N, D, U, loss, repeated = new._checked(N, D, U, runs["loss"])
         single = pd.DataFrame({"N": N[~repeated], "D": D[~repeated], "loss": loss[~repeated]})
-        base = self.base_.quick_refit(single)
+        base = self.base_.quick_refit(single, force)
         start = np.log([self.params_["R_D_star"], self.params_["R_N_star"]])
         return new._second_stage(base, N, D, U, loss, repeated, start=start)
 

@@ -244,13 +244,14 @@ class GridLaw(LossLaw):
     def _fit_columns(self, cols: list[np.ndarray], loss: np.ndarray) -> Self:
         return self.fit(cols[0], cols[1], loss)
 
-    def quick_refit(self, runs: pd.DataFrame) -> Self:
+    def quick_refit(self, runs: pd.DataFrame, force: bool | None = None) -> Self:
         """A new fitted estimator on `runs`: no bootstrap, L-BFGS only from this fit's optimum
         and its next best local optima (for nested backtests, which refit many times), then
         polished as a full fit is: unpolished, a Kaplan refit stopped 13% above its optimum.
         Refuses unidentified data as `fit` does (FitError unless force)."""
         self._check_fitted()
-        new = type(self)(**{**self.get_params(), "n_bootstrap": 0})
+        forced = {} if force is None else {"force": force}
+        new = type(self)(**{**self.get_params(), "n_bootstrap": 0, **forced})
         N, D = new.frame_columns(runs)
         N, D, loss, _ = checked_runs(N, D, runs["loss"], None, len(self.param_names))
         new.check_identifiable(N, D)

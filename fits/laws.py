@@ -103,8 +103,9 @@ class LossLaw(IntervalFit):
         n_opt, d_opt = self.allocation_of(params, C)
         return self.loss_of(params, n_opt, d_opt)
 
-    def quick_refit(self, runs: pd.DataFrame) -> Self:
-        """A new fitted estimator on `runs`, no bootstrap, warm-started from this fit."""
+    def quick_refit(self, runs: pd.DataFrame, force: bool | None = None) -> Self:
+        """A new fitted estimator on `runs`, no bootstrap, warm-started from this fit; force
+        (default: this fit's) keeps a fit the identification checks would refuse, flagged."""
         raise NotImplementedError
 
     # -- data ------------------------------------------------------------------------------
@@ -335,8 +336,14 @@ def training_compute(N: Any, D: Any) -> np.ndarray:
 
 
 def refit_predict(model: LossLaw, train: pd.DataFrame, test: pd.DataFrame) -> np.ndarray:
-    """The nested backtests' fit-and-predict: a warm-started refit of `model` on `train`."""
-    return model.quick_refit(train).predict_frame(test)
+    """The nested backtests' fit-and-predict: a warm-started refit of `model` on `train`.
+
+    A split asks only for the loss at its held-out runs, so a refit the identification checks
+    would refuse to answer from (an exponent at its bound, no finite compute-optimal
+    allocation) is kept and scored on that loss; refusing it dropped the split, and a form
+    missing one split loses its weight (fits.averaging), for a reason that says nothing of its
+    loss. A split whose predictions are not finite is still skipped (nested_backtest)."""
+    return model.quick_refit(train, force=True).predict_frame(test)
 
 
 def frontier_crossing(

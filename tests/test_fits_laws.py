@@ -19,6 +19,7 @@ from fits import (
     from_dict,
 )
 from fits.data_constrained import NO_REPEATS, data_constrained_loss, n_opt_for_tokens
+from fits.laws import refit_predict
 
 GRID_N, GRID_D = (
     a.ravel() for a in np.meshgrid(np.geomspace(1e7, 1e9, 7), np.geomspace(1e9, 1e11, 7))
@@ -275,3 +276,21 @@ def test_an_allocation_below_one_token_or_far_beyond_the_runs_is_no_answer():
     )
     n_est, d_est = sane.compute_optimal_interval([1e21])
     assert 1 < d_est.estimate[0] / n_est.estimate[0] < 1e4
+
+
+@pytest.mark.slow
+def test_a_nested_refit_the_checks_would_refuse_still_predicts_the_held_out_loss():
+    """A backtest split asks only for loss: a refit that an answer would refuse (here N-only
+    loss, where the law cannot fall with D) is kept by refit_predict and predicts the held-out
+    runs, instead of dropping the split (which took a form's whole stacking weight)."""
+    truth = np.array([[1.7, 400.0, 900.0, 0.34, 0.3]])
+    good = pd.DataFrame({"N": GRID_N, "D": GRID_D,
+                         "loss": noisy(chinchilla_loss(truth, GRID_N, GRID_D)[0], 7)})  # fmt: skip
+    model = ChinchillaLaw(n_bootstrap=0).fit_frame(good)
+    flat = pd.DataFrame({"N": GRID_N, "D": GRID_D, "loss": N_ONLY})
+    train, test = flat[GRID_N < 3e8], flat[GRID_N >= 3e8]
+    with pytest.raises(FitError, match="loss does not fall with D"):
+        model.quick_refit(train)
+    predicted = refit_predict(model, train, test)
+    assert np.all(np.isfinite(predicted))
+    np.testing.assert_allclose(predicted, test.loss, rtol=0.05)
