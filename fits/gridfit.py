@@ -245,10 +245,9 @@ class GridLaw(LossLaw):
         return self.fit(cols[0], cols[1], loss)
 
     def quick_refit(self, runs: pd.DataFrame, force: bool | None = None) -> Self:
-        """A new fitted estimator on `runs`: no bootstrap, L-BFGS only from this fit's optimum
-        and its next best local optima (for nested backtests, which refit many times), then
-        polished as a full fit is: unpolished, a Kaplan refit stopped 13% above its optimum.
-        Refuses unidentified data as `fit` does (FitError unless force)."""
+        """A new fit on `runs`: no bootstrap, L-BFGS from this fit's best local optima (nested
+        backtests refit many times), polished as a full fit is (unpolished, a Kaplan refit
+        stopped 13% above its optimum); refused as `fit` is unless force (default: this fit's)."""
         self._check_fitted()
         forced = {} if force is None else {"force": force}
         new = type(self)(**{**self.get_params(), "n_bootstrap": 0, **forced})
