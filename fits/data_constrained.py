@@ -194,8 +194,7 @@ class DataConstrainedLaw(LossLaw):
     def quick_refit(self, runs: pd.DataFrame, force: bool | None = None) -> Self:
         """A new fit on `runs`, no bootstrap: the base law's quick refit, then R* from here."""
         self._check_fitted()
-        forced = {} if force is None else {"force": force}
-        new = type(self)(**{**self.get_params(), "n_bootstrap": 0, **forced})
+        new = self._unfitted(force)
         N, D, U = new.frame_columns(runs)
         N, D, U, loss, repeated = new._checked(N, D, U, runs["loss"])
         single = pd.DataFrame({"N": N[~repeated], "D": D[~repeated], "loss": loss[~repeated]})

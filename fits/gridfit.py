@@ -249,8 +249,7 @@ class GridLaw(LossLaw):
         backtests refit many times), polished as a full fit is (unpolished, a Kaplan refit
         stopped 13% above its optimum); refused as `fit` is unless force (default: this fit's)."""
         self._check_fitted()
-        forced = {} if force is None else {"force": force}
-        new = type(self)(**{**self.get_params(), "n_bootstrap": 0, **forced})
+        new = self._unfitted(force)
         N, D = new.frame_columns(runs)
         N, D, loss, _ = checked_runs(N, D, runs["loss"], None, len(self.param_names))
         new.check_identifiable(N, D)

@@ -108,6 +108,12 @@ class LossLaw(IntervalFit):
         (default: this fit's) keeps a fit the identification checks would refuse, flagged."""
         raise NotImplementedError
 
+    def _unfitted(self, force: bool | None) -> Self:
+        """A new estimator with this one's settings for a quick refit: no bootstrap, and force
+        when given (else this one's)."""
+        forced = {} if force is None else {"force": force}
+        return type(self)(**{**self.get_params(), "n_bootstrap": 0, **forced})
+
     # -- data ------------------------------------------------------------------------------
     def frame_columns(self, runs: pd.DataFrame) -> list[np.ndarray]:
         """The law's columns of a runs table, as float arrays."""
