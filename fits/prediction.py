@@ -68,6 +68,14 @@ def run_interval(
         assert isinstance(model, LossLaw)
         n_opt, d_opt = model.compute_optimal([optimal_at])
         runs = pd.DataFrame({"N": n_opt, "D": d_opt})
+    return point, *widened(model, residuals, calibration, runs, lo, hi, seed)
+
+
+def widened(
+    model: object, residuals: np.ndarray | None, calibration: Calibration, runs: pd.DataFrame,
+    lo: np.ndarray, hi: np.ndarray, seed: int,
+) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """The own interval (lo, hi) at the rows of runs (N, D), calibrated: for an average the
+    mixture of its forms', widened by distance from the runs and clipped (fits.auto)."""
     asked = question_frame(runs.N, runs.D)
-    lo, hi = calibrated(model, calibration, lo, hi, asked, residuals, seed)
-    return point, lo, hi
+    return calibrated(model, calibration, lo, hi, asked, residuals, seed)

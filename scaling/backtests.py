@@ -11,9 +11,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fits.auto import calibrated
 from fits.hparam_backtest import largest_compute, score_groups
-from fits.prediction import question_frame
+from fits.prediction import widened
 from scaling.errors import ScalingError
 from scaling.fitters import Predictor
 from scaling.fitting import FitLog
@@ -72,11 +71,10 @@ def backtest_runs(
         .reset_index(drop=True)
     )
     if fitted.calibration is not None:
-        asked = question_frame(frame.N, frame.D)
-        frame["lo"], frame["hi"] = calibrated(
-            fitted.model, fitted.calibration, lo, hi, asked, fitted.residuals, fits.settings.seed
+        frame["lo"], frame["hi"] = widened(
+            fitted.model, fitted.residuals, fitted.calibration, frame, lo, hi, fits.settings.seed
         )
-        frame["distance"] = fitted.calibration.distance(asked)
+        frame["distance"] = fitted.calibration.distance(frame)
     frame["rel_error"] = (frame.predicted - frame.actual) / frame.actual
     frame["covered"] = (frame.lo <= frame.actual) & (frame.actual <= frame.hi)
     return Backtest(law, how, fraction, fits.settings.level, len(train), frame, fitted.forms)
