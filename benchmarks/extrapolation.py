@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fits import LOSS_LAWS
 from fits.auto import AutoFit, fit_auto, mixture_interval
-from fits.calibration import FLOOR, harrell_davis
+from fits.calibration import rates
 from scaling import datasets
 
 LEVEL = 0.90
@@ -73,14 +73,7 @@ def own_interval_rates(fitted: AutoFit, train: pd.DataFrame) -> tuple[float, flo
     lo, hi = mixture_interval(fitted.model, runs, fitted.residuals, LEVEL, 0)
     point = fitted.model.predict_frame(runs)
     rows = nested.row.to_numpy(dtype=int)
-    up, down = np.log(hi / point)[rows], np.log(point / lo)[rows]
-    e = nested.log_error.to_numpy(dtype=float)
-    excess = np.where(e > up, e - up, np.where(e < -down, e + down, 0.0))
-    rate = excess / np.maximum(nested.hull.to_numpy(dtype=float), FLOOR)
-    weight = 1.0 / nested.groupby(["coord", "q"]).row.transform("size").to_numpy(dtype=float)
-    lo_rate = harrell_davis(rate, weight, (1 - LEVEL) / 2)
-    hi_rate = harrell_davis(rate, weight, (1 + LEVEL) / 2)
-    return min(lo_rate, 0.0), max(hi_rate, 0.0)
+    return rates(nested, LEVEL, below=np.log(point / lo)[rows], above=np.log(hi / point)[rows])
 
 
 def main() -> None:
@@ -105,8 +98,8 @@ def main() -> None:
         own_lo, own_hi = mixture_interval(fitted.model, test, fitted.residuals, LEVEL, 0)
         alt = (own_lo, own_hi)
         if fitted.calibration is not None:
-            rates = own_interval_rates(fitted, train)
-            cal = replace(fitted.calibration, lo_rate=rates[0], hi_rate=rates[1])
+            lo_rate, hi_rate = own_interval_rates(fitted, train)
+            cal = replace(fitted.calibration, lo_rate=lo_rate, hi_rate=hi_rate)
             alt = cal.widen(own_lo, own_hi, test)
         weights = ", ".join(f"{r.form} {r.weight:.2f}" for r in fitted.forms.itertuples()
                             if r.weight > 0)  # fmt: skip

@@ -100,11 +100,18 @@ def harrell_davis(scores: np.ndarray, weights: np.ndarray | None, probability: f
     return float(mass @ x)
 
 
-def scores(nested: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+def scores(
+    nested: pd.DataFrame, below: np.ndarray | None = None, above: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Signed excess log error per decade of every nested held-out run, and its weight (each
-    split weighs the same). Needs columns coord, q, row, log_error, scatter, hull."""
+    split weighs the same). Needs columns coord, q, row, log_error, scatter, hull. The excess
+    is beyond `above` for an error up and `below` for one down (log-loss margins per row;
+    default both the split's scatter)."""
     e = nested.log_error.to_numpy(dtype=float)
-    excess = np.sign(e) * np.maximum(np.abs(e) - nested.scatter.to_numpy(dtype=float), 0.0)
+    scatter = nested.scatter.to_numpy(dtype=float)
+    up = scatter if above is None else np.asarray(above, dtype=float)
+    down = scatter if below is None else np.asarray(below, dtype=float)
+    excess = np.where(e > 0, np.maximum(e - up, 0.0), np.minimum(e + down, 0.0))
     rate = excess / np.maximum(nested.hull.to_numpy(dtype=float), FLOOR)
     sizes = nested.groupby(["coord", "q"]).row.transform("size").to_numpy(dtype=float)
     return rate, 1.0 / sizes
@@ -180,9 +187,13 @@ class Calibration:
         )
 
 
-def rates(nested: pd.DataFrame, level: float) -> tuple[float, float]:
-    """(lo_rate <= 0, hi_rate >= 0): the Harrell-Davis quantiles of the nested scores."""
-    rate, weight = scores(nested)
+def rates(
+    nested: pd.DataFrame, level: float, below: np.ndarray | None = None,
+    above: np.ndarray | None = None,
+) -> tuple[float, float]:  # fmt: skip
+    """(lo_rate <= 0, hi_rate >= 0): the Harrell-Davis quantiles of the nested scores (margins
+    as in `scores`)."""
+    rate, weight = scores(nested, below, above)
     lo = harrell_davis(rate, weight, (1 - level) / 2)
     hi = harrell_davis(rate, weight, (1 + level) / 2)
     return min(lo, 0.0), max(hi, 0.0)
