@@ -47,13 +47,18 @@ def fit_frame(curves: pd.DataFrame, size: str, schedules: tuple[str, ...]) -> pd
     return rows[rows.schedule.isin(schedules)][["run", "step", "lr", "loss"]]
 
 
+def after_warmup(run: pd.DataFrame) -> np.ndarray:
+    """Indices of the run's measured points after its LR peak (the run sorted by step)."""
+    lrs = run.lr.to_numpy()
+    return np.flatnonzero(run.loss.notna().to_numpy() & (np.arange(len(lrs)) > np.argmax(lrs)))
+
+
 def score(law: ScheduleLaw, run: pd.DataFrame) -> dict[str, float]:
     """Errors of the law's curve at the run's measured points after its warmup."""
     lrs = run.lr.to_numpy()
     predicted = law.predict(lrs)
     lo, hi = law.predict_interval(lrs, LEVEL)
-    start = int(np.argmax(lrs))
-    at = np.flatnonzero(run.loss.notna().to_numpy() & (np.arange(len(lrs)) > start))
+    at = after_warmup(run)
     measured = run.loss.to_numpy()[at]
     rel = np.abs(predicted[at] / measured - 1)
     inside = (measured >= lo[at]) & (measured <= hi[at])
@@ -109,9 +114,8 @@ def seed_noise(curves: pd.DataFrame, laws: dict[str, dict[str, ScheduleLaw]]) ->
         run = run.sort_values("step")
         first = curves[(curves["size"] == size) & (curves.schedule == schedule)
                        & (curves.seed == 0)].sort_values("step")  # fmt: skip
-        start = int(np.argmax(run.lr.to_numpy()))
-        both = run.loss.notna().to_numpy() & (np.arange(len(run)) > start)
-        rel = np.abs(run.loss.to_numpy()[both] / first.loss.to_numpy()[both] - 1)
+        at = after_warmup(run)
+        rel = np.abs(run.loss.to_numpy()[at] / first.loss.to_numpy()[at] - 1)
         row = {"size": size, "schedule": schedule, "seed_diff_mean": rel.mean(),
                "seed_diff_worst": rel.max()}  # fmt: skip
         if schedule in UNSEEN:
