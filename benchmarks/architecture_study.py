@@ -50,6 +50,7 @@ import subprocess
 import sys
 import tempfile
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -547,29 +548,39 @@ def duration(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def main() -> None:
+def study_parser(doc: str | None, actions: tuple[str, ...]) -> argparse.ArgumentParser:
+    """A study driver's command line: the action, --time-budget and --workers."""
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("what", choices=("plan", "run", "predict", "validate", "analyse"))
-    parser.add_argument("--db", type=Path, default=DB)
-    parser.add_argument("--time-budget", type=duration, default=None, help="e.g. 2h, 90m")
+    parser.add_argument("what", choices=actions)
+    parser.add_argument("--time-budget", type=duration, default=None, help="e.g. 2h, 90m, 600")
     parser.add_argument("--workers", type=int, default=2)
-    args = parser.parse_args()
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop as Ctrl-C does
+    return parser
+
+
+def run_action(action: Callable[[], object]) -> None:
+    """A driver's action, stopped by SIGTERM as by Ctrl-C (its sweep commits what finished);
+    a ScalingError is one line."""
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        if args.what == "plan":
-            plan()
-        elif args.what == "run":
-            run(args.db, args.time_budget, args.workers)
-        elif args.what == "predict":
-            predict(args.db)
-        elif args.what == "validate":
-            validate(args.db, args.time_budget, args.workers)
-        else:
-            analyse(RUNS)
+        action()
     except ScalingError as exc:
         sys.exit(f"error: {exc}")
+
+
+def main() -> None:
+    parser = study_parser(__doc__, ("plan", "run", "predict", "validate", "analyse"))
+    parser.add_argument("--db", type=Path, default=DB)
+    args = parser.parse_args()
+    actions: dict[str, Callable[[], object]] = {
+        "plan": plan,
+        "run": lambda: run(args.db, args.time_budget, args.workers),
+        "predict": lambda: predict(args.db),
+        "validate": lambda: validate(args.db, args.time_budget, args.workers),
+        "analyse": lambda: analyse(RUNS),
+    }
+    run_action(actions[args.what])
 
 
 if __name__ == "__main__":

@@ -23,10 +23,9 @@ uncommitted log benchmarks/data/branch.duckdb on every start, so nothing trains 
 
 from __future__ import annotations
 
-import argparse
-import signal
 import sys
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
@@ -34,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout, not an installed copy
-from architecture_study import duration  # the study driver beside this one
+from architecture_study import run_action, study_parser  # the study driver beside this one
 
 from fits.laws import training_compute
 from runners.sizes import ladder
@@ -238,24 +237,15 @@ def plan() -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("what", choices=("plan", "run", "analyse"))
-    parser.add_argument("--time-budget", type=duration, default=None, help="e.g. 2h, 90m, 600")
-    parser.add_argument("--workers", type=int, default=2)
+    parser = study_parser(__doc__, ("plan", "run", "analyse"))
     parser.add_argument("--warmup", type=int, default=WARMUP, help="analyse: runs with it")
     args = parser.parse_args()
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop as Ctrl-C does
-    try:
-        if args.what == "plan":
-            plan()
-        elif args.what == "run":
-            run(args.time_budget, args.workers)
-        else:
-            analyse(args.warmup)
-    except ScalingError as exc:
-        sys.exit(f"error: {exc}")
+    actions: dict[str, Callable[[], object]] = {
+        "plan": plan,
+        "run": lambda: run(args.time_budget, args.workers),
+        "analyse": lambda: analyse(args.warmup),
+    }
+    run_action(actions[args.what])
 
 
 if __name__ == "__main__":
