@@ -4,6 +4,7 @@ cooldowns branched off it, stand in for per-horizon cosine runs in the Chinchill
     python benchmarks/branch_study.py plan                 # runs and tokens of each design
     python benchmarks/branch_study.py run --workers 2      # resumable; SIGTERM stops cleanly
     python benchmarks/branch_study.py analyse              # the tables of docs/schedules.md
+    python benchmarks/branch_study.py sized                # the Multi-Power Law across sizes
 
 Two designs over the same grid, llama at five sizes (7xs..3xs, 10k-96k parameters, a decade)
 and four horizons (HORIZONS steps of 16 x 128 tokens: 0.39M-3.1M tokens), each size at the
@@ -19,6 +20,9 @@ difference of the final losses against the seed noise, both fits' parameters and
 allocation exponents, and both predictions against the held-out runs. Runs are committed as
 benchmarks/data/branch_runs.parquet and branch_curves.parquet (restored into the
 uncommitted log benchmarks/data/branch.duckdb on every start, so nothing trains twice).
+
+`sized` fits the Multi-Power Law across the five sizes (fits.schedule.sized) to each design's
+whole validation curves instead of their final losses, and predicts the held-out runs' curves.
 """
 
 from __future__ import annotations
@@ -35,8 +39,11 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout, not an installed copy
 from architecture_study import run_action, study_parser  # the study driver beside this one
 
+from fits.errors import FitError
 from fits.laws import training_compute
+from fits.schedule.sized import SizedMultiPowerLaw
 from runners.sizes import ladder
+from scaling.curves import curves_frame
 from scaling.errors import ScalingError
 from scaling.experiments.architecture import Clock, sweep
 from scaling.study import Study
@@ -224,6 +231,78 @@ def analyse(warmup: int) -> None:
     print(fits(points, held).to_string(float_format="{:.4g}".format))
 
 
+# -- sized: the Multi-Power Law across sizes on whole curves --------------------------------
+def sized_frame(runs: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:
+    """The runs' validation curves as the schedule laws' frame (run, step, lr, loss) with each
+    run's N (total parameters, as the Chinchilla fits use); a branch's loss NaN before it
+    leaves its stable run, whose own curve already holds those points."""
+    frame = curves_frame(runs, curves[curves.run_id.isin(runs.run_id)], loss="val_loss")
+    info = runs.set_index("run_id")
+    frame["N"] = frame.run.map(info.params).astype(float)
+    left_at = frame.run.map(info.branch_step).astype(float)
+    frame.loc[left_at.notna() & (frame.step < left_at), "loss"] = np.nan
+    return frame
+
+
+def curve_errors(law: SizedMultiPowerLaw, frame: pd.DataFrame) -> pd.DataFrame:
+    """Per run: the predicted and measured final loss, and the mean relative error of the
+    curve over its measured points after the warmup."""
+    rows = []
+    for run, part in frame.groupby("run"):
+        part = part.sort_values("step")
+        lrs, loss = part.lr.to_numpy(), part.loss.to_numpy()
+        predicted = law.predict(lrs, float(part.N.iloc[0]))
+        seen = np.isfinite(loss) & (part.step.to_numpy() > np.argmax(lrs))
+        error = np.mean(np.abs(predicted[seen] / loss[seen] - 1))
+        rows.append({"run": run, "N": part.N.iloc[0], "predicted": predicted[-1],
+                     "measured": loss[-1], "curve": error})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def sized(warmup: int) -> None:
+    runs = read_runs(warmup)
+    curves = duckdb.connect().execute("SELECT * FROM read_parquet(?)", [str(CURVES)]).df()
+    held = sized_frame(runs[runs.sweep == f"{PREFIX}heldout"], curves)
+    designs = {d: runs[runs.sweep == f"{PREFIX}{d}"] for d in ("cosine", "wsd")}
+    target = held.groupby("run").loss.last().mean()
+    steps = 2 * max(HORIZONS)
+    print(f"Multi-Power Law across sizes, fitted on each design's validation curves; held "
+          f"out: {HELD_OUT} cosine at {steps} steps, measured {target:.3f} (mean)")  # fmt: skip
+    rows, loso = [], []
+    for design, part in designs.items():
+        for seed in ("both", *SEEDS):
+            chosen = part if seed == "both" else part[part.seed == seed]
+            frame = sized_frame(chosen, curves)
+            law = SizedMultiPowerLaw().fit(frame)
+            if seed == "both":
+                print(f"\n{design}:\n{law.summary()}")
+            try:
+                scored = curve_errors(law, held)
+            except FitError as exc:  # a curve that reaches loss <= 0: say so, score nothing
+                print(f"\n{design}, seed {seed}: {exc}")
+                scored = pd.DataFrame({"predicted": [np.nan], "curve": [np.nan]})
+            rms = np.sqrt(law.objective_ / law.n_points_)
+            rows.append({"design": design, "seeds": seed, "points": law.n_points_,
+                         "fit rms": rms, "predicted": scored.predicted.mean(),
+                         "error": scored.predicted.mean() / target - 1,
+                         "curve error": scored.curve.mean(),
+                         "at a bound": ", ".join(law.pinned_)})  # fmt: skip
+        frame = sized_frame(part, curves)
+        cosine = sized_frame(designs["cosine"], curves)
+        for N in sorted(frame.N.unique()):
+            law = SizedMultiPowerLaw().fit(frame[frame.N != N])
+            scored = curve_errors(law, cosine[cosine.N == N])
+            final = (scored.predicted / scored.measured - 1).abs().mean()
+            loso.append({"design": design, "left out N": int(N), "final |error|": final,
+                         "curve error": scored.curve.mean()})  # fmt: skip
+    print("\nprediction of the held-out runs (mean of their two seeds):")
+    print(pd.DataFrame(rows).set_index(["design", "seeds"]).to_string(float_format="{:.4f}".format))
+    print("\nfitted without one size, scored on that size's eight cosine runs:")
+    table = pd.DataFrame(loso).set_index(["design", "left out N"])
+    print(table.to_string(float_format="{:.4f}".format))
+    print(table.groupby(level="design").mean().to_string(float_format="{:.4f}".format))
+
+
 def plan() -> None:
     rungs = ladder("llama", SEQ_LEN).set_index("name")
     cooldowns = len(HORIZONS) * COOLDOWN  # one branch per horizon
@@ -237,13 +316,14 @@ def plan() -> None:
 
 
 def main() -> None:
-    parser = study_parser(__doc__, ("plan", "run", "analyse"))
+    parser = study_parser(__doc__, ("plan", "run", "analyse", "sized"))
     parser.add_argument("--warmup", type=int, default=WARMUP, help="analyse: runs with it")
     args = parser.parse_args()
     actions: dict[str, Callable[[], object]] = {
         "plan": plan,
         "run": lambda: run(args.time_budget, args.workers),
         "analyse": lambda: analyse(args.warmup),
+        "sized": lambda: sized(args.warmup),
     }
     run_action(actions[args.what])
 

@@ -3,11 +3,13 @@
 from fits.schedule.forms import AnnealingLaw, MultiPowerLaw, annealing_area
 from fits.schedule.kernel import loss_drop, loss_drop_grad, loss_drop_naive
 from fits.schedule.laws import ScheduleLaw
+from fits.schedule.sized import SizedMultiPowerLaw
 
 __all__ = [
     "AnnealingLaw",
     "MultiPowerLaw",
     "ScheduleLaw",
+    "SizedMultiPowerLaw",
     "annealing_area",
     "loss_drop",
     "loss_drop_grad",
