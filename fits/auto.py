@@ -74,12 +74,54 @@ def calibrated(
 ) -> tuple[np.ndarray, np.ndarray]:
     """The calibrated interval at the rows of runs: the law's own interval (lo, hi), for an
     average the mixture of its forms' (mixture_interval), widened and clipped by the
-    calibration; unchanged without one."""
+    calibration, the upper end then at most its value at fewer tokens (falling_in_tokens);
+    unchanged without a calibration."""
     if calibration is None:
         return lo, hi
     if isinstance(model, AveragedLaw):
         lo, hi = mixture_interval(model, runs, residuals, calibration.level, seed)
-    return calibration.widen(lo, hi, runs)
+    lo, hi = calibration.widen(lo, hi, runs)
+    if isinstance(model, LossLaw):
+        hi = falling_in_tokens(model, calibration, runs, residuals, seed, hi)
+    return lo, hi
+
+
+PER_DECADE = 8  # token counts per decade on the grid that bounds an upper end from fewer tokens
+
+
+def falling_in_tokens(
+    model: LossLaw, calibration: Calibration, runs: pd.DataFrame, residuals: np.ndarray | None,
+    seed: int, hi: np.ndarray,
+) -> np.ndarray:  # fmt: skip
+    """Upper ends `hi` at the rows of runs, each at most the lowest calibrated upper end at the
+    same N and fewer tokens (a grid from the fitted runs' fewest), never below the point.
+
+    Physics: at fixed N the loss does not rise with D, so a run's loss at (N, D) is at most
+    its loss at (N, D' < D), and an upper end that holds at D' holds at D. It binds where the
+    widening outside the runs grows faster in D than the law's loss falls (a slow fall, as
+    with repeated data). Every grid point gives a valid bound; the grid is shared by the rows
+    of one N, so the bound never rises with D there."""
+    params, tokens = runs.N.to_numpy(dtype=float), runs.D.to_numpy(dtype=float)
+    fewest = 10 ** min(v[1] for v in calibration.hull)
+    below = tokens > fewest
+    if not below.any():
+        return hi
+    steps = math.ceil(np.log10(tokens.max() / fewest) * PER_DECADE)
+    d_grid = fewest * 10 ** (np.arange(steps + 1) / PER_DECADE)
+    sizes, size_of = np.unique(params[below], return_inverse=True)
+    grid = pd.DataFrame({"N": np.repeat(sizes, len(d_grid)), "D": np.tile(d_grid, len(sizes))})
+    grid = grid.assign(C=6.0 * grid.N * grid.D)
+    if isinstance(model, AveragedLaw):
+        lo, up = mixture_interval(model, grid, residuals, calibration.level, seed)
+    else:
+        lo, up = observation_interval(model.loss_draws(grid), residuals, calibration.level, seed)
+    _, up = calibration.widen(np.ravel(lo), np.ravel(up), grid)
+    upper = up.reshape(len(sizes), len(d_grid))[size_of]  # (rows below, grid)
+    bound = np.where(d_grid[None, :] < tokens[below][:, None], upper, np.inf).min(axis=1)
+    point = model.predict_frame(runs)[below]
+    out = np.array(hi, dtype=float)
+    out[below] = np.maximum(np.minimum(out[below], bound), point)
+    return out
 
 
 def mixture_interval(

@@ -11,7 +11,9 @@ from scipy.stats import norm
 from scipy.stats.mstats import hdquantiles
 
 from fits import ChinchillaLaw, FitError, KaplanLaw, from_dict
+from fits.auto import calibrated
 from fits.averaging import AveragedLaw, average, mixture_quantiles, split_weights, stack
+from fits.bootstrap import observation_interval
 from fits.calibration import (
     FLOOR,
     Calibration,
@@ -21,6 +23,7 @@ from fits.calibration import (
     hull_vertices,
 )
 from fits.chinchilla import chinchilla_loss
+from fits.prediction import question_frame
 
 
 def nested(
@@ -186,3 +189,29 @@ def test_an_average_built_of_fitted_forms_is_the_one_its_settings_fit():
     np.testing.assert_allclose(again.predict_frame(asks), law.predict_frame(asks), rtol=1e-9)
     with pytest.raises(FitError, match="needs its forms' weights"):
         AveragedLaw().fit(runs)
+
+
+@pytest.mark.slow
+def test_the_upper_end_does_not_rise_with_tokens_at_fixed_params():
+    """Loss does not rise with D at fixed N, so neither may the calibrated upper end: with a
+    steep widening rate it would (the rate outgrows the law's fall in D), and the clip holds
+    it at its value at fewer tokens, never below the point; the lower end is untouched."""
+    loss = chinchilla_loss(np.array([[1.7, 400.0, 900.0, 0.34, 0.3]]), GRID_N, GRID_D)[0]
+    loss = loss * np.exp(np.random.default_rng(5).normal(0, 0.01, loss.size))
+    runs = pd.DataFrame({"N": GRID_N, "D": GRID_D, "loss": loss})
+    law = ChinchillaLaw(n_bootstrap=40, random_state=0).fit_frame(runs)
+    residuals = np.log(loss) - np.log(law.predict_frame(runs))
+    steep = calibrate(nested(0.3, 0), runs, level=0.9)
+    assert steep.hi_rate > 0.5  # the widening outgrows the fall in D beyond the runs
+    asks = question_frame(np.full(12, 1e8), np.geomspace(2e11, 1e15, 12))
+    lo_own, hi_own = observation_interval(law.loss_draws(asks), residuals, 0.9, 0)
+    widened_lo, widened_hi = steep.widen(np.ravel(lo_own), np.ravel(hi_own), asks)
+    assert (np.diff(widened_hi) > 0).any()  # what the clip is for
+    lo, hi = calibrated(law, steep, np.ravel(lo_own), np.ravel(hi_own), asks, residuals, 0)
+    np.testing.assert_allclose(lo, widened_lo)
+    assert (np.diff(hi) <= 1e-12).all() and (hi <= widened_hi).all()
+    assert (hi >= law.predict_frame(asks)).all()
+    inside = question_frame([1e8], [1e10])  # inside the runs: the clip changes nothing there
+    lo_in, hi_in = observation_interval(law.loss_draws(inside), residuals, 0.9, 0)
+    assert calibrated(law, steep, np.ravel(lo_in), np.ravel(hi_in), inside, residuals, 0)[1] \
+        == pytest.approx(steep.widen(np.ravel(lo_in), np.ravel(hi_in), inside)[1])  # fmt: skip
