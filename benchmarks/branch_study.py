@@ -245,17 +245,22 @@ def sized_frame(runs: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:
 
 
 def curve_errors(law: SizedMultiPowerLaw, frame: pd.DataFrame) -> pd.DataFrame:
-    """Per run: the predicted and measured final loss, and the mean relative error of the
-    curve over its measured points after the warmup."""
+    """Per run: the predicted and measured final loss, the mean relative error of the curve
+    over its measured points after the warmup, and where the law has its band (sizes left
+    out) the band's final ends and the share of those points inside it."""
     rows = []
     for run, part in frame.groupby("run"):
         part = part.sort_values("step")
-        lrs, loss = part.lr.to_numpy(), part.loss.to_numpy()
-        predicted = law.predict(lrs, float(part.N.iloc[0]))
+        lrs, loss, N = part.lr.to_numpy(), part.loss.to_numpy(), float(part.N.iloc[0])
+        predicted = law.predict(lrs, N)
         seen = np.isfinite(loss) & (part.step.to_numpy() > np.argmax(lrs))
         error = np.mean(np.abs(predicted[seen] / loss[seen] - 1))
-        rows.append({"run": run, "N": part.N.iloc[0], "predicted": predicted[-1],
-                     "measured": loss[-1], "curve": error})  # fmt: skip
+        lo, hi, inside = np.full(len(lrs), np.nan), np.full(len(lrs), np.nan), np.nan
+        if len(law.holdout_errors_):
+            lo, hi = law.predict_interval(lrs, N)
+            inside = np.mean((lo[seen] <= loss[seen]) & (loss[seen] <= hi[seen]))
+        rows.append({"run": run, "N": N, "predicted": predicted[-1], "measured": loss[-1],
+                     "curve": error, "lo": lo[-1], "hi": hi[-1], "inside": inside})  # fmt: skip
     return pd.DataFrame(rows)
 
 
@@ -273,24 +278,27 @@ def sized(warmup: int) -> None:
         for seed in ("both", *SEEDS):
             chosen = part if seed == "both" else part[part.seed == seed]
             frame = sized_frame(chosen, curves)
-            law = SizedMultiPowerLaw().fit(frame)
+            law = SizedMultiPowerLaw(calibrate=seed == "both").fit(frame)
             if seed == "both":
                 print(f"\n{design}:\n{law.summary()}")
             try:
                 scored = curve_errors(law, held)
             except FitError as exc:  # a curve that reaches loss <= 0: say so, score nothing
                 print(f"\n{design}, seed {seed}: {exc}")
-                scored = pd.DataFrame({"predicted": [np.nan], "curve": [np.nan]})
+                scored = pd.DataFrame({k: [np.nan] for k in ("predicted", "curve", "lo", "hi",
+                                                              "inside")})  # fmt: skip
             rms = np.sqrt(law.objective_ / law.n_points_)
             rows.append({"design": design, "seeds": seed, "points": law.n_points_,
                          "fit rms": rms, "predicted": scored.predicted.mean(),
                          "error": scored.predicted.mean() / target - 1,
                          "curve error": scored.curve.mean(),
+                         "90% band, final": f"[{scored.lo.mean():.3f}, {scored.hi.mean():.3f}]",
+                         "band holds": scored.inside.mean(),
                          "at a bound": ", ".join(law.pinned_)})  # fmt: skip
         frame = sized_frame(part, curves)
         cosine = sized_frame(designs["cosine"], curves)
         for N in sorted(frame.N.unique()):
-            law = SizedMultiPowerLaw().fit(frame[frame.N != N])
+            law = SizedMultiPowerLaw(calibrate=False).fit(frame[frame.N != N])
             scored = curve_errors(law, cosine[cosine.N == N])
             final = (scored.predicted / scored.measured - 1).abs().mean()
             loso.append({"design": design, "left out N": int(N), "final |error|": final,

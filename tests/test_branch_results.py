@@ -62,7 +62,8 @@ def test_the_law_across_sizes_on_the_cosine_curves_predicts_xxs_as_documented(
     runs: pd.DataFrame,
 ) -> None:
     """SizedMultiPowerLaw fitted on the 40 cosine runs' validation curves (both seeds) predicts
-    the held-out xxs runs' final loss at 1.332, 4.9% under their mean 1.400 (docs/schedules.md)."""
+    the held-out xxs runs' final loss at 1.332, 4.9% under their mean 1.400, its 90% band
+    [1.270, 1.395] holding one of the two (docs/schedules.md)."""
     path = REPO / "benchmarks" / "data" / "branch_curves.parquet"
     cosine = runs[runs.sweep == "branch-cosine"]
     logged = duckdb.sql("SELECT * FROM read_parquet(?)", params=[str(path)]).df()
@@ -76,3 +77,8 @@ def test_the_law_across_sizes_on_the_cosine_curves_predicts_xxs_as_documented(
     measured = held.final_val_loss.mean()
     assert predicted == pytest.approx(1.332, abs=0.001)
     assert predicted / measured - 1 == pytest.approx(-0.049, abs=0.001)
+    # its band, calibrated on sizes left out, is too narrow for a size beyond them: it holds
+    # one seed of two (docs/schedules.md, "Its band")
+    lo, hi = law.predict_interval(lrs, float(held.params.iloc[0]))
+    assert (lo[-1], hi[-1]) == pytest.approx((1.270, 1.395), abs=0.001)
+    assert sorted(lo[-1] <= v <= hi[-1] for v in held.final_val_loss) == [False, True]

@@ -137,3 +137,35 @@ def test_predict_refuses_a_curve_that_reaches_zero_loss(fitted: SizedMultiPowerL
     with pytest.raises(FitError, match="loss <= 0 from step") as caught:
         broken.predict(schedule("cosine", lr_law(1e7)), 1e7)
     assert "\n" not in str(caught.value)
+
+
+def test_the_band_is_calibrated_on_sizes_left_out(fitted: SizedMultiPowerLaw):
+    """Noiseless curves: every size left out is predicted to the truth, so the band is tight
+    and holds the true curve of an unseen size; the errors it rests on are one set per size."""
+    assert fitted.holdout_sizes_ == pytest.approx(list(SIZES))
+    assert np.abs(fitted.holdout_errors_).max() < 2e-3
+    N = 1e6
+    lrs = schedule("wsd", lr_law(N), 2 * STEPS)
+    truth = np.array(naive_curve(lrs, *tied(N, TRUE), TRUE))
+    lo, hi = fitted.predict_interval(lrs, N)
+    assert (lo[WARMUP:] <= truth[WARMUP:] * (1 + 2e-3)).all()
+    assert (truth[WARMUP:] <= hi[WARMUP:] * (1 + 2e-3)).all()
+    assert (hi / lo - 1).max() < 5e-3
+
+
+def test_a_size_off_the_law_widens_the_band_by_its_error():
+    """One of five sizes 6% above the tied law: left out, the others predict it 6% low, and
+    the band's upper end (each size weighing a fifth) reaches that error; fitting without the
+    band's refits leaves none."""
+    sizes = (*SIZES, 1e6)
+    data = frame(sizes, ("constant", "cosine"))
+    data.loc[data.N == 1e5, "loss"] *= 1.06
+    law = SizedMultiPowerLaw().fit(data)
+    assert law.holdout_errors_.max() > 0.03
+    lrs = schedule("cosine", lr_law(1e5))
+    _, hi = law.predict_interval(lrs, 1e5)
+    assert (hi / law.predict(lrs, 1e5) - 1)[WARMUP:].min() > 0.02
+    quiet = SizedMultiPowerLaw(calibrate=False).fit(data)
+    with pytest.raises(FitError, match="sizes left out") as caught:
+        quiet.predict_interval(lrs, 1e5)
+    assert "\n" not in str(caught.value)

@@ -42,7 +42,15 @@ from scipy import optimize
 from fits.errors import FitError
 from fits.schedule.forms import MultiPowerLaw
 from fits.schedule.kernel import areas, loss_drop, loss_drop_grad
-from fits.schedule.laws import Curve, _from_z, _projected, _to_z, check_schedule, curves_from_frame
+from fits.schedule.laws import (
+    Curve,
+    _from_z,
+    _projected,
+    _to_z,
+    _weighted_quantiles,
+    check_schedule,
+    curves_from_frame,
+)
 
 MIN_SIZES = 3  # an offset power law in N, E + K N^-g, has three parameters
 
@@ -60,8 +68,10 @@ class SizedMultiPowerLaw:
 
     Learned: params_ (E, K, A, B with N in units of n_ref_, then alpha, beta, gamma, C, g, a,
     b), n_ref_, sizes_ (the fitted N), n_points_, n_runs_, objective_ (sum of squared
-    relative residuals) and pinned_ (nonlinear parameters at a bound of their search, or
-    linear ones at zero: the data did not identify them).
+    relative residuals), pinned_ (nonlinear parameters at a bound of their search, or
+    linear ones at zero: the data did not identify them), and for the band (predict_interval)
+    holdout_errors_, holdout_weights_ and holdout_sizes_ (each size refitted out in turn;
+    empty below MIN_SIZES + 1 sizes or with calibrate=False), level_.
     """
 
     formula = (
@@ -74,7 +84,9 @@ class SizedMultiPowerLaw:
         (1e-3, 3.0), (-3.0, 3.0), (-3.0, 3.0),  # g, a, b
     )  # fmt: skip
 
-    def __init__(self, *, max_nfev: int = 200) -> None:
+    def __init__(self, *, level: float = 0.90, calibrate: bool = True, max_nfev: int = 200) -> None:
+        self.level = level
+        self.calibrate = calibrate
         self.max_nfev = max_nfev
 
     # -- predicting ------------------------------------------------------------------------
@@ -83,11 +95,10 @@ class SizedMultiPowerLaw:
         FitError where the law's curve reaches a loss <= 0 (its parameters do not hold there)."""
         self._check_fitted()
         lrs = check_schedule(lrs)
-        p = self.params_
-        L0, A, B = self.amplitudes(N)
-        with np.errstate(divide="ignore"):
-            forward = areas(lrs) ** -p["alpha"]
-        curve = L0 + A * forward - B * loss_drop(lrs, p["beta"], p["gamma"], p["C"])
+        self.amplitudes(N)  # checks N
+        linear = np.array([self.params_[k] for k in self.linear_names])
+        theta = np.array([self.params_[k] for k in self.nonlinear_names])
+        curve = _curve(lrs, N / self.n_ref_, theta, linear)
         if (curve <= 0).any():
             step = int(np.argmax(curve <= 0))
             raise FitError(
@@ -95,6 +106,23 @@ class SizedMultiPowerLaw:
                 f"extrapolate there{self._pinned_note()}"
             )
         return curve
+
+    def predict_interval(
+        self, lrs: Any, N: float, level: float | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(lo, hi) at every step: the prediction widened by the errors the law made on whole
+        sizes left out of its fit (the question it is for: a size not trained)."""
+        level = self.level_ if level is None else level
+        if not 0 < level < 1:
+            raise FitError(f"level must be in (0, 1), got {level}")
+        mid = self.predict(lrs, N)
+        if len(self.holdout_errors_) == 0:
+            raise FitError(
+                f"the band is calibrated on sizes left out: fit at least {MIN_SIZES + 1} sizes"
+            )
+        tail = (1 - level) / 2
+        lo, hi = _weighted_quantiles(self.holdout_errors_, self.holdout_weights_, [tail, 1 - tail])
+        return mid * math.exp(lo), mid * math.exp(hi)
 
     def _pinned_note(self) -> str:
         return f" (at a bound: {', '.join(self.pinned_)})" if self.pinned_ else ""
@@ -155,7 +183,33 @@ class SizedMultiPowerLaw:
         self.pinned_ = [k for k, v in zip(self.linear_names, linear, strict=True) if v <= 0] + [
             k for k, v in zip(self.nonlinear_names, at_bound, strict=True) if v
         ]
+        self.level_ = self.level
+        self._calibrate(data if self.calibrate else [], theta)
         return self
+
+    def _calibrate(self, data: list[SizedCurve], theta: np.ndarray) -> None:
+        """Refit without each size in turn (when at least MIN_SIZES remain) and score its
+        curves: log(measured / predicted) at their points, each size left out weighing the
+        same and each of its runs the same. A refit whose curve reaches a loss <= 0 at the size
+        left out scores that size at the largest error seen, not at none."""
+        errors, weights, sizes_out = [], [], []
+        sizes = sorted({c.n for c in data})
+        for n in sizes if len(sizes) > MIN_SIZES else []:
+            held = [c for c in data if c.n == n]
+            t, linear, cost = self._refine([c for c in data if c.n != n], theta, max_nfev=40)
+            if not np.isfinite(cost):
+                continue
+            for c in held:
+                with np.errstate(invalid="ignore"):
+                    e = np.log(c.curve.loss / _curve(c.curve.lrs, n, t, linear)[c.curve.steps])
+                errors.append(e)
+                weights.append(np.full(len(e), 1.0 / (len(held) * len(e))))
+            sizes_out.append(n * self.n_ref_)
+        pooled = np.concatenate(errors) if errors else np.zeros(0)
+        worst = np.nanmax(np.abs(pooled)) if np.isfinite(pooled).any() else 0.0
+        self.holdout_errors_ = np.where(np.isfinite(pooled), pooled, worst)  # too low
+        self.holdout_weights_ = np.concatenate(weights) if weights else np.zeros(0)
+        self.holdout_sizes_ = sizes_out
 
     def _starts(self) -> list[np.ndarray]:
         return [
@@ -236,6 +290,15 @@ class SizedMultiPowerLaw:
         if self.pinned_:
             lines.append(f"at a bound (not identified by these curves): {', '.join(self.pinned_)}")
         return "\n".join(lines)
+
+
+def _curve(lrs: np.ndarray, n: float, theta: np.ndarray, linear: np.ndarray) -> np.ndarray:
+    """The loss after every step of `lrs` at size n (units of n_ref) for these parameters."""
+    alpha, beta, gamma, C, g, a, b = theta
+    E, K, A, B = linear
+    with np.errstate(divide="ignore"):
+        forward = areas(lrs) ** -alpha
+    return E + K * n**-g + A * n**-a * forward - B * n**-b * loss_drop(lrs, beta, gamma, C)
 
 
 def _linear(X: np.ndarray, y: np.ndarray) -> np.ndarray:
