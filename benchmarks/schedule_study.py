@@ -100,6 +100,7 @@ def analyse(base: int = STEPS) -> None:
         print(f"\n{size}:\n{laws[size]['multi-power'].summary()}")
     draw(curves, laws, "schedule_curves.png" if base == STEPS else f"schedule_curves_h{base}.png")
     seed_noise(curves, laws)
+    seed_means(curves)
     compare(curves, laws)
 
 
@@ -127,6 +128,30 @@ def seed_noise(curves: pd.DataFrame, laws: dict[str, dict[str, ScheduleLaw]]) ->
         print("\nseed 1 against seed 0 (relative difference of the same schedule's curves after")
         print("warmup), and the seed-0 fits scored on seed 1's unseen curves:")
         print(pd.DataFrame(rows).to_string(index=False))
+
+
+def seed_means(curves: pd.DataFrame) -> None:
+    """Where two seeds of the six schedules were trained: the Multi-Power Law fitted on the
+    seed means of the three fitted schedules, scored on the seed means of the unseen ones. A
+    mean of two seeds lies about half the two seeds' difference from the expected curve, so
+    this says how much of the one-seed fits' error was run-to-run noise."""
+    both = curves[curves.schedule.isin((*FIT_SCHEDULES, *UNSEEN))]
+    if both.empty or (both.groupby(["size", "schedule"]).seed.nunique() < 2).any():
+        return
+    mean = both.groupby(["size", "schedule", "step"], as_index=False).agg(
+        lr=("lr", "first"), loss=("loss", "mean")
+    )
+    mean = mean.assign(run=mean.schedule, seed=0)
+    rows = []
+    for size in SIZES:
+        law = MultiPowerLaw(level=LEVEL).fit(fit_frame(mean, size, FIT_SCHEDULES))
+        for schedule in UNSEEN:
+            run = mean[(mean["size"] == size) & (mean.schedule == schedule)].sort_values("step")
+            rows.append({"size": size, "schedule": schedule, **score(law, run)})
+    with pd.option_context("display.width", 200, "display.float_format", "{:.4f}".format):
+        print("\nmulti-power fitted on the two seeds' mean curves, scored on the unseen ones':")
+        print(pd.DataFrame(rows).drop(columns=["final_measured", "final_predicted"]).to_string(
+            index=False))  # fmt: skip
 
 
 def draw(curves: pd.DataFrame, laws: dict[str, dict[str, ScheduleLaw]], name: str) -> None:

@@ -58,3 +58,22 @@ def test_the_multi_power_law_misses_the_goal_on_its_own_fitted_curves(curves: pd
             error = np.abs(law.predict(run.lr.to_numpy())[at] / run.loss.to_numpy()[at] - 1)
             assert 0.005 < error.mean() < 0.007
         assert law.params_["beta"] == pytest.approx(0.001, rel=1e-3)
+
+
+def test_fitted_on_two_seed_means_the_unseen_curves_stay_above_the_goal(curves: pd.DataFrame):
+    """The seed means of the three fitted schedules, scored on the seed means of WSD and
+    linear-to-zero: 0.45-0.6% mean error at both sizes, below the one-seed fits' 0.61-0.67%
+    but still above 0.3% (docs/schedules.md)."""
+    mean = curves.groupby(["size", "schedule", "step"], as_index=False).agg(
+        lr=("lr", "first"), loss=("loss", "mean"), seeds=("seed", "nunique")
+    )
+    assert (mean.seeds == 2).all()
+    for size in ("d32", "d64"):
+        mine = mean[mean["size"] == size].assign(run=lambda f: f.schedule)
+        law = MultiPowerLaw().fit(mine[mine.schedule.isin(FITTED)][["run", "step", "lr", "loss"]])
+        for schedule in ("wsd", "linear-zero"):
+            run = mine[mine.schedule == schedule].sort_values("step")
+            at = after_warmup(run)
+            error = np.abs(law.predict(run.lr.to_numpy())[at] / run.loss.to_numpy()[at] - 1)
+            assert 0.0045 < error.mean() < 0.006
+            assert error.mean() > GOAL
