@@ -109,19 +109,34 @@ def falling_in_tokens(
     steps = math.ceil(np.log10(tokens.max() / fewest) * PER_DECADE)
     d_grid = fewest * 10 ** (np.arange(steps + 1) / PER_DECADE)
     sizes, size_of = np.unique(params[below], return_inverse=True)
-    grid = pd.DataFrame({"N": np.repeat(sizes, len(d_grid)), "D": np.tile(d_grid, len(sizes))})
+    per_block = max(1, GRID_ROWS // len(d_grid))  # sizes per evaluation: bounded memory
+    upper = np.vstack([
+        upper_ends(model, calibration, residuals, seed, sizes[i : i + per_block], d_grid)
+        for i in range(0, len(sizes), per_block)
+    ])[size_of]  # (rows below, grid)  # fmt: skip
+    bound = np.where(d_grid[None, :] < tokens[below][:, None], upper, np.inf).min(axis=1)
+    point = model.predict_frame(runs)[below]
+    out = np.array(hi, dtype=float)
+    out[below] = np.maximum(np.minimum(out[below], bound), point)
+    return out
+
+
+GRID_ROWS = 2000  # grid questions per interval evaluation (each holds every form's draws)
+
+
+def upper_ends(
+    model: LossLaw, calibration: Calibration, residuals: np.ndarray | None, seed: int,
+    sizes: np.ndarray, tokens: np.ndarray,
+) -> np.ndarray:  # fmt: skip
+    """(len(sizes), len(tokens)) calibrated upper ends at every (N, D) of the two grids."""
+    grid = pd.DataFrame({"N": np.repeat(sizes, len(tokens)), "D": np.tile(tokens, len(sizes))})
     grid = grid.assign(C=6.0 * grid.N * grid.D)
     if isinstance(model, AveragedLaw):
         lo, up = mixture_interval(model, grid, residuals, calibration.level, seed)
     else:
         lo, up = observation_interval(model.loss_draws(grid), residuals, calibration.level, seed)
     _, up = calibration.widen(np.ravel(lo), np.ravel(up), grid)
-    upper = up.reshape(len(sizes), len(d_grid))[size_of]  # (rows below, grid)
-    bound = np.where(d_grid[None, :] < tokens[below][:, None], upper, np.inf).min(axis=1)
-    point = model.predict_frame(runs)[below]
-    out = np.array(hi, dtype=float)
-    out[below] = np.maximum(np.minimum(out[below], bound), point)
-    return out
+    return np.asarray(up).reshape(len(sizes), len(tokens))
 
 
 def mixture_interval(
