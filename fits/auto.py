@@ -100,20 +100,23 @@ def falling_in_tokens(
     its loss at (N, D' < D), and an upper end that holds at D' holds at D. It binds where the
     widening outside the runs grows faster in D than the law's loss falls (a slow fall, as
     with repeated data). Every grid point gives a valid bound; the grid is shared by the rows
-    of one N, so the bound never rises with D there."""
-    params, tokens = runs.N.to_numpy(dtype=float), runs.D.to_numpy(dtype=float)
+    of one N (and one count of unique tokens U where the runs give it: fewer tokens of the
+    same data), so the bound never rises with D there."""
+    tokens = runs.D.to_numpy(dtype=float)
+    unique = runs["U"].to_numpy(dtype=float) if "U" in runs else np.full(len(runs), np.inf)
     fewest = 10 ** min(v[1] for v in calibration.hull)
     below = tokens > fewest
     if not below.any():
         return hi
     steps = math.ceil(np.log10(tokens.max() / fewest) * PER_DECADE)
     d_grid = fewest * 10 ** (np.arange(steps + 1) / PER_DECADE)
-    sizes, size_of = np.unique(params[below], return_inverse=True)
+    keys = np.column_stack([runs.N.to_numpy(dtype=float), np.nan_to_num(unique, nan=np.inf)])
+    sizes, size_of = np.unique(keys[below], axis=0, return_inverse=True)
     per_block = max(1, GRID_ROWS // len(d_grid))  # sizes per evaluation: bounded memory
     upper = np.vstack([
         upper_ends(model, calibration, residuals, seed, sizes[i : i + per_block], d_grid)
         for i in range(0, len(sizes), per_block)
-    ])[size_of]  # (rows below, grid)  # fmt: skip
+    ])[np.ravel(size_of)]  # (rows below, grid)  # fmt: skip
     bound = np.where(d_grid[None, :] < tokens[below][:, None], upper, np.inf).min(axis=1)
     point = model.predict_frame(runs)[below]
     out = np.array(hi, dtype=float)
@@ -128,8 +131,11 @@ def upper_ends(
     model: LossLaw, calibration: Calibration, residuals: np.ndarray | None, seed: int,
     sizes: np.ndarray, tokens: np.ndarray,
 ) -> np.ndarray:  # fmt: skip
-    """(len(sizes), len(tokens)) calibrated upper ends at every (N, D) of the two grids."""
-    grid = pd.DataFrame({"N": np.repeat(sizes, len(tokens)), "D": np.tile(tokens, len(sizes))})
+    """(len(sizes), len(tokens)) calibrated upper ends at every (N, U) row of `sizes` (U the
+    unique tokens, inf for unlimited) and every D of `tokens`."""
+    grid = pd.DataFrame({"N": np.repeat(sizes[:, 0], len(tokens)),
+                         "D": np.tile(tokens, len(sizes)),
+                         "U": np.repeat(sizes[:, 1], len(tokens))})  # fmt: skip
     grid = grid.assign(C=6.0 * grid.N * grid.D)
     if isinstance(model, AveragedLaw):
         lo, up = mixture_interval(model, grid, residuals, calibration.level, seed)

@@ -75,7 +75,10 @@ def widened(
     model: object, residuals: np.ndarray | None, calibration: Calibration, runs: pd.DataFrame,
     lo: np.ndarray, hi: np.ndarray, seed: int,
 ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-    """The own interval (lo, hi) at the rows of runs (N, D), calibrated: for an average the
-    mixture of its forms', widened by distance from the runs and clipped (fits.auto)."""
+    """The own interval (lo, hi) at the rows of runs (N, D[, U]), calibrated: for an average
+    the mixture of its forms', widened by distance from the runs and clipped (fits.auto). U,
+    the unique tokens, goes with the question: the mixture is drawn at it."""
     asked = question_frame(runs.N, runs.D)
+    if "U" in runs:
+        asked = asked.assign(U=runs["U"].to_numpy(dtype=float))
     return calibrated(model, calibration, lo, hi, asked, residuals, seed)

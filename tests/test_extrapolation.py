@@ -343,3 +343,24 @@ def test_runs_at_the_cut_budget_train_together_despite_float_noise():
     nested = nested_backtest(runs, lambda tr, te: model.quick_refit(tr).predict(te.N, te.D), 0.9)
     along_c = nested[nested.coord == "C"]
     assert along_c.d_C.min() > 0.1  # a whole budget step (0.56 decades) past the training runs
+
+
+@pytest.mark.slow
+def test_a_question_with_unique_tokens_is_answered_at_them_interval_and_all():
+    """Muennighoff's runs, auto (the data-constrained form among those averaged): a question
+    that repeats its data has its point and its calibrated interval drawn at U, above the
+    same question with unlimited data (its upper end may be held at a token count both share,
+    fits.auto.falling_in_tokens); one that does not repeat (D <= U) is the same."""
+    runs = datasets.load("data-constrained")
+    study = Study.from_frame(runs, n_bootstrap=100)
+    assert study.fit("auto").model.weights_.get("data-constrained", 0) > 0
+    repeats = runs.sort_values("D").iloc[-1]  # D / U = 200 epochs
+    N, D, U = float(repeats.N), float(repeats.D), float(repeats.U)
+    unlimited, limited = study.predict_loss(N=N, D=D), study.predict_loss(N=N, D=D, U=U)
+    assert limited.value > unlimited.value
+    assert limited.lo <= limited.value <= limited.hi
+    assert limited.lo > unlimited.lo  # the mixture drawn at U, not at unlimited data
+    fresh = study.predict_loss(N=N, D=U / 2, U=U)
+    assert (fresh.value, fresh.lo, fresh.hi) == pytest.approx(
+        tuple(getattr(study.predict_loss(N=N, D=U / 2), k) for k in ("value", "lo", "hi"))
+    )
