@@ -41,14 +41,13 @@ from scipy import optimize
 
 from fits.errors import FitError
 from fits.schedule.forms import MultiPowerLaw
-from fits.schedule.kernel import areas, loss_drop, loss_drop_grad
+from fits.schedule.kernel import areas, loss_drop_grad
 from fits.schedule.laws import (
     Curve,
     _from_z,
     _projected,
     _to_z,
     _weighted_quantiles,
-    check_schedule,
     curves_from_frame,
 )
 
@@ -93,12 +92,7 @@ class SizedMultiPowerLaw:
     def predict(self, lrs: Any, N: float) -> np.ndarray:
         """The loss after every step of one schedule (per-step LRs) for a model of N params;
         FitError where the law's curve reaches a loss <= 0 (its parameters do not hold there)."""
-        self._check_fitted()
-        lrs = check_schedule(lrs)
-        self.amplitudes(N)  # checks N
-        linear = np.array([self.params_[k] for k in self.linear_names])
-        theta = np.array([self.params_[k] for k in self.nonlinear_names])
-        curve = _curve(lrs, N / self.n_ref_, theta, linear)
+        curve = self.law_at(N).predict(lrs)
         if (curve <= 0).any():
             step = int(np.argmax(curve <= 0))
             raise FitError(
@@ -127,22 +121,14 @@ class SizedMultiPowerLaw:
     def _pinned_note(self) -> str:
         return f" (at a bound: {', '.join(self.pinned_)})" if self.pinned_ else ""
 
-    def amplitudes(self, N: float) -> tuple[float, float, float]:
-        """L0, A, B of the one-size Multi-Power Law at N."""
+    def law_at(self, N: float) -> MultiPowerLaw:
+        """The one-size MultiPowerLaw this law gives at N (parameters only; no band)."""
         self._check_fitted()
         if not (math.isfinite(N) and N > 0):
             raise FitError(f"N must be a positive number, got {N}")
-        p, n = self.params_, N / self.n_ref_
-        return p["E"] + p["K"] * n ** -p["g"], p["A"] * n ** -p["a"], p["B"] * n ** -p["b"]
-
-    def law_at(self, N: float) -> MultiPowerLaw:
-        """The one-size MultiPowerLaw this law gives at N (parameters only; no band)."""
-        L0, A, B = self.amplitudes(N)
-        law = MultiPowerLaw(calibrate=False)
-        p = self.params_
-        shape = {k: p[k] for k in ("alpha", "beta", "gamma", "C")}
-        law.params_ = {"L0": L0, "A": A, "B": B, **shape}
-        return law
+        theta = np.array([self.params_[k] for k in self.nonlinear_names])
+        linear = np.array([self.params_[k] for k in self.linear_names])
+        return _one_size(N / self.n_ref_, theta, linear)
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "params_"):
@@ -201,7 +187,8 @@ class SizedMultiPowerLaw:
                 continue
             for c in held:
                 with np.errstate(invalid="ignore"):
-                    e = np.log(c.curve.loss / _curve(c.curve.lrs, n, t, linear)[c.curve.steps])
+                    predicted = _one_size(n, t, linear).predict(c.curve.lrs)[c.curve.steps]
+                    e = np.log(c.curve.loss / predicted)
                 errors.append(e)
                 weights.append(np.full(len(e), 1.0 / (len(held) * len(e))))
             sizes_out.append(n * self.n_ref_)
@@ -292,13 +279,15 @@ class SizedMultiPowerLaw:
         return "\n".join(lines)
 
 
-def _curve(lrs: np.ndarray, n: float, theta: np.ndarray, linear: np.ndarray) -> np.ndarray:
-    """The loss after every step of `lrs` at size n (units of n_ref) for these parameters."""
+def _one_size(n: float, theta: np.ndarray, linear: np.ndarray) -> MultiPowerLaw:
+    """The one-size Multi-Power Law these parameters give at size n (units of n_ref):
+    L0 = E + K n^-g, A n^-a, B n^-b and the shared shape; parameters only, no band."""
     alpha, beta, gamma, C, g, a, b = theta
     E, K, A, B = linear
-    with np.errstate(divide="ignore"):
-        forward = areas(lrs) ** -alpha
-    return E + K * n**-g + A * n**-a * forward - B * n**-b * loss_drop(lrs, beta, gamma, C)
+    law = MultiPowerLaw(calibrate=False)
+    law.params_ = {"L0": E + K * n**-g, "A": A * n**-a, "B": B * n**-b,
+                   "alpha": alpha, "beta": beta, "gamma": gamma, "C": C}  # fmt: skip
+    return law
 
 
 def _linear(X: np.ndarray, y: np.ndarray) -> np.ndarray:
