@@ -136,7 +136,6 @@ def upper_ends(
     grid = pd.DataFrame({"N": np.repeat(sizes[:, 0], len(tokens)),
                          "D": np.tile(tokens, len(sizes)),
                          "U": np.repeat(sizes[:, 1], len(tokens))})  # fmt: skip
-    grid = grid.assign(C=6.0 * grid.N * grid.D)
     if isinstance(model, AveragedLaw):
         lo, up = mixture_interval(model, grid, residuals, calibration.level, seed)
     else:

@@ -25,13 +25,15 @@ from fits.power import PowerLaw
 Interval = tuple[np.ndarray, np.ndarray, np.ndarray]  # point, lo, hi
 
 
-def question_frame(N: Any, D: Any) -> pd.DataFrame:
-    """Runs or questions as the calibration sees them: N, D and C = 6 N D.
+def question_frame(N: Any, D: Any, U: Any = None) -> pd.DataFrame:
+    """Runs or questions as the calibration sees them: N, D, C = 6 N D, and the unique tokens
+    U when given (a law that prices repeated data is drawn at them).
 
     C is 6 N D and not the stored FLOPs, because a question's exact FLOPs are unknown.
     """
     N, D = np.asarray(N, dtype=float), np.asarray(D, dtype=float)
-    return pd.DataFrame({"N": N, "D": D, "C": training_compute(N, D)})
+    frame = pd.DataFrame({"N": N, "D": D, "C": training_compute(N, D)})
+    return frame if U is None else frame.assign(U=np.asarray(U, dtype=float))
 
 
 def own_interval(
@@ -78,7 +80,5 @@ def widened(
     """The own interval (lo, hi) at the rows of runs (N, D[, U]), calibrated: for an average
     the mixture of its forms', widened by distance from the runs and clipped (fits.auto). U,
     the unique tokens, goes with the question: the mixture is drawn at it."""
-    asked = question_frame(runs.N, runs.D)
-    if "U" in runs:
-        asked = asked.assign(U=runs["U"].to_numpy(dtype=float))
+    asked = question_frame(runs.N, runs.D, runs.get("U"))
     return calibrated(model, calibration, lo, hi, asked, residuals, seed)
