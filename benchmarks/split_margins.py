@@ -1,0 +1,134 @@
+"""Scoring nested errors beyond each split's own interval: measured, not adopted (4 Dec 2026).
+
+The adopted calibration (fits.calibration) scores a nested held-out run's error beyond its
+split's run scatter, and lays the rates on the full fit's own interval at a question, whose
+bootstrap already holds the parameter uncertainty there: that uncertainty is counted twice.
+The candidate here counts it once: each error is scored beyond the *split's* own interval at
+the run (each form of positive cross-validated weight in the split refitted on the split's
+training runs with a bootstrap of about 200 w_k draws, each times a resampled log residual of
+the split's average, the weight-mixture's 5%/95% quantiles), the same Harrell-Davis rates per
+decade from the hull otherwise. `--shrink` also scales each split's bootstrap deviations (in
+log loss) by sqrt(n_split / n), for the parameter uncertainty of the full fit's n runs.
+
+Printed per case: coverage and median width of the 90% intervals, adopted against candidate,
+and the candidate's rates. The single-form cases ("alone") fit one form, as
+`Study.backtest("chinchilla")` does. Usage:
+
+    python benchmarks/split_margins.py [--shrink] [--cases NAME ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from extrapolation import CASES, LEVEL, held_out
+
+from fits import LOSS_LAWS
+from fits.auto import AutoFit, fit_auto, with_bootstrap
+from fits.averaging import AveragedLaw, mixture_quantiles, split_weights, stack
+from fits.bootstrap import with_run_noise
+from fits.calibration import rates
+from fits.extrapolation import SAME
+
+SPLIT_DRAWS = 200
+ALONE = {"chinchilla-alone": "chinchilla", "kaplan-alone": "kaplan"}  # on epoch240-C, 300 draws
+
+
+def forms_of(names: list[str]) -> dict:
+    return {n: (lambda b, n=n: LOSS_LAWS[n](n_bootstrap=b, level=LEVEL, random_state=0))
+            for n in names}  # fmt: skip
+
+
+def split_margins(
+    fitted: AutoFit, runs: pd.DataFrame, shrink: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """(below, above): log margins of each split's own interval at the average's nested
+    held-out runs (rows of fitted.nested)."""
+    nested = fitted.nested
+    names = [c for c in nested.columns if c in LOSS_LAWS]
+    full = {n: LOSS_LAWS[n](n_bootstrap=0, level=LEVEL, random_state=0).fit_frame(runs)
+            for n in names}  # fmt: skip
+    keys = list(nested[["coord", "q"]].itertuples(index=False, name=None))
+    errors = nested[names].to_numpy(dtype=float)
+    below, above = np.zeros(len(nested)), np.zeros(len(nested))
+    rng = np.random.default_rng(0)
+    splits = list(dict.fromkeys(keys))
+    for coord, q in splits:
+        mine = np.array([k == (coord, q) for k in keys])
+        others = ~mine if len(splits) > 1 else mine
+        w = stack(errors[others], split_weights(nested[others]))
+        x = runs[coord].to_numpy(dtype=float)
+        train = runs[x <= np.quantile(x, q) * (1 + SAME)]
+        test = runs.loc[nested.row.to_numpy(dtype=int)[mine]]
+        models, mass = {}, {}
+        for name, wk in zip(names, w, strict=True):
+            if wk > 0:
+                refit = full[name].quick_refit(train, force=True)
+                params = {**refit.get_params(), "n_bootstrap": max(1, round(SPLIT_DRAWS * wk))}
+                models[name], mass[name] = with_bootstrap(refit, type(refit)(**params), train), wk
+        average = AveragedLaw.of(models, mass)
+        residuals = np.log(train.loss.to_numpy()) - np.log(average.predict_frame(train))
+        point = average.predict_frame(test)
+        factor = math.sqrt(len(train) / len(runs)) if shrink else 1.0
+        samples, weights = [], []
+        for name, draws in average.form_draws(test).items():
+            own = models[name].predict_frame(test)
+            samples.append(with_run_noise(own * (draws / own) ** factor, residuals, rng))
+            weights.append(np.full(len(draws), mass[name] / len(draws)))
+        tails = ((1 - LEVEL) / 2, (1 + LEVEL) / 2)
+        lo, hi = mixture_quantiles(np.vstack(samples), np.concatenate(weights), tails)
+        below[mine] = np.maximum(np.log(point / lo), 0.0)
+        above[mine] = np.maximum(np.log(hi / point), 0.0)
+    return below, above
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--shrink", action="store_true")
+    choices = [*CASES, *ALONE]
+    parser.add_argument("--cases", nargs="*", default=choices, choices=choices)
+    args = parser.parse_args()
+    rows = []
+    for case in args.cases:
+        load, column, fraction = CASES["epoch240-C" if case in ALONE else case]
+        names = [ALONE[case]] if case in ALONE else list(LOSS_LAWS)
+        train, test = held_out(load(), column, fraction)
+        t0 = time.perf_counter()
+        fitted = fit_auto(train, forms_of(names), LEVEL, 300 if case in ALONE else 1000)
+        point, lo, hi = fitted.interval(test, LEVEL)
+        runs = train.reset_index(drop=True).assign(C=lambda r: 6.0 * r.N * r.D)
+        below, above = split_margins(fitted, runs, args.shrink)
+        lo_rate, hi_rate = rates(fitted.nested, LEVEL, below=below, above=above)
+        assert fitted.calibration is not None
+        candidate = replace(fitted, calibration=replace(fitted.calibration, lo_rate=lo_rate,
+                                                        hi_rate=hi_rate))  # fmt: skip
+        _, lo2, hi2 = candidate.interval(test, LEVEL)
+        actual = test.loss.to_numpy()
+        held = ((lo <= actual) & (actual <= hi)).sum(), ((lo2 <= actual) & (actual <= hi2)).sum()
+        widths = np.median((hi - lo) / point), np.median((hi2 - lo2) / point)
+        rows.append({
+            "case": case,
+            "covered: adopted / candidate": f"{held[0]} / {held[1]} of {len(test)}",
+            "median width: adopted / candidate": f"{widths[0]:.2%} / {widths[1]:.2%}",
+            "candidate rates": f"{lo_rate:+.4f} / {hi_rate:+.4f}",
+            "s": f"{time.perf_counter() - t0:.0f}",
+        })  # fmt: skip
+        print(rows[-1], flush=True)
+    how = "shrunk by sqrt(n_split / n)" if args.shrink else "as drawn"
+    print(f"\n90% intervals; split margins {how}")
+    print(pd.DataFrame(rows).to_string(index=False))
+
+
+if __name__ == "__main__":
+    main()
