@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 import numpy as np
+import pandas as pd
 
 from fits import validate
 from fits.errors import FitError
@@ -232,6 +233,16 @@ class FarseerLaw(GridLaw):
 
     def starting_phi(self, problem: Any, log_loss: np.ndarray) -> np.ndarray:
         return starting_phi(problem, log_loss)
+
+    def quick_refit(self, runs: pd.DataFrame, force: bool | None = None) -> Self:
+        """A new fit on `runs` by the grid search `fit` runs, not warm-started: from this fit's
+        optima (its Hessian's eigenvalues span ten decades) L-BFGS stalls short of the new
+        runs' optimum, so a nested split kept what this fit learnt from the runs it held out
+        (on Epoch's nested splits 1-23% above the grid's objective, one predicting its held-out
+        runs 4.6x too high); the grid search is also faster here. In one process: refits are
+        many (the nested splits run in processes of their own)."""
+        self._check_fitted()
+        return type(self)(**{**self._unfitted(force).get_params(), "n_jobs": 1}).fit_frame(runs)
 
     def check_identifiable(self, N: np.ndarray, D: np.ndarray) -> None:
         sizes, tokens = np.unique(N).size, np.unique(D).size
