@@ -36,10 +36,10 @@ from extrapolation import CASES, LEVEL, held_out
 
 from fits import LOSS_LAWS
 from fits.auto import AutoFit, fit_auto, with_bootstrap
-from fits.averaging import AveragedLaw, mixture_quantiles, split_weights, stack
+from fits.averaging import AveragedLaw, cross_weights, mixture_quantiles
 from fits.bootstrap import with_run_noise
 from fits.calibration import rates
-from fits.extrapolation import SAME
+from fits.extrapolation import nested_splits
 
 SPLIT_DRAWS = 200
 ALONE = {"chinchilla-alone": "chinchilla", "kaplan-alone": "kaplan"}  # on epoch240-C, 300 draws
@@ -60,16 +60,12 @@ def split_margins(
     full = {n: LOSS_LAWS[n](n_bootstrap=0, level=LEVEL, random_state=0).fit_frame(runs)
             for n in names}  # fmt: skip
     keys = list(nested[["coord", "q"]].itertuples(index=False, name=None))
-    errors = nested[names].to_numpy(dtype=float)
+    trains = {(coord, q): train for coord, q, train, _ in nested_splits(runs)}
     below, above = np.zeros(len(nested)), np.zeros(len(nested))
     rng = np.random.default_rng(0)
-    splits = list(dict.fromkeys(keys))
-    for coord, q in splits:
-        mine = np.array([k == (coord, q) for k in keys])
-        others = ~mine if len(splits) > 1 else mine
-        w = stack(errors[others], split_weights(nested[others]))
-        x = runs[coord].to_numpy(dtype=float)
-        train = runs[x <= np.quantile(x, q) * (1 + SAME)]
+    for split, w in cross_weights(nested, names).items():
+        mine = np.array([k == split for k in keys])
+        train = trains[split]
         test = runs.loc[nested.row.to_numpy(dtype=int)[mine]]
         models, mass = {}, {}
         for name, wk in zip(names, w, strict=True):

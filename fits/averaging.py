@@ -93,17 +93,26 @@ def stack(errors: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return best
 
 
-def held_out_errors(frame: pd.DataFrame, forms: list[str]) -> np.ndarray:
-    """The average's log error on every row, each split's with the weights stacked on the
-    other splits (all splits when there is only one)."""
+def cross_weights(frame: pd.DataFrame, forms: list[str]) -> dict[tuple[Any, ...], np.ndarray]:
+    """Each split's stacking weights, stacked on the other splits (on all of them when there
+    is only one): the weights its held-out runs are predicted with, in the frame's order."""
     errors = frame[forms].to_numpy(dtype=float)
-    out = np.empty(len(frame))
     keys = frame[SPLIT].apply(tuple, axis=1)
     splits = keys.unique()
+    out = {}
     for split in splits:
+        others = (keys != split).to_numpy() if len(splits) > 1 else np.ones(len(frame), bool)
+        out[split] = stack(errors[others], split_weights(frame[others]))
+    return out
+
+
+def held_out_errors(frame: pd.DataFrame, forms: list[str]) -> np.ndarray:
+    """The average's log error on every row, each split's with its cross_weights."""
+    errors = frame[forms].to_numpy(dtype=float)
+    keys = frame[SPLIT].apply(tuple, axis=1)
+    out = np.empty(len(frame))
+    for split, w in cross_weights(frame, forms).items():
         mine = (keys == split).to_numpy()
-        others = ~mine if len(splits) > 1 else mine
-        w = stack(errors[others], split_weights(frame[others]))
         out[mine] = errors[mine] @ w
     return out
 

@@ -121,6 +121,23 @@ def conformal_quantile(scores: np.ndarray, weights: np.ndarray | None, level: fl
     return float(scores[order][np.searchsorted(cum, target - 1e-12)])
 
 
+def nested_splits(
+    runs: pd.DataFrame, quantiles: tuple[float, ...] = QUANTILES
+) -> list[tuple[str, float, pd.DataFrame, pd.DataFrame]]:
+    """(coord, q, train, test) of every nested split: along C, N and D, the runs at or below
+    the q-th quantile of that coordinate and those above it; a split with fewer than
+    MIN_TRAIN training runs or none held out is left out."""
+    splits = []
+    for coord in COORDS:
+        x = runs[coord].to_numpy(dtype=float)
+        for q in quantiles:
+            cut = np.quantile(x, q) * (1 + SAME)
+            train, test = runs[x <= cut], runs[x > cut]
+            if len(train) >= MIN_TRAIN and not test.empty:
+                splits.append((coord, q, train, test))
+    return splits
+
+
 def nested_backtest(
     runs: pd.DataFrame,
     fit_predict: FitPredict,
@@ -137,14 +154,7 @@ def nested_backtest(
     splits are fitted in n_jobs worker processes (fits.bootstrap.map_chunks).
     """
     runs = runs.reset_index(drop=True)
-    splits = []
-    for coord in COORDS:
-        x = runs[coord].to_numpy(dtype=float)
-        for q in quantiles:
-            cut = np.quantile(x, q) * (1 + SAME)
-            train, test = runs[x <= cut], runs[x > cut]
-            if len(train) >= MIN_TRAIN and not test.empty:
-                splits.append((coord, q, train, test))
+    splits = nested_splits(runs, quantiles)
     jobs = [(fit_predict, train, pd.concat([train, test])) for _, _, train, test in splits]
     rows = []
     for (coord, q, train, test), pred in zip(

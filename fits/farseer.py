@@ -242,7 +242,9 @@ class FarseerLaw(GridLaw):
         runs 4.6x too high); the grid search is also faster here. In one process: refits are
         many (the nested splits run in processes of their own)."""
         self._check_fitted()
-        return type(self)(**{**self._unfitted(force).get_params(), "n_jobs": 1}).fit_frame(runs)
+        new = self._unfitted(force)
+        new.n_jobs = 1
+        return new.fit_frame(runs)
 
     def check_identifiable(self, N: np.ndarray, D: np.ndarray) -> None:
         sizes, tokens = np.unique(N).size, np.unique(D).size
