@@ -40,6 +40,8 @@ PARAM_NAMES = ("s", "q", "S", "B", "b", "Q", "A", "a", "E")
 MIN_SIZES = 5
 MIN_TOKEN_COUNTS = 3
 MIN_RUNS = 27
+BEYOND = 3.0  # decades past the runs' largest N and D where a fit must predict a finite loss
+_PER_DECADE = 8  # grid points per decade of that check
 _GRID_POINTS = 481  # log N grid of the allocation search (then golden-section refined)
 _GOLDEN_STEPS = 40
 # Starts per objective evaluation block: keeps the (starts x points) temporaries in cache.
@@ -271,8 +273,9 @@ class FarseerLaw(GridLaw):
         return allocation(farseer_loss, params, C, flops_per_token)
 
     def identification_problems(self) -> list[str]:
-        """The shared checks, and loss that does not fall by TERM_SHARE across the runs' range
-        of N (at their largest D) or of D (at their largest N): the runs do not show it falling."""
+        """The shared checks; loss that does not fall by TERM_SHARE across the runs' range of N
+        (at their largest D) or of D (at their largest N): the runs do not show it falling; and
+        loss that is not finite within BEYOND decades past the runs (explodes)."""
         problems = super().identification_problems()
         if "N" not in self.data_range_:
             return problems
@@ -284,7 +287,26 @@ class FarseerLaw(GridLaw):
                     f"loss {before:.4g} -> {after:.4g} over the runs' range of {column}: "
                     f"it does not fall by {TERM_SHARE:.1%} (loss does not fall with {column})"
                 )
-        return problems
+        return problems + self._explosions(n_lo, n_hi, d_lo, d_hi)
+
+    def _explosions(self, n_lo: float, n_hi: float, d_lo: float, d_hi: float) -> list[str]:
+        """Where the loss is not finite on a grid from the runs' smallest N and D to BEYOND
+        decades past their largest: a power of N far above the others (the fit made a term a
+        switch that is nearly 0 across the runs) makes exp(B N^b) or exp(A N^a) overflow just
+        past them, and every question there (and every average holding the form) gets an
+        infinite loss. Physics: the loss of a trained model is finite."""
+        grids = [np.geomspace(lo, hi * 10**BEYOND,
+                              math.ceil(math.log10(hi / lo) + BEYOND) * _PER_DECADE + 1)
+                 for lo, hi in ((n_lo, n_hi), (d_lo, d_hi))]  # fmt: skip
+        N, D = (a.ravel() for a in np.meshgrid(*grids, indexing="ij"))
+        bad = ~np.isfinite(self.predict(N, D))
+        if not bad.any():
+            return []
+        first = np.argmin(np.where(bad, N, np.inf))
+        return [
+            f"loss is not finite at N = {N[first]:.3g}, D = {D[first]:.3g}, within {BEYOND:g} "
+            f"decades past the runs (largest N {n_hi:.3g}): the law explodes beyond them"
+        ]
 
     def offset_interval(self) -> tuple[float, float] | None:
         """The loss at unlimited N and D, exp(S) where the first term levels off (q < 0) and

@@ -1,5 +1,6 @@
 """Farseer's law against its formula written out, finite differences and known parameters."""
 
+import copy
 import json
 import math
 
@@ -125,3 +126,18 @@ def test_a_nested_refit_reaches_the_optimum_a_fresh_fit_finds():
     assert refit.objective_ <= fresh.objective_ * (1 + 1e-9)
     np.testing.assert_allclose(refit.predict_frame(test), fresh.predict_frame(test), rtol=1e-6)
     assert np.abs(np.log(refit.predict_frame(test) / test.loss)).max() < 0.1
+
+
+def test_a_fit_whose_loss_explodes_past_the_runs_is_flagged(fitted):
+    """A power of N far above the others makes exp(B N^b) a switch: under 1e-3 across the runs
+    (largest N 1e9), it overflows two decades past them. Such a fit answers every question
+    there with an infinite loss, so it is flagged where it explodes; the fit itself is not."""
+    switch = copy.copy(fitted)
+    switch.params_ = {**fitted.params_, "B": 1e-3 / 1e9**8, "b": 8.0}
+    assert np.isfinite(switch.predict(SIZES, TOKENS[-1:].repeat(SIZES.size))).all()
+    assert not np.isfinite(switch.predict([1e11], [1e11])).all()
+    problems = switch.identification_problems()
+    assert any("loss is not finite at N = " in p for p in problems)
+    found = float(next(p for p in problems if "not finite" in p).split("N = ")[1].split(",")[0])
+    assert 1e9 < found <= 1e11
+    assert not any("not finite" in p for p in fitted.identification_problems())
