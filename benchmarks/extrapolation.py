@@ -13,7 +13,7 @@ constant relative width needs to cover them.
 
 Beside the adopted rule, one measured and not adopted ("own-interval scores"): each nested
 held-out run's error is scored beyond the fitted average's own interval at that run (its
-bootstrap mixture times a run residual) instead of beyond the split's run scatter, so that
+bootstrap draws times a run residual) instead of beyond the split's run scatter, so that
 the parameter uncertainty the own interval already holds is not counted again in the rate;
 the rates are the same Harrell-Davis quantiles per decade from the hull, laid on the same own
 interval. The own interval at a training run is narrower than the split's would be (the run
@@ -36,7 +36,8 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fits import LOSS_LAWS
-from fits.auto import AutoFit, fit_auto, mixture_interval
+from fits.auto import AutoFit, fit_auto
+from fits.bootstrap import observation_interval
 from fits.calibration import rates
 from scaling import datasets
 
@@ -73,7 +74,8 @@ def own_interval_rates(fitted: AutoFit, train: pd.DataFrame) -> tuple[float, flo
     """(lo_rate, hi_rate) from the nested errors scored beyond the average's own interval."""
     nested = fitted.nested
     runs = train.reset_index(drop=True)
-    lo, hi = mixture_interval(fitted.model, runs, fitted.residuals, LEVEL, 0)
+    lo, hi = observation_interval(fitted.model.loss_draws(runs), fitted.residuals, LEVEL, 0)
+    lo, hi = np.ravel(lo), np.ravel(hi)
     point = fitted.model.predict_frame(runs)
     rows = nested.row.to_numpy(dtype=int)
     return rates(nested, LEVEL, below=np.log(point / lo)[rows], above=np.log(hi / point)[rows])
@@ -99,7 +101,8 @@ def main() -> None:
         error = (point - actual) / actual
         log_error = np.abs(np.log(point / actual))
         distance = fitted.calibration.distance(test) if fitted.calibration else np.nan
-        own_lo, own_hi = mixture_interval(fitted.model, test, fitted.residuals, LEVEL, 0)
+        own = observation_interval(fitted.model.loss_draws(test), fitted.residuals, LEVEL, 0)
+        own_lo, own_hi = np.ravel(own[0]), np.ravel(own[1])
         alt = (own_lo, own_hi)
         if fitted.calibration is not None:
             lo_rate, hi_rate = own_interval_rates(fitted, train)

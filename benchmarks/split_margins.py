@@ -5,8 +5,9 @@ split's run scatter, and lays the rates on the full fit's own interval at a ques
 bootstrap already holds the parameter uncertainty there: that uncertainty is counted twice.
 The candidate here counts it once: each error is scored beyond the *split's* own interval at
 the run (each form of positive cross-validated weight in the split refitted on the split's
-training runs with a bootstrap of about 200 w_k draws, each times a resampled log residual of
-the split's average, the weight-mixture's 5%/95% quantiles), the same Harrell-Davis rates per
+training runs with a bootstrap of 200 draws, the same resamples for every form; the split's
+average's draws, each times a resampled log residual of the split's average, their 5%/95%
+quantiles), the same Harrell-Davis rates per
 decade from the hull otherwise. `--shrink` also scales each split's bootstrap deviations (in
 log loss) by sqrt(n_split / n), for the parameter uncertainty of the full fit's n runs.
 
@@ -36,8 +37,8 @@ from extrapolation import CASES, LEVEL, held_out
 
 from fits import LOSS_LAWS
 from fits.auto import AutoFit, fit_auto, with_bootstrap
-from fits.averaging import AveragedLaw, cross_weights, mixture_quantiles
-from fits.bootstrap import with_run_noise
+from fits.averaging import AveragedLaw, cross_weights
+from fits.bootstrap import observation_interval
 from fits.calibration import rates
 from fits.extrapolation import nested_splits
 
@@ -62,7 +63,6 @@ def split_margins(
     keys = list(nested[["coord", "q"]].itertuples(index=False, name=None))
     trains = {(coord, q): train for coord, q, train, _ in nested_splits(runs)}
     below, above = np.zeros(len(nested)), np.zeros(len(nested))
-    rng = np.random.default_rng(0)
     for split, w in cross_weights(nested, names).items():
         mine = np.array([k == split for k in keys])
         train = trains[split]
@@ -71,21 +71,16 @@ def split_margins(
         for name, wk in zip(names, w, strict=True):
             if wk > 0:
                 refit = full[name].quick_refit(train, force=True)
-                params = {**refit.get_params(), "n_bootstrap": max(1, round(SPLIT_DRAWS * wk))}
+                params = {**refit.get_params(), "n_bootstrap": SPLIT_DRAWS}
                 models[name], mass[name] = with_bootstrap(refit, type(refit)(**params), train), wk
         average = AveragedLaw.of(models, mass)
         residuals = np.log(train.loss.to_numpy()) - np.log(average.predict_frame(train))
         point = average.predict_frame(test)
         factor = math.sqrt(len(train) / len(runs)) if shrink else 1.0
-        samples, weights = [], []
-        for name, draws in average.form_draws(test).items():
-            own = models[name].predict_frame(test)
-            samples.append(with_run_noise(own * (draws / own) ** factor, residuals, rng))
-            weights.append(np.full(len(draws), mass[name] / len(draws)))
-        tails = ((1 - LEVEL) / 2, (1 + LEVEL) / 2)
-        lo, hi = mixture_quantiles(np.vstack(samples), np.concatenate(weights), tails)
-        below[mine] = np.maximum(np.log(point / lo), 0.0)
-        above[mine] = np.maximum(np.log(hi / point), 0.0)
+        draws = point * (average.loss_draws(test) / point) ** factor
+        lo, hi = observation_interval(draws, residuals, LEVEL, 0)
+        below[mine] = np.maximum(np.log(point / np.ravel(lo)), 0.0)
+        above[mine] = np.maximum(np.log(np.ravel(hi) / point), 0.0)
     return below, above
 
 

@@ -8,14 +8,17 @@
 4. Calibration of the average on its own cross-validated nested errors (fits.calibration).
 5. The forms of positive weight get the bootstrap; the average of them is the law.
 
-A prediction interval at a question is the central interval of the weight-mixture of the
-forms' own predictive distributions (form k's: its bootstrap draws times a resampled run
-residual, with mass w_k), so the forms' disagreement at the question enters by their weights;
-then widened as a whole by the average's calibration: the rates per decade outside the runs'
-hull measured on the average's own cross-validated nested errors (fits.calibration). Stacking
-makes one prediction of the forms, so that prediction's extrapolation error is what is
-calibrated, not each form's alone. Clipped to physics (at most ln vocab when the vocabulary is
-known). One procedure with one set of defaults for every data set.
+A prediction interval at a question is the average's own: its bootstrap draws (draw i of the
+average is the average of the forms' draws i, each fitted on the same resample of the runs)
+times a resampled run residual; then widened by the average's calibration: the rates per
+decade outside the runs' hull measured on the average's own cross-validated nested errors
+(fits.calibration). Stacking makes one prediction of the forms, so that prediction's
+extrapolation error is what is calibrated, not each form's alone; the forms' disagreement
+enters there, as the errors of the average it causes on the nested splits, and is not counted
+a second time as a mixture of the forms (the stacking weights minimise the squared error of the
+log-linear average; they are not the probabilities of a mixture). Clipped to physics (at most
+ln vocab when the vocabulary is known). One procedure with one set of defaults for every data
+set.
 """
 
 from __future__ import annotations
@@ -28,8 +31,8 @@ from functools import partial
 import numpy as np
 import pandas as pd
 
-from fits.averaging import AveragedLaw, average, mixture_quantiles
-from fits.bootstrap import observation_interval, with_run_noise
+from fits.averaging import AveragedLaw, average
+from fits.bootstrap import observation_interval
 from fits.calibration import Calibration, calibrate
 from fits.errors import FitError
 from fits.extrapolation import QUANTILES, nested_backtest, out_of_range_error
@@ -72,14 +75,11 @@ def calibrated(
     residuals: np.ndarray | None,
     seed: int,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The calibrated interval at the rows of runs: the law's own interval (lo, hi), for an
-    average the mixture of its forms' (mixture_interval), widened and clipped by the
-    calibration, the upper end then at most its value at fewer tokens (falling_in_tokens);
-    unchanged without a calibration."""
+    """The calibrated interval at the rows of runs: the law's own interval (lo, hi) widened and
+    clipped by the calibration, the upper end then at most its value at fewer tokens
+    (falling_in_tokens); unchanged without a calibration."""
     if calibration is None:
         return lo, hi
-    if isinstance(model, AveragedLaw):
-        lo, hi = mixture_interval(model, runs, residuals, calibration.level, seed)
     lo, hi = calibration.widen(lo, hi, runs)
     if isinstance(model, LossLaw):
         hi = falling_in_tokens(model, calibration, runs, residuals, seed, hi)
@@ -124,7 +124,7 @@ def falling_in_tokens(
     return out
 
 
-GRID_ROWS = 2000  # grid questions per interval evaluation (each holds every form's draws)
+GRID_ROWS = 2000  # grid questions per interval evaluation (each holds the average's draws)
 
 
 def upper_ends(
@@ -136,32 +136,9 @@ def upper_ends(
     grid = pd.DataFrame({"N": np.repeat(sizes[:, 0], len(tokens)),
                          "D": np.tile(tokens, len(sizes)),
                          "U": np.repeat(sizes[:, 1], len(tokens))})  # fmt: skip
-    if isinstance(model, AveragedLaw):
-        lo, up = mixture_interval(model, grid, residuals, calibration.level, seed)
-    else:
-        lo, up = observation_interval(model.loss_draws(grid), residuals, calibration.level, seed)
+    lo, up = observation_interval(model.loss_draws(grid), residuals, calibration.level, seed)
     _, up = calibration.widen(np.ravel(lo), np.ravel(up), grid)
     return np.asarray(up).reshape(len(sizes), len(tokens))
-
-
-def mixture_interval(
-    model: AveragedLaw,
-    runs: pd.DataFrame,
-    residuals: np.ndarray | None,
-    level: float,
-    seed: int,
-) -> tuple[np.ndarray, np.ndarray]:
-    """The central interval at `level` of sum_k w_k p_k at the rows of runs, p_k form k's own
-    predictive distribution: its bootstrap draws times a resampled run residual (the forms
-    share the residuals: the run scatter is the runs', not a form's)."""
-    rng = np.random.default_rng(seed)
-    samples, mass = [], []
-    for name, draws in model.form_draws(runs).items():
-        samples.append(with_run_noise(draws, residuals, rng))
-        mass.append(np.full(len(draws), model.weights_[name] / len(draws)))
-    tail = (1 - level) / 2
-    lo, hi = mixture_quantiles(np.vstack(samples), np.concatenate(mass), (tail, 1 - tail))
-    return lo, hi
 
 
 def with_bootstrap(fitted: LossLaw, fresh: LossLaw, runs: pd.DataFrame) -> LossLaw:

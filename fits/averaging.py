@@ -135,27 +135,6 @@ def average(
     return dict(zip(forms, map(float, w), strict=True)), frame, left
 
 
-def mixture_quantiles(
-    samples: np.ndarray, weights: np.ndarray, probabilities: tuple[float, ...]
-) -> np.ndarray:
-    """Quantiles (len(probabilities), questions) of the mixture whose samples (S, questions)
-    carry probability weights (S,): the least sample x with mixture CDF(x) >= p, the
-    non-finite samples of a question left out and the rest renormalised."""
-    finite = np.isfinite(samples)
-    order = np.argsort(np.where(finite, samples, np.inf), axis=0, kind="stable")
-    ordered = np.take_along_axis(samples, order, axis=0)
-    mass = np.where(finite, weights[:, None], 0.0)
-    cdf = np.cumsum(np.take_along_axis(mass, order, axis=0), axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        cdf = cdf / cdf[-1]
-    out = np.empty((len(probabilities), samples.shape[1]))
-    for i, p in enumerate(probabilities):
-        index = np.minimum((cdf < p - 1e-12).sum(axis=0), samples.shape[0] - 1)
-        out[i] = np.take_along_axis(ordered, index[None, :], axis=0)[0]
-    out[:, ~finite.any(axis=0)] = np.nan
-    return out
-
-
 class AveragedLaw(LossLaw):
     """exp(sum_k w_k log L_k(N, D)): the stacked average of fitted loss laws, itself a law.
 
@@ -271,12 +250,6 @@ class AveragedLaw(LossLaw):
         self, params: np.ndarray, C: np.ndarray, flops_per_token: float = 6.0
     ) -> tuple[np.ndarray, np.ndarray]:
         return allocation(self.loss_of, params, C, flops_per_token)
-
-    def form_draws(self, runs: pd.DataFrame) -> dict[str, np.ndarray]:
-        """Each averaged form's bootstrap draws of the loss (draws, rows of runs)."""
-        N, D, U = self.frame_columns(runs)
-        return {k: m.loss_of(m._draws(), *((N, D, U) if "U" in m.columns else (N, D)))
-                for k, m in self.forms_.items()}  # fmt: skip
 
     def identification_problems(self) -> list[str]:
         own = [f"{k}: {p}" for k, m in self.forms_.items() for p in m.identification_problems()]

@@ -61,17 +61,9 @@ def observation_interval(
 ) -> tuple[np.ndarray, np.ndarray]:
     """The interval of one new run rather than of the law's mean: each bootstrap draw of the
     law times exp of a log residual of the fitted runs, resampled (none: the law's own)."""
-    return percentile_interval(with_run_noise(draws, log_residuals, np.random.default_rng(seed)),
-                               level)  # fmt: skip
-
-
-def with_run_noise(
-    draws: np.ndarray, log_residuals: np.ndarray | None, rng: np.random.Generator
-) -> np.ndarray:
-    """Draws of one new run: each draw of the law times exp of a log residual of the fitted
-    runs, resampled with rng (none: the draws themselves)."""
     residuals = np.zeros(1) if log_residuals is None else np.asarray(log_residuals, float)
-    return draws * np.exp(rng.choice(residuals, size=draws.shape, replace=True))
+    noise = np.random.default_rng(seed).choice(residuals, size=draws.shape, replace=True)
+    return percentile_interval(draws * np.exp(noise), level)
 
 
 ONE_SIGMA = 0.682689492  # the share of a normal distribution within one sd of its mean

@@ -21,8 +21,8 @@ law on the rest and score the held-out runs. Here those scores become an interva
 - Interval: the law's own (lo, hi) at a question d decades out becomes
   (lo e^(min(q_lo, 0) d), hi e^(max(q_hi, 0) d)), then clipped to physics: the upper end at
   most the uniform-guess loss ln(vocab) when the vocabulary is known. An average's own
-  interval is the weight-mixture of its forms' (fits.auto.mixture_interval); the rates are
-  the average's, from its cross-validated nested errors.
+  interval is drawn from the average's bootstrap draws (fits.auto); the rates are the
+  average's, from its cross-validated nested errors.
 
 Assumptions: the error per decade seen inside the runs holds beyond them (a law that bends
 only past the runs breaks it); the splits are exchangeable with the question (the question

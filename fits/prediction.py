@@ -3,8 +3,8 @@
 The law's own interval is its bootstrap draws times a resampled run residual: a question about
 a run is answered by one run, not by the mean of many. When the law is calibrated
 (fits.calibration) that interval is widened by the error its nested backtests saw at the
-question's distance from the runs; for an average of forms (fits.auto) the own interval is the
-weight-mixture of its forms'. Both are here, once, for every caller: the Study's questions,
+question's distance from the runs (for an average of forms, fits.auto, the average's draws and
+its own nested errors). Both are here, once, for every caller: the Study's questions,
 its backtests and the tests.
 """
 
@@ -77,8 +77,8 @@ def widened(
     model: object, residuals: np.ndarray | None, calibration: Calibration, runs: pd.DataFrame,
     lo: np.ndarray, hi: np.ndarray, seed: int,
 ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-    """The own interval (lo, hi) at the rows of runs (N, D[, U]), calibrated: for an average
-    the mixture of its forms', widened by distance from the runs and clipped (fits.auto). U,
-    the unique tokens, goes with the question: the mixture is drawn at it."""
+    """The own interval (lo, hi) at the rows of runs (N, D[, U]), calibrated: widened by
+    distance from the runs and clipped (fits.auto). U, the unique tokens, goes with the
+    question: the upper end held at fewer tokens is drawn at it."""
     asked = question_frame(runs.N, runs.D, runs.get("U"))
     return calibrated(model, calibration, lo, hi, asked, residuals, seed)

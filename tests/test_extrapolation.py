@@ -140,15 +140,16 @@ def test_calibrated_intervals_cover_a_misspecified_law_where_the_laws_own_do_not
 @pytest.mark.parametrize("holdout", ["top-compute", "top-params"])
 @pytest.mark.slow
 def test_epoch_240_backtests_cover_at_least_the_level(holdout):
-    """90% intervals on 60 held-out runs: at least 85% (the stacked average with hull
-    calibration measured 98% and 97% with 1,000 resamples: conservative, see docs/laws.md).
-    The median error bound is 1.25%: top params measured 1.07% here (Farseer's form at weight
-    0.027, its fit 10% off at those runs; 0.41% in benchmarks/extrapolation.py, where that
-    weight went to Chinchilla's form), top compute 0.6%."""
+    """90% intervals on 60 held-out runs: at least 85% (the stacked average's own draws with
+    hull calibration measured 98% and 95% here: see docs/laws.md). Every prediction finite:
+    until Farseer's fits that explode past the runs were flagged, top params got Farseer's
+    form at weight 0.027 and an infinite loss at 6 of its 60 runs (median error 1.07%, max
+    inf; now 0.41% and 2.15%; top compute 0.56%)."""
     study = Study.from_frame(datasets.epoch_240(), n_bootstrap=200)
     result = study.backtest("auto", holdout=holdout, fraction=0.25)
     assert len(result.frame) == 60
-    assert result.median_rel_error <= 0.0125
+    assert np.isfinite(result.frame.predicted).all() and result.max_rel_error < 0.05
+    assert result.median_rel_error <= 0.01
     assert result.coverage >= 0.85
     assert result.law_coverage < result.coverage  # the calibration adds what it lacked
     assert result.median_width > result.median_law_width
@@ -178,28 +179,28 @@ def test_a_stored_auto_fit_reloads_and_answers_the_same(epoch_study):
 
 
 @pytest.mark.slow
-def test_intervals_mix_the_forms_then_widen_by_the_averages_rates_outside_the_hull(epoch_study):
-    """A mixture's quantile lies between its components' quantiles: at each question the
-    interval's ends lie within the forms' own ends (each form's draws times a run residual),
-    moved by exp(rate x decades outside the hull), the average's own rates; inside the hull
-    nothing is widened."""
+def test_intervals_draw_the_average_then_widen_by_its_rates_outside_the_hull(epoch_study):
+    """The average's own interval is its draws, exp(sum_k w_k log L_k) of the forms' draws of
+    one index (computed here from the forms, not through the average), times a run residual;
+    outside the hull each end moves by exp(rate x decades), the average's own rates (the upper
+    end at most that, held at fewer tokens, never below the point); inside nothing moves."""
     study = epoch_study
     fitted = study.fit("auto")
     cal, model = fitted.calibration, fitted.model
-    assert cal.lo_rate <= 0 <= cal.hi_rate
+    assert cal.lo_rate <= 0 <= cal.hi_rate and len(model.forms_) > 1
     for N, D, outside in ((1e9, 2e10, False), (70e9, 1.4e12, True)):
         asked = pd.DataFrame({"N": [N], "D": [D], "C": [6 * N * D]})
         d = cal.distance(asked)[0]
         assert (d > 0.5) if outside else d == 0.0
-        _, lo_c, hi_c = run_interval(model, fitted.residuals, cal, asked, study.level, 0)
-        ends = [observation_interval(draws, fitted.residuals, study.level, 0)
-                for draws in model.form_draws(asked).values()]  # fmt: skip
-        los = [lo[0] * math.exp(cal.lo_rate * d) for lo, _ in ends]
-        his = [hi[0] * math.exp(cal.hi_rate * d) for _, hi in ends]
-        slack = 2e-3  # the mixture and each form resample residuals with different draws
-        assert min(los) * (1 - slack) <= lo_c[0] <= max(los) * (1 + slack)
-        assert min(his) * (1 - slack) <= hi_c[0] <= max(his) * (1 + slack)
-        assert lo_c[0] < model.predict_frame(asked)[0] < hi_c[0]
+        point, lo_c, hi_c = run_interval(model, fitted.residuals, cal, asked, study.level, 0)
+        log_draws = sum(w * np.log(model.forms_[k].loss_of(model.forms_[k]._draws(), [N], [D]))
+                        for k, w in model.weights_.items() if w > 0)  # fmt: skip
+        lo, hi = observation_interval(np.exp(log_draws), fitted.residuals, study.level, 0)
+        assert lo_c[0] == pytest.approx(lo[0] * math.exp(cal.lo_rate * d), rel=1e-9)
+        assert point[0] <= hi_c[0] <= hi[0] * math.exp(cal.hi_rate * d) * (1 + 1e-9)
+        if not outside:
+            assert hi_c[0] == pytest.approx(hi[0], rel=1e-9)
+        assert lo_c[0] < point[0] < hi_c[0]
 
 
 @pytest.mark.slow

@@ -6,13 +6,12 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from scipy.optimize import brentq, minimize
-from scipy.stats import norm
+from scipy.optimize import minimize
 from scipy.stats.mstats import hdquantiles
 
 from fits import ChinchillaLaw, FitError, KaplanLaw, from_dict
 from fits.auto import calibrated
-from fits.averaging import AveragedLaw, average, mixture_quantiles, split_weights, stack
+from fits.averaging import AveragedLaw, average, split_weights, stack
 from fits.bootstrap import observation_interval
 from fits.calibration import (
     FLOOR,
@@ -143,34 +142,6 @@ def test_a_bootstrap_added_to_a_plain_fit_is_the_bootstrap_fit_gives():
         added = law(n_bootstrap=0, random_state=4).fit_frame(runs)._with_bootstrap(runs, 25)
         np.testing.assert_array_equal(added.bootstrap_params_, whole.bootstrap_params_)
         assert added.intervals_ == whole.intervals_ and added.n_bootstrap == 25
-
-
-def mixture_cdf_minus(x, w, mu_a, sd_a, mu_b, sd_b, p):
-    """sum_k w_k Phi((x - mu_k) / sd_k) - p for two normals."""
-    return w[0] * norm.cdf(x, mu_a, sd_a) + w[1] * norm.cdf(x, mu_b, sd_b) - p
-
-
-def test_mixture_quantiles_are_the_roots_of_the_mixture_cdf():
-    """Against an independent reference: the quantiles of a weighted mixture of known normals,
-    found by root-finding on sum_k w_k Phi((x - mu_k) / sd_k) = p."""
-    rng = np.random.default_rng(5)
-    cases = [((0.0, 0.05), (0.2, 0.5)), ((0.0, 1.0), (0.01, 0.01)), ((0.3, 0.7), (0.1, 0.1))]
-    for (mu_a, mu_b), (sd_a, sd_b) in cases:
-        w = np.array([0.3, 0.7])
-        size = 200_000
-        samples = np.concatenate([rng.normal(mu_a, sd_a, size), rng.normal(mu_b, sd_b, size)])
-        mass = np.repeat(w / size, size)
-        for p in (0.05, 0.5, 0.95):
-            args = (w, mu_a, sd_a, mu_b, sd_b, p)
-            exact = brentq(mixture_cdf_minus, -10, 10, args=args, xtol=1e-12)
-            got = mixture_quantiles(samples[:, None], mass, (p,))[0, 0]
-            assert got == pytest.approx(exact, abs=0.01 * max(sd_a, sd_b))
-    # unequal sample counts carry their weights; non-finite samples are left out
-    samples = np.array([[1.0], [2.0], [np.inf], [3.0], [np.nan]])
-    mass = np.array([0.1, 0.1, 0.4, 0.8, 0.2])
-    np.testing.assert_array_equal(mixture_quantiles(samples, mass, (0.05, 0.15, 0.5)),
-                                  [[1.0], [2.0], [3.0]])  # fmt: skip
-    assert np.isnan(mixture_quantiles(np.full((3, 1), np.nan), np.ones(3), (0.5,))).all()
 
 
 @pytest.mark.slow
