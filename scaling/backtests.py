@@ -16,7 +16,7 @@ from fits.prediction import widened
 from scaling.errors import ScalingError
 from scaling.fitters import Predictor
 from scaling.fitting import FitLog
-from scaling.results import Backtest, HparamBacktest
+from scaling.results import Backtest, HparamBacktest, covered
 
 HOLDOUTS = ("top-compute", "top-params", "top-tokens", "random")
 GROUP_KEYS = ["arch", "parametrization", "N", "D"]
@@ -76,7 +76,7 @@ def backtest_runs(
         )
         frame["distance"] = fitted.calibration.distance(frame)
     frame["rel_error"] = (frame.predicted - frame.actual) / frame.actual
-    frame["covered"] = (frame.lo <= frame.actual) & (frame.actual <= frame.hi)
+    frame["covered"] = covered(frame.lo, frame.hi, frame.actual)
     return Backtest(law, how, fraction, fits.settings.level, len(train), frame, fitted.forms)
 
 

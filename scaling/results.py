@@ -101,6 +101,12 @@ class Crossover:
         return out
 
 
+def covered(lo: pd.Series, hi: pd.Series, actual: pd.Series) -> pd.Series:
+    """Whether each interval holds its run: only a finite interval does (an infinite end, from
+    a law that overflows, says nothing of the run, so it cannot count as holding it)."""
+    return np.isfinite(lo) & np.isfinite(hi) & (lo <= actual) & (actual <= hi)
+
+
 @dataclass
 class Backtest:
     """Predictions for held-out runs from a fit on the others, scored against what happened."""
@@ -139,12 +145,20 @@ class Backtest:
     def law_coverage(self) -> float:
         """Coverage of the law's own interval, before calibration."""
         f = self.frame
-        return float(((f.lo_law <= f.actual) & (f.actual <= f.hi_law)).mean())
+        return float(covered(f.lo_law, f.hi_law, f.actual).mean())
+
+    @property
+    def n_not_finite(self) -> int:
+        """Held-out runs whose predicted loss is not finite (a law that overflows there)."""
+        return int((~np.isfinite(self.frame.predicted.to_numpy(dtype=float))).sum())
 
     def __str__(self) -> str:
+        infinite = self.n_not_finite
         return (
             f"backtest {self.law} ({self.holdout}, {self.fraction:.0%} held out): fitted on "
-            f"{self.n_train} runs, predicted {len(self.frame)}: median |relative error| "
+            f"{self.n_train} runs, predicted {len(self.frame)}"
+            + (f" ({infinite} of them not finite: the law overflows there)" if infinite else "")
+            + ": median |relative error| "
             f"{self.median_rel_error:.2%}, max {self.max_rel_error:.2%}, "
             f"{self.level:.0%} intervals cover {self.coverage:.0%} (median width "
             f"{self.median_width:.2%}; the law's own interval: {self.law_coverage:.0%}, "
@@ -159,6 +173,7 @@ class Backtest:
             "level": self.level,
             "n_train": self.n_train,
             "n_test": len(self.frame),
+            "n_not_finite": self.n_not_finite,
             "median_rel_error": self.median_rel_error,
             "max_rel_error": self.max_rel_error,
             "coverage": self.coverage,

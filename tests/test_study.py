@@ -11,6 +11,7 @@ from scipy.optimize import brentq, minimize_scalar
 from fits import crossing_draws, frontier_crossing
 from scaling import datasets
 from scaling.errors import ScalingError
+from scaling.results import Backtest, covered
 from scaling.study import Study
 
 EPOCH = {"E": 1.81686, "A": 482.006, "B": 2085.434, "alpha": 0.34781, "beta": 0.36585}
@@ -276,3 +277,19 @@ def test_a_frame_without_vocab_size_can_be_given_one_and_intervals_stop_at_ln_vo
             Study.from_frame(frame, vocab_size=bad)
     with pytest.raises(ScalingError, match="give vocab_size once"):
         Study.from_frame(frame.assign(vocab_size=256), vocab_size=256)
+
+
+def test_a_backtest_does_not_count_an_infinite_interval_as_holding_its_run():
+    """A law that overflows at a held-out run predicts inf with an infinite upper end: that run
+    is not covered (it would be, by lo <= actual <= inf), and the summary says how many."""
+    actual = pd.Series([2.0, 2.0, 2.0])
+    lo, hi = pd.Series([1.9, 1.9, 2.1]), pd.Series([2.1, np.inf, 2.3])
+    assert covered(lo, hi, actual).tolist() == [True, False, False]
+    frame = pd.DataFrame({"actual": actual, "predicted": [2.0, np.inf, 2.2], "lo": lo, "hi": hi,
+                          "lo_law": lo, "hi_law": hi})  # fmt: skip
+    frame["rel_error"] = (frame.predicted - frame.actual) / frame.actual
+    frame["covered"] = covered(frame.lo, frame.hi, frame.actual)
+    result = Backtest("auto", "top-params", 0.25, 0.9, 9, frame)
+    assert result.coverage == pytest.approx(1 / 3) and result.law_coverage == pytest.approx(1 / 3)
+    assert result.n_not_finite == 1 and result.to_dict()["n_not_finite"] == 1
+    assert "predicted 3 (1 of them not finite: the law overflows there)" in str(result)
