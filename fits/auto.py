@@ -4,7 +4,8 @@
    left out with its one-line reason.
 2. Nested backtests of each form (fits.extrapolation.nested_backtest): refit below cuts in C,
    N and D, score the runs above.
-3. Stacking weights on the splits every form completed (fits.averaging).
+3. Stacking weights on the splits every form completed, on the largest cut along each
+   coordinate (fits.averaging).
 4. Calibration of the average on its own cross-validated nested errors (fits.calibration).
 5. The forms of positive weight get the bootstrap; the average of them is the law.
 

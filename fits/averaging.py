@@ -16,9 +16,17 @@ reward extrapolation, which is what a user asks of the law.
   of (sum_k w_k e_k)^2, every split weighing the same. Solved exactly: the optimum lies on a
   face of the simplex where the equality-constrained solution is feasible, and with a handful
   of forms every face is tried.
+- The weights are stacked on the largest cut along each coordinate (the nested split with the
+  most training runs: C, N and D at their largest quantile), not on every cut. Cross-validation
+  estimates how a form does when fitted on its training runs, and a form with more parameters
+  gains more from more runs, so smaller training sets favour the simpler forms (the training-
+  size bias of cross-validation: Arlot & Celisse 2010, "A survey of cross-validation
+  procedures for model selection", sections 5 and 8). The largest cuts are the nearest to the
+  fit on all runs whose forms the weights combine; the smaller cuts still score the average
+  for its calibration.
 - The errors used to calibrate the average are cross-validated over splits: each split's
-  errors are those of the weights fitted on the other splits, so the calibration does not
-  see weights tuned on the very runs it scores.
+  errors are those of the weights stacked on the largest cuts of the other splits, so the
+  calibration does not see weights tuned on the very runs it scores.
 """
 
 from __future__ import annotations
@@ -93,16 +101,28 @@ def stack(errors: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return best
 
 
+def largest_cuts(frame: pd.DataFrame) -> np.ndarray:
+    """Rows of the splits with the most training runs along each coordinate (its largest q)."""
+    return (frame.q == frame.groupby("coord").q.transform("max")).to_numpy()
+
+
+def stack_largest(frame: pd.DataFrame, forms: list[str], rows: np.ndarray) -> np.ndarray:
+    """The stacking weights on the largest cuts among `rows` (on all of `rows` when none of
+    them is a largest cut)."""
+    chosen = rows & largest_cuts(frame)
+    chosen = chosen if chosen.any() else rows
+    return stack(frame[forms].to_numpy(dtype=float)[chosen], split_weights(frame[chosen]))
+
+
 def cross_weights(frame: pd.DataFrame, forms: list[str]) -> dict[tuple[Any, ...], np.ndarray]:
-    """Each split's stacking weights, stacked on the other splits (on all of them when there
-    is only one): the weights its held-out runs are predicted with, in the frame's order."""
-    errors = frame[forms].to_numpy(dtype=float)
+    """Each split's stacking weights, stacked on the largest cuts of the other splits (on all
+    of them when there is only one): the weights its held-out runs are predicted with."""
     keys = frame[SPLIT].apply(tuple, axis=1)
     splits = keys.unique()
     out = {}
     for split in splits:
         others = (keys != split).to_numpy() if len(splits) > 1 else np.ones(len(frame), bool)
-        out[split] = stack(errors[others], split_weights(frame[others]))
+        out[split] = stack_largest(frame, forms, others)
     return out
 
 
@@ -130,7 +150,7 @@ def average(
     if not forms:
         return {}, pd.DataFrame(), left
     frame = error_matrix(nested, forms)
-    w = stack(frame[forms].to_numpy(dtype=float), split_weights(frame))
+    w = stack_largest(frame, forms, np.ones(len(frame), bool))
     frame["log_error"] = held_out_errors(frame, forms)
     return dict(zip(forms, map(float, w), strict=True)), frame, left
 

@@ -68,6 +68,22 @@ def test_a_form_that_failed_a_split_is_left_out_not_compared_on_fewer():
     assert weights == {"a": 1.0} and left == {"b": "completed 2 of the 3 nested splits"}
 
 
+def test_weights_are_stacked_on_the_largest_cut_along_each_coordinate():
+    """A form with more parameters that errs on the smaller cuts (fewer training runs) but not
+    on the largest ones gets the weight: the largest cuts are the nearest to the fit on all
+    runs. The smaller cuts are still scored, with the weights of the largest cuts."""
+    small = (("C", 0.5), ("N", 0.5), ("D", 0.5))
+    large = (("C", 0.8), ("N", 0.8), ("D", 0.8))
+    simple = pd.concat([nested(0.0, 0, small, sd=0.001), nested(0.05, 1, large, sd=0.001)])
+    rich = pd.concat([nested(0.08, 2, small, sd=0.001), nested(0.0, 3, large, sd=0.001)])
+    weights, frame, left = average({"simple": simple, "rich": rich})
+    assert left == {} and weights["rich"] == pytest.approx(1.0, abs=0.01)
+    on_every_cut = stack(frame[["simple", "rich"]].to_numpy(), split_weights(frame))
+    assert on_every_cut[0] > 0.5  # what stacking on every cut would have chosen
+    smaller = frame.q == 0.5
+    np.testing.assert_allclose(frame.log_error[smaller], frame.rich[smaller], atol=2e-3)
+
+
 def test_hull_distance_against_the_geometry_written_out():
     square = hull_vertices(np.array([[0, 0], [1, 0], [1, 1], [0, 1], [0.5, 0.5]], float))
     assert len(square) == 4
