@@ -15,7 +15,11 @@ Printed per case: coverage and median width of the 90% intervals, adopted agains
 and the candidate's rates. The single-form cases ("alone") fit one form, as
 `Study.backtest("chinchilla")` does. Usage:
 
-    python benchmarks/split_margins.py [--shrink] [--cases NAME ...]
+    python benchmarks/split_margins.py [--shrink | --mapped] [--cases NAME ...]
+
+`--mapped` scores each nested error instead beyond the *full* fit's own interval at a point as
+far outside the full fit's hull as the run was outside its split's, in the direction it left
+(the full fit's parameter uncertainty at the split's distance, with no further nesting).
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from fits import LOSS_LAWS
 from fits.auto import AutoFit, fit_auto, with_bootstrap
 from fits.averaging import AveragedLaw, cross_weights
 from fits.bootstrap import observation_interval
-from fits.calibration import rates
+from fits.calibration import hull_distance, hull_vertices, log_points, rates
 from fits.extrapolation import nested_splits
 
 SPLIT_DRAWS = 200
@@ -84,9 +88,50 @@ def split_margins(
     return below, above
 
 
+def nearest_on_hull(vertices: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """The point of the polygon's boundary (or segment) `vertices` nearest to x."""
+    a, b = vertices, np.roll(vertices, -1, axis=0)
+    ab = b - a
+    length2 = (ab**2).sum(axis=1)
+    t = np.where(length2 > 0, ((x - a) * ab).sum(axis=1) / np.where(length2 > 0, length2, 1), 0)
+    near = a + np.clip(t, 0.0, 1.0)[:, None] * ab
+    return near[np.argmin(((x - near) ** 2).sum(axis=1))]
+
+
+def mapped_margins(fitted: AutoFit, runs: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(below, above): log margins of the *full* fit's own interval at a point as far outside
+    the full fit's hull as each nested held-out run was outside its split's (walked from the
+    run along the direction it left the split's hull): the full fit's parameter uncertainty
+    at the split's distance, without another level of nesting."""
+    nested = fitted.nested.reset_index(drop=True)
+    full = hull_vertices(log_points(runs))
+    points = log_points(runs)
+    trains = {(coord, q): train for coord, q, train, _ in nested_splits(runs)}
+    mapped = points[nested.row.to_numpy(dtype=int)].copy()
+    for (coord, q), split in nested.groupby(["coord", "q"]):
+        vertices = hull_vertices(log_points(trains[(coord, q)]))
+        for i in split.index[split.hull > 0]:
+            x, d = mapped[i], float(nested.hull[i])
+            u = (x - nearest_on_hull(vertices, x)) / d
+            lo, hi = 0.0, 1.0
+            while hull_distance(full, x + hi * u)[0] < d:
+                hi *= 2
+            for _ in range(50):  # bisection: the distance from a convex hull grows along u
+                mid = (lo + hi) / 2
+                lo, hi = (mid, hi) if hull_distance(full, x + mid * u)[0] < d else (lo, mid)
+            mapped[i] = x + hi * u
+    asked = pd.DataFrame({"N": 10 ** mapped[:, 0], "D": 10 ** mapped[:, 1]})
+    point = fitted.model.predict_frame(asked)
+    lo_own, hi_own = observation_interval(fitted.model.loss_draws(asked), fitted.residuals,
+                                          LEVEL, 0)  # fmt: skip
+    return (np.maximum(np.log(point / np.ravel(lo_own)), 0.0),
+            np.maximum(np.log(np.ravel(hi_own) / point), 0.0))  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--shrink", action="store_true")
+    parser.add_argument("--mapped", action="store_true", help="the full fit's margins instead")
     choices = [*CASES, *ALONE]
     parser.add_argument("--cases", nargs="*", default=choices, choices=choices)
     args = parser.parse_args()
@@ -99,7 +144,10 @@ def main() -> None:
         fitted = fit_auto(train, forms_of(names), LEVEL, 300 if case in ALONE else 1000)
         point, lo, hi = fitted.interval(test, LEVEL)
         runs = train.reset_index(drop=True).assign(C=lambda r: 6.0 * r.N * r.D)
-        below, above = split_margins(fitted, runs, args.shrink)
+        if args.mapped:
+            below, above = mapped_margins(fitted, runs)
+        else:
+            below, above = split_margins(fitted, runs, args.shrink)
         lo_rate, hi_rate = rates(fitted.nested, LEVEL, below=below, above=above)
         assert fitted.calibration is not None
         candidate = replace(fitted, calibration=replace(fitted.calibration, lo_rate=lo_rate,
@@ -117,7 +165,7 @@ def main() -> None:
         })  # fmt: skip
         print(rows[-1], flush=True)
     how = "shrunk by sqrt(n_split / n)" if args.shrink else "as drawn"
-    print(f"\n90% intervals; split margins {how}")
+    print(f"\n90% intervals; {'mapped margins' if args.mapped else f'split margins {how}'}")
     print(pd.DataFrame(rows).to_string(index=False))
 
 
