@@ -41,8 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fits import LOSS_LAWS
 from fits.auto import AutoFit, fit_auto
 from fits.averaging import split_weights, stack
-from fits.bootstrap import observation_interval
 from fits.calibration import rates
+from fits.prediction import own_interval
 from scaling import datasets
 
 LEVEL = 0.90
@@ -78,9 +78,7 @@ def own_interval_rates(fitted: AutoFit, train: pd.DataFrame) -> tuple[float, flo
     """(lo_rate, hi_rate) from the nested errors scored beyond the average's own interval."""
     nested = fitted.nested
     runs = train.reset_index(drop=True)
-    lo, hi = observation_interval(fitted.model.loss_draws(runs), fitted.residuals, LEVEL, 0)
-    lo, hi = np.ravel(lo), np.ravel(hi)
-    point = fitted.model.predict_frame(runs)
+    point, lo, hi = own_interval(fitted.model, fitted.residuals, runs, LEVEL, 0)
     rows = nested.row.to_numpy(dtype=int)
     return rates(nested, LEVEL, below=np.log(point / lo)[rows], above=np.log(hi / point)[rows])
 
@@ -129,8 +127,7 @@ def main() -> None:
         error = (point - actual) / actual
         log_error = np.abs(np.log(point / actual))
         distance = fitted.calibration.distance(test) if fitted.calibration else np.nan
-        own = observation_interval(fitted.model.loss_draws(test), fitted.residuals, LEVEL, 0)
-        own_lo, own_hi = np.ravel(own[0]), np.ravel(own[1])
+        _, own_lo, own_hi = own_interval(fitted.model, fitted.residuals, test, LEVEL, 0)
         alt = (own_lo, own_hi)
         if fitted.calibration is not None:
             lo_rate, hi_rate = own_interval_rates(fitted, train)

@@ -43,8 +43,9 @@ from fits import LOSS_LAWS
 from fits.auto import AutoFit, fit_auto, with_bootstrap
 from fits.averaging import AveragedLaw, cross_weights
 from fits.bootstrap import observation_interval
-from fits.calibration import hull_distance, hull_vertices, log_points, rates
+from fits.calibration import boundary_points, hull_distance, hull_vertices, log_points, rates
 from fits.extrapolation import nested_splits
+from fits.prediction import own_interval
 
 SPLIT_DRAWS = 200
 ALONE = {"chinchilla-alone": "chinchilla", "kaplan-alone": "kaplan"}  # on epoch240-C, 300 draws
@@ -88,16 +89,6 @@ def split_margins(
     return below, above
 
 
-def nearest_on_hull(vertices: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """The point of the polygon's boundary (or segment) `vertices` nearest to x."""
-    a, b = vertices, np.roll(vertices, -1, axis=0)
-    ab = b - a
-    length2 = (ab**2).sum(axis=1)
-    t = np.where(length2 > 0, ((x - a) * ab).sum(axis=1) / np.where(length2 > 0, length2, 1), 0)
-    near = a + np.clip(t, 0.0, 1.0)[:, None] * ab
-    return near[np.argmin(((x - near) ** 2).sum(axis=1))]
-
-
 def mapped_margins(fitted: AutoFit, runs: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """(below, above): log margins of the *full* fit's own interval at a point as far outside
     the full fit's hull as each nested held-out run was outside its split's (walked from the
@@ -112,7 +103,7 @@ def mapped_margins(fitted: AutoFit, runs: pd.DataFrame) -> tuple[np.ndarray, np.
         vertices = hull_vertices(log_points(trains[(coord, q)]))
         for i in split.index[split.hull > 0]:
             x, d = mapped[i], float(nested.hull[i])
-            u = (x - nearest_on_hull(vertices, x)) / d
+            u = (x - boundary_points(vertices, x)[0]) / d
             lo, hi = 0.0, 1.0
             while hull_distance(full, x + hi * u)[0] < d:
                 hi *= 2
@@ -121,11 +112,8 @@ def mapped_margins(fitted: AutoFit, runs: pd.DataFrame) -> tuple[np.ndarray, np.
                 lo, hi = (mid, hi) if hull_distance(full, x + mid * u)[0] < d else (lo, mid)
             mapped[i] = x + hi * u
     asked = pd.DataFrame({"N": 10 ** mapped[:, 0], "D": 10 ** mapped[:, 1]})
-    point = fitted.model.predict_frame(asked)
-    lo_own, hi_own = observation_interval(fitted.model.loss_draws(asked), fitted.residuals,
-                                          LEVEL, 0)  # fmt: skip
-    return (np.maximum(np.log(point / np.ravel(lo_own)), 0.0),
-            np.maximum(np.log(np.ravel(hi_own) / point), 0.0))  # fmt: skip
+    point, lo_own, hi_own = own_interval(fitted.model, fitted.residuals, asked, LEVEL, 0)
+    return np.maximum(np.log(point / lo_own), 0.0), np.maximum(np.log(hi_own / point), 0.0)
 
 
 def main() -> None:
