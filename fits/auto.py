@@ -11,15 +11,15 @@
 
 A prediction interval at a question is the average's own: its bootstrap draws (draw i of the
 average is the average of the forms' draws i, each fitted on the same resample of the runs)
-times a resampled run residual; then widened by the average's calibration: the rates per
-decade outside the runs' hull measured on the average's own cross-validated nested errors
-(fits.calibration). Stacking makes one prediction of the forms, so that prediction's
-extrapolation error is what is calibrated, not each form's alone; the forms' disagreement
-enters there, as the errors of the average it causes on the nested splits, and is not counted
-a second time as a mixture of the forms (the stacking weights minimise the squared error of the
-log-linear average; they are not the probabilities of a mixture). Clipped to physics (at most
-ln vocab when the vocabulary is known). One procedure with one set of defaults for every data
-set.
+times a resampled residual of the runs nearest the question (fits.noise); then widened by the
+average's calibration: the rates per decade outside the runs' hull measured on the average's
+own cross-validated nested errors (fits.calibration). Stacking makes one prediction of the
+forms, so that prediction's extrapolation error is what is calibrated, not each form's alone;
+the forms' disagreement enters there, as the errors of the average it causes on the nested
+splits, and is not counted a second time as a mixture of the forms (the stacking weights
+minimise the squared error of the log-linear average; they are not the probabilities of a
+mixture). Clipped to physics (at most ln vocab when the vocabulary is known). One procedure
+with one set of defaults for every data set.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from fits.errors import FitError
 from fits.extrapolation import QUANTILES, nested_backtest, out_of_range_error
 from fits.gridfit import GridLaw
 from fits.laws import LossLaw, refit_predict
+from fits.noise import RunNoise
 
 MakeLaw = Callable[[int], LossLaw]
 """A form's constructor given its number of bootstrap resamples."""
@@ -47,13 +48,13 @@ MakeLaw = Callable[[int], LossLaw]
 @dataclass(frozen=True)
 class AutoFit:
     """The averaged law, the forms' table (form, error, splits, weight, note), the
-    calibration (None when no split could be backtested), the average's run residuals, and
+    calibration (None when no split could be backtested), the average's run noise, and
     the average's nested backtest the calibration was measured on (empty when none)."""
 
     model: AveragedLaw
     forms: pd.DataFrame
     calibration: Calibration | None
-    residuals: np.ndarray
+    residuals: RunNoise
     nested: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def interval(
@@ -61,7 +62,8 @@ class AutoFit:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Point loss and its prediction interval at the rows of runs (module docstring)."""
         point = self.model.predict_frame(runs)
-        lo, hi = observation_interval(self.model.loss_draws(runs), self.residuals, level, seed)
+        draws = self.model.loss_draws(runs)
+        lo, hi = observation_interval(draws, self.residuals.pools(runs), level, seed)
         interval = calibrated(self.model, self.calibration, np.ravel(lo), np.ravel(hi), runs,
                               self.residuals, seed)  # fmt: skip
         return point, *interval
@@ -73,7 +75,7 @@ def calibrated(
     lo: np.ndarray,
     hi: np.ndarray,
     runs: pd.DataFrame,
-    residuals: np.ndarray | None,
+    residuals: RunNoise | None,
     seed: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The calibrated interval at the rows of runs: the law's own interval (lo, hi) widened and
@@ -91,7 +93,7 @@ PER_DECADE = 8  # token counts per decade on the grid that bounds an upper end f
 
 
 def falling_in_tokens(
-    model: LossLaw, calibration: Calibration, runs: pd.DataFrame, residuals: np.ndarray | None,
+    model: LossLaw, calibration: Calibration, runs: pd.DataFrame, residuals: RunNoise | None,
     seed: int, hi: np.ndarray,
 ) -> np.ndarray:  # fmt: skip
     """Upper ends `hi` at the rows of runs, each at most the lowest calibrated upper end at the
@@ -129,7 +131,7 @@ GRID_ROWS = 2000  # grid questions per interval evaluation (each holds the avera
 
 
 def upper_ends(
-    model: LossLaw, calibration: Calibration, residuals: np.ndarray | None, seed: int,
+    model: LossLaw, calibration: Calibration, residuals: RunNoise | None, seed: int,
     sizes: np.ndarray, tokens: np.ndarray,
 ) -> np.ndarray:  # fmt: skip
     """(len(sizes), len(tokens)) calibrated upper ends at every (N, U) row of `sizes` (U the
@@ -137,7 +139,8 @@ def upper_ends(
     grid = pd.DataFrame({"N": np.repeat(sizes[:, 0], len(tokens)),
                          "D": np.tile(tokens, len(sizes)),
                          "U": np.repeat(sizes[:, 1], len(tokens))})  # fmt: skip
-    lo, up = observation_interval(model.loss_draws(grid), residuals, calibration.level, seed)
+    pools = None if residuals is None else residuals.pools(grid)
+    lo, up = observation_interval(model.loss_draws(grid), pools, calibration.level, seed)
     _, up = calibration.widen(np.ravel(lo), np.ravel(up), grid)
     return np.asarray(up).reshape(len(sizes), len(tokens))
 
@@ -183,7 +186,7 @@ def fit_auto(
     models = {k: with_bootstrap(fitted[k], forms[k](n_bootstrap), runs) if w > 0 else fitted[k]
               for k, w in weights.items()}  # fmt: skip
     model = AveragedLaw.of(models, weights)
-    residuals = np.log(runs.loss.to_numpy()) - np.log(model.predict_frame(runs))
+    residuals = RunNoise.of(runs, np.log(runs.loss.to_numpy()) - np.log(model.predict_frame(runs)))
     table = []
     for name in forms:
         frame = nested.get(name)

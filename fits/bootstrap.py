@@ -60,9 +60,18 @@ def observation_interval(
     draws: np.ndarray, log_residuals: np.ndarray | None, level: float, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
     """The interval of one new run rather than of the law's mean: each bootstrap draw of the
-    law times exp of a log residual of the fitted runs, resampled (none: the law's own)."""
-    residuals = np.zeros(1) if log_residuals is None else np.asarray(log_residuals, float)
-    noise = np.random.default_rng(seed).choice(residuals, size=draws.shape, replace=True)
+    law times exp of a log residual of the fitted runs, resampled (none: the law's own).
+
+    log_residuals: one pool for every column of draws (1-D), or a pool per column (2-D,
+    (columns, k): the residuals of the runs nearest each question, fits.noise)."""
+    rng = np.random.default_rng(seed)
+    if log_residuals is None or np.ndim(log_residuals) == 1:
+        residuals = np.zeros(1) if log_residuals is None else np.asarray(log_residuals, float)
+        noise = rng.choice(residuals, size=draws.shape, replace=True)
+    else:
+        pools = np.asarray(log_residuals, dtype=float)
+        pick = rng.integers(0, pools.shape[1], size=draws.shape)
+        noise = pools[np.arange(pools.shape[0]), pick]
     return percentile_interval(draws * np.exp(noise), level)
 
 

@@ -9,7 +9,8 @@ law on the rest and score the held-out runs. Here those scores become an interva
   box) is inside. A run held out by one split is scored once in that split, at its distance
   from that split's training runs: no error is divided along several directions.
 - Score: the signed excess log error per decade, e / max(d, FLOOR), with e the held-out log
-  error beyond the in-data scatter of that split's fit (sign(e) max(|e| - r, 0)). Distances
+  error beyond the in-data scatter r of that split's fit among the training runs nearest the
+  held-out one (sign(e) max(|e| - r, 0); fits.noise: the noise a question there is given). Distances
   below FLOOR are floored: a run nearer than that measures the scatter between neighbouring
   runs, which the law's own interval holds, and divided by its tiny distance it would set the
   rate alone.

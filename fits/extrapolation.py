@@ -24,22 +24,21 @@ b(x) the law's own half-width (bootstrap and run scatter) and d_k the decades ou
 along N, D or C.
 kappa_k = max(kappa, direction k's own quantile): kappa is the conformal quantile of every
 split's scores s = max(|log error| - r, 0) / d (r the run-scatter half-width of that split's
-fit: the in-data part of the error, which b already holds; d the run's largest d_k), and
-direction k's own quantile uses the scores of the held-out runs that lie farthest out along
-k, whichever split held them out. Each run is scored once, along the direction it left the
-data in most: divided by a small distance along another direction (a run held out by a C
-split 0.03 decades past the largest budget but 0.2 past the longest run), its error would
-set a rate per decade that no question leaving along that direction meets. A law often errs
-faster per decade along one direction (adding parameters at equal compute) than along the
-others, and one pooled kappa would then promise too much there; the pooled floor keeps a
-direction whose few runs happened to extrapolate well from promising more than the data as a
-whole supports. Each split weighs the same within its quantile, taken at ceil((n+1) level)/n,
-the finite-sample correction of split conformal prediction; a direction with too few scores
-for that takes the pooled kappa. A held-out run less than MIN_OUTSIDE decades out gives no
-score: its error says nothing about a rate per decade, and divided by a near-zero distance it
-would set kappa alone.
-Assumption: the error per decade of extrapolation seen inside the data holds beyond it; see
-the README for the limits.
+fit near the run, fits.noise: the in-data part of the error, which b already holds; d the run's
+largest d_k), and direction k's own quantile uses the scores of the held-out runs that lie
+farthest out along k, whichever split held them out. Each run is scored once, along the
+direction it left the data in most: divided by a small distance along another direction (a run
+held out by a C split 0.03 decades past the largest budget but 0.2 past the longest run), its
+error would set a rate per decade that no question leaving along that direction meets. A law
+often errs faster per decade along one direction (adding parameters at equal compute) than
+along the others, and one pooled kappa would then promise too much there; the pooled floor
+keeps a direction whose few runs happened to extrapolate well from promising more than the data
+as a whole supports. Each split weighs the same within its quantile, taken at ceil((n+1)
+level)/n, the finite-sample correction of split conformal prediction; a direction with too few
+scores for that takes the pooled kappa. A held-out run less than MIN_OUTSIDE decades out gives
+no score: its error says nothing about a rate per decade, and divided by a near-zero distance
+it would set kappa alone. Assumption: the error per decade of extrapolation seen inside the
+data holds beyond it; see the README for the limits.
 
 Selection (`assess`): each candidate form's out-of-range error is the median |log error| of
 each split's held-out runs, averaged over splits; the lowest wins.
@@ -58,6 +57,7 @@ import pandas as pd
 from fits.bootstrap import map_chunks
 from fits.calibration import hull_distance, hull_vertices, log_points
 from fits.errors import FitError
+from fits.noise import local_quantile, places
 
 FitPredict = Callable[[pd.DataFrame, pd.DataFrame], np.ndarray]
 """Fit on the training runs (columns N, D, C, loss[, U]); return predicted loss of the others."""
@@ -150,7 +150,8 @@ def nested_backtest(
     coordinate (columns d_C, d_N, d_D).
 
     log_error = log(actual) - log(predicted); scatter = the level-quantile of |log residual|
-    of that split's fit on its own training runs. Splits whose fit fails are skipped. The
+    of that split's fit on the training runs nearest the held-out run (fits.noise: the noise a
+    question there draws from). Splits whose fit fails are skipped. The
     splits are fitted in n_jobs worker processes (fits.bootstrap.map_chunks).
     """
     runs = runs.reset_index(drop=True)
@@ -165,7 +166,7 @@ def nested_backtest(
         err = np.log(pd.concat([train, test]).loss.to_numpy()) - np.log(pred)
         if not np.isfinite(err).all():
             continue
-        scatter = float(np.quantile(np.abs(err[: len(train)]), level))
+        scatter = local_quantile(err[: len(train)], places(train), places(test), level)
         along = outside(log_box(train), test).add_prefix("d_")
         hull = hull_distance(hull_vertices(log_points(train)), log_points(test))
         split = pd.DataFrame(

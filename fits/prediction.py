@@ -20,6 +20,7 @@ from fits.bootstrap import observation_interval
 from fits.calibration import Calibration
 from fits.errors import FitError
 from fits.laws import LossLaw, training_compute
+from fits.noise import RunNoise
 from fits.power import PowerLaw
 
 Interval = tuple[np.ndarray, np.ndarray, np.ndarray]  # point, lo, hi
@@ -36,29 +37,38 @@ def question_frame(N: Any, D: Any, U: Any = None) -> pd.DataFrame:
     return frame if U is None else frame.assign(U=np.asarray(U, dtype=float))
 
 
+def optimum(model: LossLaw, C: float | None) -> pd.DataFrame:
+    """The compute-optimal (N, D) at compute C, as a question's row."""
+    n_opt, d_opt = model.compute_optimal([C])
+    return pd.DataFrame({"N": n_opt, "D": d_opt})
+
+
 def own_interval(
-    model: object, residuals: np.ndarray | None, runs: pd.DataFrame | None, level: float,
+    model: object, residuals: RunNoise | None, runs: pd.DataFrame | None, level: float,
     seed: int, optimal_at: float | None = None,
 ) -> Interval:  # fmt: skip
-    """Point loss and the law's own interval: law draws times a resampled run residual.
+    """Point loss and the law's own interval: law draws times a resampled residual of the runs
+    nearest the question (fits.noise).
 
     At the rows of `runs` (the law's columns; C for a power law), or on the compute-optimal
     frontier at compute `optimal_at` (loss laws only)."""
     if isinstance(model, LossLaw):
         if runs is None:
             point, draws = model.frontier(optimal_at), model.frontier_draws([optimal_at])
+            runs = optimum(model, optimal_at)
         else:
             point, draws = model.predict_frame(runs), model.loss_draws(runs)
     elif isinstance(model, PowerLaw) and runs is not None:
         point, draws = model.predict(runs.C), model.predict_draws(runs.C)
     else:
         raise FitError(f"{type(model).__name__} does not predict loss at these questions")
-    lo, hi = observation_interval(draws, residuals, level, seed)
+    pools = None if residuals is None else residuals.pools(runs)
+    lo, hi = observation_interval(draws, pools, level, seed)
     return np.asarray(point, dtype=float).ravel(), np.ravel(lo), np.ravel(hi)
 
 
 def run_interval(
-    model: object, residuals: np.ndarray | None, calibration: Calibration | None,
+    model: object, residuals: RunNoise | None, calibration: Calibration | None,
     runs: pd.DataFrame | None, level: float, seed: int, optimal_at: float | None = None,
 ) -> Interval:  # fmt: skip
     """Point loss and its prediction interval for one run: the own interval, widened by the
@@ -68,13 +78,12 @@ def run_interval(
         return point, lo, hi
     if runs is None:
         assert isinstance(model, LossLaw)
-        n_opt, d_opt = model.compute_optimal([optimal_at])
-        runs = pd.DataFrame({"N": n_opt, "D": d_opt})
+        runs = optimum(model, optimal_at)
     return point, *widened(model, residuals, calibration, runs, lo, hi, seed)
 
 
 def widened(
-    model: object, residuals: np.ndarray | None, calibration: Calibration, runs: pd.DataFrame,
+    model: object, residuals: RunNoise | None, calibration: Calibration, runs: pd.DataFrame,
     lo: np.ndarray, hi: np.ndarray, seed: int,
 ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """The own interval (lo, hi) at the rows of runs (N, D[, U]), calibrated: widened by

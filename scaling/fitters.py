@@ -28,6 +28,7 @@ from fits import (
 )
 from fits.auto import fit_auto
 from fits.hparams import LR_FORMS, lr_law
+from fits.noise import RunNoise
 from fits.prediction import Interval, own_interval
 from scaling.errors import ScalingError
 from scaling.results import FittedLaw
@@ -36,7 +37,7 @@ from scaling.runlog import RunLog
 POWER_X = {"N": "N", "D": "D", "C": "C", "width": "d_model"}
 LR_GROUP = ("arch", "parametrization", "N", "D", "batch_size")  # runs that differ only in LR
 LOSS_FORMS = ("auto", *LOSS_LAWS)  # laws of loss in (N, D): selected and calibrated
-CALIBRATION = "stacked-hull-v2"  # in the selection, so fits made before it are not reused
+CALIBRATION = "stacked-hull-v3"  # in the selection, so fits made before it are not reused
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,7 @@ def fit_power(law: str, data: pd.DataFrame, selection: dict[str, Any], ctx: Cont
     ).fit(data)  # fmt: skip
     with np.errstate(all="ignore"):
         residuals = np.log(data.loss) - np.log(model.predict(x))
-    return FittedLaw(law, model, selection, residuals=residuals.to_numpy())
+    return FittedLaw(law, model, selection, residuals=RunNoise(residuals.to_numpy()))
 
 
 def fit_lr(law: str, data: pd.DataFrame, selection: dict[str, Any], ctx: Context,
@@ -166,7 +167,7 @@ def fit_loss_forms(law: str, data: pd.DataFrame, selection: dict[str, Any], ctx:
             raise FitError(str(exc).removeprefix(f"no law form fits ({names[0]}: ")[:-1]) from None
         raise
     model: LossLaw = auto.model if len(names) > 1 else auto.model.forms_[names[0]]
-    residuals = np.log(data.loss.to_numpy()) - np.log(model.predict_frame(data))
+    residuals = RunNoise.of(data, np.log(data.loss.to_numpy()) - np.log(model.predict_frame(data)))
     return FittedLaw(
         law, model, selection, residuals=residuals, forms=auto.forms, calibration=auto.calibration
     )

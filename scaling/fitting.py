@@ -8,11 +8,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import numpy as np
 import pandas as pd
 
 from fits import Fit, FitError, LossLaw, PowerLaw, from_dict
 from fits.calibration import Calibration
+from fits.noise import RunNoise
 from scaling.errors import ScalingError
 from scaling.fitters import Context, Fitter
 from scaling.results import FittedLaw
@@ -124,7 +124,7 @@ def record(fitted: FittedLaw) -> dict[str, Any]:
     if fitted.table is not None:
         out["table"] = json.loads(fitted.table.to_json(orient="records"))
     if fitted.residuals is not None:
-        out["residuals"] = fitted.residuals.tolist()
+        out.update(fitted.residuals.to_dict())
     if fitted.forms is not None:
         out["forms"] = json.loads(fitted.forms.to_json(orient="records"))
     if fitted.calibration is not None:
@@ -144,7 +144,7 @@ def reload(
     except ValueError:
         return None
     table = pd.DataFrame(stored["table"]) if "table" in stored else None
-    residuals = np.asarray(stored["residuals"]) if "residuals" in stored else None
+    residuals = RunNoise.from_dict(stored)
     forms = pd.DataFrame(stored["forms"]) if "forms" in stored else None
     cal = Calibration.from_dict(stored["calibration"]) if "calibration" in stored else None
     return FittedLaw(law, model, selection, fit_id, table, residuals, forms, cal)

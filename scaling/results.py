@@ -10,6 +10,7 @@ import pandas as pd
 
 from fits import Fit
 from fits.calibration import Calibration
+from fits.noise import RunNoise
 
 
 def fmt(value: float | None) -> str:
@@ -240,7 +241,7 @@ class FittedLaw:
     selection: dict[str, Any]
     fit_id: str | None = None
     table: pd.DataFrame | None = field(default=None, repr=False)
-    residuals: np.ndarray | None = field(default=None, repr=False)
+    residuals: RunNoise | None = field(default=None, repr=False)
     forms: pd.DataFrame | None = field(default=None, repr=False)
     calibration: Calibration | None = None
 

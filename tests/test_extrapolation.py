@@ -128,11 +128,13 @@ def test_assess_picks_the_form_that_extrapolates_and_says_why_others_are_out():
 
 @pytest.mark.slow
 def test_calibrated_intervals_cover_a_misspecified_law_where_the_laws_own_do_not():
-    """Kaplan-form data, Chinchilla fitted: the form's error grows out of range."""
+    """Kaplan-form data, Chinchilla fitted: the form's error grows out of range. The law's own
+    interval holds 18 of the 22 held-out runs (16 while it drew every run's residual: the
+    runs nearest the grid's edge carry part of the misfit), the calibrated one all."""
     runs = grid_runs(kaplan, seed=0)
     result = Study.from_frame(runs, n_bootstrap=200).backtest("chinchilla", fraction=0.25)
     assert result.median_rel_error > 0.01  # the form really is wrong out of range
-    assert result.law_coverage <= 0.75
+    assert result.law_coverage < 0.85
     assert result.coverage >= 0.85
     assert result.frame.distance.max() > 1  # a decade past the largest training budget
 
@@ -181,7 +183,8 @@ def test_a_stored_auto_fit_reloads_and_answers_the_same(epoch_study):
 @pytest.mark.slow
 def test_intervals_draw_the_average_then_widen_by_its_rates_outside_the_hull(epoch_study):
     """The average's own interval is its draws, exp(sum_k w_k log L_k) of the forms' draws of
-    one index (computed here from the forms, not through the average), times a run residual;
+    one index (computed here from the forms, not through the average), times a residual of the
+    runs nearest the question;
     outside the hull each end moves by exp(rate x decades), the average's own rates (the upper
     end at most that, held at fewer tokens, never below the point); inside nothing moves."""
     study = epoch_study
@@ -195,7 +198,8 @@ def test_intervals_draw_the_average_then_widen_by_its_rates_outside_the_hull(epo
         point, lo_c, hi_c = run_interval(model, fitted.residuals, cal, asked, study.level, 0)
         log_draws = sum(w * np.log(model.forms_[k].loss_of(model.forms_[k]._draws(), [N], [D]))
                         for k, w in model.weights_.items() if w > 0)  # fmt: skip
-        lo, hi = observation_interval(np.exp(log_draws), fitted.residuals, study.level, 0)
+        pools = fitted.residuals.pools(asked)  # the runs nearest the question
+        lo, hi = observation_interval(np.exp(log_draws), pools, study.level, 0)
         assert lo_c[0] == pytest.approx(lo[0] * math.exp(cal.lo_rate * d), rel=1e-9)
         assert point[0] <= hi_c[0] <= hi[0] * math.exp(cal.hi_rate * d) * (1 + 1e-9)
         if not outside:

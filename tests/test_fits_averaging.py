@@ -22,6 +22,7 @@ from fits.calibration import (
     hull_vertices,
 )
 from fits.chinchilla import chinchilla_loss
+from fits.noise import RunNoise
 from fits.prediction import question_frame
 
 
@@ -187,11 +188,11 @@ def test_the_upper_end_does_not_rise_with_tokens_at_fixed_params():
     loss = loss * np.exp(np.random.default_rng(5).normal(0, 0.01, loss.size))
     runs = pd.DataFrame({"N": GRID_N, "D": GRID_D, "loss": loss})
     law = ChinchillaLaw(n_bootstrap=40, random_state=0).fit_frame(runs)
-    residuals = np.log(loss) - np.log(law.predict_frame(runs))
+    residuals = RunNoise.of(runs, np.log(loss) - np.log(law.predict_frame(runs)))
     steep = calibrate(nested(0.3, 0), runs, level=0.9)
     assert steep.hi_rate > 0.5  # the widening outgrows the fall in D beyond the runs
     asks = question_frame(np.full(12, 1e8), np.geomspace(2e11, 1e15, 12))
-    lo_own, hi_own = observation_interval(law.loss_draws(asks), residuals, 0.9, 0)
+    lo_own, hi_own = observation_interval(law.loss_draws(asks), residuals.pools(asks), 0.9, 0)
     widened_lo, widened_hi = steep.widen(np.ravel(lo_own), np.ravel(hi_own), asks)
     assert (np.diff(widened_hi) > 0).any()  # what the clip is for
     lo, hi = calibrated(law, steep, np.ravel(lo_own), np.ravel(hi_own), asks, residuals, 0)
@@ -199,6 +200,6 @@ def test_the_upper_end_does_not_rise_with_tokens_at_fixed_params():
     assert (np.diff(hi) <= 1e-12).all() and (hi <= widened_hi).all()
     assert (hi >= law.predict_frame(asks)).all()
     inside = question_frame([1e8], [1e10])  # inside the runs: the clip changes nothing there
-    lo_in, hi_in = observation_interval(law.loss_draws(inside), residuals, 0.9, 0)
+    lo_in, hi_in = observation_interval(law.loss_draws(inside), residuals.pools(inside), 0.9, 0)
     assert calibrated(law, steep, np.ravel(lo_in), np.ravel(hi_in), inside, residuals, 0)[1] \
         == pytest.approx(steep.widen(np.ravel(lo_in), np.ravel(hi_in), inside)[1])  # fmt: skip
