@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import math
 import os
 import re
 import stat
@@ -24,6 +25,7 @@ from store.schema import MIGRATIONS, SCHEMA_VERSION
 
 DEFAULT_DB = "scaling.duckdb"
 LOCK_WAIT_S = 30.0  # a command waits this long for another process to let go of the file
+LOCK_WAIT_ENV = "SCALING_LOCK_WAIT_S"  # ... or as long as this says (seconds)
 COMMIT_WAIT_S = 600.0  # a finished run's commit waits this long: its result is not thrown away
 # How DuckDB reports a file whose pages are missing or torn (truncated, overwritten).
 DAMAGE = re.compile(
@@ -135,6 +137,21 @@ def _holder(message: str) -> str:
     return f"process {pid} ({command})" if command else f"process {pid}"
 
 
+def lock_wait_s() -> float:
+    """How long a command waits for the run log: $SCALING_LOCK_WAIT_S seconds, else 30 (a
+    notebook that holds the log for minutes may want more, a script that must not hang less)."""
+    text = os.environ.get(LOCK_WAIT_ENV)
+    if text is None:
+        return LOCK_WAIT_S
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds >= 0):
+        raise StoreError(f"{LOCK_WAIT_ENV} must be a number of seconds >= 0, not {text!r}")
+    return seconds
+
+
 def _open(path: Path, read_only: bool, wait_s: float) -> duckdb.DuckDBPyConnection:
     _check_file(path)
     deadline = time.monotonic() + wait_s
@@ -232,9 +249,10 @@ def migrate(con: duckdb.DuckDBPyConnection, path: Path) -> None:
 
 @contextmanager
 def connect(
-    path: str | Path | None = None, read_only: bool = False, wait_s: float = LOCK_WAIT_S
+    path: str | Path | None = None, read_only: bool = False, wait_s: float | None = None
 ) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A connection to the run log, migrated when writable; closed on exit.
+    """A connection to the run log, migrated when writable; closed on exit. It waits up to
+    `wait_s` (default: lock_wait_s()) for another process to let go of the file.
 
     The file is opened by its real path (symlinks resolved), the same path the sweep lock
     takes. A damaged file is reported as such wherever in the block DuckDB notices it.
@@ -244,7 +262,7 @@ def connect(
         raise StoreError(f"no run log at {path}: run `scaling demo` or `scaling run` first")
     if not read_only and path.parent and not path.parent.exists():
         raise StoreError(f"folder {path.parent} does not exist")
-    con = _open(path, read_only, wait_s)
+    con = _open(path, read_only, lock_wait_s() if wait_s is None else wait_s)
     try:
         if read_only:
             version = _version(con, path)

@@ -8,7 +8,7 @@ import duckdb
 import pytest
 
 from cli.app import main
-from store.db import LOCK_WAIT_S, connect
+from store.db import LOCK_WAIT_ENV, connect
 from tests.conftest import REPO, run_cli
 
 # Real `scaling` subprocesses and training: the fast lane (-m "not slow") skips them.
@@ -157,6 +157,29 @@ def one_red_line(err: str) -> bool:
     return err.startswith("error: ") and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("bad", ["soon", "-1", "nan"])
+def test_a_lock_wait_that_is_not_seconds_is_one_red_line(db, capsys, monkeypatch, bad):
+    with connect(db):
+        pass
+    monkeypatch.setenv(LOCK_WAIT_ENV, bad)
+    code, _, err = scaling_here(capsys, monkeypatch, "runs", "--db", str(db))
+    assert code == 2 and one_red_line(err) and LOCK_WAIT_ENV in err, err
+
+
+def test_a_held_log_is_said_after_the_lock_wait_asked_for(db, monkeypatch):
+    """With SCALING_LOCK_WAIT_S=0 a writer refused by a reader says so at once; with the
+    default 30 s it would still be waiting when this run's 20 s limit ends it."""
+    with connect(db):
+        pass
+    monkeypatch.setenv(LOCK_WAIT_ENV, "0")
+    reader = duckdb.connect(str(db), read_only=True)
+    try:
+        done = run_cli("import", "--example", "chinchilla-epoch", "--db", str(db), timeout=20)
+    finally:
+        reader.close()
+    assert done.returncode == 2 and "is locked by" in done.stderr, done.stderr
+
+
 @pytest.mark.parametrize("query", ["", ";;;", "  ", "SELECT 1; SELECT 2"])
 def test_sql_takes_exactly_one_statement(db, capsys, monkeypatch, query):
     with connect(db):
@@ -229,7 +252,8 @@ def test_a_run_that_raises_is_recorded_as_failed_and_said_in_one_line(tmp_path):
 @pytest.mark.slow
 def test_a_finished_run_waits_for_a_reader_instead_of_being_thrown_away(tmp_path):
     db = tmp_path / "log.duckdb"
-    env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "200"}
+    wait_s = 3  # how long the run's commands wait to open the log; its commit waits longer
+    env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "200", LOCK_WAIT_ENV: str(wait_s)}
     command = [sys.executable, "-m", "cli", "run", *TINY, "--db", str(db)]
     proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     reader = None
@@ -243,7 +267,7 @@ def test_a_finished_run_waits_for_a_reader_instead_of_being_thrown_away(tmp_path
             pass
         time.sleep(0.05)
     assert reader is not None, proc.communicate()
-    time.sleep(LOCK_WAIT_S + 10)  # longer than any command waits to start: the run has ended
+    time.sleep(wait_s + 10)  # longer than any command waits to start: the run has ended
     assert proc.poll() is None  # and is waiting to commit
     reader.close()
     _, err = proc.communicate(timeout=120)
