@@ -201,7 +201,7 @@ def test_a_long_reader_neither_stalls_nor_stops_a_sweep(tmp_path):
     workers = str(min(2, cores()))
     sweep = _start("sweep", "run", str(tmp_path / "s.toml"), "--db", str(db), "--workers", workers)
     _wait_for(lambda: "running" in _statuses(db).values(), sweep, "first runs handed out")
-    hold_s = 90.0
+    hold_s = 40.0  # idle, all six runs came back within 2.3 s of the hold: 17x to spare
     reader = _reader(db, hold_s)
     held_from = time.time()
     out, err = sweep.communicate(timeout=600)
