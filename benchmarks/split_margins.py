@@ -41,7 +41,7 @@ from extrapolation import CASES, LEVEL, held_out
 
 from fits import LOSS_LAWS
 from fits.auto import AutoFit, fit_auto, with_bootstrap
-from fits.averaging import AveragedLaw, cross_weights
+from fits.averaging import AveragedLaw, cross_weights, split_keys
 from fits.bootstrap import observation_interval
 from fits.calibration import boundary_points, hull_distance, hull_vertices, log_points, rates
 from fits.extrapolation import nested_splits
@@ -65,11 +65,11 @@ def split_margins(
     names = [c for c in nested.columns if c in LOSS_LAWS]
     full = {n: LOSS_LAWS[n](n_bootstrap=0, level=LEVEL, random_state=0).fit_frame(runs)
             for n in names}  # fmt: skip
-    keys = list(nested[["coord", "q"]].itertuples(index=False, name=None))
+    keys = split_keys(nested)
     trains = {(coord, q): train for coord, q, train, _ in nested_splits(runs)}
     below, above = np.zeros(len(nested)), np.zeros(len(nested))
-    for split, w in cross_weights(nested, names).items():
-        mine = np.array([k == split for k in keys])
+    for split, w in cross_weights(nested, names, keys).items():
+        mine = (keys == split).to_numpy()
         train = trains[split]
         test = runs.loc[nested.row.to_numpy(dtype=int)[mine]]
         models, mass = {}, {}

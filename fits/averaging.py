@@ -114,10 +114,17 @@ def stack_largest(frame: pd.DataFrame, forms: list[str], rows: np.ndarray) -> np
     return stack(frame[forms].to_numpy(dtype=float)[chosen], split_weights(frame[chosen]))
 
 
-def cross_weights(frame: pd.DataFrame, forms: list[str]) -> dict[tuple[Any, ...], np.ndarray]:
+def split_keys(frame: pd.DataFrame) -> pd.Series:
+    """Each row's split, (coord, q)."""
+    return frame[SPLIT].apply(tuple, axis=1)
+
+
+def cross_weights(
+    frame: pd.DataFrame, forms: list[str], keys: pd.Series
+) -> dict[tuple[Any, ...], np.ndarray]:
     """Each split's stacking weights, stacked on the largest cuts of the other splits (on all
-    of them when there is only one): the weights its held-out runs are predicted with."""
-    keys = frame[SPLIT].apply(tuple, axis=1)
+    of them when there is only one): the weights its held-out runs are predicted with. keys:
+    split_keys(frame)."""
     splits = keys.unique()
     out = {}
     for split in splits:
@@ -129,9 +136,9 @@ def cross_weights(frame: pd.DataFrame, forms: list[str]) -> dict[tuple[Any, ...]
 def held_out_errors(frame: pd.DataFrame, forms: list[str]) -> np.ndarray:
     """The average's log error on every row, each split's with its cross_weights."""
     errors = frame[forms].to_numpy(dtype=float)
-    keys = frame[SPLIT].apply(tuple, axis=1)
+    keys = split_keys(frame)
     out = np.empty(len(frame))
-    for split, w in cross_weights(frame, forms).items():
+    for split, w in cross_weights(frame, forms, keys).items():
         mine = (keys == split).to_numpy()
         out[mine] = errors[mine] @ w
     return out

@@ -66,29 +66,37 @@ def hull_vertices(points: np.ndarray) -> np.ndarray:
     return unique[[int(along.argmin()), int(along.argmax())]]
 
 
+def _edges(vertices: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(m, 2) edge vectors of the polygon `vertices` and (n, m, 2) vectors from each vertex to
+    each point."""
+    return np.roll(vertices, -1, axis=0) - vertices, points[:, None, :] - vertices[None, :, :]
+
+
+def _nearest_on_edges(vertices: np.ndarray, ab: np.ndarray, ap: np.ndarray) -> np.ndarray:
+    """(n, 2): for each point (ap, from `_edges`), the nearest point of any edge."""
+    length2 = (ab**2).sum(axis=1)
+    t = np.where(length2 > 0, (ap * ab).sum(axis=2) / np.where(length2 > 0, length2, 1), 0)
+    nearest = vertices[None] + np.clip(t, 0.0, 1.0)[..., None] * ab[None]  # (n, m, 2)
+    points = ap[:, 0, :] + vertices[0]
+    closest = ((points[:, None, :] - nearest) ** 2).sum(axis=2).argmin(axis=1)
+    return nearest[np.arange(len(points)), closest]
+
+
 def boundary_points(vertices: np.ndarray, points: np.ndarray) -> np.ndarray:
     """(n, 2): the point of the polygon's (segment's, point's) boundary `vertices` nearest to
     each of `points`."""
     points = np.atleast_2d(np.asarray(points, dtype=float))
-    a = vertices
-    ab = np.roll(vertices, -1, axis=0) - a  # (m, 2) edges
-    ap = points[:, None, :] - a[None, :, :]  # (n, m, 2)
-    length2 = (ab**2).sum(axis=1)
-    t = np.where(length2 > 0, (ap * ab).sum(axis=2) / np.where(length2 > 0, length2, 1), 0)
-    nearest = a[None] + np.clip(t, 0.0, 1.0)[..., None] * ab[None]  # (n, m, 2)
-    closest = ((points[:, None, :] - nearest) ** 2).sum(axis=2).argmin(axis=1)
-    return nearest[np.arange(len(points)), closest]
+    return _nearest_on_edges(vertices, *_edges(vertices, points))
 
 
 def hull_distance(vertices: np.ndarray, points: np.ndarray) -> np.ndarray:
     """Euclidean distance of each point from the convex polygon (segment, point) `vertices`:
     0 inside, else the distance to its nearest edge."""
     points = np.atleast_2d(np.asarray(points, dtype=float))
-    edge = np.sqrt(((points - boundary_points(vertices, points)) ** 2).sum(axis=1))
+    ab, ap = _edges(vertices, points)
+    edge = np.sqrt(((points - _nearest_on_edges(vertices, ab, ap)) ** 2).sum(axis=1))
     if len(vertices) < 3:
         return edge
-    ab = np.roll(vertices, -1, axis=0) - vertices
-    ap = points[:, None, :] - vertices[None, :, :]
     cross = ab[None, :, 0] * ap[..., 1] - ab[None, :, 1] * ap[..., 0]  # counter-clockwise
     inside = (cross >= -1e-12).all(axis=1)
     return np.where(inside, 0.0, edge)
