@@ -44,6 +44,7 @@ BEYOND = 3.0  # decades past the runs' largest N and D where a fit must predict 
 _PER_DECADE = 8  # grid points per decade of that check
 _GRID_POINTS = 481  # log N grid of the allocation search (then golden-section refined)
 _GOLDEN_STEPS = 40
+_GRID_CELLS = 2_000_000  # (rows x budgets x grid points) per block of the allocation's grid
 # Starts per objective evaluation block: keeps the (starts x points) temporaries in cache.
 _CHUNK = 64
 
@@ -66,32 +67,43 @@ def allocation(
     the minimum sits at an end of 1 <= N, D (no interior optimum).
 
     A grid of log N, then golden-section search between the grid neighbours of the best point;
-    rows of params broadcast against budgets C (m,).
+    rows of params broadcast against budgets C (m,). Every budget is searched at once (the
+    grid in blocks of budgets that bound its (rows x budgets x grid) memory): one call of
+    loss_of per step, not one per budget and step, which for few rows is all the time.
     """
     p = np.asarray(params, dtype=float)
-    X = np.asarray(C, dtype=float).reshape(-1) / flops_per_token
-    n_opt = np.full((p.shape[0], X.size), np.nan)
-    for j, x in enumerate(X):
-        log_x = math.log(x)
-        grid = np.linspace(0.0, log_x, _GRID_POINTS)
-        step = grid[1] - grid[0]
+    log_x = np.log(np.asarray(C, dtype=float).reshape(-1) / flops_per_token)  # (m,)
+    fraction = np.linspace(0.0, 1.0, _GRID_POINTS)
+    per_block = max(1, _GRID_CELLS // (p.shape[0] * _GRID_POINTS))
 
-        def loss(log_n: np.ndarray, log_x: float = log_x) -> np.ndarray:
-            return loss_of(p, np.exp(log_n), np.exp(log_x - log_n))
+    def loss(log_n: np.ndarray, log_x: np.ndarray) -> np.ndarray:
+        return loss_of(p, np.exp(log_n), np.exp(log_x - log_n))
 
-        with np.errstate(all="ignore"):
-            values = loss(np.broadcast_to(grid, (p.shape[0], grid.size)))
-            values = np.where(np.isfinite(values), values, np.inf)
-            best = values.argmin(axis=1)
-            inside = (best > 0) & (best < grid.size - 1) & np.isfinite(values.min(axis=1))
-            lo, hi = grid[best][:, None] - step, grid[best][:, None] + step
-            ratio = (math.sqrt(5.0) - 1.0) / 2.0
-            for _ in range(_GOLDEN_STEPS):
-                m1, m2 = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
-                left = loss(m1) <= loss(m2)
-                hi, lo = np.where(left, m2, hi), np.where(left, lo, m1)
-        n_opt[inside, j] = np.exp((lo + hi)[inside, 0] / 2.0)
-    return n_opt, X[None, :] / n_opt
+    best = np.empty((p.shape[0], log_x.size), dtype=int)
+    finite = np.empty((p.shape[0], log_x.size), dtype=bool)
+    with np.errstate(all="ignore"):
+        for s in range(0, log_x.size, per_block):
+            block = log_x[s : s + per_block]
+            grid = (block[:, None] * fraction[None, :]).ravel()  # budgets x grid points
+            values = loss(
+                np.broadcast_to(grid, (p.shape[0], grid.size)), np.repeat(block, fraction.size)
+            )
+            values = np.where(np.isfinite(values), values, np.inf).reshape(
+                p.shape[0], block.size, -1
+            )
+            best[:, s : s + per_block] = values.argmin(axis=2)
+            finite[:, s : s + per_block] = np.isfinite(values.min(axis=2))
+        inside = (best > 0) & (best < _GRID_POINTS - 1) & finite
+        step = log_x / (_GRID_POINTS - 1)
+        at = fraction[best] * log_x
+        lo, hi = at - step, at + step
+        ratio = (math.sqrt(5.0) - 1.0) / 2.0
+        for _ in range(_GOLDEN_STEPS):
+            m1, m2 = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
+            left = loss(m1, log_x) <= loss(m2, log_x)
+            hi, lo = np.where(left, m2, hi), np.where(left, lo, m1)
+    n_opt = np.where(inside, np.exp((lo + hi) / 2.0), np.nan)
+    return n_opt, np.exp(log_x)[None, :] / n_opt
 
 
 class _FarseerProblem:
