@@ -81,6 +81,16 @@ class RunNoise:
         near = nearest(self.where, places(asked), n_neighbours(len(self.residuals)))
         return self.residuals[near]
 
+    def describe(self) -> str:
+        """One line for a summary."""
+        n = len(self.residuals)
+        if self.where is None:
+            return f"run noise: the log residuals of all {n} fitted runs"
+        return (
+            f"run noise: the log residuals of the {n_neighbours(n)} of {n} fitted runs nearest "
+            "each question (decades of N, D and epochs)"
+        )
+
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"residuals": self.residuals.tolist()}
         if self.where is not None:

@@ -270,6 +270,8 @@ class FittedLaw:
             lines.append("intervals NOT calibrated: too few runs to backtest inside the data")
         else:
             lines.append(cal.describe())
+        if self.residuals is not None:
+            lines.append(self.residuals.describe())
         return lines
 
     def __str__(self) -> str:

@@ -170,9 +170,11 @@ def test_a_stored_auto_fit_reloads_and_answers_the_same(epoch_study):
     assert set(fitted.forms.form) == set(LOSS_LAWS)  # every registered form was compared
     assert fitted.forms.weight.sum() == pytest.approx(1.0)
     assert "stacking weight" in fitted.summary()
+    assert "the 60 of 240 fitted runs nearest each question" in fitted.summary()
     record = json.loads(json.dumps(fitting.record(fitted)))
     again = fitting.reload("auto", fitted.selection, "fit-x", record)
     assert again.calibration == fitted.calibration
+    np.testing.assert_array_equal(again.residuals.where, fitted.residuals.where)
     pd.testing.assert_frame_equal(again.forms, fitted.forms, check_dtype=False)
     first = study.predict_loss(70e9, 1.4e12)
     reused = study.fit("auto")
