@@ -32,11 +32,11 @@ from functools import partial
 import numpy as np
 import pandas as pd
 
-from fits.averaging import AveragedLaw, average
+from fits.averaging import AveragedLaw, average, average_scatter
 from fits.bootstrap import observation_interval
 from fits.calibration import Calibration, calibrate
 from fits.errors import FitError
-from fits.extrapolation import QUANTILES, nested_backtest, out_of_range_error
+from fits.extrapolation import QUANTILES, nested_errors, out_of_range_error
 from fits.gridfit import GridLaw
 from fits.laws import LossLaw, refit_predict
 from fits.noise import RunNoise
@@ -176,9 +176,13 @@ def fit_auto(
     if not fitted:
         reasons = "; ".join(f"{k}: {v}" for k, v in notes.items())
         raise FitError(f"no law form fits ({reasons})")
-    nested = {name: nested_backtest(runs, partial(refit_predict, model), level, quantiles,
-                                    model.n_jobs) for name, model in fitted.items()}  # fmt: skip
+    errors = {name: nested_errors(runs, partial(refit_predict, model), level, quantiles,
+                                  model.n_jobs) for name, model in fitted.items()}  # fmt: skip
+    nested = {name: held for name, (held, _) in errors.items()}
     weights, backtest, left = average(nested)
+    if not backtest.empty:
+        trained = {name: errors[name][1] for name in weights}
+        backtest["scatter"] = average_scatter(backtest, list(weights), trained, runs, level)
     notes.update(left)
     if not weights:  # nothing could be backtested: the first form that fits, uncalibrated
         weights = {next(iter(fitted)): 1.0}

@@ -2,6 +2,7 @@
 
 import json
 import math
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -9,9 +10,9 @@ import pytest
 from scipy.optimize import minimize
 from scipy.stats.mstats import hdquantiles
 
-from fits import ChinchillaLaw, FitError, KaplanLaw, from_dict
-from fits.auto import calibrated
-from fits.averaging import AveragedLaw, average, split_weights, stack
+from fits import LOSS_LAWS, ChinchillaLaw, FitError, KaplanLaw, from_dict
+from fits.auto import calibrated, fit_auto
+from fits.averaging import AveragedLaw, average, cross_weights, split_keys, split_weights, stack
 from fits.bootstrap import observation_interval
 from fits.calibration import (
     FLOOR,
@@ -22,7 +23,9 @@ from fits.calibration import (
     hull_vertices,
 )
 from fits.chinchilla import chinchilla_loss
-from fits.noise import RunNoise
+from fits.extrapolation import nested_backtest, nested_errors
+from fits.laws import refit_predict
+from fits.noise import RunNoise, n_neighbours, places
 from fits.prediction import question_frame
 
 
@@ -203,3 +206,37 @@ def test_the_upper_end_does_not_rise_with_tokens_at_fixed_params():
     lo_in, hi_in = observation_interval(law.loss_draws(inside), residuals.pools(inside), 0.9, 0)
     assert calibrated(law, steep, np.ravel(lo_in), np.ravel(hi_in), inside, residuals, 0)[1] \
         == pytest.approx(steep.widen(np.ravel(lo_in), np.ravel(hi_in), inside)[1])  # fmt: skip
+
+
+@pytest.mark.slow
+def test_the_average_is_calibrated_on_its_own_scatter_not_its_first_forms():
+    """Each held-out run's scatter in the average's nested backtest is the 90% quantile of
+    |the average's log error| (its split's cross weights) on the split's training runs
+    nearest it, written out here from the forms' own training errors; one form alone gets the
+    scatter its own backtest measured. Until 5 December 2026 the average took its first
+    form's scatter."""
+    loss = chinchilla_loss(np.array([[1.7, 400.0, 900.0, 0.34, 0.3]]), GRID_N, GRID_D)[0]
+    loss = loss * np.exp(np.random.default_rng(7).normal(0, 0.01, loss.size))
+    runs = pd.DataFrame({"N": GRID_N, "D": GRID_D, "loss": loss})
+    forms = {n: (lambda b, n=n: LOSS_LAWS[n](n_bootstrap=b, random_state=0))
+             for n in ("kaplan", "chinchilla")}  # fmt: skip
+    both = fit_auto(runs, forms, 0.9, 0)  # chinchilla near 1, kaplan (the first form) near 0
+    framed = runs.assign(C=6 * runs.N * runs.D)
+    trained = {n: nested_errors(framed, partial(refit_predict, LOSS_LAWS[n](
+        n_bootstrap=0, random_state=0).fit_frame(framed)), 0.9)[1] for n in forms}  # fmt: skip
+    frame, names = both.nested, list(forms)
+    weights = cross_weights(frame, names, split_keys(frame))
+    where = places(framed)
+    for i in (0, len(frame) // 2, len(frame) - 1):
+        row = frame.iloc[i]
+        w = weights[(row.coord, row.q)]
+        mine = [t[(t.coord == row.coord) & (t.q == row.q)] for t in trained.values()]
+        error = sum(wk * t.log_error.to_numpy() for wk, t in zip(w, mine, strict=True))
+        d2 = ((where[mine[0].row.to_numpy()] - where[int(row.row)]) ** 2).sum(axis=1)
+        near = np.argsort(d2, kind="stable")[: n_neighbours(len(error))]
+        assert row.scatter == pytest.approx(np.quantile(np.abs(error[near]), 0.9))
+    alone = fit_auto(runs, {"kaplan": forms["kaplan"]}, 0.9, 0)
+    own = nested_backtest(framed, partial(refit_predict, LOSS_LAWS["kaplan"](
+        n_bootstrap=0, random_state=0).fit_frame(framed)), 0.9)  # fmt: skip
+    np.testing.assert_allclose(alone.nested.scatter, own.scatter)
+    assert not np.allclose(both.nested.scatter, own.scatter)
