@@ -52,6 +52,16 @@ def own_interval(
 
     At the rows of `runs` (the law's columns; C for a power law), or on the compute-optimal
     frontier at compute `optimal_at` (loss laws only)."""
+    point, lo, hi, _ = _own(model, residuals, runs, level, seed, optimal_at)
+    return point, lo, hi
+
+
+def _own(
+    model: object, residuals: RunNoise | None, runs: pd.DataFrame | None, level: float,
+    seed: int, optimal_at: float | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, pd.DataFrame]:  # fmt: skip
+    """`own_interval`, and the questions' rows it was drawn at (the compute-optimal (N, D)
+    when `runs` is None), which the calibration widens at."""
     if isinstance(model, LossLaw):
         if runs is None:
             point, draws = model.frontier(optimal_at), model.frontier_draws([optimal_at])
@@ -64,7 +74,7 @@ def own_interval(
         raise FitError(f"{type(model).__name__} does not predict loss at these questions")
     pools = None if residuals is None else residuals.pools(runs)
     lo, hi = observation_interval(draws, pools, level, seed)
-    return np.asarray(point, dtype=float).ravel(), np.ravel(lo), np.ravel(hi)
+    return np.asarray(point, dtype=float).ravel(), np.ravel(lo), np.ravel(hi), runs
 
 
 def run_interval(
@@ -73,13 +83,10 @@ def run_interval(
 ) -> Interval:  # fmt: skip
     """Point loss and its prediction interval for one run: the own interval, widened by the
     calibration when the law has one (at the compute-optimal (N, D) when `runs` is None)."""
-    point, lo, hi = own_interval(model, residuals, runs, level, seed, optimal_at)
+    point, lo, hi, asked = _own(model, residuals, runs, level, seed, optimal_at)
     if calibration is None:
         return point, lo, hi
-    if runs is None:
-        assert isinstance(model, LossLaw)
-        runs = optimum(model, optimal_at)
-    return point, *widened(model, residuals, calibration, runs, lo, hi, seed)
+    return point, *widened(model, residuals, calibration, asked, lo, hi, seed)
 
 
 def widened(
