@@ -17,7 +17,7 @@ own cross-validated nested errors (fits.calibration). Stacking makes one predict
 forms, so that prediction's extrapolation error is what is calibrated, not each form's alone;
 the forms' disagreement enters there, as the errors of the average it causes on the nested
 splits, and is not counted a second time as a mixture of the forms (the stacking weights
-minimise the squared error of the log-linear average; they are not the probabilities of a
+minimise the absolute error of the log-linear average; they are not the probabilities of a
 mixture). Clipped to physics (at most ln vocab when the vocabulary is known). One procedure
 with one set of defaults for every data set.
 """

@@ -11,11 +11,13 @@ reward extrapolation, which is what a user asks of the law.
 - Forms are compared on the same splits only: a form that failed a split some other form
   completed is left out of the average (and says so), rather than compared on fewer splits.
 - The average is taken in log loss, log L = sum_k w_k log L_k, so a held-out run's error under
-  the average is sum_k w_k e_k of the forms' log errors, and stacking is a least-squares
-  problem on the simplex: minimise sum over splits of the mean over the split's held-out runs
-  of (sum_k w_k e_k)^2, every split weighing the same. Solved exactly: the optimum lies on a
-  face of the simplex where the equality-constrained solution is feasible, and with a handful
-  of forms every face is tried.
+  the average is sum_k w_k e_k of the forms' log errors, and stacking minimises, on the
+  simplex, the sum over splits of the mean over the split's held-out runs of
+  |sum_k w_k e_k|, every split weighing the same: a linear program, solved exactly. Absolute,
+  not squared, error: runs have outliers (the forms are fitted with a Huber loss near absolute
+  error for that reason), and squared errors let a few outlying held-out runs set the weights
+  (on Epoch's 245 points two of them gave 72% of the squared objective); absolute error is
+  also the proper score of a median, the middle of the interval.
 - The weights are stacked on the largest cut along each coordinate (the nested split with the
   most training runs: C, N and D at their largest quantile), not on every cut. Cross-validation
   estimates how a form does when fitted on its training runs, and a form with more parameters
@@ -31,13 +33,14 @@ reward extrapolation, which is what a user asks of the law.
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Mapping
 from typing import Any, ClassVar, Self
 
 import numpy as np
 import pandas as pd
+from scipy import sparse
+from scipy.optimize import linprog
 
 from fits.bootstrap import RandomState
 from fits.errors import FitError
@@ -80,27 +83,20 @@ def split_weights(frame: pd.DataFrame) -> np.ndarray:
 
 
 def stack(errors: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Simplex weights w minimising sum_i weights_i (errors_i . w)^2 (errors: runs x forms)."""
-    k = errors.shape[1]
-    gram = (errors * weights[:, None]).T @ errors
-    best, best_value = np.full(k, 1.0 / k), np.inf
-    for size in range(1, k + 1):
-        for face in itertools.combinations(range(k), size):
-            sub = gram[np.ix_(face, face)]
-            solved = np.linalg.pinv(sub) @ np.ones(size)
-            total = solved.sum()
-            if not np.isfinite(total) or abs(total) < 1e-300:
-                continue
-            w_face = solved / total
-            if (w_face < -1e-12).any():
-                continue
-            w = np.zeros(k)
-            w[list(face)] = np.clip(w_face, 0.0, None)
-            w /= w.sum()
-            value = float(w @ gram @ w)
-            if value < best_value:
-                best, best_value = w, value
-    return best
+    """Simplex weights w minimising sum_i weights_i |errors_i . w| (errors: runs x forms).
+
+    The linear program over (w, t): minimise weights . t with t_i >= +-errors_i . w, w >= 0,
+    sum w = 1 (HiGHS)."""
+    n, k = errors.shape
+    eye = sparse.identity(n, format="csr")
+    upper = sparse.bmat([[sparse.csr_matrix(errors), -eye], [sparse.csr_matrix(-errors), -eye]])
+    simplex = np.concatenate([np.ones(k), np.zeros(n)])[None, :]
+    solved = linprog(np.concatenate([np.zeros(k), weights]), A_ub=upper, b_ub=np.zeros(2 * n),
+                     A_eq=simplex, b_eq=[1.0], bounds=(0, None), method="highs")  # fmt: skip
+    if not solved.success:
+        raise FitError(f"the stacking weights could not be solved: {solved.message}")
+    w = np.clip(solved.x[:k], 0.0, None)
+    return w / w.sum()
 
 
 def largest_cuts(frame: pd.DataFrame) -> np.ndarray:
