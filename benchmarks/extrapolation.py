@@ -21,11 +21,6 @@ was in the fit), so these scores are if anything too large. Usage:
 
     python benchmarks/extrapolation.py [--bootstrap 1000] [--cases NAME ...] [--by-cut]
 
---shift also prints the coverage and width under the candidate pre-registered in docs/laws.md
-(*Scoring the shift, not the run*): each nested run scored by the shift of the prediction at
-it, its split's error less the full fit's residual there (each form's, with the split's cross
-weights), per decade, no scatter subtracted; with --alone, for every form by itself too.
-
 --by-cut also prints each form's error alone and the average's stacked on each cut level of
 the nested splits (50%, 65%, 80%) alone. --alone also fits every form by itself through the
 same procedure (its own nested backtests and calibration: what `--law NAME` gives) and prints
@@ -48,8 +43,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fits import LOSS_LAWS
 from fits.auto import AutoFit, fit_auto
-from fits.averaging import cross_weights, split_keys, split_weights, stack
-from fits.calibration import rates
+from fits.averaging import split_weights, stack
+from fits.calibration import FLOOR, quantile_rates
 from fits.errors import FitError
 from fits.prediction import own_interval
 from scaling import datasets
@@ -89,47 +84,18 @@ def own_interval_rates(fitted: AutoFit, train: pd.DataFrame) -> tuple[float, flo
     runs = train.reset_index(drop=True)
     point, lo, hi = own_interval(fitted.model, fitted.residuals, runs, LEVEL, 0)
     rows = nested.row.to_numpy(dtype=int)
-    return rates(nested, LEVEL, below=np.log(point / lo)[rows], above=np.log(hi / point)[rows])
+    return margin_rates(nested, np.log(point / lo)[rows], np.log(hi / point)[rows])
 
 
-def shift_rates(fitted: AutoFit, train: pd.DataFrame) -> tuple[float, float]:
-    """(lo_rate, hi_rate) from the shift scores: each nested run's error less the full fits'
-    residuals there, with its split's cross weights (the pre-registered candidate)."""
-    nested = fitted.nested
-    names = [c for c in nested.columns if c in LOSS_LAWS]
-    runs = train.reset_index(drop=True)
-    runs = runs.assign(C=6.0 * runs.N * runs.D)
-    residual = np.column_stack([
-        np.log(runs.loss.to_numpy()) - np.log(LOSS_LAWS[n](n_bootstrap=0, level=LEVEL,
-        random_state=0).fit_frame(runs).predict_frame(runs)) for n in names])  # fmt: skip
-    keys = split_keys(nested)
-    rows = nested.row.to_numpy(dtype=int)
-    in_data = np.empty(len(nested))
-    for split, w in cross_weights(nested, names, keys).items():
-        mine = (keys == split).to_numpy()
-        in_data[mine] = residual[rows[mine]] @ w
-    shift = nested.assign(log_error=nested.log_error.to_numpy() - in_data)
-    zero = np.zeros(len(nested))
-    return rates(shift, LEVEL, below=zero, above=zero)
-
-
-def shifted(fitted: AutoFit, train: pd.DataFrame, test: pd.DataFrame) -> tuple[int, float]:
-    """Held-out runs covered and median width under the shift scores."""
-    if fitted.calibration is None:
-        return -1, float("nan")
-    lo_rate, hi_rate = shift_rates(fitted, train)
-    candidate = replace(fitted, calibration=replace(fitted.calibration, lo_rate=lo_rate,
-                                                     hi_rate=hi_rate))  # fmt: skip
-    point, lo, hi = candidate.interval(test, LEVEL)
-    actual = test.loss.to_numpy()
-    covered = int(((lo <= actual) & (actual <= hi)).sum())
-    return covered, float(np.median((hi - lo) / point))
-
-
-def shift_figures(fitted: AutoFit, train: pd.DataFrame, test: pd.DataFrame) -> tuple[str, str]:
-    """Coverage and median width under the shift scores, as the table prints them."""
-    covered, width = shifted(fitted, train, test)
-    return f"{covered / len(test):.0%}", f"{width:.2%}"
+def margin_rates(nested: pd.DataFrame, below: np.ndarray, above: np.ndarray) -> tuple[float, float]:
+    """(lo_rate, hi_rate) of the nested errors scored beyond margins instead of as shifts (the
+    rules measured and not adopted): sign(e) max(|e| - margin, 0) per decade from the hull,
+    the margin `above` for an error up and `below` for one down (log loss, per row)."""
+    e = nested.log_error.to_numpy(dtype=float)
+    excess = np.where(e > 0, np.maximum(e - above, 0.0), np.minimum(e + below, 0.0))
+    rate = excess / np.maximum(nested.hull.to_numpy(dtype=float), FLOOR)
+    sizes = nested.groupby(["coord", "q"]).row.transform("size").to_numpy(dtype=float)
+    return quantile_rates(rate, 1.0 / sizes, LEVEL)
 
 
 def by_cut(fitted: AutoFit, train: pd.DataFrame, test: pd.DataFrame) -> str:
@@ -155,9 +121,7 @@ def by_cut(fitted: AutoFit, train: pd.DataFrame, test: pd.DataFrame) -> str:
     return "; ".join(parts)
 
 
-def alone(
-    forms: dict, train: pd.DataFrame, test: pd.DataFrame, n_bootstrap: int, shift: bool
-) -> str:
+def alone(forms: dict, train: pd.DataFrame, test: pd.DataFrame, n_bootstrap: int) -> str:
     """Each form fitted and calibrated by itself: covered / held out, median width, error."""
     actual, parts = test.loss.to_numpy(), []
     for name, make in forms.items():
@@ -170,11 +134,7 @@ def alone(
         covered = int(((lo <= actual) & (actual <= hi)).sum())
         width = np.median((hi - lo) / point)
         error = np.median(np.abs(point / actual - 1))
-        part = f"{name} {covered}/{len(test)} at {width:.2%} (error {error:.2%})"
-        if shift:
-            moved, moved_width = shifted(fitted, train, test)
-            part += f" [shift: {moved}/{len(test)} at {moved_width:.2%}]"
-        parts.append(part)
+        parts.append(f"{name} {covered}/{len(test)} at {width:.2%} (error {error:.2%})")
     return "; ".join(parts)
 
 
@@ -184,7 +144,6 @@ def main() -> None:
     parser.add_argument("--cases", nargs="*", default=list(CASES), choices=list(CASES))
     parser.add_argument("--by-cut", action="store_true", help="errors stacked per cut level")
     parser.add_argument("--alone", action="store_true", help="every form by itself too")
-    parser.add_argument("--shift", action="store_true", help="the shift-score candidate too")
     args = parser.parse_args()
     forms = {
         name: (lambda b, name=name: LOSS_LAWS[name](n_bootstrap=b, level=LEVEL, random_state=0))
@@ -225,16 +184,13 @@ def main() -> None:
             "weights": weights,
             "s": f"{time.perf_counter() - t0:.0f}",
         })  # fmt: skip
-        if args.shift:
-            rows[-1]["shift cov"], rows[-1]["shift width"] = shift_figures(fitted, train, test)
         print(f"{case}: {fitted.calibration.describe() if fitted.calibration else 'uncalibrated'}")
         print(fitted.forms.to_string(index=False))
         print(rows[-1], flush=True)
         if args.by_cut:
             print(f"{case} by cut: {by_cut(fitted, train, test)}", flush=True)
         if args.alone:
-            print(f"{case} alone: {alone(forms, train, test, args.bootstrap, args.shift)}",
-                  flush=True)  # fmt: skip
+            print(f"{case} alone: {alone(forms, train, test, args.bootstrap)}", flush=True)
     print(f"\n90% intervals, {args.bootstrap} resamples; distance in decades from the hull")
     print(pd.DataFrame(rows).to_string(index=False))
 

@@ -37,13 +37,13 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from extrapolation import CASES, LEVEL, held_out
+from extrapolation import CASES, LEVEL, held_out, margin_rates
 
 from fits import LOSS_LAWS
 from fits.auto import AutoFit, fit_auto, with_bootstrap
 from fits.averaging import AveragedLaw, cross_weights, split_keys
 from fits.bootstrap import observation_interval
-from fits.calibration import boundary_points, hull_distance, hull_vertices, log_points, rates
+from fits.calibration import boundary_points, hull_distance, hull_vertices, log_points
 from fits.extrapolation import nested_splits
 from fits.prediction import own_interval
 
@@ -136,7 +136,7 @@ def main() -> None:
             below, above = mapped_margins(fitted, runs)
         else:
             below, above = split_margins(fitted, runs, args.shrink)
-        lo_rate, hi_rate = rates(fitted.nested, LEVEL, below=below, above=above)
+        lo_rate, hi_rate = margin_rates(fitted.nested, below, above)
         assert fitted.calibration is not None
         candidate = replace(fitted, calibration=replace(fitted.calibration, lo_rate=lo_rate,
                                                         hi_rate=hi_rate))  # fmt: skip

@@ -6,20 +6,21 @@
    N and D, score the runs above.
 3. Stacking weights on the splits every form completed, on the largest cut along each
    coordinate (fits.averaging).
-4. Calibration of the average on its own cross-validated nested errors (fits.calibration).
+4. Calibration of the average on the shifts of its own cross-validated nested predictions
+   (fits.calibration).
 5. The forms of positive weight get the bootstrap; the average of them is the law.
 
 A prediction interval at a question is the average's own: its bootstrap draws (draw i of the
 average is the average of the forms' draws i, each fitted on the same resample of the runs)
 times a resampled residual of the runs nearest the question (fits.noise); then widened by the
-average's calibration: the rates per decade outside the runs' hull measured on the average's
-own cross-validated nested errors (fits.calibration). Stacking makes one prediction of the
-forms, so that prediction's extrapolation error is what is calibrated, not each form's alone;
-the forms' disagreement enters there, as the errors of the average it causes on the nested
-splits, and is not counted a second time as a mixture of the forms (the stacking weights
-minimise the absolute error of the log-linear average; they are not the probabilities of a
-mixture). Clipped to physics (at most ln vocab when the vocabulary is known). One procedure
-with one set of defaults for every data set.
+average's calibration: the rates per decade outside the runs' hull measured on the shifts of
+the average's own cross-validated nested predictions (fits.calibration). Stacking makes one
+prediction of the forms, so that prediction's extrapolation error is what is calibrated, not
+each form's alone; the forms' disagreement enters there, as the errors of the average it
+causes on the nested splits, and is not counted a second time as a mixture of the forms (the
+stacking weights minimise the absolute error of the log-linear average; they are not the
+probabilities of a mixture). Clipped to physics (at most ln vocab when the vocabulary is
+known). One procedure with one set of defaults for every data set.
 """
 
 from __future__ import annotations
@@ -32,11 +33,11 @@ from functools import partial
 import numpy as np
 import pandas as pd
 
-from fits.averaging import AveragedLaw, average, average_scatter
+from fits.averaging import AveragedLaw, average, in_data_errors
 from fits.bootstrap import observation_interval
 from fits.calibration import Calibration, calibrate
 from fits.errors import FitError
-from fits.extrapolation import QUANTILES, nested_errors, out_of_range_error
+from fits.extrapolation import QUANTILES, nested_backtest, out_of_range_error
 from fits.gridfit import GridLaw
 from fits.laws import LossLaw, refit_predict
 from fits.noise import RunNoise
@@ -176,13 +177,13 @@ def fit_auto(
     if not fitted:
         reasons = "; ".join(f"{k}: {v}" for k, v in notes.items())
         raise FitError(f"no law form fits ({reasons})")
-    errors = {name: nested_errors(runs, partial(refit_predict, model), level, quantiles,
-                                  model.n_jobs) for name, model in fitted.items()}  # fmt: skip
-    nested = {name: held for name, (held, _) in errors.items()}
+    nested = {name: nested_backtest(runs, partial(refit_predict, model), level, quantiles,
+                                    model.n_jobs) for name, model in fitted.items()}  # fmt: skip
     weights, backtest, left = average(nested)
     if not backtest.empty:
-        trained = {name: errors[name][1] for name in weights}
-        backtest["scatter"] = average_scatter(backtest, list(weights), trained, runs, level)
+        log_loss = np.log(runs.loss.to_numpy())
+        in_data = {k: log_loss - np.log(fitted[k].predict_frame(runs)) for k in weights}
+        backtest["in_data"] = in_data_errors(backtest, list(weights), in_data)
     notes.update(left)
     if not weights:  # nothing could be backtested: the first form that fits, uncalibrated
         weights = {next(iter(fitted)): 1.0}

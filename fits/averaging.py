@@ -46,7 +46,6 @@ from fits.bootstrap import RandomState
 from fits.errors import FitError
 from fits.farseer import allocation
 from fits.laws import LOSS_LAWS, LossLaw
-from fits.noise import local_quantile, places
 
 SPLIT = ["coord", "q"]
 
@@ -66,14 +65,14 @@ def common_splits(nested: Mapping[str, pd.DataFrame]) -> tuple[list[str], dict[s
 
 
 def error_matrix(nested: Mapping[str, pd.DataFrame], forms: list[str]) -> pd.DataFrame:
-    """One row per (split, held-out run) with each form's log error as a column; the split's
-    other columns (distances, scatter) from the first form (fits.auto replaces the scatter
-    with the average's own, average_scatter)."""
+    """One row per (split, held-out run) with each form's log error as a column, and the
+    split's distances (the same for every form); not a form's scatter, which is not the
+    average's."""
     first = nested[forms[0]].set_index([*SPLIT, "row"])
     errors = pd.DataFrame(
         {name: nested[name].set_index([*SPLIT, "row"]).log_error for name in forms}
     )
-    return first.drop(columns="log_error").join(errors).reset_index()
+    return first.drop(columns=["log_error", "scatter"]).join(errors).reset_index()
 
 
 def split_weights(frame: pd.DataFrame) -> np.ndarray:
@@ -142,25 +141,19 @@ def held_out_errors(frame: pd.DataFrame, forms: list[str]) -> np.ndarray:
     return out
 
 
-def average_scatter(
-    frame: pd.DataFrame, forms: list[str], trained: Mapping[str, pd.DataFrame],
-    runs: pd.DataFrame, level: float,
-) -> np.ndarray:  # fmt: skip
-    """The average's own in-data scatter near each held-out row of `frame` (from `average`):
-    the level-quantile of |log error| of the average, with its split's cross_weights, on the
-    split's training runs nearest the row (fits.noise), as a form's nested backtest measures
-    its own. trained: form -> its training errors (fits.extrapolation.nested_errors)."""
+def in_data_errors(
+    frame: pd.DataFrame, forms: list[str], residuals: Mapping[str, np.ndarray]
+) -> np.ndarray:
+    """The full fit's log error at each held-out row of `frame` (from `average`), for the
+    average each split's is predicted with: sum_k w_k r_k[row], w its split's cross_weights and
+    r_k form k's residuals fitted on all runs (fits.calibration scores the error less this)."""
     keys = split_keys(frame)
-    by_split = pd.DataFrame({n: trained[n].set_index([*SPLIT, "row"]).log_error for n in forms})
-    where = places(runs)
+    fitted = np.column_stack([np.asarray(residuals[name], dtype=float) for name in forms])
     rows = frame.row.to_numpy(dtype=int)
     out = np.empty(len(frame))
     for split, w in cross_weights(frame, forms, keys).items():
         mine = (keys == split).to_numpy()
-        errors = by_split.xs(split, level=SPLIT)
-        trained_rows = errors.index.to_numpy(dtype=int)
-        average_error = errors[forms].to_numpy(dtype=float) @ w
-        out[mine] = local_quantile(average_error, where[trained_rows], where[rows[mine]], level)
+        out[mine] = fitted[rows[mine]] @ w
     return out
 
 

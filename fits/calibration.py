@@ -8,12 +8,16 @@ law on the rest and score the held-out runs. Here those scores become an interva
   along C, N or D is one distance, and a question inside the runs' hull (even outside their
   box) is inside. A run held out by one split is scored once in that split, at its distance
   from that split's training runs: no error is divided along several directions.
-- Score: the signed excess log error per decade, e / max(d, FLOOR), with e the held-out log
-  error beyond the in-data scatter r of that split's fit among the training runs nearest the
-  held-out one (sign(e) max(|e| - r, 0); fits.noise: the noise a question there is given). Distances
-  below FLOOR are floored: a run nearer than that measures the scatter between neighbouring
-  runs, which the law's own interval holds, and divided by its tiny distance it would set the
-  rate alone.
+- Score: the signed shift per decade, s / max(d, FLOOR). A held-out run's log error under its
+  split's fit is e_split = s + e_full: e_full the fit on all runs' residual at the run (its
+  noise and the form's misfit there, which that fit's run noise already carries into the own
+  interval, fits.noise) and s the shift of the prediction at the run when the fit lacks it and
+  the runs beyond the cut: the extrapolation error, free of the run's own noise (for an
+  average, each form's with its split's weights). Scoring e_split beyond a quantile of the
+  split's scatter instead (the rule until 5 December 2026) let a run the form misses even
+  in-sample score its misfit as error per decade, and let a run it hits score less than its
+  shift. Distances below FLOOR are floored: a run nearer than that measures the change between
+  neighbouring runs, and divided by its tiny distance it would set the rate alone.
 - Quantiles: the (1 - level)/2 and (1 + level)/2 quantiles of the scores, every split
   weighing the same, by the weighted Harrell-Davis estimator (Harrell & Davis 1982; weights as
   in Akinshin 2023, "Weighted quantile estimators"): a smooth average of order statistics, not
@@ -118,19 +122,12 @@ def harrell_davis(scores: np.ndarray, weights: np.ndarray | None, probability: f
     return float(mass @ x)
 
 
-def scores(
-    nested: pd.DataFrame, below: np.ndarray | None = None, above: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Signed excess log error per decade of every nested held-out run, and its weight (each
-    split weighs the same). Needs columns coord, q, row, log_error, scatter, hull. The excess
-    is beyond `above` for an error up and `below` for one down (log-loss margins per row;
-    default both the split's scatter)."""
-    e = nested.log_error.to_numpy(dtype=float)
-    scatter = nested.scatter.to_numpy(dtype=float)
-    up = scatter if above is None else np.asarray(above, dtype=float)
-    down = scatter if below is None else np.asarray(below, dtype=float)
-    excess = np.where(e > 0, np.maximum(e - up, 0.0), np.minimum(e + down, 0.0))
-    rate = excess / np.maximum(nested.hull.to_numpy(dtype=float), FLOOR)
+def scores(nested: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Signed shift per decade of every nested held-out run, (log_error - in_data) /
+    max(hull, FLOOR), and its weight (each split weighs the same). Needs columns coord, q, row,
+    log_error, in_data (the fit on all runs' log error at the run), hull."""
+    shift = nested.log_error.to_numpy(dtype=float) - nested.in_data.to_numpy(dtype=float)
+    rate = shift / np.maximum(nested.hull.to_numpy(dtype=float), FLOOR)
     sizes = nested.groupby(["coord", "q"]).row.transform("size").to_numpy(dtype=float)
     return rate, 1.0 / sizes
 
@@ -205,13 +202,14 @@ class Calibration:
         )
 
 
-def rates(
-    nested: pd.DataFrame, level: float, below: np.ndarray | None = None,
-    above: np.ndarray | None = None,
-) -> tuple[float, float]:  # fmt: skip
-    """(lo_rate <= 0, hi_rate >= 0): the Harrell-Davis quantiles of the nested scores (margins
-    as in `scores`)."""
-    rate, weight = scores(nested, below, above)
+def rates(nested: pd.DataFrame, level: float) -> tuple[float, float]:
+    """(lo_rate <= 0, hi_rate >= 0): the Harrell-Davis quantiles of the nested scores."""
+    return quantile_rates(*scores(nested), level)
+
+
+def quantile_rates(rate: np.ndarray, weight: np.ndarray, level: float) -> tuple[float, float]:
+    """(lo_rate <= 0, hi_rate >= 0): the (1 -+ level)/2 weighted Harrell-Davis quantiles of
+    scores per decade, clipped at 0."""
     lo = harrell_davis(rate, weight, (1 - level) / 2)
     hi = harrell_davis(rate, weight, (1 + level) / 2)
     return min(lo, 0.0), max(hi, 0.0)

@@ -145,33 +145,19 @@ def nested_backtest(
     quantiles: tuple[float, ...] = QUANTILES,
     n_jobs: int | None = 1,
 ) -> pd.DataFrame:
-    """Held-out runs of every nested split (`nested_errors`' first frame)."""
-    return nested_errors(runs, fit_predict, level, quantiles, n_jobs)[0]
-
-
-def nested_errors(
-    runs: pd.DataFrame,
-    fit_predict: FitPredict,
-    level: float,
-    quantiles: tuple[float, ...] = QUANTILES,
-    n_jobs: int | None = 1,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(held out, trained) log errors of every nested split.
-
-    Held out: coord, q, row, log_error, distance, hull (decades from the training runs' hull
-    in log N, log D), scatter, and the distance along each coordinate (columns d_C, d_N, d_D).
-    Trained: coord, q, row, log_error of the split's fit on its own training runs (an average
-    of forms measures its own scatter from them, fits.averaging).
+    """Held-out runs of every nested split: coord, q, row, log_error, distance, hull (decades
+    from the training runs' hull in log N, log D), scatter, and the distance along each
+    coordinate (columns d_C, d_N, d_D).
 
     log_error = log(actual) - log(predicted); scatter = the level-quantile of |log residual|
-    of that split's fit on the training runs nearest the held-out run (fits.noise: the noise a
-    question there draws from). Splits whose fit fails are skipped. The splits are fitted in
-    n_jobs worker processes (fits.bootstrap.map_chunks).
+    of that split's fit on the training runs nearest the held-out run (fits.noise; the box
+    calibration's in-data margin). Splits whose fit fails are skipped. The splits are fitted
+    in n_jobs worker processes (fits.bootstrap.map_chunks).
     """
     runs = runs.reset_index(drop=True)
     splits = nested_splits(runs, quantiles)
     jobs = [(fit_predict, train, pd.concat([train, test])) for _, _, train, test in splits]
-    held, trained = [], []
+    held = []
     for (coord, q, train, test), pred in zip(
         splits, map_chunks(_split_fit, jobs, n_jobs), strict=True
     ):
@@ -195,13 +181,11 @@ def nested_errors(
             }
         )
         held.append(pd.concat([split, along.reset_index(drop=True)], axis=1))
-        trained.append(pd.DataFrame({"coord": coord, "q": q, "row": train.index.to_numpy(),
-                                     "log_error": err[: len(train)]}))  # fmt: skip
     columns = ["coord", "q", "row", "log_error", "distance", "hull", "scatter"]
     columns += [f"d_{c}" for c in COORDS]
     if not held:
-        return pd.DataFrame(columns=columns), pd.DataFrame(columns=columns[:4])
-    return pd.concat(held, ignore_index=True), pd.concat(trained, ignore_index=True)
+        return pd.DataFrame(columns=columns)
+    return pd.concat(held, ignore_index=True)
 
 
 def _split_fit(

@@ -2,7 +2,6 @@
 
 import json
 import math
-from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -23,9 +22,7 @@ from fits.calibration import (
     hull_vertices,
 )
 from fits.chinchilla import chinchilla_loss
-from fits.extrapolation import nested_backtest, nested_errors
-from fits.laws import refit_predict
-from fits.noise import RunNoise, n_neighbours, places
+from fits.noise import RunNoise
 from fits.prediction import question_frame
 
 
@@ -35,7 +32,7 @@ def nested(
     """A fake nested backtest: 6 held-out runs per split erring by bias (+ noise)."""
     rng = np.random.default_rng(seed)
     rows = [{"coord": c, "q": q, "row": r, "log_error": bias + rng.normal(0, sd),
-             "distance": 0.2, "hull": 0.2 + 0.1 * r, "scatter": 0.0}
+             "distance": 0.2, "hull": 0.2 + 0.1 * r, "scatter": 0.0, "in_data": 0.0}
             for c, q in splits for r in range(6)]  # fmt: skip
     return pd.DataFrame(rows)
 
@@ -148,6 +145,18 @@ def test_calibration_is_signed_floored_and_clipped_to_ln_vocab():
     np.testing.assert_allclose(back.widen(np.array([2.0]), np.array([3.0]), asks[1:])[0], lo[1:])
 
 
+def test_a_run_the_full_fit_misses_as_much_as_the_split_scores_no_rate():
+    """The score is the shift of the prediction (the split's error less the full fit's at the
+    same run): a run every fit misses by +0.2 (an outlier, or the form's misfit in-sample) is
+    the run noise's business, not a rate per decade; one the full fit hits scores it all."""
+    runs = pd.DataFrame({"N": [1e6, 1e8, 1e8, 1e6], "D": [1e9, 1e9, 1e11, 1e11]})
+    missed = calibrate(nested(0.2, 0, sd=0.0).assign(in_data=0.2), runs, level=0.9)
+    assert missed.lo_rate == 0.0 and missed.hi_rate == 0.0
+    hit = calibrate(nested(0.2, 0, sd=0.0), runs, level=0.9)
+    per_decade = np.tile(0.2 / (0.2 + 0.1 * np.arange(6)), 3)  # 0.2 over each hull distance
+    assert hit.hi_rate == pytest.approx(hdquantiles(per_decade, [0.95])[0], rel=1e-9)
+
+
 GRID_N, GRID_D = (a.ravel() for a in np.meshgrid(np.geomspace(1e7, 1e9, 6),
                                                  np.geomspace(1e9, 1e11, 6)))  # fmt: skip
 
@@ -229,34 +238,25 @@ def test_the_upper_end_does_not_rise_with_tokens_at_fixed_params():
 
 
 @pytest.mark.slow
-def test_the_average_is_calibrated_on_its_own_scatter_not_its_first_forms():
-    """Each held-out run's scatter in the average's nested backtest is the 90% quantile of
-    |the average's log error| (its split's cross weights) on the split's training runs
-    nearest it, written out here from the forms' own training errors; one form alone gets the
-    scatter its own backtest measured. Until 5 December 2026 the average took its first
-    form's scatter."""
+def test_the_average_is_scored_by_the_shift_of_its_own_prediction():
+    """Each held-out run's in-data error in the average's nested backtest is the full fits'
+    residuals there with its split's cross weights, written out here from each form fitted
+    on all runs; one form alone gets its own residual."""
     loss = chinchilla_loss(np.array([[1.7, 400.0, 900.0, 0.34, 0.3]]), GRID_N, GRID_D)[0]
     loss = loss * np.exp(np.random.default_rng(7).normal(0, 0.01, loss.size))
     runs = pd.DataFrame({"N": GRID_N, "D": GRID_D, "loss": loss})
     forms = {n: (lambda b, n=n: LOSS_LAWS[n](n_bootstrap=b, random_state=0))
              for n in ("kaplan", "chinchilla")}  # fmt: skip
-    both = fit_auto(runs, forms, 0.9, 0)  # chinchilla near 1, kaplan (the first form) near 0
-    framed = runs.assign(C=6 * runs.N * runs.D)
-    trained = {n: nested_errors(framed, partial(refit_predict, LOSS_LAWS[n](
-        n_bootstrap=0, random_state=0).fit_frame(framed)), 0.9)[1] for n in forms}  # fmt: skip
+    both = fit_auto(runs, forms, 0.9, 0)
+    fits = {n: LOSS_LAWS[n](n_bootstrap=0, random_state=0).fit_frame(runs) for n in forms}
+    residual = {n: np.log(loss) - np.log(fit.predict_frame(runs)) for n, fit in fits.items()}
     frame, names = both.nested, list(forms)
     weights = cross_weights(frame, names, split_keys(frame))
-    where = places(framed)
     for i in (0, len(frame) // 2, len(frame) - 1):
         row = frame.iloc[i]
         w = weights[(row.coord, row.q)]
-        mine = [t[(t.coord == row.coord) & (t.q == row.q)] for t in trained.values()]
-        error = sum(wk * t.log_error.to_numpy() for wk, t in zip(w, mine, strict=True))
-        d2 = ((where[mine[0].row.to_numpy()] - where[int(row.row)]) ** 2).sum(axis=1)
-        near = np.argsort(d2, kind="stable")[: n_neighbours(len(error))]
-        assert row.scatter == pytest.approx(np.quantile(np.abs(error[near]), 0.9))
+        expected = sum(wk * residual[n][int(row.row)] for wk, n in zip(w, names, strict=True))
+        assert row.in_data == pytest.approx(expected, abs=1e-12)
     alone = fit_auto(runs, {"kaplan": forms["kaplan"]}, 0.9, 0)
-    own = nested_backtest(framed, partial(refit_predict, LOSS_LAWS["kaplan"](
-        n_bootstrap=0, random_state=0).fit_frame(framed)), 0.9)  # fmt: skip
-    np.testing.assert_allclose(alone.nested.scatter, own.scatter)
-    assert not np.allclose(both.nested.scatter, own.scatter)
+    np.testing.assert_allclose(alone.nested.in_data, residual["kaplan"][alone.nested.row])
+    assert "scatter" not in both.nested  # a form's scatter is not the average's

@@ -56,8 +56,9 @@ def test_predicts_chinchilla_70b_like_the_epoch_refit(chinchilla):
     published = float(law(EPOCH, 70e9, 1.4e12))
     assert prediction.value == pytest.approx(published, abs=0.01)
     assert prediction.lo < published < prediction.hi
-    # 0.64 decades past the largest N: widened at the N splits' rate, yet not vacuous
-    assert prediction.hi - prediction.lo < 0.25
+    # 0.64 decades past the largest N: widened at the N splits' rate, yet not vacuous (under
+    # 15% of the loss; 0.251 since the nested errors are scored as shifts, 5 December 2026)
+    assert prediction.hi - prediction.lo < 0.3
     assert prediction.interval == "prediction" and prediction.level == 0.9
 
 
