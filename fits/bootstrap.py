@@ -86,8 +86,11 @@ def robust_spread(draws: np.ndarray, axis: int = 0) -> np.ndarray:
 
 
 def resolve_n_jobs(n_jobs: int | None) -> int:
-    """scikit-learn convention: None -> 1, -1 -> all cores, k -> k (at least 1)."""
-    cores = os.cpu_count() or 1
+    """scikit-learn convention: None -> 1, -1 -> all cores, k -> k (at least 1). The cores are
+    those this process may run on (its affinity mask: taskset, a container's cpuset), not the
+    machine's."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = cores or 1
     if n_jobs is None:
         return 1
     if n_jobs < 0:

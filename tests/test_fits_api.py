@@ -1,6 +1,7 @@
 """The shared contract: public names, serialisation dispatch, input messages, no heavy imports."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,8 @@ import pytest
 
 import fits
 from fits import Estimate, FitError, PowerLaw, from_dict, validate
+from fits.bootstrap import resolve_n_jobs
+from tests.conftest import REPO
 
 
 def test_public_names_are_exported():
@@ -131,3 +134,17 @@ def test_observation_interval_of_a_certain_law_is_the_runs_scatter():
     lo, hi = observation_interval(draws, np.log(np.linspace(0.9, 1.1, 201)), 0.90, seed=1)
     assert lo[0] == pytest.approx(3 * 0.91, rel=2e-3) and hi[0] == pytest.approx(3 * 1.09, rel=2e-3)
     assert observation_interval(draws, None, 0.90) == (3.0, 3.0)
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no affinity masks here")
+def test_all_cores_means_the_cores_this_process_may_use():
+    """n_jobs=-1 under a one-core affinity mask (taskset, a container's cpuset) is one worker,
+    whatever the machine has: a real process restricted to its first allowed core."""
+    code = (
+        "import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
+        "from fits.bootstrap import resolve_n_jobs; print(resolve_n_jobs(-1), resolve_n_jobs(-2))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(REPO)}, check=True)  # fmt: skip
+    assert done.stdout.split() == ["1", "1"]
+    assert resolve_n_jobs(-1) == len(os.sched_getaffinity(0))
