@@ -6,10 +6,15 @@ Here, per architecture of the committed study (benchmarks/data, IsoFLOP runs), t
 the top 25% of compute are held out; the default procedure (`fits.auto.fit_auto`) is fitted
 on the others twice: on their final validation losses, and on those plus every logged
 validation checkpoint past 10% of the run's tokens as a point (N, tokens so far, loss). Both
-predict the held-out runs' final loss. Printed: median |error|, coverage and median width of
-the 90% intervals for each. Usage:
+predict the held-out runs' final loss. Printed: median |error|, mean signed error (positive:
+over-predicted), coverage and median width of the 90% intervals for each; then, per
+architecture, the model sizes whose loss falls faster per decade of tokens at more tokens by
+more than two seed-noise SDs of that difference: no registered form can bend that way (each
+form's loss falls ever slower in log D at fixed N). `--n-column params_nonembed` fits N
+without embeddings (Kaplan et al. 2020); the held-out runs stay those of the top total
+compute. Usage:
 
-    python benchmarks/checkpoints.py [--bootstrap 200]
+    python benchmarks/checkpoints.py [--bootstrap 200] [--n-column params_nonembed]
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ sys.path.insert(0, str(HERE.parent))
 
 from fits import LOSS_LAWS  # noqa: E402
 from fits.auto import fit_auto  # noqa: E402
+from scaling.experiments.architecture import pooled_seed_sd, token_bends  # noqa: E402
 
 LEVEL, HELD_OUT, SKIP = 0.90, 0.25, 0.10
 
@@ -38,6 +44,7 @@ def read(name: str) -> pd.DataFrame:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--bootstrap", type=int, default=200)
+    parser.add_argument("--n-column", choices=["params", "params_nonembed"], default="params")
     args = parser.parse_args()
     runs = read("architecture_runs.parquet")
     runs = runs[runs.sweep.str.startswith("arch-isoflop-") & (runs.status == "done")]
@@ -47,7 +54,7 @@ def main() -> None:
     rows = []
     for arch, data in runs.groupby("arch"):
         data = data.assign(
-            N=data.params.astype(float),
+            N=data[args.n_column].astype(float),
             D=data.tokens.astype(float),
             loss=data.final_val_loss,
             C=6.0 * data.params * data.tokens,
@@ -68,18 +75,27 @@ def main() -> None:
                               vocab=256)  # fmt: skip
             point, lo, hi = fitted.interval(test, LEVEL)
             actual = test.loss.to_numpy()
-            error = np.abs(point - actual) / actual
+            signed = (point - actual) / actual
+            error = np.abs(signed)
             weights = ", ".join(f"{r.form} {r.weight:.2f}" for r in fitted.forms.itertuples()
                                 if r.weight > 0)  # fmt: skip
             rows.append({
                 "arch": arch, "fitted on": variant, "points": len(frame),
                 "median err": f"{np.median(error):.2%}", "max err": f"{error.max():.2%}",
+                "mean signed err": f"{signed.mean():+.2%}",
                 "coverage": f"{((lo <= actual) & (actual <= hi)).mean():.0%}",
                 "median width": f"{np.median((hi - lo) / point):.2%}", "weights": weights,
             })  # fmt: skip
             print(rows[-1], flush=True)
     print(f"\n{HELD_OUT:.0%} of each arch's IsoFLOP runs held out by compute; 90% intervals")
     print(pd.DataFrame(rows).to_string(index=False))
+    seed_sd = pooled_seed_sd(read("architecture_runs.parquet"))  # every seeded configuration
+    print(f"\nsizes whose loss falls faster per decade of tokens at more tokens by > 2 SDs "
+          f"(seed SD {seed_sd:.3f})")  # fmt: skip
+    for arch, sizes in token_bends(runs, seed_sd).groupby("arch"):
+        bent = sizes[sizes.max_rise_sd > 2]
+        listed = ", ".join(f"{r.params:,} ({r.max_rise_sd:.1f} SD)" for r in bent.itertuples())
+        print(f"{arch}: {len(bent)} of {len(sizes)} sizes{': ' + listed if listed else ''}")
 
 
 if __name__ == "__main__":
