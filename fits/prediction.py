@@ -10,12 +10,12 @@ its backtests and the tests.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from fits.auto import calibrated
 from fits.bootstrap import observation_interval
 from fits.calibration import Calibration
 from fits.errors import FitError
@@ -94,7 +94,83 @@ def widened(
     lo: np.ndarray, hi: np.ndarray, seed: int,
 ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """The own interval (lo, hi) at the rows of runs (N, D[, U]), calibrated: widened by
-    distance from the runs and clipped (fits.auto). U, the unique tokens, goes with the
+    distance from the runs and clipped (`calibrated`). U, the unique tokens, goes with the
     question: the upper end held at fewer tokens is drawn at it."""
     asked = question_frame(runs.N, runs.D, runs.get("U"))
     return calibrated(model, calibration, lo, hi, asked, residuals, seed)
+
+
+def calibrated(
+    model: object,
+    calibration: Calibration | None,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    runs: pd.DataFrame,
+    residuals: RunNoise | None,
+    seed: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The calibrated interval at the rows of runs: the law's own interval (lo, hi) widened and
+    clipped by the calibration, the upper end then at most its value at fewer tokens
+    (falling_in_tokens); unchanged without a calibration."""
+    if calibration is None:
+        return lo, hi
+    lo, hi = calibration.widen(lo, hi, runs)
+    if isinstance(model, LossLaw):
+        hi = falling_in_tokens(model, calibration, runs, residuals, seed, hi)
+    return lo, hi
+
+
+PER_DECADE = 8  # token counts per decade on the grid that bounds an upper end from fewer tokens
+
+
+def falling_in_tokens(
+    model: LossLaw, calibration: Calibration, runs: pd.DataFrame, residuals: RunNoise | None,
+    seed: int, hi: np.ndarray,
+) -> np.ndarray:  # fmt: skip
+    """Upper ends `hi` at the rows of runs, each at most the lowest calibrated upper end at the
+    same N and fewer tokens (a grid from the fitted runs' fewest), never below the point.
+
+    Physics: at fixed N the loss does not rise with D, so a run's loss at (N, D) is at most
+    its loss at (N, D' < D), and an upper end that holds at D' holds at D. It binds where the
+    widening outside the runs grows faster in D than the law's loss falls (a slow fall, as
+    with repeated data). Every grid point gives a valid bound; the grid is shared by the rows
+    of one N (and one count of unique tokens U where the runs give it: fewer tokens of the
+    same data), so the bound never rises with D there."""
+    tokens = runs.D.to_numpy(dtype=float)
+    unique = runs["U"].to_numpy(dtype=float) if "U" in runs else np.full(len(runs), np.inf)
+    fewest = 10 ** min(v[1] for v in calibration.hull)
+    below = tokens > fewest
+    if not below.any():
+        return hi
+    steps = math.ceil(np.log10(tokens.max() / fewest) * PER_DECADE)
+    d_grid = fewest * 10 ** (np.arange(steps + 1) / PER_DECADE)
+    keys = np.column_stack([runs.N.to_numpy(dtype=float), np.nan_to_num(unique, nan=np.inf)])
+    sizes, size_of = np.unique(keys[below], axis=0, return_inverse=True)
+    per_block = max(1, GRID_ROWS // len(d_grid))  # sizes per evaluation: bounded memory
+    upper = np.vstack([
+        upper_ends(model, calibration, residuals, seed, sizes[i : i + per_block], d_grid)
+        for i in range(0, len(sizes), per_block)
+    ])[np.ravel(size_of)]  # (rows below, grid)  # fmt: skip
+    bound = np.where(d_grid[None, :] < tokens[below][:, None], upper, np.inf).min(axis=1)
+    point = model.predict_frame(runs)[below]
+    out = np.array(hi, dtype=float)
+    out[below] = np.maximum(np.minimum(out[below], bound), point)
+    return out
+
+
+GRID_ROWS = 2000  # grid questions per interval evaluation (each holds the average's draws)
+
+
+def upper_ends(
+    model: LossLaw, calibration: Calibration, residuals: RunNoise | None, seed: int,
+    sizes: np.ndarray, tokens: np.ndarray,
+) -> np.ndarray:  # fmt: skip
+    """(len(sizes), len(tokens)) calibrated upper ends at every (N, U) row of `sizes` (U the
+    unique tokens, inf for unlimited) and every D of `tokens`."""
+    grid = pd.DataFrame({"N": np.repeat(sizes[:, 0], len(tokens)),
+                         "D": np.tile(tokens, len(sizes)),
+                         "U": np.repeat(sizes[:, 1], len(tokens))})  # fmt: skip
+    pools = None if residuals is None else residuals.pools(grid)
+    lo, up = observation_interval(model.loss_draws(grid), pools, calibration.level, seed)
+    _, up = calibration.widen(np.ravel(lo), np.ravel(up), grid)
+    return np.asarray(up).reshape(len(sizes), len(tokens))

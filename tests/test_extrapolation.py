@@ -360,7 +360,7 @@ def test_a_question_with_unique_tokens_is_answered_at_them_interval_and_all():
     """Muennighoff's runs, auto (the data-constrained form among those averaged): a question
     that repeats its data has its point and its calibrated interval drawn at U, above the
     same question with unlimited data (its upper end may be held at a token count both share,
-    fits.auto.falling_in_tokens); one that does not repeat (D <= U) is the same."""
+    fits.prediction.falling_in_tokens); one that does not repeat (D <= U) is the same."""
     runs = datasets.load("data-constrained")
     study = Study.from_frame(runs, n_bootstrap=100)
     assert study.fit("auto").model.weights_.get("data-constrained", 0) > 0

@@ -10,7 +10,7 @@ from scipy.optimize import minimize
 from scipy.stats.mstats import hdquantiles
 
 from fits import LOSS_LAWS, ChinchillaLaw, FitError, KaplanLaw, from_dict
-from fits.auto import calibrated, fit_auto
+from fits.auto import fit_auto
 from fits.averaging import AveragedLaw, average, cross_weights, split_keys, split_weights, stack
 from fits.bootstrap import observation_interval
 from fits.calibration import (
@@ -23,7 +23,7 @@ from fits.calibration import (
 )
 from fits.chinchilla import chinchilla_loss
 from fits.noise import RunNoise
-from fits.prediction import question_frame
+from fits.prediction import calibrated, question_frame
 
 
 def nested(
