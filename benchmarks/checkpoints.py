@@ -32,7 +32,8 @@ sys.path.insert(0, str(HERE.parent))
 
 from fits import LOSS_LAWS  # noqa: E402
 from fits.auto import fit_auto  # noqa: E402
-from scaling.experiments.architecture import pooled_seed_sd, token_bends  # noqa: E402
+from fits.bends import token_bends  # noqa: E402
+from scaling.experiments.architecture import pooled_seed_sd  # noqa: E402
 
 LEVEL, HELD_OUT, SKIP = 0.90, 0.25, 0.10
 
@@ -92,9 +93,11 @@ def main() -> None:
     seed_sd = pooled_seed_sd(read("architecture_runs.parquet"))  # every seeded configuration
     print(f"\nsizes whose loss falls faster per decade of tokens at more tokens by > 2 SDs "
           f"(seed SD {seed_sd:.3f})")  # fmt: skip
-    for arch, sizes in token_bends(runs, seed_sd).groupby("arch"):
+    for arch, data in runs.groupby("arch"):
+        frame = data.assign(N=data.params, D=data.tokens, loss=data.final_val_loss)
+        sizes = token_bends(frame[["N", "D", "loss"]], seed_sd)
         bent = sizes[sizes.max_rise_sd > 2]
-        listed = ", ".join(f"{r.params:,} ({r.max_rise_sd:.1f} SD)" for r in bent.itertuples())
+        listed = ", ".join(f"{r.N:,.0f} ({r.max_rise_sd:.1f} SD)" for r in bent.itertuples())
         print(f"{arch}: {len(bent)} of {len(sizes)} sizes{': ' + listed if listed else ''}")
 
 

@@ -30,7 +30,8 @@ law on the rest and score the held-out runs. Here those scores become an interva
   average's, from its cross-validated nested errors.
 
 Assumptions: the error per decade seen inside the runs holds beyond them (a law that bends
-only past the runs breaks it); the splits are exchangeable with the question (the question
+only past the runs breaks it; runs that bend along D where no form can are named in the
+caution, fits.bends); the splits are exchangeable with the question (the question
 leaves the data as the held-out runs left theirs).
 """
 
@@ -46,6 +47,7 @@ import pandas as pd
 from scipy.spatial import ConvexHull, QhullError
 from scipy.special import betainc
 
+from fits.bends import bend_caution
 from fits.errors import FitError
 
 FLOOR = 0.1  # decades: nearer held-out runs count as this far (see the module docstring)
@@ -138,7 +140,8 @@ class Calibration:
 
     level; lo_rate <= 0 <= hi_rate: log-loss widening per decade below and above; hull: the
     fitted runs' hull vertices in (log10 N, log10 D); ceiling: the largest loss physics allows
-    (ln vocab; None when unknown); n_scores, n_splits: the nested runs and splits behind it.
+    (ln vocab; None when unknown); n_scores, n_splits: the nested runs and splits behind it;
+    caution: why the runs break the calibration's assumption, when they show it (fits.bends).
     """
 
     level: float
@@ -148,6 +151,7 @@ class Calibration:
     ceiling: float | None
     n_scores: int
     n_splits: int
+    caution: str | None = None
 
     def distance(self, runs: pd.DataFrame) -> np.ndarray:
         """Decades from the fitted runs' hull in (log10 N, log10 D)."""
@@ -177,6 +181,7 @@ class Calibration:
             "ceiling": self.ceiling,
             "n_scores": self.n_scores,
             "n_splits": self.n_splits,
+            "caution": self.caution,
         }
 
     @classmethod
@@ -189,6 +194,7 @@ class Calibration:
             None if record["ceiling"] is None else float(record["ceiling"]),
             int(record["n_scores"]),
             int(record["n_splits"]),
+            record.get("caution"),
         )
 
     def describe(self) -> str:
@@ -223,11 +229,13 @@ def calibrate(
 ) -> Calibration:
     """The calibration of a form (or an average) from its nested backtest (module docstring).
 
-    vocab: the runs' vocabulary size when known (the upper end is clipped at ln vocab)."""
+    runs: the fitted runs (N, D, loss; U optional): their hull, and whether they bend where no
+    form can (fits.bends). vocab: the runs' vocabulary size when known (the upper end is
+    clipped at ln vocab)."""
     if nested.empty:
         raise FitError("no nested backtest could be fitted: too few runs to calibrate")
     lo, hi = rates(nested, level)
     n_splits = int(nested.groupby(["coord", "q"]).ngroups)
     ceiling = None if vocab is None else math.log(vocab)
     hull = tuple((float(a), float(b)) for a, b in hull_vertices(log_points(runs)))
-    return Calibration(level, lo, hi, hull, ceiling, len(nested), n_splits)
+    return Calibration(level, lo, hi, hull, ceiling, len(nested), n_splits, bend_caution(runs))

@@ -61,7 +61,8 @@ class Questions:
         value, lo, hi = run_interval(fitted.model, fitted.residuals, fitted.calibration, question,
                                      self.level, self.seed)  # fmt: skip
         kind = _interval_kind(fitted)
-        note = "" if U is not None else _repeats_note("D", D, self._fitted_runs(fitted))
+        repeats = "" if U is not None else _repeats_note("D", D, self._fitted_runs(fitted))
+        note = _joined(repeats, _bends_note(fitted))
         return Prediction("loss", value[0], lo[0], hi[0], self.level, fitted.fit_id, kind, note)
 
     def _fitted_runs(self, fitted: FittedLaw) -> pd.DataFrame:
@@ -85,7 +86,16 @@ class Questions:
             C,
             n_opt,
             d_opt,
-            Prediction("loss", value[0], lo[0], hi[0], level, fid, _interval_kind(fitted)),
+            Prediction(
+                "loss",
+                value[0],
+                lo[0],
+                hi[0],
+                level,
+                fid,
+                _interval_kind(fitted),
+                _bends_note(fitted),
+            ),
         )
         for part in (answer.N, answer.D, answer.loss):
             self.answer(part, {"ask": "compute_optimal", "C": C, "arch": arch, "law": law})
@@ -259,6 +269,12 @@ def _optimum(quantity: str, p: tuple[np.ndarray, ...], fit_id: str | None, level
 
 def _interval_kind(fitted: FittedLaw) -> str:
     return "prediction" if fitted.calibration is not None else "uncalibrated prediction"
+
+
+def _bends_note(fitted: FittedLaw) -> str:
+    """The calibration's caution when the runs bend along D where no form can (fits.bends)."""
+    cal = fitted.calibration
+    return "" if cal is None or cal.caution is None else cal.caution
 
 
 def _epochs(count: float) -> str:

@@ -31,7 +31,7 @@ class Prediction:
     level: float
     fit_id: str | None = None
     interval: str = "confidence"
-    note: str = ""  # what the answer assumes that the runs contradict (repeated data)
+    note: str = ""  # what the answer assumes that the runs contradict (repeated data, a bend)
 
     def __str__(self) -> str:
         caution = f"\n  caution: {self.note}" if self.note else ""
@@ -270,6 +270,8 @@ class FittedLaw:
             lines.append("intervals NOT calibrated: too few runs to backtest inside the data")
         else:
             lines.append(cal.describe())
+            if cal.caution:
+                lines.append(f"caution: {cal.caution}")
         if self.residuals is not None:
             lines.append(self.residuals.describe())
         return lines

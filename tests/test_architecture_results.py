@@ -19,6 +19,7 @@ import pandas as pd
 import pytest
 
 from fits import LOSS_LAWS, IsoFLOPFit
+from fits.bends import token_bends
 from fits.throughput import backtest, with_flops_per_token
 from scaling.experiments import architecture as study
 from scaling.study import Study
@@ -372,23 +373,30 @@ def test_largest_sizes_fall_faster_in_tokens_than_any_form_can(
     runs: pd.DataFrame, seed_sd: float
 ) -> None:
     """docs/laws.md (*Why it under-covers*): sizes whose loss falls faster per decade of tokens
-    at more tokens by more than 2 seed SDs, per architecture, as counted there; and every
+    at more tokens by more than 2 seed SDs, per architecture, as counted there; every
     registered form, fitted on llama's IsoFLOP runs, falls ever slower in log D at each of
-    llama's sizes, so none follows them. (U at 1e6 lets data-constrained fit its repeat terms
-    on these runs; the other forms ignore U: the shape is what is checked, not the fit.)"""
+    llama's sizes, so none follows them; and a fit on llama's runs says so in its summary
+    (fits.bends, on the runs' own seed pairs), one on tnl_spread's does not. (U at 1e6 lets
+    data-constrained fit its repeat terms on these runs; the other forms ignore U: the shape
+    is what is checked, not the fit.)"""
     iso = runs[runs.sweep.str.startswith("arch-isoflop-") & (runs.status == "done")]
-    sizes = study.token_bends(iso, seed_sd)
-    bent = sizes[sizes.max_rise_sd > 2].groupby("arch").size().reindex(ARCHS, fill_value=0)
-    assert bent.to_dict() == {"llama": 3, "tnl_spread": 1, "hgrn2": 6, "cosformer2": 5}
-    assert 357824 in set(sizes[(sizes.arch == "llama") & (sizes.max_rise_sd > 2)].params)
-    assert sizes[sizes.arch == "tnl"].max_rise_sd.max() < 2
-    llama = iso[iso.arch == "llama"]
-    frame = pd.DataFrame({"N": llama.params.astype(float), "D": llama.tokens.astype(float),
-                          "U": 1e6, "loss": llama.final_val_loss})  # fmt: skip
+    frames = {arch: pd.DataFrame({"N": data.params.astype(float), "D": data.tokens.astype(float),
+                                  "U": 1e6, "loss": data.final_val_loss})
+              for arch, data in iso.groupby("arch")}  # fmt: skip
+    sizes = {arch: token_bends(frame.drop(columns="U"), seed_sd) for arch, frame in frames.items()}
+    bent = {arch: set(s.N[s.max_rise_sd > 2]) for arch, s in sizes.items()}
+    assert {arch: len(b) for arch, b in bent.items()} == {
+        "cosformer2": 5, "hgrn2": 6, "llama": 3, "tnl": 0, "tnl_spread": 1}  # fmt: skip
+    assert 357824 in bent["llama"] and len(sizes["tnl"]) == 6
     tokens = np.geomspace(1e4, 1e9, 41)
     for name, law in LOSS_LAWS.items():
-        fitted = law(n_bootstrap=0, force=True).fit(frame)
-        for n in llama.params.unique():
-            loss = fitted.predict_frame(pd.DataFrame({"N": float(n), "D": tokens, "U": 1e6}))
+        fitted = law(n_bootstrap=0, force=True).fit(frames["llama"])
+        for n in frames["llama"].N.unique():
+            loss = fitted.predict_frame(pd.DataFrame({"N": n, "D": tokens, "U": 1e6}))
             drops = -np.diff(loss)
             assert (drops >= 0).all() and (np.diff(drops) <= 1e-12).all(), (name, n)
+    study_of = Study.from_frame(iso, n_bootstrap=20)
+    assert "caution: the loss falls faster per decade" in study_of.fit("kaplan", "llama").summary()
+    answer = study_of.predict_loss(1e6, 1e7, "llama", law="kaplan")
+    assert "no law form bends that way" in answer.note
+    assert "caution: the loss falls" not in study_of.fit("kaplan", "tnl_spread").summary()

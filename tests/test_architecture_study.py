@@ -8,7 +8,6 @@ from pathlib import Path
 
 import duckdb
 import numpy as np
-import pandas as pd
 import pytest
 
 from fits.throughput import ThroughputModel
@@ -154,22 +153,3 @@ def test_generated_isoflop_spec_keeps_the_template_with_the_law_lr() -> None:
         lr_scan = load_spec(SPECS / f"arch_lr_{arch}.toml")
         assert lr_scan.design.kind == "lr_scan" and lr_scan.design.refine
         assert len(lr_scan.axes["size"]) >= 2
-
-
-def test_token_bends_flags_a_faster_drop_by_its_hand_computed_sd() -> None:
-    """Three token counts half a decade apart, one seed each: the drops per decade are 0.4 and
-    1.0, so the rise is 0.6, and its SD is sqrt(1 + 1 + 4) * 0.03 / 0.5 (three losses with
-    weights 1/h, -2/h, 1/h). A power law plus offset (drops ever smaller) rises by less than
-    zero at every step."""
-    tokens = [1e5, 10**5.5, 1e6, 10**6.5]
-    bent = {"arch": "a", "params": 10, "tokens": tokens[:3], "final_val_loss": [3.0, 2.8, 2.3]}
-    power = {"arch": "a", "params": 20, "tokens": tokens,
-             "final_val_loss": [1.5 + 40 * t**-0.3 for t in tokens]}  # fmt: skip
-    runs = pd.concat([pd.DataFrame(bent), pd.DataFrame(power)], ignore_index=True)
-    found = study.token_bends(runs, seed_sd=0.03).set_index("params").max_rise_sd
-    assert found[10] == pytest.approx(0.6 / (np.sqrt(6) * 0.03 / 0.5))
-    assert found[20] < 0
-    two_seeds = pd.concat([runs, pd.DataFrame(bent)], ignore_index=True)
-    assert study.token_bends(two_seeds, 0.03).set_index("params").max_rise_sd[10] == (
-        pytest.approx(found[10] * np.sqrt(2))
-    )

@@ -1,5 +1,6 @@
 """Stacking weights, the averaged law, hull distance, Harrell-Davis quantiles, calibration."""
 
+import dataclasses
 import json
 import math
 
@@ -132,7 +133,7 @@ def test_harrell_davis_matches_scipy_and_is_not_the_maximum_at_small_n():
 
 
 def test_calibration_is_signed_floored_and_clipped_to_ln_vocab():
-    runs = pd.DataFrame({"N": [1e6, 1e8, 1e8, 1e6], "D": [1e9, 1e9, 1e11, 1e11]})
+    runs = pd.DataFrame({"N": [1e6, 1e8, 1e8, 1e6], "D": [1e9, 1e9, 1e11, 1e11], "loss": 2.0})
     over = nested(-0.05, 0, sd=0.0).assign(hull=0.001)  # all over-predicted, nearly inside
     cal = calibrate(over, runs, level=0.9, vocab=256)
     assert cal.hi_rate == 0.0 and cal.lo_rate == pytest.approx(-0.05 / FLOOR, rel=1e-9)
@@ -143,13 +144,18 @@ def test_calibration_is_signed_floored_and_clipped_to_ln_vocab():
     assert hi[0] == 3.0 and hi[1] == pytest.approx(math.log(256))
     back = Calibration.from_dict(json.loads(json.dumps(cal.to_dict())))
     np.testing.assert_allclose(back.widen(np.array([2.0]), np.array([3.0]), asks[1:])[0], lo[1:])
+    assert cal.caution is None  # four runs, no replicates: fits.bends checks nothing
+    flagged = dataclasses.replace(cal, caution="bends")
+    assert Calibration.from_dict(json.loads(json.dumps(flagged.to_dict()))) == flagged
+    older = {k: v for k, v in cal.to_dict().items() if k != "caution"}  # stored before it
+    assert Calibration.from_dict(older) == cal
 
 
 def test_a_run_the_full_fit_misses_as_much_as_the_split_scores_no_rate():
     """The score is the shift of the prediction (the split's error less the full fit's at the
     same run): a run every fit misses by +0.2 (an outlier, or the form's misfit in-sample) is
     the run noise's business, not a rate per decade; one the full fit hits scores it all."""
-    runs = pd.DataFrame({"N": [1e6, 1e8, 1e8, 1e6], "D": [1e9, 1e9, 1e11, 1e11]})
+    runs = pd.DataFrame({"N": [1e6, 1e8, 1e8, 1e6], "D": [1e9, 1e9, 1e11, 1e11], "loss": 2.0})
     missed = calibrate(nested(0.2, 0, sd=0.0).assign(in_data=0.2), runs, level=0.9)
     assert missed.lo_rate == 0.0 and missed.hi_rate == 0.0
     hit = calibrate(nested(0.2, 0, sd=0.0), runs, level=0.9)

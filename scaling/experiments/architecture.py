@@ -254,27 +254,6 @@ def pooled_seed_sd(runs: pd.DataFrame) -> float:
     return float(np.sqrt((noise.seed_sd**2 * noise.configs).sum() / noise.configs.sum()))
 
 
-def token_bends(runs: pd.DataFrame, seed_sd: float) -> pd.DataFrame:
-    """Per (arch, params) with three or more token counts: the largest rise, in SDs, of the
-    seed-mean loss's drop per decade of tokens from one step to the next (max_rise_sd).
-
-    Why: at fixed N every registered loss form falls ever slower in log D, so a size whose
-    drop rises well beyond the seed noise bends where no form can follow. The SD of a rise
-    (linear in three losses) is from seed_sd and each point's seed count."""
-    means = runs.groupby(["arch", "params", "tokens"]).final_val_loss.agg(["mean", "size"])
-    rows = []
-    for (arch, params), group in means.groupby(level=["arch", "params"]):
-        if len(group) < 3:
-            continue
-        loss, var = group["mean"].to_numpy(), seed_sd**2 / group["size"].to_numpy()
-        step = np.diff(np.log10(group.index.get_level_values("tokens").to_numpy(dtype=float)))
-        rise = np.diff(-np.diff(loss) / step)
-        sd = np.sqrt(var[2:] / step[1:] ** 2 + var[:-2] / step[:-1] ** 2
-                     + var[1:-1] * (1 / step[1:] + 1 / step[:-1]) ** 2)  # fmt: skip
-        rows.append({"arch": arch, "params": params, "max_rise_sd": float((rise / sd).max())})
-    return pd.DataFrame(rows, columns=["arch", "params", "max_rise_sd"])
-
-
 def sensitivity(grids: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """N_opt's exponent a per architecture under each analysis choice: the estimator (IsoFLOP
     parabolas, approach 2, through each budget's best rung and ISOFLOP_NEIGHBORS either
