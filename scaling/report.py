@@ -369,11 +369,12 @@ def _write_html(report: Report) -> None:
             for k, v in model.params_.items()
         )
         arch = fitted.selection.get("arch") or "all"
+        summary = "\n".join([model.summary(), *fitted.extrapolation_lines()])
         parts.append(
             f"<h3>{html.escape(fitted.law)} ({html.escape(str(arch))}, "
             f"{fitted.selection['n_runs']} runs, {fitted.fit_id})</h3>"
             f"<table><tr><th>param</th><th>estimate</th><th>lo</th><th>hi</th></tr>"
-            f"{rows}</table><pre>{html.escape(model.summary())}</pre>"
+            f"{rows}</table><pre>{html.escape(summary)}</pre>"
         )
     if report.skipped:
         parts.append("<h2>Not drawn</h2><ul>")

@@ -51,6 +51,8 @@ def test_every_figure_is_written_with_its_data(report):
     page = result.index.read_text()
     assert all(f"{name}.png" in page for name in result.figures)
     assert "chinchilla" in page and "alpha" in page
+    assert "law forms: out-of-range error" in page  # the calibration and any caution with it
+    assert "intervals widened per decade outside the runs" in page
     assert not result.skipped
 
 
