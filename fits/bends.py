@@ -1,7 +1,7 @@
 """Do the runs bend along D where no registered loss form can follow?
 
-At fixed N every registered form's loss falls ever slower in log D (tested in
-tests/test_fits_bends.py): its drop per decade of tokens shrinks as the tokens grow. Small
+At fixed N every registered form's loss falls ever slower in log D (each form fitted on our
+llama runs is checked in tests/test_architecture_results.py): its drop per decade of tokens shrinks as the tokens grow. Small
 runs need not: a large model on few tokens can fall slowly and then faster (our byte-level
 IsoFLOP runs, docs/laws.md *Why it under-covers*). A form fitted across such a bend
 extrapolates it wrongly, and the calibration's assumption (the error per decade seen inside
