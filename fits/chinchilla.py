@@ -54,13 +54,15 @@ def theta_to_params(theta: np.ndarray) -> np.ndarray:
 
 
 def params_to_theta(params: np.ndarray) -> np.ndarray:
-    """(E, A, B, alpha, beta) rows -> (a, b, e, alpha, beta) rows."""
+    """(E, A, B, alpha, beta) rows -> (a, b, e, alpha, beta) rows. An E that underflowed to 0
+    (e far below -708) maps to the log of the smallest positive float, not -inf: a refit
+    started from -inf computes inf - inf and that start is lost."""
     params = np.asarray(params, dtype=float)
     return np.stack(
         [
             np.log(params[..., 1]),
             np.log(params[..., 2]),
-            np.log(params[..., 0]),
+            np.log(np.maximum(params[..., 0], np.finfo(float).tiny)),
             params[..., 3],
             params[..., 4],
         ],

@@ -9,7 +9,7 @@ from scipy.optimize import check_grad, minimize, minimize_scalar
 from scipy.special import huber, logsumexp
 
 from fits import ChinchillaLaw, FitError, compute_optimal_allocation, from_dict, resample_weights
-from fits.chinchilla import HuberLSEObjective, starting_grid
+from fits.chinchilla import HuberLSEObjective, params_to_theta, starting_grid, theta_to_params
 from scaling import datasets
 
 # Besiroglu et al. 2024 (Epoch AI), 240 points, 95% bootstrap intervals.
@@ -325,3 +325,14 @@ def test_refuses_nan_and_non_positive_values_naming_the_row():
         ChinchillaLaw(n_bootstrap=0).fit(bad_n, D, loss)
     with pytest.raises(FitError, match="differ in length"):
         ChinchillaLaw(n_bootstrap=0).fit(N, D[:-1], loss)
+
+
+def test_an_offset_underflowed_to_zero_restarts_from_a_finite_point():
+    """A local optimum whose E underflowed to 0 seeds nested refits: its log must be finite
+    (log 0 = -inf made L-BFGS compute inf - inf and lose the start), and it maps back to an E
+    of about 0."""
+    row = np.array([[0.0, 400.0, 900.0, 0.34, 0.28]])
+    theta = params_to_theta(row)
+    assert np.isfinite(theta).all()
+    back = theta_to_params(theta)
+    assert back[0, 0] < 1e-300 and np.allclose(back[0, 1:], row[0, 1:])
