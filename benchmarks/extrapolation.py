@@ -44,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fits import LOSS_LAWS
 from fits.auto import AutoFit, fit_auto
 from fits.averaging import split_weights, stack
-from fits.calibration import FLOOR, quantile_rates
+from fits.calibration import per_decade, quantile_rates
 from fits.errors import FitError
 from fits.prediction import own_interval
 from scaling import datasets
@@ -93,9 +93,7 @@ def margin_rates(nested: pd.DataFrame, below: np.ndarray, above: np.ndarray) -> 
     the margin `above` for an error up and `below` for one down (log loss, per row)."""
     e = nested.log_error.to_numpy(dtype=float)
     excess = np.where(e > 0, np.maximum(e - above, 0.0), np.minimum(e + below, 0.0))
-    rate = excess / np.maximum(nested.hull.to_numpy(dtype=float), FLOOR)
-    sizes = nested.groupby(["coord", "q"]).row.transform("size").to_numpy(dtype=float)
-    return quantile_rates(rate, 1.0 / sizes, LEVEL)
+    return quantile_rates(*per_decade(nested, excess), LEVEL)
 
 
 def by_cut(fitted: AutoFit, train: pd.DataFrame, test: pd.DataFrame) -> str:

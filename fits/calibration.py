@@ -129,7 +129,14 @@ def scores(nested: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     max(hull, FLOOR), and its weight (each split weighs the same). Needs columns coord, q, row,
     log_error, in_data (the fit on all runs' log error at the run), hull."""
     shift = nested.log_error.to_numpy(dtype=float) - nested.in_data.to_numpy(dtype=float)
-    rate = shift / np.maximum(nested.hull.to_numpy(dtype=float), FLOOR)
+    return per_decade(nested, shift)
+
+
+def per_decade(nested: pd.DataFrame, error: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A log error per nested held-out run divided by its floored hull distance,
+    error / max(hull, FLOOR), and each run's weight: 1 / its split's size, so that every split
+    weighs the same."""
+    rate = np.asarray(error, dtype=float) / np.maximum(nested.hull.to_numpy(dtype=float), FLOOR)
     sizes = nested.groupby(["coord", "q"]).row.transform("size").to_numpy(dtype=float)
     return rate, 1.0 / sizes
 
