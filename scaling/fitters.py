@@ -167,10 +167,8 @@ def fit_loss_forms(law: str, data: pd.DataFrame, selection: dict[str, Any], ctx:
             raise FitError(str(exc).removeprefix(f"no law form fits ({names[0]}: ")[:-1]) from None
         raise
     model: LossLaw = auto.model if len(names) > 1 else auto.model.forms_[names[0]]
-    residuals = RunNoise.of(data, np.log(data.loss.to_numpy()) - np.log(model.predict_frame(data)))
-    return FittedLaw(
-        law, model, selection, residuals=residuals, forms=auto.forms, calibration=auto.calibration
-    )
+    return FittedLaw(law, model, selection, residuals=auto.residuals, forms=auto.forms,
+                     calibration=auto.calibration)  # fmt: skip
 
 
 def _make(klass: type[LossLaw], config: dict[str, Any], n_bootstrap: int) -> LossLaw:
