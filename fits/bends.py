@@ -49,7 +49,7 @@ def token_bends(runs: pd.DataFrame, sd: float) -> pd.DataFrame:
     size = [c for c in ("N", "U") if c in runs]
     means = runs.groupby([*size, "D"], dropna=False).loss.agg(["mean", "size"])
     rows = []
-    for key, group in means.groupby(level=size, dropna=False):
+    for (n, *_), group in means.groupby(level=size, dropna=False):
         if len(group) < 3:
             continue
         loss, var = group["mean"].to_numpy(), sd**2 / group["size"].to_numpy()
@@ -57,7 +57,6 @@ def token_bends(runs: pd.DataFrame, sd: float) -> pd.DataFrame:
         rise = np.diff(-np.diff(loss) / step)
         rise_sd = np.sqrt(var[2:] / step[1:] ** 2 + var[:-2] / step[:-1] ** 2
                           + var[1:-1] * (1 / step[1:] + 1 / step[:-1]) ** 2)  # fmt: skip
-        n = key[0] if isinstance(key, tuple) else key
         rows.append({"N": n, "max_rise_sd": float((rise / rise_sd).max()), "rises": len(rise)})
     return pd.DataFrame(rows, columns=["N", "max_rise_sd", "rises"])
 
