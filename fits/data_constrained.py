@@ -108,10 +108,10 @@ class _RepeatObjective:
 
     def __call__(self, phi: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         base = self.base[self.row_of[rows]]
-        r_d = np.exp(phi[:, 0])
-        r_n = np.exp(phi[:, 1]) if self.fit_n else np.full(len(phi), np.inf)
-        params = np.column_stack([base, r_d, r_n])
-        with np.errstate(all="ignore"):
+        with np.errstate(all="ignore"):  # a step to a huge log R* is inf: no decay, or bad
+            r_d = np.exp(phi[:, 0])
+            r_n = np.exp(phi[:, 1]) if self.fit_n else np.full(len(phi), np.inf)
+            params = np.column_stack([base, r_d, r_n])
             n_eff, d_eff, u_n, rep_n, rep_d, _ = _effective(params, self.N, self.D, self.U)
             E, A, B, alpha, beta = (base[:, i, None] for i in range(5))
             loss = E + A * n_eff**-alpha + B * d_eff**-beta
