@@ -44,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fits import LOSS_LAWS
 from fits.auto import AutoFit, fit_auto
 from fits.averaging import split_weights, stack
-from fits.calibration import per_decade, quantile_rates
+from fits.calibration import departures, log_points, per_decade, quantile_rates
 from fits.errors import FitError
 from fits.prediction import own_interval
 from scaling import datasets
@@ -119,8 +119,21 @@ def by_cut(fitted: AutoFit, train: pd.DataFrame, test: pd.DataFrame) -> str:
     return "; ".join(parts)
 
 
-def alone(forms: dict, train: pd.DataFrame, test: pd.DataFrame, n_bootstrap: int) -> str:
-    """Each form fitted and calibrated by itself: covered / held out, median width, error."""
+def centred_error(fitted: AutoFit, point: np.ndarray, test: pd.DataFrame) -> float:
+    """Median |relative error| of the point moved to the calibration's centre,
+    point x e^(centre . u d) (the candidate *The point at the centre*, docs/laws.md)."""
+    cal, centred = fitted.calibration, point
+    if cal is not None:
+        d, u = departures(np.array(cal.hull, dtype=float), log_points(test))
+        centred = point * np.exp(u @ np.asarray(cal.centre) * d)
+    return float(np.median(np.abs(centred / test.loss.to_numpy() - 1)))
+
+
+def alone(
+    forms: dict, train: pd.DataFrame, test: pd.DataFrame, n_bootstrap: int, centred: bool
+) -> str:
+    """Each form fitted and calibrated by itself: covered / held out, median width, error
+    (and, with `centred`, the error of the point at the calibration's centre)."""
     actual, parts = test.loss.to_numpy(), []
     for name, make in forms.items():
         try:
@@ -133,6 +146,8 @@ def alone(forms: dict, train: pd.DataFrame, test: pd.DataFrame, n_bootstrap: int
         width = np.median((hi - lo) / point)
         error = np.median(np.abs(point / actual - 1))
         parts.append(f"{name} {covered}/{len(test)} at {width:.2%} (error {error:.2%})")
+        if centred:
+            parts[-1] += f" [centred error {centred_error(fitted, point, test):.2%}]"
     return "; ".join(parts)
 
 
@@ -142,6 +157,11 @@ def main() -> None:
     parser.add_argument("--cases", nargs="*", default=list(CASES), choices=list(CASES))
     parser.add_argument("--by-cut", action="store_true", help="errors stacked per cut level")
     parser.add_argument("--alone", action="store_true", help="every form by itself too")
+    parser.add_argument(
+        "--centred",
+        action="store_true",
+        help="the error of the point at the calibration's centre too",
+    )
     args = parser.parse_args()
     forms = {
         name: (lambda b, name=name: LOSS_LAWS[name](n_bootstrap=b, level=LEVEL, random_state=0))
@@ -162,7 +182,7 @@ def main() -> None:
         alt = (own_lo, own_hi)
         if fitted.calibration is not None:
             lo_rate, hi_rate = own_interval_rates(fitted, train)
-            cal = replace(fitted.calibration, lo_rate=lo_rate, hi_rate=hi_rate)
+            cal = replace(fitted.calibration, lo_rate=lo_rate, hi_rate=hi_rate, centre=(0.0, 0.0))
             alt = cal.widen(own_lo, own_hi, test)
         weights = ", ".join(f"{r.form} {r.weight:.2f}" for r in fitted.forms.itertuples()
                             if r.weight > 0)  # fmt: skip
@@ -170,6 +190,8 @@ def main() -> None:
             "case": case,
             "train/test": f"{len(train)}/{len(test)}",
             "median err": f"{np.median(np.abs(error)):.2%}",
+            **({"centred err": f"{centred_error(fitted, point, test):.2%}"} if args.centred
+               else {}),
             "max err": f"{np.abs(error).max():.2%}",
             "mean signed": f"{error.mean():+.2%}",
             "coverage": f"{((lo <= actual) & (actual <= hi)).mean():.0%}",
@@ -188,7 +210,8 @@ def main() -> None:
         if args.by_cut:
             print(f"{case} by cut: {by_cut(fitted, train, test)}", flush=True)
         if args.alone:
-            print(f"{case} alone: {alone(forms, train, test, args.bootstrap)}", flush=True)
+            print(f"{case} alone: {alone(forms, train, test, args.bootstrap, args.centred)}",
+                  flush=True)  # fmt: skip
     print(f"\n90% intervals, {args.bootstrap} resamples; distance in decades from the hull")
     print(pd.DataFrame(rows).to_string(index=False))
 

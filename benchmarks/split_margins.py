@@ -43,7 +43,7 @@ from fits import LOSS_LAWS
 from fits.auto import AutoFit, fit_auto, with_bootstrap
 from fits.averaging import AveragedLaw, cross_weights, split_keys
 from fits.bootstrap import observation_interval
-from fits.calibration import boundary_points, hull_distance, hull_vertices, log_points
+from fits.calibration import departures, hull_distance, hull_vertices, log_points
 from fits.extrapolation import nested_splits
 from fits.prediction import own_interval
 
@@ -103,7 +103,7 @@ def mapped_margins(fitted: AutoFit, runs: pd.DataFrame) -> tuple[np.ndarray, np.
         vertices = hull_vertices(log_points(trains[(coord, q)]))
         for i in split.index[split.hull > 0]:
             x, d = mapped[i], float(nested.hull[i])
-            u = (x - boundary_points(vertices, x)[0]) / d
+            u = departures(vertices, x)[1][0]
             lo, hi = 0.0, 1.0
             while hull_distance(full, x + hi * u)[0] < d:
                 hi *= 2
@@ -138,8 +138,8 @@ def main() -> None:
             below, above = split_margins(fitted, runs, args.shrink)
         lo_rate, hi_rate = margin_rates(fitted.nested, below, above)
         assert fitted.calibration is not None
-        candidate = replace(fitted, calibration=replace(fitted.calibration, lo_rate=lo_rate,
-                                                        hi_rate=hi_rate))  # fmt: skip
+        pooled = replace(fitted.calibration, lo_rate=lo_rate, hi_rate=hi_rate, centre=(0.0, 0.0))
+        candidate = replace(fitted, calibration=pooled)
         _, lo2, hi2 = candidate.interval(test, LEVEL)
         actual = test.loss.to_numpy()
         held = ((lo <= actual) & (actual <= hi)).sum(), ((lo2 <= actual) & (actual <= hi2)).sum()

@@ -39,12 +39,11 @@ from typing import Any, ClassVar, Self
 
 import numpy as np
 import pandas as pd
-from scipy import sparse
-from scipy.optimize import linprog
 
 from fits.bootstrap import RandomState
 from fits.errors import FitError
 from fits.farseer import allocation
+from fits.lad import least_absolute
 from fits.laws import LOSS_LAWS, LossLaw
 
 SPLIT = ["coord", "q"]
@@ -82,19 +81,8 @@ def split_weights(frame: pd.DataFrame) -> np.ndarray:
 
 
 def stack(errors: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Simplex weights w minimising sum_i weights_i |errors_i . w| (errors: runs x forms).
-
-    The linear program over (w, t): minimise weights . t with t_i >= +-errors_i . w, w >= 0,
-    sum w = 1 (HiGHS)."""
-    n, k = errors.shape
-    eye = sparse.identity(n, format="csr")
-    upper = sparse.bmat([[sparse.csr_matrix(errors), -eye], [sparse.csr_matrix(-errors), -eye]])
-    simplex = np.concatenate([np.ones(k), np.zeros(n)])[None, :]
-    solved = linprog(np.concatenate([np.zeros(k), weights]), A_ub=upper, b_ub=np.zeros(2 * n),
-                     A_eq=simplex, b_eq=[1.0], bounds=(0, None), method="highs")  # fmt: skip
-    if not solved.success:
-        raise FitError(f"the stacking weights could not be solved: {solved.message}")
-    w = np.clip(solved.x[:k], 0.0, None)
+    """Simplex weights w minimising sum_i weights_i |errors_i . w| (errors: runs x forms)."""
+    w = np.clip(least_absolute(errors, np.zeros(len(errors)), weights, simplex=True), 0.0, None)
     return w / w.sum()
 
 

@@ -18,21 +18,31 @@ law on the rest and score the held-out runs. Here those scores become an interva
   in-sample score its misfit as error per decade, and let a run it hits score less than its
   shift. Distances below FLOOR are floored: a run nearer than that measures the change between
   neighbouring runs, and divided by its tiny distance it would set the rate alone.
-- Quantiles: the (1 - level)/2 and (1 + level)/2 quantiles of the scores, every split
-  weighing the same, by the weighted Harrell-Davis estimator (Harrell & Davis 1982; weights as
-  in Akinshin 2023, "Weighted quantile estimators"): a smooth average of order statistics, not
-  the sample maximum when scores are few. Signed: the interval may lean one way when the
-  backtests err one way.
-- Interval: the law's own (lo, hi) at a question d decades out becomes
-  (lo e^(min(q_lo, 0) d), hi e^(max(q_hi, 0) d)), then clipped to physics: the upper end at
-  most the uniform-guess loss ln(vocab) when the vocabulary is known. An average's own
-  interval is drawn from the average's bootstrap draws (fits.auto); the rates are the
-  average's, from its cross-validated nested errors.
+- Centre: the scores regressed on the direction each run left its split's hull in (u, the
+  unit vector in (log10 N, log10 D) from the hull's nearest point to the run) without
+  intercept, by least absolute deviations with every split weighing the same: centre . u is
+  the median shift per decade along u, the gradient of the extrapolation error to first
+  order. A law's bias is rarely the same whichever way the question leaves the runs (on
+  Epoch's 245 points the C and D splits' shifts centre near -0.03 per decade and the N
+  splits' near +0.005), and pooling every direction's scores widened each question by the
+  others' errors.
+- Spread: the (1 - level)/2 and (1 + level)/2 quantiles of the scores less their centre,
+  shared by every direction, every split weighing the same, by the weighted Harrell-Davis
+  estimator (Harrell & Davis 1982; weights as in Akinshin 2023, "Weighted quantile
+  estimators"): a smooth average of order statistics, not the sample maximum when scores are
+  few.
+- Interval: the law's own (lo, hi) at a question d decades out along u becomes
+  (lo e^(min(centre . u + q_lo, 0) d), hi e^(max(centre . u + q_hi, 0) d)), then clipped to
+  physics: the upper end at most the uniform-guess loss ln(vocab) when the vocabulary is
+  known. An average's own interval is drawn from the average's bootstrap draws (fits.auto);
+  the rates are the average's, from its cross-validated nested errors.
 
 Assumptions: the error per decade seen inside the runs holds beyond them (a law that bends
 only past the runs breaks it; runs that bend along D where no form can are named in the
-caution, fits.bends); the splits are exchangeable with the question (the question
-leaves the data as the held-out runs left theirs).
+caution, fits.bends); its centre is linear in the departure (a question leaving toward
+fewer N or D than the runs, which no split does, gets the opposite of the centre the way the
+splits left) and its spread about the centre is the same in every direction; the splits'
+runs are exchangeable with the question once the centre is taken out.
 """
 
 from __future__ import annotations
@@ -49,6 +59,7 @@ from scipy.special import betainc
 
 from fits.bends import bend_caution
 from fits.errors import FitError
+from fits.lad import least_absolute
 
 FLOOR = 0.1  # decades: nearer held-out runs count as this far (see the module docstring)
 
@@ -88,24 +99,25 @@ def _nearest_on_edges(vertices: np.ndarray, ab: np.ndarray, ap: np.ndarray) -> n
     return nearest[np.arange(len(points)), closest]
 
 
-def boundary_points(vertices: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """(n, 2): the point of the polygon's (segment's, point's) boundary `vertices` nearest to
-    each of `points`."""
-    points = np.atleast_2d(np.asarray(points, dtype=float))
-    return _nearest_on_edges(vertices, *_edges(vertices, points))
-
-
 def hull_distance(vertices: np.ndarray, points: np.ndarray) -> np.ndarray:
     """Euclidean distance of each point from the convex polygon (segment, point) `vertices`:
     0 inside, else the distance to its nearest edge."""
+    return departures(vertices, points)[0]
+
+
+def departures(vertices: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(distance, direction) of each point from the convex polygon (segment, point) `vertices`:
+    its hull distance (0 inside, else to its nearest edge) and the (n, 2) unit vector from the
+    boundary's nearest point to it (0 inside)."""
     points = np.atleast_2d(np.asarray(points, dtype=float))
     ab, ap = _edges(vertices, points)
-    edge = np.sqrt(((points - _nearest_on_edges(vertices, ab, ap)) ** 2).sum(axis=1))
-    if len(vertices) < 3:
-        return edge
-    cross = ab[None, :, 0] * ap[..., 1] - ab[None, :, 1] * ap[..., 0]  # counter-clockwise
-    inside = (cross >= -1e-12).all(axis=1)
-    return np.where(inside, 0.0, edge)
+    away = points - _nearest_on_edges(vertices, ab, ap)
+    distance = np.sqrt((away**2).sum(axis=1))
+    if len(vertices) >= 3:
+        cross = ab[None, :, 0] * ap[..., 1] - ab[None, :, 1] * ap[..., 0]  # counter-clockwise
+        distance = np.where((cross >= -1e-12).all(axis=1), 0.0, distance)
+    outside = distance > 0
+    return distance, np.where(outside[:, None], away / np.where(outside, distance, 1)[:, None], 0)
 
 
 def harrell_davis(scores: np.ndarray, weights: np.ndarray | None, probability: float) -> float:
@@ -143,12 +155,15 @@ def per_decade(nested: pd.DataFrame, error: np.ndarray) -> tuple[np.ndarray, np.
 
 @dataclass(frozen=True)
 class Calibration:
-    """How far a question is from the runs and how much that widens its interval.
+    """How far, and in which direction, a question is from the runs, and how much that widens
+    its interval.
 
-    level; lo_rate <= 0 <= hi_rate: log-loss widening per decade below and above; hull: the
-    fitted runs' hull vertices in (log10 N, log10 D); ceiling: the largest loss physics allows
-    (ln vocab; None when unknown); n_scores, n_splits: the nested runs and splits behind it;
-    caution: why the runs break the calibration's assumption, when they show it (fits.bends).
+    level; centre: the median shift per decade along log10 N and log10 D (a question leaving
+    the hull along the unit vector u gets centre . u); lo_rate <= 0 <= hi_rate: the scores'
+    spread about it per decade below and above; hull: the fitted runs' hull vertices in
+    (log10 N, log10 D); ceiling: the largest loss physics allows (ln vocab; None when unknown);
+    n_scores, n_splits: the nested runs and splits behind it; caution: why the runs break the
+    calibration's assumption, when they show it (fits.bends).
     """
 
     level: float
@@ -159,18 +174,27 @@ class Calibration:
     n_scores: int
     n_splits: int
     caution: str | None = None
+    centre: tuple[float, float] = (0.0, 0.0)
 
     def distance(self, runs: pd.DataFrame) -> np.ndarray:
         """Decades from the fitted runs' hull in (log10 N, log10 D)."""
         return hull_distance(np.array(self.hull, dtype=float), log_points(runs))
 
+    def rates(self, runs: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(distance, below, above) at the rows of runs: decades from the hull and the
+        widening per decade below (<= 0) and above (>= 0), the centre along the row's
+        departure plus the spread, clipped at 0."""
+        d, u = departures(np.array(self.hull, dtype=float), log_points(runs))
+        centre = u @ np.asarray(self.centre, dtype=float)
+        return d, np.minimum(centre + self.lo_rate, 0.0), np.maximum(centre + self.hi_rate, 0.0)
+
     def widen(
         self, lo: np.ndarray, hi: np.ndarray, runs: pd.DataFrame
     ) -> tuple[np.ndarray, np.ndarray]:
         """The law's own interval (lo, hi) at the rows of `runs`, widened and clipped."""
-        d = self.distance(runs)
-        lo = np.asarray(lo, dtype=float) * np.exp(self.lo_rate * d)
-        hi = np.asarray(hi, dtype=float) * np.exp(self.hi_rate * d)
+        d, below, above = self.rates(runs)
+        lo = np.asarray(lo, dtype=float) * np.exp(below * d)
+        hi = np.asarray(hi, dtype=float) * np.exp(above * d)
         return self.clip(lo, hi)
 
     def clip(self, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -189,10 +213,12 @@ class Calibration:
             "n_scores": self.n_scores,
             "n_splits": self.n_splits,
             "caution": self.caution,
+            "centre": list(self.centre),
         }
 
     @classmethod
     def from_dict(cls, record: Mapping[str, Any]) -> Calibration:
+        centre = record.get("centre", (0.0, 0.0))  # stored before it: pooled rates
         return cls(
             float(record["level"]),
             float(record["lo_rate"]),
@@ -202,22 +228,21 @@ class Calibration:
             int(record["n_scores"]),
             int(record["n_splits"]),
             record.get("caution"),
+            (float(centre[0]), float(centre[1])),
         )
 
     def describe(self) -> str:
         """One line for a summary."""
         ceiling = "" if self.ceiling is None else f"; at most ln(vocab) = {self.ceiling:.3f}"
+        n, d = self.centre
         return (
-            f"intervals widened per decade outside the runs' hull by {self.lo_rate:+.4f} below "
-            f"and {self.hi_rate:+.4f} above in log loss (Harrell-Davis "
-            f"{(1 - self.level) / 2:.0%}/{(1 + self.level) / 2:.0%} quantiles of "
-            f"{self.n_scores} nested errors, {self.n_splits} splits){ceiling}"
+            f"intervals widened per decade outside the runs' hull by a centre of {n:+.4f} "
+            f"along log N and {d:+.4f} along log D, spread {self.lo_rate:+.4f} below and "
+            f"{self.hi_rate:+.4f} above it, in log loss (least absolute deviations on the "
+            f"departure direction; Harrell-Davis {(1 - self.level) / 2:.0%}/"
+            f"{(1 + self.level) / 2:.0%} quantiles of the rest; {self.n_scores} nested "
+            f"errors, {self.n_splits} splits){ceiling}"
         )
-
-
-def rates(nested: pd.DataFrame, level: float) -> tuple[float, float]:
-    """(lo_rate <= 0, hi_rate >= 0): the Harrell-Davis quantiles of the nested scores."""
-    return quantile_rates(*scores(nested), level)
 
 
 def quantile_rates(rate: np.ndarray, weight: np.ndarray, level: float) -> tuple[float, float]:
@@ -226,6 +251,24 @@ def quantile_rates(rate: np.ndarray, weight: np.ndarray, level: float) -> tuple[
     lo = harrell_davis(rate, weight, (1 - level) / 2)
     hi = harrell_davis(rate, weight, (1 + level) / 2)
     return min(lo, 0.0), max(hi, 0.0)
+
+
+TIE = 1e-9  # pull of the centre toward 0, per unit of the scores' weight (see `centre_rates`)
+
+
+def centre_rates(nested: pd.DataFrame, level: float) -> tuple[np.ndarray, float, float]:
+    """(centre, lo_rate, hi_rate): the nested scores regressed on their runs' departure
+    directions (columns dir_N, dir_D) without intercept by weighted least absolute deviations,
+    and the Harrell-Davis quantiles of what is left (module docstring). A vanishing pull toward
+    0 picks, among centres that fit as well, the one that is 0 along any direction no held-out
+    run left by."""
+    score, weight = scores(nested)
+    direction = nested[["dir_N", "dir_D"]].to_numpy(dtype=float)
+    pull = np.full(2, TIE * weight.sum())
+    centre = least_absolute(np.vstack([direction, np.eye(2)]), np.concatenate([score, [0, 0]]),
+                            np.concatenate([weight, pull]))  # fmt: skip
+    lo, hi = quantile_rates(score - direction @ centre, weight, level)
+    return centre, lo, hi
 
 
 def calibrate(
@@ -241,8 +284,9 @@ def calibrate(
     clipped at ln vocab)."""
     if nested.empty:
         raise FitError("no nested backtest could be fitted: too few runs to calibrate")
-    lo, hi = rates(nested, level)
+    centre, lo, hi = centre_rates(nested, level)
     n_splits = int(nested.groupby(["coord", "q"]).ngroups)
     ceiling = None if vocab is None else math.log(vocab)
     hull = tuple((float(a), float(b)) for a, b in hull_vertices(log_points(runs)))
-    return Calibration(level, lo, hi, hull, ceiling, len(nested), n_splits, bend_caution(runs))
+    return Calibration(level, lo, hi, hull, ceiling, len(nested), n_splits, bend_caution(runs),
+                       (float(centre[0]), float(centre[1])))  # fmt: skip

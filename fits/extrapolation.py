@@ -55,7 +55,7 @@ import numpy as np
 import pandas as pd
 
 from fits.bootstrap import map_chunks
-from fits.calibration import hull_distance, hull_vertices, log_points
+from fits.calibration import departures, hull_vertices, log_points
 from fits.errors import FitError
 from fits.noise import local_quantile, places
 
@@ -146,8 +146,9 @@ def nested_backtest(
     n_jobs: int | None = 1,
 ) -> pd.DataFrame:
     """Held-out runs of every nested split: coord, q, row, log_error, distance, hull (decades
-    from the training runs' hull in log N, log D), scatter, and the distance along each
-    coordinate (columns d_C, d_N, d_D).
+    from the training runs' hull in log N, log D), scatter, dir_N and dir_D (the unit vector
+    from the hull's nearest point to the run), and the distance along each coordinate
+    (columns d_C, d_N, d_D).
 
     log_error = log(actual) - log(predicted); scatter = the level-quantile of |log residual|
     of that split's fit on the training runs nearest the held-out run (fits.noise; the box
@@ -168,7 +169,7 @@ def nested_backtest(
             continue
         scatter = local_quantile(err[: len(train)], places(train), places(test), level)
         along = outside(log_box(train), test).add_prefix("d_")
-        hull = hull_distance(hull_vertices(log_points(train)), log_points(test))
+        hull, direction = departures(hull_vertices(log_points(train)), log_points(test))
         split = pd.DataFrame(
             {
                 "coord": coord,
@@ -178,10 +179,12 @@ def nested_backtest(
                 "distance": along.max(axis=1).to_numpy(),
                 "hull": hull,
                 "scatter": scatter,
+                "dir_N": direction[:, 0],
+                "dir_D": direction[:, 1],
             }
         )
         held.append(pd.concat([split, along.reset_index(drop=True)], axis=1))
-    columns = ["coord", "q", "row", "log_error", "distance", "hull", "scatter"]
+    columns = ["coord", "q", "row", "log_error", "distance", "hull", "scatter", "dir_N", "dir_D"]
     columns += [f"d_{c}" for c in COORDS]
     if not held:
         return pd.DataFrame(columns=columns)

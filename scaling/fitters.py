@@ -37,7 +37,7 @@ from scaling.runlog import RunLog
 POWER_X = {"N": "N", "D": "D", "C": "C", "width": "d_model"}
 LR_GROUP = ("arch", "parametrization", "N", "D", "batch_size")  # runs that differ only in LR
 LOSS_FORMS = ("auto", *LOSS_LAWS)  # laws of loss in (N, D): selected and calibrated
-CALIBRATION = "stacked-shift-v7"  # in the selection, so fits made before it are not reused
+CALIBRATION = "direction-v8"  # in the selection, so fits made before it are not reused
 
 
 @dataclass(frozen=True)

@@ -195,15 +195,15 @@ def test_intervals_draw_the_average_then_widen_by_its_rates_outside_the_hull(epo
     assert cal.lo_rate <= 0 <= cal.hi_rate and len(model.forms_) > 1
     for N, D, outside in ((1e9, 2e10, False), (70e9, 1.4e12, True)):
         asked = pd.DataFrame({"N": [N], "D": [D], "C": [6 * N * D]})
-        d = cal.distance(asked)[0]
+        (d,), (below,), (above,) = cal.rates(asked)
         assert (d > 0.5) if outside else d == 0.0
         point, lo_c, hi_c = run_interval(model, fitted.residuals, cal, asked, study.level, 0)
         log_draws = sum(w * np.log(model.forms_[k].loss_of(model.forms_[k]._draws(), [N], [D]))
                         for k, w in model.weights_.items() if w > 0)  # fmt: skip
         pools = fitted.residuals.pools(asked)  # the runs nearest the question
         lo, hi = observation_interval(np.exp(log_draws), pools, study.level, 0)
-        assert lo_c[0] == pytest.approx(lo[0] * math.exp(cal.lo_rate * d), rel=1e-9)
-        assert point[0] <= hi_c[0] <= hi[0] * math.exp(cal.hi_rate * d) * (1 + 1e-9)
+        assert lo_c[0] == pytest.approx(lo[0] * math.exp(below * d), rel=1e-9)
+        assert point[0] <= hi_c[0] <= hi[0] * math.exp(above * d) * (1 + 1e-9)
         if not outside:
             assert hi_c[0] == pytest.approx(hi[0], rel=1e-9)
         assert lo_c[0] < point[0] < hi_c[0]

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from scipy.optimize import minimize
 from scipy.stats.mstats import hdquantiles
+from statsmodels.regression.quantile_regression import QuantReg
 
 from fits import LOSS_LAWS, ChinchillaLaw, FitError, KaplanLaw, from_dict
 from fits.auto import fit_auto
@@ -18,6 +19,7 @@ from fits.calibration import (
     FLOOR,
     Calibration,
     calibrate,
+    departures,
     harrell_davis,
     hull_distance,
     hull_vertices,
@@ -26,14 +28,18 @@ from fits.chinchilla import chinchilla_loss
 from fits.noise import RunNoise
 from fits.prediction import calibrated, question_frame
 
+AWAY = {"C": (math.sqrt(0.5), math.sqrt(0.5)), "N": (1.0, 0.0), "D": (0.0, 1.0)}
+
 
 def nested(
     bias: float, seed: int, splits=(("C", 0.5), ("N", 0.5), ("D", 0.8)), sd: float = 0.01
 ) -> pd.DataFrame:
-    """A fake nested backtest: 6 held-out runs per split erring by bias (+ noise)."""
+    """A fake nested backtest: 6 held-out runs per split erring by bias (+ noise), each
+    leaving its split's hull along its coordinate (C = 6 N D: the diagonal)."""
     rng = np.random.default_rng(seed)
     rows = [{"coord": c, "q": q, "row": r, "log_error": bias + rng.normal(0, sd),
-             "distance": 0.2, "hull": 0.2 + 0.1 * r, "scatter": 0.0, "in_data": 0.0}
+             "distance": 0.2, "hull": 0.2 + 0.1 * r, "scatter": 0.0, "in_data": 0.0,
+             "dir_N": AWAY[c][0], "dir_D": AWAY[c][1]}
             for c, q in splits for r in range(6)]  # fmt: skip
     return pd.DataFrame(rows)
 
@@ -132,35 +138,69 @@ def test_harrell_davis_matches_scipy_and_is_not_the_maximum_at_small_n():
     assert harrell_davis(x, w, 0.5) > harrell_davis(expanded, None, 0.25)
 
 
+def test_departures_against_the_geometry_written_out():
+    square = hull_vertices(np.array([[0, 0], [1, 0], [1, 1], [0, 1]], float))
+    d, u = departures(square, np.array([[0.5, 0.5], [3.0, 0.5], [2.0, 2.0], [0.5, -2.0]]))
+    np.testing.assert_allclose(d, [0.0, 2.0, math.sqrt(2), 2.0], atol=1e-12)
+    r = math.sqrt(0.5)
+    np.testing.assert_allclose(u, [[0, 0], [1, 0], [r, r], [0, -1]], atol=1e-12)
+
+
+RUNS = pd.DataFrame({"N": [1e6, 1e8, 1e8, 1e6], "D": [1e9, 1e9, 1e11, 1e11], "loss": 2.0})
+
+
 def test_calibration_is_signed_floored_and_clipped_to_ln_vocab():
-    runs = pd.DataFrame({"N": [1e6, 1e8, 1e8, 1e6], "D": [1e9, 1e9, 1e11, 1e11], "loss": 2.0})
+    """Errors that grow as a gradient, -0.5 per decade of N and of D (a C split leaving along
+    the diagonal errs by their sum over its sqrt 2 decades), are the centre exactly, with no
+    spread: a question moves by the gradient along its own departure. Held-out runs nearly
+    inside count FLOOR decades out."""
+    r = math.sqrt(0.5)
     over = nested(-0.05, 0, sd=0.0).assign(hull=0.001)  # all over-predicted, nearly inside
-    cal = calibrate(over, runs, level=0.9, vocab=256)
-    assert cal.hi_rate == 0.0 and cal.lo_rate == pytest.approx(-0.05 / FLOOR, rel=1e-9)
-    asks = pd.DataFrame({"N": [1e7, 1e9], "D": [1e10, 1e10]})
-    np.testing.assert_allclose(cal.distance(asks), [0.0, 1.0], atol=1e-12)
-    lo, hi = cal.widen(np.array([2.0, 2.0]), np.array([3.0, 9.0]), asks)
-    assert lo[0] == 2.0 and lo[1] == pytest.approx(2.0 * math.exp(cal.lo_rate))
-    assert hi[0] == 3.0 and hi[1] == pytest.approx(math.log(256))
+    over.loc[over.coord == "C", "log_error"] = -0.05 * 2 * r  # the gradient along (r, r)
+    cal = calibrate(over, RUNS, level=0.9, vocab=256)
+    np.testing.assert_allclose(cal.centre, [-0.05 / FLOOR, -0.05 / FLOOR], rtol=1e-6)
+    assert cal.lo_rate == pytest.approx(0, abs=1e-6) and cal.hi_rate == 0.0
+    asks = pd.DataFrame({"N": [1e7, 1e9, 1e7, 1e9], "D": [1e10, 1e10, 1e12, 1e12]})
+    np.testing.assert_allclose(cal.distance(asks), [0, 1, 1, math.sqrt(2)], atol=1e-12)
+    lo, hi = cal.widen(np.full(4, 2.0), np.array([3.0, 9.0, 9.0, 9.0]), asks)
+    np.testing.assert_allclose(lo, 2.0 * np.exp([0.0, -0.5, -0.5, -1.0]), rtol=1e-5)
+    assert hi[0] == 3.0 and hi[1:] == pytest.approx([math.log(256)] * 3)
     back = Calibration.from_dict(json.loads(json.dumps(cal.to_dict())))
-    np.testing.assert_allclose(back.widen(np.array([2.0]), np.array([3.0]), asks[1:])[0], lo[1:])
+    np.testing.assert_allclose(back.widen(np.full(4, 2.0), np.full(4, 3.0), asks)[0], lo)
     assert cal.caution is None  # four runs, no replicates: fits.bends checks nothing
     flagged = dataclasses.replace(cal, caution="bends")
     assert Calibration.from_dict(json.loads(json.dumps(flagged.to_dict()))) == flagged
-    older = {k: v for k, v in cal.to_dict().items() if k != "caution"}  # stored before it
-    assert Calibration.from_dict(older) == cal
+    older = {k: v for k, v in cal.to_dict().items() if k not in ("caution", "centre")}
+    assert Calibration.from_dict(older) == dataclasses.replace(cal, centre=(0.0, 0.0))
+
+
+def test_the_centre_is_a_median_regression_on_the_direction_and_the_spread_its_rest():
+    """The centre against statsmodels' median regression (equal weights: every split has six
+    runs), the spread against scipy's Harrell-Davis quantiles of the residual scores."""
+    splits = (("C", 0.5), ("N", 0.5), ("N", 0.65), ("D", 0.65), ("D", 0.8))
+    noisy = pd.concat([nested(0.03, 1, splits[:3], sd=0.01), nested(-0.02, 2, splits[3:], sd=0.02)])
+    cal = calibrate(noisy, RUNS, level=0.9)
+    direction = noisy[["dir_N", "dir_D"]].to_numpy()
+    score = noisy.log_error.to_numpy() / np.maximum(noisy.hull.to_numpy(), FLOOR)
+    median = QuantReg(score, direction).fit(q=0.5).params
+    np.testing.assert_allclose(cal.centre, median, atol=1e-6)
+    rest = score - direction @ np.asarray(cal.centre)
+    low, high = hdquantiles(rest, [0.05, 0.95])
+    assert cal.lo_rate == pytest.approx(min(low, 0), abs=1e-9)
+    assert cal.hi_rate == pytest.approx(max(high, 0), abs=1e-9)
+    assert cal.centre[0] > 0 > cal.centre[1]  # N splits err up, D splits down
 
 
 def test_a_run_the_full_fit_misses_as_much_as_the_split_scores_no_rate():
     """The score is the shift of the prediction (the split's error less the full fit's at the
     same run): a run every fit misses by +0.2 (an outlier, or the form's misfit in-sample) is
     the run noise's business, not a rate per decade; one the full fit hits scores it all."""
-    runs = pd.DataFrame({"N": [1e6, 1e8, 1e8, 1e6], "D": [1e9, 1e9, 1e11, 1e11], "loss": 2.0})
-    missed = calibrate(nested(0.2, 0, sd=0.0).assign(in_data=0.2), runs, level=0.9)
-    assert missed.lo_rate == 0.0 and missed.hi_rate == 0.0
-    hit = calibrate(nested(0.2, 0, sd=0.0), runs, level=0.9)
-    per_decade = np.tile(0.2 / (0.2 + 0.1 * np.arange(6)), 3)  # 0.2 over each hull distance
-    assert hit.hi_rate == pytest.approx(hdquantiles(per_decade, [0.95])[0], rel=1e-9)
+    missed = calibrate(nested(0.2, 0, sd=0.0).assign(in_data=0.2), RUNS, level=0.9)
+    assert missed.centre == (0.0, 0.0) and missed.lo_rate == 0.0 and missed.hi_rate == 0.0
+    hit = calibrate(nested(0.2, 0, sd=0.0), RUNS, level=0.9)
+    along = pd.DataFrame({"N": [1e9, 1e7], "D": [1e10, 1e12]})  # one decade out in N, in D
+    _, below, above = hit.rates(along)
+    assert (below == 0).all() and (above > 0.2 / (0.2 + 0.1 * 5)).all()
 
 
 GRID_N, GRID_D = (a.ravel() for a in np.meshgrid(np.geomspace(1e7, 1e9, 6),
