@@ -12,9 +12,10 @@ architecture, the model sizes whose loss falls faster per decade of tokens at mo
 more than two seed-noise SDs of that difference: no registered form can bend that way (each
 form's loss falls ever slower in log D at fixed N). `--n-column params_nonembed` fits N
 without embeddings (Kaplan et al. 2020); the held-out runs stay those of the top total
-compute. Usage:
+compute. `--quadrature` also prints the candidate *own interval and widening in quadrature*
+(docs/laws.md, benchmarks/extrapolation.py). Usage:
 
-    python benchmarks/checkpoints.py [--bootstrap 200] [--n-column params_nonembed]
+    python benchmarks/checkpoints.py [--bootstrap 200] [--n-column params_nonembed] [--quadrature]
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ import pandas as pd
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+from extrapolation import covered, quadrature_interval  # noqa: E402
 
 from fits import LOSS_LAWS  # noqa: E402
 from fits.auto import fit_auto  # noqa: E402
@@ -46,6 +50,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--bootstrap", type=int, default=200)
     parser.add_argument("--n-column", choices=["params", "params_nonembed"], default="params")
+    parser.add_argument("--quadrature", action="store_true", help="the candidate's intervals too")
     args = parser.parse_args()
     runs = read("architecture_runs.parquet")
     runs = runs[runs.sweep.str.startswith("arch-isoflop-") & (runs.status == "done")]
@@ -80,12 +85,20 @@ def main() -> None:
             error = np.abs(signed)
             weights = ", ".join(f"{r.form} {r.weight:.2f}" for r in fitted.forms.itertuples()
                                 if r.weight > 0)  # fmt: skip
+            quadrature_columns = {}
+            if args.quadrature:
+                _, q_lo, q_hi = quadrature_interval(fitted, test)
+                quadrature_columns = {
+                    "quadrature cov": f"{covered(q_lo, q_hi, actual) / len(test):.0%}",
+                    "quadrature width": f"{np.median((q_hi - q_lo) / point):.2%}",
+                }
             rows.append({
                 "arch": arch, "fitted on": variant, "points": len(frame),
                 "median err": f"{np.median(error):.2%}", "max err": f"{error.max():.2%}",
                 "mean signed err": f"{signed.mean():+.2%}",
                 "coverage": f"{((lo <= actual) & (actual <= hi)).mean():.0%}",
-                "median width": f"{np.median((hi - lo) / point):.2%}", "weights": weights,
+                "median width": f"{np.median((hi - lo) / point):.2%}", **quadrature_columns,
+                "weights": weights,
             })  # fmt: skip
             print(rows[-1], flush=True)
     print(f"\n{HELD_OUT:.0%} of each arch's IsoFLOP runs held out by compute; 90% intervals")

@@ -21,6 +21,10 @@ was in the fit), so these scores are if anything too large. Usage:
 
     python benchmarks/extrapolation.py [--bootstrap 1000] [--cases NAME ...] [--by-cut]
 
+--quadrature also prints the candidate *own interval and widening in quadrature* (docs/laws.md):
+the own half-width and the calibration's widening added as independent errors, on each side
+about the point, for the average and (with --alone) every form.
+
 --by-cut also prints each form's error alone and the average's stacked on each cut level of
 the nested splits (50%, 65%, 80%) alone. --alone also fits every form by itself through the
 same procedure (its own nested backtests and calibration: what `--law NAME` gives) and prints
@@ -46,7 +50,8 @@ from fits.auto import AutoFit, fit_auto
 from fits.averaging import split_weights, stack
 from fits.calibration import departures, log_points, per_decade, quantile_rates
 from fits.errors import FitError
-from fits.prediction import own_interval
+from fits.laws import LossLaw
+from fits.prediction import falling_in_tokens, own_interval, question_frame
 from scaling import datasets
 
 LEVEL = 0.90
@@ -119,6 +124,30 @@ def by_cut(fitted: AutoFit, train: pd.DataFrame, test: pd.DataFrame) -> str:
     return "; ".join(parts)
 
 
+def quadrature_interval(
+    fitted: AutoFit, runs: pd.DataFrame, combine=np.hypot
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The candidate's interval at the rows of runs: the own half-width a and the widening b
+    (log loss) as combine(a, b) on each side about the point, then the adopted clipping and
+    fewer-tokens bound (from the adopted upper ends). combine=np.add gives the adopted one."""
+    point, lo, hi = own_interval(fitted.model, fitted.residuals, runs, LEVEL, 0)
+    cal = fitted.calibration
+    if cal is None:
+        return point, lo, hi
+    asked = question_frame(runs.N, runs.D, runs.get("U"))
+    d, below, above = cal.rates(asked)
+    lo = point * np.exp(-combine(np.log(point / lo).clip(min=0), -below * d))
+    hi = point * np.exp(combine(np.log(hi / point).clip(min=0), above * d))
+    lo, hi = cal.clip(lo, hi)
+    if isinstance(fitted.model, LossLaw):
+        hi = falling_in_tokens(fitted.model, cal, asked, fitted.residuals, 0, hi)
+    return point, lo, hi
+
+
+def covered(lo: np.ndarray, hi: np.ndarray, actual: np.ndarray) -> int:
+    return int(((lo <= actual) & (actual <= hi)).sum())
+
+
 def centred_error(fitted: AutoFit, point: np.ndarray, test: pd.DataFrame) -> float:
     """Median |relative error| of the point moved to the calibration's centre,
     point x e^(centre . u d) (the candidate *The point at the centre*, docs/laws.md)."""
@@ -130,10 +159,12 @@ def centred_error(fitted: AutoFit, point: np.ndarray, test: pd.DataFrame) -> flo
 
 
 def alone(
-    forms: dict, train: pd.DataFrame, test: pd.DataFrame, n_bootstrap: int, centred: bool
-) -> str:
+    forms: dict, train: pd.DataFrame, test: pd.DataFrame, n_bootstrap: int, centred: bool,
+    quadrature: bool,
+) -> str:  # fmt: skip
     """Each form fitted and calibrated by itself: covered / held out, median width, error
-    (and, with `centred`, the error of the point at the calibration's centre)."""
+    (and, with `centred`, the error of the point at the calibration's centre; with
+    `quadrature`, the candidate's coverage and width)."""
     actual, parts = test.loss.to_numpy(), []
     for name, make in forms.items():
         try:
@@ -142,10 +173,15 @@ def alone(
             parts.append(f"{name} refused ({str(exc)[:60]})")
             continue
         point, lo, hi = fitted.interval(test, LEVEL)
-        covered = int(((lo <= actual) & (actual <= hi)).sum())
         width = np.median((hi - lo) / point)
         error = np.median(np.abs(point / actual - 1))
-        parts.append(f"{name} {covered}/{len(test)} at {width:.2%} (error {error:.2%})")
+        parts.append(
+            f"{name} {covered(lo, hi, actual)}/{len(test)} at {width:.2%} (error {error:.2%})"
+        )
+        if quadrature:
+            _, q_lo, q_hi = quadrature_interval(fitted, test)
+            q_width = np.median((q_hi - q_lo) / point)
+            parts[-1] += f" [quadrature {covered(q_lo, q_hi, actual)}/{len(test)} at {q_width:.2%}]"
         if centred:
             parts[-1] += f" [centred error {centred_error(fitted, point, test):.2%}]"
     return "; ".join(parts)
@@ -161,6 +197,11 @@ def main() -> None:
         "--centred",
         action="store_true",
         help="the error of the point at the calibration's centre too",
+    )
+    parser.add_argument(
+        "--quadrature",
+        action="store_true",
+        help="the candidate with own half-width and widening in quadrature too",
     )
     args = parser.parse_args()
     forms = {
@@ -186,6 +227,13 @@ def main() -> None:
             alt = cal.widen(own_lo, own_hi, test)
         weights = ", ".join(f"{r.form} {r.weight:.2f}" for r in fitted.forms.itertuples()
                             if r.weight > 0)  # fmt: skip
+        quadrature_columns = {}
+        if args.quadrature:
+            _, q_lo, q_hi = quadrature_interval(fitted, test)
+            quadrature_columns = {
+                "quadrature cov": f"{covered(q_lo, q_hi, actual) / len(test):.0%}",
+                "quadrature width": f"{np.median((q_hi - q_lo) / point):.2%}",
+            }
         rows.append({
             "case": case,
             "train/test": f"{len(train)}/{len(test)}",
@@ -198,6 +246,7 @@ def main() -> None:
             "median width": f"{np.median((hi - lo) / point):.2%}",
             "oracle width 90/85%": "/".join(f"{2 * np.quantile(log_error, q):.2%}"
                                             for q in (LEVEL, 0.85)),
+            **quadrature_columns,
             "own-scores cov": f"{((alt[0] <= actual) & (actual <= alt[1])).mean():.0%}",
             "own-scores width": f"{np.median((alt[1] - alt[0]) / point):.2%}",
             "max distance": f"{np.max(distance):.2f}",
@@ -210,8 +259,8 @@ def main() -> None:
         if args.by_cut:
             print(f"{case} by cut: {by_cut(fitted, train, test)}", flush=True)
         if args.alone:
-            print(f"{case} alone: {alone(forms, train, test, args.bootstrap, args.centred)}",
-                  flush=True)  # fmt: skip
+            fits_alone = alone(forms, train, test, args.bootstrap, args.centred, args.quadrature)
+            print(f"{case} alone: {fits_alone}", flush=True)
     print(f"\n90% intervals, {args.bootstrap} resamples; distance in decades from the hull")
     print(pd.DataFrame(rows).to_string(index=False))
 
