@@ -25,6 +25,10 @@ was in the fit), so these scores are if anything too large. Usage:
 the own half-width and the calibration's widening added as independent errors, on each side
 about the point, for the average and (with --alone) every form.
 
+--bottom holds out each case's bottom fraction instead of its top: the questions leave the
+runs toward fewer C, N or D, which no nested split does, so the calibration's centre there
+is the opposite of the one it learnt (its linear-centre assumption, fits.calibration).
+
 --by-cut also prints each form's error alone and the average's stacked on each cut level of
 the nested splits (50%, 65%, 80%) alone. --alone also fits every form by itself through the
 same procedure (its own nested backtests and calibration: what `--law NAME` gives) and prints
@@ -75,11 +79,16 @@ CASES = {  # name: (data, held-out column, fraction)
 }
 
 
-def held_out(data: pd.DataFrame, column: str, fraction: float) -> tuple[pd.DataFrame, ...]:
-    """(train, test): the top `fraction` of runs by column (C = 6 N D) held out."""
+def held_out(
+    data: pd.DataFrame, column: str, fraction: float, bottom: bool = False
+) -> tuple[pd.DataFrame, ...]:
+    """(train, test): the top (or, with `bottom`, the bottom) `fraction` of runs by column
+    (C = 6 N D) held out."""
     data = data.assign(C=6.0 * data.N * data.D)
     order = np.argsort(data[column].to_numpy(), kind="stable")
     n_test = max(1, round(fraction * len(data)))
+    if bottom:
+        return data.iloc[order[n_test:]], data.iloc[order[:n_test]]
     return data.iloc[order[:-n_test]], data.iloc[order[-n_test:]]
 
 
@@ -203,6 +212,11 @@ def main() -> None:
         action="store_true",
         help="the candidate with own half-width and widening in quadrature too",
     )
+    parser.add_argument(
+        "--bottom",
+        action="store_true",
+        help="hold out the smallest runs instead: questions toward fewer C, N or D",
+    )
     args = parser.parse_args()
     forms = {
         name: (lambda b, name=name: LOSS_LAWS[name](n_bootstrap=b, level=LEVEL, random_state=0))
@@ -211,7 +225,7 @@ def main() -> None:
     rows = []
     for case in args.cases:
         load, column, fraction = CASES[case]
-        train, test = held_out(load(), column, fraction)
+        train, test = held_out(load(), column, fraction, args.bottom)
         t0 = time.perf_counter()
         fitted = fit_auto(train, forms, LEVEL, args.bootstrap)
         point, lo, hi = fitted.interval(test, LEVEL)
