@@ -32,7 +32,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from extrapolation import covered, quadrature_interval  # noqa: E402
+from extrapolation import quadrature_columns  # noqa: E402
 
 from fits import LOSS_LAWS  # noqa: E402
 from fits.auto import fit_auto  # noqa: E402
@@ -85,19 +85,13 @@ def main() -> None:
             error = np.abs(signed)
             weights = ", ".join(f"{r.form} {r.weight:.2f}" for r in fitted.forms.itertuples()
                                 if r.weight > 0)  # fmt: skip
-            quadrature_columns = {}
-            if args.quadrature:
-                _, q_lo, q_hi = quadrature_interval(fitted, test)
-                quadrature_columns = {
-                    "quadrature cov": f"{covered(q_lo, q_hi, actual) / len(test):.0%}",
-                    "quadrature width": f"{np.median((q_hi - q_lo) / point):.2%}",
-                }
+            quadrature = quadrature_columns(fitted, test) if args.quadrature else {}
             rows.append({
                 "arch": arch, "fitted on": variant, "points": len(frame),
                 "median err": f"{np.median(error):.2%}", "max err": f"{error.max():.2%}",
                 "mean signed err": f"{signed.mean():+.2%}",
                 "coverage": f"{((lo <= actual) & (actual <= hi)).mean():.0%}",
-                "median width": f"{np.median((hi - lo) / point):.2%}", **quadrature_columns,
+                "median width": f"{np.median((hi - lo) / point):.2%}", **quadrature,
                 "weights": weights,
             })  # fmt: skip
             print(rows[-1], flush=True)

@@ -157,6 +157,15 @@ def covered(lo: np.ndarray, hi: np.ndarray, actual: np.ndarray) -> int:
     return int(((lo <= actual) & (actual <= hi)).sum())
 
 
+def quadrature_columns(fitted: AutoFit, test: pd.DataFrame) -> dict[str, str]:
+    """The candidate's coverage and median width on the held-out runs, as table columns."""
+    point, lo, hi = quadrature_interval(fitted, test)
+    return {
+        "quadrature cov": f"{covered(lo, hi, test.loss.to_numpy()) / len(test):.0%}",
+        "quadrature width": f"{np.median((hi - lo) / point):.2%}",
+    }
+
+
 def centred_error(fitted: AutoFit, point: np.ndarray, test: pd.DataFrame) -> float:
     """Median |relative error| of the point moved to the calibration's centre,
     point x e^(centre . u d) (the candidate *The point at the centre*, docs/laws.md)."""
@@ -241,13 +250,7 @@ def main() -> None:
             alt = cal.widen(own_lo, own_hi, test)
         weights = ", ".join(f"{r.form} {r.weight:.2f}" for r in fitted.forms.itertuples()
                             if r.weight > 0)  # fmt: skip
-        quadrature_columns = {}
-        if args.quadrature:
-            _, q_lo, q_hi = quadrature_interval(fitted, test)
-            quadrature_columns = {
-                "quadrature cov": f"{covered(q_lo, q_hi, actual) / len(test):.0%}",
-                "quadrature width": f"{np.median((q_hi - q_lo) / point):.2%}",
-            }
+        quadrature = quadrature_columns(fitted, test) if args.quadrature else {}
         rows.append({
             "case": case,
             "train/test": f"{len(train)}/{len(test)}",
@@ -260,7 +263,7 @@ def main() -> None:
             "median width": f"{np.median((hi - lo) / point):.2%}",
             "oracle width 90/85%": "/".join(f"{2 * np.quantile(log_error, q):.2%}"
                                             for q in (LEVEL, 0.85)),
-            **quadrature_columns,
+            **quadrature,
             "own-scores cov": f"{((alt[0] <= actual) & (actual <= alt[1])).mean():.0%}",
             "own-scores width": f"{np.median((alt[1] - alt[0]) / point):.2%}",
             "max distance": f"{np.max(distance):.2f}",
