@@ -8,10 +8,24 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
+from fits.bootstrap import resolve_n_jobs
 from runners.config import ModelConfig, RunConfig, TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Each xdist worker takes its share of the cores for torch, and through OMP_NUM_THREADS
+    for the subprocesses it starts: two workers each running torch's default of a thread per
+    core spin-wait on each other (the muP coordinate checks ran 7x slower on 2 cores). A
+    thread count the caller set is kept."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1 and "OMP_NUM_THREADS" not in os.environ:
+        share = max(1, resolve_n_jobs(-1) // workers)  # -1: every core this process may use
+        os.environ["OMP_NUM_THREADS"] = str(share)
+        torch.set_num_threads(share)
 
 
 @pytest.fixture
