@@ -14,9 +14,8 @@ Optimiser coordinates: each c N^p term is c' exp(k z) with z the standardised lo
 e^(p m), k = p s for log N = m + s z): the same family, better conditioned. The starting grid
 is set in those coordinates and scaled to the runs' loss (module `starting_phi`).
 
-Compute-optimal allocation has no closed form: log N is minimised along C = 6 N D on a grid
-between one parameter and one token, refined by golden-section search; a minimum at either end
-of that range is no allocation (NaN, which the identification checks refuse).
+Compute-optimal allocation has no closed form: it is found numerically (`fits.allocation`); no
+interior minimum is no allocation (NaN, which the identification checks refuse).
 """
 
 from __future__ import annotations
@@ -29,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from fits import validate
+from fits.allocation import allocation, ratio_window
 from fits.errors import FitError
 from fits.gridfit import GridLaw, mask_nonfinite, standardize, start_weights
 from fits.laws import TERM_SHARE
@@ -42,9 +42,6 @@ MIN_TOKEN_COUNTS = 3
 MIN_RUNS = 27
 BEYOND = 3.0  # decades past the runs' largest N and D where a fit must predict a finite loss
 _PER_DECADE = 8  # grid points per decade of that check
-_GRID_POINTS = 481  # log N grid of the allocation search (then golden-section refined)
-_GOLDEN_STEPS = 40
-_GRID_CELLS = 2_000_000  # (rows x budgets x grid points) per block of the allocation's grid
 # Starts per objective evaluation block: keeps the (starts x points) temporaries in cache.
 _CHUNK = 64
 
@@ -58,52 +55,6 @@ def farseer_loss(params: np.ndarray, N: np.ndarray, D: np.ndarray) -> np.ndarray
     with np.errstate(all="ignore"):  # degenerate draws give inf/nan, which intervals leave out
         beta = np.exp(A * np.exp(a * log_n) + E)
         return np.exp(s * np.exp(q * log_n) + S) + np.exp(B * np.exp(b * log_n) + Q - beta * log_d)
-
-
-def allocation(
-    loss_of: Any, params: np.ndarray, C: np.ndarray, flops_per_token: float = 6.0
-) -> tuple[np.ndarray, np.ndarray]:
-    """(N_opt, D_opt), each (k, m): argmin over N of loss_of(params, N, C / (k N)), NaN where
-    the minimum sits at an end of 1 <= N, D (no interior optimum).
-
-    A grid of log N, then golden-section search between the grid neighbours of the best point;
-    rows of params broadcast against budgets C (m,). Every budget is searched at once (the
-    grid in blocks of budgets that bound its (rows x budgets x grid) memory): one call of
-    loss_of per step, not one per budget and step, which for few rows is all the time.
-    """
-    p = np.asarray(params, dtype=float)
-    log_x = np.log(np.asarray(C, dtype=float).reshape(-1) / flops_per_token)  # (m,)
-    fraction = np.linspace(0.0, 1.0, _GRID_POINTS)
-    per_block = max(1, _GRID_CELLS // (p.shape[0] * _GRID_POINTS))
-
-    def loss(log_n: np.ndarray, log_x: np.ndarray) -> np.ndarray:
-        return loss_of(p, np.exp(log_n), np.exp(log_x - log_n))
-
-    best = np.empty((p.shape[0], log_x.size), dtype=int)
-    finite = np.empty((p.shape[0], log_x.size), dtype=bool)
-    with np.errstate(all="ignore"):
-        for s in range(0, log_x.size, per_block):
-            block = log_x[s : s + per_block]
-            grid = (block[:, None] * fraction[None, :]).ravel()  # budgets x grid points
-            values = loss(
-                np.broadcast_to(grid, (p.shape[0], grid.size)), np.repeat(block, fraction.size)
-            )
-            values = np.where(np.isfinite(values), values, np.inf).reshape(
-                p.shape[0], block.size, -1
-            )
-            best[:, s : s + per_block] = values.argmin(axis=2)
-            finite[:, s : s + per_block] = np.isfinite(values.min(axis=2))
-        inside = (best > 0) & (best < _GRID_POINTS - 1) & finite
-        step = log_x / (_GRID_POINTS - 1)
-        at = fraction[best] * log_x
-        lo, hi = at - step, at + step
-        ratio = (math.sqrt(5.0) - 1.0) / 2.0
-        for _ in range(_GOLDEN_STEPS):
-            m1, m2 = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
-            left = loss(m1, log_x) <= loss(m2, log_x)
-            hi, lo = np.where(left, m2, hi), np.where(left, lo, m1)
-    n_opt = np.where(inside, np.exp((lo + hi) / 2.0), np.nan)
-    return n_opt, np.exp(log_x)[None, :] / n_opt
 
 
 class _FarseerProblem:
@@ -282,7 +233,7 @@ class FarseerLaw(GridLaw):
         self, params: np.ndarray, C: np.ndarray, flops_per_token: float = 6.0
     ) -> tuple[np.ndarray, np.ndarray]:
         validate.positive(C, "C")
-        return allocation(farseer_loss, params, C, flops_per_token)
+        return allocation(farseer_loss, params, C, flops_per_token, ratio_window(self.data_range_))
 
     def identification_problems(self) -> list[str]:
         """The shared checks; loss that does not fall by TERM_SHARE across the runs' range of N
@@ -319,6 +270,8 @@ class FarseerLaw(GridLaw):
             f"loss is not finite at N = {N[first]:.3g}, D = {D[first]:.3g}, within {BEYOND:g} "
             f"decades past the runs (largest N {n_hi:.3g}): the law explodes beyond them"
         ]
+
+    offset_name: ClassVar[str] = "the loss at unlimited N and D"  # its E is an exponent's
 
     def offset_interval(self) -> tuple[float, float] | None:
         """The loss at unlimited N and D, exp(S) where the first term levels off (q < 0) and

@@ -27,10 +27,10 @@ from fits import validate
 from fits.base import _num, runs_only
 from fits.bootstrap import (
     as_generator,
+    batches,
     map_chunks,
     percentile_interval,
     resample_weights,
-    resolve_n_jobs,
     robust_spread,
 )
 from fits.errors import FitError
@@ -311,8 +311,7 @@ class GridLaw(LossLaw):
 
     def _grid_search(self, objective: BatchObjective, grid_phi: np.ndarray) -> BatchResult:
         """Every grid start to convergence, split across processes when n_jobs > 1."""
-        n_workers = resolve_n_jobs(self.n_jobs)
-        parts = [np.arange(i, grid_phi.shape[0], n_workers) for i in range(n_workers)]
+        parts = batches(grid_phi.shape[0])
         results = map_chunks(run_starts, [(objective, grid_phi[p]) for p in parts], self.n_jobs)
         x = np.empty_like(grid_phi)
         fun = np.empty(grid_phi.shape[0])
@@ -327,11 +326,13 @@ class GridLaw(LossLaw):
     def _refit_resamples(
         self, problem: Problem, log_loss: np.ndarray, counts: np.ndarray, starts: np.ndarray
     ) -> np.ndarray:
-        """Optimum (phi) of every resample; chunks of resamples go to worker processes."""
-        n_workers = resolve_n_jobs(self.n_jobs)
-        chunks = np.array_split(np.arange(counts.shape[0]), n_workers)
-        jobs = [(problem, log_loss, self.delta, counts[c], starts) for c in chunks if c.size]
-        return np.vstack([phi for phi, _ in map_chunks(fit_resamples, jobs, self.n_jobs)])
+        """Optimum (phi) of every resample; batches of resamples go to worker processes."""
+        parts = batches(counts.shape[0])
+        jobs = [(problem, log_loss, self.delta, counts[p], starts) for p in parts]
+        phi = np.empty((counts.shape[0], starts.shape[1]))
+        for p, (found, _) in zip(parts, map_chunks(fit_resamples, jobs, self.n_jobs), strict=True):
+            phi[p] = found
+        return phi
 
     def _set_uncertainty(self) -> None:
         draws = self._draws()

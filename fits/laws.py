@@ -22,6 +22,7 @@ import pandas as pd
 from scipy.optimize import brentq
 
 from fits import validate
+from fits.allocation import allocation_problems
 from fits.base import Estimate, IntervalFit, check_kind
 from fits.bootstrap import RandomState, percentile_interval
 from fits.errors import FitError
@@ -31,7 +32,6 @@ LOSS_LAWS: dict[str, type[LossLaw]] = {}
 MIN_EXPONENT = 1e-3
 FLAT_SHARE = 0.01  # an offset E below this share of the loss at the largest run is not seen
 TERM_SHARE = 1e-3  # a term under this share of the loss at every corner of the runs is not seen
-RATIO_MARGIN = 100.0  # an allocation's D/N this far beyond the runs' is no answer
 
 
 class LossLaw(IntervalFit):
@@ -49,7 +49,8 @@ class LossLaw(IntervalFit):
     n_local_optima: distinct local optima of the full fit kept as warm starts.
     random_state: seed or numpy Generator for the resampling.
     n_jobs: worker processes for the grid search and the bootstrap (-1: all cores). The
-        result does not depend on it beyond floating-point rounding.
+        result does not depend on it: the work is cut into the same batches however many
+        processes run them (fits.bootstrap.batches).
     force: keep a fit the data cannot identify (flagged) instead of raising FitError.
     """
 
@@ -59,6 +60,7 @@ class LossLaw(IntervalFit):
     exponents: ClassVar[dict[str, str]] = {}
     bounds: ClassVar[dict[str, tuple[float, float]]] = {}
     additive_offset: ClassVar[bool] = False  # L = E + terms, E in param_names (fits.offset)
+    offset_name: ClassVar[str] = "E"  # what `offset_interval` is, in a caution
 
     bootstrap_params_: np.ndarray | None
     data_range_: dict[str, tuple[float, float]]
@@ -226,25 +228,8 @@ class LossLaw(IntervalFit):
         return out[0], out[1]
 
     def allocation_problems(self, n_opt: np.ndarray, d_opt: np.ndarray) -> list[str]:
-        """Why an allocation is no answer: not finite, under one parameter or one token, or
-        tokens per parameter more than RATIO_MARGIN beyond the widest D/N of the runs' box
-        (the runs say nothing about a trade-off that far from theirs)."""
-        problems = []
-        for n, d in zip(np.ravel(n_opt), np.ravel(d_opt), strict=True):
-            if not (np.isfinite(n) and np.isfinite(d)):
-                problems.append("the fitted loss has no minimum along this budget")
-            elif n < 1 or d < 1:
-                problems.append(f"N_opt = {n:.3g}, D_opt = {d:.3g}: below one parameter or token")
-            elif "N" in self.data_range_:
-                (n_lo, n_hi), (d_lo, d_hi) = self.data_range_["N"], self.data_range_["D"]
-                lo, hi = d_lo / n_hi / RATIO_MARGIN, d_hi / n_lo * RATIO_MARGIN
-                if not lo <= d / n <= hi:
-                    problems.append(
-                        f"N_opt = {n:.3g}, D_opt = {d:.3g} is {d / n:.3g} tokens per parameter, "
-                        f"over {RATIO_MARGIN:g}x beyond the runs' {d_lo / n_hi:.3g}.."
-                        f"{d_hi / n_lo:.3g}"
-                    )
-        return problems
+        """Why an allocation is no answer (`fits.allocation.allocation_problems`)."""
+        return allocation_problems(self.data_range_, n_opt, d_opt)
 
     # -- identification --------------------------------------------------------------------
     def identification_problems(self) -> list[str]:
@@ -297,11 +282,11 @@ class LossLaw(IntervalFit):
         if unseen is None:
             return []
         E, low, largest = unseen
-        seen = f"E = {E:.3g}" + (f" (interval from {low:.3g})" if low < E else "")
+        seen = f"{self.offset_name} = {E:.3g}" + (f" (interval from {low:.3g})" if low < E else "")
         return [
             f"{seen} cannot be told from zero beside the loss at the largest run "
             f"({largest:.3g}): the runs do not see the loss flatten, so the irreducible loss "
-            "is not measured and the law falls as a pure power law beyond them"
+            "is not measured and beyond them the law falls without a floor"
         ]
 
     def offset_unseen(self) -> bool:

@@ -27,7 +27,7 @@ class Settings:
     level: float = 0.90
     n_bootstrap: int = 1000
     seed: int = 0
-    n_jobs: int | None = 1
+    n_jobs: int | None = -1
 
     def __post_init__(self) -> None:
         if not 0 < self.level < 1:

@@ -47,9 +47,11 @@ class Study:
         level: float = 0.90,
         n_bootstrap: int = 1000,
         seed: int = 0,
-        n_jobs: int | None = 1,
+        n_jobs: int | None = -1,
     ) -> None:
-        """db: the run log's file (None: SCALING_DB or ./scaling.duckdb), or a RunLog."""
+        """db: the run log's file (None: SCALING_DB or ./scaling.duckdb), or a RunLog.
+        n_jobs: worker processes for a fit (-1: every core this process may run on, so
+        `taskset` limits them); the answers are the same for any number."""
         self.settings = Settings(level, n_bootstrap, seed, n_jobs)
         self.log = db if isinstance(db, RunLog) else RunLog(db)
         self.fits = FitLog(self.log, self.settings, laws.get)

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from fits import ChinchillaLaw, FarseerLaw, FitError, compute_optimal_allocation, from_dict
-from fits.farseer import _FarseerProblem, allocation, farseer_loss, starting_phi
+from fits.allocation import allocation
+from fits.farseer import _FarseerProblem, farseer_loss, starting_phi
 
 # A Farseer law whose data exponent grows with N (0.26 at 1e8, 0.31 at 1e10) over a floor.
 TRUTH = {"s": 2.0, "q": -0.25, "S": math.log(1.8), "B": 0.4, "b": 0.05, "Q": 6.0,
@@ -84,6 +85,33 @@ def test_allocation_without_an_interior_minimum_is_no_answer():
     assert np.isnan(n_opt).all() and np.isnan(d_opt).all()
 
 
+# A fit on Farseer's 404 shared runs (median |log error| 0.11%) whose D exponent falls with N
+# (a > 0, A < 0): along C = 1.08e20 its loss has an interior minimum near N = 7e8 and falls
+# again toward a 1.8e19-parameter model on one token, below that minimum.
+FALLS_AGAIN = np.array([[-0.655145, 0.054813, 1.233936, 131.568971, -0.153711, -0.794232,
+                         -5.011115, 0.020522, 6.450200]])  # fmt: skip
+
+
+def test_allocation_searches_only_the_tokens_per_parameter_an_answer_may_have(fitted):
+    budget = np.array([1.08e20])
+    assert np.isnan(allocation(farseer_loss, FALLS_AGAIN, budget)[0]).all()  # the far end wins
+    window = (0.1, 1e4)
+    n_opt, d_opt = allocation(farseer_loss, FALLS_AGAIN, budget, ratios=window)
+    # Reference: a dense grid over the same window, independent of the golden-section search.
+    n_grid = np.geomspace(math.sqrt(1.8e19 / window[1]), math.sqrt(1.8e19 / window[0]), 200_001)
+    dense = farseer_loss(FALLS_AGAIN, n_grid, 1.8e19 / n_grid)[0]
+    assert n_opt[0, 0] == pytest.approx(n_grid[dense.argmin()], rel=1e-3)
+    assert 1e8 < n_opt[0, 0] < 1e10 and d_opt[0, 0] == pytest.approx(1.8e19 / n_opt[0, 0])
+    # A fit on runs like Farseer's (D/N 0.16 .. 5,100) is identified through that minimum.
+    law = copy.copy(fitted)
+    law.params_ = dict(zip(fitted.param_names, FALLS_AGAIN[0], strict=True))
+    law.data_range_ = {**fitted.data_range_, "N": (1.0e8, 6.4e9), "D": (1e9, 5.1e11)}
+    assert law.identification_problems() == []
+    np.testing.assert_allclose(law.compute_optimal(1.08e20), (n_opt[0, 0], d_opt[0, 0]))
+    # q > 0, s < 0: the first term falls without a floor; the caution names the limit, not E.
+    assert law.cautions()[0].startswith("the loss at unlimited N and D = 0 cannot be told")
+
+
 def test_record_round_trips(fitted):
     back = from_dict(json.loads(json.dumps(fitted.to_dict())))
     frame = runs(seed=2)
@@ -125,7 +153,7 @@ def test_a_nested_refit_reaches_the_optimum_a_fresh_fit_finds():
     fresh = FarseerLaw(n_bootstrap=0, force=True).fit_frame(train)
     assert refit.objective_ <= fresh.objective_ * (1 + 1e-9)
     np.testing.assert_allclose(refit.predict_frame(test), fresh.predict_frame(test), rtol=1e-6)
-    assert np.abs(np.log(refit.predict_frame(test) / test.loss)).max() < 0.1
+    assert np.abs(np.log(refit.predict_frame(test) / test.loss)).max() < 0.2  # stalled: 1.5
 
 
 def test_a_fit_whose_loss_explodes_past_the_runs_is_flagged(fitted):
@@ -141,3 +169,17 @@ def test_a_fit_whose_loss_explodes_past_the_runs_is_flagged(fitted):
     found = float(next(p for p in problems if "not finite" in p).split("N = ")[1].split(",")[0])
     assert 1e9 < found <= 1e11
     assert not any("not finite" in p for p in fitted.identification_problems())
+
+
+@pytest.mark.slow  # two fits of 404 runs, one in 2 worker processes
+def test_an_ill_conditioned_fit_does_not_depend_on_the_number_of_processes():
+    """On Farseer's shared runs the grid search's best start lands on different optima when
+    the batches' shapes change the floating-point order (objectives 3.94e-4 and 3.96e-4 when
+    the starts were split by worker count): the batches are now the same for any n_jobs."""
+    from scaling import datasets
+
+    shared = datasets.load("farseer")
+    one = FarseerLaw(n_bootstrap=8, random_state=0, n_jobs=1).fit_frame(shared)
+    two = FarseerLaw(n_bootstrap=8, random_state=0, n_jobs=2).fit_frame(shared)
+    assert one.params_ == two.params_
+    np.testing.assert_array_equal(one.bootstrap_params_, two.bootstrap_params_)

@@ -1,0 +1,126 @@
+"""Compute-optimal allocation: where along a budget C = 6 N D the loss is least, and when
+that is no answer.
+
+Chinchilla's forms have it in closed form (fits.chinchilla); Farseer's form and the stacked
+average do not, and search log N numerically (`allocation`). An answer is refused where the
+loss has no minimum along the budget, where it is under one parameter or token, and where its
+tokens per parameter lie RATIO_MARGIN beyond the runs' (`ratio_window`): the runs say nothing
+about a trade-off that far from theirs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+RATIO_MARGIN = 100.0  # an allocation's D/N this far beyond the runs' is no answer
+_GRID_POINTS = 481  # log N grid of the allocation search (then golden-section refined)
+_GOLDEN_STEPS = 40
+_GRID_CELLS = 2_000_000  # (rows x budgets x grid points) per block of the allocation's grid
+
+
+def ratio_window(data_range: Mapping[str, tuple[float, float]]) -> tuple[float, float] | None:
+    """The tokens per parameter an allocation may answer with: RATIO_MARGIN beyond the widest
+    D/N of the runs' box (their N and D ranges) either way; None without ranges (a record
+    stored before they were kept)."""
+    if "N" not in data_range:
+        return None
+    (n_lo, n_hi), (d_lo, d_hi) = data_range["N"], data_range["D"]
+    return d_lo / n_hi / RATIO_MARGIN, d_hi / n_lo * RATIO_MARGIN
+
+
+def allocation_problems(
+    data_range: Mapping[str, tuple[float, float]], n_opt: np.ndarray, d_opt: np.ndarray
+) -> list[str]:
+    """Why an allocation is no answer: not finite, under one parameter or one token, or
+    outside the `ratio_window` of runs with this data_range."""
+    problems = []
+    window = ratio_window(data_range)
+    for n, d in zip(np.ravel(n_opt), np.ravel(d_opt), strict=True):
+        if not (np.isfinite(n) and np.isfinite(d)):
+            problems.append("the fitted loss has no minimum along this budget")
+        elif n < 1 or d < 1:
+            problems.append(f"N_opt = {n:.3g}, D_opt = {d:.3g}: below one parameter or token")
+        elif window is not None and not window[0] <= d / n <= window[1]:
+            problems.append(
+                f"N_opt = {n:.3g}, D_opt = {d:.3g} is {d / n:.3g} tokens per parameter, "
+                f"over {RATIO_MARGIN:g}x beyond the runs' {window[0] * RATIO_MARGIN:.3g}.."
+                f"{window[1] / RATIO_MARGIN:.3g}"
+            )
+    return problems
+
+
+def allocation(
+    loss_of: Any,
+    params: np.ndarray,
+    C: np.ndarray,
+    flops_per_token: float = 6.0,
+    ratios: tuple[float, float] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(N_opt, D_opt), each (k, m): argmin over N of loss_of(params, N, C / (k N)), NaN where
+    the minimum sits at an end of 1 <= N, D (no interior optimum).
+
+    Given `ratios` (lo, hi), an interior minimum with lo <= D/N <= hi comes first: a law fitted
+    on runs can fall again toward an allocation no run comes near (Farseer's D exponent falling
+    with N: a 1e19-parameter model on one token below the optimum near the runs), and that end
+    is no answer. Only where the window holds no interior minimum is the whole range searched.
+    """
+    p = np.asarray(params, dtype=float)
+    log_x = np.log(np.asarray(C, dtype=float).reshape(-1) / flops_per_token)  # (m,)
+    everywhere = np.zeros_like(log_x), log_x  # log N from one parameter to one token
+    if ratios is None:
+        log_n = _interior_minimum(loss_of, p, log_x, *everywhere)
+    else:  # D/N = x / N^2
+        first = np.maximum(0.0, (log_x - math.log(ratios[1])) / 2.0)
+        last = np.minimum(log_x, (log_x - math.log(ratios[0])) / 2.0)
+        log_n = _interior_minimum(loss_of, p, log_x, first, np.maximum(first, last))
+        if np.isnan(log_n).any():
+            log_n = np.where(np.isnan(log_n), _interior_minimum(loss_of, p, log_x, *everywhere),
+                             log_n)  # fmt: skip
+    n_opt = np.exp(log_n)
+    return n_opt, np.exp(log_x)[None, :] / n_opt
+
+
+def _interior_minimum(
+    loss_of: Any, p: np.ndarray, log_x: np.ndarray, first: np.ndarray, last: np.ndarray
+) -> np.ndarray:
+    """log N (k, m) minimising the loss along each budget x = C / flops_per_token between
+    log N = first and last, NaN where the minimum is at an end. A grid, then golden-section
+    search between the grid neighbours of the best point; every budget at once (the grid in
+    blocks of budgets that bound its (rows x budgets x grid) memory): one call of loss_of per
+    step, not one per budget and step, which for few rows is all the time."""
+    span = last - first
+    fraction = np.linspace(0.0, 1.0, _GRID_POINTS)
+    per_block = max(1, _GRID_CELLS // (p.shape[0] * _GRID_POINTS))
+
+    def loss(log_n: np.ndarray, log_x: np.ndarray) -> np.ndarray:
+        return loss_of(p, np.exp(log_n), np.exp(log_x - log_n))
+
+    best = np.empty((p.shape[0], log_x.size), dtype=int)
+    finite = np.empty((p.shape[0], log_x.size), dtype=bool)
+    with np.errstate(all="ignore"):
+        for s in range(0, log_x.size, per_block):
+            block = slice(s, s + per_block)
+            grid = (first[block, None] + span[block, None] * fraction[None, :]).ravel()
+            values = loss(
+                np.broadcast_to(grid, (p.shape[0], grid.size)),
+                np.repeat(log_x[block], fraction.size),
+            )
+            values = np.where(np.isfinite(values), values, np.inf).reshape(
+                p.shape[0], log_x[block].size, -1
+            )
+            best[:, block] = values.argmin(axis=2)
+            finite[:, block] = np.isfinite(values.min(axis=2))
+        inside = (best > 0) & (best < _GRID_POINTS - 1) & finite & (span > 0)
+        step = span / (_GRID_POINTS - 1)
+        at = first + fraction[best] * span
+        lo, hi = at - step, at + step
+        ratio = (math.sqrt(5.0) - 1.0) / 2.0
+        for _ in range(_GOLDEN_STEPS):
+            m1, m2 = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
+            left = loss(m1, log_x) <= loss(m2, log_x)
+            hi, lo = np.where(left, m2, hi), np.where(left, lo, m1)
+    return np.where(inside, (lo + hi) / 2.0, np.nan)
