@@ -7,7 +7,9 @@ resamples as one batched weighted problem instead of one problem per resample.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import sys
 import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -18,6 +20,12 @@ import numpy as np
 T = TypeVar("T")
 
 RandomState = int | np.random.Generator | None
+# Where workers can be forked (Linux) they are, whatever Python's default start method (3.14:
+# forkserver): a forked worker starts in milliseconds and never imports the caller's __main__,
+# which a script without an `if __name__ == "__main__":` guard would run again. Elsewhere
+# (macOS, Windows: spawned workers) fits run in one process unless n_jobs asks for more.
+FORKED = multiprocessing.get_context("fork") if sys.platform == "linux" else None
+DEFAULT_JOBS = -1 if FORKED is not None else 1
 BATCHES = 2  # a grid search's starts or a bootstrap's resamples are run in this many batches
 
 
@@ -121,6 +129,6 @@ def map_chunks(
     workers = min(resolve_n_jobs(n_jobs), len(chunks))
     if workers <= 1:
         return [func(*c) for c in chunks]
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=FORKED) as pool:
         futures = [pool.submit(func, *c) for c in chunks]
         return [f.result() for f in futures]

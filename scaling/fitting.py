@@ -11,6 +11,7 @@ from typing import Any, Protocol
 import pandas as pd
 
 from fits import Fit, FitError, LossLaw, PowerLaw, from_dict
+from fits.bootstrap import DEFAULT_JOBS
 from fits.calibration import Calibration
 from fits.noise import RunNoise
 from scaling.errors import ScalingError
@@ -27,7 +28,7 @@ class Settings:
     level: float = 0.90
     n_bootstrap: int = 1000
     seed: int = 0
-    n_jobs: int | None = -1
+    n_jobs: int | None = DEFAULT_JOBS
 
     def __post_init__(self) -> None:
         if not 0 < self.level < 1:

@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from fits import LossLaw
+from fits.bootstrap import DEFAULT_JOBS
 from scaling import laws, schedules
 from scaling.errors import ScalingError
 from scaling.fitters import LR_GROUP
@@ -47,11 +48,12 @@ class Study:
         level: float = 0.90,
         n_bootstrap: int = 1000,
         seed: int = 0,
-        n_jobs: int | None = -1,
+        n_jobs: int | None = DEFAULT_JOBS,
     ) -> None:
         """db: the run log's file (None: SCALING_DB or ./scaling.duckdb), or a RunLog.
-        n_jobs: worker processes for a fit (-1: every core this process may run on, so
-        `taskset` limits them); the answers are the same for any number."""
+        n_jobs: worker processes for a fit (-1, the default on Linux: every core this process
+        may run on, so `taskset` limits them; 1 elsewhere, fits.bootstrap.DEFAULT_JOBS); the
+        answers are the same for any number."""
         self.settings = Settings(level, n_bootstrap, seed, n_jobs)
         self.log = db if isinstance(db, RunLog) else RunLog(db)
         self.fits = FitLog(self.log, self.settings, laws.get)

@@ -148,3 +148,24 @@ def test_all_cores_means_the_cores_this_process_may_use():
                           env={**os.environ, "PYTHONPATH": str(REPO)}, check=True)  # fmt: skip
     assert done.stdout.split() == ["1", "1"]
     assert resolve_n_jobs(-1) == len(os.sched_getaffinity(0))
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="workers are forked on Linux only")
+def test_a_script_without_a_main_guard_fits_in_worker_processes(tmp_path):
+    """A user's script that fits at top level, under a start method that re-imports __main__
+    in each worker (spawn here; Python 3.14's default is forkserver): the workers are forked,
+    so the script runs once and the fit completes in two processes."""
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "import multiprocessing\n"
+        "multiprocessing.set_start_method('spawn')\n"
+        "print('script ran', flush=True)\n"
+        "from scaling import Study, datasets\n"
+        "runs = datasets.load('chinchilla-epoch').iloc[::3]\n"
+        "law = Study.from_frame(runs, n_jobs=2, n_bootstrap=20).fit('chinchilla')\n"
+        "print('fitted', law.model.params_['alpha'] > 0)\n"
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split("\n")[:2] == ["script ran", "fitted True"]
