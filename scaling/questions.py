@@ -228,8 +228,9 @@ def _offset_spanned(
     offset could be profiled (not additive)."""
     n_span, d_span, limits = offset_span(model, runs, np.array([C]), level)
     if not limits:
-        note = ("the runs cannot tell the offset E from zero and this law's E is not additive: "
-                "the interval does not span the allocations of small and large E")  # fmt: skip
+        note = ("the runs cannot tell the loss at unlimited N and D from zero, and no form of "
+                "this law has an additive offset E to hold at both ends of its interval: the "
+                "interval does not span the allocations of a small and a large limit")  # fmt: skip
         return replace(n_opt, note=note), replace(d_opt, note=note)
     ends = ", ".join(f"{k} {lo:.3g}..{hi:.3g}" for k, (lo, hi) in limits.items())
     note = (f"the runs cannot tell the offset E from zero: the interval spans the fits with E "
