@@ -12,6 +12,8 @@ import numbers
 import re
 import stat
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -279,6 +281,24 @@ def progress_bar(transient: bool = False) -> Progress:
         transient=transient,
         disable=not console.is_terminal,  # a file or a pipe gets plain lines instead
     )
+
+
+@contextmanager
+def working(description: str) -> Iterator[None]:
+    """A spinner and the time elapsed on stderr while a command computes (a fit of every law
+    form takes seconds to a minute); nothing where stderr is not a terminal, and nothing left
+    behind on it, so the answer on stdout reads the same either way."""
+    errors = Console(stderr=True, markup=False, highlight=False)
+    if not errors.is_terminal:
+        yield
+        return
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    columns = (SpinnerColumn(), TextColumn("{task.description}", markup=False),
+               TimeElapsedColumn())  # fmt: skip
+    with Progress(*columns, console=errors, transient=True) as spinner:
+        spinner.add_task(description, total=None)
+        yield
 
 
 def _json_safe(value: Any) -> Any:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from cli import common
 from cli.common import DbOption, console, emit_json, format_value, positive, print_frame, real
 from scaling.errors import ScalingError
 
@@ -43,6 +44,7 @@ Law = Annotated[
 ]
 
 WIDE = 120  # a terminal this wide shows each held-out group's interval beside its prediction
+ANSWERING = "answering (the first question of a selection fits its law first)"
 
 predict_app = typer.Typer(help="Answer a question about a large run, with an interval.",
                           no_args_is_help=True)  # fmt: skip
@@ -137,8 +139,9 @@ def fit(
     given = {"x": x, "E": fixed_e, "form": form, "method": method, "n_neighbors": n_neighbors,
              "resolution": resolution, "schedule_law": schedule_law, "loss": loss}  # fmt: skip
     options = get_law(law).options_from(given)
-    fitted = _study(db, level, bootstrap).fit(law, arch, source, where, n_column=n_column,
-                                              refit=refit, force=force, **options)  # fmt: skip
+    with common.working(f"fitting {law}"):
+        fitted = _study(db, level, bootstrap).fit(law, arch, source, where, n_column=n_column,
+                                                  refit=refit, force=force, **options)  # fmt: skip
     if as_json:
         emit_json(fit_payload(fitted))
         return
@@ -246,7 +249,8 @@ def predict_loss(
                                f"D = {d:g}: no model has that size")  # fmt: skip
     assert n is not None and d is not None
     study = _study(db, level)
-    answer = study.predict_loss(n, d, arch, source, where, law=law, U=unique)
+    with common.working(ANSWERING):
+        answer = study.predict_loss(n, d, arch, source, where, law=law, U=unique)
     _show(answer, as_json, _beyond(study, arch, source, where, N=n, D=d, C=6.0 * n * d))
 
 
@@ -271,12 +275,14 @@ def predict_optimal(
     """Compute-optimal N and D (C = 6ND), or the best within --hours, and the loss they reach."""
     study = _study(db, level)
     if hours is not None and compute is None:
-        answer = study.optimal_within(hours, arch, seq_len, source, where, law=law)
+        with common.working(ANSWERING):
+            answer = study.optimal_within(hours, arch, seq_len, source, where, law=law)
         best = answer.optima[answer.asked or answer.winner]
         shown = {"N": best.N, "D": best.D, "C": 6.0 * best.N * best.D}
         _show(answer, as_json, _beyond(study, best.arch, source, where, **shown))
     elif compute is not None and hours is None:
-        allocation = study.compute_optimal(compute, arch, source, where, law=law)
+        with common.working(ANSWERING):
+            allocation = study.compute_optimal(compute, arch, source, where, law=law)
         shown = {"N": allocation.N.value, "D": allocation.D.value, "C": compute}
         _show(allocation, as_json, _beyond(study, arch, source, where, **shown))
     else:
@@ -303,7 +309,8 @@ def predict_lr(
 ) -> None:
     """Optimal peak learning rate from the LR law fitted on LR scans."""
     study = _study(db, level)
-    answer = study.optimal_lr(n, d, arch, source, where, method)
+    with common.working(ANSWERING):
+        answer = study.optimal_lr(n, d, arch, source, where, method)
     _show(answer, as_json, _beyond(study, arch, source, where, N=n, D=d, C=6.0 * n * d))
 
 
@@ -319,7 +326,8 @@ def predict_bs(
 ) -> None:
     """Optimal batch size (in tokens) at horizon D."""
     study = _study(db, level)
-    answer = study.optimal_batch_size(d, arch, source, where)
+    with common.working(ANSWERING):
+        answer = study.optimal_batch_size(d, arch, source, where)
     _show(answer, as_json, _beyond(study, arch, source, where, D=d))
 
 
@@ -337,7 +345,8 @@ def predict_crossover(
 ) -> None:
     """Compute at which one architecture's compute-optimal frontier passes the other's."""
     study = _study(db, level)
-    answer = study.crossover(arch_a, arch_b, (min_compute, max_compute), source, law=law)
+    with common.working(ANSWERING):
+        answer = study.crossover(arch_a, arch_b, (min_compute, max_compute), source, law=law)
     _show(answer, as_json)
 
 
@@ -363,7 +372,8 @@ def backtest(
     db: DbOption = None,
 ) -> None:
     """Refit without the held-out runs and score its predictions of them."""
-    result = _study(db, level).backtest(law, arch, holdout, fraction, source, where, method)
+    with common.working(f"backtesting {law}"):
+        result = _study(db, level).backtest(law, arch, holdout, fraction, source, where, method)
     if as_json:
         emit_json(result.to_dict())
         return

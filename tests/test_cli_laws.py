@@ -235,3 +235,30 @@ def test_isoflop_neighbours_reach_the_fit_and_its_stored_key(tmp_path):
     assert old.returncode == 0 and json.loads(old.stdout)["a"] == pytest.approx(fitted[1])
     wrong = run_cli("fit", "chinchilla", "--neighbors", "2", "--db", db)
     assert wrong.returncode == 2 and "--n-neighbors applies to isoflop" in wrong.stderr
+
+
+@pytest.mark.skipif(not hasattr(os, "openpty"), reason="no pseudo-terminals here")
+def test_a_terminal_sees_what_is_computed_while_a_fit_runs_and_a_pipe_does_not(db):
+    """stderr on a terminal shows the fit under way with its time elapsed (and removes it);
+    stderr into a pipe gets none of it; stdout, a pipe both times, holds the same answer."""
+    args = ("fit", "chinchilla", "--where", WHERE, "--bootstrap", "50", "--json", "--db", str(db))
+    leader, follower = os.openpty()
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TERM": "xterm", "COLUMNS": "100"}
+    on_terminal = subprocess.run([sys.executable, "-m", "cli", *args], stdout=subprocess.PIPE,
+                                 stderr=follower, env=env, timeout=300)  # fmt: skip
+    os.close(follower)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # EIO: the terminal's other end is closed and drained
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(leader)
+    piped = run_cli(*args)
+    assert on_terminal.returncode == 0 and piped.returncode == 0, piped.stderr
+    assert b"fitting chinchilla" in shown
+    assert "fitting" not in piped.stderr
+    assert json.loads(on_terminal.stdout) == json.loads(piped.stdout)
