@@ -288,15 +288,13 @@ def working(description: str) -> Iterator[None]:
     """A spinner and the time elapsed on stderr while a command computes (a fit of every law
     form takes seconds to a minute); nothing where stderr is not a terminal, and nothing left
     behind on it, so the answer on stdout reads the same either way."""
-    errors = Console(stderr=True, markup=False, highlight=False)
-    if not errors.is_terminal:
-        yield
-        return
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+    errors = Console(stderr=True, markup=False, highlight=False)
     columns = (SpinnerColumn(), TextColumn("{task.description}", markup=False),
                TimeElapsedColumn())  # fmt: skip
-    with Progress(*columns, console=errors, transient=True) as spinner:
+    with Progress(*columns, console=errors, transient=True,
+                  disable=not errors.is_terminal) as spinner:  # fmt: skip
         spinner.add_task(description, total=None)
         yield
 
