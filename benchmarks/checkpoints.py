@@ -33,6 +33,7 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 from extrapolation import quadrature_columns  # noqa: E402
+from machine import machine  # noqa: E402
 
 from fits import LOSS_LAWS  # noqa: E402
 from fits.auto import fit_auto  # noqa: E402
@@ -52,6 +53,7 @@ def main() -> None:
     parser.add_argument("--n-column", choices=["params", "params_nonembed"], default="params")
     parser.add_argument("--quadrature", action="store_true", help="the candidate's intervals too")
     args = parser.parse_args()
+    print(f"machine: {machine()}", flush=True)
     runs = read("architecture_runs.parquet")
     runs = runs[runs.sweep.str.startswith("arch-isoflop-") & (runs.status == "done")]
     curves = read("architecture_curves.parquet").dropna(subset=["val_loss"])

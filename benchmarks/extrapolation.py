@@ -49,6 +49,8 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from machine import machine
+
 from fits import LOSS_LAWS
 from fits.auto import AutoFit, fit_auto
 from fits.averaging import split_weights, stack
@@ -227,6 +229,7 @@ def main() -> None:
         help="hold out the smallest runs instead: questions toward fewer C, N or D",
     )
     args = parser.parse_args()
+    print(f"machine: {machine()}", flush=True)
     forms = {
         name: (lambda b, name=name: LOSS_LAWS[name](n_bootstrap=b, level=LEVEL, random_state=0))
         for name in LOSS_LAWS

@@ -33,6 +33,8 @@ from scipy.special import huber, logsumexp
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from machine import machine  # noqa: E402
+
 from fits import ChinchillaLaw, starting_grid  # noqa: E402
 from scaling import datasets  # noqa: E402
 from scaling.study import Study  # noqa: E402
@@ -118,6 +120,7 @@ def main() -> None:
     )
     parser.add_argument("--auto-only", action="store_true", help="time the auto fit only")
     args = parser.parse_args()
+    print(f"machine: {machine()}", flush=True)
 
     every = datasets.load("chinchilla-epoch")
     _, _, grid_cpu = timed(
@@ -143,10 +146,7 @@ def main() -> None:
     step = max(1, len(grid) // args.reference_starts)
     ref_starts, scale = grid[::step], len(grid) / len(grid[::step])
     cores = os.cpu_count()
-    print(
-        f"data: {args.data} ({len(data)} points), {len(grid)} starts, {cores} cores, "
-        f"load average {os.getloadavg()[0]:.1f}"
-    )
+    print(f"data: {args.data} ({len(data)} points), {len(grid)} starts")
 
     def ours_fit(jobs):
         return ChinchillaLaw(n_bootstrap=0, n_jobs=jobs).fit(N, D, loss)

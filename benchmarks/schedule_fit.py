@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -34,6 +33,8 @@ import pandas as pd
 from scipy import optimize
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's fits
+
+from machine import machine
 
 from fits.schedule import MultiPowerLaw, loss_drop, loss_drop_grad
 from fits.schedule.kernel import areas, warmup_end
@@ -128,22 +129,6 @@ def timed(fn: Any, *args: Any, repeats: int = 1) -> tuple[Any, float, float]:
         out = fn(*args)
         wall, cpu = min(wall, time.perf_counter() - w0), min(cpu, time.process_time() - c0)
     return out, wall, cpu
-
-
-def machine() -> str:
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    simd = np.__config__.CONFIG.get("SIMD Extensions", {}).get("found", [])
-    return (
-        f"{os.cpu_count()} cores ({model}), numpy {np.__version__} SIMD {'+'.join(simd) or '-'}, "
-        f"load average {os.getloadavg()[0]:.1f}"
-    )
 
 
 def main() -> None:

@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from extrapolation import CASES, LEVEL, held_out, margin_rates
+from machine import machine
 
 from fits import LOSS_LAWS
 from fits.auto import AutoFit, fit_auto, with_bootstrap
@@ -123,6 +124,7 @@ def main() -> None:
     choices = [*CASES, *ALONE]
     parser.add_argument("--cases", nargs="*", default=choices, choices=choices)
     args = parser.parse_args()
+    print(f"machine: {machine()}", flush=True)
     rows = []
     for case in args.cases:
         load, column, fraction = CASES["epoch240-C" if case in ALONE else case]
