@@ -13,6 +13,7 @@ import pandas as pd
 from fits import Fit, FitError, LossLaw, PowerLaw, from_dict
 from fits.bootstrap import DEFAULT_JOBS
 from fits.calibration import Calibration
+from fits.machine import computed_on
 from fits.noise import RunNoise
 from scaling.errors import ScalingError
 from scaling.fitters import Context, Fitter
@@ -112,9 +113,10 @@ class FitLog:
             fitted = entry.fit(law, data, selection, context, dict(options))
         except FitError as exc:
             raise ScalingError(f"cannot fit {law}: {exc}") from exc
-        stored_record = record(fitted)
+        stored_record, machine = record(fitted), computed_on()
         fitted.fit_id = self.log.write(
-            lambda con: save_fit(con, law, arch, selection, stored_record), "the fit is not stored"
+            lambda con: save_fit(con, law, arch, selection, stored_record, machine),
+            "the fit is not stored",
         )
         return fitted
 

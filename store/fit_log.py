@@ -17,16 +17,18 @@ def save_fit(
     arch: str | None,
     selection: dict[str, Any],
     record: dict[str, Any],
+    computed_on: str | None = None,
 ) -> str:
-    """Store a fit (its `to_dict()` record) with the selection of runs it came from."""
+    """Store a fit (its `to_dict()` record) with the selection of runs it came from and what it
+    was computed on (numpy, its SIMD level, the CPU: fits.machine)."""
     fit_id = "fit-" + uuid.uuid4().hex[:12]
     con.execute(
-        "INSERT INTO fits (fit_id, law, arch, selection, params, record, n_points, objective)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO fits (fit_id, law, arch, selection, params, record, n_points, objective,"
+        " computed_on) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             fit_id, law, arch, json.dumps(selection, sort_keys=True),
             json.dumps(record.get("params")), json.dumps(record),
-            record.get("n_points"), record.get("objective"),
+            record.get("n_points"), record.get("objective"), computed_on,
         ],
     )  # fmt: skip
     return fit_id

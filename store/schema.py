@@ -101,6 +101,10 @@ MIGRATIONS: list[list[str]] = [
     # v5: who trains a `running` run ('pid N on host'), so that a run whose process was
     # killed can be told from one still training (store.runs.owner_alive)
     ["ALTER TABLE runs ADD COLUMN owner VARCHAR"],
+    # v6: what a fit was computed on (fits.machine: numpy, its SIMD level, the cores, the
+    # CPU): an ill-conditioned fit refitted on another machine can differ. NULL for fits
+    # stored before.
+    ["ALTER TABLE fits ADD COLUMN computed_on VARCHAR"],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -2,6 +2,7 @@
 
 import json
 import math
+import os
 
 import numpy as np
 import pandas as pd
@@ -83,6 +84,18 @@ def test_stored_fit_is_reused_for_the_same_runs(chinchilla):
     assert first.fit_id == again.fit_id != other.fit_id
     assert again.model.params_ == pytest.approx(first.model.params_)
     assert other.selection["n_runs"] < first.selection["n_runs"]
+
+
+def test_a_stored_fit_says_what_numpy_code_it_was_computed_on(chinchilla):
+    """An ill-conditioned fit refitted on another machine can differ (docs/laws.md, Machines):
+    the fits table keeps numpy's version and SIMD level and the CPU beside every fit."""
+    fitted = chinchilla.fit("chinchilla", bootstrap=300)
+    with chinchilla.log.connection(read_only=True) as con:
+        (line,) = con.execute("SELECT computed_on FROM fits WHERE fit_id = ?",
+                              [fitted.fit_id]).fetchone()  # fmt: skip
+    simd = np.__config__.CONFIG.get("SIMD Extensions", {}).get("found", [])
+    assert line.startswith(f"numpy {np.__version__} SIMD {'+'.join(simd) or '-'}, ")
+    assert f"{os.cpu_count()} cores" in line
 
 
 @pytest.mark.slow
