@@ -40,7 +40,6 @@ from typing import Any, ClassVar, Self
 import numpy as np
 import pandas as pd
 
-from fits.allocation import allocation, ratio_window
 from fits.bootstrap import RandomState
 from fits.errors import FitError
 from fits.lad import least_absolute
@@ -273,11 +272,6 @@ class AveragedLaw(LossLaw):
                 log = log + self.weights_[name] * np.log(model.loss_of(mine, *args))
                 start += width
             return np.exp(np.asarray(log, dtype=float))
-
-    def allocation_of(
-        self, params: np.ndarray, C: np.ndarray, flops_per_token: float = 6.0
-    ) -> tuple[np.ndarray, np.ndarray]:
-        return allocation(self.loss_of, params, C, flops_per_token, ratio_window(self.data_range_))
 
     def identification_problems(self) -> list[str]:
         own = [f"{k}: {p}" for k, m in self.forms_.items() for p in m.identification_problems()]

@@ -14,8 +14,9 @@ Optimiser coordinates: each c N^p term is c' exp(k z) with z the standardised lo
 e^(p m), k = p s for log N = m + s z): the same family, better conditioned. The starting grid
 is set in those coordinates and scaled to the runs' loss (module `starting_phi`).
 
-Compute-optimal allocation has no closed form: it is found numerically (`fits.allocation`); no
-interior minimum is no allocation (NaN, which the identification checks refuse).
+Compute-optimal allocation has no closed form: it is found numerically (`LossLaw.allocation_of`,
+`fits.allocation`); no interior minimum is no allocation (NaN, which the identification checks
+refuse).
 """
 
 from __future__ import annotations
@@ -27,8 +28,6 @@ from typing import Any, ClassVar, Self
 import numpy as np
 import pandas as pd
 
-from fits import validate
-from fits.allocation import allocation, ratio_window
 from fits.errors import FitError
 from fits.gridfit import GridLaw, mask_nonfinite, standardize, start_weights
 from fits.laws import TERM_SHARE
@@ -228,12 +227,6 @@ class FarseerLaw(GridLaw):
 
     def loss_of(self, params: np.ndarray, *cols: np.ndarray) -> np.ndarray:
         return farseer_loss(params, *cols)
-
-    def allocation_of(
-        self, params: np.ndarray, C: np.ndarray, flops_per_token: float = 6.0
-    ) -> tuple[np.ndarray, np.ndarray]:
-        validate.positive(C, "C")
-        return allocation(farseer_loss, params, C, flops_per_token, ratio_window(self.data_range_))
 
     def identification_problems(self) -> list[str]:
         """The shared checks; loss that does not fall by TERM_SHARE across the runs' range of N

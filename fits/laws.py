@@ -4,8 +4,9 @@ A loss law answers three questions from its parameters: the loss of one run (`pr
 compute-optimal allocation at C = 6ND (`compute_optimal`), and the loss on that frontier
 (`frontier`). Each has a draws version built from the bootstrap rows of the parameters, so
 intervals and anything derived from them (a crossing of two frontiers) come from one place.
-A subclass supplies the math: `loss_of(params, *columns)` and `allocation_of(params, C)`
-on rows of parameters, and `fit`. Everything else here is shared.
+A subclass supplies the math: `loss_of(params, *columns)` on rows of parameters, and `fit`;
+`allocation_of(params, C)` searches the loss numerically unless the form overrides it with a
+closed form. Everything else here is shared.
 
 A fit the data cannot identify is refused (`FitError`) unless the law was built with
 `force=True`; then it is kept, and `identification_problems()` and the summary say why it
@@ -22,7 +23,7 @@ import pandas as pd
 from scipy.optimize import brentq
 
 from fits import validate
-from fits.allocation import allocation_problems
+from fits.allocation import allocation, allocation_problems, ratio_window
 from fits.base import Estimate, IntervalFit, check_kind
 from fits.bootstrap import RandomState, percentile_interval
 from fits.errors import FitError
@@ -97,8 +98,11 @@ class LossLaw(IntervalFit):
     def allocation_of(
         self, params: np.ndarray, C: np.ndarray, flops_per_token: float = 6.0
     ) -> tuple[np.ndarray, np.ndarray]:
-        """(N_opt, D_opt), each (k, m), minimising the loss at C = k N D for params rows."""
-        raise NotImplementedError
+        """(N_opt, D_opt), each (k, m), minimising the loss at C = k N D for params rows: the
+        numerical search of `fits.allocation`, inside the runs' tokens-per-parameter window
+        first; a form with a closed form overrides it."""
+        validate.positive(C, "C")
+        return allocation(self.loss_of, params, C, flops_per_token, ratio_window(self.data_range_))
 
     def frontier_of(self, params: np.ndarray, C: np.ndarray) -> np.ndarray:
         """Compute-optimal loss (k, m) for params rows (k, p) at budgets C (m,)."""
