@@ -28,6 +28,7 @@ from typing import Any, ClassVar, Self
 import numpy as np
 import pandas as pd
 
+from fits.allocation import ratio_window
 from fits.errors import FitError
 from fits.gridfit import GridLaw, mask_nonfinite, standardize, start_weights
 from fits.laws import TERM_SHARE
@@ -43,6 +44,11 @@ BEYOND = 3.0  # decades past the runs' largest N and D where a fit must predict 
 _PER_DECADE = 8  # grid points per decade of that check
 # Starts per objective evaluation block: keeps the (starts x points) temporaries in cache.
 _CHUNK = 64
+
+
+def _points(lo: float, hi: float) -> int:
+    """Grid points from lo to hi, _PER_DECADE a decade (ends included)."""
+    return math.ceil(math.log10(hi / lo)) * _PER_DECADE + 1
 
 
 def farseer_loss(params: np.ndarray, N: np.ndarray, D: np.ndarray) -> np.ndarray:
@@ -231,7 +237,8 @@ class FarseerLaw(GridLaw):
     def identification_problems(self) -> list[str]:
         """The shared checks; loss that does not fall by TERM_SHARE across the runs' range of N
         (at their largest D) or of D (at their largest N): the runs do not show it falling; and
-        loss that is not finite within BEYOND decades past the runs (explodes)."""
+        loss that is not finite within BEYOND decades past the runs (explodes), or that rises
+        there above the loss at the runs' smallest N and fewest D."""
         problems = super().identification_problems()
         if "N" not in self.data_range_:
             return problems
@@ -243,25 +250,52 @@ class FarseerLaw(GridLaw):
                     f"loss {before:.4g} -> {after:.4g} over the runs' range of {column}: "
                     f"it does not fall by {TERM_SHARE:.1%} (loss does not fall with {column})"
                 )
-        return problems + self._explosions(n_lo, n_hi, d_lo, d_hi)
+        return problems + self._unphysical(n_lo, n_hi, d_lo, d_hi)
 
-    def _explosions(self, n_lo: float, n_hi: float, d_lo: float, d_hi: float) -> list[str]:
-        """Where the loss is not finite on a grid from the runs' smallest N and D to BEYOND
-        decades past their largest: a power of N far above the others (the fit made a term a
-        switch that is nearly 0 across the runs) makes exp(B N^b) or exp(A N^a) overflow just
-        past them, and every question there (and every average holding the form) gets an
-        infinite loss. Physics: the loss of a trained model is finite."""
-        grids = [np.geomspace(lo, hi * 10**BEYOND,
-                              math.ceil(math.log10(hi / lo) + BEYOND) * _PER_DECADE + 1)
+    def _unphysical(self, n_lo: float, n_hi: float, d_lo: float, d_hi: float) -> list[str]:
+        """Where the loss breaks physics from the runs' smallest N and D to BEYOND decades past
+        their largest. A power of N far above the others (the fit made a term a switch that is
+        nearly 0 across the runs) makes exp(B N^b) or exp(A N^a) overflow just past them, so
+        every question there (and every average holding the form) gets an infinite loss; or
+        it drives the data exponent to 0 or the data term's coefficient up, so the loss climbs
+        past anything the runs saw (on 68 of Epoch's runs up to 4e8 parameters: 1.4e4 at 10x
+        their N and D). Physics: the loss of a trained model is finite, and a larger model on
+        proportionally more tokens does no worse: along each tokens-per-parameter ratio an
+        answer may have (`ratio_window`), the loss may not rise above its value where the ray
+        first reaches the runs' smallest N and D."""
+        grids = [np.geomspace(lo, hi * 10**BEYOND, _points(lo, hi * 10**BEYOND))
                  for lo, hi in ((n_lo, n_hi), (d_lo, d_hi))]  # fmt: skip
         N, D = (a.ravel() for a in np.meshgrid(*grids, indexing="ij"))
         bad = ~np.isfinite(self.predict(N, D))
-        if not bad.any():
+        if bad.any():
+            first = np.argmin(np.where(bad, N, np.inf))
+            return [
+                f"loss is not finite at N = {N[first]:.3g}, D = {D[first]:.3g}, within {BEYOND:g} "
+                f"decades past the runs (largest N {n_hi:.3g}): the law explodes beyond them"
+            ]
+        window = ratio_window(self.data_range_)
+        if window is None:
             return []
-        first = np.argmin(np.where(bad, N, np.inf))
+        ratio = np.geomspace(*window, _points(*window))[:, None]
+        sizes = np.broadcast_to(grids[0][None, :], (ratio.size, grids[0].size))
+        tokens = ratio * sizes
+        on_ray = (tokens >= d_lo) & (tokens <= grids[1][-1])
+        loss = np.full(sizes.shape, np.nan)
+        loss[on_ray] = self.predict(sizes[on_ray], tokens[on_ray])
+        first = np.argmax(on_ray, axis=1)[:, None]  # where each ray reaches the runs' N and D
+        ray_start = np.take_along_axis(loss, first, axis=1)
+        rises = on_ray & (loss > ray_start)
+        if not rises.any():
+            return []
+        with np.errstate(invalid="ignore", divide="ignore"):  # rays that never reach the runs
+            ratio_up = np.where(rises, loss / ray_start, 0.0)
+        i, j = np.unravel_index(np.argmax(ratio_up), loss.shape)
+        n0, d0 = sizes[i, first[i, 0]], tokens[i, first[i, 0]]
         return [
-            f"loss is not finite at N = {N[first]:.3g}, D = {D[first]:.3g}, within {BEYOND:g} "
-            f"decades past the runs (largest N {n_hi:.3g}): the law explodes beyond them"
+            f"loss {loss[i, j]:.4g} at N = {sizes[i, j]:.3g}, D = {tokens[i, j]:.3g} is above "
+            f"its {ray_start[i, 0]:.4g} at N = {n0:.3g}, D = {d0:.3g} (the same "
+            f"{ratio[i, 0]:.3g} tokens per parameter): a larger model on proportionally more "
+            "tokens cannot do worse; the law rises beyond the runs"
         ]
 
     offset_name: ClassVar[str] = "the loss at unlimited N and D"  # its E is an exponent's

@@ -145,7 +145,7 @@ def test_a_nested_refit_reaches_the_optimum_a_fresh_fit_finds():
 
     points = datasets.epoch_240()
     points = points.assign(C=6.0 * points.N * points.D).nsmallest(180, "C")
-    full = FarseerLaw(n_bootstrap=0).fit_frame(points)
+    full = FarseerLaw(n_bootstrap=0, force=True).fit_frame(points)  # it rises past the runs
     cut = np.quantile(points.N, 0.65) * (1 + 1e-6)
     train = points[points["N"] <= cut]
     test = points.drop(index=train.index)
@@ -169,6 +169,42 @@ def test_a_fit_whose_loss_explodes_past_the_runs_is_flagged(fitted):
     found = float(next(p for p in problems if "not finite" in p).split("N = ")[1].split(",")[0])
     assert 1e9 < found <= 1e11
     assert not any("not finite" in p for p in fitted.identification_problems())
+
+
+def test_a_fit_whose_loss_rises_past_the_runs_is_flagged(fitted):
+    """A power of N far above the others in the data exponent (A N^a under 1e-3 up to the
+    runs' largest N, 1e9) drives it to 0 a decade past them, so the data term stops falling
+    and the loss climbs toward e^Q: finite everywhere, but a larger model on proportionally
+    more tokens doing worse. It is flagged where the loss rises along a tokens-per-parameter
+    ray; the fit itself is not."""
+    switch = copy.copy(fitted)  # the exponent's N-dependence swapped for one that is 0 up to 1e9
+    switch.params_ = {**fitted.params_, "A": -1e-3 / 1e9**8, "a": 8.0}
+    bigger = np.array([1e10, 1e11]), np.array([1e12, 1e13])
+    assert np.isfinite(switch.predict(*bigger)).all()
+    assert (switch.predict(*bigger) > 2 * runs(seed=1).loss.max()).all()
+    problems = switch.identification_problems()
+    assert not any("not finite" in p for p in problems)
+    rise = next(p for p in problems if "the law rises beyond the runs" in p)
+    at_n = float(rise.split("at N = ")[1].split(",")[0])
+    assert 1e9 < at_n <= 1e12
+    assert not any("rises" in p for p in fitted.identification_problems())
+
+
+def test_auto_leaves_out_a_farseer_fit_that_rises_past_the_runs():
+    """Epoch's 68 runs under 4.2461e8 parameters: on one machine Farseer's fit there had its
+    data exponent switch off past the runs (A = -3.3e-78, a = 8.7) and, at weight 0.19, made
+    auto answer 11.3 [2.0, 12.5] at ten times their largest N and D, above every run (2.60 to
+    3.41). Whatever optimum the fit lands on, the answer a decade past must be physical."""
+    from scaling import datasets
+    from scaling.study import Study
+
+    small = datasets.load("chinchilla-epoch").query("N < 4.2461e8")
+    assert len(small) == 68
+    study = Study.from_frame(small, n_bootstrap=20)
+    fitted = study.fit("auto")
+    answer = study.loss_at(fitted, 10 * small.N.max(), 10 * small.D.max())
+    assert answer.value < small.loss.min() and answer.hi < small.loss.max()
+    assert all(np.isfinite([answer.lo, answer.value, answer.hi]))
 
 
 @pytest.mark.slow  # two fits of 404 runs, one in 2 worker processes
