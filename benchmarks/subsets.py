@@ -61,7 +61,8 @@ def draw(rng: np.random.Generator) -> tuple[str, str, pd.DataFrame]:
         keep = rng.choice(sizes, size=min(sizes.size, int(rng.integers(2, 7))), replace=False)
         runs = runs[runs.N.isin(keep)]
     elif kind == "the smaller models":
-        runs = runs[runs.N <= np.quantile(runs.N, rng.uniform(0.2, 0.6))]
+        largest = np.quantile(runs.N, rng.uniform(0.2, 0.6))
+        runs = runs[runs["N"] <= largest]
     else:
         runs = runs.sample(n=min(len(runs), int(rng.integers(5, 30))), random_state=seed)
     return name, kind, runs
