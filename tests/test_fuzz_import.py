@@ -11,7 +11,7 @@ import datetime as dt
 
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from cli.app import main
@@ -62,6 +62,9 @@ def log(tmp_path_factory):
 @pytest.mark.slow
 @FUZZ
 @given(rows=ROWS)
+# found by this test on 5 December 2026: under 2**63 - 1, but 2**63 once the column with a
+# missing cell is float64, so the insert failed past the checks
+@example(rows=[{}, {"unique_tokens": 9223372036854775296}])
 def test_bad_cells_are_refused_with_a_reason_or_stored_as_they_are(log, rows):
     frame = _frame(rows)
     try:
