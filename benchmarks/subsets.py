@@ -5,14 +5,14 @@
 The public sets that judge the product are not in the repo, so this draws stand-ins from the
 shipped ones (Epoch's 245 points, Farseer's and Muennighoff's shared runs, Step Law's best
 point per (N, D)): a random share of the runs, a few model sizes, only the smaller models, or
-a handful of runs. On each, `Study.fit("auto")` must fit or refuse in one line
-(ScalingError or FitError), and its answers at the runs' median N and D, at ten times their
-largest N and D, and at 1000x N and 300x D (unique tokens unlimited) must be finite with
-lo <= point <= hi. Physics: a model ten times the largest on ten times the tokens, none of
-them repeated, does better than every run, so its
-point must lie below the lowest loss among the runs and its upper end below the highest.
-Prints one line per trial and the count of each finding; an example of a finding is a
-subset to replay with the seed.
+a handful of runs. On each, `Study.fit("auto")` must fit or refuse in one line (ScalingError
+or FitError). Its answers at the runs' median N and D, at ten times their largest N and D, and
+at 1000x N and 300x D (unique tokens unlimited) must be finite with lo <= point <= hi, and so
+must the compute-optimal N, D and loss at 100x the largest run's compute (or be refused in
+one line), with 6 N D that compute. Physics: a model ten times the largest on ten times the
+tokens, none of them repeated, does better than every run, so its point must lie below the
+lowest loss among the runs and its upper end below the highest. Prints one line per trial and
+the count of each finding; a finding's subset is replayed by its seed.
 """
 
 from __future__ import annotations
@@ -89,6 +89,20 @@ def findings(runs: pd.DataFrame, bootstrap: int) -> tuple[list[str], str]:
             found.append("10x: point not below every run's loss")
         if label == "10x" and not hi < runs.loss.max():
             found.append("10x: upper end not below the highest run's loss")
+    budget = 100 * 6 * float((runs.N * runs.D).max())
+    try:
+        optimal = study.compute_optimal(budget)
+    except (ScalingError, FitError) as exc:
+        shown.append(f"optimal refused: {str(exc)[:60]}")
+        return found, " ".join(shown)
+    size, tokens = optimal.N, optimal.D
+    shown.append(f"optimal N {size.value:.3g} [{size.lo:.3g}, {size.hi:.3g}]")
+    for answer in (size, tokens, optimal.loss):
+        ends = (answer.lo, answer.value, answer.hi)
+        if not (all(map(math.isfinite, ends)) and 0 < answer.lo <= answer.value <= answer.hi):
+            found.append(f"optimal {answer.quantity}: not a finite interval about the point")
+    if not math.isclose(6 * size.value * tokens.value, budget, rel_tol=1e-6):
+        found.append("optimal: 6 N D is not the budget")
     return found, " ".join(shown)
 
 
