@@ -237,8 +237,8 @@ class FarseerLaw(GridLaw):
     def identification_problems(self) -> list[str]:
         """The shared checks; loss that does not fall by TERM_SHARE across the runs' range of N
         (at their largest D) or of D (at their largest N): the runs do not show it falling; and
-        loss that is not finite within BEYOND decades past the runs (explodes), or that rises
-        there above the loss at the runs' smallest N and fewest D."""
+        loss that is not finite within BEYOND decades past the runs (explodes), or else that
+        rises there along a ray of fixed tokens per parameter."""
         problems = super().identification_problems()
         if "N" not in self.data_range_:
             return problems
@@ -250,36 +250,44 @@ class FarseerLaw(GridLaw):
                     f"loss {before:.4g} -> {after:.4g} over the runs' range of {column}: "
                     f"it does not fall by {TERM_SHARE:.1%} (loss does not fall with {column})"
                 )
-        return problems + self._unphysical(n_lo, n_hi, d_lo, d_hi)
+        return problems + (
+            self._explosions(n_lo, n_hi, d_lo, d_hi) or self._rises(n_lo, n_hi, d_lo, d_hi)
+        )
 
-    def _unphysical(self, n_lo: float, n_hi: float, d_lo: float, d_hi: float) -> list[str]:
-        """Where the loss breaks physics from the runs' smallest N and D to BEYOND decades past
-        their largest. A power of N far above the others (the fit made a term a switch that is
-        nearly 0 across the runs) makes exp(B N^b) or exp(A N^a) overflow just past them, so
-        every question there (and every average holding the form) gets an infinite loss; or
-        it drives the data exponent to 0 or the data term's coefficient up, so the loss climbs
-        past anything the runs saw (on 68 of Epoch's runs up to 4e8 parameters: 1.4e4 at 10x
-        their N and D). Physics: the loss of a trained model is finite, and a larger model on
-        proportionally more tokens does no worse: along each tokens-per-parameter ratio an
-        answer may have (`ratio_window`), the loss may not rise above its value where the ray
-        first reaches the runs' smallest N and D."""
+    def _explosions(self, n_lo: float, n_hi: float, d_lo: float, d_hi: float) -> list[str]:
+        """Where the loss is not finite on a grid from the runs' smallest N and D to BEYOND
+        decades past their largest: a power of N far above the others (the fit made a term a
+        switch that is nearly 0 across the runs) makes exp(B N^b) or exp(A N^a) overflow just
+        past them, and every question there (and every average holding the form) gets an
+        infinite loss. Physics: the loss of a trained model is finite."""
         grids = [np.geomspace(lo, hi * 10**BEYOND, _points(lo, hi * 10**BEYOND))
                  for lo, hi in ((n_lo, n_hi), (d_lo, d_hi))]  # fmt: skip
         N, D = (a.ravel() for a in np.meshgrid(*grids, indexing="ij"))
         bad = ~np.isfinite(self.predict(N, D))
-        if bad.any():
-            first = np.argmin(np.where(bad, N, np.inf))
-            return [
-                f"loss is not finite at N = {N[first]:.3g}, D = {D[first]:.3g}, within {BEYOND:g} "
-                f"decades past the runs (largest N {n_hi:.3g}): the law explodes beyond them"
-            ]
+        if not bad.any():
+            return []
+        first = np.argmin(np.where(bad, N, np.inf))
+        return [
+            f"loss is not finite at N = {N[first]:.3g}, D = {D[first]:.3g}, within {BEYOND:g} "
+            f"decades past the runs (largest N {n_hi:.3g}): the law explodes beyond them"
+        ]
+
+    def _rises(self, n_lo: float, n_hi: float, d_lo: float, d_hi: float) -> list[str]:
+        """Where the loss rises along a ray of fixed tokens per parameter (every ratio an
+        answer may have, `ratio_window`) from where the ray reaches the runs' smallest N and D
+        to BEYOND decades past their largest. A switch in the exponent's or the coefficient's
+        power of N can drive the data exponent to 0 or the data term up just past the runs,
+        so the loss climbs past anything they saw while staying finite (on Epoch's 68 runs
+        under 4.25e8 parameters: 1.4e4 at 10x their N and D). Physics: a larger model on
+        proportionally more tokens does no worse."""
         window = ratio_window(self.data_range_)
         if window is None:
             return []
         ratio = np.geomspace(*window, _points(*window))[:, None]
-        sizes = np.broadcast_to(grids[0][None, :], (ratio.size, grids[0].size))
+        n_grid = np.geomspace(n_lo, n_hi * 10**BEYOND, _points(n_lo, n_hi * 10**BEYOND))
+        sizes = np.broadcast_to(n_grid[None, :], (ratio.size, n_grid.size))
         tokens = ratio * sizes
-        on_ray = (tokens >= d_lo) & (tokens <= grids[1][-1])
+        on_ray = (tokens >= d_lo) & (tokens <= d_hi * 10**BEYOND)
         loss = np.full(sizes.shape, np.nan)
         loss[on_ray] = self.predict(sizes[on_ray], tokens[on_ray])
         first = np.argmax(on_ray, axis=1)[:, None]  # where each ray reaches the runs' N and D
