@@ -46,9 +46,9 @@ _PER_DECADE = 8  # grid points per decade of that check
 _CHUNK = 64
 
 
-def _points(lo: float, hi: float) -> int:
-    """Grid points from lo to hi, _PER_DECADE a decade (ends included)."""
-    return math.ceil(math.log10(hi / lo)) * _PER_DECADE + 1
+def _log_grid(lo: float, hi: float) -> np.ndarray:
+    """lo to hi in even log steps, _PER_DECADE a decade (ends included)."""
+    return np.geomspace(lo, hi, math.ceil(math.log10(hi / lo)) * _PER_DECADE + 1)
 
 
 def farseer_loss(params: np.ndarray, N: np.ndarray, D: np.ndarray) -> np.ndarray:
@@ -260,8 +260,7 @@ class FarseerLaw(GridLaw):
         switch that is nearly 0 across the runs) makes exp(B N^b) or exp(A N^a) overflow just
         past them, and every question there (and every average holding the form) gets an
         infinite loss. Physics: the loss of a trained model is finite."""
-        grids = [np.geomspace(lo, hi * 10**BEYOND, _points(lo, hi * 10**BEYOND))
-                 for lo, hi in ((n_lo, n_hi), (d_lo, d_hi))]  # fmt: skip
+        grids = [_log_grid(lo, hi * 10**BEYOND) for lo, hi in ((n_lo, n_hi), (d_lo, d_hi))]
         N, D = (a.ravel() for a in np.meshgrid(*grids, indexing="ij"))
         bad = ~np.isfinite(self.predict(N, D))
         if not bad.any():
@@ -283,8 +282,8 @@ class FarseerLaw(GridLaw):
         window = ratio_window(self.data_range_)
         if window is None:
             return []
-        ratio = np.geomspace(*window, _points(*window))[:, None]
-        n_grid = np.geomspace(n_lo, n_hi * 10**BEYOND, _points(n_lo, n_hi * 10**BEYOND))
+        ratio = _log_grid(*window)[:, None]
+        n_grid = _log_grid(n_lo, n_hi * 10**BEYOND)
         sizes = np.broadcast_to(n_grid[None, :], (ratio.size, n_grid.size))
         tokens = ratio * sizes
         on_ray = (tokens >= d_lo) & (tokens <= d_hi * 10**BEYOND)
