@@ -64,15 +64,19 @@ def local_quantile(
 @dataclass(frozen=True)
 class RunNoise:
     """The fitted runs' log residuals and their places (None: every question draws from all,
-    as for a power law of one variable, or a fit stored before places were kept)."""
+    as for a power law of one variable, or a fit stored before places were kept), and their
+    observed losses (None where not kept), which bound what a larger run can lose
+    (fits.prediction.no_worse_than_runs)."""
 
     residuals: np.ndarray
     where: np.ndarray | None = None
+    losses: np.ndarray | None = None
 
     @classmethod
     def of(cls, runs: pd.DataFrame, residuals: np.ndarray) -> RunNoise:
-        """The noise of a loss law fitted on runs (columns N, D[, U])."""
-        return cls(np.asarray(residuals, dtype=float), places(runs))
+        """The noise of a loss law fitted on runs (columns N, D[, U], loss)."""
+        losses = runs["loss"].to_numpy(dtype=float) if "loss" in runs else None
+        return cls(np.asarray(residuals, dtype=float), places(runs), losses)
 
     def pools(self, asked: pd.DataFrame) -> np.ndarray:
         """(len(asked), k): the residuals each question draws its run's noise from."""
@@ -95,6 +99,8 @@ class RunNoise:
         out: dict[str, Any] = {"residuals": self.residuals.tolist()}
         if self.where is not None:
             out["residual_places"] = self.where.tolist()
+        if self.losses is not None:
+            out["run_losses"] = self.losses.tolist()
         return out
 
     @classmethod
@@ -102,8 +108,9 @@ class RunNoise:
         """The noise of a stored record (None when it kept no residuals)."""
         if "residuals" not in record:
             return None
-        where = record.get("residual_places")
+        where, losses = record.get("residual_places"), record.get("run_losses")
         return cls(
             np.asarray(record["residuals"], dtype=float),
             None if where is None else np.asarray(where, dtype=float),
+            None if losses is None else np.asarray(losses, dtype=float),
         )

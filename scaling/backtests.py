@@ -70,10 +70,11 @@ def backtest_runs(
         .assign(actual=test.loss.to_numpy(), predicted=value, lo=lo, hi=hi, lo_law=lo, hi_law=hi)
         .reset_index(drop=True)
     )
+    level, seed = fits.settings.level, fits.settings.seed
+    frame["lo"], frame["hi"] = widened(
+        fitted.model, fitted.residuals, fitted.calibration, test, value, lo, hi, level, seed
+    )
     if fitted.calibration is not None:
-        frame["lo"], frame["hi"] = widened(
-            fitted.model, fitted.residuals, fitted.calibration, frame, lo, hi, fits.settings.seed
-        )
         frame["distance"] = fitted.calibration.distance(frame)
     frame["rel_error"] = (frame.predicted - frame.actual) / frame.actual
     frame["covered"] = covered(frame.lo, frame.hi, frame.actual)

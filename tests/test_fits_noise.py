@@ -72,13 +72,15 @@ def test_the_interval_follows_the_noise_where_the_question_is():
 
 
 def test_noise_round_trips_and_a_record_without_places_pools_every_run():
-    runs = pd.DataFrame({"N": [1e6, 1e7, 1e8], "D": [1e9, 1e9, 1e10], "U": [1e8, 1e9, 1e10]})
+    runs = pd.DataFrame({"N": [1e6, 1e7, 1e8], "D": [1e9, 1e9, 1e10], "U": [1e8, 1e9, 1e10],
+                         "loss": [3.0, 2.5, 2.0]})  # fmt: skip
     noise = RunNoise.of(runs, np.array([0.01, -0.02, 0.03]))
     again = RunNoise.from_dict(json.loads(json.dumps(noise.to_dict())))
-    assert again is not None and again.where is not None
+    assert again is not None and again.where is not None and again.losses is not None
     np.testing.assert_array_equal(again.where, noise.where)
+    np.testing.assert_array_equal(again.losses, [3.0, 2.5, 2.0])
     old = RunNoise.from_dict({"residuals": [0.01, -0.02, 0.03]})
-    assert old is not None and old.where is None
+    assert old is not None and old.where is None and old.losses is None
     np.testing.assert_array_equal(old.pools(runs.iloc[:2]), [[0.01, -0.02, 0.03]] * 2)
     assert RunNoise.from_dict({}) is None
     assert "the 3 of 3 fitted runs nearest" in noise.describe()
