@@ -127,27 +127,27 @@ def calibrated(
 def no_worse_than_runs(
     noise: RunNoise, asked: pd.DataFrame, level: float, point: np.ndarray, hi: np.ndarray
 ) -> np.ndarray:
-    """Upper ends `hi` at the rows of asked, each at most the lowest observed loss of a fitted
-    run with no more parameters and no more tokens, both on fresh tokens, never below the
-    point: min_j L_j e^(q_j + q), q_j and q the level-quantile of |log residual| among the
-    run-noise neighbours of run j and of the question (one observation's noise each).
+    """Upper ends `hi` at the rows of asked on fresh tokens, each at most the lowest observed
+    loss of a fitted run with no more parameters and no more tokens, never below the point:
+    min_j L_j e^(q_j + q), q_j and q the level-quantile of |log residual| among the run-noise
+    neighbours of run j and of the question (one observation's noise each).
 
     Physics: a model at least as large, trained on at least as many fresh tokens, does no
-    worse (on the shipped sets' runs it held in all but 1 of ~40,000 pairs beyond 1%). With
-    repeated data it fails, as larger models overfit many epochs, so repeated data on either
-    side bounds nothing. It binds where an interval's upper end outgrows the runs: few runs
-    (an uncalibrated interval) or a form's runaway bootstrap refits. Unchanged where the
-    noise keeps no places or losses (power laws, fits stored before they were kept)."""
+    worse, and repeated tokens are worth at most fresh ones (on the shipped sets' runs either
+    failed beyond 1% in 2 of ~41,000 pairs). A question that repeats data is not bounded:
+    larger models overfit many epochs. It binds where an interval's upper end outgrows the
+    runs: few runs (an uncalibrated interval) or a form's runaway bootstrap refits. Unchanged
+    where the noise keeps no places or losses (power laws, fits stored before they were
+    kept)."""
     if noise.where is None or noise.losses is None:
         return hi
-    fresh = noise.where[:, 2] <= 0.0
     asked_at = places(asked)
     bounded = asked_at[:, 2] <= 0.0
-    if not (fresh.any() and bounded.any()):
+    if not bounded.any():
         return hi
-    runs_at = noise.where[fresh]
+    runs_at = noise.where
     run_q = local_quantile(noise.residuals, noise.where, runs_at, level)
-    log_bound = np.log(noise.losses[fresh]) + run_q
+    log_bound = np.log(noise.losses) + run_q
     ask = asked_at[bounded]
     smaller = (runs_at[None, :, 0] <= ask[:, None, 0] + TIE) & (
         runs_at[None, :, 1] <= ask[:, None, 1] + TIE

@@ -1,5 +1,6 @@
 """Upper ends held to the runs themselves (fits.prediction.no_worse_than_runs): a model at least
-as large on at least as many fresh tokens does no worse than a run, up to both runs' noise."""
+as large on at least as many fresh tokens does no worse than a run (repeated tokens or not), up
+to both runs' noise."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from scaling.study import Study
 
 def naive_bound(runs: pd.DataFrame, residuals: np.ndarray, question: pd.Series,
                 level: float) -> float:  # fmt: skip
-    """min over the fresh runs j with N_j <= N and D_j <= D of L_j e^(q_j + q): loops, each q
+    """min over the runs j with N_j <= N and D_j <= D of L_j e^(q_j + q): loops, each q
     the level-quantile of |residual| over the k runs nearest in decades of N, D and epochs."""
 
     def where(row: pd.Series) -> np.ndarray:
@@ -30,15 +31,16 @@ def naive_bound(runs: pd.DataFrame, residuals: np.ndarray, question: pd.Series,
         order = np.argsort(((places - at) ** 2).sum(axis=1), kind="stable")[:k]
         return float(np.quantile(np.abs(residuals[order]), level))
 
+    if where(question)[2] > 0:  # a question that repeats data: unbounded
+        return np.inf
     best = np.inf
     for j, run in runs.iterrows():
-        fresh = not np.isfinite(run.U) or run.D <= run.U
-        if fresh and run.N <= question.N and run.D <= question.D:
+        if run.N <= question.N and run.D <= question.D:
             best = min(best, run.loss * np.exp(q(places[j])))
     return best * np.exp(q(where(question)))
 
 
-def test_the_bound_is_the_lowest_smaller_fresh_run_with_both_noises():
+def test_the_bound_is_the_lowest_smaller_run_with_both_noises():
     rng = np.random.default_rng(11)
     n = 60
     runs = pd.DataFrame({"N": 10 ** rng.uniform(6, 9, n), "D": 10 ** rng.uniform(8, 11, n)})
@@ -46,16 +48,16 @@ def test_the_bound_is_the_lowest_smaller_fresh_run_with_both_noises():
     runs["loss"] = 2 + 1e9 / runs.N**0.3 / runs.D**0.05 * rng.lognormal(0, 0.02, n)
     residuals = rng.normal(0, 0.02, n)
     noise = RunNoise.of(runs, residuals)
-    asked = pd.DataFrame({"N": 10 ** rng.uniform(7, 10, 12), "D": 10 ** rng.uniform(9, 12, 12),
-                          "U": np.nan})  # fmt: skip
+    asked = pd.DataFrame({"N": 10 ** rng.uniform(7, 10, 12), "D": 10 ** rng.uniform(9, 12, 12)})
+    asked["U"] = np.where(np.arange(12) < 3, asked.D / 4, np.nan)  # three repeat data
     point, hi = np.full(12, 0.5), np.full(12, 1e6)
     got = no_worse_than_runs(noise, asked, 0.9, point, hi)
     expected = [naive_bound(runs, residuals, q, 0.9) for _, q in asked.iterrows()]
-    assert np.isfinite(expected).sum() >= 6  # most questions have a smaller fresh run
+    assert np.isfinite(expected).sum() >= 6  # most fresh questions have a smaller run
     np.testing.assert_allclose(got, np.minimum(expected, 1e6), rtol=1e-12)
 
 
-def test_repeated_tokens_bound_nothing_and_the_point_is_kept():
+def test_a_question_on_repeated_tokens_is_not_bounded_and_the_point_is_kept():
     runs = pd.DataFrame({"N": [1e7, 1e8], "D": [1e9, 1e10], "U": [1e8, np.nan],
                          "loss": [3.0, 2.5]})  # fmt: skip
     noise = RunNoise.of(runs, np.zeros(2))
@@ -63,9 +65,9 @@ def test_repeated_tokens_bound_nothing_and_the_point_is_kept():
                           "U": [np.nan, 1e10, np.nan, np.nan]})  # fmt: skip
     point = np.array([2.0, 2.0, 2.6, 2.0])
     hi = no_worse_than_runs(noise, asked, 0.9, point, np.full(4, 9.0))
-    # fresh and larger than both: the fresh run's 2.5 (no noise); the repeated run bounds nothing
-    # and a repeated question is not bounded; never below the point; smaller N: no run below
-    assert hi.tolist() == pytest.approx([2.5, 9.0, 2.6, 9.0])
+    # fresh and larger than both: the lower run's 2.5 (no noise); a repeated question is not
+    # bounded; never below the point; a fresh question above only the repeated run: its 3.0
+    assert hi.tolist() == pytest.approx([2.5, 9.0, 2.6, 3.0])
     stored = RunNoise(noise.residuals, noise.where)  # a fit stored before losses were kept
     assert no_worse_than_runs(stored, asked, 0.9, point, np.full(4, 9.0)).tolist() == [9.0] * 4
 
