@@ -90,9 +90,15 @@ class RunNoise:
         n = len(self.residuals)
         if self.where is None:
             return f"run noise: the log residuals of all {n} fitted runs"
+        bound = (
+            "; on fresh tokens an upper end is at most the loss of any run with no more N and D, "
+            "times both runs' noise"
+            if self.losses is not None
+            else ""
+        )
         return (
             f"run noise: the log residuals of the {n_neighbours(n)} of {n} fitted runs nearest "
-            "each question (decades of N, D and epochs)"
+            f"each question (decades of N, D and epochs){bound}"
         )
 
     def to_dict(self) -> dict[str, Any]:

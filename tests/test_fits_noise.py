@@ -84,4 +84,6 @@ def test_noise_round_trips_and_a_record_without_places_pools_every_run():
     np.testing.assert_array_equal(old.pools(runs.iloc[:2]), [[0.01, -0.02, 0.03]] * 2)
     assert RunNoise.from_dict({}) is None
     assert "the 3 of 3 fitted runs nearest" in noise.describe()
+    assert "an upper end is at most the loss of any run" in noise.describe()
+    assert "upper end" not in RunNoise(noise.residuals, noise.where).describe()
     assert "all 3 fitted runs" in old.describe()
