@@ -146,14 +146,13 @@ def no_worse_than_runs(
     if not bounded.any():
         return hi
     runs_at = noise.where
-    run_q = local_quantile(noise.residuals, noise.where, runs_at, level)
-    log_bound = np.log(noise.losses) + run_q
+    log_bound = np.log(noise.losses) + local_quantile(noise.residuals, runs_at, runs_at, level)
     ask = asked_at[bounded]
     smaller = (runs_at[None, :, 0] <= ask[:, None, 0] + TIE) & (
         runs_at[None, :, 1] <= ask[:, None, 1] + TIE
     )
     lowest = np.where(smaller, log_bound[None, :], np.inf).min(axis=1)
-    bound = np.exp(lowest + local_quantile(noise.residuals, noise.where, ask, level))
+    bound = np.exp(lowest + local_quantile(noise.residuals, runs_at, ask, level))
     out = np.array(hi, dtype=float)
     out[bounded] = np.maximum(np.minimum(out[bounded], bound), np.asarray(point)[bounded])
     return out
