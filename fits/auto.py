@@ -1,11 +1,13 @@
 """The default loss-law procedure (`auto`): every form, backtested inside the runs, averaged.
 
 1. Fit every candidate form on all runs (no bootstrap); a form the runs cannot identify is
-   left out with its one-line reason.
+   left out with its one-line reason. With two forms or more, runs that are gross outliers
+   under every form (fits.noise.gross_outliers) are set aside and the forms fitted again
+   without them; every step below runs without them, and only the run noise keeps them.
 2. Nested backtests of each form (fits.extrapolation.nested_backtest): refit below cuts in C,
    N and D, score the runs above.
 3. Stacking weights on the splits every form completed, on the largest cut along each
-   coordinate (fits.averaging).
+   coordinate (fits.averaging); a form under 1% is left out.
 4. Calibration of the average on the shifts of its own cross-validated nested predictions
    (fits.calibration).
 5. The forms of positive weight get the bootstrap; the average of them is the law.
@@ -39,7 +41,7 @@ from fits.errors import FitError
 from fits.extrapolation import QUANTILES, nested_backtest, out_of_range_error
 from fits.gridfit import GridLaw
 from fits.laws import LossLaw, refit_predict
-from fits.noise import RunNoise
+from fits.noise import RunNoise, gross_outliers, places
 from fits.prediction import run_interval
 
 MakeLaw = Callable[[int], LossLaw]
@@ -75,17 +77,11 @@ def with_bootstrap(fitted: LossLaw, fresh: LossLaw, runs: pd.DataFrame) -> LossL
     return fresh.fit_frame(runs)
 
 
-def fit_auto(
-    runs: pd.DataFrame,
-    forms: Mapping[str, MakeLaw],
-    level: float,
-    n_bootstrap: int,
-    vocab: float | None = None,
-    quantiles: tuple[float, ...] = QUANTILES,
-) -> AutoFit:
-    """The default procedure on runs (columns N, D, loss[, U]); see the module docstring."""
-    runs = runs.reset_index(drop=True)
-    runs = runs.assign(C=6.0 * runs.N.to_numpy(dtype=float) * runs.D.to_numpy(dtype=float))
+def fit_forms(
+    runs: pd.DataFrame, forms: Mapping[str, MakeLaw]
+) -> tuple[dict[str, LossLaw], dict[str, str]]:
+    """Every form fitted on runs without the bootstrap, and why each that does not fit fails;
+    refused when none fits."""
     fitted: dict[str, LossLaw] = {}
     notes: dict[str, str] = {}
     for name, make in forms.items():
@@ -96,6 +92,27 @@ def fit_auto(
     if not fitted:
         reasons = "; ".join(f"{k}: {v}" for k, v in notes.items())
         raise FitError(f"no law form fits ({reasons})")
+    return fitted, notes
+
+
+def fit_auto(
+    runs: pd.DataFrame,
+    forms: Mapping[str, MakeLaw],
+    level: float,
+    n_bootstrap: int,
+    vocab: float | None = None,
+    quantiles: tuple[float, ...] = QUANTILES,
+) -> AutoFit:
+    """The default procedure on runs (columns N, D, loss[, U]); see the module docstring."""
+    every = runs.reset_index(drop=True)
+    every = every.assign(C=6.0 * every.N.to_numpy(dtype=float) * every.D.to_numpy(dtype=float))
+    fitted, notes = fit_forms(every, forms)
+    log_every = np.log(every.loss.to_numpy())
+    aside = gross_outliers([log_every - np.log(m.predict_frame(every)) for m in fitted.values()],
+                           places(every))  # fmt: skip
+    runs = every[~aside].reset_index(drop=True)
+    if aside.any():
+        fitted, notes = fit_forms(runs, forms)
     nested = {name: nested_backtest(runs, partial(refit_predict, model), level, quantiles,
                                     model.n_jobs) for name, model in fitted.items()}  # fmt: skip
     weights, backtest, left = average(nested)
@@ -110,7 +127,7 @@ def fit_auto(
     models = {k: with_bootstrap(fitted[k], forms[k](n_bootstrap), runs) if w > 0 else fitted[k]
               for k, w in weights.items()}  # fmt: skip
     model = AveragedLaw.of(models, weights)
-    residuals = RunNoise.of(runs, np.log(runs.loss.to_numpy()) - np.log(model.predict_frame(runs)))
+    residuals = RunNoise.of(every, log_every - np.log(model.predict_frame(every)), aside)
     table = []
     for name in forms:
         frame = nested.get(name)

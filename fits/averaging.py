@@ -26,6 +26,10 @@ reward extrapolation, which is what a user asks of the law.
   procedures for model selection", sections 5 and 8). The largest cuts are the nearest to the
   fit on all runs whose forms the weights combine; the smaller cuts still score the average
   for its calibration.
+- A form whose weight comes out under MIN_WEIGHT (1%) is left out and the rest renormalised:
+  at weight w it moves the average's log loss by w times its gap to the other forms (under
+  0.05% in loss for forms 5% apart), less than one run's noise, while its bootstrap costs as
+  much as at full weight (Farseer's: 10 s of CPU on Epoch's 245 points at weight 0.0012).
 - The errors used to calibrate the average are cross-validated over splits: each split's
   errors are those of the weights stacked on the largest cuts of the other splits, so the
   calibration does not see weights tuned on the very runs it scores.
@@ -46,6 +50,7 @@ from fits.lad import least_absolute
 from fits.laws import LOSS_LAWS, LossLaw
 
 SPLIT = ["coord", "q"]
+MIN_WEIGHT = 0.01  # a lighter form moves the average by under 1% of its gap to the others
 
 
 def common_splits(nested: Mapping[str, pd.DataFrame]) -> tuple[list[str], dict[str, str]]:
@@ -80,8 +85,11 @@ def split_weights(frame: pd.DataFrame) -> np.ndarray:
 
 
 def stack(errors: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Simplex weights w minimising sum_i weights_i |errors_i . w| (errors: runs x forms)."""
+    """Simplex weights w minimising sum_i weights_i |errors_i . w| (errors: runs x forms),
+    each under MIN_WEIGHT then set to 0 and the rest renormalised."""
     w = np.clip(least_absolute(errors, np.zeros(len(errors)), weights, simplex=True), 0.0, None)
+    w = w / w.sum()
+    w[w < MIN_WEIGHT] = 0.0
     return w / w.sum()
 
 

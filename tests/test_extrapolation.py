@@ -216,7 +216,8 @@ def test_cli_fits_auto_with_its_forms_and_refuses_an_unknown_law(tmp_path):
     done = run_cli("fit", "auto", "--bootstrap", "50", "--json", "--db", db)
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout)
-    assert out["law"] == "auto" and out["n_points"] == 245
+    assert out["law"] == "auto" and out["n_runs"] == 245 and out["n_points"] == 241
+    assert len(out["set_aside"]) == 4 and min(r["loss"] for r in out["set_aside"]) > 3.7
     chinchilla = next(f for f in out["forms"] if f["form"] == "chinchilla")
     assert chinchilla["splits"] == 9
     assert out["calibration"]["n_splits"] == 9 and out["calibration"]["hi_rate"] >= 0

@@ -1,0 +1,123 @@
+"""Gross outliers (fits.noise.gross_outliers) set aside from `auto`'s fit, and forms under 1% of
+the average left out (fits.averaging.stack)."""
+
+from __future__ import annotations
+
+import json
+import statistics
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.optimize import linprog
+
+from fits import LOSS_LAWS
+from fits.auto import fit_auto
+from fits.averaging import MIN_WEIGHT, stack
+from fits.noise import RunNoise, gross_outliers, modified_z, n_neighbours, places
+from scaling import datasets
+
+
+def test_modified_z_is_a_plain_loop_over_each_runs_nearest_others():
+    rng = np.random.default_rng(7)
+    where, residuals = rng.normal(size=(40, 3)), rng.normal(0, 0.01, 40)
+    k = n_neighbours(40)
+    got = modified_z(residuals, where)
+    for i in range(40):
+        others = sorted((j for j in range(40) if j != i),
+                        key=lambda j: float(((where[j] - where[i]) ** 2).sum()))[:k]  # fmt: skip
+        pool = [residuals[j] for j in others]
+        centre = statistics.median(pool)
+        mad = statistics.median(abs(x - centre) for x in pool)
+        assert got[i] == pytest.approx(0.6745 * (residuals[i] - centre) / mad)
+
+
+def grid_runs() -> pd.DataFrame:
+    N = np.repeat(np.geomspace(1e7, 1e10, 8), 10)
+    D = np.tile(np.geomspace(1e8, 1e11, 10), 8)
+    return pd.DataFrame({"N": N, "D": D})
+
+
+def test_runs_far_off_their_neighbours_under_every_form_are_set_aside_and_no_others():
+    """Four runs in one corner 25% above a law with 1% noise: set aside under two forms that
+    differ by a smooth trend; one of them placed by a form (its residual there ordinary) is
+    kept, as a bend that form sees; 20 runs or fewer, or one form, are never screened; a
+    neighbourhood with no spread flags nothing."""
+    runs = grid_runs()
+    where = places(runs)
+    rng = np.random.default_rng(8)
+    noise = rng.normal(0, 0.01, len(runs))
+    corner = np.flatnonzero((runs.N >= 3e9).to_numpy() & (runs.D <= 3e8).to_numpy())
+    assert len(corner) == 4
+    first = noise.copy()
+    first[corner] += 0.25
+    second = first + 0.002 * np.log10(runs.N.to_numpy())
+    np.testing.assert_array_equal(np.flatnonzero(gross_outliers([first, second], where)), corner)
+    placed = second.copy()
+    placed[corner[0]] = noise[corner[0]]
+    assert set(np.flatnonzero(gross_outliers([first, placed], where))) == set(corner[1:])
+    assert not gross_outliers([first[:20], second[:20]], where[:20]).any()
+    assert not gross_outliers([first], where).any()  # one form cannot tell a bend from them
+    spotless = np.zeros(len(runs))
+    spotless[corner[0]] = 0.25
+    assert not gross_outliers([spotless, spotless], where).any()
+
+
+@pytest.mark.slow
+def test_auto_sets_aside_four_of_epochs_five_outliers_and_fits_the_rest_as_each_form_would():
+    """On Epoch's 245 points `auto` sets aside four runs of the five Epoch dropped (none of
+    Epoch's 240), fits each form on the other 241 exactly as that form alone would, and keeps
+    all 245 residuals as run noise, the four named in its summary."""
+    every = datasets.load("chinchilla-epoch")
+    forms = {k: (lambda b, k=k: LOSS_LAWS[k](n_bootstrap=b, level=0.9, random_state=0))
+             for k in LOSS_LAWS}  # fmt: skip
+    fitted = fit_auto(every, forms, 0.9, 0)
+    noise = fitted.residuals
+    assert noise.set_aside is not None and noise.set_aside.sum() == 4
+    assert len(noise.residuals) == len(every)
+    aside = every[noise.set_aside]
+    kept = datasets.epoch_240()
+    assert not aside.merge(kept[["N", "D"]], on=["N", "D"]).shape[0]
+    assert (aside.N > 2e9).all() and (aside.D < 1e9).all()
+    rest = every[~noise.set_aside]
+    question = pd.DataFrame({"N": [7e10], "D": [1.4e12]})
+    for name, model in fitted.model.forms_.items():
+        alone = forms[name](0).fit_frame(rest)
+        np.testing.assert_allclose(model.predict_frame(question), alone.predict_frame(question))
+    described = noise.describe()
+    assert "4 set aside from the fit as gross outliers" in described and "loss 5.006" in described
+    again = RunNoise.from_dict(json.loads(json.dumps(noise.to_dict())))
+    assert again is not None and again.set_aside is not None
+    np.testing.assert_array_equal(again.set_aside, noise.set_aside)
+    assert "set aside" not in RunNoise.of(rest, noise.residuals[~noise.set_aside]).describe()
+
+
+def simplex_lad(errors: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """min sum_i weights_i t_i with -t_i <= errors_i . w <= t_i, w on the simplex (scipy's LP)."""
+    n, k = errors.shape
+    cost = np.concatenate([np.zeros(k), weights])
+    bound = np.block([[errors, -np.eye(n)], [-errors, -np.eye(n)]])
+    total = np.concatenate([np.ones(k), np.zeros(n)])[None, :]
+    found = linprog(cost, A_ub=bound, b_ub=np.zeros(2 * n), A_eq=total, b_eq=[1.0],
+                    bounds=[(0, None)] * (k + n), method="highs")  # fmt: skip
+    return found.x[:k]
+
+
+def test_a_form_under_one_percent_of_the_average_is_left_out():
+    """One run that form a misses by 1 and form b by -0.001, every other run hit by both: the
+    optimum gives a 0.1% of the weight, which the floor drops."""
+    errors = np.vstack([[1.0, -0.001], np.zeros((9, 2))])
+    weights = np.ones(10)
+    exact = simplex_lad(errors, weights)
+    assert 0 < exact[0] < MIN_WEIGHT
+    np.testing.assert_array_equal(stack(errors, weights), [0.0, 1.0])
+
+
+def test_stacking_is_the_linear_program_with_light_forms_dropped():
+    rng = np.random.default_rng(9)
+    for _ in range(20):
+        errors = rng.normal(0, 0.02, (30, 4)) + rng.normal(0, 0.02, 4)
+        weights = rng.uniform(0.5, 2, 30)
+        exact = np.clip(simplex_lad(errors, weights), 0, None)
+        exact[exact < MIN_WEIGHT] = 0
+        np.testing.assert_allclose(stack(errors, weights), exact / exact.sum(), atol=1e-6)
