@@ -77,8 +77,9 @@ def fit_payload(fitted: FittedLaw) -> dict[str, Any]:
     if fitted.forms is not None:
         out["forms"] = json.loads(fitted.forms.to_json(orient="records"))
         out["calibration"] = None if fitted.calibration is None else fitted.calibration.to_dict()
-    if fitted.residuals is not None and fitted.residuals.aside_runs():
-        out["set_aside"] = fitted.residuals.aside_runs()
+    aside = [] if fitted.residuals is None else fitted.residuals.aside_runs()
+    if aside:
+        out["set_aside"] = aside
     out.update({"law": fitted.law, "fit_id": fitted.fit_id, "n_runs": fitted.selection["n_runs"]})
     return out
 
