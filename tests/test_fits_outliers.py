@@ -32,6 +32,18 @@ def test_modified_z_is_a_plain_loop_over_each_runs_nearest_others():
         assert got[i] == pytest.approx(0.6745 * (residuals[i] - centre) / mad)
 
 
+def test_runs_set_aside_are_named_with_the_counts_they_were_given():
+    """N and D come back from their log10 places as recorded, not 219712.00000000012."""
+    rng = np.random.default_rng(3)
+    N = np.concatenate([[219_712.0, 6_795_600_349.0], rng.integers(1, 10**14, 500).astype(float)])
+    D = rng.integers(1, 10**14, N.size).astype(float)
+    runs = pd.DataFrame({"N": N, "D": D, "loss": rng.uniform(1, 5, N.size)})
+    noise = RunNoise.of(runs, np.zeros(N.size), np.ones(N.size, dtype=bool))
+    named = noise.aside_runs()
+    assert [r["N"] for r in named] == N.tolist() and [r["D"] for r in named] == D.tolist()
+    assert [10**x for x in places(runs)[:, 0]] != N.tolist()  # the places alone do not
+
+
 def grid_runs() -> pd.DataFrame:
     N = np.repeat(np.geomspace(1e7, 1e10, 8), 10)
     D = np.tile(np.geomspace(1e8, 1e11, 10), 8)
