@@ -3,7 +3,9 @@
 1. Fit every candidate form on all runs (no bootstrap); a form the runs cannot identify is
    left out with its one-line reason. With two forms or more, runs that are gross outliers
    under every form (fits.noise.gross_outliers) are set aside and the forms fitted again
-   without them; every step below runs without them, and only the run noise keeps them.
+   without them, and the runs left are screened again until a pass sets aside none (outliers
+   side by side mask each other); every step below runs without them, and only the run noise
+   keeps them.
 2. Nested backtests of each form (fits.extrapolation.nested_backtest): refit below cuts in C,
    N and D, score the runs above.
 3. Stacking weights on the splits every form completed, on the largest cut along each
@@ -95,6 +97,25 @@ def fit_forms(
     return fitted, notes
 
 
+def fit_screened(
+    runs: pd.DataFrame, forms: Mapping[str, MakeLaw]
+) -> tuple[dict[str, LossLaw], dict[str, str], np.ndarray]:
+    """Every form fitted on the runs that are not gross outliers (fits.noise.gross_outliers),
+    with the mask of those set aside: screened again on the runs left after each pass sets
+    some aside and the forms are refitted, until a pass sets aside none, because outliers
+    beside each other inflate each other's neighbourhood MAD and mask one another."""
+    aside = np.zeros(len(runs), dtype=bool)
+    while True:
+        left = runs[~aside].reset_index(drop=True)
+        fitted, notes = fit_forms(left, forms)
+        log_loss = np.log(left.loss.to_numpy())
+        new = gross_outliers([log_loss - np.log(m.predict_frame(left)) for m in fitted.values()],
+                             places(left))  # fmt: skip
+        if not new.any():
+            return fitted, notes, aside
+        aside[np.flatnonzero(~aside)[new]] = True
+
+
 def fit_auto(
     runs: pd.DataFrame,
     forms: Mapping[str, MakeLaw],
@@ -106,13 +127,9 @@ def fit_auto(
     """The default procedure on runs (columns N, D, loss[, U]); see the module docstring."""
     every = runs.reset_index(drop=True)
     every = every.assign(C=6.0 * every.N.to_numpy(dtype=float) * every.D.to_numpy(dtype=float))
-    fitted, notes = fit_forms(every, forms)
+    fitted, notes, aside = fit_screened(every, forms)
     log_every = np.log(every.loss.to_numpy())
-    aside = gross_outliers([log_every - np.log(m.predict_frame(every)) for m in fitted.values()],
-                           places(every))  # fmt: skip
     runs = every[~aside].reset_index(drop=True)
-    if aside.any():
-        fitted, notes = fit_forms(runs, forms)
     nested = {name: nested_backtest(runs, partial(refit_predict, model), level, quantiles,
                                     model.n_jobs) for name, model in fitted.items()}  # fmt: skip
     weights, backtest, left = average(nested)
