@@ -4,8 +4,8 @@
    left out with its one-line reason. With two forms or more, runs that are gross outliers
    under every form (fits.noise.gross_outliers) are set aside and the forms fitted again
    without them, and the runs left are screened again until a pass sets aside none (outliers
-   side by side mask each other); every step below runs without them, and only the run noise
-   keeps them.
+   side by side mask each other) or no form would fit without its runs; every step below
+   runs without them, and only the run noise keeps them.
 2. Nested backtests of each form (fits.extrapolation.nested_backtest): refit below cuts in C,
    N and D, score the runs above.
 3. Stacking weights on the splits every form completed, on the largest cut along each
@@ -103,17 +103,25 @@ def fit_screened(
     """Every form fitted on the runs that are not gross outliers (fits.noise.gross_outliers),
     with the mask of those set aside: screened again on the runs left after each pass sets
     some aside and the forms are refitted, until a pass sets aside none, because outliers
-    beside each other inflate each other's neighbourhood MAD and mask one another."""
+    beside each other inflate each other's neighbourhood MAD and mask one another. A pass
+    without whose runs no form fits (the only run of a size) is not taken: the screen
+    protects the fit and must not make it impossible."""
     aside = np.zeros(len(runs), dtype=bool)
+    fitted, notes = fit_forms(runs, forms)
     while True:
         left = runs[~aside].reset_index(drop=True)
-        fitted, notes = fit_forms(left, forms)
         log_loss = np.log(left.loss.to_numpy())
         new = gross_outliers([log_loss - np.log(m.predict_frame(left)) for m in fitted.values()],
                              places(left))  # fmt: skip
         if not new.any():
             return fitted, notes, aside
-        aside[np.flatnonzero(~aside)[new]] = True
+        wider = aside.copy()
+        wider[np.flatnonzero(~aside)[new]] = True
+        try:
+            fitted, notes = fit_forms(runs[~wider].reset_index(drop=True), forms)
+        except FitError:
+            return fitted, notes, aside
+        aside = wider
 
 
 def fit_auto(

@@ -14,6 +14,7 @@ from scipy.optimize import linprog
 from fits import LOSS_LAWS
 from fits.auto import fit_auto, fit_forms, fit_screened
 from fits.averaging import MIN_WEIGHT, stack
+from fits.errors import FitError
 from fits.noise import RunNoise, gross_outliers, modified_z, n_neighbours, places
 from scaling import datasets
 
@@ -126,6 +127,34 @@ def test_the_screen_is_repeated_until_a_pass_sets_aside_no_run():
     fitted, _, aside = fit_screened(clean, forms)
     assert not aside.any()
     np.testing.assert_allclose(fitted["saddle"].coef, LeastSquares(True).fit_frame(clean).coef)
+
+
+def test_a_run_without_which_no_form_fits_is_kept_however_far_off():
+    """Two sizes of twelve runs and one run of a third size, 50% above the law: every form
+    flags it, but without it no form sees three sizes, so the screen keeps it and the forms
+    are those fitted on every run, where setting it aside would refuse the whole fit."""
+    N = np.repeat([1e7, 3e7, 1e8], [12, 12, 1])
+    D = np.concatenate([np.geomspace(1e8, 1e10, 12)] * 2 + [[1e9]])
+    loss = (1.7 + 400 / N**0.34 + 410 / D**0.28) * np.exp(
+        np.random.default_rng(0).normal(0, 0.01, len(N)))  # fmt: skip
+    loss[-1] *= 1.5
+    runs = pd.DataFrame({"N": N, "D": D, "loss": loss})
+    forms = {k: (lambda b, k=k: LOSS_LAWS[k](n_bootstrap=b, level=0.9, random_state=0))
+             for k in ("chinchilla-shared", "kaplan")}  # fmt: skip
+    fitted, _ = fit_forms(runs, forms)
+    log = np.log(loss)
+    flagged = gross_outliers([log - np.log(m.predict_frame(runs)) for m in fitted.values()],
+                             places(runs))  # fmt: skip
+    np.testing.assert_array_equal(np.flatnonzero(flagged), [len(runs) - 1])
+    with pytest.raises(FitError, match="3 distinct model sizes, found 2"):
+        fit_forms(runs[~flagged], forms)
+    kept, _, aside = fit_screened(runs, forms)
+    assert not aside.any()
+    question = pd.DataFrame({"N": [1e9], "D": [1e11]})
+    for name, model in kept.items():
+        np.testing.assert_allclose(
+            model.predict_frame(question), fitted[name].predict_frame(question)
+        )
 
 
 @pytest.mark.slow
