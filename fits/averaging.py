@@ -291,6 +291,9 @@ class AveragedLaw(LossLaw):
     def offset_unseen(self) -> bool:
         return any(m.offset_unseen() for m in self.forms_.values())
 
+    def prices_repeats(self) -> bool:
+        return any(m.prices_repeats() for m in self.forms_.values())
+
     def _summary_header(self) -> list[str]:
         weights = ", ".join(f"{k} {w:.3f}" for k, w in self.weights_.items())
         return [f"{type(self).__name__}: {self.formula}", f"weights: {weights}"]

@@ -293,6 +293,11 @@ class LossLaw(IntervalFit):
             "is not measured and beyond them the law falls without a floor"
         ]
 
+    def prices_repeats(self) -> bool:
+        """Whether the law's loss depends on the unique tokens U, so that tokens seen again are
+        worth less than fresh ones; a law in N and D alone counts them the same."""
+        return "U" in self.columns
+
     def offset_unseen(self) -> bool:
         """True when the offset E's estimate (or, with a bootstrap, its interval's low end) is
         under FLAT_SHARE of the loss at the largest run: the runs cannot tell it from zero."""

@@ -30,6 +30,11 @@ from scaling.results import ComputeOptimal, Crossover, FittedLaw, Prediction, fm
 from scaling.wallclock import WallclockAnswer, compare, optimal_within, size_ladder
 from store.fit_log import save_prediction
 
+NEARLY_FRESH_EPOCHS = 4.0
+"""Epochs of repeated data that are worth about as much as fresh tokens: Muennighoff et al.
+(2023, "Scaling Data-Constrained Language Models") find up to 4 epochs change the loss
+negligibly against unique data, and more cost ever more."""
+
 
 class Questions:
     """Answers with intervals, from the fits of a FitLog; each logged as it is given."""
@@ -61,8 +66,11 @@ class Questions:
         value, lo, hi = run_interval(fitted.model, fitted.residuals, fitted.calibration, question,
                                      self.level, self.seed)  # fmt: skip
         kind = _interval_kind(fitted)
-        repeats = "" if U is not None else _repeats_note("D", D, self._fitted_runs(fitted))
-        note = _joined(repeats, _bends_note(fitted))
+        runs = self._fitted_runs(fitted)
+        repeats = "" if U is not None else _repeats_note("D", D, runs)
+        fresh = U is None or U >= D
+        unpriced = _unpriced_repeats_note(fitted.model, runs) if fresh else ""
+        note = _joined(repeats, unpriced, _bends_note(fitted))
         return Prediction("loss", value[0], lo[0], hi[0], self.level, fitted.fit_id, kind, note)
 
     def _fitted_runs(self, fitted: FittedLaw) -> pd.DataFrame:
@@ -94,7 +102,7 @@ class Questions:
                 level,
                 fid,
                 _interval_kind(fitted),
-                _bends_note(fitted),
+                _joined(_unpriced_repeats_note(model, runs), _bends_note(fitted)),
             ),
         )
         for part in (answer.N, answer.D, answer.loss):
@@ -281,6 +289,27 @@ def _bends_note(fitted: FittedLaw) -> str:
 def _epochs(count: float) -> str:
     """Epochs as a person reads them: 5.2, 91, 119,470 (not 119470.0)."""
     return f"{count:.1f}" if count < 10 else f"{count:,.0f}"
+
+
+def _unpriced_repeats_note(model: object, runs: pd.DataFrame) -> str:
+    """A caution on fresh tokens when some runs repeat their data more than
+    NEARLY_FRESH_EPOCHS times and no form of the law prices repetition: such a law counts their
+    repeated tokens as fresh, so it learns tokens to be worth less than fresh ones are and
+    predicts too high a loss on fresh tokens."""
+    if "U" not in runs or not isinstance(model, LossLaw) or model.prices_repeats():
+        return ""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        epochs = (runs.D / runs.U).to_numpy(dtype=float)
+    many = np.nan_to_num(epochs, nan=0.0, posinf=0.0) > NEARLY_FRESH_EPOCHS
+    if not many.any():
+        return ""
+    return (
+        f"{many.sum()} of the {len(runs)} runs repeat their unique tokens more than "
+        f"{NEARLY_FRESH_EPOCHS:.0f} times (up to {_epochs(float(epochs[many].max()))} epochs) "
+        "and no form of this law prices repetition (law data-constrained does, where it "
+        "fits): it counts repeated tokens as fresh, so on fresh tokens the loss is likely "
+        "lower than predicted"
+    )
 
 
 def _repeats_note(name: str, tokens: float, runs: pd.DataFrame) -> str:

@@ -10,6 +10,7 @@ import pytest
 from scipy.optimize import brentq, minimize_scalar
 
 from fits import crossing_draws, frontier_crossing
+from fits.averaging import AveragedLaw
 from scaling import datasets
 from scaling.errors import ScalingError
 from scaling.results import Backtest, covered
@@ -269,6 +270,38 @@ def test_answers_caution_when_their_tokens_repeat_the_runs_corpus():
     unknown = Study.from_frame(frame, n_bootstrap=20)
     assert unknown.compute_optimal(1e21, law="chinchilla").D.note == ""
     assert unknown.predict_loss(1e9, 1e11, law="chinchilla").note == ""
+
+
+@pytest.mark.slow
+def test_fresh_token_answers_caution_when_runs_repeat_and_no_form_prices_repetition():
+    """On Muennighoff et al.'s runs, many of which repeat their data for hundreds of epochs, a
+    law in N and D alone counts repeated tokens as fresh: its answers on fresh tokens (no U,
+    or U >= D) say how many runs repeat more than 4 times; an answer on repeated tokens, a
+    law that prices repetition, an average holding such a law, or runs within 4 epochs do
+    not."""
+    runs = datasets.load("data-constrained")
+    epochs = runs.D / runs.U
+    study = Study.from_frame(runs, n_bootstrap=20)
+    said = (f"{int((epochs > 4).sum())} of the {len(runs)} runs repeat their unique tokens "
+            f"more than 4 times (up to {epochs.max():,.0f} epochs)")  # fmt: skip
+    for U in (None, 2e12):
+        assert said in study.predict_loss(1e10, 1e12, U=U, law="chinchilla-shared").note
+    optimum = study.compute_optimal(1e22, law="chinchilla-shared")
+    assert said in optimum.loss.note and "caution:" in str(optimum.loss)
+    repeated = study.predict_loss(1e10, 1e12, U=1e11, law="chinchilla-shared")
+    assert "repeat their unique tokens" not in repeated.note
+    assert "repeat their unique tokens" not in study.predict_loss(1e10, 1e12).note  # auto
+    priced = study.fit("data-constrained", bootstrap=0).model
+    shared = study.fit("chinchilla-shared", bootstrap=0).model
+    models = {"data-constrained": priced, "chinchilla-shared": shared}
+    assert AveragedLaw.of(
+        models, {"data-constrained": 0.2, "chinchilla-shared": 0.8}
+    ).prices_repeats()
+    assert not AveragedLaw.of(
+        models, {"data-constrained": 0.0, "chinchilla-shared": 1.0}
+    ).prices_repeats()
+    within = Study.from_frame(runs[epochs <= 4], n_bootstrap=20)
+    assert within.predict_loss(1e10, 1e12, law="chinchilla-shared").note == ""
 
 
 @pytest.mark.slow
