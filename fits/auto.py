@@ -97,6 +97,13 @@ def fit_forms(
     return fitted, notes
 
 
+def outliers_under(fitted: Mapping[str, LossLaw], runs: pd.DataFrame) -> np.ndarray:
+    """One pass of the screen: the runs that are gross outliers under every fitted form."""
+    log_loss = np.log(runs.loss.to_numpy())
+    return gross_outliers([log_loss - np.log(m.predict_frame(runs)) for m in fitted.values()],
+                          places(runs))  # fmt: skip
+
+
 def fit_screened(
     runs: pd.DataFrame, forms: Mapping[str, MakeLaw]
 ) -> tuple[dict[str, LossLaw], dict[str, str], np.ndarray]:
@@ -109,10 +116,7 @@ def fit_screened(
     aside = np.zeros(len(runs), dtype=bool)
     fitted, notes = fit_forms(runs, forms)
     while True:
-        left = runs[~aside].reset_index(drop=True)
-        log_loss = np.log(left.loss.to_numpy())
-        new = gross_outliers([log_loss - np.log(m.predict_frame(left)) for m in fitted.values()],
-                             places(left))  # fmt: skip
+        new = outliers_under(fitted, runs[~aside].reset_index(drop=True))
         if not new.any():
             return fitted, notes, aside
         wider = aside.copy()

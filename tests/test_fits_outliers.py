@@ -12,7 +12,7 @@ import pytest
 from scipy.optimize import linprog
 
 from fits import LOSS_LAWS
-from fits.auto import fit_auto, fit_forms, fit_screened
+from fits.auto import fit_auto, fit_forms, fit_screened, outliers_under
 from fits.averaging import MIN_WEIGHT, stack
 from fits.errors import FitError
 from fits.noise import RunNoise, gross_outliers, modified_z, n_neighbours, places
@@ -110,18 +110,12 @@ def test_the_screen_is_repeated_until_a_pass_sets_aside_no_run():
     log_loss[corner[3]] += 0.15
     dirty = runs.assign(loss=np.exp(log_loss))
     forms = {"plane": lambda b: LeastSquares(False), "saddle": lambda b: LeastSquares(True)}
-
-    def screen(frame: pd.DataFrame, fitted: dict) -> np.ndarray:
-        log = np.log(frame.loss.to_numpy())
-        return gross_outliers([log - np.log(m.predict_frame(frame)) for m in fitted.values()],
-                              places(frame))  # fmt: skip
-
-    np.testing.assert_array_equal(np.flatnonzero(screen(dirty, fit_forms(dirty, forms)[0])),
-                                  corner[:3])  # fmt: skip
+    one_pass = outliers_under(fit_forms(dirty, forms)[0], dirty)
+    np.testing.assert_array_equal(np.flatnonzero(one_pass), corner[:3])
     fitted, _, aside = fit_screened(dirty, forms)
     np.testing.assert_array_equal(np.flatnonzero(aside), corner)
     kept = dirty[~aside].reset_index(drop=True)
-    assert not screen(kept, fitted).any()
+    assert not outliers_under(fitted, kept).any()
     for name, model in fitted.items():
         np.testing.assert_allclose(model.coef, forms[name](0).fit_frame(kept).coef)
     fitted, _, aside = fit_screened(clean, forms)
@@ -142,9 +136,7 @@ def test_a_run_without_which_no_form_fits_is_kept_however_far_off():
     forms = {k: (lambda b, k=k: LOSS_LAWS[k](n_bootstrap=b, level=0.9, random_state=0))
              for k in ("chinchilla-shared", "kaplan")}  # fmt: skip
     fitted, _ = fit_forms(runs, forms)
-    log = np.log(loss)
-    flagged = gross_outliers([log - np.log(m.predict_frame(runs)) for m in fitted.values()],
-                             places(runs))  # fmt: skip
+    flagged = outliers_under(fitted, runs)
     np.testing.assert_array_equal(np.flatnonzero(flagged), [len(runs) - 1])
     with pytest.raises(FitError, match="3 distinct model sizes, found 2"):
         fit_forms(runs[~flagged], forms)
