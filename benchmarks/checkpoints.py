@@ -10,7 +10,8 @@ predict the held-out runs' final loss. Printed: median |error|, mean signed erro
 over-predicted), coverage and median width of the 90% intervals for each; then, per
 architecture, the model sizes whose loss falls faster per decade of tokens at more tokens by
 more than two seed-noise SDs of that difference: no registered form can bend that way (each
-form's loss falls ever slower in log D at fixed N). `--n-column params_nonembed` fits N
+form's loss falls ever slower in log D at fixed N), where each of them falls fastest, and how
+fast the smallest and the largest size fall near 1M tokens. `--n-column params_nonembed` fits N
 without embeddings (Kaplan et al. 2020); the held-out runs stay those of the top total
 compute. `--quadrature` also prints the candidate *own interval and widening in quadrature*
 (docs/laws.md, benchmarks/extrapolation.py). Usage:
@@ -108,6 +109,45 @@ def main() -> None:
         bent = sizes[sizes.max_rise_sd > 2]
         listed = ", ".join(f"{r.N:,.0f} ({r.max_rise_sd:.1f} SD)" for r in bent.itertuples())
         print(f"{arch}: {len(bent)} of {len(sizes)} sizes{': ' + listed if listed else ''}")
+        for n in bent.N:
+            print(f"  {n:,.0f}: {steepest_decade(data[data.params == n])}")
+        print(
+            f"  drop per decade near 1M tokens, smallest and largest size tested: "
+            f"{drop_near(data, sizes.N.min()):.2f}, {drop_near(data, sizes.N.max()):.2f}"
+        )
+
+
+def per_token_count(runs: pd.DataFrame) -> pd.DataFrame:
+    """One size's seed-mean final loss per token count, with its steps, LR and warmup."""
+    steps = runs.tokens / (runs.batch_size * runs.seq_len)
+    return (runs.assign(steps=steps).groupby("tokens")
+            .agg(loss=("final_val_loss", "mean"), steps=("steps", "first"),
+                 lr=("lr", "first"), warmup=("warmup", "first")).reset_index())  # fmt: skip
+
+
+def drops_per_decade(means: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(midpoint in log10 tokens, loss drop per decade) between neighbouring token counts."""
+    log_d = np.log10(means.tokens.to_numpy(dtype=float))
+    return (log_d[1:] + log_d[:-1]) / 2, -np.diff(means.loss.to_numpy()) / np.diff(log_d)
+
+
+def steepest_decade(runs: pd.DataFrame) -> str:
+    """Where one size's loss falls fastest in log tokens: tokens, steps, warmup share, LR x steps
+    (is the bend a warmup or learning-rate artifact, or does it sit at fixed tokens?)."""
+    means = per_token_count(runs)
+    mid, drop = drops_per_decade(means)
+    i = int(drop.argmax())
+    steps = 10 ** mid[i] / float(means.tokens.iloc[0] / means.steps.iloc[0])
+    warmup = means.warmup.iloc[i : i + 2] / means.steps.iloc[i : i + 2]
+    lr_steps = means.lr.iloc[0] * steps
+    return (f"steepest ({drop[i]:.2f} nats/decade) at {10 ** mid[i]:,.0f} tokens = {steps:,.0f} "
+            f"steps, warmup {warmup.max():.0%} of them, LR x steps {lr_steps:.2f}")  # fmt: skip
+
+
+def drop_near(runs: pd.DataFrame, n: int, tokens: float = 1e6) -> float:
+    """One size's loss drop per decade of tokens between the two counts around `tokens`."""
+    mid, drop = drops_per_decade(per_token_count(runs[runs.params == n]))
+    return float(drop[np.abs(mid - np.log10(tokens)).argmin()])
 
 
 if __name__ == "__main__":
