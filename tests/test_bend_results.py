@@ -36,8 +36,12 @@ def test_the_drops_per_decade_and_their_noise_are_as_documented(losses: pd.DataF
     np.testing.assert_allclose(drop[16], [0.877, 1.268, 0.647], atol=1e-3)
     np.testing.assert_allclose(drop[64], [1.709, 0.853, 1.553], atol=1e-3)
     # SD of (last drop - the one before): four seed means of two runs each, three of them used
-    rise_sd = seed_sd / np.sqrt(2) * np.sqrt(
-        1 / decades[2] ** 2 + 1 / decades[1] ** 2 + (1 / decades[2] + 1 / decades[1]) ** 2
+    rise_sd = (
+        seed_sd
+        / np.sqrt(2)
+        * np.sqrt(
+            1 / decades[2] ** 2 + 1 / decades[1] ** 2 + (1 / decades[2] + 1 / decades[1]) ** 2
+        )
     )
     rise = {b: (drop[b][2] - drop[b][1]) / rise_sd for b in (16, 64)}
     assert rise[16] == pytest.approx(-3.0, abs=0.05) and rise[64] == pytest.approx(3.4, abs=0.05)
