@@ -3,13 +3,14 @@
 At fixed N our byte-level runs' loss falls slowly at the fewest tokens, then faster, then
 slower; every study run has 2,048 tokens per step, so steps and tokens cannot be told apart
 there. This trains llama xxs at its four IsoFLOP token counts with 16 and with 64 sequences per
-step (benchmarks/experiments/bend_batch.toml; the LR the study gives it; seeds 0 and 1) and
+step (benchmarks/experiments/bend_batch.toml), and with 32 at twice those token counts, so at
+the same steps as with 16 (bend_batch_32.toml); the LR the study gives it; seeds 0 and 1. It
 compares, per batch size, the seed-mean loss drop per decade of tokens between neighbouring
 token counts. Runs are committed as benchmarks/data/bend_runs.parquet and bend_curves.parquet
 (restored into the uncommitted log benchmarks/data/bend.duckdb on every start, so nothing
 trains twice).
 
-    python benchmarks/bend_batch.py run --workers 2   # resumable; about 15 minutes on 2 cores
+    python benchmarks/bend_batch.py run --workers 2   # resumable; about 12 minutes on 2 cores
     python benchmarks/bend_batch.py analyse
 """
 
@@ -25,12 +26,11 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout, not an installed copy
 from architecture_study import run_action, study_parser  # the study driver beside this one
 
-from fits.bends import token_bends
 from scaling.experiments.architecture import Clock, sweep
 from store import archive
 
 HERE = Path(__file__).resolve().parent
-SPEC = HERE / "experiments" / "bend_batch.toml"
+SPECS = (HERE / "experiments" / "bend_batch.toml", HERE / "experiments" / "bend_batch_32.toml")
 DB = HERE / "data" / "bend.duckdb"
 RUNS = HERE / "data" / "bend_runs.parquet"
 CURVES = HERE / "data" / "bend_curves.parquet"
@@ -39,10 +39,11 @@ PREFIX = "bend-"
 
 def run(budget_s: float | None, workers: int) -> None:
     print(f"restored {archive.restore(DB, PREFIX, RUNS, CURVES)} runs from {RUNS.name}")
-    if sweep(SPEC, DB, Clock(budget_s), workers, RUNS, CURVES, prefix=PREFIX):
-        print("all runs done: next `analyse`")
-    else:
-        print("time budget spent or stopped: run again to go on")
+    clock = Clock(budget_s)
+    for spec in SPECS:
+        if not sweep(spec, DB, clock, workers, RUNS, CURVES, prefix=PREFIX):
+            return print("time budget spent or stopped: run again to go on")
+    print("all runs done: next `analyse`")
 
 
 def seed_sd(runs: pd.DataFrame) -> float:
@@ -73,13 +74,16 @@ def drops(runs: pd.DataFrame, sd: float) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def last_rise(runs: pd.DataFrame, sd: float) -> float:
-    """The drop per decade between the two most tokens minus the drop before it, in SDs of that
-    difference (fits.bends.token_bends' rise), for one batch size's runs."""
-    frame = runs.assign(N=runs.params, D=runs.tokens, loss=runs.final_val_loss)
-    third_most = np.sort(frame.D.unique())[-3]
-    last = frame[frame.D.to_numpy() >= third_most]
-    return float(token_bends(last[["N", "D", "loss"]], sd).max_rise_sd.iloc[0])
+def rises(runs: pd.DataFrame, sd: float) -> list[float]:
+    """For one batch size's runs: each drop per decade minus the one before it, in SDs of that
+    difference (as fits.bends.token_bends measures a rise; three seed means enter it)."""
+    means = runs.groupby("tokens").final_val_loss.agg(["mean", "size"])
+    loss, var = means["mean"].to_numpy(), sd**2 / means["size"].to_numpy()
+    step = np.diff(np.log10(means.index.to_numpy(dtype=float)))
+    rise = np.diff(-np.diff(loss) / step)
+    rise_sd = np.sqrt(var[2:] / step[1:] ** 2 + var[:-2] / step[:-1] ** 2
+                      + var[1:-1] * (1 / step[1:] + 1 / step[:-1]) ** 2)  # fmt: skip
+    return list(rise / rise_sd)
 
 
 def analyse() -> None:
@@ -96,10 +100,10 @@ def analyse() -> None:
     print(found.round(3).to_string(index=False))
     for batch, group in found.groupby("batch"):
         top = group.loc[group["drop per decade"].idxmax()]
-        rise = last_rise(runs[runs.batch_size == batch], sd)
-        print(f"batch {batch}: steepest between {top['tokens from']:,} and {top['tokens to']:,} "
-              f"tokens ({top['steps at middle']:.0f} steps); last drop minus the one before: "
-              f"{rise:+.1f} SDs")  # fmt: skip
+        each = ", ".join(f"{r:+.1f}" for r in rises(runs[runs.batch_size == batch], sd))
+        print(f"batch {batch}: steepest between {int(top['tokens from']):,} and {int(top['tokens to']):,} "
+              f"tokens ({top['steps at middle']:.0f} steps); each drop minus the one before: "
+              f"{each} SDs")  # fmt: skip
 
 
 def main() -> None:
