@@ -101,8 +101,9 @@ def analyse() -> None:
     for batch, group in found.groupby("batch"):
         top = group.loc[group["drop per decade"].idxmax()]
         each = ", ".join(f"{r:+.1f}" for r in rises(runs[runs.batch_size == batch], sd))
-        print(f"batch {batch}: steepest between {int(top['tokens from']):,} and {int(top['tokens to']):,} "
-              f"tokens ({top['steps at middle']:.0f} steps); each drop minus the one before: "
+        start, end = int(top["tokens from"]), int(top["tokens to"])
+        print(f"batch {batch}: steepest between {start:,} and {end:,} tokens "
+              f"({top['steps at middle']:.0f} steps); each drop minus the one before: "
               f"{each} SDs")  # fmt: skip
 
 
