@@ -77,9 +77,11 @@ def fit_payload(fitted: FittedLaw) -> dict[str, Any]:
     if fitted.forms is not None:
         out["forms"] = json.loads(fitted.forms.to_json(orient="records"))
         out["calibration"] = None if fitted.calibration is None else fitted.calibration.to_dict()
-    aside = [] if fitted.residuals is None else fitted.residuals.aside_runs()
-    if aside:
-        out["set_aside"] = aside
+    if fitted.residuals is not None:
+        for key, runs in (("set_aside", fitted.residuals.aside_runs()),
+                          ("kept_outliers", fitted.residuals.kept_outlier_runs())):  # fmt: skip
+            if runs:
+                out[key] = runs
     out.update({"law": fitted.law, "fit_id": fitted.fit_id, "n_runs": fitted.selection["n_runs"]})
     return out
 

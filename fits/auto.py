@@ -106,25 +106,26 @@ def outliers_under(fitted: Mapping[str, LossLaw], runs: pd.DataFrame) -> np.ndar
 
 def fit_screened(
     runs: pd.DataFrame, forms: Mapping[str, MakeLaw]
-) -> tuple[dict[str, LossLaw], dict[str, str], np.ndarray]:
+) -> tuple[dict[str, LossLaw], dict[str, str], np.ndarray, np.ndarray]:
     """Every form fitted on the runs that are not gross outliers (fits.noise.gross_outliers),
-    with the mask of those set aside: screened again on the runs left after each pass sets
-    some aside and the forms are refitted, until a pass sets aside none, because outliers
-    beside each other inflate each other's neighbourhood MAD and mask one another. A pass
-    without whose runs no form fits (the only run of a size) is not taken: the screen
-    protects the fit and must not make it impossible."""
+    with the mask of those set aside and the mask of those flagged but kept: screened again on
+    the runs left after each pass sets some aside and the forms are refitted, until a pass
+    sets aside none, because outliers beside each other inflate each other's neighbourhood MAD
+    and mask one another. A pass without whose runs no form fits (the only run of a size) is
+    not taken: the screen protects the fit and must not make it impossible, and its runs are
+    the ones flagged but kept."""
     aside = np.zeros(len(runs), dtype=bool)
     fitted, notes = fit_forms(runs, forms)
     while True:
         new = outliers_under(fitted, runs[~aside].reset_index(drop=True))
-        if not new.any():
-            return fitted, notes, aside
         wider = aside.copy()
         wider[np.flatnonzero(~aside)[new]] = True
+        if not new.any():
+            return fitted, notes, aside, wider & ~aside
         try:
             fitted, notes = fit_forms(runs[~wider].reset_index(drop=True), forms)
         except FitError:
-            return fitted, notes, aside
+            return fitted, notes, aside, wider & ~aside
         aside = wider
 
 
@@ -139,7 +140,7 @@ def fit_auto(
     """The default procedure on runs (columns N, D, loss[, U]); see the module docstring."""
     every = runs.reset_index(drop=True)
     every = every.assign(C=6.0 * every.N.to_numpy(dtype=float) * every.D.to_numpy(dtype=float))
-    fitted, notes, aside = fit_screened(every, forms)
+    fitted, notes, aside, kept = fit_screened(every, forms)
     log_every = np.log(every.loss.to_numpy())
     runs = every[~aside].reset_index(drop=True)
     nested = {name: nested_backtest(runs, partial(refit_predict, model), level, quantiles,
@@ -156,7 +157,7 @@ def fit_auto(
     models = {k: with_bootstrap(fitted[k], forms[k](n_bootstrap), runs) if w > 0 else fitted[k]
               for k, w in weights.items()}  # fmt: skip
     model = AveragedLaw.of(models, weights)
-    residuals = RunNoise.of(every, log_every - np.log(model.predict_frame(every)), aside)
+    residuals = RunNoise.of(every, log_every - np.log(model.predict_frame(every)), aside, kept)
     table = []
     for name in forms:
         frame = nested.get(name)

@@ -113,22 +113,30 @@ class RunNoise:
     as for a power law of one variable, or a fit stored before places were kept), and their
     observed losses (None where not kept), which bound what a larger run can lose
     (fits.prediction.no_worse_than_runs); set_aside marks the runs the law was not fitted on,
-    gross outliers (`gross_outliers`), whose noise still counts (None: every run was fitted)."""
+    gross outliers (`gross_outliers`), whose noise still counts (None: every run was fitted);
+    kept_outliers marks gross outliers it was fitted on all the same, since without them no
+    form fits (fits.auto.fit_screened; None: no such run)."""
 
     residuals: np.ndarray
     where: np.ndarray | None = None
     losses: np.ndarray | None = None
     set_aside: np.ndarray | None = None
+    kept_outliers: np.ndarray | None = None
 
     @classmethod
     def of(
-        cls, runs: pd.DataFrame, residuals: np.ndarray, set_aside: np.ndarray | None = None
+        cls,
+        runs: pd.DataFrame,
+        residuals: np.ndarray,
+        set_aside: np.ndarray | None = None,
+        kept_outliers: np.ndarray | None = None,
     ) -> RunNoise:
         """The noise of a loss law at runs (columns N, D[, U], loss), set_aside marking those
-        it was not fitted on."""
+        it was not fitted on and kept_outliers the gross outliers it was fitted on."""
         losses = runs["loss"].to_numpy(dtype=float) if "loss" in runs else None
-        aside = None if set_aside is None or not np.any(set_aside) else np.asarray(set_aside, bool)
-        return cls(np.asarray(residuals, dtype=float), places(runs), losses, aside)
+        where = places(runs)
+        return cls(np.asarray(residuals, dtype=float), where, losses, _mask(set_aside),
+                   _mask(kept_outliers))  # fmt: skip
 
     def pools(self, asked: pd.DataFrame) -> np.ndarray:
         """(len(asked), k): the residuals each question draws its run's noise from."""
@@ -155,10 +163,18 @@ class RunNoise:
         )
 
     def aside_runs(self) -> list[dict[str, float]]:
-        """The runs set aside from the fit: N, D and loss of each (none when none was). N and D
-        come back from their log10 places to 14 significant digits, which the round trip
-        through log10 keeps exactly (219712, not 219712.00000000012)."""
-        if self.set_aside is None or self.where is None or self.losses is None:
+        """The runs set aside from the fit: N, D and loss of each (none when none was)."""
+        return self._runs(self.set_aside)
+
+    def kept_outlier_runs(self) -> list[dict[str, float]]:
+        """The gross outliers the fit kept, since without them no form fits: N, D and loss."""
+        return self._runs(self.kept_outliers)
+
+    def _runs(self, mask: np.ndarray | None) -> list[dict[str, float]]:
+        """N, D and loss of the runs in mask. N and D come back from their log10 places to 14
+        significant digits, which the round trip through log10 keeps exactly (219712, not
+        219712.00000000012)."""
+        if mask is None or self.where is None or self.losses is None:
             return []
 
         def count(log10: float) -> float:
@@ -166,21 +182,21 @@ class RunNoise:
 
         return [
             {"N": count(self.where[i, 0]), "D": count(self.where[i, 1]), "loss": self.losses[i]}
-            for i in np.flatnonzero(self.set_aside)
+            for i in np.flatnonzero(mask)
         ]
 
     def _aside(self) -> str:
-        """The runs set aside from the fit, named (at most five), for the summary."""
-        runs = self.aside_runs()
-        if not runs:
-            return ""
-        named = ", ".join(f"N {r['N']:.3g} D {r['D']:.3g} loss {r['loss']:.4g}" for r in runs[:5])
-        more = f" and {len(runs) - 5} more" if len(runs) > 5 else ""
-        return (
-            f"; {len(runs)} set aside from the fit as gross outliers, under every form over "
-            f"{OUTLIER_CUT} robust SDs from their neighbours' residuals ({named}{more}); their "
-            "noise kept"
-        )
+        """The runs set aside from the fit and the outliers kept, named (at most five of
+        each), for the summary."""
+        cut = f"under every form over {OUTLIER_CUT} robust SDs from their neighbours' residuals"
+        text = ""
+        if runs := self.aside_runs():
+            text += f"; {len(runs)} set aside from the fit as gross outliers, {cut} "
+            text += f"({_named(runs)}); their noise kept"
+        if runs := self.kept_outlier_runs():
+            text += f"; {len(runs)} kept in the fit though as far off, since without them no "
+            text += f"form fits ({_named(runs)})"
+        return text
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"residuals": self.residuals.tolist()}
@@ -190,6 +206,8 @@ class RunNoise:
             out["run_losses"] = self.losses.tolist()
         if self.set_aside is not None:
             out["set_aside"] = np.flatnonzero(self.set_aside).tolist()
+        if self.kept_outliers is not None:
+            out["kept_outliers"] = np.flatnonzero(self.kept_outliers).tolist()
         return out
 
     @classmethod
@@ -199,13 +217,27 @@ class RunNoise:
             return None
         residuals = np.asarray(record["residuals"], dtype=float)
         where, losses = record.get("residual_places"), record.get("run_losses")
-        aside = None
-        if record.get("set_aside"):
-            aside = np.zeros(len(residuals), dtype=bool)
-            aside[np.asarray(record["set_aside"], dtype=int)] = True
+        masks = []
+        for key in ("set_aside", "kept_outliers"):
+            mask = None
+            if record.get(key):
+                mask = np.zeros(len(residuals), dtype=bool)
+                mask[np.asarray(record[key], dtype=int)] = True
+            masks.append(mask)
         return cls(
             residuals,
             None if where is None else np.asarray(where, dtype=float),
             None if losses is None else np.asarray(losses, dtype=float),
-            aside,
+            *masks,
         )
+
+
+def _mask(flags: np.ndarray | None) -> np.ndarray | None:
+    """A boolean mask of runs, or None when it marks none."""
+    return None if flags is None or not np.any(flags) else np.asarray(flags, bool)
+
+
+def _named(runs: list[dict[str, float]]) -> str:
+    """At most five runs by N, D and loss, and how many more."""
+    named = ", ".join(f"N {r['N']:.3g} D {r['D']:.3g} loss {r['loss']:.4g}" for r in runs[:5])
+    return named + (f" and {len(runs) - 5} more" if len(runs) > 5 else "")

@@ -17,6 +17,7 @@ from fits.averaging import MIN_WEIGHT, stack
 from fits.errors import FitError
 from fits.noise import RunNoise, gross_outliers, modified_z, n_neighbours, places
 from scaling import datasets
+from tests.conftest import run_cli
 
 
 def test_modified_z_is_a_plain_loop_over_each_runs_nearest_others():
@@ -112,21 +113,24 @@ def test_the_screen_is_repeated_until_a_pass_sets_aside_no_run():
     forms = {"plane": lambda b: LeastSquares(False), "saddle": lambda b: LeastSquares(True)}
     one_pass = outliers_under(fit_forms(dirty, forms)[0], dirty)
     np.testing.assert_array_equal(np.flatnonzero(one_pass), corner[:3])
-    fitted, _, aside = fit_screened(dirty, forms)
+    fitted, _, aside, flagged_kept = fit_screened(dirty, forms)
     np.testing.assert_array_equal(np.flatnonzero(aside), corner)
+    assert not flagged_kept.any()
     kept = dirty[~aside].reset_index(drop=True)
     assert not outliers_under(fitted, kept).any()
     for name, model in fitted.items():
         np.testing.assert_allclose(model.coef, forms[name](0).fit_frame(kept).coef)
-    fitted, _, aside = fit_screened(clean, forms)
-    assert not aside.any()
+    fitted, _, aside, flagged_kept = fit_screened(clean, forms)
+    assert not aside.any() and not flagged_kept.any()
     np.testing.assert_allclose(fitted["saddle"].coef, LeastSquares(True).fit_frame(clean).coef)
 
 
+@pytest.mark.slow
 def test_a_run_without_which_no_form_fits_is_kept_however_far_off():
     """Two sizes of twelve runs and one run of a third size, 50% above the law: every form
     flags it, but without it no form sees three sizes, so the screen keeps it and the forms
-    are those fitted on every run, where setting it aside would refuse the whole fit."""
+    are those fitted on every run, where setting it aside would refuse the whole fit. `auto`
+    names it in its summary and its stored record as an outlier kept."""
     N = np.repeat([1e7, 3e7, 1e8], [12, 12, 1])
     D = np.concatenate([np.geomspace(1e8, 1e10, 12)] * 2 + [[1e9]])
     loss = (1.7 + 400 / N**0.34 + 410 / D**0.28) * np.exp(
@@ -140,13 +144,42 @@ def test_a_run_without_which_no_form_fits_is_kept_however_far_off():
     np.testing.assert_array_equal(np.flatnonzero(flagged), [len(runs) - 1])
     with pytest.raises(FitError, match="3 distinct model sizes, found 2"):
         fit_forms(runs[~flagged], forms)
-    kept, _, aside = fit_screened(runs, forms)
+    kept, _, aside, flagged_kept = fit_screened(runs, forms)
     assert not aside.any()
+    np.testing.assert_array_equal(flagged_kept, flagged)
     question = pd.DataFrame({"N": [1e9], "D": [1e11]})
     for name, model in kept.items():
         np.testing.assert_allclose(
             model.predict_frame(question), fitted[name].predict_frame(question)
         )
+    noise = fit_auto(runs, forms, 0.9, 0).residuals
+    assert noise.set_aside is None
+    assert noise.kept_outlier_runs() == [{"N": 1e8, "D": 1e9, "loss": loss[-1]}]
+    named = f"(N 1e+08 D 1e+09 loss {loss[-1]:.4g})"
+    assert f"1 kept in the fit though as far off, since without them no form fits {named}" in (
+        noise.describe()
+    )
+    assert RunNoise.from_dict(noise.to_dict()).kept_outlier_runs() == noise.kept_outlier_runs()
+
+
+@pytest.mark.slow
+def test_the_cli_names_an_outlier_it_kept(tmp_path):
+    """`scaling fit auto --json` lists the run as `kept_outliers`, and nothing as set aside."""
+    N = np.repeat([1e7, 3e7, 1e8], [12, 12, 1])
+    D = np.concatenate([np.geomspace(1e8, 1e10, 12)] * 2 + [[1e9]])
+    loss = (1.7 + 400 / N**0.34 + 410 / D**0.28) * np.exp(
+        np.random.default_rng(0).normal(0, 0.01, len(N)))  # fmt: skip
+    loss[-1] *= 1.5
+    pd.DataFrame({"N": N, "D": D, "loss": loss}).to_csv(tmp_path / "runs.csv", index=False)
+    db = str(tmp_path / "log.duckdb")
+    imported = run_cli("import", str(tmp_path / "runs.csv"), "--source", "lone", "--db", db)
+    assert imported.returncode == 0, imported.stderr
+    done = run_cli("fit", "auto", "--bootstrap", "20", "--json", "--db", db)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert "set_aside" not in out and out["n_points"] == 25
+    assert [(r["N"], r["D"]) for r in out["kept_outliers"]] == [(1e8, 1e9)]
+    assert out["kept_outliers"][0]["loss"] == pytest.approx(loss[-1], rel=1e-6)
 
 
 @pytest.mark.slow
