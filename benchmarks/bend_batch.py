@@ -26,6 +26,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout, not an installed copy
 from architecture_study import run_action, study_parser  # the study driver beside this one
 
+from fits.bends import drop_rises
 from scaling.experiments.architecture import Clock, sweep
 from store import archive
 
@@ -76,14 +77,10 @@ def drops(runs: pd.DataFrame, sd: float) -> pd.DataFrame:
 
 def rises(runs: pd.DataFrame, sd: float) -> list[float]:
     """For one batch size's runs: each drop per decade minus the one before it, in SDs of that
-    difference (as fits.bends.token_bends measures a rise; three seed means enter it)."""
+    difference (fits.bends.drop_rises)."""
     means = runs.groupby("tokens").final_val_loss.agg(["mean", "size"])
-    loss, var = means["mean"].to_numpy(), sd**2 / means["size"].to_numpy()
-    step = np.diff(np.log10(means.index.to_numpy(dtype=float)))
-    rise = np.diff(-np.diff(loss) / step)
-    rise_sd = np.sqrt(var[2:] / step[1:] ** 2 + var[:-2] / step[:-1] ** 2
-                      + var[1:-1] * (1 / step[1:] + 1 / step[:-1]) ** 2)  # fmt: skip
-    return list(rise / rise_sd)
+    tokens = means.index.to_numpy(dtype=float)
+    return list(drop_rises(tokens, means["mean"].to_numpy(), means["size"].to_numpy(), sd))
 
 
 def analyse() -> None:

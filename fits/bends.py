@@ -52,13 +52,22 @@ def token_bends(runs: pd.DataFrame, sd: float) -> pd.DataFrame:
     for (n, *_), group in means.groupby(level=size, dropna=False):
         if len(group) < 3:
             continue
-        loss, var = group["mean"].to_numpy(), sd**2 / group["size"].to_numpy()
-        step = np.diff(np.log10(group.index.get_level_values("D").to_numpy(dtype=float)))
-        rise = np.diff(-np.diff(loss) / step)
-        rise_sd = np.sqrt(var[2:] / step[1:] ** 2 + var[:-2] / step[:-1] ** 2
-                          + var[1:-1] * (1 / step[1:] + 1 / step[:-1]) ** 2)  # fmt: skip
-        rows.append({"N": n, "max_rise_sd": float((rise / rise_sd).max()), "rises": len(rise)})
+        tokens = group.index.get_level_values("D").to_numpy(dtype=float)
+        rises = drop_rises(tokens, group["mean"].to_numpy(), group["size"].to_numpy(), sd)
+        rows.append({"N": n, "max_rise_sd": float(rises.max()), "rises": len(rises)})
     return pd.DataFrame(rows, columns=["N", "max_rise_sd", "rises"])
+
+
+def drop_rises(tokens: np.ndarray, loss: np.ndarray, count: np.ndarray, sd: float) -> np.ndarray:
+    """Each rise of the mean loss's drop per decade of tokens from one step to the next, in SDs
+    of that rise: mean losses `loss` of `count` runs each at increasing `tokens`, one run's SD
+    `sd`. A rise is linear in three mean losses, so its SD follows from theirs."""
+    var = sd**2 / np.asarray(count, dtype=float)
+    step = np.diff(np.log10(np.asarray(tokens, dtype=float)))
+    rise = np.diff(-np.diff(loss) / step)
+    rise_sd = np.sqrt(var[2:] / step[1:] ** 2 + var[:-2] / step[:-1] ** 2
+                      + var[1:-1] * (1 / step[1:] + 1 / step[:-1]) ** 2)  # fmt: skip
+    return rise / rise_sd
 
 
 def bend_caution(runs: pd.DataFrame) -> str | None:
