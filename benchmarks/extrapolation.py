@@ -34,6 +34,10 @@ the nested splits (50%, 65%, 80%) alone. --alone also fits every form by itself 
 same procedure (its own nested backtests and calibration: what `--law NAME` gives) and prints
 its coverage and width on the same held-out runs: a calibration honest only for the average
 would show here.
+
+--runs also prints every held-out run: its N, D (and U with its epochs D/U), loss, the point
+and interval, the signed error and whether it is covered, worst first: which runs make a
+case's largest errors.
 """
 
 from __future__ import annotations
@@ -79,6 +83,25 @@ CASES = {  # name: (data, held-out column, fraction)
     "farseer-C": (lambda: datasets.load("farseer"), "C", 0.10),
     "data-constrained-C": (lambda: datasets.load("data-constrained"), "C", 0.10),
 }
+
+
+def held_out_runs(test: pd.DataFrame, point: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> str:
+    """The held-out runs with their answers, largest |error| first."""
+    table = test[[c for c in ("N", "D", "U") if c in test]].copy()
+    if "U" in table:
+        table["epochs"] = (table.D / table.U).round(1)
+    actual = test.loss.to_numpy()
+    table = table.assign(
+        loss=actual,
+        point=point,
+        lo=lo,
+        hi=hi,
+        error=(point - actual) / actual,
+        covered=(lo <= actual) & (actual <= hi),
+    )
+    table = table.iloc[np.argsort(-np.abs(table.error.to_numpy()), kind="stable")]
+    return table.to_string(index=False, float_format=lambda v: f"{v:.4g}",
+                           formatters={"error": "{:+.2%}".format})  # fmt: skip
 
 
 def held_out(
@@ -223,6 +246,7 @@ def main() -> None:
         action="store_true",
         help="the candidate with own half-width and widening in quadrature too",
     )
+    parser.add_argument("--runs", action="store_true", help="every held-out run, worst first")
     parser.add_argument(
         "--bottom",
         action="store_true",
@@ -276,6 +300,8 @@ def main() -> None:
         print(f"{case}: {fitted.calibration.describe() if fitted.calibration else 'uncalibrated'}")
         print(fitted.forms.to_string(index=False))
         print(rows[-1], flush=True)
+        if args.runs:
+            print(f"{case} runs:\n{held_out_runs(test, point, lo, hi)}", flush=True)
         if args.by_cut:
             print(f"{case} by cut: {by_cut(fitted, train, test)}", flush=True)
         if args.alone:
