@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 # The names of fits.LOSS_LAWS and scaling.laws.LAWS, and the help of scaling.laws.OPTIONS,
 # for the help texts: importing those registries loads scipy and statsmodels, which
 # `scaling --help` should not wait for (tests/test_cli_hardening.py checks that they agree).
-LOSS_LAW_NAMES = ("chinchilla", "chinchilla-shared", "data-constrained", "farseer", "kaplan")
+LOSS_LAW_NAMES = ("chinchilla", "chinchilla-shared", "data-constrained", "farseer", "kaplan",
+                  "overfitting")  # fmt: skip
 LAW_NAMES = ("auto", *LOSS_LAW_NAMES, "isoflop", "envelope", "power", "lr", "lr-law", "bs-law",
              "schedule")  # fmt: skip
 
@@ -226,7 +227,7 @@ def predict_loss(
     ] = None,
     unique: Annotated[
         float | None,
-        typer.Option("--U", parser=positive, help="data-constrained: unique tokens available."),
+        typer.Option("--U", parser=positive, help="Unique tokens (laws that read them)."),
     ] = None,
     law: Law = "auto",
     arch: Arch = None,

@@ -32,6 +32,7 @@ from fits.kaplan import KaplanLaw
 from fits.laws import LOSS_LAWS, LossLaw, crossing_draws, frontier_crossing
 from fits.lbfgs import BatchResult, minimize_batched
 from fits.lr import LROptima, optimal_lr
+from fits.overfitting import OverfittingLaw
 from fits.power import PowerLaw, power_law
 from fits.schedule import AnnealingLaw, MultiPowerLaw, ScheduleLaw
 
@@ -53,6 +54,7 @@ __all__ = [
     "LogLinearLaw",
     "LossLaw",
     "MultiPowerLaw",
+    "OverfittingLaw",
     "PowerLaw",
     "ScheduleLaw",
     "SharedChinchillaLaw",

@@ -23,16 +23,11 @@ import math
 from typing import Any, ClassVar, Self
 
 import numpy as np
-import pandas as pd
 
-from fits import validate
-from fits.base import Fit, _num, runs_only
-from fits.bootstrap import as_generator, percentile_interval, resample_weights, robust_spread
-from fits.chinchilla import ChinchillaLaw, _loss, compute_optimal_allocation
-from fits.errors import FitError
-from fits.gridfit import GRID_TOL, POLISH_TOL
-from fits.laws import LossLaw
+from fits.chinchilla import ChinchillaLaw, _loss
+from fits.gridfit import GRID_TOL
 from fits.lbfgs import minimize_batched
+from fits.two_stage import TwoStageLaw, polished_best
 
 PARAM_NAMES = ("E", "A", "B", "alpha", "beta", "R_D_star", "R_N_star")
 NO_REPEATS = "data-constrained needs runs that repeat data (D > unique tokens); none do"
@@ -145,7 +140,7 @@ class _RepeatObjective:
         return np.sum(dlog * -exponent * coef * x_eff ** (-exponent - 1.0) * dx, axis=1)
 
 
-class DataConstrainedLaw(LossLaw):
+class DataConstrainedLaw(TwoStageLaw):
     """Chinchilla in effective parameters and data under repetition (see the module docstring).
 
     Configuration: see `LossLaw`; the base law uses all of it.
@@ -153,70 +148,23 @@ class DataConstrainedLaw(LossLaw):
     Attributes (after fit)
     ----------------------
     params_ {E, A, B, alpha, beta, R_D_star, R_N_star} (R_N_star inf when not fitted),
-    stderr_, intervals_, bootstrap_params_ ((n_bootstrap, 7) or None), base_ (the fitted
-    ChinchillaLaw of the single-epoch runs), n_single_, n_repeated_, fit_r_n_,
-    objective_ (Huber sum over all runs), n_points_, data_range_.
+    bootstrap_params_ ((n_bootstrap, 7) or None), fit_r_n_, and those of `TwoStageLaw`.
     """
 
     law = "data-constrained"
     formula = "L = E + A / N'^alpha + B / D'^beta, N' and D' discounted for repeated data"
-    columns: ClassVar[tuple[str, ...]] = ("N", "D", "U")
     param_names: ClassVar[tuple[str, ...]] = PARAM_NAMES
     exponents: ClassVar[dict[str, str]] = {"alpha": "N", "beta": "D"}
     bounds: ClassVar[dict[str, tuple[float, float]]] = {
         "R_D_star": (1e-2, 1e4),
         "R_N_star": (1e-2, 1e4),
     }
+    no_repeats = NO_REPEATS
+    min_repeated = 3
+    repeat_params = "R_D* and R_N*"
 
-    def fit(self, N: Any, D: Any = None, U: Any = None, loss: Any = None) -> Self:
-        """Fit on runs with N parameters, D tokens, U unique tokens (NaN: unlimited), loss,
-        or on a runs table alone (`fit(runs)`: columns N, D, U, loss)."""
-        runs = runs_only(N, D, U, loss)
-        if runs is not None:
-            return self.fit_frame(runs)
-        N, D, U, loss, repeated = self._checked(N, D, U, loss)
-        base = ChinchillaLaw(**self.get_params())
-        try:
-            base.fit(N[~repeated], D[~repeated], loss[~repeated])
-        except FitError as exc:
-            raise FitError(f"the base law on the single-epoch runs: {exc}") from exc
-        return self._second_stage(base, N, D, U, loss, repeated, start=None)
-
-    def _fit_columns(self, cols: list[np.ndarray], loss: np.ndarray) -> Self:
-        return self.fit(cols[0], cols[1], cols[2], loss)
-
-    def frame_columns(self, runs: pd.DataFrame) -> list[np.ndarray]:
-        """N, D and U (NaN where the table has no unique-token count)."""
-        if "U" not in runs.columns:
-            runs = runs.assign(U=np.nan)
-        return super().frame_columns(runs)
-
-    def quick_refit(self, runs: pd.DataFrame, force: bool | None = None) -> Self:
-        """A new fit on `runs`, no bootstrap: the base law's quick refit, then R* from here."""
-        self._check_fitted()
-        new = self._unfitted(force)
-        N, D, U = new.frame_columns(runs)
-        N, D, U, loss, repeated = new._checked(N, D, U, runs["loss"])
-        single = pd.DataFrame({"N": N[~repeated], "D": D[~repeated], "loss": loss[~repeated]})
-        base = self.base_.quick_refit(single, force)
-        start = np.log([self.params_["R_D_star"], self.params_["R_N_star"]])
-        return new._second_stage(base, N, D, U, loss, repeated, start=start)
-
-    def _checked(
-        self, N: Any, D: Any, U: Any, loss: Any
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        N = validate.positive(N, "N")
-        D = validate.positive(D, "D")
-        loss = validate.positive(loss, "loss")
-        U = validate.as_float_array(U, "U")
-        validate.same_length(N=N, D=D, U=U, loss=loss)
-        if (U <= 0).any():
-            raise FitError("unique tokens U must be positive (NaN for unlimited)")
-        repeated = np.where(np.isnan(U), np.inf, U) < D
-        if not repeated.any():
-            raise FitError(NO_REPEATS)
-        validate.at_least(int(repeated.sum()), 3, "runs that repeat data to fit R_D* and R_N*")
-        return N, D, U, loss, repeated
+    def _start(self) -> np.ndarray:
+        return np.log([self.params_["R_D_star"], self.params_["R_N_star"]])
 
     def _second_stage(
         self,
@@ -229,7 +177,6 @@ class DataConstrainedLaw(LossLaw):
         start: np.ndarray | None,
     ) -> Self:
         """R_D* (and R_N*) on the repeated runs with the base law fixed; sets the fit."""
-        level = validate.level(self.level)
         Nr, Dr, Ur, log_loss = N[repeated], D[repeated], U[repeated], np.log(loss[repeated])
         base_row = base._params_row()[None, :]
         fit_n = bool((Nr > n_opt_for_tokens(base_row, Ur)[0]).any())
@@ -241,30 +188,13 @@ class DataConstrainedLaw(LossLaw):
         objective = _RepeatObjective(
             base_row, Nr, Dr, Ur, log_loss, self.delta, None, np.zeros(len(starts), int), fit_n
         )
-        res = minimize_batched(objective, starts, **GRID_TOL)
-        best = int(np.argmin(np.where(np.isfinite(res.fun), res.fun, np.inf)))
-        tight = minimize_batched(objective, res.x[best][None, :], **POLISH_TOL)
-        phi, f = (tight.x[0], tight.fun[0]) if tight.fun[0] <= res.fun[best] else (
-            res.x[best], res.fun[best])  # fmt: skip
-        self.base_ = base
+        phi, f = polished_best(objective, starts)
         self.fit_r_n_ = fit_n
-        self.n_single_, self.n_repeated_ = int((~repeated).sum()), int(repeated.sum())
         r_star = np.exp(phi) if fit_n else np.array([math.exp(phi[0]), math.inf])
-        row = np.r_[base_row[0], r_star]
-        self.params_ = dict(zip(PARAM_NAMES, map(float, row), strict=True))
-        self.objective_ = float(base.objective_ + f)
-        self.n_points_ = int(N.size)
-        self.level_ = level
-        self._set_data_range(N=N, D=D)
-        self.bootstrap_params_ = None
-        self.stderr_, self.intervals_ = {}, {}
+        draws = None
         if self.n_bootstrap > 0 and base.bootstrap_params_ is not None:
-            self.bootstrap_params_ = self._bootstrap(base, Nr, Dr, Ur, log_loss, phi)
-            draws = self.bootstrap_params_
-            lo, hi = percentile_interval(draws, level)
-            sd = robust_spread(draws)
-            self.stderr_ = {n: float(sd[i]) for i, n in enumerate(PARAM_NAMES)}
-            self.intervals_ = {n: (float(lo[i]), float(hi[i])) for i, n in enumerate(PARAM_NAMES)}
+            draws = self._bootstrap(base, Nr, Dr, Ur, log_loss, phi)
+        self._set_stages(base, N, D, repeated, np.r_[base_row[0], r_star], f, draws)
         self._refuse_unidentified()
         return self
 
@@ -278,10 +208,8 @@ class DataConstrainedLaw(LossLaw):
         phi: np.ndarray,
     ) -> np.ndarray:
         """Each base draw with a resample of the repeated runs, refitted from the optimum."""
-        base_draws = base._draws()
+        base_draws, counts = self._paired_resamples(base, Nr.size)
         n_draws = base_draws.shape[0]
-        rng = as_generator(self.random_state).spawn(1)[0]
-        counts = resample_weights(Nr.size, n_draws, rng).astype(float)
         objective = _RepeatObjective(
             base_draws, Nr, Dr, Ur, log_loss, self.delta, counts, np.arange(n_draws),
             self.fit_r_n_,
@@ -296,16 +224,6 @@ class DataConstrainedLaw(LossLaw):
     # -- the law ---------------------------------------------------------------------------
     def loss_of(self, params: np.ndarray, *cols: np.ndarray) -> np.ndarray:
         return data_constrained_loss(params, *cols)
-
-    def allocation_of(
-        self, params: np.ndarray, C: np.ndarray, flops_per_token: float = 6.0
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """The base law's allocation: the frontier with unlimited unique data."""
-        return compute_optimal_allocation(np.asarray(params)[..., :5], C, flops_per_token)
-
-    def frontier_of(self, params: np.ndarray, C: np.ndarray) -> np.ndarray:
-        n_opt, d_opt = self.allocation_of(params, C)
-        return _loss(np.asarray(params)[..., :5], n_opt, d_opt)
 
     def _held(self, name: str) -> bool:
         return name == "R_N_star" and not self.fit_r_n_
@@ -322,30 +240,12 @@ class DataConstrainedLaw(LossLaw):
         return lines
 
     def _state(self) -> dict[str, Any]:
-        return {
-            "param_order": list(PARAM_NAMES),
-            "bootstrap_params": self.bootstrap_params_,
-            "base": self.base_.to_dict(),
-            "fit_r_n": self.fit_r_n_,
-            "n_single": self.n_single_,
-            "n_repeated": self.n_repeated_,
-            "data_range": {k: list(v) for k, v in self.data_range_.items()},
-        }
+        return {**super()._state(), "fit_r_n": self.fit_r_n_}
 
     def _load_state(self, state: dict[str, Any]) -> None:
-        order = np.argsort([PARAM_NAMES.index(n) for n in state["param_order"]])
+        super()._load_state(state)
         self.fit_r_n_ = bool(state["fit_r_n"])
         if not self.fit_r_n_:
             self.params_["R_N_star"] = math.inf
-        draws = state.get("bootstrap_params")
-        self.bootstrap_params_ = None
-        if draws is not None:
-            arr = np.array([[_num(v) for v in row] for row in draws])[:, order]
-            if not self.fit_r_n_:
-                arr[:, PARAM_NAMES.index("R_N_star")] = math.inf
-            self.bootstrap_params_ = arr
-        base = Fit.from_dict(state["base"])
-        assert isinstance(base, ChinchillaLaw)
-        self.base_ = base
-        self.n_single_, self.n_repeated_ = int(state["n_single"]), int(state["n_repeated"])
-        self.data_range_ = {k: (float(v[0]), float(v[1])) for k, v in state["data_range"].items()}
+            if self.bootstrap_params_ is not None:
+                self.bootstrap_params_[:, PARAM_NAMES.index("R_N_star")] = math.inf

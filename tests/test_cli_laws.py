@@ -125,6 +125,27 @@ def test_data_constrained_on_runs_that_never_repeat_is_one_line(db):
     assert len(done.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
+def test_the_overfitting_form_fits_muennighoffs_runs_and_prices_more_epochs(tmp_path):
+    """`scaling fit overfitting` on the shipped data-constrained runs names its penalty; on the
+    same model and tokens, fewer unique tokens (more epochs) answer a higher loss, unlimited
+    unique tokens the lowest."""
+    db = tmp_path / "log.duckdb"
+    done = run_cli("import", "--example", "data-constrained", "--db", str(db))
+    assert done.returncode == 0, done.stderr
+    fit = run_cli("fit", "overfitting", "--bootstrap", "20", "--json", "--db", str(db))
+    assert fit.returncode == 0, fit.stderr
+    out = json.loads(fit.stdout)
+    assert {"P", "delta", "kappa"} <= set(out) and out["delta"] > 0 and out["problems"] == []
+    asked = ["--law", "overfitting", "--N", "1e9", "--D", "1e11", "--json", "--db", str(db)]
+    answers = [
+        run_cli("predict", "loss", *asked, *u) for u in ([], ["--U", "1e10"], ["--U", "1e9"])
+    ]
+    assert all(a.returncode == 0 for a in answers), [a.stderr for a in answers]
+    fresh, ten, hundred = (json.loads(a.stdout)["value"] for a in answers)
+    assert fresh < ten < hundred
+
+
 def as_reader_only(*args: str) -> subprocess.CompletedProcess:
     """The CLI as a process that file modes bind (root keeps no DAC override)."""
     prefix: list[str] = []

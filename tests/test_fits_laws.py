@@ -42,6 +42,7 @@ def test_the_registry_holds_every_loss_law():
         "kaplan",
         "data-constrained",
         "farseer",
+        "overfitting",
     }
     assert LOSS_LAWS["kaplan"] is KaplanLaw and LOSS_LAWS["chinchilla"].columns == ("N", "D")
     assert DataConstrainedLaw.columns == ("N", "D", "U")
