@@ -1,10 +1,11 @@
 """Where does the loss rise with N or D, which no registered loss form can follow?
 
-The Chinchilla forms, Kaplan's and Muennighoff et al.'s (the only one that reads the unique
-tokens U) are non-increasing in N and in D, so runs whose loss rises with a larger model at the
-same tokens, or with more tokens on the same model, are places they cannot reach: one of the
-two runs of such a pair is missed by at least half the rise (Farseer's form can bend up, but
-is refused where it rises along a ray past the runs, and reads no U).
+The Chinchilla forms, Kaplan's and Muennighoff et al.'s are non-increasing in N and in D, so
+runs whose loss rises with a larger model at the same tokens, or with more tokens on the same
+model, are places they cannot reach: one of the two runs of such a pair is missed by at least
+half the rise (Farseer's form can bend up, but is refused where it rises along a ray past the
+runs, and reads no unique tokens U). Lovelace et al.'s overfitting penalty (`overfitting`) is
+the registered form that can follow a rise at the same U.
 
 For each shipped data set (and each architecture of the committed study, its seed replicates
 averaged), the mean loss per (N, D[, U]) is compared with the next larger N at the same D[, U]
