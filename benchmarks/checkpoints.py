@@ -10,11 +10,11 @@ predict the held-out runs' final loss. Printed: median |error|, mean signed erro
 over-predicted), coverage and median width of the 90% intervals for each; then, per
 architecture, the model sizes whose loss falls faster per decade of tokens at more tokens by
 more than two seed-noise SDs of that difference: no registered form can bend that way (each
-form's loss falls ever slower in log D at fixed N), where each of them falls fastest, and how
-fast the smallest and the largest size fall near 1M tokens. `--n-column params_nonembed` fits N
-without embeddings (Kaplan et al. 2020); the held-out runs stay those of the top total
-compute. `--quadrature` also prints the candidate *own interval and widening in quadrature*
-(docs/laws.md, benchmarks/extrapolation.py). Usage:
+form's loss falls ever slower in log D at fixed N on fresh tokens), where each of them falls
+fastest, and how fast the smallest and the largest size fall near 1M tokens. `--n-column
+params_nonembed` fits N without embeddings (Kaplan et al. 2020); the held-out runs stay those
+of the top total compute. `--quadrature` also prints the candidate *own interval and
+widening in quadrature* (docs/laws.md, benchmarks/extrapolation.py). Usage:
 
     python benchmarks/checkpoints.py [--bootstrap 200] [--n-column params_nonembed] [--quadrature]
 """

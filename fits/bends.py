@@ -1,12 +1,12 @@
 """Do the runs bend along D where no registered loss form can follow?
 
-At fixed N every registered form's loss falls ever slower in log D (each form fitted on our
-llama runs is checked in tests/test_architecture_results.py): its drop per decade of tokens
-shrinks as the tokens grow. Small runs need not: a large model on few tokens can fall slowly
-and then faster (our byte-level IsoFLOP runs, docs/laws.md *Why it under-covers*). A form
-fitted across such a bend extrapolates it wrongly, and the calibration's assumption (the
-error per decade seen inside the runs holds beyond them) breaks, so the intervals are likely
-too narrow.
+At fixed N every registered form's loss falls ever slower in log D on fresh tokens (each form
+fitted on our llama runs is checked in tests/test_architecture_results.py): its drop per
+decade of tokens shrinks as the tokens grow. Small runs need not: a large model on few tokens
+can fall slowly and then faster (our byte-level IsoFLOP runs, docs/laws.md *Why it
+under-covers*). A form fitted across such a bend extrapolates it wrongly, and the
+calibration's assumption (the error per decade seen inside the runs holds beyond them)
+breaks, so the intervals are likely too narrow.
 
 The check: per model size with three or more token counts, the rise of the (replicate-mean)
 loss's drop per decade from one step to the next, in units of its SD; the SD from the runs'
