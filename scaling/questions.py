@@ -326,5 +326,6 @@ def _repeats_note(name: str, tokens: float, runs: pd.DataFrame) -> str:
         f"{fmt(corpus)} unique tokens the runs trained on (the longest run: "
         f"{_epochs(runs.D.max() / corpus)}); the "
         "law assumes unlimited unique data, and repeated tokens are worth less (predict loss "
-        "--U with law data-constrained, fitted on runs that repeat data, prices them)"
+        "--U with law data-constrained or overfitting, fitted on runs that repeat data, prices "
+        "them)"
     )
