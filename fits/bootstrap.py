@@ -87,6 +87,17 @@ def observation_interval(
 ONE_SIGMA = 0.682689492  # the share of a normal distribution within one sd of its mean
 
 
+def param_uncertainty(
+    draws: np.ndarray, names: Sequence[str], level: float
+) -> tuple[dict[str, float], dict[str, tuple[float, float]]]:
+    """(stderr, interval) of each named parameter from its bootstrap draws (columns in `names`
+    order): the robust spread and the percentile interval at `level`."""
+    lo, hi = percentile_interval(draws, level)
+    sd = robust_spread(draws)
+    stderr = {n: float(v) for n, v in zip(names, sd, strict=True)}
+    return stderr, {n: (float(lo[i]), float(hi[i])) for i, n in enumerate(names)}
+
+
 def robust_spread(draws: np.ndarray, axis: int = 0) -> np.ndarray:
     """Half the width of the central 68.3% of the draws: the standard error for normal draws,
     and not the 6e110 that a few runaway refits give the plain sd of heavy-tailed ones."""

@@ -25,9 +25,9 @@ from typing import Any, ClassVar, Self
 import numpy as np
 
 from fits.chinchilla import ChinchillaLaw, _loss
-from fits.gridfit import GRID_TOL
+from fits.gridfit import GRID_TOL, mask_nonfinite
 from fits.lbfgs import minimize_batched
-from fits.two_stage import TwoStageLaw, polished_best
+from fits.two_stage import TwoStageLaw, polished_best, unlimited_as_inf
 
 PARAM_NAMES = ("E", "A", "B", "alpha", "beta", "R_D_star", "R_N_star")
 NO_REPEATS = "data-constrained needs runs that repeat data (D > unique tokens); none do"
@@ -58,7 +58,7 @@ def _effective(
     p = np.asarray(params, dtype=float)
     r_d, r_n = p[..., 5, None], p[..., 6, None]
     N, D = np.asarray(N, dtype=float), np.asarray(D, dtype=float)
-    U = np.where(np.isnan(np.asarray(U, dtype=float)), np.inf, U)
+    U = unlimited_as_inf(U)
     repeated = D > U
     with np.errstate(all="ignore"):
         u_n = np.where(repeated, np.minimum(N, n_opt_for_tokens(p[..., :5], U)), N)
@@ -119,10 +119,7 @@ class _RepeatObjective:
             if self.fit_n:
                 grads.append(self._grad(dlog, A, alpha, n_eff, u_n, rep_n, r_n))
             g = np.column_stack(grads)
-        bad = ~(np.isfinite(f) & np.isfinite(g).all(axis=1))
-        f[bad] = np.inf
-        g[bad] = 0.0
-        return f, g
+        return mask_nonfinite(f, g)
 
     @staticmethod
     def _grad(

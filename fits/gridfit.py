@@ -29,9 +29,9 @@ from fits.bootstrap import (
     as_generator,
     batches,
     map_chunks,
+    param_uncertainty,
     percentile_interval,
     resample_weights,
-    robust_spread,
 )
 from fits.errors import FitError
 from fits.laws import LossLaw
@@ -336,11 +336,7 @@ class GridLaw(LossLaw):
 
     def _set_uncertainty(self) -> None:
         draws = self._draws()
-        lo, hi = percentile_interval(draws, self.level_)
-        sd = robust_spread(draws)
-        names = self.param_names
-        self.stderr_ = {n: float(v) for n, v in zip(names, sd, strict=True)}
-        self.intervals_ = {n: (float(lo[i]), float(hi[i])) for i, n in enumerate(names)}
+        self.stderr_, self.intervals_ = param_uncertainty(draws, self.param_names, self.level_)
         self.derived_intervals_ = {}
         for name, values in self.derived_of(draws).items():
             dlo, dhi = percentile_interval(values, self.level_)

@@ -29,10 +29,10 @@ import numpy as np
 from fits import validate
 from fits.chinchilla import ChinchillaLaw, _loss
 from fits.errors import FitError
-from fits.gridfit import GRID_TOL
+from fits.gridfit import GRID_TOL, mask_nonfinite
 from fits.laws import TERM_SHARE
 from fits.lbfgs import minimize_batched
-from fits.two_stage import TwoStageLaw, polished_best
+from fits.two_stage import TwoStageLaw, polished_best, unlimited_as_inf
 
 PARAM_NAMES = ("E", "A", "B", "alpha", "beta", "P", "delta", "kappa")
 NO_REPEATS = "overfitting needs runs that repeat data (D > unique tokens); none do"
@@ -49,7 +49,7 @@ def repeat_features(
     """(repeated, log R, log N/U): which runs repeat data, their log repeats and log capacity
     ratio (0 where they do not repeat: the penalty is then left out, not evaluated)."""
     N, D = np.asarray(N, dtype=float), np.asarray(D, dtype=float)
-    U = np.where(np.isnan(np.asarray(U, dtype=float)), np.inf, U)
+    U = unlimited_as_inf(U)
     repeated = D > U
     with np.errstate(all="ignore"):
         log_r = np.where(repeated, np.log(np.where(repeated, D / U - 1.0, 1.0)), 0.0)
@@ -106,10 +106,7 @@ class _PenaltyObjective:
             w = 1.0 if self.weights is None else self.weights[self.row_of[rows]]
             f = np.sum(w * psi * (r - 0.5 * psi), axis=1)
             g = (w * psi * q / loss) @ self.features.T
-        bad = ~(np.isfinite(f) & np.isfinite(g).all(axis=1))
-        f[bad] = np.inf
-        g[bad] = 0.0
-        return f, g
+        return mask_nonfinite(f, g)
 
 
 def starting_phi(log_r: np.ndarray, log_ratio: np.ndarray, loss: np.ndarray) -> np.ndarray:
@@ -177,8 +174,8 @@ class OverfittingLaw(TwoStageLaw):
         if not np.isfinite(f):
             raise FitError("no start of the penalty fit converged: the runs do not determine it")
         row = np.r_[base_row[0], math.exp(phi[0]), phi[1], phi[2]]
-        share = penalty(row[None, :], Nr, Dr, Ur)[0] / overfitting_loss(row[None, :], Nr, Dr, Ur)[0]
-        self.penalty_share_ = float(np.nanmax(share))
+        extra = penalty(row[None, :], Nr, Dr, Ur)[0]
+        self.penalty_share_ = float(np.nanmax(extra / (_loss(base_row, Nr, Dr)[0] + extra)))
         draws = None
         if self.n_bootstrap > 0 and base.bootstrap_params_ is not None:
             draws = self._bootstrap(base, Nr, Dr, lossr, log_r, log_ratio, phi)

@@ -19,12 +19,18 @@ import pandas as pd
 
 from fits import validate
 from fits.base import Fit, _num, runs_only
-from fits.bootstrap import as_generator, percentile_interval, resample_weights, robust_spread
+from fits.bootstrap import as_generator, param_uncertainty, resample_weights
 from fits.chinchilla import ChinchillaLaw, _loss, compute_optimal_allocation
 from fits.errors import FitError
 from fits.gridfit import GRID_TOL, POLISH_TOL
 from fits.laws import LossLaw
 from fits.lbfgs import BatchObjective, minimize_batched
+
+
+def unlimited_as_inf(U: Any) -> np.ndarray:
+    """Unique tokens with NaN (unlimited) as inf, so that D > U marks the runs that repeat."""
+    U = np.asarray(U, dtype=float)
+    return np.where(np.isnan(U), np.inf, U)
 
 
 def polished_best(objective: BatchObjective, starts: np.ndarray) -> tuple[np.ndarray, float]:
@@ -101,7 +107,7 @@ class TwoStageLaw(LossLaw):
         validate.same_length(N=N, D=D, U=U, loss=loss)
         if (U <= 0).any():
             raise FitError("unique tokens U must be positive (NaN for unlimited)")
-        repeated = np.where(np.isnan(U), np.inf, U) < D
+        repeated = unlimited_as_inf(U) < D
         if not repeated.any():
             raise FitError(self.no_repeats)
         validate.at_least(int(repeated.sum()), self.min_repeated,
@@ -159,12 +165,7 @@ class TwoStageLaw(LossLaw):
         self.bootstrap_params_ = draws
         self.stderr_, self.intervals_ = {}, {}
         if draws is not None:
-            lo, hi = percentile_interval(draws, level)
-            sd = robust_spread(draws)
-            self.stderr_ = {n: float(sd[i]) for i, n in enumerate(self.param_names)}
-            self.intervals_ = {
-                n: (float(lo[i]), float(hi[i])) for i, n in enumerate(self.param_names)
-            }
+            self.stderr_, self.intervals_ = param_uncertainty(draws, self.param_names, level)
 
     # -- the law ---------------------------------------------------------------------------
     def allocation_of(
