@@ -139,7 +139,9 @@ def by_cut(fitted: AutoFit, train: pd.DataFrame, test: pd.DataFrame) -> str:
     """Median error on the held-out runs of each form alone (fitted on all training runs) and
     of their average stacked on one cut level of the nested splits at a time: the smaller the
     cut, the fewer runs each form was scored as fitted on (the training-size bias the adopted
-    stacking on the largest cuts avoids)."""
+    stacking on the largest cuts avoids). A form with no weight on the largest cuts was not
+    backtested on the smaller ones (fits.auto.backtest_forms) and is stacked on those without
+    it."""
     nested = fitted.nested
     names = [c for c in nested.columns if c in LOSS_LAWS]
     predicted = {n: LOSS_LAWS[n](n_bootstrap=0, level=LEVEL, random_state=0, force=True)
@@ -152,8 +154,10 @@ def by_cut(fitted: AutoFit, train: pd.DataFrame, test: pd.DataFrame) -> str:
     parts = [f"{n} alone {error(np.log(p))}" for n, p in predicted.items()]
     for q in sorted(nested.q.unique()):
         rows = (nested.q == q).to_numpy()
-        w = stack(nested[names].to_numpy(dtype=float)[rows], split_weights(nested[rows]))
-        log_point = sum(wk * np.log(predicted[n]) for wk, n in zip(w, names, strict=True))
+        backtested = [n for n in names if nested.loc[rows, n].notna().all()]  # light: largest
+        errors = nested[backtested].to_numpy(dtype=float)[rows]
+        w = stack(errors, split_weights(nested[rows]))
+        log_point = sum(wk * np.log(predicted[n]) for wk, n in zip(w, backtested, strict=True))
         parts.append(f"stacked on the {q:.0%} cuts {error(np.asarray(log_point))}")
     return "; ".join(parts)
 

@@ -40,12 +40,20 @@ import pandas as pd
 from fits.averaging import AveragedLaw, average, in_data_errors
 from fits.calibration import Calibration, calibrate
 from fits.errors import FitError
-from fits.extrapolation import QUANTILES, nested_backtest, out_of_range_error
+from fits.extrapolation import (
+    COORDS,
+    QUANTILES,
+    largest_splits,
+    nested_backtests,
+    nested_splits,
+    out_of_range_error,
+)
 from fits.gridfit import GridLaw
 from fits.laws import LossLaw, refit_predict
 from fits.noise import RunNoise, gross_outliers, places
 from fits.prediction import run_interval
 
+LIGHT_NOTE = "no weight on the largest cuts: its smaller cuts were not fitted"
 MakeLaw = Callable[[int], LossLaw]
 """A form's constructor given its number of bootstrap resamples."""
 
@@ -129,6 +137,55 @@ def fit_screened(
         aside = wider
 
 
+def backtest_forms(
+    runs: pd.DataFrame, fitted: Mapping[str, LossLaw], level: float, quantiles: tuple[float, ...]
+) -> tuple[dict[str, pd.DataFrame], set[str]]:
+    """Every form's nested backtest (fits.extrapolation), and the `light` forms backtested on
+    the largest cuts alone. The weights are stacked on the largest cuts only and a split's
+    cross weights on the largest cuts of the others (fits.averaging), so a form of weight 0
+    there enters every smaller cut at weight 0: fitting its smaller cuts could not move the
+    average, and costs most for the costliest form (Farseer's six smaller cuts on Epoch's 245
+    points, where its weight is under 1%: about 5 s of two cores). So the largest cuts come
+    first; the smaller ones are fitted for each form that gets weight, again after a form
+    with weight fails one of them and is left out (the weights then change). When no form
+    completes a coordinate's largest cut, every form is backtested on every cut."""
+
+    def backtest(names: list[str], only: set[tuple[str, float]]) -> dict[str, pd.DataFrame]:
+        costliest_first = sorted(names, key=lambda name: -len(fitted[name].param_names))
+        fit_predicts = {name: partial(refit_predict, fitted[name]) for name in costliest_first}
+        n_jobs = next(iter(fitted.values())).n_jobs
+        done = nested_backtests(runs, fit_predicts, level, quantiles, n_jobs, only)
+        return {name: done[name] for name in names}
+
+    largest = largest_splits(runs, quantiles)
+    smaller = {split[:2] for split in nested_splits(runs, quantiles)} - largest
+    nested = backtest(list(fitted), largest)
+    light = set(fitted)
+
+    def add_smaller(names: list[str]) -> None:
+        for name, rest in backtest(names, smaller).items():
+            nested[name] = in_split_order(pd.concat([nested[name], rest], ignore_index=True))
+            light.discard(name)
+
+    done = {(c, q) for f in nested.values() for c, q in zip(f.coord, f.q, strict=True)}
+    if done != largest:
+        add_smaller(list(fitted))
+        return nested, light
+    while heavy := [
+        name for name, w in average(nested, light)[0].items() if w > 0 and name in light
+    ]:
+        add_smaller(heavy)
+    return nested, light
+
+
+def in_split_order(frame: pd.DataFrame) -> pd.DataFrame:
+    """A nested backtest's rows in nested_splits' order (by coordinate, then cut), each split's
+    rows as they were."""
+    order = frame.coord.map({c: i for i, c in enumerate(COORDS)})
+    ordered = frame.assign(position=order).sort_values(["position", "q"], kind="stable")
+    return ordered.drop(columns="position").reset_index(drop=True)
+
+
 def fit_auto(
     runs: pd.DataFrame,
     forms: Mapping[str, MakeLaw],
@@ -143,14 +200,14 @@ def fit_auto(
     fitted, notes, aside, kept = fit_screened(every, forms)
     log_every = np.log(every.loss.to_numpy())
     runs = every[~aside].reset_index(drop=True)
-    nested = {name: nested_backtest(runs, partial(refit_predict, model), level, quantiles,
-                                    model.n_jobs) for name, model in fitted.items()}  # fmt: skip
-    weights, backtest, left = average(nested)
+    nested, light = backtest_forms(runs, fitted, level, quantiles)
+    weights, backtest, left = average(nested, light)
     if not backtest.empty:
         log_loss = np.log(runs.loss.to_numpy())
         in_data = {k: log_loss - np.log(fitted[k].predict_frame(runs)) for k in weights}
         backtest["in_data"] = in_data_errors(backtest, list(weights), in_data)
     notes.update(left)
+    notes.update({name: LIGHT_NOTE for name in light if name in weights and name not in notes})
     if not weights:  # nothing could be backtested: the first form that fits, uncalibrated
         weights = {next(iter(fitted)): 1.0}
     calibration = None if backtest.empty else calibrate(backtest, runs, level, vocab)

@@ -38,7 +38,7 @@ reward extrapolation, which is what a user asks of the law.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any, ClassVar, Self
 
 import numpy as np
@@ -53,12 +53,19 @@ SPLIT = ["coord", "q"]
 MIN_WEIGHT = 0.01  # a lighter form moves the average by under 1% of its gap to the others
 
 
-def common_splits(nested: Mapping[str, pd.DataFrame]) -> tuple[list[str], dict[str, str]]:
-    """The forms that completed every split any form completed, and why the others are out."""
+def common_splits(
+    nested: Mapping[str, pd.DataFrame], light: Collection[str] = ()
+) -> tuple[list[str], dict[str, str]]:
+    """The forms that completed every split any form completed, and why the others are out.
+    A `light` form was backtested on the largest cuts alone (fits.auto: it had no weight
+    there, so its smaller cuts could not move the average) and is held to those."""
     done = {name: set(map(tuple, frame[SPLIT].drop_duplicates().to_numpy())) for name, frame
             in nested.items() if not frame.empty}  # fmt: skip
     every = set().union(*done.values()) if done else set()
-    kept = [name for name, splits in done.items() if splits == every]
+    top = {coord: max(q for c, q in every if c == coord) for coord, _ in every}
+    largest = {(coord, q) for coord, q in every if top[coord] == q}
+    kept = [name for name, splits in done.items()
+            if splits == (largest if name in light else every)]  # fmt: skip
     left = {
         name: f"completed {len(done.get(name, ()))} of the {len(every)} nested splits"
         for name in nested
@@ -68,10 +75,11 @@ def common_splits(nested: Mapping[str, pd.DataFrame]) -> tuple[list[str], dict[s
 
 
 def error_matrix(nested: Mapping[str, pd.DataFrame], forms: list[str]) -> pd.DataFrame:
-    """One row per (split, held-out run) with each form's log error as a column, and the
-    split's distances (the same for every form); not a form's scatter, which is not the
-    average's."""
-    first = nested[forms[0]].set_index([*SPLIT, "row"])
+    """One row per (split, held-out run) with each form's log error as a column (NaN on the
+    splits a light form was not backtested on), and the split's distances (the same for every
+    form); not a form's scatter, which is not the average's."""
+    fullest = max(forms, key=lambda name: len(nested[name]))  # the first of the longest
+    first = nested[fullest].set_index([*SPLIT, "row"])
     errors = pd.DataFrame(
         {name: nested[name].set_index([*SPLIT, "row"]).log_error for name in forms}
     )
@@ -126,13 +134,17 @@ def cross_weights(
 
 
 def held_out_errors(frame: pd.DataFrame, forms: list[str]) -> np.ndarray:
-    """The average's log error on every row, each split's with its cross_weights."""
+    """The average's log error on every row, each split's with its cross_weights. A light
+    form's missing errors (NaN) count 0: its weight is 0 on every split it lacks."""
     errors = frame[forms].to_numpy(dtype=float)
     keys = split_keys(frame)
     out = np.empty(len(frame))
     for split, w in cross_weights(frame, forms, keys).items():
         mine = (keys == split).to_numpy()
-        out[mine] = errors[mine] @ w
+        missing = np.isnan(errors[mine])
+        if (missing & (w > 0)).any():
+            raise ValueError(f"a form of positive weight was not backtested on split {split}")
+        out[mine] = np.where(missing, 0.0, errors[mine]) @ w
     return out
 
 
@@ -153,15 +165,16 @@ def in_data_errors(
 
 
 def average(
-    nested: Mapping[str, pd.DataFrame],
+    nested: Mapping[str, pd.DataFrame], light: Collection[str] = ()
 ) -> tuple[dict[str, float], pd.DataFrame, dict[str, str]]:
     """Stacking weights of the forms, the average's nested errors, and the forms left out.
 
-    nested: form -> its nested backtest (fits.extrapolation.nested_backtest). The returned
+    nested: form -> its nested backtest (fits.extrapolation.nested_backtest); light: the forms
+    backtested on the largest cuts alone (see common_splits). The returned
     frame is a nested backtest of the average itself (log_error cross-validated over splits,
     see the module docstring), with each form's error as a column beside it.
     """
-    forms, left = common_splits(nested)
+    forms, left = common_splits(nested, light)
     if not forms:
         return {}, pd.DataFrame(), left
     frame = error_matrix(nested, forms)

@@ -47,7 +47,7 @@ each split's held-out runs, averaged over splits; the lowest wins.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -138,30 +138,67 @@ def nested_splits(
     return splits
 
 
+def largest_splits(
+    runs: pd.DataFrame, quantiles: tuple[float, ...] = QUANTILES
+) -> set[tuple[str, float]]:
+    """(coord, q) of the nested split with the most training runs along each coordinate."""
+    largest: dict[str, float] = {}
+    for coord, q, _, _ in nested_splits(runs, quantiles):
+        largest[coord] = max(q, largest.get(coord, q))
+    return set(largest.items())
+
+
 def nested_backtest(
     runs: pd.DataFrame,
     fit_predict: FitPredict,
     level: float,
     quantiles: tuple[float, ...] = QUANTILES,
     n_jobs: int | None = 1,
+    only: Collection[tuple[str, float]] | None = None,
 ) -> pd.DataFrame:
-    """Held-out runs of every nested split: coord, q, row, log_error, distance, hull (decades
-    from the training runs' hull in log N, log D), scatter, dir_N and dir_D (the unit vector
-    from the hull's nearest point to the run), and the distance along each coordinate
-    (columns d_C, d_N, d_D).
+    """Held-out runs of every nested split (of those `only` names as (coord, q), when given):
+    coord, q, row, log_error, distance, hull (decades from the training runs' hull in log N,
+    log D), scatter, dir_N and dir_D (the unit vector from the hull's nearest point to the
+    run), and the distance along each coordinate (columns d_C, d_N, d_D).
 
     log_error = log(actual) - log(predicted); scatter = the level-quantile of |log residual|
     of that split's fit on the training runs nearest the held-out run (fits.noise; the box
     calibration's in-data margin). Splits whose fit fails are skipped. The splits are fitted
     in n_jobs worker processes (fits.bootstrap.map_chunks).
     """
+    return nested_backtests(runs, {"": fit_predict}, level, quantiles, n_jobs, only)[""]
+
+
+def nested_backtests(
+    runs: pd.DataFrame,
+    fit_predicts: Mapping[str, FitPredict],
+    level: float,
+    quantiles: tuple[float, ...] = QUANTILES,
+    n_jobs: int | None = 1,
+    only: Collection[tuple[str, float]] | None = None,
+) -> dict[str, pd.DataFrame]:
+    """nested_backtest of each form (name -> its fit_predict), every form's splits in one pool
+    of workers, so that one costly form's splits do not leave a worker idle. The splits go to
+    the workers in the order of the forms given (the costliest first balances the workers
+    best), each form's largest first; the answers do not depend on the order."""
     runs = runs.reset_index(drop=True)
-    splits = nested_splits(runs, quantiles)
-    jobs = [(fit_predict, train, pd.concat([train, test])) for _, _, train, test in splits]
+    splits = [s for s in nested_splits(runs, quantiles) if only is None or s[:2] in only]
+    biggest_first = sorted(range(len(splits)), key=lambda i: -len(splits[i][2]))
+    tasks = [(name, i) for name in fit_predicts for i in biggest_first]
+    jobs = [(fit_predicts[name], splits[i][2], pd.concat(splits[i][2:])) for name, i in tasks]
+    predicted = dict(zip(tasks, map_chunks(_split_fit, jobs, n_jobs), strict=True))
+    return {name: _held_out(splits, [predicted[name, i] for i in range(len(splits))], level)
+            for name in fit_predicts}  # fmt: skip
+
+
+def _held_out(
+    splits: list[tuple[str, float, pd.DataFrame, pd.DataFrame]],
+    predicted: list[np.ndarray | None],
+    level: float,
+) -> pd.DataFrame:
+    """One form's nested_backtest frame from its predictions on each split (None: failed)."""
     held = []
-    for (coord, q, train, test), pred in zip(
-        splits, map_chunks(_split_fit, jobs, n_jobs), strict=True
-    ):
+    for (coord, q, train, test), pred in zip(splits, predicted, strict=True):
         if pred is None:
             continue
         err = np.log(pd.concat([train, test]).loss.to_numpy()) - np.log(pred)

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from fits import LOSS_LAWS, ChinchillaLaw, chinchilla_loss
+from fits.auto import LIGHT_NOTE
 from fits.averaging import AveragedLaw
 from fits.bootstrap import observation_interval
 from fits.extrapolation import (
@@ -218,8 +219,11 @@ def test_cli_fits_auto_with_its_forms_and_refuses_an_unknown_law(tmp_path):
     out = json.loads(done.stdout)
     assert out["law"] == "auto" and out["n_runs"] == 245 and out["n_points"] == 241
     assert len(out["set_aside"]) == 4 and min(r["loss"] for r in out["set_aside"]) > 3.7
-    chinchilla = next(f for f in out["forms"] if f["form"] == "chinchilla")
-    assert chinchilla["splits"] == 9
+    forms = {f["form"]: f for f in out["forms"]}
+    assert forms["chinchilla-shared"]["splits"] == 9 and forms["chinchilla-shared"]["weight"] > 0
+    # no weight on the largest cuts: backtested on those alone (fits.auto.backtest_forms)
+    assert forms["chinchilla"]["weight"] == 0 and forms["chinchilla"]["splits"] == 3
+    assert forms["chinchilla"]["note"] == LIGHT_NOTE
     assert out["calibration"]["n_splits"] == 9 and out["calibration"]["hi_rate"] >= 0
     shown = run_cli("fit", "auto", "--bootstrap", "50", "--db", db)
     assert "law forms: out-of-range error" in shown.stdout

@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import math
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -12,8 +13,16 @@ from scipy.stats.mstats import hdquantiles
 from statsmodels.regression.quantile_regression import QuantReg
 
 from fits import LOSS_LAWS, ChinchillaLaw, FitError, KaplanLaw, from_dict
-from fits.auto import fit_auto
-from fits.averaging import AveragedLaw, average, cross_weights, split_keys, split_weights, stack
+from fits.auto import LIGHT_NOTE, fit_auto
+from fits.averaging import (
+    AveragedLaw,
+    average,
+    cross_weights,
+    held_out_errors,
+    split_keys,
+    split_weights,
+    stack,
+)
 from fits.bootstrap import observation_interval
 from fits.calibration import (
     FLOOR,
@@ -25,6 +34,8 @@ from fits.calibration import (
     hull_vertices,
 )
 from fits.chinchilla import chinchilla_loss
+from fits.extrapolation import nested_backtest
+from fits.laws import refit_predict
 from fits.noise import RunNoise
 from fits.prediction import calibrated, question_frame
 
@@ -110,6 +121,31 @@ def test_weights_are_stacked_on_the_largest_cut_along_each_coordinate():
     assert on_every_cut[0] > 0.5  # what stacking on every cut would have chosen
     smaller = frame.q == 0.5
     np.testing.assert_allclose(frame.log_error[smaller], frame.rich[smaller], atol=2e-3)
+
+
+def test_a_light_form_counts_zero_on_the_cuts_it_was_not_backtested_on():
+    """A form with no weight on the largest cuts, backtested on those alone (`light`), gives
+    the weights and the average's errors that backtesting it on every cut gives; a light form
+    missing a largest cut is left out, and a form with weight must have every split."""
+    small = (("C", 0.5), ("N", 0.5), ("D", 0.5))
+    large = (("C", 0.8), ("N", 0.8), ("D", 0.8))
+    forms = {name: pd.concat([nested(bias, seed, small, sd), nested(bias, seed + 10, large, sd)],
+                             ignore_index=True)
+             for name, bias, seed, sd in (("a", 0.05, 0, 0.01), ("b", -0.05, 1, 0.01),
+                                          ("c", 0.0, 2, 0.5))}  # fmt: skip
+    full_w, full_frame, _ = average(forms)
+    assert full_w["c"] == 0.0
+    light = {**forms, "c": forms["c"][forms["c"].q == 0.8].reset_index(drop=True)}
+    weights, frame, left = average(light, light={"c"})
+    assert weights == full_w and left == {}
+    np.testing.assert_array_equal(frame.log_error, full_frame.log_error)
+    assert frame.c.isna().sum() == 18 and frame.c.notna().sum() == 18
+    short = {**light, "c": light["c"][light["c"].coord != "D"]}
+    assert "c" in average(short, light={"c"})[2]
+    assert "c" in average(light)[2]  # not light: held to every split
+    broken = frame.assign(a=np.where(frame.q == 0.5, np.nan, frame.a))
+    with pytest.raises(ValueError, match="positive weight"):
+        held_out_errors(broken, ["a", "b", "c"])
 
 
 def test_hull_distance_against_the_geometry_written_out():
@@ -281,6 +317,29 @@ def test_the_upper_end_does_not_rise_with_tokens_at_fixed_params():
     lo_in, hi_in = observation_interval(law.loss_draws(inside), residuals.pools(inside), 0.9, 0)
     assert calibrated(law, steep, np.ravel(lo_in), np.ravel(hi_in), inside, residuals, 0)[1] \
         == pytest.approx(steep.widen(np.ravel(lo_in), np.ravel(hi_in), inside)[1])  # fmt: skip
+
+
+@pytest.mark.slow
+def test_forms_without_weight_skip_their_smaller_cuts_and_change_nothing():
+    """fit_auto backtests the forms with no weight on the largest cuts on those alone; its
+    weights and the average's nested errors are those of every form on every cut (written
+    out here with nested_backtest), and its table says which forms were light."""
+    loss = chinchilla_loss(np.array([[1.7, 400.0, 900.0, 0.34, 0.3]]), GRID_N, GRID_D)[0]
+    loss = loss * np.exp(np.random.default_rng(7).normal(0, 0.01, loss.size))
+    runs = pd.DataFrame({"N": GRID_N, "D": GRID_D, "loss": loss})
+    names = ("chinchilla", "kaplan", "chinchilla-shared")
+    forms = {n: (lambda b, n=n: LOSS_LAWS[n](n_bootstrap=b, random_state=0)) for n in names}
+    auto = fit_auto(runs, forms, 0.9, 0)
+    every = runs.assign(C=6.0 * runs.N * runs.D)
+    fitted = {n: LOSS_LAWS[n](n_bootstrap=0, random_state=0).fit_frame(every) for n in names}
+    whole = {n: nested_backtest(every, partial(refit_predict, fitted[n]), 0.9) for n in names}
+    weights, frame, _ = average(whole)
+    table = auto.forms.set_index("form")
+    light = [n for n in names if table.note[n] == LIGHT_NOTE]
+    assert light and all(weights[n] == 0.0 for n in light)
+    assert table.weight.to_dict() == weights
+    assert all(table.splits[n] == 3 for n in light) and table.splits.max() == 9
+    np.testing.assert_array_equal(auto.nested.log_error, frame.log_error)
 
 
 @pytest.mark.slow
