@@ -37,7 +37,7 @@ from functools import partial
 import numpy as np
 import pandas as pd
 
-from fits.averaging import AveragedLaw, average, in_data_errors
+from fits.averaging import AveragedLaw, average, in_data_errors, stacking_weights
 from fits.calibration import Calibration, calibrate
 from fits.errors import FitError
 from fits.extrapolation import (
@@ -172,7 +172,7 @@ def backtest_forms(
         add_smaller(list(fitted))
         return nested, light
     while heavy := [
-        name for name, w in average(nested, light)[0].items() if w > 0 and name in light
+        name for name, w in stacking_weights(nested, light)[0].items() if w > 0 and name in light
     ]:
         add_smaller(heavy)
     return nested, light

@@ -164,6 +164,20 @@ def in_data_errors(
     return out
 
 
+def stacking_weights(
+    nested: Mapping[str, pd.DataFrame], light: Collection[str] = ()
+) -> tuple[dict[str, float], pd.DataFrame, dict[str, str]]:
+    """The forms' stacking weights (on the largest cuts), their error matrix (error_matrix)
+    and the forms left out (common_splits); what `average` needs before the average's errors,
+    and all that fits.auto needs to know which forms to backtest on the smaller cuts."""
+    forms, left = common_splits(nested, light)
+    if not forms:
+        return {}, pd.DataFrame(), left
+    frame = error_matrix(nested, forms)
+    w = stack_largest(frame, forms, np.ones(len(frame), bool))
+    return dict(zip(forms, map(float, w), strict=True)), frame, left
+
+
 def average(
     nested: Mapping[str, pd.DataFrame], light: Collection[str] = ()
 ) -> tuple[dict[str, float], pd.DataFrame, dict[str, str]]:
@@ -174,13 +188,10 @@ def average(
     frame is a nested backtest of the average itself (log_error cross-validated over splits,
     see the module docstring), with each form's error as a column beside it.
     """
-    forms, left = common_splits(nested, light)
-    if not forms:
-        return {}, pd.DataFrame(), left
-    frame = error_matrix(nested, forms)
-    w = stack_largest(frame, forms, np.ones(len(frame), bool))
-    frame["log_error"] = held_out_errors(frame, forms)
-    return dict(zip(forms, map(float, w), strict=True)), frame, left
+    weights, frame, left = stacking_weights(nested, light)
+    if weights:
+        frame["log_error"] = held_out_errors(frame, list(weights))
+    return weights, frame, left
 
 
 class AveragedLaw(LossLaw):
