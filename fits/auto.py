@@ -7,7 +7,8 @@
    side by side mask each other) or no form would fit without its runs; every step below
    runs without them, and only the run noise keeps them.
 2. Nested backtests of each form (fits.extrapolation.nested_backtest): refit below cuts in C,
-   N and D, score the runs above.
+   N and D, score the runs above; the largest cuts first, the smaller ones only for the forms
+   that get weight there (backtest_forms).
 3. Stacking weights on the splits every form completed, on the largest cut along each
    coordinate (fits.averaging); a form under 1% is left out.
 4. Calibration of the average on the shifts of its own cross-validated nested predictions
@@ -163,12 +164,15 @@ def backtest_forms(
     light = set(fitted)
 
     def add_smaller(names: list[str]) -> None:
-        for name, rest in backtest(names, smaller).items():
-            nested[name] = in_split_order(pd.concat([nested[name], rest], ignore_index=True))
-            light.discard(name)
+        light.difference_update(names)
+        for name, rest in (backtest(names, smaller) if smaller else {}).items():
+            if rest.empty:  # concatenated, an empty frame would turn every column to object
+                continue
+            old = nested[name]
+            nested[name] = rest if old.empty else in_split_order(pd.concat([old, rest]))
 
-    done = {(c, q) for f in nested.values() for c, q in zip(f.coord, f.q, strict=True)}
-    if done != largest:
+    completed = {(c, q) for f in nested.values() for c, q in zip(f.coord, f.q, strict=True)}
+    if completed != largest:
         add_smaller(list(fitted))
         return nested, light
     while heavy := [
