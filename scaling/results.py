@@ -260,9 +260,9 @@ class FittedLaw:
         shown = self.forms.assign(error=errors)
         lines = [
             "law forms: out-of-range error of nested backtests (median |log error|, every "
-            "cut) and stacking weight in the average (stacked on the largest cut along C, N "
-            "and D, the nearest to a fit on all runs; forms that err in opposite directions "
-            "share it):"
+            "cut the form was backtested on: its splits) and stacking weight in the average "
+            "(stacked on the largest cut along C, N and D, the nearest to a fit on all runs; "
+            "forms that err in opposite directions share it):"
         ]
         lines += ["  " + line for line in shown.to_string(index=False).splitlines()]
         cal = self.calibration
