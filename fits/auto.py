@@ -38,13 +38,12 @@ from functools import partial
 import numpy as np
 import pandas as pd
 
-from fits.averaging import AveragedLaw, average, in_data_errors, stacking_weights
+from fits.averaging import AveragedLaw, average, in_data_errors, largest_of, stacking_weights
 from fits.calibration import Calibration, calibrate
 from fits.errors import FitError
 from fits.extrapolation import (
     COORDS,
     QUANTILES,
-    largest_splits,
     nested_backtests,
     nested_splits,
     out_of_range_error,
@@ -158,8 +157,9 @@ def backtest_forms(
         done = nested_backtests(runs, fit_predicts, level, quantiles, n_jobs, only)
         return {name: done[name] for name in names}
 
-    largest = largest_splits(runs, quantiles)
-    smaller = {split[:2] for split in nested_splits(runs, quantiles)} - largest
+    cuts = {split[:2] for split in nested_splits(runs, quantiles)}
+    largest = largest_of(cuts)
+    smaller = cuts - largest
     nested = backtest(list(fitted), largest)
     light = set(fitted)
 

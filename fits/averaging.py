@@ -53,6 +53,14 @@ SPLIT = ["coord", "q"]
 MIN_WEIGHT = 0.01  # a lighter form moves the average by under 1% of its gap to the others
 
 
+def largest_of(splits: Collection[tuple[str, float]]) -> set[tuple[str, float]]:
+    """Of splits (coord, q), the largest cut along each coordinate: the most training runs."""
+    top: dict[str, float] = {}
+    for coord, q in splits:
+        top[coord] = max(q, top.get(coord, q))
+    return set(top.items())
+
+
 def common_splits(
     nested: Mapping[str, pd.DataFrame], light: Collection[str] = ()
 ) -> tuple[list[str], dict[str, str]]:
@@ -62,8 +70,7 @@ def common_splits(
     done = {name: set(map(tuple, frame[SPLIT].drop_duplicates().to_numpy())) for name, frame
             in nested.items() if not frame.empty}  # fmt: skip
     every = set().union(*done.values()) if done else set()
-    top = {coord: max(q for c, q in every if c == coord) for coord, _ in every}
-    largest = {(coord, q) for coord, q in every if top[coord] == q}
+    largest = largest_of(every)
     kept = [name for name, splits in done.items()
             if splits == (largest if name in light else every)]  # fmt: skip
     left = {

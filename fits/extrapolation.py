@@ -138,16 +138,6 @@ def nested_splits(
     return splits
 
 
-def largest_splits(
-    runs: pd.DataFrame, quantiles: tuple[float, ...] = QUANTILES
-) -> set[tuple[str, float]]:
-    """(coord, q) of the nested split with the most training runs along each coordinate."""
-    largest: dict[str, float] = {}
-    for coord, q, _, _ in nested_splits(runs, quantiles):
-        largest[coord] = max(q, largest.get(coord, q))
-    return set(largest.items())
-
-
 def nested_backtest(
     runs: pd.DataFrame,
     fit_predict: FitPredict,

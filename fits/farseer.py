@@ -132,13 +132,13 @@ class _FarseerObjective:
         return mask_nonfinite(f, g)
 
     def _block(self, phi: np.ndarray, w: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        z, log_d = self.sizes, self.log_d
+        sizes, log_d = self.sizes, self.log_d
         c1, k1, S, c2, k2, Q, c3, k3, E = (phi[:, i, None] for i in range(9))
-        per_size = np.empty((5, phi.shape[0], z.size))
+        per_size = np.empty((5, phi.shape[0], sizes.size))
         p1, p2, p3, beta, t1 = per_size
-        np.exp(k1 * z, out=p1)
-        np.exp(k2 * z, out=p2)
-        np.exp(k3 * z, out=p3)
+        np.exp(k1 * sizes, out=p1)
+        np.exp(k2 * sizes, out=p2)
+        np.exp(k3 * sizes, out=p3)
         np.multiply(c3, p3, out=beta)
         beta += E
         np.exp(beta, out=beta)
