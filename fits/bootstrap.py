@@ -13,9 +13,12 @@ import sys
 import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
 import numpy as np
+
+from fits.errors import FitError
 
 T = TypeVar("T")
 
@@ -135,11 +138,46 @@ def map_chunks(
     """func(*chunk) for every chunk, in n_jobs worker processes when n_jobs > 1.
 
     The batched refits are numpy code that holds the GIL between vector operations, so
-    threads would not overlap; processes do. Results come back in chunk order.
+    threads would not overlap; processes do. Results come back in chunk order. A worker that
+    dies (the kernel's out-of-memory killer, a stray signal) breaks its whole pool: the chunks
+    it left unanswered are run once more in a fresh pool, with a warning, and give the same
+    answers, since a chunk's result does not depend on the process that runs it. A second
+    death is a FitError.
     """
     workers = min(resolve_n_jobs(n_jobs), len(chunks))
     if workers <= 1:
         return [func(*c) for c in chunks]
-    with ProcessPoolExecutor(max_workers=workers, mp_context=FORKED) as pool:
-        futures = [pool.submit(func, *c) for c in chunks]
-        return [f.result() for f in futures]
+    done: dict[int, T] = {}
+    try:
+        _run_pool(func, chunks, workers, done)
+    except BrokenProcessPool:
+        warnings.warn(
+            f"a worker process died while fitting; {len(chunks) - len(done)} of "
+            f"{len(chunks)} parts are refitted in new workers",
+            stacklevel=2,
+        )
+        try:
+            _run_pool(func, chunks, workers, done)
+        except BrokenProcessPool as broken:
+            raise FitError(
+                "a worker process died twice while fitting (out of memory, or killed?)"
+            ) from broken
+    return [done[i] for i in range(len(chunks))]
+
+
+def _run_pool(
+    func: Callable[..., T], chunks: Sequence[tuple[Any, ...]], workers: int, done: dict[int, T]
+) -> None:
+    """Fill done[i] = func(*chunks[i]) for each chunk not in done yet, in up to `workers`
+    forked workers; the chunks answered before a worker died are kept when the pool breaks."""
+    todo = [i for i in range(len(chunks)) if i not in done]
+    with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=FORKED) as pool:
+        futures = {i: pool.submit(func, *chunks[i]) for i in todo}
+        try:
+            for i, future in futures.items():
+                done[i] = future.result()
+        except BrokenProcessPool:
+            for i, future in futures.items():
+                if future.done() and not future.cancelled() and future.exception() is None:
+                    done[i] = future.result()
+            raise

@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 
 import fits
 from fits import Estimate, FitError, PowerLaw, from_dict, validate
-from fits.bootstrap import resolve_n_jobs
+from fits.bootstrap import map_chunks, resolve_n_jobs
 from tests.conftest import REPO
 
 
@@ -148,6 +149,36 @@ def test_all_cores_means_the_cores_this_process_may_use():
                           env={**os.environ, "PYTHONPATH": str(REPO)}, check=True)  # fmt: skip
     assert done.stdout.split() == ["1", "1"]
     assert resolve_n_jobs(-1) == len(os.sched_getaffinity(0))
+
+
+def _square_dying_once(marker: str, i: int) -> int:
+    """i*i, but the first call for chunk 2 kills its own worker, as the out-of-memory killer
+    would (SIGKILL); the marker file remembers that it happened."""
+    if i == 2 and not os.path.exists(marker):
+        Path(marker).touch()
+        os.kill(os.getpid(), signal.SIGKILL)
+    return i * i
+
+
+def _square_always_dying(i: int) -> int:
+    os.kill(os.getpid(), signal.SIGKILL)
+    return i * i
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="workers are forked on Linux only")
+def test_a_worker_killed_mid_fit_costs_a_rerun_of_its_parts_not_the_fit(tmp_path):
+    marker = str(tmp_path / "killed")
+    chunks = [(marker, i) for i in range(6)]
+    with pytest.warns(UserWarning, match=r"a worker process died while fitting; \d of 6 parts"):
+        squares = map_chunks(_square_dying_once, chunks, n_jobs=2)
+    assert os.path.exists(marker)  # a worker really died
+    assert squares == [i * i for i in range(6)]
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="workers are forked on Linux only")
+def test_workers_that_keep_dying_end_the_fit_with_one_clear_error():
+    with pytest.warns(UserWarning), pytest.raises(FitError, match="died twice"):
+        map_chunks(_square_always_dying, [(i,) for i in range(4)], n_jobs=2)
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="workers are forked on Linux only")
