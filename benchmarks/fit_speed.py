@@ -15,6 +15,9 @@ see similar machine load. The full reference takes several minutes; --reference-
 it on every (4500/k)-th start only and scales its time up (marked as an estimate). Usage:
 
     python benchmarks/fit_speed.py [--data PATH] [--n-bootstrap 1000] [--repeats 3] [--auto-only]
+                                   [--without FORM ...]
+
+--without FORM also times `auto` with that form left out of the candidates: what it costs.
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -35,7 +40,8 @@ sys.path.insert(0, str(REPO))
 
 from machine import machine  # noqa: E402
 
-from fits import ChinchillaLaw, starting_grid  # noqa: E402
+from fits import LOSS_LAWS, ChinchillaLaw, starting_grid  # noqa: E402
+from fits.auto import AutoFit, fit_auto  # noqa: E402
 from scaling import datasets  # noqa: E402
 from scaling.study import Study  # noqa: E402
 
@@ -86,6 +92,18 @@ def as_params(theta: np.ndarray) -> np.ndarray:
     return np.array([np.exp(e), np.exp(a), np.exp(b), alpha, beta])
 
 
+def auto_without(runs: pd.DataFrame, left_out: str) -> AutoFit:
+    """`auto` as Study.fit runs it (level 0.9, seed 0, 1,000 resamples, every core), with
+    one form left out of the candidates."""
+
+    def maker(law: type) -> Callable[[int], Any]:
+        config = {"level": 0.9, "random_state": 0, "n_jobs": -1}
+        return lambda n_bootstrap: law(n_bootstrap=n_bootstrap, **config)
+
+    makers = {name: maker(law) for name, law in LOSS_LAWS.items() if name != left_out}
+    return fit_auto(runs[["N", "D", "loss"]], makers, 0.9, 1000)
+
+
 def timed(fn, repeats: int = 1):
     """(result of the last run, fastest wall time, fastest CPU time of this process)."""
     wall, cpu, out = np.inf, np.inf, None
@@ -119,6 +137,14 @@ def main() -> None:
         help="skip the scipy reference with the analytic gradient",
     )
     parser.add_argument("--auto-only", action="store_true", help="time the auto fit only")
+    parser.add_argument(
+        "--without",
+        action="append",
+        default=[],
+        metavar="FORM",
+        choices=list(LOSS_LAWS),
+        help="also time auto with this form left out (repeatable): what the form costs",
+    )
     args = parser.parse_args()
     print(f"machine: {machine()}", flush=True)
 
@@ -135,6 +161,11 @@ def main() -> None:
             f"{wall:.2f} s wall, {cpu:.2f} s CPU of this process"
         )
     print(f"(the plain grid fit, no bootstrap, in this run: {grid_cpu:.2f} s CPU)")
+    for name in args.without:
+        fitted, wall, _ = timed(lambda n=name: auto_without(every, n), args.repeats)
+        table = fitted.forms[fitted.forms.weight > 0]
+        weights = ", ".join(f"{f} {w:.3f}" for f, w in zip(table.form, table.weight, strict=True))
+        print(f"auto fit without {name}'s form, n_jobs=-1: {wall:.2f} s wall (weights {weights})")
     if args.auto_only:
         return
 
