@@ -26,9 +26,7 @@ import argparse
 import os
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -41,8 +39,9 @@ sys.path.insert(0, str(REPO))
 from machine import machine  # noqa: E402
 
 from fits import LOSS_LAWS, ChinchillaLaw, starting_grid  # noqa: E402
-from fits.auto import AutoFit, fit_auto  # noqa: E402
 from scaling import datasets  # noqa: E402
+from scaling.fitters import Context, fit_loss_forms  # noqa: E402
+from scaling.results import FittedLaw  # noqa: E402
 from scaling.study import Study  # noqa: E402
 
 DEFAULT_DATA = datasets.path("chinchilla-epoch")
@@ -92,16 +91,20 @@ def as_params(theta: np.ndarray) -> np.ndarray:
     return np.array([np.exp(e), np.exp(a), np.exp(b), alpha, beta])
 
 
-def auto_without(runs: pd.DataFrame, left_out: str) -> AutoFit:
-    """`auto` as Study.fit runs it (level 0.9, seed 0, 1,000 resamples, every core), with
-    one form left out of the candidates."""
+def auto_without(runs: pd.DataFrame, left_out: str) -> FittedLaw:
+    """`auto` as Study.fit runs it (scaling.fitters.fit_loss_forms with a Study's settings,
+    every core), with one form left out of the candidates."""
+    study = Study.from_frame(runs, n_jobs=-1)
+    data = study.fits.runs_of("auto", None, None, None, "params")  # the runs Study.fit reads
+    context = Context(study.settings, study.log, study.settings.n_bootstrap, force=False)
+    forms = tuple(name for name in LOSS_LAWS if name != left_out)
+    return fit_loss_forms("auto", data, {}, context, {}, forms)
 
-    def maker(law: type) -> Callable[[int], Any]:
-        config = {"level": 0.9, "random_state": 0, "n_jobs": -1}
-        return lambda n_bootstrap: law(n_bootstrap=n_bootstrap, **config)
 
-    makers = {name: maker(law) for name, law in LOSS_LAWS.items() if name != left_out}
-    return fit_auto(runs[["N", "D", "loss"]], makers, 0.9, 1000)
+def weights(fitted: FittedLaw) -> str:
+    """The stacking weights of the forms that carry any."""
+    table = fitted.forms[fitted.forms.weight > 0]
+    return ", ".join(f"{f} {w:.3f}" for f, w in zip(table.form, table.weight, strict=True))
 
 
 def timed(fn, repeats: int = 1):
@@ -153,19 +156,18 @@ def main() -> None:
         lambda: ChinchillaLaw(n_bootstrap=0).fit(every.N, every.D, every.loss), args.repeats
     )
     for jobs in (1, -1):
-        _, wall, cpu = timed(
+        fitted, wall, cpu = timed(
             lambda j=jobs: Study.from_frame(every, n_jobs=j).fit("auto"), args.repeats
         )
         print(
             f"auto fit, 245 points, 1,000 resamples, nested backtests, n_jobs={jobs}: "
-            f"{wall:.2f} s wall, {cpu:.2f} s CPU of this process"
+            f"{wall:.2f} s wall, {cpu:.2f} s CPU of this process (weights {weights(fitted)})"
         )
     print(f"(the plain grid fit, no bootstrap, in this run: {grid_cpu:.2f} s CPU)")
     for name in args.without:
         fitted, wall, _ = timed(lambda n=name: auto_without(every, n), args.repeats)
-        table = fitted.forms[fitted.forms.weight > 0]
-        weights = ", ".join(f"{f} {w:.3f}" for f, w in zip(table.form, table.weight, strict=True))
-        print(f"auto fit without {name}'s form, n_jobs=-1: {wall:.2f} s wall (weights {weights})")
+        print(f"auto fit without {name}'s form, n_jobs=-1: {wall:.2f} s wall "
+              f"(weights {weights(fitted)})")  # fmt: skip
     if args.auto_only:
         return
 
