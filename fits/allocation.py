@@ -17,7 +17,10 @@ from typing import Any
 import numpy as np
 
 RATIO_MARGIN = 100.0  # an allocation's D/N this far beyond the runs' is no answer
-_GRID_POINTS = 481  # log N grid of the allocation search (then golden-section refined)
+# log N grid of the allocation search, then golden-section refined between the best point's
+# neighbours: 0.1 nats apart, as 481 points were across the whole range at C = 1e25 before
+# the ratio window narrowed it; a minimum this grid misses lies within 10% in N of another.
+_GRID_STEP = 0.1
 _GOLDEN_STEPS = 40
 _GRID_CELLS = 2_000_000  # (rows x budgets x grid points) per block of the allocation's grid
 
@@ -77,9 +80,10 @@ def allocation(
         first = np.maximum(0.0, (log_x - math.log(ratios[1])) / 2.0)
         last = np.minimum(log_x, (log_x - math.log(ratios[0])) / 2.0)
         log_n = _interior_minimum(loss_of, p, log_x, first, np.maximum(first, last))
-        if np.isnan(log_n).any():
-            log_n = np.where(np.isnan(log_n), _interior_minimum(loss_of, p, log_x, *everywhere),
-                             log_n)  # fmt: skip
+        missed = np.isnan(log_n).any(axis=1)  # rows searched again over the whole range
+        if missed.any():
+            wide = _interior_minimum(loss_of, p[missed], log_x, *everywhere)
+            log_n[missed] = np.where(np.isnan(log_n[missed]), wide, log_n[missed])
     n_opt = np.exp(log_n)
     return n_opt, np.exp(log_x)[None, :] / n_opt
 
@@ -88,13 +92,15 @@ def _interior_minimum(
     loss_of: Any, p: np.ndarray, log_x: np.ndarray, first: np.ndarray, last: np.ndarray
 ) -> np.ndarray:
     """log N (k, m) minimising the loss along each budget x = C / flops_per_token between
-    log N = first and last, NaN where the minimum is at an end. A grid, then golden-section
-    search between the grid neighbours of the best point; every budget at once (the grid in
-    blocks of budgets that bound its (rows x budgets x grid) memory): one call of loss_of per
-    step, not one per budget and step, which for few rows is all the time."""
+    log N = first and last, NaN where the minimum is at an end. A grid _GRID_STEP apart, then
+    golden-section search between the grid neighbours of the best point, one new loss per
+    step; every budget at once (the grid in blocks of budgets that bound its (rows x budgets
+    x grid) memory): one call of loss_of per step, not one per budget and step, which for few
+    rows is all the time."""
     span = last - first
-    fraction = np.linspace(0.0, 1.0, _GRID_POINTS)
-    per_block = max(1, _GRID_CELLS // (p.shape[0] * _GRID_POINTS))
+    points = max(3, math.ceil(float(span.max(initial=0.0)) / _GRID_STEP) + 1)
+    fraction = np.linspace(0.0, 1.0, points)
+    per_block = max(1, _GRID_CELLS // (p.shape[0] * points))
 
     def loss(log_n: np.ndarray, log_x: np.ndarray) -> np.ndarray:
         return loss_of(p, np.exp(log_n), np.exp(log_x - log_n))
@@ -114,13 +120,18 @@ def _interior_minimum(
             )
             best[:, block] = values.argmin(axis=2)
             finite[:, block] = np.isfinite(values.min(axis=2))
-        inside = (best > 0) & (best < _GRID_POINTS - 1) & finite & (span > 0)
-        step = span / (_GRID_POINTS - 1)
+        inside = (best > 0) & (best < points - 1) & finite & (span > 0)
+        step = span / (points - 1)
         at = first + fraction[best] * span
         lo, hi = at - step, at + step
         ratio = (math.sqrt(5.0) - 1.0) / 2.0
+        m1, m2 = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
+        f1, f2 = loss(m1, log_x), loss(m2, log_x)
         for _ in range(_GOLDEN_STEPS):
-            m1, m2 = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
-            left = loss(m1, log_x) <= loss(m2, log_x)
+            left = f1 <= f2  # the minimum lies in [lo, m2]: m1 becomes its upper probe
             hi, lo = np.where(left, m2, hi), np.where(left, lo, m1)
+            probe = np.where(left, hi - ratio * (hi - lo), lo + ratio * (hi - lo))
+            f_probe = loss(probe, log_x)
+            m1, m2 = np.where(left, probe, m2), np.where(left, m1, probe)
+            f1, f2 = np.where(left, f_probe, f2), np.where(left, f1, f_probe)
     return np.where(inside, (lo + hi) / 2.0, np.nan)

@@ -107,7 +107,8 @@ def test_allocation_searches_only_the_tokens_per_parameter_an_answer_may_have(fi
     law.params_ = dict(zip(fitted.param_names, FALLS_AGAIN[0], strict=True))
     law.data_range_ = {**fitted.data_range_, "N": (1.0e8, 6.4e9), "D": (1e9, 5.1e11)}
     assert law.identification_problems() == []
-    np.testing.assert_allclose(law.compute_optimal(1.08e20), (n_opt[0, 0], d_opt[0, 0]))
+    # Searched over a wider window; a smooth minimum's argmin is known to ~sqrt(float eps).
+    np.testing.assert_allclose(law.compute_optimal(1.08e20), (n_opt[0, 0], d_opt[0, 0]), rtol=1e-6)
     # q > 0, s < 0: the first term falls without a floor; the caution names the limit, not E.
     assert law.cautions()[0].startswith("the loss at unlimited N and D = 0 cannot be told")
 
