@@ -22,6 +22,7 @@ import argparse
 import math
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +35,11 @@ sys.path.insert(0, str(REPO))
 from machine import machine  # noqa: E402
 
 import fits.allocation  # noqa: E402
-from fits import crossing_draws  # noqa: E402
+from fits import LossLaw, crossing_draws  # noqa: E402
 from scaling.study import Study  # noqa: E402
 
 REFERENCE_POINTS = 481
 GOLDEN_STEPS = 40
-GRID_CELLS = 2_000_000  # (rows x budgets x grid points) per block, as in fits.allocation
 
 
 def reference_minimum(
@@ -47,34 +47,16 @@ def reference_minimum(
 ) -> np.ndarray:
     """The search before: REFERENCE_POINTS grid points, two loss evaluations per golden step."""
     span = last - first
-    fraction = np.linspace(0.0, 1.0, REFERENCE_POINTS)
-
-    def loss(log_n: np.ndarray, log_x: np.ndarray) -> np.ndarray:
-        return loss_of(p, np.exp(log_n), np.exp(log_x - log_n))
-
-    per_block = max(1, GRID_CELLS // (p.shape[0] * fraction.size))
-    best = np.empty((p.shape[0], log_x.size), dtype=int)
-    finite = np.empty((p.shape[0], log_x.size), dtype=bool)
+    lo, hi, inside = fits.allocation.grid_minimum(loss_of, p, log_x, first, span, REFERENCE_POINTS)
+    ratio = (math.sqrt(5.0) - 1.0) / 2.0
     with np.errstate(all="ignore"):
-        for s in range(0, log_x.size, per_block):
-            block = slice(s, s + per_block)
-            grid = (first[block, None] + span[block, None] * fraction[None, :]).ravel()
-            values = loss(np.broadcast_to(grid, (p.shape[0], grid.size)),
-                          np.repeat(log_x[block], fraction.size))  # fmt: skip
-            values = np.where(np.isfinite(values), values, np.inf)
-            values = values.reshape(p.shape[0], log_x[block].size, -1)
-            best[:, block] = values.argmin(axis=2)
-            finite[:, block] = np.isfinite(values.min(axis=2))
-        inside = (best > 0) & (best < fraction.size - 1) & finite
-        at = first + fraction[best] * span
-        step = span / (fraction.size - 1)
-        lo, hi = at - step, at + step
-        ratio = (math.sqrt(5.0) - 1.0) / 2.0
         for _ in range(GOLDEN_STEPS):
             m1, m2 = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
-            left = loss(m1, log_x) <= loss(m2, log_x)
+            left = loss_of(p, np.exp(m1), np.exp(log_x - m1)) <= loss_of(
+                p, np.exp(m2), np.exp(log_x - m2)
+            )
             hi, lo = np.where(left, m2, hi), np.where(left, lo, m1)
-    return np.where(inside & (span > 0), (lo + hi) / 2.0, np.nan)
+    return np.where(inside, (lo + hi) / 2.0, np.nan)
 
 
 def timed(repeats: int, searches: dict[str, Any], job: Any) -> dict[str, tuple[float, Any]]:
@@ -109,14 +91,15 @@ def main() -> None:
     print(f"machine: {machine()}", flush=True)
     runs = duckdb.read_parquet(str(REPO / "benchmarks/data/architecture_runs.parquet")).df()
     study = Study.from_frame(runs)
-    laws = {arch: study.fit("auto", arch).model for arch in ("llama", "tnl")}
+    llama, tnl = (study.fit("auto", arch).model for arch in ("llama", "tnl"))
+    assert isinstance(llama, LossLaw) and isinstance(tnl, LossLaw)
     searches = {"reference": reference_minimum, "ours": fits.allocation._interior_minimum}
     budgets = np.geomspace(1e15, 1e27, 50)
-    jobs = {
-        "crossing draws, llama vs tnl": lambda: crossing_draws(*laws.values(), 1e15, 1e27),
-        **{f"frontier draws, {arch}": (lambda law=law: law.frontier_draws(budgets))
-           for arch, law in laws.items()},
-    }  # fmt: skip
+    jobs: dict[str, Callable[[], np.ndarray]] = {
+        "crossing draws, llama vs tnl": lambda: crossing_draws(llama, tnl, 1e15, 1e27),
+        "frontier draws, llama": lambda: llama.frontier_draws(budgets),
+        "frontier draws, tnl": lambda: tnl.frontier_draws(budgets),
+    }
     for what, job in jobs.items():
         best = timed(args.repeats, searches, job)
         (ref_s, ref), (our_s, our) = best["reference"], best["ours"]

@@ -92,46 +92,56 @@ def _interior_minimum(
     loss_of: Any, p: np.ndarray, log_x: np.ndarray, first: np.ndarray, last: np.ndarray
 ) -> np.ndarray:
     """log N (k, m) minimising the loss along each budget x = C / flops_per_token between
-    log N = first and last, NaN where the minimum is at an end. A grid _GRID_STEP apart, then
-    golden-section search between the grid neighbours of the best point, one new loss per
-    step; every budget at once (the grid in blocks of budgets that bound its (rows x budgets
-    x grid) memory): one call of loss_of per step, not one per budget and step, which for few
-    rows is all the time."""
+    log N = first and last, NaN where the minimum is at an end. A grid _GRID_STEP apart
+    (`grid_minimum`), then golden-section search between the grid neighbours of the best
+    point, one new loss per step, every budget at once."""
     span = last - first
     points = max(3, math.ceil(float(span.max(initial=0.0)) / _GRID_STEP) + 1)
-    fraction = np.linspace(0.0, 1.0, points)
-    per_block = max(1, _GRID_CELLS // (p.shape[0] * points))
+    lo, hi, inside = grid_minimum(loss_of, p, log_x, first, span, points)
 
-    def loss(log_n: np.ndarray, log_x: np.ndarray) -> np.ndarray:
+    def loss(log_n: np.ndarray) -> np.ndarray:
         return loss_of(p, np.exp(log_n), np.exp(log_x - log_n))
 
+    ratio = (math.sqrt(5.0) - 1.0) / 2.0
+    with np.errstate(all="ignore"):
+        m1, m2 = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
+        f1, f2 = loss(m1), loss(m2)
+        for _ in range(_GOLDEN_STEPS):
+            left = f1 <= f2  # the minimum lies in [lo, m2]: m1 becomes its upper probe
+            hi, lo = np.where(left, m2, hi), np.where(left, lo, m1)
+            probe = np.where(left, hi - ratio * (hi - lo), lo + ratio * (hi - lo))
+            f_probe = loss(probe)
+            m1, m2 = np.where(left, probe, m2), np.where(left, m1, probe)
+            f1, f2 = np.where(left, f_probe, f2), np.where(left, f1, f_probe)
+    return np.where(inside, (lo + hi) / 2.0, np.nan)
+
+
+def grid_minimum(
+    loss_of: Any, p: np.ndarray, log_x: np.ndarray, first: np.ndarray, span: np.ndarray,
+    points: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """The grid stage of the allocation search: log N from first to first + span in `points`
+    steps along each budget x; returns the best point's neighbours (lo, hi), each (k, m), and
+    whether the best lies strictly inside. Every budget at once, in blocks of budgets that
+    bound the (rows x budgets x grid) memory: one call of loss_of per block, not one per
+    budget, which for few rows is all the time."""
+    fraction = np.linspace(0.0, 1.0, points)
+    per_block = max(1, _GRID_CELLS // (p.shape[0] * points))
     best = np.empty((p.shape[0], log_x.size), dtype=int)
     finite = np.empty((p.shape[0], log_x.size), dtype=bool)
     with np.errstate(all="ignore"):
         for s in range(0, log_x.size, per_block):
             block = slice(s, s + per_block)
-            grid = (first[block, None] + span[block, None] * fraction[None, :]).ravel()
-            values = loss(
-                np.broadcast_to(grid, (p.shape[0], grid.size)),
-                np.repeat(log_x[block], fraction.size),
-            )
+            log_n = (first[block, None] + span[block, None] * fraction[None, :]).ravel()
+            log_d = np.repeat(log_x[block], points) - log_n
+            values = loss_of(p, np.exp(np.broadcast_to(log_n, (p.shape[0], log_n.size))),
+                             np.exp(log_d))  # fmt: skip
             values = np.where(np.isfinite(values), values, np.inf).reshape(
                 p.shape[0], log_x[block].size, -1
             )
             best[:, block] = values.argmin(axis=2)
             finite[:, block] = np.isfinite(values.min(axis=2))
-        inside = (best > 0) & (best < points - 1) & finite & (span > 0)
-        step = span / (points - 1)
-        at = first + fraction[best] * span
-        lo, hi = at - step, at + step
-        ratio = (math.sqrt(5.0) - 1.0) / 2.0
-        m1, m2 = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
-        f1, f2 = loss(m1, log_x), loss(m2, log_x)
-        for _ in range(_GOLDEN_STEPS):
-            left = f1 <= f2  # the minimum lies in [lo, m2]: m1 becomes its upper probe
-            hi, lo = np.where(left, m2, hi), np.where(left, lo, m1)
-            probe = np.where(left, hi - ratio * (hi - lo), lo + ratio * (hi - lo))
-            f_probe = loss(probe, log_x)
-            m1, m2 = np.where(left, probe, m2), np.where(left, m1, probe)
-            f1, f2 = np.where(left, f_probe, f2), np.where(left, f1, f_probe)
-    return np.where(inside, (lo + hi) / 2.0, np.nan)
+    step = span / (points - 1)
+    at = first + fraction[best] * span
+    inside = (best > 0) & (best < points - 1) & finite & (span > 0)
+    return at - step, at + step, inside
