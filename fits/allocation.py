@@ -64,7 +64,8 @@ def allocation(
     ratios: tuple[float, float] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(N_opt, D_opt), each (k, m): argmin over N of loss_of(params, N, C / (k N)), NaN where
-    the minimum sits at an end of 1 <= N, D (no interior optimum).
+    the minimum sits at an end of 1 <= N, D (no interior optimum). C (m,) is every row's
+    budgets; C (k, m) gives each row of params its own (a bootstrap draw's crossing).
 
     Given `ratios` (lo, hi), an interior minimum with lo <= D/N <= hi comes first: a law fitted
     on runs can fall again toward an allocation no run comes near (Farseer's D exponent falling
@@ -72,29 +73,32 @@ def allocation(
     is no answer. Only where the window holds no interior minimum is the whole range searched.
     """
     p = np.asarray(params, dtype=float)
-    log_x = np.log(np.asarray(C, dtype=float).reshape(-1) / flops_per_token)  # (m,)
-    everywhere = np.zeros_like(log_x), log_x  # log N from one parameter to one token
+    budgets = np.asarray(C, dtype=float)
+    log_x = np.log(budgets.reshape(1, -1) if budgets.ndim < 2 else budgets) - math.log(
+        flops_per_token
+    )  # (1 or k, m)
     if ratios is None:
-        log_n = _interior_minimum(loss_of, p, log_x, *everywhere)
+        log_n = _interior_minimum(loss_of, p, log_x, np.zeros_like(log_x), log_x)
     else:  # D/N = x / N^2
         first = np.maximum(0.0, (log_x - math.log(ratios[1])) / 2.0)
         last = np.minimum(log_x, (log_x - math.log(ratios[0])) / 2.0)
         log_n = _interior_minimum(loss_of, p, log_x, first, np.maximum(first, last))
         missed = np.isnan(log_n).any(axis=1)  # rows searched again over the whole range
         if missed.any():
-            wide = _interior_minimum(loss_of, p[missed], log_x, *everywhere)
+            own = log_x[missed] if log_x.shape[0] > 1 else log_x
+            wide = _interior_minimum(loss_of, p[missed], own, np.zeros_like(own), own)
             log_n[missed] = np.where(np.isnan(log_n[missed]), wide, log_n[missed])
     n_opt = np.exp(log_n)
-    return n_opt, np.exp(log_x)[None, :] / n_opt
+    return n_opt, np.exp(log_x) / n_opt
 
 
 def _interior_minimum(
     loss_of: Any, p: np.ndarray, log_x: np.ndarray, first: np.ndarray, last: np.ndarray
 ) -> np.ndarray:
     """log N (k, m) minimising the loss along each budget x = C / flops_per_token between
-    log N = first and last, NaN where the minimum is at an end. A grid _GRID_STEP apart
-    (`grid_minimum`), then golden-section search between the grid neighbours of the best
-    point, one new loss per step, every budget at once."""
+    log N = first and last (each (1 or k, m), as log_x), NaN where the minimum is at an end.
+    A grid _GRID_STEP apart (`grid_minimum`), then golden-section search between the grid
+    neighbours of the best point, one new loss per step, every budget at once."""
     span = last - first
     points = max(3, math.ceil(float(span.max(initial=0.0)) / _GRID_STEP) + 1)
     lo, hi, inside = grid_minimum(loss_of, p, log_x, first, span, points)
@@ -121,24 +125,23 @@ def grid_minimum(
     points: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
     """The grid stage of the allocation search: log N from first to first + span in `points`
-    steps along each budget x; returns the best point's neighbours (lo, hi), each (k, m), and
-    whether the best lies strictly inside. Every budget at once, in blocks of budgets that
-    bound the (rows x budgets x grid) memory: one call of loss_of per block, not one per
-    budget, which for few rows is all the time."""
+    steps along each budget x (log_x, first, span each (1 or k, m)); returns the best point's
+    neighbours (lo, hi), each (k, m), and whether the best lies strictly inside. Every budget
+    at once, in blocks of budgets that bound the (rows x budgets x grid) memory: one call of
+    loss_of per block, not one per budget, which for few rows is all the time."""
     fraction = np.linspace(0.0, 1.0, points)
-    per_block = max(1, _GRID_CELLS // (p.shape[0] * points))
-    best = np.empty((p.shape[0], log_x.size), dtype=int)
-    finite = np.empty((p.shape[0], log_x.size), dtype=bool)
+    k, m = p.shape[0], log_x.shape[1]
+    per_block = max(1, _GRID_CELLS // (k * points))
+    best = np.empty((k, m), dtype=int)
+    finite = np.empty((k, m), dtype=bool)
     with np.errstate(all="ignore"):
-        for s in range(0, log_x.size, per_block):
+        for s in range(0, m, per_block):
             block = slice(s, s + per_block)
-            log_n = (first[block, None] + span[block, None] * fraction[None, :]).ravel()
-            log_d = np.repeat(log_x[block], points) - log_n
-            values = loss_of(p, np.exp(np.broadcast_to(log_n, (p.shape[0], log_n.size))),
-                             np.exp(log_d))  # fmt: skip
-            values = np.where(np.isfinite(values), values, np.inf).reshape(
-                p.shape[0], log_x[block].size, -1
-            )
+            log_n = first[:, block, None] + span[:, block, None] * fraction  # (1 or k, b, points)
+            log_d = (log_x[:, block, None] - log_n).reshape(log_n.shape[0], -1)
+            log_n = np.broadcast_to(log_n.reshape(log_n.shape[0], -1), (k, log_d.shape[1]))
+            values = loss_of(p, np.exp(log_n), np.exp(log_d))
+            values = np.where(np.isfinite(values), values, np.inf).reshape(k, -1, points)
             best[:, block] = values.argmin(axis=2)
             finite[:, block] = np.isfinite(values.min(axis=2))
     step = span / (points - 1)

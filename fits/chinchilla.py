@@ -113,12 +113,14 @@ def compute_optimal_allocation(
     """Closed-form minimiser of L(N, D) subject to C = k N D (k = flops_per_token).
 
     Setting dL/dN = 0 on D = C/(kN) gives N_opt = G (C/k)^a, D_opt = G^-1 (C/k)^b with
-    G = (alpha A / (beta B))^(1/(alpha+beta)). Rows of params broadcast against C.
+    G = (alpha A / (beta B))^(1/(alpha+beta)). Rows of params broadcast against C: budgets
+    (m,) for every row, or (k, m) a row's own.
     """
     p = np.asarray(params, dtype=float)
     _, A, B, alpha, beta = (p[..., i, None] for i in range(5))
     a, b = allocation_exponents(alpha, beta)
-    X = np.asarray(C, dtype=float).reshape(-1) / flops_per_token
+    budgets = np.asarray(C, dtype=float)
+    X = (budgets if budgets.ndim == 2 else budgets.reshape(-1)) / flops_per_token
     with np.errstate(all="ignore"):  # degenerate draws give inf/nan, which intervals leave out
         G = (alpha * A / (beta * B)) ** (1.0 / (alpha + beta))
         return G * X**a, X**b / G

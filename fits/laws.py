@@ -20,7 +20,6 @@ from typing import Any, ClassVar, Self
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import brentq
 
 from fits import validate
 from fits.allocation import allocation, allocation_problems, ratio_window
@@ -98,14 +97,16 @@ class LossLaw(IntervalFit):
     def allocation_of(
         self, params: np.ndarray, C: np.ndarray, flops_per_token: float = 6.0
     ) -> tuple[np.ndarray, np.ndarray]:
-        """(N_opt, D_opt), each (k, m), minimising the loss at C = k N D for params rows: the
-        numerical search of `fits.allocation`, inside the runs' tokens-per-parameter window
-        first; a form with a closed form overrides it."""
-        validate.positive(C, "C")
+        """(N_opt, D_opt), each (k, m), minimising the loss at C = k N D for params rows at
+        budgets C (m,), or each row at its own (k, m): the numerical search of
+        `fits.allocation`, inside the runs' tokens-per-parameter window first; a form with a
+        closed form overrides it."""
+        validate.positive(np.ravel(C), "C")
         return allocation(self.loss_of, params, C, flops_per_token, ratio_window(self.data_range_))
 
     def frontier_of(self, params: np.ndarray, C: np.ndarray) -> np.ndarray:
-        """Compute-optimal loss (k, m) for params rows (k, p) at budgets C (m,)."""
+        """Compute-optimal loss (k, m) for params rows (k, p) at budgets C (m,), or each row
+        at its own budgets C (k, m)."""
         n_opt, d_opt = self.allocation_of(params, C)
         return self.loss_of(params, n_opt, d_opt)
 
@@ -346,10 +347,11 @@ def refit_predict(model: LossLaw, train: pd.DataFrame, test: pd.DataFrame) -> np
     return model.quick_refit(train, force=True).predict_frame(test)
 
 
-# Budgets per decade at which two frontiers are compared before brentq refines the first
+# Budgets per decade at which two frontiers are compared before bisection refines the first
 # sign change: a pair crossing twice within one cell is missed. 8 gave the same 1,000 crossing
 # draws as 20 (the grid before) on every pair of the study's architectures, in 40% of the time.
 CROSSING_PER_DECADE = 8
+CROSSING_TOL = 1e-12  # bisection stops when the crossing's log C is known this closely
 
 
 def frontier_crossing(
@@ -357,7 +359,8 @@ def frontier_crossing(
 ) -> np.ndarray:
     """First C in [lo_c, hi_c] where the frontiers of two laws cross (NaN where none).
 
-    One value for the fitted parameters, or with `draws` one per pair of bootstrap rows.
+    One value for the fitted parameters, or with `draws` one per pair of bootstrap rows: every
+    pair's crossing bisected at once, each pair's frontiers at its own budget.
     """
     pa = law_a._draws() if draws else law_a._params_row()[None, :]
     pb = law_b._draws() if draws else law_b._params_row()[None, :]
@@ -366,18 +369,19 @@ def frontier_crossing(
     decades = math.log10(hi_c / lo_c)
     grid = np.geomspace(lo_c, hi_c, max(2, math.ceil(CROSSING_PER_DECADE * decades) + 1))
     diff = law_a.frontier_of(pa, grid) - law_b.frontier_of(pb, grid)
+    change = np.sign(diff[:, :-1]) * np.sign(diff[:, 1:]) < 0
+    rows = np.flatnonzero(change.any(axis=1))
+    first = change[rows].argmax(axis=1)
+    lo, hi = np.log(grid[first]), np.log(grid[first + 1])
+    sign_lo = np.sign(diff[rows, first])
+    while rows.size and float((hi - lo).max()) > CROSSING_TOL:
+        mid = (lo + hi) / 2.0
+        c = np.exp(mid)[:, None]
+        gap = law_a.frontier_of(pa[rows], c)[:, 0] - law_b.frontier_of(pb[rows], c)[:, 0]
+        below = np.sign(gap) == sign_lo  # the crossing lies above mid
+        lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
     out = np.full(k, np.nan)
-    for i, row in enumerate(diff):
-        change = np.flatnonzero(np.sign(row[:-1]) * np.sign(row[1:]) < 0)
-        if change.size:
-            j = change[0]
-
-            def gap(log_c: float, i: int = i) -> float:
-                c = np.array([math.exp(log_c)])
-                a = law_a.frontier_of(pa[i : i + 1], c)[0, 0]
-                return float(a - law_b.frontier_of(pb[i : i + 1], c)[0, 0])
-
-            out[i] = math.exp(brentq(gap, math.log(grid[j]), math.log(grid[j + 1])))
+    out[rows] = np.exp((lo + hi) / 2.0)
     return out
 
 

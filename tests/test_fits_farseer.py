@@ -75,6 +75,26 @@ def test_generic_allocation_finds_chinchillas_closed_form():
     np.testing.assert_allclose(numeric[1], closed[1], rtol=1e-6)
 
 
+def test_each_row_at_its_own_budgets_is_the_closed_form_at_them():
+    """C (k, m): row i at its own budgets (a bootstrap pair's crossing), numerically and in
+    closed form, against each row asked alone; inside a ratio window, and with a row that
+    finds no minimum there and is searched again over the whole range."""
+    params = np.array([[1.69, 406.4, 410.7, 0.34, 0.28], [1.8, 482.0, 2085.4, 0.348, 0.366]])
+    budgets = np.array([[1e20, 3e21], [1e23, 2e19]])
+    closed = compute_optimal_allocation(params, budgets)
+    for ratios in (None, (1.0, 1e3)):
+        numeric = allocation(chinchilla_loss_rows, params, budgets, ratios=ratios)
+        for i in range(2):
+            alone = compute_optimal_allocation(params[i : i + 1], budgets[i])
+            np.testing.assert_allclose(closed[0][i], alone[0][0], rtol=1e-12)
+            np.testing.assert_allclose(numeric[0][i], alone[0][0], rtol=1e-6)
+            np.testing.assert_allclose(numeric[1][i], alone[1][0], rtol=1e-6)
+    # The second row's optima lie at 19 and 24 tokens per parameter: outside (30, 1e3), so
+    # that row alone is searched again over the whole range, at its own budgets.
+    n_opt, _ = allocation(chinchilla_loss_rows, params, budgets, ratios=(30.0, 1e3))
+    np.testing.assert_allclose(n_opt, closed[0], rtol=1e-6)
+
+
 def chinchilla_loss_rows(params, N, D):
     return ChinchillaLaw().loss_of(params, N, D)  # E + A / N^alpha + B / D^beta
 
