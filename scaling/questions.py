@@ -66,9 +66,9 @@ class Questions:
         value, lo, hi = run_interval(fitted.model, fitted.residuals, fitted.calibration, question,
                                      self.level, self.seed)  # fmt: skip
         kind = _interval_kind(fitted)
-        runs = self._fitted_runs(fitted)
+        fresh = U is None or U >= D  # repeats priced by U need no caution, nor the runs read
+        runs = self._fitted_runs(fitted) if fresh else pd.DataFrame()
         repeats = "" if U is not None else _repeats_note("D", D, runs)
-        fresh = U is None or U >= D
         unpriced = _unpriced_repeats_note(fitted.model, runs) if fresh else ""
         note = _joined(repeats, unpriced, _bends_note(fitted))
         return Prediction("loss", value[0], lo[0], hi[0], self.level, fitted.fit_id, kind, note)
