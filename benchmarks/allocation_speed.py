@@ -6,10 +6,10 @@ A crossover's interval searches the allocation of every bootstrap draw of two av
 reference is the code as it stood before 6 December 2026, restated here: a 481-point grid in
 log N across the window whatever its width, 40 golden-section steps that evaluate both
 probes, and scipy's brentq on each crossing draw in turn, its frontiers searched one draw at a
-time. Ours spaces the grid 0.1 nats apart, evaluates one new probe per step, and bisects every
-crossing draw at once, each at its own budget. (Both run inside fits.allocation.allocation,
-which now searches the whole range again only for the draws with no minimum in the window,
-not for all of them: that saving is in both columns.)
+time. Ours spaces the grid 0.1 nats apart, evaluates one new probe per step, and refines every
+crossing draw at once (fits.laws.bracketed_roots), each at its own budget. (Both run inside
+fits.allocation.allocation, which now searches the whole range again only for the draws with
+no minimum in the window, not for all of them: that saving is in both columns.)
 
 Fits `auto` on the architecture study's tnl and hgrn2 runs (benchmarks/data), then times the
 frontier of 1,000 draws at 50 budgets, and the crossing draws of the pair (50 of which cross

@@ -19,7 +19,7 @@ from fits import (
     from_dict,
 )
 from fits.data_constrained import NO_REPEATS, data_constrained_loss, n_opt_for_tokens
-from fits.laws import refit_predict
+from fits.laws import CROSSING_TOL, bracketed_roots, refit_predict
 
 GRID_N, GRID_D = (
     a.ravel() for a in np.meshgrid(np.geomspace(1e7, 1e9, 7), np.geomspace(1e9, 1e11, 7))
@@ -295,3 +295,24 @@ def test_a_nested_refit_the_checks_would_refuse_still_predicts_the_held_out_loss
     predicted = refit_predict(model, train, test)
     assert np.all(np.isfinite(predicted))
     np.testing.assert_allclose(predicted, test.loss, rtol=0.05)
+
+
+def test_bracketed_roots_are_the_closed_form_roots_of_every_row_at_once():
+    """Each row's root against its closed form: a cube root, a logarithm (an end kept again
+    and again by plain regula falsi), a root hit exactly on the first secant step, and a row
+    whose function is not finite beside its root (bisected there)."""
+    targets = np.array([2.0, 30.0, 0.5, 5.0])
+
+    def gap(rows: np.ndarray, x: np.ndarray) -> np.ndarray:
+        t = targets[rows]
+        cube, log = x**3 - t, np.exp(x) - t
+        with np.errstate(invalid="ignore"):
+            holed = np.where(x > 1.9, np.sqrt(x - 1.9) - np.sqrt(t - 1.9), np.nan)
+        return np.select([rows == 0, rows == 1, rows == 2], [cube, log, x - t], holed)
+
+    lo, hi = np.array([0.0, 0.0, 0.0, 1.0]), np.array([3.0, 10.0, 1.0, 6.0])
+    f_lo = gap(np.arange(4), lo)
+    f_lo[3] = -1.0  # not finite at its low end: the sign it has just above 1.9
+    roots = bracketed_roots(gap, lo, hi, f_lo, gap(np.arange(4), hi))
+    expected = [2.0 ** (1 / 3), math.log(30.0), 0.5, 5.0]
+    np.testing.assert_allclose(roots, expected, rtol=0, atol=CROSSING_TOL)
