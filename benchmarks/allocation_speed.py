@@ -7,7 +7,7 @@ reference is the code as it stood before 6 December 2026, restated here: a 481-p
 log N across the window whatever its width, 40 golden-section steps that evaluate both
 probes, and scipy's brentq on each crossing draw in turn, its frontiers searched one draw at a
 time. Ours spaces the grid 0.1 nats apart, evaluates one new probe per step, and refines every
-crossing draw at once (fits.laws.bracketed_roots), each at its own budget. (Both run inside
+crossing draw at once (fits.crossing.bracketed_roots), each at its own budget. (Both run inside
 fits.allocation.allocation, which now searches the whole range again only for the draws with
 no minimum in the window, not for all of them: that saving is in both columns.)
 
@@ -41,7 +41,7 @@ from machine import machine  # noqa: E402
 
 import fits.allocation  # noqa: E402
 from fits import LossLaw, frontier_crossing  # noqa: E402
-from fits.laws import CROSSING_PER_DECADE  # noqa: E402
+from fits.crossing import CROSSING_PER_DECADE  # noqa: E402
 from scaling.study import Study  # noqa: E402
 
 REFERENCE_POINTS = 481

@@ -15,6 +15,7 @@ from fits.chinchilla import (
     starting_grid,
 )
 from fits.chinchilla_shared import SharedChinchillaLaw
+from fits.crossing import crossing_draws, frontier_crossing
 from fits.data_constrained import DataConstrainedLaw
 from fits.errors import FitError
 from fits.farseer import FarseerLaw
@@ -29,7 +30,7 @@ from fits.hparams import (
 )
 from fits.isoflop import EnvelopeFit, IsoFLOPFit
 from fits.kaplan import KaplanLaw
-from fits.laws import LOSS_LAWS, LossLaw, crossing_draws, frontier_crossing
+from fits.laws import LOSS_LAWS, LossLaw
 from fits.lbfgs import BatchResult, minimize_batched
 from fits.lr import LROptima, optimal_lr
 from fits.overfitting import OverfittingLaw

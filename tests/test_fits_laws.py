@@ -18,8 +18,9 @@ from fits import (
     chinchilla_loss,
     from_dict,
 )
+from fits.crossing import CROSSING_TOL, bracketed_roots
 from fits.data_constrained import NO_REPEATS, data_constrained_loss, n_opt_for_tokens
-from fits.laws import CROSSING_TOL, bracketed_roots, refit_predict
+from fits.laws import refit_predict
 
 GRID_N, GRID_D = (
     a.ravel() for a in np.meshgrid(np.geomspace(1e7, 1e9, 7), np.geomspace(1e9, 1e11, 7))
