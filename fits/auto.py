@@ -3,9 +3,9 @@
 1. Fit every candidate form on all runs (no bootstrap); a form the runs cannot identify is
    left out with its one-line reason. With two forms or more, runs that are gross outliers
    under every form (fits.noise.gross_outliers) are set aside and the forms fitted again
-   without them, and the runs left are screened again until a pass sets aside none (outliers
-   side by side mask each other) or no form would fit without its runs; every step below
-   runs without them, and only the run noise keeps them.
+   without them (from their optima, `fit_forms`), and the runs left are screened again
+   until a pass sets aside none (outliers side by side mask each other) or no form would fit
+   without its runs; every step below runs without them, and only the run noise keeps them.
 2. Nested backtests of each form (fits.extrapolation.nested_backtest): refit below cuts in C,
    N and D, score the runs above; the largest cuts first, the smaller ones only for the forms
    that get weight there (backtest_forms).
@@ -88,15 +88,22 @@ def with_bootstrap(fitted: LossLaw, fresh: LossLaw, runs: pd.DataFrame) -> LossL
 
 
 def fit_forms(
-    runs: pd.DataFrame, forms: Mapping[str, MakeLaw]
+    runs: pd.DataFrame, forms: Mapping[str, MakeLaw], previous: Mapping[str, LossLaw] | None = None
 ) -> tuple[dict[str, LossLaw], dict[str, str]]:
     """Every form fitted on runs without the bootstrap, and why each that does not fit fails;
-    refused when none fits."""
+    refused when none fits.
+
+    A form fitted in `previous` (the screen's last pass, on these runs and the ones it set
+    aside) is refitted from that fit's local optima (`quick_refit`) instead of by its whole
+    grid search again: a run set aside is a run of weight 0, as a third of the runs are in
+    each bootstrap resample, whose optimum lies in those basins (fits.gridfit). A form
+    `previous` refused gets its whole grid search."""
+    warm = previous or {}
     fitted: dict[str, LossLaw] = {}
     notes: dict[str, str] = {}
     for name, make in forms.items():
         try:
-            fitted[name] = make(0).fit_frame(runs)
+            fitted[name] = warm[name].quick_refit(runs) if name in warm else make(0).fit_frame(runs)
         except FitError as exc:
             notes[name] = str(exc)
     if not fitted:
@@ -131,7 +138,7 @@ def fit_screened(
         if not new.any():
             return fitted, notes, aside, wider & ~aside
         try:
-            fitted, notes = fit_forms(runs[~wider].reset_index(drop=True), forms)
+            fitted, notes = fit_forms(runs[~wider].reset_index(drop=True), forms, fitted)
         except FitError:
             return fitted, notes, aside, wider & ~aside
         aside = wider

@@ -219,12 +219,9 @@ class FarseerLaw(GridLaw):
         optima (its Hessian's eigenvalues span ten decades) L-BFGS stalls short of the new
         runs' optimum, so a nested split kept what this fit learnt from the runs it held out
         (on Epoch's nested splits 1-23% above the grid's objective, one predicting its held-out
-        runs 4.6x too high); the grid search is also faster here. In one process: refits are
-        many (the nested splits run in processes of their own)."""
+        runs 4.6x too high); the grid search is also faster here."""
         self._check_fitted()
-        new = self._unfitted(force)
-        new.n_jobs = 1
-        return new.fit_frame(runs)
+        return self._unfitted(force).fit_frame(runs)
 
     def check_identifiable(self, N: np.ndarray, D: np.ndarray) -> None:
         sizes, tokens = np.unique(N).size, np.unique(D).size

@@ -16,6 +16,7 @@ should not be trusted.
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any, ClassVar, Self
 
@@ -344,5 +345,8 @@ def refit_predict(model: LossLaw, train: pd.DataFrame, test: pd.DataFrame) -> np
     would refuse to answer from (an exponent at its bound, no finite compute-optimal
     allocation) is kept and scored on that loss; refusing it dropped the split, and a form
     missing one split loses its weight (fits.averaging), for a reason that says nothing of its
-    loss. A split whose predictions are not finite is still skipped (nested_backtest)."""
-    return model.quick_refit(train, force=True).predict_frame(test)
+    loss. A split whose predictions are not finite is still skipped (nested_backtest). The
+    refit runs in one process: the splits are what runs in parallel (nested_backtests)."""
+    alone = copy.copy(model)
+    alone.n_jobs = 1
+    return alone.quick_refit(train, force=True).predict_frame(test)
