@@ -11,7 +11,8 @@ gradient. Everything else is shared and runs in the batched L-BFGS of fits.lbfgs
 - the best distinct local optima (`n_local_optima`) seed the bootstrap: a resample only
   perturbs the objective, so its optimum lies in one of those basins (the Chinchilla tests
   check this against full-grid refits);
-- `quick_refit` refits other runs from those optima alone, which is what nested backtests need.
+- `quick_refit` refits other runs from those optima alone: the nested backtests' refits and
+  the outlier screen's later passes (fits.auto).
 """
 
 from __future__ import annotations
