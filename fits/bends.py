@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy.stats import t as student_t
+
+from fits.quantiles import t_quantile
 
 ALPHA = 0.01  # family-wise false-alarm rate of the check under noise alone
 MIN_DOF = 3  # replicate degrees of freedom below which the noise is not measured
@@ -81,7 +82,7 @@ def bend_caution(runs: pd.DataFrame) -> str | None:
     sizes = token_bends(runs, sd)
     if sizes.empty:
         return None
-    threshold = float(student_t.ppf(1 - ALPHA / sizes.rises.sum(), dof))
+    threshold = float(t_quantile(1 - ALPHA / sizes.rises.sum(), dof))
     bent = sizes[sizes.max_rise_sd > threshold]
     if bent.empty:
         return None

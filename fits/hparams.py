@@ -22,12 +22,11 @@ from typing import Any, Self
 
 import numpy as np
 import pandas as pd
-import statsmodels.api as sm
-from scipy import stats
 
 from fits import validate
 from fits.base import Estimate, IntervalFit, _num, check_kind, runs_only
 from fits.errors import FitError
+from fits.quantiles import t_quantile
 
 
 class LogLinearLaw(IntervalFit):
@@ -101,6 +100,8 @@ class LogLinearLaw(IntervalFit):
         validate.same_length(X=logs[:, 0], **{self.target: y})
         k = len(self.variables)
         validate.at_least(y.size, k + 2, f"points to fit {k + 1} coefficients with an error")
+        import statsmodels.api as sm  # here: its import takes a second of every command's start
+
         design = sm.add_constant(logs, has_constant="add")
         if np.linalg.matrix_rank(design) < design.shape[1]:
             raise FitError(
@@ -134,7 +135,7 @@ class LogLinearLaw(IntervalFit):
     def _set_params(self) -> None:
         """Natural-scale params, stderr and t intervals from the log-space OLS."""
         se = np.sqrt(np.diag(self.cov_))
-        t = stats.t.ppf(0.5 + self.level_ / 2, self.df_resid_)
+        t = t_quantile(0.5 + self.level_ / 2, self.df_resid_)
         sign = np.array([1.0, *self.signs])
         est = self.beta_ * sign  # exponents in the law's own sign convention
         lo = np.minimum((self.beta_ - t * se) * sign, (self.beta_ + t * se) * sign)
@@ -173,7 +174,7 @@ class LogLinearLaw(IntervalFit):
         if check_kind(kind) == "prediction":
             var = var + self.objective_ / self.df_resid_
         se = np.sqrt(var)
-        t = stats.t.ppf(0.5 + level / 2, self.df_resid_)
+        t = t_quantile(0.5 + level / 2, self.df_resid_)
         return Estimate(np.exp(mean), np.exp(mean - t * se), np.exp(mean + t * se), level, kind)
 
     def _predict_design(self, X: pd.DataFrame | Mapping[str, Any]) -> np.ndarray:

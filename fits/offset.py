@@ -24,10 +24,10 @@ import math
 import numpy as np
 import pandas as pd
 from scipy.optimize import brentq, least_squares
-from scipy.stats import chi2
 
 from fits.averaging import AveragedLaw
 from fits.laws import LossLaw
+from fits.quantiles import chi2_quantile
 
 NO_FIT = 1e3  # the log residual of a run the parameters cannot predict (loss not finite)
 
@@ -71,7 +71,7 @@ def offset_limits(
     under the smallest run's loss (no offset can exceed a loss the runs reached)."""
     best, rss_min = profile_fit(law, runs, None)
     e_hat = float(best[law.param_names.index("E")])
-    threshold = float(chi2.ppf(level, 1))
+    threshold = float(chi2_quantile(level, 1))
     n = len(runs)
 
     def excess(E: float) -> float:

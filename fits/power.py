@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any, Self
 
 import numpy as np
-from scipy import optimize, stats
+from scipy import optimize
 
 from fits import validate
 from fits.base import Estimate, IntervalFit, check_kind, runs_column, runs_only
@@ -28,6 +28,7 @@ from fits.bootstrap import (
     robust_spread,
 )
 from fits.errors import FitError
+from fits.quantiles import t_quantile
 
 PARAM_NAMES = ("E", "A", "alpha")
 _ALPHA_GRID = np.concatenate([np.linspace(-3.0, -0.01, 150), np.linspace(0.01, 5.0, 250)])
@@ -275,7 +276,7 @@ class PowerLaw(IntervalFit):
             se = robust_spread(draws)
         else:
             se = np.sqrt(np.clip(np.diag(self.cov_), 0.0, None))
-            t = stats.t.ppf(0.5 + self.level_ / 2, self.df_resid_)
+            t = t_quantile(0.5 + self.level_ / 2, self.df_resid_)
             est = np.array([self.params_[n] for n in PARAM_NAMES])
             lo, hi = est - t * se, est + t * se
         self.stderr_ = {n: float(se[i]) for n, i in zip(names, idx, strict=True)}
@@ -322,7 +323,7 @@ class PowerLaw(IntervalFit):
             var = np.einsum("ij,jk,ik->i", grad, self.cov_, grad)
             if check_kind(kind) == "prediction":
                 var = var + self.objective_ / self.df_resid_
-            t = stats.t.ppf(0.5 + level / 2, self.df_resid_)
+            t = t_quantile(0.5 + level / 2, self.df_resid_)
             lo, hi = est.reshape(-1) - t * np.sqrt(var), est.reshape(-1) + t * np.sqrt(var)
         return Estimate(est, lo.reshape(x.shape), hi.reshape(x.shape), level, kind)
 

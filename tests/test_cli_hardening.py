@@ -432,22 +432,38 @@ def test_the_clis_law_names_are_the_registries():
     assert tuple(LOSS_LAWS) == LOSS_LAW_NAMES and tuple(LAWS) == LAW_NAMES
 
 
-def test_help_and_sql_do_not_load_the_fitting_stack(log):
-    """What `scaling --help` and `scaling sql` import (the figure: benchmarks/startup.py)."""
+def loaded_by(argv: list[str], names: tuple[str, ...]) -> list[str]:
+    """Which of `names` are imported once `scaling ARGV` has run, in a fresh interpreter."""
     probe = (
-        "import sys\nfrom cli.app import main\ntry:\n    main(sys.argv[1:])\n"
+        "import sys\nfrom cli.app import main\ntry:\n    main(sys.argv[2:])\n"
         "except SystemExit:\n    pass\n"
-        "names = ('scipy', 'statsmodels', 'torch', 'pandas', 'fits')\n"
-        "heavy = [m for m in names if m in sys.modules]\n"
-        "print('HEAVY', heavy)\n"
+        "print('LOADED', [m for m in sys.argv[1].split(',') if m in sys.modules])\n"
     )
     env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        [sys.executable, "-c", probe, ",".join(names), *argv], env=env, capture_output=True,
+        text=True, timeout=120,
+    )  # fmt: skip
+    line = [row for row in done.stdout.splitlines() if row.startswith("LOADED ")]
+    assert line, (argv, done.stdout[-300:], done.stderr[-300:])
+    return list(json.loads(line[0].removeprefix("LOADED ").replace("'", '"')))
+
+
+def test_help_and_sql_do_not_load_the_fitting_stack(log):
+    """What `scaling --help` and `scaling sql` import (the figure: benchmarks/startup.py)."""
+    names = ("scipy", "statsmodels", "torch", "pandas", "fits")
     for argv in (["--help"], ["sql", "SELECT 1", "--db", str(log)]):
-        done = subprocess.run(
-            [sys.executable, "-c", probe, *argv], env=env, capture_output=True, text=True,
-            timeout=120,
-        )  # fmt: skip
-        assert "HEAVY []" in done.stdout, (argv, done.stdout[-300:], done.stderr[-300:])
+        assert loaded_by(argv, names) == [], argv
+
+
+def test_a_question_loads_neither_scipy_stats_nor_statsmodels(log):
+    """A loss question loads the fitting stack but not scipy.stats, scipy.signal (which loads
+    it) or statsmodels, a second or more of every such command's start (benchmarks/startup.py):
+    fits.quantiles stands in for scipy.stats, and statsmodels loads with the LR and batch-size
+    laws' fit."""
+    argv = ["predict", "loss", "--N", "1e9", "--D", "2e10", "--db", str(log)]
+    names = ("fits", "scipy.optimize", "scipy.stats", "scipy.signal", "statsmodels", "torch")
+    assert loaded_by(argv, names) == ["fits", "scipy.optimize"]
 
 
 @pytest.mark.slow

@@ -11,7 +11,6 @@ from typing import Any, ClassVar, Self
 
 import numpy as np
 import pandas as pd
-from scipy import signal
 
 from fits.errors import FitError
 from fits.schedule.kernel import areas, loss_drop, loss_drop_grad, warmup_end
@@ -162,6 +161,8 @@ class AnnealingLaw(ScheduleLaw):
 
 def annealing_area(lrs: np.ndarray, decay: float) -> np.ndarray:
     """S2(t) = sum_{i <= t} m_i, m_i = decay m_{i-1} + (lrs[i-1] - lrs[i]) after the peak."""
+    from scipy import signal  # here: it imports scipy.stats, a second of every command's start
+
     w = warmup_end(lrs)
     drops = np.zeros(len(lrs))
     drops[w + 1 :] = lrs[w:-1] - lrs[w + 1 :]

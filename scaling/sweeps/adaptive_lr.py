@@ -25,10 +25,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from fits import FitError, LogLinearLaw
 from fits.hparams import lr_law, lr_variables
+from fits.quantiles import t_quantile
 from scaling.errors import ScalingError
 from scaling.sweeps.rounds import RoundPlan, Target, greedy_round
 
@@ -97,7 +97,7 @@ class LRDesign:
         return float(np.exp(self.x0 @ self.law.model.beta_))
 
     def _width(self, q: np.ndarray | float, df: int) -> np.ndarray:
-        t = stats.t.ppf(0.5 + self.level / 2, df)
+        t = t_quantile(0.5 + self.level / 2, df)
         return 2.0 * np.sinh(t * np.sqrt(self.s2 * (1.0 + np.asarray(q))))
 
     def width(self) -> float:
