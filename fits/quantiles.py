@@ -1,6 +1,7 @@
-"""Quantiles of Student's t, the normal and the chi-squared distributions, from the inverses in
+"""Quantiles of Student's t and the chi-squared distribution, from the inverses in
 scipy.special that scipy.stats' `ppf` calls (the same numbers): importing scipy.stats costs
-about 0.9 s of every command's start, and these are all the fits need of it."""
+about 0.9 s of every command's start, and these are all the fits need of it (the normal's is
+the standard library's `statistics.NormalDist().inv_cdf`)."""
 
 from __future__ import annotations
 
@@ -13,11 +14,6 @@ from scipy import special
 def t_quantile(q: Any, df: Any) -> Any:
     """The q-quantile of Student's t with df degrees of freedom (scipy.stats.t.ppf)."""
     return special.stdtrit(df, q)
-
-
-def normal_quantile(q: Any) -> Any:
-    """The q-quantile of the standard normal (scipy.stats.norm.ppf)."""
-    return special.ndtri(q)
 
 
 def chi2_quantile(q: Any, df: Any) -> Any:

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from fits import FitError
-from fits.quantiles import normal_quantile
 from fits.schedule import AnnealingLaw, MultiPowerLaw, ScheduleLaw
 from fits.schedule.design import optimal_schedule
 from runners.errors import RunnerError
@@ -217,5 +217,5 @@ def _gain(
     draws = np.array([m.predict(base)[-1] - m.predict(lrs)[-1] for m in model.holdout_laws()])
     n = len(draws)
     se = math.sqrt((n - 1) / n * np.sum((draws - draws.mean()) ** 2)) if n >= 2 else math.nan
-    z = float(normal_quantile(0.5 + level / 2))
+    z = NormalDist().inv_cdf(0.5 + level / 2)
     return Prediction("gain", value, value - z * se, value + z * se, level, fit_id, "confidence")

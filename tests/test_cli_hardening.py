@@ -459,8 +459,8 @@ def test_help_and_sql_do_not_load_the_fitting_stack(log):
 def test_a_question_loads_neither_scipy_stats_nor_statsmodels(log):
     """A loss question loads the fitting stack but not scipy.stats, scipy.signal (which loads
     it) or statsmodels, a second or more of every such command's start (benchmarks/startup.py):
-    fits.quantiles stands in for scipy.stats, and statsmodels loads with the LR and batch-size
-    laws' fit."""
+    fits.quantiles and statistics.NormalDist stand in for scipy.stats, and statsmodels loads with
+    the LR and batch-size laws' fit."""
     argv = ["predict", "loss", "--N", "1e9", "--D", "2e10", "--db", str(log)]
     names = ("fits", "scipy.optimize", "scipy.stats", "scipy.signal", "statsmodels", "torch")
     assert loaded_by(argv, names) == ["fits", "scipy.optimize"]

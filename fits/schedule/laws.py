@@ -26,6 +26,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
+from statistics import NormalDist
 from typing import Any, ClassVar, Self
 
 import numpy as np
@@ -34,7 +35,6 @@ from scipy import optimize
 
 from fits.base import Fit
 from fits.errors import FitError
-from fits.quantiles import normal_quantile
 from fits.schedule.kernel import areas, warmup_end
 
 _COARSE_POINTS = 200  # starts are searched at about this many measured points per run
@@ -290,7 +290,7 @@ class ScheduleLaw(Fit):
             se = np.sqrt((n - 1) / n * np.sum((draws - draws.mean(0)) ** 2, axis=0))
         else:
             se = np.full(len(full), np.nan)
-        z = normal_quantile(0.5 + self.level / 2)
+        z = NormalDist().inv_cdf(0.5 + self.level / 2)
         self.stderr_ = dict(zip(full, map(float, se), strict=True))
         self.intervals_ = {
             k: (v - z * s, v + z * s) for (k, v), s in zip(full.items(), se, strict=True)
