@@ -78,3 +78,16 @@ def _plain(value: Any) -> Any:
 def runs_fingerprint(run_ids: list[str]) -> str:
     """A short hash of a set of runs: a stored fit is reused only for the same runs."""
     return hashlib.sha256("\n".join(sorted(run_ids)).encode()).hexdigest()[:16]
+
+
+def sweep_fits(
+    con: duckdb.DuckDBPyConnection, sweep: str
+) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """The (selection, record) of the fits an adaptive sweep planned its rounds on, oldest
+    first (scaling.sweeps.round_fits)."""
+    rows = con.execute(
+        "SELECT selection, record FROM fits WHERE selection->>'adaptive_sweep' = ? "
+        "ORDER BY created_at, fit_id",
+        [sweep],
+    ).fetchall()
+    return [(json.loads(selection), json.loads(record)) for selection, record in rows]

@@ -24,6 +24,8 @@ from scaling.sweeps.adaptive import (
 from scaling.sweeps.planner import AdaptivePlanner
 from scaling.sweeps.rounds import Target
 from scaling.sweeps.timing import EVAL_COST, RUN_START_S
+from store.db import connect
+from store.fit_log import save_fit, sweep_fits
 from tests.conftest import run_cli
 
 TRUE = {"E": 1.7, "A": 400.0, "B": 400.0, "alpha": 0.34, "beta": 0.28}
@@ -271,6 +273,57 @@ def test_restart_mid_round_replans_the_same_runs() -> None:
     assert spent <= 1e12
 
 
+def test_a_law_state_survives_the_run_log_bit_for_bit(state: LawState, tmp_path: Path) -> None:
+    with connect(tmp_path / "r.duckdb") as con:
+        save_fit(con, "chinchilla", None, {"adaptive_sweep": "s"}, state.to_record())
+        [(_, record)] = sweep_fits(con, "s")
+    back = LawState.from_record(record)
+    assert back.model.theta_.tobytes() == state.model.theta_.tobytes()
+    assert back.kappa.tobytes() == state.kappa.tobytes()
+    assert (back.sigma, back.scatter, back.form, back.calibrated) == (
+        state.sigma, state.scatter, state.form, state.calibrated
+    )  # fmt: skip
+
+
+@pytest.mark.slow
+def test_a_replay_plans_on_the_stored_fits_without_fitting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rounds' fits go to the run log; a fresh planner reads them back and plans the
+    same rounds with the same widths, fitting nothing; a record it cannot read is refitted."""
+    spec = loads_spec(SPEC.format(budget="1e12"))
+    planner = AdaptivePlanner(spec)
+    start = {g.index for g in planner.start()}
+    first = planner.rounds(synthetic_loss(planner, start))
+    picked = set(first[1].picks)
+    rounds = planner.rounds(synthetic_loss(planner, start | picked))
+    assert len(rounds) == 3
+    with connect(tmp_path / "r.duckdb") as con:
+        planner.remember(con)
+        planner.remember(con)  # only what is new: nothing
+        stored = sweep_fits(con, spec.name)
+        assert sorted(s["n_runs"] for s, _ in stored) == [12, 14]
+    with connect(tmp_path / "other.duckdb") as con:  # a record of another release
+        save_fit(con, "chinchilla", None, stored[0][0], {"design": {}})
+    fresh, unreadable = AdaptivePlanner(spec), AdaptivePlanner(spec)
+    with connect(tmp_path / "r.duckdb", read_only=True) as con:
+        fresh.recall(con)
+    with connect(tmp_path / "other.duckdb", read_only=True) as con:
+        unreadable.recall(con)
+
+    def no_fit(*args: object) -> None:
+        raise AssertionError("a stored round was fitted again")
+
+    monkeypatch.setattr("scaling.sweeps.round_fits.fit_law", no_fit)
+    again = fresh.rounds(synthetic_loss(fresh, start | picked))
+    assert [r.picks for r in again] == [r.picks for r in rounds]
+    for old, new in zip(rounds[1:], again[1:], strict=True):
+        assert (new.plan.width_now, new.plan.estimate) == (old.plan.width_now, old.plan.estimate)
+        assert new.plan.picks.width.tolist() == old.plan.picks.width.tolist()
+    with pytest.raises(AssertionError, match="fitted again"):
+        unreadable.rounds(synthetic_loss(unreadable, start | picked))
+
+
 def synthetic_timing(planner: AdaptivePlanner, known: set[int]):  # type: ignore[no-untyped-def]
     """timing_of for the candidates in `known`: a FLOP rate of 2e9/s, 1.5 s of start-up."""
 
@@ -343,7 +396,7 @@ def test_suggest_prints_the_start_round(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_live_sweep_in_hours_replays_the_same_runs_from_the_log(tmp_path: Path) -> None:
     """Real runs: round 0 timed, later rounds costed in seconds; a second `sweep run` reads
-    the timings back from DuckDB, plans the same runs and trains none."""
+    the timings and the rounds' fits back from DuckDB, plans the same runs and trains none."""
     spec = tmp_path / "spec.toml"
     spec.write_text(SPEC.format(budget="1e12").replace("budget_flops = 1e12",
                                                        "budget_hours = 0.015"))  # fmt: skip
@@ -358,3 +411,9 @@ def test_live_sweep_in_hours_replays_the_same_runs_from_the_log(tmp_path: Path) 
     assert len(rounds) >= 2 and rounds[0][1] == "12"  # the start design, then adaptive picks
     again = run_cli("sweep", "run", str(spec), "--db", db, "--workers", "2")
     assert again.returncode == 0 and "trained 0 run(s)" in again.stdout, again.stdout
+    # every adaptive round's fit is in the log once (the replays read them, adding none)
+    with connect(db, read_only=True) as con:
+        fitted_on = sorted(int(s["n_runs"]) for s, _ in sweep_fits(con, "adapt"))
+    sizes = np.cumsum([int(row[1]) for row in rounds])
+    assert fitted_on[: len(rounds) - 1] == sizes[:-1].tolist()
+    assert len(fitted_on) <= len(rounds) and len(set(fitted_on)) == len(fitted_on)

@@ -35,6 +35,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from statistics import NormalDist
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -51,6 +52,7 @@ from scaling.sweeps.rounds import RoundPlan, Target, greedy_round
 DESIGN_LAWS = ("chinchilla",)
 PRIOR_SD = np.array([10.0, 10.0, 10.0, 1.0, 1.0])  # weak prior on (log A, log B, log E, a, b)
 STEP = 1e-6  # central-difference step in theta for the gradient of the target
+LEVEL = 0.90  # the interval the design narrows
 
 
 @dataclass(frozen=True)
@@ -69,11 +71,29 @@ class LawState:
         kappa = f"kappa C/N/D {along} per decade" if self.calibrated else "not calibrated"
         return f"law {self.form} ({kappa})"
 
+    def to_record(self) -> dict[str, Any]:
+        """JSON-ready: the law's own record, and theta itself beside it (a reload derives
+        theta from the params, which can move its last bits)."""
+        design = {"form": self.form, "theta": self.model.theta_.tolist(), "sigma": self.sigma,
+                  "scatter": self.scatter, "kappa": self.kappa.tolist(),
+                  "calibrated": self.calibrated}  # fmt: skip
+        return {**self.model.to_dict(), "design": design}
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> LawState:
+        """Inverse of to_record: the same numbers, bit for bit."""
+        design = record["design"]
+        model = ChinchillaLaw.from_dict(record)
+        model.theta_ = np.array(design["theta"], dtype=float)
+        return cls(model, str(design["form"]), float(design["sigma"]),
+                   float(design["scatter"]), np.array(design["kappa"], dtype=float),
+                   bool(design["calibrated"]))  # fmt: skip
+
 
 def fit_law(
     runs: pd.DataFrame,
     law: str = "chinchilla",
-    level: float = 0.90,
+    level: float = LEVEL,
     warm: Sequence[ChinchillaLaw] = (),
 ) -> LawState:
     """Fit the loss law on runs (columns N, D, loss) and calibrate it, without bootstrap.
@@ -113,7 +133,7 @@ def plan_round(
     law: str | LawState = "chinchilla",
     round_size: int = 4,
     budget: float = math.inf,
-    level: float = 0.90,
+    level: float = LEVEL,
 ) -> RoundPlan:
     """The next round: up to round_size candidates, greedy on width reduction per unit cost.
 
@@ -130,7 +150,9 @@ def plan_round(
     return RoundPlan(picks, width_now, design.estimate(), state)
 
 
-def expected_width(runs: pd.DataFrame, target: Target, law: LawState, level: float = 0.90) -> float:
+def expected_width(
+    runs: pd.DataFrame, target: Target, law: LawState, level: float = LEVEL
+) -> float:
     """The target's relative interval width (hi - lo) / estimate by the design criterion."""
     return _Design(law, runs, target, level).width()
 

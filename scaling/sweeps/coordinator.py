@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import pandas as pd
+from duckdb import DuckDBPyConnection
 
 from runners.checkpoint import DEFAULT_EVERY_S, Branch, Checkpointing, folder_for
 from runners.config import RunConfig
@@ -148,6 +149,8 @@ class _Book:
         # Grid planners branch runs ([design.branches]); other planners have no branches.
         self.parent_of = getattr(planner, "parent_of", lambda config: None)
         self._branches_of = getattr(planner, "branches_of", lambda config: ())
+        # Adaptive planners store their rounds' fits (scaling.sweeps.round_fits).
+        self.remember = getattr(planner, "remember", lambda con: None)
         self.timings = dict(timings or {})
         # With retry_failed, runs that failed before this invocation count as not run; a run
         # that fails again now is final, so a deterministic failure is retried only once.
@@ -213,6 +216,12 @@ class _Book:
         return sum(self.finished(r.run_id) for r in self.plan())
 
 
+def recall_fits(planner: PlanFunction, con: DuckDBPyConnection) -> None:
+    """An adaptive planner reads the fits its rounds were planned on
+    (scaling.sweeps.round_fits); other planners fit nothing."""
+    getattr(planner, "recall", lambda con: None)(con)
+
+
 def run_sweep(
     name: str,
     planner: PlanFunction,
@@ -231,7 +240,9 @@ def run_sweep(
         with connect(db, wait_s=COMMIT_WAIT_S) as con:
             pending.recover(con, db)
             book = _Book(name, planner, run_outcomes(con), options.retry_failed, run_timings(con))
+            recall_fits(planner, con)
             add_to_sweep(con, name, [r.run_id for r in book.plan() if book.finished(r.run_id)])
+            book.remember(con)
         report = SweepReport(name)
         observer.planned(len(book.plan()), book.n_finished())
         if book.todo():
@@ -251,8 +262,11 @@ def run_sweep(
 class _Journal:
     """What the run log still has to hear: runs handed out, results come back."""
 
-    def __init__(self, checkpoints: Checkpointing) -> None:
+    def __init__(
+        self, checkpoints: Checkpointing, remember: Callable[[DuckDBPyConnection], None]
+    ) -> None:
         self.checkpoints = checkpoints
+        self.remember = remember  # stores the fits the plan made since (an adaptive planner)
         self.handed_out: list[PlannedRun] = []
         self.results: list[tuple[PlannedRun, dict[str, Any], list[dict[str, Any]]]] = []
         self.last_commit = -math.inf
@@ -275,6 +289,7 @@ class _Journal:
         back = {run.run_id for run, _, _ in self.results}
         try:
             with connect(db, wait_s=wait_s) as con:
+                self.remember(con)
                 for run in self.handed_out:
                     if run.run_id not in back:
                         mark_running(con, run.row, self.owner)
@@ -350,7 +365,7 @@ class _Coordinator:
         self.options, self.observer, self.report = options, observer, report
         self.in_flight: dict[str, PlannedRun] = {}
         self.checkpoints = Checkpointing(folder_for(db), options.checkpoint_every_s)
-        self.journal = _Journal(self.checkpoints)
+        self.journal = _Journal(self.checkpoints, book.remember)
         self.n_started = 0
 
     def run(self, started_at: float) -> None:
@@ -459,6 +474,7 @@ def plan_sweep(name: str, planner: PlanFunction, db: str | Path | None = None) -
         with connect(path, read_only=True) as con:
             outcomes, measured = run_outcomes(con), measured_throughput(con)
             timings = run_timings(con)
+            recall_fits(planner, con)
     book = _Book(name, planner, outcomes, retry_failed=False, timings=timings)
     runs = pd.DataFrame(
         [
@@ -503,6 +519,8 @@ def sweep_status(
         owners = running_owners(con, name)
         outcomes = run_outcomes(con) if planner is not None else {}
         timings = run_timings(con) if planner is not None else {}
+        if planner is not None:
+            recall_fits(planner, con)
     if planner is not None and name is not None:
         book = _Book(name, planner, outcomes, retry_failed=False, timings=timings)
         if frame.empty:

@@ -46,14 +46,10 @@ from runners.sweeps.designs import (
 )
 from runners.sweeps.spec import Adaptive, Design, SweepSpec
 from scaling.errors import ScalingError
-from scaling.sweeps.adaptive import (
-    LawState,
-    expected_width,
-    fit_law,
-    plan_round,
-)
+from scaling.sweeps.adaptive import expected_width, plan_round
 from scaling.sweeps.adaptive_lr import LRDesign, LRLawState, fit_lr_law, plan_lr_round
 from scaling.sweeps.coordinator import evaluated_tokens
+from scaling.sweeps.round_fits import RoundFits
 from scaling.sweeps.rounds import RoundPlan, Target
 from scaling.sweeps.timing import RUN_START_S, WORKER_START_S, Throughput
 from store.db import connect, default_path
@@ -132,7 +128,9 @@ class AdaptivePlanner:
                 f"spec.design.budget_flops: {self.budget:.3g} FLOPs cannot buy one run; the "
                 f"cheapest candidate costs {float(self.candidates.cost.min()):.3g}"
             )
-        self._plans: dict[tuple[Any, ...], LawState] = {}
+        self.fits = RoundFits(spec.name, self.design.law)
+        # the coordinator reads and stores the rounds' fits in the run log
+        self.recall, self.remember = self.fits.recall, self.fits.remember
 
     def __call__(
         self, loss_of: LossOf | None = None, timing_of: TimingOf | None = None
@@ -264,7 +262,7 @@ class AdaptivePlanner:
     def _next_round(
         self, outcomes: dict[Group, Outcome], budget: float, costs: pd.Series
     ) -> Round | None:
-        """The next round on the finished groups; the loss fit is cached by its runs."""
+        """The next round on the finished groups; the loss fit is kept by its runs."""
         law = self.lr_law(outcomes)
         picked = {g.index for g in outcomes}
         groups = {i: self.group(int(i), law) for i in self.candidates.index if i not in picked}
@@ -280,13 +278,11 @@ class AdaptivePlanner:
             plan = plan_lr_round(self.bracketed(outcomes), left, self.target, law, size, budget)
         else:
             runs = self.loss_runs(outcomes)
-            key = tuple(sorted(zip(runs.index, runs.loss, strict=True)))
-            if key not in self._plans:
-                try:
-                    self._plans[key] = fit_law(runs, self.design.law)
-                except ScalingError as exc:
-                    raise ScalingError(f"adaptive sweep {self.spec.name}: {exc}") from None
-            plan = plan_round(runs, left, self.target, self._plans[key], size, budget)
+            try:
+                state = self.fits.fit(runs)
+            except ScalingError as exc:
+                raise ScalingError(f"adaptive sweep {self.spec.name}: {exc}") from None
+            plan = plan_round(runs, left, self.target, state, size, budget)
         index = left.index.to_numpy()[plan.picks["index"].to_numpy(dtype=int)]
         if index.size == 0:
             return None
@@ -341,6 +337,7 @@ def suggest(spec: SweepSpec, db: str | Path | None = None) -> Suggestion:
     if path.exists():
         with connect(path, read_only=True) as con:
             outcomes, timings = run_outcomes(con), run_timings(con)
+            planner.recall(con)
     rows: dict[RunConfig, dict[str, Any]] = {}
 
     def row_of(config: RunConfig) -> dict[str, Any]:
@@ -397,4 +394,4 @@ def _width_measured(planner: AdaptivePlanner, outcomes: dict[Group, Outcome]) ->
         assert law is not None
         return LRDesign(law, planner.bracketed(outcomes), planner.target, 0.90).width()
     runs = planner.loss_runs(outcomes)
-    return expected_width(runs, planner.target, fit_law(runs, planner.design.law))
+    return expected_width(runs, planner.target, planner.fits.fit(runs))
