@@ -14,9 +14,11 @@ form's loss falls ever slower in log D at fixed N on fresh tokens), where each o
 fastest, and how fast the smallest and the largest size fall near 1M tokens. `--n-column
 params_nonembed` fits N without embeddings (Kaplan et al. 2020); the held-out runs stay those
 of the top total compute. `--quadrature` also prints the candidate *own interval and
-widening in quadrature* (docs/laws.md, benchmarks/extrapolation.py). Usage:
+widening in quadrature* (docs/laws.md, benchmarks/extrapolation.py), `--largest-calibration`
+the candidate *Calibration on the largest cuts* (docs/laws-notebook.md). Usage:
 
     python benchmarks/checkpoints.py [--bootstrap 200] [--n-column params_nonembed] [--quadrature]
+        [--largest-calibration]
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from extrapolation import quadrature_columns  # noqa: E402
+from extrapolation import largest_calibration_columns, quadrature_columns  # noqa: E402
 from machine import machine  # noqa: E402
 
 from fits import LOSS_LAWS  # noqa: E402
@@ -53,6 +55,9 @@ def main() -> None:
     parser.add_argument("--bootstrap", type=int, default=200)
     parser.add_argument("--n-column", choices=["params", "params_nonembed"], default="params")
     parser.add_argument("--quadrature", action="store_true", help="the candidate's intervals too")
+    parser.add_argument(
+        "--largest-calibration", action="store_true", help="that candidate's intervals too"
+    )
     args = parser.parse_args()
     print(f"machine: {machine()}", flush=True)
     runs = read("architecture_runs.parquet")
@@ -89,6 +94,8 @@ def main() -> None:
             weights = ", ".join(f"{r.form} {r.weight:.2f}" for r in fitted.forms.itertuples()
                                 if r.weight > 0)  # fmt: skip
             quadrature = quadrature_columns(fitted, test) if args.quadrature else {}
+            if args.largest_calibration:
+                quadrature.update(largest_calibration_columns(fitted, test))
             rows.append({
                 "arch": arch, "fitted on": variant, "points": len(frame),
                 "median err": f"{np.median(error):.2%}", "max err": f"{error.max():.2%}",

@@ -25,6 +25,10 @@ was in the fit), so these scores are if anything too large. Usage:
 the own half-width and the calibration's widening added as independent errors, on each side
 about the point, for the average and (with --alone) every form.
 
+--largest-calibration also prints the candidate *Calibration on the largest cuts*
+(docs/laws-notebook.md): the calibration's centre and rates from the average's backtest rows
+in the largest cut along each coordinate alone, the point and the hull unchanged.
+
 --bottom holds out each case's bottom fraction instead of its top: the questions leave the
 runs toward fewer C, N or D, which no nested split does, so the calibration's centre there
 is the opposite of the one it learnt (its linear-centre assumption, fits.calibration).
