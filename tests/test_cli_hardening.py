@@ -435,9 +435,9 @@ def test_the_clis_law_names_are_the_registries():
 def loaded_by(argv: list[str], names: tuple[str, ...]) -> list[str]:
     """Which of `names` are imported once `scaling ARGV` has run, in a fresh interpreter."""
     probe = (
-        "import sys\nfrom cli.app import main\ntry:\n    main(sys.argv[2:])\n"
+        "import json, sys\nfrom cli.app import main\ntry:\n    main(sys.argv[2:])\n"
         "except SystemExit:\n    pass\n"
-        "print('LOADED', [m for m in sys.argv[1].split(',') if m in sys.modules])\n"
+        "print('LOADED', json.dumps([m for m in sys.argv[1].split(',') if m in sys.modules]))\n"
     )
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     done = subprocess.run(
@@ -446,7 +446,7 @@ def loaded_by(argv: list[str], names: tuple[str, ...]) -> list[str]:
     )  # fmt: skip
     line = [row for row in done.stdout.splitlines() if row.startswith("LOADED ")]
     assert line, (argv, done.stdout[-300:], done.stderr[-300:])
-    return list(json.loads(line[0].removeprefix("LOADED ").replace("'", '"')))
+    return list(json.loads(line[0].removeprefix("LOADED ")))
 
 
 def test_help_and_sql_do_not_load_the_fitting_stack(log):
