@@ -93,15 +93,15 @@ def main() -> None:
             error = np.abs(signed)
             weights = ", ".join(f"{r.form} {r.weight:.2f}" for r in fitted.forms.itertuples()
                                 if r.weight > 0)  # fmt: skip
-            quadrature = quadrature_columns(fitted, test) if args.quadrature else {}
+            candidates = quadrature_columns(fitted, test) if args.quadrature else {}
             if args.largest_calibration:
-                quadrature.update(largest_calibration_columns(fitted, test))
+                candidates.update(largest_calibration_columns(fitted, test))
             rows.append({
                 "arch": arch, "fitted on": variant, "points": len(frame),
                 "median err": f"{np.median(error):.2%}", "max err": f"{error.max():.2%}",
                 "mean signed err": f"{signed.mean():+.2%}",
                 "coverage": f"{((lo <= actual) & (actual <= hi)).mean():.0%}",
-                "median width": f"{np.median((hi - lo) / point):.2%}", **quadrature,
+                "median width": f"{np.median((hi - lo) / point):.2%}", **candidates,
                 "weights": weights,
             })  # fmt: skip
             print(rows[-1], flush=True)

@@ -310,9 +310,9 @@ def main() -> None:
             alt = cal.widen(own_lo, own_hi, test)
         weights = ", ".join(f"{r.form} {r.weight:.2f}" for r in fitted.forms.itertuples()
                             if r.weight > 0)  # fmt: skip
-        quadrature = quadrature_columns(fitted, test) if args.quadrature else {}
+        candidates = quadrature_columns(fitted, test) if args.quadrature else {}
         if args.largest_calibration:
-            quadrature.update(largest_calibration_columns(fitted, test))
+            candidates.update(largest_calibration_columns(fitted, test))
         rows.append({
             "case": case,
             "train/test": f"{len(train)}/{len(test)}",
@@ -325,7 +325,7 @@ def main() -> None:
             "median width": f"{np.median((hi - lo) / point):.2%}",
             "oracle width 90/85%": "/".join(f"{2 * np.quantile(log_error, q):.2%}"
                                             for q in (LEVEL, 0.85)),
-            **quadrature,
+            **candidates,
             "own-scores cov": f"{((alt[0] <= actual) & (actual <= alt[1])).mean():.0%}",
             "own-scores width": f"{np.median((alt[1] - alt[0]) / point):.2%}",
             "max distance": f"{np.max(distance):.2f}",

@@ -12,7 +12,6 @@ cannot read is fitted again.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import Any
 
@@ -21,7 +20,7 @@ import pandas as pd
 
 from fits.machine import computed_on
 from scaling.sweeps.adaptive import LEVEL, LawState, fit_law
-from store.fit_log import save_fit, sweep_fits
+from store.fit_log import runs_fingerprint, save_fit, sweep_fits
 
 
 class RoundFits:
@@ -30,7 +29,7 @@ class RoundFits:
     def __init__(self, sweep: str, law: str, level: float = LEVEL) -> None:
         self.sweep, self.law, self.level = sweep, law, level
         self._states: dict[str, LawState] = {}
-        self._unsaved: dict[str, dict[str, Any]] = {}  # key -> (selection, record) to store
+        self._unsaved: dict[str, tuple[int, dict[str, Any]]] = {}  # key -> (runs, record)
 
     def fit(self, runs: pd.DataFrame) -> LawState:
         """The law on runs (N, D, loss): stored or fitted before, else fitted now."""
@@ -38,7 +37,7 @@ class RoundFits:
         if key not in self._states:
             record = fit_law(runs, self.law, self.level).to_record()
             self._states[key] = LawState.from_record(record)  # as a replay will read it
-            self._unsaved[key] = {"selection": self._selection(key, len(runs)), "record": record}
+            self._unsaved[key] = (len(runs), record)
         return self._states[key]
 
     def recall(self, con: duckdb.DuckDBPyConnection) -> None:
@@ -55,8 +54,8 @@ class RoundFits:
     def remember(self, con: duckdb.DuckDBPyConnection) -> None:
         """Store the fits made since the last call."""
         machine = computed_on()
-        for key, fit in list(self._unsaved.items()):
-            save_fit(con, self.law, None, fit["selection"], fit["record"], machine)
+        for key, (n_runs, record) in list(self._unsaved.items()):
+            save_fit(con, self.law, None, self._selection(key, n_runs), record, machine)
             del self._unsaved[key]
 
     def _selection(self, key: str, n_runs: int | None) -> dict[str, Any]:
@@ -70,7 +69,7 @@ class RoundFits:
 
 
 def runs_key(runs: pd.DataFrame) -> str:
-    """A hash of the runs' (N, D, loss), in any order: the same runs give the same key."""
-    rows = sorted(zip(runs.N.astype(float), runs.D.astype(float), runs.loss.astype(float),
-                      strict=True))  # fmt: skip
-    return hashlib.sha256(json.dumps(rows).encode()).hexdigest()[:16]
+    """The store's hash of a set of runs (store.fit_log.runs_fingerprint), over each run's
+    (N, D, loss) rather than its id: what the fit depends on, in any order."""
+    rows = zip(runs.N.astype(float), runs.D.astype(float), runs.loss.astype(float), strict=True)
+    return runs_fingerprint([json.dumps(row) for row in rows])
