@@ -5,7 +5,8 @@
 Each command runs in a fresh interpreter (`python -m cli ...` from this checkout); the
 figure is the median of CPU seconds (user + system, of the child), which a loaded machine
 inflates less than wall time, beside the median wall time. The goal (issue 24): `--help`
-and `sql` within 0.5 s; `predict loss` on a log without runs times the fitting stack's import.
+and `sql` within 0.5 s; `predict loss` on a log without runs times the fitting stack's import,
+and `sweep plan` a sweep's planning, which counts its runs without importing torch.
 """
 
 from __future__ import annotations
@@ -47,13 +48,21 @@ def main() -> None:
 
         with connect(db):  # an empty run log for `sql` to open
             pass
-        question = ["--N", "1e9", "--D", "2e10", "--db", str(db)]
+        log = ["--db", str(db)]
+        question = ["--N", "1e9", "--D", "2e10", *log]
+        spec = Path(folder) / "grid.toml"
+        spec.write_text(
+            'name = "g"\n[fixed]\nseq_len = 32\n[axes]\nd_model = [32, 64]\n'
+            'arch = ["llama", "tnl", "hgrn2", "cosformer2", "tnl_spread"]\n'
+        )
         commands = {
             "python -c pass": ["-c", "pass"],
             "scaling --help": ["-m", "cli", "--help"],
             "scaling --version": ["-m", "cli", "--version"],
             "scaling sql 'SELECT 1'": ["-m", "cli", "sql", "SELECT 1", "--db", str(db)],
             "scaling fit --help": ["-m", "cli", "fit", "--help"],
+            # plans a 10-run grid: counts each run's parameters and FLOPs, without torch
+            "scaling sweep plan (10 runs)": ["-m", "cli", "sweep", "plan", str(spec), *log],
             # loads the fitting stack (fits, scaling.study) and refuses: the log has no runs
             "scaling predict loss (no runs)": ["-m", "cli", "predict", "loss", *question],
         }

@@ -7,6 +7,8 @@ that report AMX or AVX-512-BF16.
 
 from __future__ import annotations
 
+import importlib.util
+import runpy
 from pathlib import Path
 
 BF16_CPU_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})
@@ -24,9 +26,25 @@ def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
     return frozenset()
 
 
+def torch_has_gpu_build() -> bool:
+    """Whether the installed torch was built for CUDA or ROCm, read from its version file
+    without importing torch (a second of every sweep command's start): a CPU build never
+    sees a GPU. Where the file cannot be read, True, so that torch itself is asked."""
+    spec = importlib.util.find_spec("torch")
+    if spec is None or spec.origin is None:
+        return True
+    try:
+        built = runpy.run_path(str(Path(spec.origin).parent / "version.py"))
+    except Exception:  # a layout this code does not know: ask torch
+        return True
+    return built.get("cuda") is not None or built.get("hip") is not None
+
+
 def device_type(device: str = "auto") -> str:
     """cuda or cpu: what `device` (auto, cpu, cuda, cuda:1) trains on."""
     if device == "auto":
+        if not torch_has_gpu_build():
+            return "cpu"
         import torch
 
         return "cuda" if torch.cuda.is_available() else "cpu"

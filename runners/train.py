@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import re
 import time
 from collections.abc import Callable
 from dataclasses import asdict, astuple, dataclass, field, replace
@@ -28,30 +27,13 @@ from runners.checkpoint import (
 )
 from runners.config import RunConfig
 from runners.corpus import load_corpus
-from runners.errors import RunnerError
+from runners.devices import check_device
 from runners.models import LanguageModel
 from runners.optim import make_optimizer
 from runners.results import CurvePoint, Progress, RunResult
 
 DIVERGENCE_MARGIN = 1.0  # nats above the first-step loss (smoothed) that count as exploding
 CURVE_POINTS = 200  # about this many train-loss rows per run
-DEVICES = re.compile(r"auto|cpu|cuda(?::(\d+))?")
-
-
-def check_device(device: str) -> None:
-    """Refuse a device this machine cannot train on: callers check before they write to the
-    run log or hand out a run, so a typo costs one line and not a sweep of failed runs."""
-    match = DEVICES.fullmatch(device)
-    if match is None:
-        raise RunnerError(f"--device {device!r}: expected auto, cpu, cuda or cuda:N")
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise RunnerError(f"--device {device} asked for, but torch sees no CUDA device")
-        index = int(match.group(1) or 0)
-        if index >= torch.cuda.device_count():
-            raise RunnerError(
-                f"--device {device}: torch sees {torch.cuda.device_count()} CUDA device(s)"
-            )
 
 
 def pick_device(device: str = "auto") -> torch.device:

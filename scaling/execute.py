@@ -10,9 +10,10 @@ from typing import Any
 from runners.checkpoint import DEFAULT_EVERY_S, Branch, Checkpointing, folder_for
 from runners.config import RunConfig
 from runners.corpus import load_corpus
+from runners.devices import check_device
 from runners.errors import RunnerError, describe
 from runners.results import Progress, RunResult, config_row, lineage
-from runners.train import check_device, train
+from runners.train import train
 from scaling.errors import ScalingError
 from store import pending
 from store.db import COMMIT_WAIT_S, connect, default_path

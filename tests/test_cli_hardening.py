@@ -456,6 +456,25 @@ def test_help_and_sql_do_not_load_the_fitting_stack(log):
         assert loaded_by(argv, names) == [], argv
 
 
+def test_planning_a_sweep_does_not_load_torch(tmp_path):
+    """`sweep plan` (and `status`, `suggest`, and a `run` with nothing left to train) count
+    every candidate's parameters and FLOPs in runners.accounting and resolve precision auto
+    from torch's build, without importing torch; only the workers that train import it (the
+    figure: benchmarks/startup.py)."""
+    from tests.test_adaptive import SPEC
+
+    grid = (
+        'name = "g"\n[fixed]\nseq_len = 32\n[axes]\n'
+        'arch = ["llama", "tnl", "hgrn2", "cosformer2", "tnl_spread"]\nd_model = [32, 64]\n'
+    )
+    for name, text in (("grid", grid), ("adaptive", SPEC.format(budget="1e12"))):
+        spec = tmp_path / f"{name}.toml"
+        spec.write_text(text)
+        argv = ["sweep", "plan", str(spec), "--db", str(tmp_path / "l.duckdb")]
+        loaded = loaded_by(argv, ("scaling.sweeps.coordinator", "torch"))
+        assert loaded == ["scaling.sweeps.coordinator"], name
+
+
 def test_a_question_loads_neither_scipy_stats_nor_statsmodels(log):
     """A loss question loads the fitting stack but not scipy.stats, scipy.signal (which loads
     it) or statsmodels, a second or more of every such command's start (benchmarks/startup.py):

@@ -6,16 +6,15 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from runners.accounting import scalar_decay_flops, vector_decay_flops
 from runners.ops import (
     chunk_scalar_decay,
     chunk_vector_decay,
     lrpe,
     recurrent_scalar_decay,
     recurrent_vector_decay,
-    scalar_decay_flops,
     step_scalar_decay,
     step_vector_decay,
-    vector_decay_flops,
 )
 
 TOL = 1e-10

@@ -45,3 +45,15 @@ def test_auto_resolves_before_hashing():
     explicit = replace(auto, train=replace(auto.train, precision=other))
     assert explicit.resolved("cpu").train.precision == other  # explicit choices are kept
     assert explicit.run_id("x") != auto.run_id("x")
+
+
+def test_the_build_check_agrees_with_torch_and_auto_with_cuda():
+    """torch_has_gpu_build reads torch's version file without importing torch; where it says
+    CPU only, torch sees no GPU, so device auto resolves as torch itself would."""
+    import torch
+
+    from runners.precision import device_type, torch_has_gpu_build
+
+    built = torch.version.cuda is not None or torch.version.hip is not None
+    assert torch_has_gpu_build() == built
+    assert device_type("auto") == ("cuda" if torch.cuda.is_available() else "cpu")

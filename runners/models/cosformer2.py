@@ -14,7 +14,7 @@ from torch import nn
 
 from runners.config import ModelConfig
 from runners.models.tnl import TNLMixer
-from runners.ops import lrpe, scalar_decay_flops
+from runners.ops import lrpe
 
 THETA_BASE = 10_000.0
 
@@ -36,15 +36,3 @@ class CosFormer2Mixer(TNLMixer):
     def features(self, q: torch.Tensor, k: torch.Tensor, start: int) -> tuple[torch.Tensor, ...]:
         theta = self.theta.view(self.n_heads, self.head_dim)
         return lrpe(q, theta, start), lrpe(k, theta, start)
-
-    @staticmethod
-    def param_count(cfg: ModelConfig) -> int:
-        """TNL's matrices plus theta (d)."""
-        return TNLMixer.param_count(cfg) + cfg.d_model
-
-    @staticmethod
-    def forward_flops(cfg: ModelConfig) -> int:
-        """TNL's projections and gate, plus chunk-wise products with 2D-wide queries and keys."""
-        dh = cfg.head_dim
-        mixing = cfg.n_heads * scalar_decay_flops(cfg.seq_len, cfg.chunk_size, 2 * dh, dh)
-        return 2 * TNLMixer.param_count(cfg) + -(-mixing // cfg.seq_len)

@@ -26,7 +26,6 @@ from runners.ops import (
     chunk_vector_decay,
     recurrent_vector_decay,
     step_vector_decay,
-    vector_decay_flops,
 )
 
 
@@ -118,16 +117,3 @@ class HGRN2Mixer(nn.Module):
             state = RecurrentState(q.new_zeros(*q.shape, v.shape[-1]), 0)
         o, memory = step_vector_decay(q, k, v, log_f, state.memory)
         return self.output(o.unsqueeze(2))[:, 0], RecurrentState(memory, state.position + 1)
-
-    @staticmethod
-    def param_count(cfg: ModelConfig) -> int:
-        """Wq, Wf, Wi, Wo (4 d^2), the norm's gain (d) and this layer's row of P (d)."""
-        return 4 * cfg.d_model**2 + 2 * cfg.d_model
-
-    @staticmethod
-    def forward_flops(cfg: ModelConfig) -> int:
-        """Projections plus the chunk-wise matmuls (chunk size, not context, sets them)."""
-        mixing = cfg.n_heads * vector_decay_flops(
-            cfg.seq_len, cfg.chunk_size, cfg.head_dim, cfg.head_dim
-        )
-        return 2 * 4 * cfg.d_model**2 + -(-mixing // cfg.seq_len)

@@ -56,12 +56,3 @@ class GLU(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         u, v = self.w_in(x).split(self.hidden, dim=-1)
         return self.w_out(u * F.silu(v) if self.swish else u * v)
-
-    @staticmethod
-    def param_count(cfg: ModelConfig) -> int:
-        return 3 * cfg.d_model * cfg.ffn_hidden
-
-    @staticmethod
-    def forward_flops(cfg: ModelConfig) -> int:
-        """Matmul FLOPs per token of the forward pass (2 per multiply-add)."""
-        return 2 * GLU.param_count(cfg)

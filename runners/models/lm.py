@@ -24,11 +24,10 @@ from runners.models.tnl import TNLMixer, TNLSpreadMixer
 
 
 class MixerClass(Protocol):
-    """What every token-mixer class provides: construction and its own accounting."""
+    """What every token-mixer class provides: construction from the config and its layer.
+    (Their parameters and FLOPs are counted in runners.accounting, without torch.)"""
 
     def __call__(self, cfg: ModelConfig, layer: int) -> nn.Module: ...
-    def param_count(self, cfg: ModelConfig) -> int: ...
-    def forward_flops(self, cfg: ModelConfig) -> int: ...
 
 
 MIXERS: dict[str, MixerClass] = {

@@ -32,12 +32,3 @@ class SoftmaxAttention(nn.Module):
         q, k = self.rotary(qkv[:2])  # one rotation for q and k together
         o = F.scaled_dot_product_attention(q, k, qkv[2], is_causal=True, scale=self.scale)
         return self.out(o.transpose(1, 2).reshape(b, t, d))
-
-    @staticmethod
-    def param_count(cfg: ModelConfig) -> int:
-        return 4 * cfg.d_model**2
-
-    @staticmethod
-    def forward_flops(cfg: ModelConfig) -> int:
-        """Projections plus QK^T and AV over the full context (as Shen et al. count it)."""
-        return 2 * SoftmaxAttention.param_count(cfg) + 4 * cfg.seq_len * cfg.d_model

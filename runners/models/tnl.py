@@ -27,10 +27,8 @@ from runners.ops import (
     chunk_vector_decay,
     recurrent_scalar_decay,
     recurrent_vector_decay,
-    scalar_decay_flops,
     step_scalar_decay,
     step_vector_decay,
-    vector_decay_flops,
 )
 
 NORM_EPS = 1e-6
@@ -145,19 +143,6 @@ class TNLMixer(nn.Module):
         """The recurrence over one token (B, H, .)."""
         return step_scalar_decay(q, k, v, self.log_decay, memory)
 
-    @staticmethod
-    def param_count(cfg: ModelConfig) -> int:
-        """Wq, Wk, Wv, Wo (4 d^2) and the rank-head_dim gate (2 d head_dim)."""
-        return 4 * cfg.d_model**2 + 2 * cfg.d_model * cfg.head_dim
-
-    @staticmethod
-    def forward_flops(cfg: ModelConfig) -> int:
-        """Projections and gate, plus the chunk-wise products (chunk size, not context, sets it)."""
-        mixing = cfg.n_heads * scalar_decay_flops(
-            cfg.seq_len, cfg.chunk_size, cfg.head_dim, cfg.head_dim
-        )
-        return 2 * TNLMixer.param_count(cfg) + -(-mixing // cfg.seq_len)
-
 
 class TNLSpreadMixer(TNLMixer):
     """TNL with one fixed decay per key channel (`tnl_spread_log_decay`): the diagonal-decay
@@ -186,11 +171,3 @@ class TNLSpreadMixer(TNLMixer):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         log_f = self.log_decay.to(q.dtype).expand_as(q)
         return step_vector_decay(q, k, v, log_f, memory)
-
-    @staticmethod
-    def forward_flops(cfg: ModelConfig) -> int:
-        """TNL's projections and gate, plus the vector-decay chunk-wise products."""
-        mixing = cfg.n_heads * vector_decay_flops(
-            cfg.seq_len, cfg.chunk_size, cfg.head_dim, cfg.head_dim
-        )
-        return 2 * TNLMixer.param_count(cfg) + -(-mixing // cfg.seq_len)

@@ -9,14 +9,12 @@ from runners.ops.lrpe import lrpe
 from runners.ops.scalar_decay import (
     chunk_scalar_decay,
     recurrent_scalar_decay,
-    scalar_decay_flops,
     step_scalar_decay,
 )
 from runners.ops.vector_decay import (
     chunk_vector_decay,
     recurrent_vector_decay,
     step_vector_decay,
-    vector_decay_flops,
 )
 
 __all__ = [
@@ -25,8 +23,6 @@ __all__ = [
     "lrpe",
     "recurrent_scalar_decay",
     "recurrent_vector_decay",
-    "scalar_decay_flops",
     "step_scalar_decay",
     "step_vector_decay",
-    "vector_decay_flops",
 ]

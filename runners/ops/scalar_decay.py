@@ -56,8 +56,8 @@ def chunk_scalar_decay(
         S <- lam^C S + (K * lam^(C-j))^T V.
     All exponents are <= 0. Any T works: the sequence is zero-padded to whole chunks and the
     last chunk's state update uses its true length. Matmul FLOPs per token and head are
-    2 C (Dk + Dv) + 4 Dk Dv whatever T is (`scalar_decay_flops`); the pass of the state
-    between chunks is element-wise.
+    2 C (Dk + Dv) + 4 Dk Dv whatever T is (`runners.accounting.scalar_decay_flops`); the
+    pass of the state between chunks is element-wise.
     """
     b, h, t, dk = q.shape
     dv = v.shape[-1]
@@ -91,10 +91,3 @@ def chunk_scalar_decay(
         state = decay.view(h, 1, 1) * state + update
     out = out + (q * query_decay) @ torch.stack(entering, dim=2)
     return out.reshape(b, h, n * c, dv)[:, :, :t], state
-
-
-def scalar_decay_flops(seq_len: int, chunk_size: int, dk: int, dv: int) -> int:
-    """Matmul FLOPs per head of `chunk_scalar_decay` on one sequence (padded tail included)."""
-    c = min(chunk_size, seq_len)
-    padded = -(-seq_len // c) * c
-    return padded * (2 * c * (dk + dv) + 4 * dk * dv)

@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
+from runners.accounting import vector_chunk_length
+
 
 def step_vector_decay(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, log_f: torch.Tensor, state: torch.Tensor
@@ -61,11 +63,11 @@ def chunk_vector_decay(
     must be a power of two (a shorter sequence uses the next power of two above its length).
     The tail is padded with log f = 0 (no decay) and zero keys, so the final state is exact
     for any T. Matmul FLOPs per token and head: (C - 1)(Dk + Dv) + 4 Dk Dv
-    (`vector_decay_flops`).
+    (`runners.accounting.vector_decay_flops`).
     """
     b, h, t, dk = q.shape
     dv = v.shape[-1]
-    c = _chunk_length(chunk_size, t)
+    c = vector_chunk_length(chunk_size, t)
     n = -(-t // c)
     pad = n * c - t
     if pad:
@@ -162,16 +164,3 @@ def _level(
     ref = cum_first[..., -1:, :]
     q_scale, k_scale = (cum_second - ref).exp(), (ref - cum_first).exp()
     return q_second * q_scale, k_first * k_scale, v_first, q_scale, k_scale
-
-
-def _chunk_length(chunk_size: int, seq_len: int) -> int:
-    if chunk_size & (chunk_size - 1):
-        raise ValueError(f"chunk size must be a power of two for vector decay, got {chunk_size}")
-    return min(chunk_size, 1 << (seq_len - 1).bit_length())
-
-
-def vector_decay_flops(seq_len: int, chunk_size: int, dk: int, dv: int) -> int:
-    """Matmul FLOPs per head of `chunk_vector_decay` on one sequence (padded tail included)."""
-    c = _chunk_length(chunk_size, seq_len)
-    padded = -(-seq_len // c) * c
-    return padded * ((c - 1) * (dk + dv) + 4 * dk * dv)

@@ -12,13 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-import torch
-
 from runners.checkpoint import Checkpointing
 from runners.config import RunConfig
 from runners.errors import RunnerError, describe
 from runners.results import Progress, RunResult
-from runners.train import train
 
 EXECUTORS = ("local", "ray")
 
@@ -84,7 +81,12 @@ def execute(
     checkpoints: Checkpointing | None = None,
 ) -> RunResult | str:
     """Train one run in a worker; an exception becomes its message, so the sweep goes on.
-    (runners.checkpoint.Stopped is no exception: the worker stops with it.)"""
+    (runners.checkpoint.Stopped is no exception: the worker stops with it.) Torch is imported
+    here, in the worker: the parent that plans a sweep needs none of it."""
+    import torch
+
+    from runners.train import train
+
     torch.set_num_threads(threads)
     try:
         return train(config, device=device, progress=progress, checkpoints=checkpoints)

@@ -34,6 +34,7 @@ from duckdb import DuckDBPyConnection
 from runners.checkpoint import DEFAULT_EVERY_S, Branch, Checkpointing, folder_for
 from runners.config import RunConfig
 from runners.corpus import load_corpus
+from runners.devices import check_device
 from runners.results import Progress, config_row, lineage
 from runners.sweeps.designs import LossOf, Timing, TimingOf
 from runners.sweeps.executors import (
@@ -43,7 +44,6 @@ from runners.sweeps.executors import (
     threads_per_worker,
 )
 from runners.sweeps.factory import make_executor
-from runners.train import check_device
 from scaling.sweeps.timing import Throughput
 from store import pending
 from store.db import COMMIT_WAIT_S, connect, default_path
