@@ -170,9 +170,9 @@ def run(
         f"{report.planned - report.left} of {report.planned} finished"
     )
     if sweep.design.kind == "adaptive":
-        from scaling.sweeps.planner import suggest as suggest_round
+        from scaling.sweeps.suggestion import suggest as suggest_round
 
-        _print_history(suggest_round(sweep, db))
+        _print_history(suggest_round(sweep, db, keep_fits=True))
     if report.left:
         console.print(f"stopped by the {report.stopped_by}: {report.left} run(s) left")
         raise typer.Exit(EXIT_RUNS_LEFT)
@@ -212,7 +212,7 @@ def suggest(spec: SpecArgument, db: DbOption = None) -> None:
     """Print the runs an adaptive sweep trains next, each with its cost and the expected
     width of the target's interval once it (and the ones above it) are done."""
     from runners.sweeps.spec import load_spec
-    from scaling.sweeps.planner import suggest as suggest_round
+    from scaling.sweeps.suggestion import suggest as suggest_round
 
     sweep = load_spec(spec)
     if sweep.design.kind != "adaptive":

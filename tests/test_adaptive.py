@@ -23,6 +23,7 @@ from scaling.sweeps.adaptive import (
 )
 from scaling.sweeps.planner import AdaptivePlanner
 from scaling.sweeps.rounds import Target
+from scaling.sweeps.suggestion import suggest
 from scaling.sweeps.timing import EVAL_COST, RUN_START_S
 from store.db import connect
 from store.fit_log import save_fit, sweep_fits
@@ -394,9 +395,12 @@ def test_suggest_prints_the_start_round(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_live_sweep_in_hours_replays_the_same_runs_from_the_log(tmp_path: Path) -> None:
+def test_live_sweep_in_hours_replays_the_same_runs_from_the_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Real runs: round 0 timed, later rounds costed in seconds; a second `sweep run` reads
-    the timings and the rounds' fits back from DuckDB, plans the same runs and trains none."""
+    the timings and the rounds' fits back from DuckDB, plans the same runs and trains none.
+    The first run's closing summary keeps the fit on all the runs, so `suggest` fits nothing."""
     spec = tmp_path / "spec.toml"
     spec.write_text(SPEC.format(budget="1e12").replace("budget_flops = 1e12",
                                                        "budget_hours = 0.015"))  # fmt: skip
@@ -411,9 +415,17 @@ def test_live_sweep_in_hours_replays_the_same_runs_from_the_log(tmp_path: Path) 
     assert len(rounds) >= 2 and rounds[0][1] == "12"  # the start design, then adaptive picks
     again = run_cli("sweep", "run", str(spec), "--db", db, "--workers", "2")
     assert again.returncode == 0 and "trained 0 run(s)" in again.stdout, again.stdout
-    # every adaptive round's fit is in the log once (the replays read them, adding none)
+    # every adaptive round's fit, and the closing one on all the runs, is in the log once
+    # (the replays read them, adding none)
     with connect(db, read_only=True) as con:
         fitted_on = sorted(int(s["n_runs"]) for s, _ in sweep_fits(con, "adapt"))
     sizes = np.cumsum([int(row[1]) for row in rounds])
-    assert fitted_on[: len(rounds) - 1] == sizes[:-1].tolist()
-    assert len(fitted_on) <= len(rounds) and len(set(fitted_on)) == len(fitted_on)
+    assert fitted_on == sizes.tolist()
+
+    def no_fit(*args: object) -> None:
+        raise AssertionError("a stored fit was fitted again")
+
+    monkeypatch.setattr("scaling.sweeps.round_fits.fit_law", no_fit)
+    closing = suggest(loads_spec(spec.read_text()), db)
+    assert closing.width_now is not None
+    assert f"all {sizes[-1]} runs: {100 * closing.width_now:.2f}%" in " ".join(shown.stdout.split())

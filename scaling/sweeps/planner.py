@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -46,14 +45,12 @@ from runners.sweeps.designs import (
 )
 from runners.sweeps.spec import Adaptive, Design, SweepSpec
 from scaling.errors import ScalingError
-from scaling.sweeps.adaptive import expected_width, plan_round
-from scaling.sweeps.adaptive_lr import LRDesign, LRLawState, fit_lr_law, plan_lr_round
+from scaling.sweeps.adaptive import plan_round
+from scaling.sweeps.adaptive_lr import LRLawState, fit_lr_law, plan_lr_round
 from scaling.sweeps.coordinator import evaluated_tokens
 from scaling.sweeps.round_fits import RoundFits
 from scaling.sweeps.rounds import RoundPlan, Target
 from scaling.sweeps.timing import RUN_START_S, WORKER_START_S, Throughput
-from store.db import connect, default_path
-from store.sweeps import run_outcomes, run_timings
 
 START_SIZES, START_TOKENS = 3, 4
 SCAN = (0.5, 1.0, 2.0)  # a scanned group's first LRs, as multiples of its centre LR
@@ -106,7 +103,7 @@ class AdaptivePlanner:
         self.design: Adaptive = spec.design.adaptive
         self.target = Target.from_dict(dict(self.design.target))
         self.configs = candidate_configs(spec, device)
-        rows = [_row(c) for c in self.configs]
+        rows = [row(c) for c in self.configs]
         self.candidates = pd.DataFrame(
             {
                 "N": [float(r["params"]) for r in rows],
@@ -309,89 +306,7 @@ def planner_for(spec: SweepSpec, device: str = "auto") -> Planner | AdaptivePlan
     return Planner(spec, device)
 
 
-def _row(config: RunConfig) -> dict[str, Any]:
+def row(config: RunConfig) -> dict[str, Any]:
+    """The run log's row of a planned run (its id, counts and config columns)."""
     corpus = load_corpus(config.train.corpus)
     return config_row(config, corpus.name, corpus.sha256)
-
-
-@dataclass(frozen=True)
-class Suggestion:
-    """The round to train now, with what the planner expects of it."""
-
-    runs: pd.DataFrame  # the round's runs: config columns, status, cost, width after each
-    round: int
-    plan: RoundPlan | None
-    spent: float  # what every run before this round cost, in `unit`
-    budget: float
-    unit: str  # "FLOPs", or "s" for a budget in hours
-    history: pd.DataFrame  # per round: runs, FLOPs, width when planned, width expected after
-    width_now: float | None  # with every run of the sweep done: the width measured on them
-
-
-def suggest(spec: SweepSpec, db: str | Path | None = None) -> Suggestion:
-    """The current round of an adaptive sweep against the run log (read-only)."""
-    planner = AdaptivePlanner(spec)
-    path = Path(db) if db is not None else default_path()
-    outcomes: dict[str, tuple[str, Any]] = {}
-    timings: dict[str, tuple[float, float]] = {}
-    if path.exists():
-        with connect(path, read_only=True) as con:
-            outcomes, timings = run_outcomes(con), run_timings(con)
-            planner.recall(con)
-    rows: dict[RunConfig, dict[str, Any]] = {}
-
-    def row_of(config: RunConfig) -> dict[str, Any]:
-        if config not in rows:
-            rows[config] = _row(config)
-        return rows[config]
-
-    def loss_of(config: RunConfig) -> float | None:
-        status, loss = outcomes.get(row_of(config)["run_id"], (None, None))
-        if status not in ("done", "diverged", "failed"):
-            return None
-        return float(loss) if status == "done" and loss is not None else math.inf
-
-    def timing_of(config: RunConfig) -> Timing | None:
-        measured = timings.get(row_of(config)["run_id"])
-        return Timing(*measured) if measured and loss_of(config) is not None else None
-
-    rounds = planner.rounds(loss_of, timing_of)
-    runs_in = [[(k, c) for k, g in enumerate(r.groups) for c in planner.runs_of(g, loss_of)]
-               for r in rounds]  # fmt: skip
-    current = rounds[-1]
-    frame = pd.DataFrame([row_of(c) for _, c in runs_in[-1]])
-    frame["status"] = [outcomes.get(r["run_id"], ("planned",))[0] for r in frame.to_dict("records")]
-    widths = current.plan.picks["width"].to_numpy() if current.plan else None
-    frame["width_after"] = [np.nan if widths is None else widths[k] for k, _ in runs_in[-1]]
-    before = [(g.index, timing_of(c)) for r in rounds[:-1] for g in r.groups
-              for c in planner.runs_of(g, loss_of)]  # fmt: skip
-    history = pd.DataFrame(
-        [
-            {
-                "round": k,
-                "runs": len(runs),
-                "flops": sum(float(row_of(c)["flops"]) for _, c in runs),
-                "width_before": r.plan.width_now if r.plan else np.nan,
-                "width_expected": r.plan.picks.width.iloc[-1] if r.plan else np.nan,
-            }
-            for k, (r, runs) in enumerate(zip(rounds, runs_in, strict=True))
-        ]
-    )
-    finished = {g: planner.outcome(g, loss_of) for r in rounds for g in r.groups}
-    width_now = None
-    if all(o is not None for o in finished.values()):  # the sweep is over: measure its end
-        width_now = _width_measured(planner, {g: o for g, o in finished.items() if o})
-    return Suggestion(
-        frame, len(rounds) - 1, current.plan, planner.spent(before), planner.budget,
-        "s" if planner.design.in_seconds else "FLOPs", history, width_now,
-    )  # fmt: skip
-
-
-def _width_measured(planner: AdaptivePlanner, outcomes: dict[Group, Outcome]) -> float:
-    """The target's width by the design criterion on every finished group of the sweep."""
-    if planner.target.on_lr_law:
-        law = planner.lr_law(outcomes)
-        assert law is not None
-        return LRDesign(law, planner.bracketed(outcomes), planner.target, 0.90).width()
-    runs = planner.loss_runs(outcomes)
-    return expected_width(runs, planner.target, planner.fits.fit(runs))
