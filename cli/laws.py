@@ -9,10 +9,21 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from cli import common
-from cli.common import DbOption, console, emit_json, format_value, positive, print_frame, real
+from cli.common import (
+    DbOption,
+    console,
+    emit_json,
+    format_value,
+    positive,
+    print_frame,
+    print_rows,
+    real,
+)
 from scaling.errors import ScalingError
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from scaling.results import FittedLaw
     from scaling.study import Study
 
@@ -153,8 +164,13 @@ def fit(
         return
     console.print(f"{fitted.law} fit {fitted.fit_id} on {fitted.selection['n_runs']} runs")
     console.print(fitted.model.summary(), highlight=False)
-    for line in fitted.extrapolation_lines():
-        console.print(line, highlight=False)
+    if fitted.forms is not None:
+        from scaling.results import FORMS_HEADING
+
+        console.print(FORMS_HEADING, highlight=False)
+        _print_forms(fitted.forms)
+        for line in fitted.calibration_lines():
+            console.print(line, highlight=False)
     table = fitted.table
     if table is None:
         return
@@ -171,6 +187,15 @@ def fit(
         # row said once, and the note cut to what the numbers leave.
         shown = table.assign(note=table["note"].fillna("").astype(str))
         print_frame(shown, title=title or "per group", short=True, squeeze="note")
+
+
+def _print_forms(forms: pd.DataFrame, title: str | None = None) -> None:
+    """The law forms' table (scaling.results.shown_forms); a note wraps inside its column."""
+    from scaling.results import shown_forms
+
+    shown = shown_forms(forms)
+    numeric = [c not in ("form", "note") for c in shown.columns]
+    print_rows(list(shown.columns), list(shown.itertuples(index=False)), title, numeric)
 
 
 def _show(answer: Any, as_json: bool, beyond: dict[str, Any] | None = None) -> None:
@@ -394,7 +419,10 @@ def backtest(
             shown.insert(shown.columns.get_loc("predicted") + 1, "interval", interval)
         print_frame(shown, title="held-out (N, D) groups", short=True, squeeze="note")
     else:
-        print_frame(result.frame.drop(columns=["run_id"]), title="held-out runs")
+        # narrower than WIDE, the law's own interval is left to --json and the summary line
+        narrow = ["lo_law", "hi_law"] if console.width < WIDE else []
+        shown = result.frame.drop(columns=["run_id", *narrow], errors="ignore")
+        print_frame(shown, title="held-out runs", short=True)
         if result.forms is not None:
-            print_frame(result.forms, title="law forms (nested backtests on the training runs)")
+            _print_forms(result.forms, title="law forms (nested backtests on the training runs)")
     console.print(str(result), highlight=False)

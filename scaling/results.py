@@ -232,6 +232,26 @@ def _spread(percent: pd.Series) -> str:
     return f"median {values.median():.2g}%, max {values.max():.2g}%" if len(values) else "-"
 
 
+def shown_forms(forms: pd.DataFrame) -> pd.DataFrame:
+    """A table of law forms (fits.auto: form, error, splits, weight, note) as text to show:
+    errors in percent, weights to 3 places."""
+    errors = [f"{e:.2%}" if pd.notna(e) else "-" for e in forms.error]
+    return forms.assign(
+        error=errors,
+        splits=forms.splits.astype(int).astype(str),
+        weight=[f"{w:.3f}" for w in forms.weight],
+        note=forms.note.fillna("").astype(str),
+    )
+
+
+FORMS_HEADING = (
+    "law forms: out-of-range error of nested backtests (median |log error|, every cut the form "
+    "was backtested on: its splits) and stacking weight in the average (stacked on the largest "
+    "cut along C, N and D, the nearest to a fit on all runs; forms that err in opposite "
+    "directions share it):"
+)
+
+
 @dataclass
 class FittedLaw:
     """A fit with its identity: which law, on which runs, stored under which id."""
@@ -256,16 +276,24 @@ class FittedLaw:
         """The forms' nested-backtest errors and the calibration, for the summary."""
         if self.forms is None:
             return []
-        errors = [f"{e:.2%}" if pd.notna(e) else "-" for e in self.forms.error]
-        shown = self.forms.assign(error=errors)
-        lines = [
-            "law forms: out-of-range error of nested backtests (median |log error|, every "
-            "cut the form was backtested on: its splits) and stacking weight in the average "
-            "(stacked on the largest cut along C, N and D, the nearest to a fit on all runs; "
-            "forms that err in opposite directions share it):"
-        ]
-        lines += ["  " + line for line in shown.to_string(index=False).splitlines()]
+        shown = shown_forms(self.forms)
+        width = {c: max(len(c), *shown[c].str.len()) for c in shown.columns}
+
+        def line(cells: dict[str, str]) -> str:  # text to the left, numbers to the right
+            text = ("form", "note")
+            aligned = [
+                v.ljust(width[c]) if c in text else v.rjust(width[c]) for c, v in cells.items()
+            ]
+            return "  " + " ".join(aligned).rstrip()
+
+        table = [line({c: c for c in shown.columns})]
+        table += [line(row) for row in shown.to_dict("records")]
+        return [FORMS_HEADING, *table, *self.calibration_lines()]
+
+    def calibration_lines(self) -> list[str]:
+        """How the intervals are calibrated, any caution, and the run noise."""
         cal = self.calibration
+        lines = []
         if cal is None:
             lines.append("intervals NOT calibrated: too few runs to backtest inside the data")
         else:

@@ -43,10 +43,11 @@ def tiny_config(**train: object) -> RunConfig:
 
 
 def run_cli(
-    *args: str, cwd: Path | None = None, timeout: float = 300
+    *args: str, cwd: Path | None = None, timeout: float = 300, columns: int = 200
 ) -> subprocess.CompletedProcess:
-    """Run the real `scaling` command in a subprocess (this checkout's code)."""
-    env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "200"}
+    """Run the real `scaling` command in a subprocess (this checkout's code), on a terminal
+    `columns` wide."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": str(columns)}
     return subprocess.run(
         [sys.executable, "-m", "cli", *args],
         cwd=cwd,

@@ -67,6 +67,17 @@ def test_backtest_and_report(db, tmp_path):
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["n_test"] == 60 and 0 <= result["coverage"] <= 1
+    # as text: one line a held-out run at 80 columns, the law's own interval from 120
+    for columns in (80, 120):
+        shown = run_cli("backtest", "chinchilla", "--where", WHERE, "--db", str(db),
+                        columns=columns)  # fmt: skip
+        lines = shown.stdout.splitlines()
+        assert max(len(line) for line in lines) <= columns
+        header = next(line.split() for line in lines if line.split()[:2] == ["N", "D"])
+        assert header[:5] == ["N", "D", "C", "actual", "pred"]
+        assert ("lo_law" in header) == (columns >= 120)
+        rows = [line for line in lines if line.rstrip().endswith(("True", "False"))]
+        assert len(rows) == 60  # every held-out run on one line
     out = tmp_path / "report"
     drawn = run_cli("report", "--out", str(out), "--bootstrap", "100", "--db", str(db))
     assert drawn.returncode == 0, drawn.stderr

@@ -225,8 +225,11 @@ def test_cli_fits_auto_with_its_forms_and_refuses_an_unknown_law(tmp_path):
     assert forms["chinchilla"]["weight"] == 0 and forms["chinchilla"]["splits"] == 3
     assert forms["chinchilla"]["note"] == LIGHT_NOTE
     assert out["calibration"]["n_splits"] == 9 and out["calibration"]["hi_rate"] >= 0
-    shown = run_cli("fit", "auto", "--bootstrap", "50", "--db", db)
+    shown = run_cli("fit", "auto", "--bootstrap", "50", "--db", db, columns=80)
     assert "law forms: out-of-range error" in shown.stdout
+    # at 80 columns each note wraps inside its column, whole
+    assert max(len(line) for line in shown.stdout.splitlines()) <= 80
+    assert LIGHT_NOTE in " ".join(shown.stdout.split())
     bad = run_cli("predict", "loss", "--N", "1B", "--D", "20B", "--law", "kaplann", "--db", db)
     assert bad.returncode == 2 and "unknown loss law 'kaplann'" in bad.stderr
     assert "Traceback" not in bad.stderr
@@ -380,3 +383,23 @@ def test_a_question_with_unique_tokens_is_answered_at_them_interval_and_all():
     assert (fresh.value, fresh.lo, fresh.hi) == pytest.approx(
         tuple(getattr(study.predict_loss(N=N, D=U / 2), k) for k in ("value", "lo", "hi"))
     )
+
+
+def test_the_forms_table_reads_as_text_notes_whole_and_left_aligned():
+    """The summary's forms table: names and notes from the left, numbers to the right,
+    each note whole on its row (the CLI wraps it inside its column instead)."""
+    from scaling.results import FORMS_HEADING, FittedLaw
+
+    forms = pd.DataFrame(
+        {"form": ["chinchilla", "kaplan"], "error": [0.0089, math.nan], "splits": [3, 0],
+         "weight": [0.0, 1.0], "note": [LIGHT_NOTE, None]}
+    )  # fmt: skip
+    lines = FittedLaw("auto", None, {}, forms=forms).extrapolation_lines()  # type: ignore[arg-type]
+    assert lines[0] == FORMS_HEADING
+    header, first, second = lines[1:4]
+    assert header.split() == ["form", "error", "splits", "weight", "note"]
+    assert first.split()[:4] == ["chinchilla", "0.89%", "3", "0.000"]
+    assert first.index(LIGHT_NOTE) == header.index("note") and first.endswith(LIGHT_NOTE)
+    assert second.split() == ["kaplan", "-", "0", "1.000"]
+    assert first.index("chinchilla") == second.index("kaplan") == header.index("form") == 2
+    assert lines[4] == "intervals NOT calibrated: too few runs to backtest inside the data"
