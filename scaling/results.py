@@ -236,11 +236,12 @@ def shown_forms(forms: pd.DataFrame) -> pd.DataFrame:
     """A table of law forms (fits.auto: form, error, splits, weight, note) as text to show:
     errors in percent, weights to 3 places."""
     errors = [f"{e:.2%}" if pd.notna(e) else "-" for e in forms.error]
+    note = forms.get("note", pd.Series("", index=forms.index))  # absent from older records
     return forms.assign(
         error=errors,
-        splits=forms.splits.astype(int).astype(str),
+        splits=forms.splits.fillna(0).astype(int).astype(str),
         weight=[f"{w:.3f}" for w in forms.weight],
-        note=forms.note.fillna("").astype(str),
+        note=note.fillna("").astype(str),
     )
 
 
