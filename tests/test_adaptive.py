@@ -299,8 +299,10 @@ def test_a_replay_plans_on_the_stored_fits_without_fitting(
     picked = set(first[1].picks)
     rounds = planner.rounds(synthetic_loss(planner, start | picked))
     assert len(rounds) == 3
+    assert planner.fits.unsaved == 2  # rounds 1 and 2 were planned on fits
     with connect(tmp_path / "r.duckdb") as con:
         planner.remember(con)
+        assert planner.fits.unsaved == 0
         planner.remember(con)  # only what is new: nothing
         stored = sweep_fits(con, spec.name)
         assert sorted(s["n_runs"] for s, _ in stored) == [12, 14]

@@ -51,6 +51,11 @@ class RoundFits:
             except (KeyError, TypeError, ValueError):  # another release's record: fit again
                 continue
 
+    @property
+    def unsaved(self) -> int:
+        """How many fits were made since the last `remember`."""
+        return len(self._unsaved)
+
     def remember(self, con: duckdb.DuckDBPyConnection) -> None:
         """Store the fits made since the last call."""
         machine = computed_on()

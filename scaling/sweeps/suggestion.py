@@ -100,7 +100,7 @@ def suggest(spec: SweepSpec, db: str | Path | None = None, keep_fits: bool = Fal
     width_now = None
     if all(o is not None for o in finished.values()):  # the sweep is over: measure its end
         width_now = _width_measured(planner, {g: o for g, o in finished.items() if o})
-    if keep_fits:
+    if keep_fits and planner.fits.unsaved:
         _keep_fits(planner, path)
     return Suggestion(
         frame, len(rounds) - 1, current.plan, planner.spent(before), planner.budget,
