@@ -47,8 +47,9 @@ def run_demo(db: str | Path | None, observer: Observer | None = None) -> pd.Data
     from store.db import connect
     from store.runs import read_runs
 
-    configs = demo_configs()
     options = SweepOptions(workers=min(DEMO_WORKERS, cores()), threads=1)
+    # resolved for the device, as a spec's sweep is: each line names the precision it trains in
+    configs = [config.resolved(options.device) for config in demo_configs()]
     run_sweep("demo", lambda _loss, _timing: configs, db, options, observer)
     with connect(db, read_only=True) as con:
         frame = read_runs(con, sweep="demo")

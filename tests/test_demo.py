@@ -45,7 +45,13 @@ def test_demo_trains_the_sweep_once_and_answers(tmp_path, monkeypatch, capsys):
     assert code == 0, err
     lines = out.splitlines()
     assert lines[0].startswith("stage 1 of 2: train")
-    assert sum(line.startswith("started ") for line in lines) == 9
+    started = [line for line in lines if line.startswith("started ")]
+    assert len(started) == 9
+    # each line names the precision the run trains in, as the runs table logs it
+    with duckdb.connect(str(db), read_only=True) as con:
+        precisions = con.execute("SELECT DISTINCT precision FROM runs").fetchall()
+    assert len(precisions) == 1 and precisions[0][0] in ("bf16", "fp32")
+    assert all(line.endswith(precisions[0][0]) for line in started)
     assert sum(line.startswith("finished ") and ": done, val loss" in line for line in lines) == 9
     answers = out[out.index("stage 2 of 2: fit a law") :]
     assert "Chinchilla fit on 9 demo runs" in answers and "prediction interval" in answers
