@@ -76,8 +76,8 @@ def print_fit(fitted: FittedLaw, title: str | None, groups: bool) -> None:
 
 def print_forms(forms: pd.DataFrame, title: str | None = None) -> None:
     """The law forms' table (scaling.results.shown_forms); a note wraps inside its column."""
-    from scaling.results import shown_forms
+    from scaling.results import FORMS_TEXT, shown_forms
 
     shown = shown_forms(forms)
-    numeric = [c not in ("form", "note") for c in shown.columns]
+    numeric = [c not in FORMS_TEXT for c in shown.columns]
     print_rows(list(shown.columns), list(shown.itertuples(index=False)), title, numeric)

@@ -7,6 +7,7 @@ that report AMX or AVX-512-BF16.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import runpy
 from pathlib import Path
@@ -26,6 +27,7 @@ def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
     return frozenset()
 
 
+@functools.cache  # the installed build does not change while a process runs
 def torch_has_gpu_build() -> bool:
     """Whether the installed torch was built for CUDA or ROCm, read from its version file
     without importing torch (a second of every sweep command's start): a CPU build never

@@ -245,6 +245,8 @@ def shown_forms(forms: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+# the forms table's columns that read from the left; its numbers read from the right
+FORMS_TEXT = ("form", "note")
 FORMS_HEADING = (
     "law forms: out-of-range error of nested backtests (median |log error|, every cut the form "
     "was backtested on: its splits) and stacking weight in the average (stacked on the largest "
@@ -280,10 +282,10 @@ class FittedLaw:
         shown = shown_forms(self.forms)
         width = {c: max(len(c), *shown[c].str.len()) for c in shown.columns}
 
-        def line(cells: dict[str, str]) -> str:  # text to the left, numbers to the right
-            text = ("form", "note")
+        def line(cells: dict[str, str]) -> str:
             aligned = [
-                v.ljust(width[c]) if c in text else v.rjust(width[c]) for c, v in cells.items()
+                v.ljust(width[c]) if c in FORMS_TEXT else v.rjust(width[c])
+                for c, v in cells.items()
             ]
             return "  " + " ".join(aligned).rstrip()
 
