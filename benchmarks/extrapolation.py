@@ -209,7 +209,14 @@ def largest_calibration_columns(fitted: AutoFit, test: pd.DataFrame) -> dict[str
     centre, lo_rate, hi_rate = centre_rates(backtest, LEVEL)  # the adopted rates, rebuilt
     assert (lo_rate, hi_rate) == (cal.lo_rate, cal.hi_rate)
     centre, lo_rate, hi_rate = centre_rates(backtest[largest_cuts(backtest)], LEVEL)
-    candidate = replace(cal, lo_rate=lo_rate, hi_rate=hi_rate, centre=tuple(map(float, centre)))
+    candidate = replace(
+        cal,
+        lo_rate=lo_rate,
+        hi_rate=hi_rate,
+        centre=tuple(map(float, centre)),
+        fresh=None,
+        repeated=None,
+    )  # one calibration, as it was measured
     point, lo, hi = replace(fitted, calibration=candidate).interval(test, LEVEL)
     return {
         "largest-cut cov": f"{covered(lo, hi, test.loss.to_numpy()) / len(test):.0%}",
@@ -306,7 +313,8 @@ def main() -> None:
         alt = (own_lo, own_hi)
         if fitted.calibration is not None:
             lo_rate, hi_rate = own_interval_rates(fitted, train)
-            cal = replace(fitted.calibration, lo_rate=lo_rate, hi_rate=hi_rate, centre=(0.0, 0.0))
+            cal = replace(fitted.calibration, lo_rate=lo_rate, hi_rate=hi_rate, centre=(0.0, 0.0),
+                          fresh=None, repeated=None)  # fmt: skip
             alt = cal.widen(own_lo, own_hi, test)
         weights = ", ".join(f"{r.form} {r.weight:.2f}" for r in fitted.forms.itertuples()
                             if r.weight > 0)  # fmt: skip

@@ -140,7 +140,8 @@ def main() -> None:
             below, above = split_margins(fitted, runs, args.shrink)
         lo_rate, hi_rate = margin_rates(fitted.nested, below, above)
         assert fitted.calibration is not None
-        pooled = replace(fitted.calibration, lo_rate=lo_rate, hi_rate=hi_rate, centre=(0.0, 0.0))
+        pooled = replace(fitted.calibration, lo_rate=lo_rate, hi_rate=hi_rate, centre=(0.0, 0.0),
+                         fresh=None, repeated=None)  # fmt: skip
         candidate = replace(fitted, calibration=pooled)
         _, lo2, hi2 = candidate.interval(test, LEVEL)
         actual = test.loss.to_numpy()

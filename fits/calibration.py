@@ -37,12 +37,23 @@ law on the rest and score the held-out runs. Here those scores become an interva
   known. An average's own interval is drawn from the average's bootstrap draws (fits.auto);
   the rates are the average's, from its cross-validated nested errors.
 
+- Kinds of question (Mondrian calibration: conformal prediction conditional on a category of
+  the question, Vovk, Gammerman and Shafer 2005, ch. 4): where runs carry unique tokens U, a
+  question on repeated tokens (D > U) and one on fresh tokens (D <= U, or U unknown) are each
+  calibrated (centre and spread) on the nested runs of their own kind alone, when those have
+  a Kish effective size of `min_kind_size(level)` or more (19 at 90%: fewer, and the upper
+  quantile lies beyond them); a kind with fewer takes every score. A law's error on repeated
+  tokens is its repetition term's (the overfitting penalty grows without bound in the
+  repeats), which no question on fresh tokens meets: on Muennighoff et al.'s runs it set the
+  one spread of every question to -0.63 per decade below, from nested predictions of 13 to 69
+  nats at runs of 3.7 to 3.9 (docs/laws-notebook.md).
+
 Assumptions: the error per decade seen inside the runs holds beyond them (a law that bends
 only past the runs breaks it; runs that bend along D where no form can are named in the
 caution, fits.bends); its centre is linear in the departure (a question leaving toward
 fewer N or D than the runs, which no split does, gets the opposite of the centre the way the
 splits left) and its spread about the centre is the same in every direction; the splits'
-runs are exchangeable with the question once the centre is taken out.
+runs of the question's kind are exchangeable with it once the centre is taken out.
 """
 
 from __future__ import annotations
@@ -154,6 +165,35 @@ def per_decade(nested: pd.DataFrame, error: np.ndarray) -> tuple[np.ndarray, np.
 
 
 @dataclass(frozen=True)
+class KindRates:
+    """One kind of question's own centre and spread (fresh or repeated tokens), from its
+    n_scores nested runs."""
+
+    centre: tuple[float, float]
+    lo_rate: float
+    hi_rate: float
+    n_scores: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"centre": list(self.centre), "lo_rate": self.lo_rate, "hi_rate": self.hi_rate,
+                "n_scores": self.n_scores}  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, record: Mapping[str, Any] | None) -> KindRates | None:
+        if record is None:
+            return None
+        a, b = record["centre"]
+        return cls((float(a), float(b)), float(record["lo_rate"]), float(record["hi_rate"]),
+                   int(record["n_scores"]))  # fmt: skip
+
+    def describe(self, kind: str) -> str:
+        n, d = self.centre
+        return (f"on {kind} tokens a centre of {n:+.4f} along log N and {d:+.4f} along log D, "
+                f"spread {self.lo_rate:+.4f} below and {self.hi_rate:+.4f} above it "
+                f"({self.n_scores} nested errors)")  # fmt: skip
+
+
+@dataclass(frozen=True)
 class Calibration:
     """How far, and in which direction, a question is from the runs, and how much that widens
     its interval.
@@ -163,7 +203,9 @@ class Calibration:
     spread about it per decade below and above; hull: the fitted runs' hull vertices in
     (log10 N, log10 D); ceiling: the largest loss physics allows (ln vocab; None when unknown);
     n_scores, n_splits: the nested runs and splits behind it; caution: why the runs break the
-    calibration's assumption, when they show it (fits.bends).
+    calibration's assumption, when they show it (fits.bends). fresh, repeated: the kinds'
+    own rates for questions on fresh and on repeated tokens (module docstring); None where a
+    kind takes the rates of every score above.
     """
 
     level: float
@@ -175,6 +217,8 @@ class Calibration:
     n_splits: int
     caution: str | None = None
     centre: tuple[float, float] = (0.0, 0.0)
+    fresh: KindRates | None = None
+    repeated: KindRates | None = None
 
     def distance(self, runs: pd.DataFrame) -> np.ndarray:
         """Decades from the fitted runs' hull in (log10 N, log10 D)."""
@@ -186,7 +230,13 @@ class Calibration:
         departure plus the spread, clipped at 0."""
         d, u = departures(np.array(self.hull, dtype=float), log_points(runs))
         centre = u @ np.asarray(self.centre, dtype=float)
-        return d, np.minimum(centre + self.lo_rate, 0.0), np.maximum(centre + self.hi_rate, 0.0)
+        lo, hi = np.full(len(d), self.lo_rate), np.full(len(d), self.hi_rate)
+        repeats = repeated_tokens(runs)
+        for kind, rows in ((self.fresh, ~repeats), (self.repeated, repeats)):
+            if kind is not None:
+                centre = np.where(rows, u @ np.asarray(kind.centre, dtype=float), centre)
+                lo, hi = np.where(rows, kind.lo_rate, lo), np.where(rows, kind.hi_rate, hi)
+        return d, np.minimum(centre + lo, 0.0), np.maximum(centre + hi, 0.0)
 
     def widen(
         self, lo: np.ndarray, hi: np.ndarray, runs: pd.DataFrame
@@ -214,6 +264,8 @@ class Calibration:
             "n_splits": self.n_splits,
             "caution": self.caution,
             "centre": list(self.centre),
+            "fresh": None if self.fresh is None else self.fresh.to_dict(),
+            "repeated": None if self.repeated is None else self.repeated.to_dict(),
         }
 
     @classmethod
@@ -229,6 +281,8 @@ class Calibration:
             int(record["n_splits"]),
             record.get("caution"),
             (float(centre[0]), float(centre[1])),
+            KindRates.from_dict(record.get("fresh")),  # stored before them: one calibration
+            KindRates.from_dict(record.get("repeated")),
         )
 
     def describe(self) -> str:
@@ -241,8 +295,14 @@ class Calibration:
             f"{self.hi_rate:+.4f} above it, in log loss (least absolute deviations on the "
             f"departure direction; Harrell-Davis {(1 - self.level) / 2:.0%}/"
             f"{(1 + self.level) / 2:.0%} quantiles of the rest; {self.n_scores} nested "
-            f"errors, {self.n_splits} splits){ceiling}"
+            f"errors, {self.n_splits} splits){ceiling}{self._kinds()}"
         )
+
+    def _kinds(self) -> str:
+        """The kinds of question calibrated on their own nested runs, for `describe`."""
+        kinds = (("fresh", self.fresh), ("repeated", self.repeated))
+        said = [rates.describe(name) for name, rates in kinds if rates is not None]
+        return f"; by kind of question: {'; '.join(said)}" if said else ""
 
 
 def quantile_rates(rate: np.ndarray, weight: np.ndarray, level: float) -> tuple[float, float]:
@@ -288,5 +348,38 @@ def calibrate(
     n_splits = int(nested.groupby(["coord", "q"]).ngroups)
     ceiling = None if vocab is None else math.log(vocab)
     hull = tuple((float(a), float(b)) for a, b in hull_vertices(log_points(runs)))
+    repeats = repeated_tokens(runs)
+    if repeats.any():
+        repeats = repeats[nested.row.to_numpy(dtype=int)]
+    fresh, repeated = (own_kind(nested[rows], level) if repeats.any() else None
+                       for rows in (~repeats, repeats))  # fmt: skip
     return Calibration(level, lo, hi, hull, ceiling, len(nested), n_splits, bend_caution(runs),
-                       (float(centre[0]), float(centre[1])))  # fmt: skip
+                       (float(centre[0]), float(centre[1])), fresh, repeated)  # fmt: skip
+
+
+def repeated_tokens(runs: pd.DataFrame) -> np.ndarray:
+    """Which runs (or questions) repeat their unique tokens, D > U (False where U is unknown)."""
+    if "U" not in runs:
+        return np.zeros(len(runs), dtype=bool)
+    with np.errstate(invalid="ignore"):
+        return runs.D.to_numpy(dtype=float) > runs.U.to_numpy(dtype=float)
+
+
+def min_kind_size(level: float) -> int:
+    """The fewest scores (Kish effective size) a kind of question is calibrated on alone:
+    p / (1 - p) at p = (1 + level) / 2, below which the split-conformal p quantile lies beyond
+    the sample (19 at 90%)."""
+    p = (1 + level) / 2
+    return math.ceil(round(p / (1 - p), 9))
+
+
+def own_kind(nested: pd.DataFrame, level: float) -> KindRates | None:
+    """A kind's own centre and spread from its nested runs, every split weighing the same
+    within it; None when they are too few (`min_kind_size`)."""
+    if nested.empty:
+        return None
+    _, weight = per_decade(nested, np.zeros(len(nested)))
+    if weight.sum() ** 2 / (weight**2).sum() < min_kind_size(level):
+        return None
+    centre, lo, hi = centre_rates(nested, level)
+    return KindRates((float(centre[0]), float(centre[1])), lo, hi, len(nested))

@@ -33,6 +33,7 @@ from fits.calibration import (
     harrell_davis,
     hull_distance,
     hull_vertices,
+    min_kind_size,
 )
 from fits.chinchilla import chinchilla_loss
 from fits.extrapolation import nested_backtest
@@ -384,3 +385,57 @@ def test_the_average_is_scored_by_the_shift_of_its_own_prediction():
     alone = fit_auto(runs, {"kaplan": forms["kaplan"]}, 0.9, 0)
     np.testing.assert_allclose(alone.nested.in_data, residual["kaplan"][alone.nested.row])
     assert "scatter" not in both.nested  # a form's scatter is not the average's
+
+
+SPLITS = tuple((c, q) for c in ("C", "N", "D") for q in (0.5, 0.65, 0.8))
+KINDS = pd.DataFrame({"N": [1e6, 1e8, 1e8, 1e6, 1e7, 1e7], "D": [1e9, 1e9, 1e11, 1e11, 1e10, 3e9],
+                      "U": [1e9, 1e10, 1e11, 1e9, 1e8, 1e8], "loss": 2.0})  # fmt: skip
+
+
+def kinds_backtest(splits: tuple, repeated_error: float) -> pd.DataFrame:
+    """Six held-out runs per split (nested); KINDS' rows 0-2 are on fresh tokens and err
+    by +0.02, rows 3-5 repeat theirs and err by repeated_error."""
+    frame = nested(0.02, 7, splits, sd=0.01)
+    frame.loc[frame.row >= 3, "log_error"] += repeated_error - 0.02
+    return frame
+
+
+def test_questions_on_fresh_and_repeated_tokens_are_calibrated_on_their_own_kind():
+    """Mondrian calibration: a question on fresh tokens gets the calibration of the fresh
+    nested runs alone, one on repeated tokens that of the repeated ones (each the adopted
+    calibration of that kind's rows, written out by calling it on them); the fresh answer
+    does not see the repeated runs' errors at all; runs without U are one kind."""
+    backtest = kinds_backtest(SPLITS, -1.0)
+    cal = calibrate(backtest, KINDS, level=0.9)
+    fresh_rows = (backtest.row < 3).to_numpy()
+    for kind, rows in ((cal.fresh, fresh_rows), (cal.repeated, ~fresh_rows)):
+        alone = calibrate(backtest[rows], KINDS, level=0.9)
+        assert kind is not None and kind.n_scores == rows.sum() == 27
+        assert (kind.lo_rate, kind.hi_rate) == (alone.lo_rate, alone.hi_rate)
+        assert kind.centre == alone.centre
+    assert cal.lo_rate < cal.fresh.lo_rate  # every score's spread holds both kinds' errors
+    asks = question_frame([1e9, 1e9, 1e9], [1e12, 1e12, 1e12], [np.nan, 1e12, 1e11])
+    d, below, _ = cal.rates(asks)
+    assert d == pytest.approx([math.sqrt(2)] * 3) and below[0] == below[1] > below[2]
+    worse = calibrate(kinds_backtest(SPLITS, -10.0), KINDS, level=0.9)
+    assert worse.widen(np.full(3, 2.0), np.full(3, 2.0), asks)[0][:2] == pytest.approx(
+        cal.widen(np.full(3, 2.0), np.full(3, 2.0), asks)[0][:2], rel=1e-12)  # fmt: skip
+    one_kind = calibrate(backtest, KINDS.drop(columns="U"), level=0.9)
+    assert one_kind.fresh is None and one_kind.repeated is None
+    assert (one_kind.lo_rate, one_kind.centre) == (cal.lo_rate, cal.centre)
+    back = Calibration.from_dict(json.loads(json.dumps(cal.to_dict())))
+    assert back == cal
+    older = {k: v for k, v in cal.to_dict().items() if k not in ("fresh", "repeated")}
+    assert Calibration.from_dict(older) == one_kind
+    assert "on repeated tokens" in cal.describe() and "kind" not in one_kind.describe()
+
+
+def test_a_kind_with_too_few_scores_takes_every_score():
+    """The smallest effective size a kind is calibrated on alone is the split-conformal one,
+    the smallest n whose ceil((n + 1) 0.95)-th score lies inside the sample: 19. Each kind
+    has 3 runs per split, so 6 splits (18) fall back to every score and 7 (21) do not."""
+    assert min_kind_size(0.9) == next(n for n in range(1, 100) if math.ceil((n + 1) * 0.95) <= n)
+    few = calibrate(kinds_backtest(SPLITS[:6], -1.0), KINDS, level=0.9)
+    assert few.fresh is None and few.repeated is None
+    enough = calibrate(kinds_backtest(SPLITS[:7], -1.0), KINDS, level=0.9)
+    assert enough.fresh is not None and enough.repeated is not None
