@@ -302,7 +302,10 @@ class Calibration:
         """The kinds of question calibrated on their own nested runs, for `describe`."""
         kinds = (("fresh", self.fresh), ("repeated", self.repeated))
         said = [rates.describe(name) for name, rates in kinds if rates is not None]
-        return f"; by kind of question: {'; '.join(said)}" if said else ""
+        if not said:
+            return ""
+        rest = "" if len(said) == 2 else " (the other kind, too few of its own: every score's)"
+        return f"; each question by its kind instead: {'; '.join(said)}{rest}"
 
 
 def quantile_rates(rate: np.ndarray, weight: np.ndarray, level: float) -> tuple[float, float]:
