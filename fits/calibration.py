@@ -68,6 +68,7 @@ import pandas as pd
 from scipy.spatial import ConvexHull, QhullError
 from scipy.special import betainc
 
+from fits.averaging import split_weights
 from fits.bends import bend_caution
 from fits.errors import FitError
 from fits.lad import least_absolute
@@ -381,7 +382,7 @@ def own_kind(nested: pd.DataFrame, level: float) -> KindRates | None:
     within it; None when they are too few (`min_kind_size`)."""
     if nested.empty:
         return None
-    _, weight = per_decade(nested, np.zeros(len(nested)))
+    weight = split_weights(nested)
     if weight.sum() ** 2 / (weight**2).sum() < min_kind_size(level):
         return None
     centre, lo, hi = centre_rates(nested, level)
