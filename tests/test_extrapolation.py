@@ -23,7 +23,7 @@ from fits.extrapolation import (
     nested_backtest,
     widening,
 )
-from fits.prediction import question_frame, run_interval
+from fits.prediction import calibrated, own_interval, question_frame, run_interval
 from scaling import datasets, fitting
 from scaling.study import Study
 from tests.conftest import run_cli
@@ -391,18 +391,25 @@ def test_fresh_token_questions_are_not_widened_by_the_errors_of_repeated_runs():
     """On Muennighoff's runs the overfitting form's nested refits miss runs of hundreds of
     epochs by up to 18x (its penalty grows without bound in the repeats): a question on fresh
     tokens, which meets no penalty, is calibrated on the fresh nested runs alone (Mondrian,
-    fits.calibration) and comes out narrower than under one calibration of every run; one on
-    repeated tokens is no narrower."""
+    fits.calibration) and comes out narrower than under one calibration of every run. One on
+    repeated tokens takes the repeated runs' spread, but its lower end is at least that of
+    the same N and D on fresh tokens (repeated tokens are worth at most fresh ones), written
+    out here from the calibrated interval and the fresh question's."""
     fitted = Study.from_frame(datasets.load("data-constrained"), n_bootstrap=100).fit("auto")
-    cal = fitted.calibration
+    model, residuals, cal = fitted.model, fitted.residuals, fitted.calibration
     assert cal is not None and cal.fresh is not None and cal.repeated is not None
     one = dataclasses.replace(cal, fresh=None, repeated=None)
-    asks = question_frame([8.7e9, 8.7e9], [1.78e11, 1.78e11], [1.78e11, 1e10])  # fresh, 18 epochs
+    fresh = question_frame([8.7e9, 8.7e9], [1.78e11, 9e11], [1.78e11, 9e11])
     (_, lo, hi), (_, lo_one, hi_one) = (
-        run_interval(fitted.model, fitted.residuals, c, asks, 0.9, 0) for c in (cal, one)
+        run_interval(model, residuals, c, fresh, 0.9, 0) for c in (cal, one)
     )
-    assert lo[0] > 1.2 * lo_one[0] and hi[0] <= hi_one[0] + 1e-12
-    assert lo[1] <= lo_one[1] + 1e-12
+    assert (lo > 1.2 * lo_one).all() and (hi <= hi_one + 1e-12).all()
+    repeated = question_frame([8.7e9, 8.7e9], [1.78e11, 9e11], [1e10, 1.78e11])  # 18, 5 epochs
+    point, lo_rep, _ = run_interval(model, residuals, cal, repeated, 0.9, 0)
+    _, own_lo, own_hi = own_interval(model, residuals, repeated, 0.9, 0)
+    unbounded = calibrated(model, cal, own_lo, own_hi, repeated, residuals, 0)[0]
+    np.testing.assert_allclose(lo_rep, np.minimum(np.maximum(unbounded, lo), point), rtol=1e-12)
+    assert lo_rep[1] == pytest.approx(lo[1]) and lo_rep[1] > 1.5 * unbounded[1]  # it binds
 
 
 def test_the_forms_table_reads_as_text_notes_whole_and_left_aligned():
