@@ -156,6 +156,8 @@ class RunNoise:
             if self.losses is not None
             else ""
         )
+        if self.where.shape[1] > 2 and (self.where[:, 2] > 0).any():  # some runs repeat
+            bound += "; on repeated tokens a lower end is at least that on as many fresh tokens"
         runs = "fitted runs" if self.set_aside is None else "runs"
         return (
             f"run noise: the log residuals of the {n_neighbours(n)} of {n} {runs} nearest "

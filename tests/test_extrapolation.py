@@ -23,6 +23,7 @@ from fits.extrapolation import (
     nested_backtest,
     widening,
 )
+from fits.noise import RunNoise
 from fits.prediction import calibrated, own_interval, question_frame, run_interval
 from scaling import datasets, fitting
 from scaling.study import Study
@@ -410,6 +411,10 @@ def test_fresh_token_questions_are_not_widened_by_the_errors_of_repeated_runs():
     unbounded = calibrated(model, cal, own_lo, own_hi, repeated, residuals, 0)[0]
     np.testing.assert_allclose(lo_rep, np.minimum(np.maximum(unbounded, lo), point), rtol=1e-12)
     assert lo_rep[1] == pytest.approx(lo[1]) and lo_rep[1] > 1.5 * unbounded[1]  # it binds
+    said = "on repeated tokens a lower end is at least that on as many fresh tokens"
+    assert said in residuals.describe()
+    fresh_runs = datasets.load("data-constrained").drop(columns="U")
+    assert said not in RunNoise.of(fresh_runs, np.zeros(len(fresh_runs))).describe()
 
 
 def test_the_forms_table_reads_as_text_notes_whole_and_left_aligned():
