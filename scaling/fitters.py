@@ -37,7 +37,8 @@ from scaling.runlog import RunLog
 POWER_X = {"N": "N", "D": "D", "C": "C", "width": "d_model"}
 LR_GROUP = ("arch", "parametrization", "N", "D", "batch_size")  # runs that differ only in LR
 LOSS_FORMS = ("auto", *LOSS_LAWS)  # laws of loss in (N, D): selected and calibrated
-CALIBRATION = "direction-v8"  # in the selection, so fits made before it are not reused
+CALIBRATION = "kinds-v9"  # in the selection, so fits made before it are not reused: bump it
+# whenever a change moves a loss law's stored fit (its calibration, weights or parameters)
 
 
 @dataclass(frozen=True)

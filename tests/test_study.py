@@ -13,6 +13,7 @@ from fits import crossing_draws, frontier_crossing
 from fits.averaging import AveragedLaw
 from scaling import datasets
 from scaling.errors import ScalingError
+from scaling.fitters import CALIBRATION
 from scaling.results import Backtest, covered
 from scaling.study import Study
 
@@ -85,6 +86,10 @@ def test_stored_fit_is_reused_for_the_same_runs(chinchilla):
     assert first.fit_id == again.fit_id != other.fit_id
     assert again.model.params_ == pytest.approx(first.model.params_)
     assert other.selection["n_runs"] < first.selection["n_runs"]
+    chinchilla.log.write(lambda con: con.execute(  # as a release with an older method stored it
+        "UPDATE fits SET selection = replace(selection, ?, 'direction-v8') WHERE fit_id = ?",
+        [CALIBRATION, first.fit_id]), "the test's rewrite")  # fmt: skip
+    assert chinchilla.fit("chinchilla", bootstrap=300).fit_id not in (first.fit_id, other.fit_id)
 
 
 def test_a_stored_fit_says_what_numpy_code_it_was_computed_on(chinchilla):
