@@ -35,10 +35,13 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from extrapolation import largest_calibration_columns, quadrature_columns  # noqa: E402
+from extrapolation import (  # noqa: E402
+    forms_of,
+    largest_calibration_columns,
+    quadrature_columns,
+)
 from machine import machine  # noqa: E402
 
-from fits import LOSS_LAWS  # noqa: E402
 from fits.auto import fit_auto  # noqa: E402
 from fits.bends import token_bends  # noqa: E402
 from scaling.experiments.architecture import pooled_seed_sd  # noqa: E402
@@ -63,8 +66,7 @@ def main() -> None:
     runs = read("architecture_runs.parquet")
     runs = runs[runs.sweep.str.startswith("arch-isoflop-") & (runs.status == "done")]
     curves = read("architecture_curves.parquet").dropna(subset=["val_loss"])
-    forms = {k: (lambda b, k=k: LOSS_LAWS[k](n_bootstrap=b, level=LEVEL, random_state=0))
-             for k in LOSS_LAWS}  # fmt: skip
+    forms = forms_of()
     rows = []
     for arch, data in runs.groupby("arch"):
         data = data.assign(

@@ -49,6 +49,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
 
@@ -69,6 +70,16 @@ from fits.prediction import falling_in_tokens, own_interval, question_frame
 from scaling import datasets
 
 LEVEL = 0.90
+
+
+def forms_of(names: Iterable[str] = tuple(LOSS_LAWS)) -> dict[str, Callable[[int], LossLaw]]:
+    """The loss-law forms `names` (every registered one by default) as fit_auto takes them:
+    each made with a number of resamples, at the benchmarks' level and seed."""
+
+    def make(name: str) -> Callable[[int], LossLaw]:
+        return lambda b: LOSS_LAWS[name](n_bootstrap=b, level=LEVEL, random_state=0)
+
+    return {name: make(name) for name in names}
 
 
 def step_law_points() -> pd.DataFrame:
@@ -294,10 +305,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     print(f"machine: {machine()}", flush=True)
-    forms = {
-        name: (lambda b, name=name: LOSS_LAWS[name](n_bootstrap=b, level=LEVEL, random_state=0))
-        for name in LOSS_LAWS
-    }
+    forms = forms_of()
     rows = []
     for case in args.cases:
         load, column, fraction = CASES[case]

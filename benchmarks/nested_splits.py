@@ -23,6 +23,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from extrapolation import LEVEL, forms_of
 from machine import machine
 
 from fits import LOSS_LAWS
@@ -31,7 +32,6 @@ from fits.calibration import scores
 from fits.prediction import question_frame
 from scaling import datasets
 
-LEVEL = 0.90
 ASKED = {"data-constrained": ["8.7e9,1.78e11,1.78e11", "8.7e9,9e11,9e11", "2.8e9,5.5e10,5.5e10"]}
 
 
@@ -78,12 +78,8 @@ def main() -> None:
     print(f"machine: {machine()}", flush=True)
     data = datasets.load(args.data)
     every = data[[c for c in ("N", "D", "U", "loss") if c in data]].astype(float)
-    forms = {
-        name: (lambda b, name=name: LOSS_LAWS[name](n_bootstrap=b, level=LEVEL, random_state=0))
-        for name in LOSS_LAWS
-        if name not in args.without
-    }
-    fitted = fit_auto(every, forms, LEVEL, args.bootstrap)
+    fitted = fit_auto(every, forms_of(n for n in LOSS_LAWS if n not in args.without), LEVEL,
+                      args.bootstrap)  # fmt: skip
     if fitted.calibration is None:
         sys.exit(f"{args.data}: no nested split could be fitted, nothing to show")
     aside = fitted.residuals.set_aside

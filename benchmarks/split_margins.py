@@ -37,7 +37,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from extrapolation import CASES, LEVEL, held_out, margin_rates
+from extrapolation import CASES, LEVEL, forms_of, held_out, margin_rates
 from machine import machine
 
 from fits import LOSS_LAWS
@@ -50,11 +50,6 @@ from fits.prediction import own_interval
 
 SPLIT_DRAWS = 200
 ALONE = {"chinchilla-alone": "chinchilla", "kaplan-alone": "kaplan"}  # on epoch240-C, 300 draws
-
-
-def forms_of(names: list[str]) -> dict:
-    return {n: (lambda b, n=n: LOSS_LAWS[n](n_bootstrap=b, level=LEVEL, random_state=0))
-            for n in names}  # fmt: skip
 
 
 def split_margins(

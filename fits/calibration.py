@@ -72,6 +72,7 @@ from fits.averaging import split_weights
 from fits.bends import bend_caution
 from fits.errors import FitError
 from fits.lad import least_absolute
+from fits.noise import repeats as repeating
 
 FLOOR = 0.1  # decades: nearer held-out runs count as this far (see the module docstring)
 
@@ -232,7 +233,7 @@ class Calibration:
         d, u = departures(np.array(self.hull, dtype=float), log_points(runs))
         centre = u @ np.asarray(self.centre, dtype=float)
         lo, hi = np.full(len(d), self.lo_rate), np.full(len(d), self.hi_rate)
-        repeats = repeated_tokens(runs)
+        repeats = repeating(runs)
         for kind, rows in ((self.fresh, ~repeats), (self.repeated, repeats)):
             if kind is not None:
                 centre = np.where(rows, u @ np.asarray(kind.centre, dtype=float), centre)
@@ -352,21 +353,13 @@ def calibrate(
     n_splits = int(nested.groupby(["coord", "q"]).ngroups)
     ceiling = None if vocab is None else math.log(vocab)
     hull = tuple((float(a), float(b)) for a, b in hull_vertices(log_points(runs)))
-    repeats = repeated_tokens(runs)
+    repeats = repeating(runs)
     if repeats.any():
         repeats = repeats[nested.row.to_numpy(dtype=int)]
     fresh, repeated = (own_kind(nested[rows], level) if repeats.any() else None
                        for rows in (~repeats, repeats))  # fmt: skip
     return Calibration(level, lo, hi, hull, ceiling, len(nested), n_splits, bend_caution(runs),
                        (float(centre[0]), float(centre[1])), fresh, repeated)  # fmt: skip
-
-
-def repeated_tokens(runs: pd.DataFrame) -> np.ndarray:
-    """Which runs (or questions) repeat their unique tokens, D > U (False where U is unknown)."""
-    if "U" not in runs:
-        return np.zeros(len(runs), dtype=bool)
-    with np.errstate(invalid="ignore"):
-        return runs.D.to_numpy(dtype=float) > runs.U.to_numpy(dtype=float)
 
 
 def min_kind_size(level: float) -> int:

@@ -67,6 +67,11 @@ def places(frame: pd.DataFrame) -> np.ndarray:
     return np.column_stack([n, np.log10(d), np.nan_to_num(epochs, nan=0.0, posinf=0.0)])
 
 
+def repeats(frame: pd.DataFrame) -> np.ndarray:
+    """Which runs or questions repeat their unique tokens, D > U (`places`' epochs above 1)."""
+    return places(frame)[:, 2] > 0
+
+
 def nearest(where: np.ndarray, points: np.ndarray, k: int) -> np.ndarray:
     """(len(points), k) indices of the k rows of `where` nearest to each point (ties by index)."""
     d2 = ((points[:, None, :] - where[None, :, :]) ** 2).sum(axis=2)
@@ -156,7 +161,7 @@ class RunNoise:
             if self.losses is not None
             else ""
         )
-        if self.where.shape[1] > 2 and (self.where[:, 2] > 0).any():  # some runs repeat
+        if (self.where[:, 2] > 0).any():  # some fitted runs repeat their tokens
             bound += "; on repeated tokens a lower end is at least that on as many fresh tokens"
         runs = "fitted runs" if self.set_aside is None else "runs"
         return (

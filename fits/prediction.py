@@ -17,10 +17,10 @@ import numpy as np
 import pandas as pd
 
 from fits.bootstrap import observation_interval
-from fits.calibration import Calibration, repeated_tokens
+from fits.calibration import Calibration
 from fits.errors import FitError
 from fits.laws import LossLaw, training_compute
-from fits.noise import RunNoise, local_quantile, places
+from fits.noise import RunNoise, local_quantile, places, repeats
 from fits.power import PowerLaw
 
 Interval = tuple[np.ndarray, np.ndarray, np.ndarray]  # point, lo, hi
@@ -120,15 +120,15 @@ def no_better_than_fresh(
     as large and as long agree; the others by -3.6%, -0.17% and -0.16%, run noise). It binds
     where the repeated questions' calibration is wide: their kind's spread is set by laws whose
     repetition terms run away past the repeats they were fitted on (fits.calibration)."""
-    repeats = repeated_tokens(asked)
-    if not repeats.any():
+    repeated = repeats(asked)
+    if not repeated.any():
         return lo
-    fresh = question_frame(asked.N[repeats], asked.D[repeats])
+    fresh = question_frame(asked.N[repeated], asked.D[repeated])
     _, fresh_lo, fresh_hi = own_interval(model, residuals, fresh, level, seed)
     if calibration is not None:
         fresh_lo, _ = calibration.widen(fresh_lo, fresh_hi, fresh)
     out = np.array(lo, dtype=float)
-    out[repeats] = np.minimum(np.maximum(out[repeats], fresh_lo), np.asarray(point)[repeats])
+    out[repeated] = np.minimum(np.maximum(out[repeated], fresh_lo), np.asarray(point)[repeated])
     return out
 
 
