@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import sys
 import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from multiprocessing.process import BaseProcess
 from typing import Any, TypeVar
 
 import numpy as np
-
-from fits.errors import FitError
 
 T = TypeVar("T")
 
@@ -29,6 +29,7 @@ RandomState = int | np.random.Generator | None
 # (macOS, Windows: spawned workers) fits run in one process unless n_jobs asks for more.
 FORKED = multiprocessing.get_context("fork") if sys.platform == "linux" else None
 DEFAULT_JOBS = -1 if FORKED is not None else 1
+POOLS = 2  # worker pools a fit tries before it runs what is left in its own process
 BATCHES = 2  # a grid search's starts or a bootstrap's resamples are run in this many batches
 
 
@@ -140,44 +141,56 @@ def map_chunks(
     The batched refits are numpy code that holds the GIL between vector operations, so
     threads would not overlap; processes do. Results come back in chunk order. A worker that
     dies (the kernel's out-of-memory killer, a stray signal) breaks its whole pool: the chunks
-    it left unanswered are run once more in a fresh pool, with a warning, and give the same
-    answers, since a chunk's result does not depend on the process that runs it. A second
-    death is a FitError.
+    it left unanswered run once more in a fresh pool and, should a worker die again, in this
+    process, each time with a warning that says how the worker died. The answers are the
+    same, since a chunk's result does not depend on the process that runs it (CI lost a
+    worker twice in one fit, cause unseen: a fit must not fail for a death it can outlive).
     """
     workers = min(resolve_n_jobs(n_jobs), len(chunks))
-    if workers <= 1:
-        return [func(*c) for c in chunks]
     done: dict[int, T] = {}
-    try:
-        _run_pool(func, chunks, workers, done)
-    except BrokenProcessPool:
+    pools = POOLS if workers > 1 else 0
+    for attempt in range(1, pools + 1):
+        death = _run_pool(func, chunks, workers, done)
+        if death is None:
+            break
+        where = "in new workers" if attempt < pools else "in this process"
         warnings.warn(
-            f"a worker process died while fitting; {len(chunks) - len(done)} of "
-            f"{len(chunks)} parts are refitted in new workers",
+            f"a worker process died while fitting ({death}); {len(chunks) - len(done)} of "
+            f"{len(chunks)} parts are refitted {where}",
             stacklevel=2,
         )
-        try:
-            _run_pool(func, chunks, workers, done)
-        except BrokenProcessPool as broken:
-            raise FitError(
-                "a worker process died twice while fitting (out of memory, or killed?)"
-            ) from broken
-    return [done[i] for i in range(len(chunks))]
+    return [done[i] if i in done else func(*chunks[i]) for i in range(len(chunks))]
 
 
 def _run_pool(
     func: Callable[..., T], chunks: Sequence[tuple[Any, ...]], workers: int, done: dict[int, T]
-) -> None:
+) -> str | None:
     """Fill done[i] = func(*chunks[i]) for each chunk not in done yet, in up to `workers`
-    forked workers; the chunks answered before a worker died are kept when the pool breaks."""
+    forked workers. None, or how a worker died (the chunks answered before are kept)."""
     todo = [i for i in range(len(chunks)) if i not in done]
     with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=FORKED) as pool:
         futures = {i: pool.submit(func, *chunks[i]) for i in todo}
+        processes = list(pool._processes.values())  # forked workers all start at the 1st submit
         try:
             for i, future in futures.items():
                 done[i] = future.result()
-        except BrokenProcessPool:
+        except BrokenProcessPool as broken:
             for i, future in futures.items():
                 if future.done() and not future.cancelled() and future.exception() is None:
                     done[i] = future.result()
-            raise
+            return _how_it_died(broken, processes)
+    return None
+
+
+def _how_it_died(broken: BrokenProcessPool, processes: Sequence[BaseProcess]) -> str:
+    """The dead worker's exit, told apart from the survivors the pool then stops (SIGTERM)."""
+    if broken.__cause__ is not None:  # the pool's reader failed, no worker died
+        return "a result could not be read back"
+    for process in processes:
+        process.join(timeout=1.0)
+    codes = [p.exitcode for p in processes if p.exitcode is not None]
+    died = [code for code in codes if code != -signal.SIGTERM] or codes
+    if not died:
+        return "cause unseen"
+    code = died[0]
+    return f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"

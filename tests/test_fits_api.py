@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -160,8 +161,12 @@ def _square_dying_once(marker: str, i: int) -> int:
     return i * i
 
 
-def _square_always_dying(i: int) -> int:
-    os.kill(os.getpid(), signal.SIGKILL)
+def _square_dying_in_workers(parent: int, exit_code: int | None, i: int) -> int:
+    """i*i in the process `parent`; any other (a worker) dies: SIGKILL, or exit(exit_code)."""
+    if os.getpid() != parent:
+        if exit_code is None:
+            os.kill(os.getpid(), signal.SIGKILL)
+        os._exit(exit_code)
     return i * i
 
 
@@ -169,16 +174,31 @@ def _square_always_dying(i: int) -> int:
 def test_a_worker_killed_mid_fit_costs_a_rerun_of_its_parts_not_the_fit(tmp_path):
     marker = str(tmp_path / "killed")
     chunks = [(marker, i) for i in range(6)]
-    with pytest.warns(UserWarning, match=r"a worker process died while fitting; \d of 6 parts"):
+    with pytest.warns(UserWarning) as caught:
         squares = map_chunks(_square_dying_once, chunks, n_jobs=2)
     assert os.path.exists(marker)  # a worker really died
     assert squares == [i * i for i in range(6)]
+    (warning,) = [str(w.message) for w in caught]
+    assert re.fullmatch(
+        r"a worker process died while fitting \(killed by SIGKILL\); [1-5] of 6 parts are "
+        r"refitted in new workers",
+        warning,
+    ), warning
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="workers are forked on Linux only")
-def test_workers_that_keep_dying_end_the_fit_with_one_clear_error():
-    with pytest.warns(UserWarning), pytest.raises(FitError, match="died twice"):
-        map_chunks(_square_always_dying, [(i,) for i in range(4)], n_jobs=2)
+@pytest.mark.parametrize("exit_code, how", [(None, "killed by SIGKILL"), (3, "exit code 3")])
+def test_workers_that_keep_dying_leave_the_fit_to_this_process(exit_code, how):
+    """Every worker dies, in both pools: the parts left are fitted in the calling process,
+    and each warning says how the workers died."""
+    chunks = [(os.getpid(), exit_code, i) for i in range(4)]
+    with pytest.warns(UserWarning) as caught:
+        squares = map_chunks(_square_dying_in_workers, chunks, n_jobs=2)
+    assert squares == [i * i for i in range(4)]
+    assert [str(w.message) for w in caught] == [
+        f"a worker process died while fitting ({how}); 4 of 4 parts are refitted in {where}"
+        for where in ("new workers", "this process")
+    ]
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="workers are forked on Linux only")
