@@ -7,6 +7,7 @@ resamples as one batched weighted problem instead of one problem per resample.
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import signal
@@ -143,8 +144,7 @@ def map_chunks(
     dies (the kernel's out-of-memory killer, a stray signal) breaks its whole pool: the chunks
     it left unanswered run once more in a fresh pool and, should a worker die again, in this
     process, each time with a warning that says how the worker died. The answers are the
-    same, since a chunk's result does not depend on the process that runs it (CI lost a
-    worker twice in one fit, cause unseen: a fit must not fail for a death it can outlive).
+    same, since a chunk's result does not depend on the process that runs it.
     """
     workers = min(resolve_n_jobs(n_jobs), len(chunks))
     done: dict[int, T] = {}
@@ -166,11 +166,20 @@ def _run_pool(
     func: Callable[..., T], chunks: Sequence[tuple[Any, ...]], workers: int, done: dict[int, T]
 ) -> str | None:
     """Fill done[i] = func(*chunks[i]) for each chunk not in done yet, in up to `workers`
-    forked workers. None, or how a worker died (the chunks answered before are kept)."""
+    forked workers. None, or how a worker died (the chunks answered before are kept).
+
+    A forked worker inherits the caller's unreachable objects, and its garbage collector would
+    free them there: one holding a DuckDB connection then segfaults the worker (DuckDB's
+    threads are not in it), the likely way a fit in CI lost two pools in a row. The caller's
+    objects are frozen (gc.freeze) while its workers fork, so they never collect them."""
     todo = [i for i in range(len(chunks)) if i not in done]
     with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=FORKED) as pool:
-        futures = {i: pool.submit(func, *chunks[i]) for i in todo}
-        processes = list(pool._processes.values())  # forked workers all start at the 1st submit
+        gc.freeze()  # the workers are forked at the first submit
+        try:
+            futures = {i: pool.submit(func, *chunks[i]) for i in todo}
+        finally:
+            gc.unfreeze()
+        processes = list(pool._processes.values())
         try:
             for i, future in futures.items():
                 done[i] = future.result()
