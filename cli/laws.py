@@ -135,14 +135,14 @@ def _show(answer: Any, as_json: bool, beyond: dict[str, Any] | None = None) -> N
 
 def _beyond(study: Study, arch: str | None, source: str | None, where: str | None,
             **asked: float) -> dict[str, Any]:  # fmt: skip
-    """Decades in N, D and C = 6ND between the question and the largest finished run the
-    selection holds (positive: beyond it; a law's error grows with that distance)."""
+    """Decades in N, D and C = 6ND (and in epochs D/U, when asked) between the question and
+    the largest finished run the selection holds (positive: beyond it; a law's error grows
+    with that distance)."""
     runs = study.runs(arch=arch, source=source, where=where)
-    largest = {
-        "N": runs["params"].astype(float).max(),
-        "D": runs["tokens"].astype(float).max(),
-        "C": (6.0 * runs["params"].astype(float) * runs["tokens"].astype(float)).max(),
-    }
+    params, tokens = runs["params"].astype(float), runs["tokens"].astype(float)
+    largest = {"N": params.max(), "D": tokens.max(), "C": (6.0 * params * tokens).max()}
+    if "epochs" in asked:  # the most repeated run's; NaN where no run records its unique tokens
+        largest["epochs"] = (tokens / runs["unique_tokens"].astype(float)).max()
     decades = {
         k: round(math.log10(v / largest[k]), 2)
         for k, v in asked.items()
@@ -207,7 +207,8 @@ def predict_loss(
     study = _study(db, level)
     with common.working(ANSWERING):
         answer = study.predict_loss(n, d, arch, source, where, law=law, U=unique)
-    _show(answer, as_json, _beyond(study, arch, source, where, N=n, D=d, C=6.0 * n * d))
+    repeats = {"epochs": d / unique} if unique is not None and d > unique else {}
+    _show(answer, as_json, _beyond(study, arch, source, where, N=n, D=d, C=6.0 * n * d, **repeats))
 
 
 @predict_app.command("optimal")

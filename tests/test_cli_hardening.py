@@ -505,6 +505,29 @@ def test_every_prediction_says_how_far_beyond_the_runs_it_lies(tmp_path, capsys)
 
 
 @pytest.mark.slow
+def test_a_question_on_repeated_tokens_says_how_far_beyond_the_most_repeated_run(tmp_path, capsys):
+    """The same grid, its runs on 1, 2 and 4 epochs of their unique tokens: a question on 40
+    epochs is one decade past the most repeated run; one on fresh tokens says no epochs."""
+    N, D = np.meshgrid([1e6, 2e6, 4e6], [5e7, 1e8, 2e8])
+    loss = 1.7 + 400 / N.ravel() ** 0.34 + 410 / D.ravel() ** 0.28
+    U = D.ravel() / np.tile([1.0, 2.0, 4.0], 3)
+    csv = tmp_path / "grid.csv"
+    pd.DataFrame({"N": N.ravel(), "D": D.ravel(), "U": U, "loss": loss}).to_csv(csv, index=False)
+    log = tmp_path / "grid.duckdb"
+    assert call_cli(["import", str(csv), "--db", str(log)], capsys)[0] == 0
+    argv = ["predict", "loss", "--N", "4e6", "--D", "2e8", "--law", "kaplan", "--db", str(log)]
+    code, out, err = call_cli([*argv, "--U", "5e6", "--json"], capsys)
+    assert code == 0, err
+    beyond = json.loads(out)["beyond_runs"]
+    assert beyond["decades"] == {"N": 0.0, "D": 0.0, "C": 0.0, "epochs": 1.0}
+    assert beyond["largest_run"]["epochs"] == pytest.approx(4.0)
+    code, out, _ = call_cli([*argv, "--U", "5e6"], capsys)
+    assert code == 0 and "beyond the runs" in out and "epochs +1.00 (4)" in out
+    code, out, _ = call_cli([*argv, "--U", "2e8", "--json"], capsys)
+    assert code == 0 and "epochs" not in json.loads(out)["beyond_runs"]["decades"]
+
+
+@pytest.mark.slow
 def test_predict_lr_takes_the_step_law_method(tmp_path, capsys):
     db = str(tmp_path / "step.duckdb")
     assert call_cli(["import", "--example", "step-law", "--db", db], capsys)[0] == 0
