@@ -24,7 +24,13 @@ from fits.extrapolation import (
     widening,
 )
 from fits.noise import RunNoise
-from fits.prediction import calibrated, own_interval, question_frame, run_interval
+from fits.prediction import (
+    calibrated,
+    own_interval,
+    question_frame,
+    run_interval,
+    upper_ends,
+)
 from scaling import datasets, fitting
 from scaling.study import Study
 from tests.conftest import run_cli
@@ -415,6 +421,40 @@ def test_fresh_token_questions_are_not_widened_by_the_errors_of_repeated_runs():
     assert said in residuals.describe()
     fresh_runs = datasets.load("data-constrained").drop(columns="U")
     assert said not in RunNoise.of(fresh_runs, np.zeros(len(fresh_runs))).describe()
+
+
+def _pairs_rising_and_above_one_pass(runs: pd.DataFrame) -> tuple[int, int]:
+    """(pairs of repeating runs at one N and U where more tokens end over 2% higher, repeating
+    runs above a fresh run of their N on at most their unique tokens)."""
+    repeated, fresh = runs[runs.D > runs.U], runs[runs.D <= runs.U]
+    rising = 0
+    for _, group in repeated.groupby(["N", "U"]):
+        loss = group.sort_values("D").loss.to_numpy()
+        rising += int(sum((loss[j] > 1.02 * loss[i]) for i in range(len(loss))
+                          for j in range(i + 1, len(loss))))  # fmt: skip
+    above = sum(
+        int((row.loss > fresh.loss[(fresh.N == row.N) & (fresh.D <= row.U)]).any())
+        for row in repeated.itertuples()
+    )
+    return rising, above
+
+
+@pytest.mark.slow
+def test_a_repeated_question_is_bounded_by_one_pass_of_its_data_not_by_fewer_repeats():
+    """Muennighoff's runs at one N and U rise with more repeats (overfitting) but none ends
+    above one pass of its data: a repeated question's upper end is held by the calibrated upper
+    ends at D' <= U (fits.prediction.falling_in_tokens), not by those at fewer repeats, which
+    held 1B parameters on 890 epochs at its point."""
+    runs = datasets.load("data-constrained")
+    assert _pairs_rising_and_above_one_pass(runs) == (55, 0)
+    fitted = Study.from_frame(runs, n_bootstrap=100).fit("auto")
+    model, residuals, cal = fitted.model, fitted.residuals, fitted.calibration
+    assert cal is not None
+    asked = question_frame([1e9], [1.78e11], [2e8])
+    point, _, hi = run_interval(model, residuals, cal, asked, 0.9, 0)
+    fewest = 10 ** min(v[1] for v in cal.hull)  # the bound's first grid point, one pass or less
+    one_pass = upper_ends(model, cal, residuals, 0, np.array([[1e9, 2e8]]), np.array([fewest]))
+    assert point[0] < hi[0] <= one_pass[0, 0] + 1e-12
 
 
 def test_the_forms_table_reads_as_text_notes_whole_and_left_aligned():
