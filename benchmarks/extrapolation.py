@@ -63,7 +63,14 @@ from machine import machine
 from fits import LOSS_LAWS
 from fits.auto import AutoFit, fit_auto
 from fits.averaging import largest_cuts, split_weights, stack
-from fits.calibration import centre_rates, departures, log_points, per_decade, quantile_rates
+from fits.calibration import (
+    Calibration,
+    centre_rates,
+    departures,
+    log_points,
+    per_decade,
+    quantile_rates,
+)
 from fits.errors import FitError
 from fits.laws import LossLaw
 from fits.prediction import falling_in_tokens, own_interval, question_frame
@@ -80,6 +87,15 @@ def forms_of(names: Iterable[str] = tuple(LOSS_LAWS)) -> dict[str, Callable[[int
         return lambda b: LOSS_LAWS[name](n_bootstrap=b, level=LEVEL, random_state=0)
 
     return {name: make(name) for name in names}
+
+
+def one_calibration(
+    cal: Calibration, lo_rate: float, hi_rate: float, centre: tuple[float, float]
+) -> Calibration:
+    """`cal` with a candidate's rates and centre for every question, as the candidates measured
+    before questions were calibrated by kind (fresh or repeated tokens) were: no kinds."""
+    return replace(cal, lo_rate=lo_rate, hi_rate=hi_rate, centre=centre, fresh=None,
+                   repeated=None)  # fmt: skip
 
 
 def step_law_points() -> pd.DataFrame:
@@ -220,14 +236,7 @@ def largest_calibration_columns(fitted: AutoFit, test: pd.DataFrame) -> dict[str
     centre, lo_rate, hi_rate = centre_rates(backtest, LEVEL)  # the adopted rates, rebuilt
     assert (lo_rate, hi_rate) == (cal.lo_rate, cal.hi_rate)
     centre, lo_rate, hi_rate = centre_rates(backtest[largest_cuts(backtest)], LEVEL)
-    candidate = replace(
-        cal,
-        lo_rate=lo_rate,
-        hi_rate=hi_rate,
-        centre=tuple(map(float, centre)),
-        fresh=None,
-        repeated=None,
-    )  # one calibration, as it was measured
+    candidate = one_calibration(cal, lo_rate, hi_rate, (float(centre[0]), float(centre[1])))
     point, lo, hi = replace(fitted, calibration=candidate).interval(test, LEVEL)
     return {
         "largest-cut cov": f"{covered(lo, hi, test.loss.to_numpy()) / len(test):.0%}",
@@ -321,8 +330,7 @@ def main() -> None:
         alt = (own_lo, own_hi)
         if fitted.calibration is not None:
             lo_rate, hi_rate = own_interval_rates(fitted, train)
-            cal = replace(fitted.calibration, lo_rate=lo_rate, hi_rate=hi_rate, centre=(0.0, 0.0),
-                          fresh=None, repeated=None)  # fmt: skip
+            cal = one_calibration(fitted.calibration, lo_rate, hi_rate, (0.0, 0.0))
             alt = cal.widen(own_lo, own_hi, test)
         weights = ", ".join(f"{r.form} {r.weight:.2f}" for r in fitted.forms.itertuples()
                             if r.weight > 0)  # fmt: skip

@@ -37,7 +37,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from extrapolation import CASES, LEVEL, forms_of, held_out, margin_rates
+from extrapolation import CASES, LEVEL, forms_of, held_out, margin_rates, one_calibration
 from machine import machine
 
 from fits import LOSS_LAWS
@@ -135,8 +135,7 @@ def main() -> None:
             below, above = split_margins(fitted, runs, args.shrink)
         lo_rate, hi_rate = margin_rates(fitted.nested, below, above)
         assert fitted.calibration is not None
-        pooled = replace(fitted.calibration, lo_rate=lo_rate, hi_rate=hi_rate, centre=(0.0, 0.0),
-                         fresh=None, repeated=None)  # fmt: skip
+        pooled = one_calibration(fitted.calibration, lo_rate, hi_rate, (0.0, 0.0))
         candidate = replace(fitted, calibration=pooled)
         _, lo2, hi2 = candidate.interval(test, LEVEL)
         actual = test.loss.to_numpy()
