@@ -14,7 +14,7 @@ import signal
 import sys
 import warnings
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing.process import BaseProcess
 from typing import Any, TypeVar
@@ -173,14 +173,17 @@ def _run_pool(
     threads are not in it), the likely way a fit in CI lost two pools in a row. The caller's
     objects are frozen (gc.freeze) while its workers fork, so they never collect them."""
     todo = [i for i in range(len(chunks)) if i not in done]
+    futures: dict[int, Future[T]] = {}
+    processes: list[BaseProcess] = []
     with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=FORKED) as pool:
-        gc.freeze()  # the workers are forked at the first submit
-        try:
-            futures = {i: pool.submit(func, *chunks[i]) for i in todo}
-        finally:
-            gc.unfreeze()
-        processes = list(pool._processes.values())
-        try:
+        try:  # a worker can die while chunks are still being submitted: submit then raises
+            gc.freeze()  # the workers are forked at the first submit
+            try:
+                for i in todo:
+                    futures[i] = pool.submit(func, *chunks[i])
+                    processes = processes or list(pool._processes.values())
+            finally:
+                gc.unfreeze()
             for i, future in futures.items():
                 done[i] = future.result()
         except BrokenProcessPool as broken:

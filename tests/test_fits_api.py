@@ -190,15 +190,18 @@ def test_a_worker_killed_mid_fit_costs_a_rerun_of_its_parts_not_the_fit(tmp_path
 
 @pytest.mark.skipif(sys.platform != "linux", reason="workers are forked on Linux only")
 @pytest.mark.parametrize("exit_code, how", [(None, "killed by SIGKILL"), (3, "exit code 3")])
-def test_workers_that_keep_dying_leave_the_fit_to_this_process(exit_code, how):
+@pytest.mark.parametrize("parts", [4, 20_000])
+def test_workers_that_keep_dying_leave_the_fit_to_this_process(exit_code, how, parts):
     """Every worker dies, in both pools: the parts left are fitted in the calling process,
-    and each warning says how the workers died."""
-    chunks = [(os.getpid(), exit_code, i) for i in range(4)]
+    and each warning says how the workers died. With 20,000 parts a worker dies while parts are
+    still being submitted (the pool's submit then raises), which is handled the same way."""
+    chunks = [(os.getpid(), exit_code, i) for i in range(parts)]
     with pytest.warns(UserWarning) as caught:
         squares = map_chunks(_square_dying_in_workers, chunks, n_jobs=2)
-    assert squares == [i * i for i in range(4)]
+    assert squares == [i * i for i in range(parts)]
     assert [str(w.message) for w in caught] == [
-        f"a worker process died while fitting ({how}); 4 of 4 parts are refitted in {where}"
+        f"a worker process died while fitting ({how}); {parts} of {parts} parts are refitted "
+        f"in {where}"
         for where in ("new workers", "this process")
     ]
 
