@@ -115,10 +115,15 @@ def largest_cuts(frame: pd.DataFrame) -> np.ndarray:
 
 def stack_largest(frame: pd.DataFrame, forms: list[str], rows: np.ndarray) -> np.ndarray:
     """The stacking weights on the largest cuts among `rows` (on all of `rows` when none of
-    them is a largest cut)."""
+    them is a largest cut). A light form, backtested on the largest cuts alone, has no errors
+    on the others: where they are all that is left it cannot be weighed there and takes 0."""
     chosen = rows & largest_cuts(frame)
     chosen = chosen if chosen.any() else rows
-    return stack(frame[forms].to_numpy(dtype=float)[chosen], split_weights(frame[chosen]))
+    errors = frame[forms].to_numpy(dtype=float)[chosen]
+    weighed = ~np.isnan(errors).any(axis=0)
+    w = np.zeros(len(forms))
+    w[weighed] = stack(errors[:, weighed], split_weights(frame[chosen]))
+    return w
 
 
 def split_keys(frame: pd.DataFrame) -> pd.Series:

@@ -30,7 +30,8 @@ law on the rest and score the held-out runs. Here those scores become an interva
   shared by every direction, every split weighing the same, by the weighted Harrell-Davis
   estimator (Harrell & Davis 1982; weights as in Akinshin 2023, "Weighted quantile
   estimators"): a smooth average of order statistics, not the sample maximum when scores are
-  few.
+  few. Under `min_kind_size(level)` effective scores its upper quantile lies beyond them, and
+  the caution says the intervals beyond the runs may be too narrow (`few_scores_caution`).
 - Interval: the law's own (lo, hi) at a question d decades out along u becomes
   (lo e^(min(centre . u + q_lo, 0) d), hi e^(max(centre . u + q_hi, 0) d)), then clipped to
   physics: the upper end at most the uniform-guess loss ln(vocab) when the vocabulary is
@@ -43,10 +44,9 @@ law on the rest and score the held-out runs. Here those scores become an interva
   calibrated (centre and spread) on the nested runs of their own kind alone, when those have
   a Kish effective size of `min_kind_size(level)` or more (19 at 90%: fewer, and the upper
   quantile lies beyond them); a kind with fewer takes every score. A law's error on repeated
-  tokens is its repetition term's (the overfitting penalty grows without bound in the
-  repeats), which no question on fresh tokens meets: on Muennighoff et al.'s runs it set the
-  one spread of every question to -0.63 per decade below, from nested predictions of 13 to 69
-  nats at runs of 3.7 to 3.9 (docs/laws-notebook.md).
+  tokens is its repetition term's, which no fresh question meets: on Muennighoff et al.'s runs
+  the overfitting penalty, unbounded in the repeats, set every question's lower spread to
+  -0.63 per decade (nested predictions of 13 to 69 nats at runs of 3.7 to 3.9; the notebook).
 
 Assumptions: the error per decade seen inside the runs holds beyond them (a law that bends
 only past the runs breaks it; runs that bend along D where no form can are named in the
@@ -205,7 +205,8 @@ class Calibration:
     spread about it per decade below and above; hull: the fitted runs' hull vertices in
     (log10 N, log10 D); ceiling: the largest loss physics allows (ln vocab; None when unknown);
     n_scores, n_splits: the nested runs and splits behind it; caution: why the runs break the
-    calibration's assumption, when they show it (fits.bends). fresh, repeated: the kinds'
+    calibration's assumption, when they show it (fits.bends), or that its scores are too few
+    to hold its upper quantile (`few_scores_caution`). fresh, repeated: the kinds'
     own rates for questions on fresh and on repeated tokens (module docstring); None where a
     kind takes the rates of every score above.
     """
@@ -358,7 +359,8 @@ def calibrate(
         repeats = repeats[nested.row.to_numpy(dtype=int)]
     fresh, repeated = (own_kind(nested[rows], level) if repeats.any() else None
                        for rows in (~repeats, repeats))  # fmt: skip
-    return Calibration(level, lo, hi, hull, ceiling, len(nested), n_splits, bend_caution(runs),
+    caution = "; ".join(c for c in (bend_caution(runs), few_scores_caution(nested, level)) if c)
+    return Calibration(level, lo, hi, hull, ceiling, len(nested), n_splits, caution or None,
                        (float(centre[0]), float(centre[1])), fresh, repeated)  # fmt: skip
 
 
@@ -370,13 +372,28 @@ def min_kind_size(level: float) -> int:
     return math.ceil(round(p / (1 - p), 9))
 
 
+def effective_size(nested: pd.DataFrame) -> float:
+    """The Kish effective size of nested runs weighted so that every split weighs the same."""
+    return float((w := split_weights(nested)).sum() ** 2 / (w**2).sum())
+
+
+def few_scores_caution(nested: pd.DataFrame, level: float) -> str | None:
+    """Why the intervals beyond the runs may be too narrow (too few scores); None if enough."""
+    if (size := effective_size(nested)) >= (needed := min_kind_size(level)):
+        return None
+    return (
+        f"the intervals beyond the runs are calibrated on {len(nested)} nested errors "
+        f"(effective size {size:.1f}), fewer than the {needed} that a {(1 + level) / 2:.0%} "
+        "quantile needs to lie within them: beyond the runs they may be too narrow"
+    )
+
+
 def own_kind(nested: pd.DataFrame, level: float) -> KindRates | None:
     """A kind's own centre and spread from its nested runs, every split weighing the same
     within it; None when they are too few (`min_kind_size`)."""
     if nested.empty:
         return None
-    weight = split_weights(nested)
-    if weight.sum() ** 2 / (weight**2).sum() < min_kind_size(level):
+    if effective_size(nested) < min_kind_size(level):
         return None
     centre, lo, hi = centre_rates(nested, level)
     return KindRates((float(centre[0]), float(centre[1])), lo, hi, len(nested))

@@ -70,7 +70,7 @@ class Questions:
         runs = self._fitted_runs(fitted) if fresh else pd.DataFrame()
         repeats = "" if U is not None else _repeats_note("D", D, runs)
         unpriced = _unpriced_repeats_note(fitted.model, runs) if fresh else ""
-        note = _joined(repeats, unpriced, _bends_note(fitted))
+        note = _joined(repeats, unpriced, _calibration_note(fitted))
         return Prediction("loss", value[0], lo[0], hi[0], self.level, fitted.fit_id, kind, note)
 
     def _fitted_runs(self, fitted: FittedLaw) -> pd.DataFrame:
@@ -102,7 +102,7 @@ class Questions:
                 level,
                 fid,
                 _interval_kind(fitted),
-                _joined(_unpriced_repeats_note(model, runs), _bends_note(fitted)),
+                _joined(_unpriced_repeats_note(model, runs), _calibration_note(fitted)),
             ),
         )
         for part in (answer.N, answer.D, answer.loss):
@@ -280,8 +280,9 @@ def _interval_kind(fitted: FittedLaw) -> str:
     return "prediction" if fitted.calibration is not None else "uncalibrated prediction"
 
 
-def _bends_note(fitted: FittedLaw) -> str:
-    """The calibration's caution when the runs bend along D where no form can (fits.bends)."""
+def _calibration_note(fitted: FittedLaw) -> str:
+    """The calibration's caution: the runs bend along D where no form can (fits.bends), or its
+    scores are too few to hold its upper quantile (fits.calibration.few_scores_caution)."""
     cal = fitted.calibration
     return "" if cal is None or cal.caution is None else cal.caution
 

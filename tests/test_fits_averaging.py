@@ -30,6 +30,8 @@ from fits.calibration import (
     Calibration,
     calibrate,
     departures,
+    effective_size,
+    few_scores_caution,
     harrell_davis,
     hull_distance,
     hull_vertices,
@@ -150,6 +152,24 @@ def test_a_light_form_counts_zero_on_the_cuts_it_was_not_backtested_on():
         held_out_errors(broken, ["a", "b", "c"])
 
 
+def test_a_light_form_takes_no_weight_where_the_other_splits_are_all_smaller_cuts():
+    """With one coordinate's splits (a few runs of one kind of N), the largest cut's cross
+    weights are stacked on the smaller cut alone, where a light form has no errors: it takes
+    0 there and the others are stacked as if it were absent (benchmarks/subsets.py found it
+    on 9 of Epoch's points: linprog's ValueError on the light form's NaN)."""
+    splits = {"small": (("N", 0.5),), "large": (("N", 0.8),)}
+    forms = {name: pd.concat([nested(bias, seed, splits["small"]),
+                              nested(-bias, seed + 10, splits["large"])], ignore_index=True)
+             for name, bias, seed in (("a", 0.05, 0), ("b", -0.02, 1), ("c", 0.3, 2))}  # fmt: skip
+    forms["c"] = forms["c"][forms["c"].q == 0.8].reset_index(drop=True)
+    weights, frame, left = average(forms, light={"c"})
+    assert left == {} and weights["c"] == 0.0 and np.isfinite(frame.log_error).all()
+    by_split = cross_weights(frame, ["a", "b", "c"], split_keys(frame))
+    smaller = (frame.q == 0.5).to_numpy()
+    alone = stack(frame.loc[smaller, ["a", "b"]].to_numpy(), split_weights(frame[smaller]))
+    np.testing.assert_allclose(by_split[("N", 0.8)], [*alone, 0.0])
+
+
 def test_a_light_form_gains_weight_when_a_form_with_weight_fails_a_smaller_cut():
     """A form with weight that failed a smaller cut is left out and the rest restacked: a light
     form may then get weight it has no smaller cuts for, which fits.auto must see from the
@@ -223,11 +243,12 @@ def test_calibration_is_signed_floored_and_clipped_to_ln_vocab():
     assert hi[0] == 3.0 and hi[1:] == pytest.approx([math.log(256)] * 3)
     back = Calibration.from_dict(json.loads(json.dumps(cal.to_dict())))
     np.testing.assert_allclose(back.widen(np.full(4, 2.0), np.full(4, 3.0), asks)[0], lo)
-    assert cal.caution is None  # four runs, no replicates: fits.bends checks nothing
+    # four runs, no replicates: fits.bends checks nothing; 18 scores are too few
+    assert cal.caution == few_scores_caution(over, 0.9)
     flagged = dataclasses.replace(cal, caution="bends")
     assert Calibration.from_dict(json.loads(json.dumps(flagged.to_dict()))) == flagged
     older = {k: v for k, v in cal.to_dict().items() if k not in ("caution", "centre")}
-    assert Calibration.from_dict(older) == dataclasses.replace(cal, centre=(0.0, 0.0))
+    assert Calibration.from_dict(older) == dataclasses.replace(cal, centre=(0.0, 0.0), caution=None)
 
 
 def test_the_centre_is_a_median_regression_on_the_direction_and_the_spread_its_rest():
@@ -428,6 +449,21 @@ def test_questions_on_fresh_and_repeated_tokens_are_calibrated_on_their_own_kind
     older = {k: v for k, v in cal.to_dict().items() if k not in ("fresh", "repeated")}
     assert Calibration.from_dict(older) == one_kind
     assert "on repeated tokens" in cal.describe() and "kind" not in one_kind.describe()
+
+
+def test_a_calibration_on_too_few_scores_says_its_intervals_may_be_too_narrow():
+    """Too few is what a kind falls back under (min_kind_size, 19 at 90%), counted as Kish's
+    effective size of the weights that make every split weigh the same: 3 splits of 6 runs
+    (18) caution, 4 (24) do not; splits of 1 run and of 12 weigh their runs 1/2 and 1/24,
+    so (sum w)^2 / sum w^2 = 1 / (1/4 + 12/576) = 3.69."""
+    four = (("C", 0.5), ("N", 0.5), ("D", 0.8), ("C", 0.8))
+    few = calibrate(nested(-0.01, 0, four[:3]), RUNS, level=0.9)
+    assert few.caution is not None and "on 18 nested errors" in few.caution
+    assert "fewer than the 19" in few.caution and "may be too narrow" in few.caution
+    assert calibrate(nested(-0.01, 0, four), RUNS, level=0.9).caution is None
+    one, twelve = nested(-0.01, 0, (("C", 0.5),)).head(1), nested(-0.01, 1, (("N", 0.5),))
+    uneven = pd.concat([one, twelve, twelve.assign(row=twelve.row + 6)])
+    assert effective_size(uneven) == pytest.approx(1 / (1 / 4 + 12 / 576), rel=1e-12)
 
 
 def test_a_kind_with_too_few_scores_takes_every_score():

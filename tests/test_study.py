@@ -345,3 +345,16 @@ def test_a_backtest_does_not_count_an_infinite_interval_as_holding_its_run():
     assert result.coverage == pytest.approx(1 / 3) and result.law_coverage == pytest.approx(1 / 3)
     assert result.n_not_finite == 1 and result.to_dict()["n_not_finite"] == 1
     assert "predicted 3 (1 of them not finite: the law overflows there)" in str(result)
+
+
+def test_nine_of_epochs_points_along_one_coordinate_are_answered_with_a_caution():
+    """benchmarks/subsets.py drew these 9 of Epoch's points (6 sizes): only N could be cut,
+    twice, holding out the same run, and `auto` raised linprog's ValueError. Now it answers,
+    and says its intervals beyond the runs rest on too few nested errors (2, not 19)."""
+    runs = datasets.load("chinchilla-epoch").iloc[[20, 43, 51, 59, 81, 114, 168, 176, 236]]
+    study = Study.from_frame(runs, n_bootstrap=50)
+    fitted = study.fit("auto")
+    answer = study.loss_at(fitted, 10 * runs.N.max(), 10 * runs.D.max())
+    assert 0 < answer.lo <= answer.value <= answer.hi < runs.loss.max()
+    assert "calibrated on 2 nested errors" in answer.note
+    assert "may be too narrow" in answer.note
