@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import fits.noise
 from fits.bootstrap import observation_interval
 from fits.noise import RunNoise, local_quantile, n_neighbours, nearest, places
 
@@ -24,13 +25,19 @@ def test_places_are_decades_of_params_tokens_and_epochs():
     np.testing.assert_allclose(places(frame.drop(columns="U"))[:, 2], 0.0)
 
 
-def test_nearest_runs_match_a_plain_search():
+@pytest.mark.parametrize("block", [2**20, 50, 7])  # one block, one point a block, the least
+def test_nearest_runs_match_a_plain_search(monkeypatch, block):
+    """Ties by index (the repeated rows), and the same in blocks of any size (fits.noise.BLOCK
+    point-run pairs)."""
+    monkeypatch.setattr(fits.noise, "BLOCK", block)
     rng = np.random.default_rng(3)
-    where, points = rng.normal(size=(50, 3)), rng.normal(size=(7, 3))
+    where, points = rng.normal(size=(50, 3)).round(1), rng.normal(size=(7, 3)).round(1)
+    where[10:20] = where[0]
     for k in (1, 5, 50):
         expected = [sorted(range(50), key=lambda i: float(((where[i] - p) ** 2).sum()))[:k]
-                    for p in points]  # fmt: skip
-        np.testing.assert_array_equal(nearest(where, points, k), expected)
+                    for p in (*points, where[0])]  # fmt: skip
+        np.testing.assert_array_equal(nearest(where, np.vstack([points, where[0]]), k), expected)
+    assert nearest(where, points[:0], 3).shape == (0, 3)
 
 
 def test_local_quantile_is_the_quantile_of_the_nearest_runs_errors():
