@@ -185,6 +185,8 @@ def status(
     db: DbOption = None,
 ) -> None:
     """Runs per sweep: done, running, diverged, failed (and left, given a spec)."""
+    import pandas as pd
+
     from runners.sweeps.spec import load_spec
     from scaling.sweeps.coordinator import sweep_status
     from scaling.sweeps.planner import planner_for
@@ -195,8 +197,9 @@ def status(
     )
     if frame.empty:
         console.print("no sweeps in the log")
-    else:
-        print_frame(frame, title="sweeps")
+    else:  # to the minute: with seconds the time folded onto a second line at 80 columns
+        last = pd.to_datetime(frame["last_finished"]).dt.strftime("%Y-%m-%d %H:%M")
+        print_frame(frame.assign(last_finished=last), title="sweeps")
     if holder:
         console.print(f"a coordinator is running: {holder}")
     elif not frame.empty and frame["running"].sum():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -225,6 +226,13 @@ def test_plan_then_run_in_slices_then_status(tmp_path):
     row = next(line for line in lines if line.startswith("crash ")).split()
     assert header[2:4] == ["done", "running"] and header[-2:] == ["planned", "left"]
     assert row[2:4] + row[-2:] == ["4", "0", "4", "0"]  # last_finished in between has a space
+    narrow = subprocess.run([sys.executable, "-m", "cli", "sweep", "status", "s.toml", *db],
+                            cwd=tmp_path, env={**_env(), "COLUMNS": "80"}, capture_output=True,
+                            text=True, timeout=300)  # fmt: skip
+    lines = narrow.stdout.splitlines()
+    i = next(i for i, line in enumerate(lines) if line.startswith("crash "))
+    assert re.search(r" \d{4}-\d\d-\d\d \d\d:\d\d +4 +0$", lines[i]), lines  # to the minute
+    assert i == len(lines) - 1 or not lines[i + 1].startswith(" ")  # nothing folded below it
 
 
 def _workers(pid: int) -> list[int]:
