@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import warnings
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ import pytest
 
 import fits
 from fits import Estimate, FitError, PowerLaw, from_dict, validate
-from fits.bootstrap import map_chunks, resolve_n_jobs
+from fits.bootstrap import _how_it_died, map_chunks, resolve_n_jobs
 from tests.conftest import REPO
 
 
@@ -186,6 +187,28 @@ def test_a_worker_killed_mid_fit_costs_a_rerun_of_its_parts_not_the_fit(tmp_path
         r"refitted in new workers",
         warning,
     ), warning
+
+
+class _Exited:
+    """A finished worker process as `_how_it_died` reads it."""
+
+    def __init__(self, exitcode: int) -> None:
+        self.exitcode = exitcode
+
+    def join(self, timeout: float) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    "codes, how",
+    [([1, -9], "killed by SIGKILL"), ([-15, 3], "exit code 3"), ([1, 3], "exit code 3"),
+     ([-15, 1], "exit code 1"), ([-15], "killed by SIGTERM"), ([-11, -15], "killed by SIGSEGV")],
+)  # fmt: skip
+def test_the_dead_worker_is_told_apart_from_the_survivors_the_pool_stops(codes, how):
+    """The pool stops the survivors with SIGTERM, and a survivor whose queue closed under it
+    exits with 1 (CI once reported a SIGKILLed worker as "exit code 1"), in any order."""
+    for order in (codes, codes[::-1]):
+        assert _how_it_died(BrokenProcessPool(), [_Exited(c) for c in order]) == how
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="workers are forked on Linux only")
