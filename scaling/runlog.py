@@ -17,10 +17,12 @@ import pandas as pd
 from scaling.errors import ScalingError, ScalingWarning
 from store.db import connect, default_path, is_damage, memory, migrate
 from store.errors import StoreError
-from store.imports import normalise_columns
+from store.imports import normalise_columns, six_n_d
 from store.runs import read_curves, read_runs
 
 T = TypeVar("T")
+CANONICAL_ORDER = ["N", "D", "U", "loss", "lr", "batch_size", "batch_tokens", "d_model", "arch",
+                   "parametrization", "vocab_size", "C", "status", "run_id"]  # fmt: skip
 
 
 class RunLog:
@@ -43,6 +45,9 @@ class RunLog:
             "source": "frame",
         }
         frame = frame.assign(**{k: v for k, v in defaults.items() if k not in frame.columns})
+        if {"params", "tokens"} <= set(frame.columns):
+            derived = six_n_d(frame["params"], frame["tokens"])
+            frame["flops"] = frame["flops"].fillna(derived) if "flops" in frame else derived
         con = memory()
         migrate(con, Path(":memory:"))
         con.register("_frame", frame[[c for c in frame.columns if c in _run_columns(con)]])
@@ -118,7 +123,9 @@ class RunLog:
 
 
 def law_frame(runs: pd.DataFrame, n_column: str = "params") -> pd.DataFrame:
-    """Runs of the log in the columns fits/ expects (N, D, C, loss, lr, ...)."""
+    """Runs of the log in the columns fits/ expects (N, D, C, loss, lr, ...), in an order set by
+    what they hold (run_id last), so that a fit's resamples, and so its intervals, do not depend
+    on the order the runs were logged in or on the ids an import or a DataFrame gave them."""
     if n_column not in runs.columns:
         raise ScalingError(f"unknown N column {n_column!r}: use params or params_nonembed")
     frame = pd.DataFrame(
@@ -139,7 +146,7 @@ def law_frame(runs: pd.DataFrame, n_column: str = "params") -> pd.DataFrame:
             "status": runs["status"],
         }
     )
-    return frame.reset_index(drop=True)
+    return frame.sort_values(CANONICAL_ORDER, kind="stable").reset_index(drop=True)
 
 
 def _run_columns(con: duckdb.DuckDBPyConnection) -> set[str]:

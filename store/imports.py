@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -75,6 +76,12 @@ class ImportCounts:
     inserted: int
     present: int
     duplicates: int
+
+
+def six_n_d(params: Any, tokens: Any) -> Any:
+    """Training FLOPs C = 6 N D (Kaplan et al. 2020), taken for a run that gives none, so that
+    runs read from a file and from a DataFrame have the same compute."""
+    return 6.0 * params * tokens
 
 
 def read_table(path: Path) -> pd.DataFrame:
@@ -287,7 +294,7 @@ def plan_import(frame: pd.DataFrame, source: str, mapping: dict[str, str]) -> Im
         record["config"] = json.dumps(config, default=str)
         record["source"] = f"imported:{source}"
         if record.get("flops") is None and record.get("params") and record.get("tokens"):
-            record["flops"] = 6.0 * record["params"] * record["tokens"]  # type: ignore[operator]
+            record["flops"] = six_n_d(record["params"], record["tokens"])
         good[run_id] = record
     records = list(good.values())
     columns = sorted({k for r in records for k in r}) or ["run_id"]

