@@ -21,6 +21,15 @@ _REGISTRY: dict[str, type[Fit]] = {}
 FORMAT_VERSION = 1
 
 
+def holding_point(point: Any, lo: Any, hi: Any) -> tuple[np.ndarray, np.ndarray]:
+    """lo and hi stretched to the point where they miss it, never narrowed (NaN left alone): a
+    percentile interval of skewed bootstrap draws, or the residuals of the runs near a question
+    all on one side of the law, can lie wholly beside the point, and a user reads
+    "point [lo, hi]" as lo <= point <= hi."""
+    point, lo, hi = (np.asarray(a, dtype=float) for a in (point, lo, hi))
+    return np.where(point < lo, point, lo), np.where(point > hi, point, hi)
+
+
 KINDS = ("confidence", "prediction")  # of the mean; of one new observation (e.g. one run)
 FRAME_COLUMNS = {"confidence": "mean_ci", "prediction": "obs_ci"}  # as statsmodels names them
 
@@ -43,6 +52,9 @@ class Estimate:
 
     def __post_init__(self) -> None:
         check_kind(self.kind)
+        lo, hi = holding_point(self.estimate, self.lo, self.hi)
+        object.__setattr__(self, "lo", lo)
+        object.__setattr__(self, "hi", hi)
 
     def to_frame(self) -> pd.DataFrame:
         """The estimates as a table named as statsmodels' summary_frame: mean and

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fits.base import holding_point
 from fits.bootstrap import observation_interval
 from fits.calibration import Calibration
 from fits.errors import FitError
@@ -97,14 +98,16 @@ def widened(
     `calibrated`), its upper end then at most what the runs themselves allow
     (`no_worse_than_runs`). U, the unique tokens, goes with the question: the upper end held
     at fewer tokens is drawn at it; a lower end on repeated tokens is at least the one on fresh
-    tokens (`no_better_than_fresh`)."""
+    tokens (`no_better_than_fresh`). The interval holds its point (`holding_point`) unless
+    the point is above ln vocab, which the ends never are."""
     asked = question_frame(runs.N, runs.D, runs.get("U"))
     lo, hi = calibrated(model, calibration, lo, hi, asked, residuals, seed)
     if isinstance(model, LossLaw):
         lo = no_better_than_fresh(model, residuals, calibration, asked, level, seed, point, lo)
         if residuals is not None:
             hi = no_worse_than_runs(residuals, asked, level, point, hi)
-    return lo, hi
+    lo, hi = holding_point(point, lo, hi)
+    return (lo, hi) if calibration is None else calibration.clip(lo, hi)
 
 
 def no_better_than_fresh(

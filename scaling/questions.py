@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from fits import LossLaw, crossing_draws, frontier_crossing
+from fits.base import holding_point
 from fits.bootstrap import percentile_interval
 from fits.errors import FitError
 from fits.offset import offset_span
@@ -143,7 +144,8 @@ class Questions:
             return Crossover(
                 arch_a, arch_b, None, None, None, low_winner, low_winner, fraction, note
             )
-        c_lo, c_hi = (math.exp(v) for v in percentile_interval(np.log(draws), self.level))
+        log_lo, log_hi = percentile_interval(np.log(draws), self.level)
+        c_lo, c_hi = (math.exp(float(v)) for v in holding_point(math.log(point), log_lo, log_hi))
         note = f"{high_winner}'s frontier passes {low_winner}'s"
         if c_lo <= lo_c * (1 + 1e-9) or c_hi >= hi_c * (1 - 1e-9):  # exp(log(x)) round-off
             note += "; its interval reaches an end of the range searched: it may lie beyond"

@@ -423,6 +423,23 @@ def test_fresh_token_questions_are_not_widened_by_the_errors_of_repeated_runs():
     assert said not in RunNoise.of(fresh_runs, np.zeros(len(fresh_runs))).describe()
 
 
+def test_a_question_whose_nearest_runs_all_lie_above_the_law_holds_its_point():
+    """Six of Farseer's model sizes (95 runs; a random subset that benchmarks/subsets.py drew
+    with seed 7): at the runs' median N and D, where a run sits, every nearby run lies above
+    the average, so the law's own interval (its draws times those runs' residuals) lies wholly
+    above the point. The answer stretches its lower end down to the point."""
+    farseer = datasets.load("farseer")
+    sizes = [99620352, 140718592, 167299200, 568468736, 2273495040, 2697992704]
+    runs = farseer[farseer.N.isin(sizes)]
+    study = Study.from_frame(runs, n_bootstrap=100)
+    fitted = study.fit("auto")
+    question = question_frame([runs.N.median()], [runs.D.median()])
+    point, own_lo, _ = own_interval(fitted.model, fitted.residuals, question, 0.9, 0)
+    assert own_lo[0] > point[0]
+    answer = study.loss_at(fitted, runs.N.median(), runs.D.median())
+    assert answer.lo == pytest.approx(point[0]) and answer.lo <= answer.value <= answer.hi
+
+
 def _pairs_rising_and_above_one_pass(runs: pd.DataFrame) -> tuple[int, int]:
     """(pairs of repeating runs at one N and U where more tokens end over 2% higher, repeating
     runs above a fresh run of their N on at most their unique tokens)."""

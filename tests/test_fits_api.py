@@ -97,6 +97,17 @@ def test_an_estimate_names_its_kind_as_statsmodels_does():
         Estimate(np.array([1.0]), np.array([0.5]), np.array([1.5]), 0.8, "calibrated")
 
 
+def test_an_estimate_holds_its_point_and_is_never_narrowed():
+    """A percentile interval of skewed draws can miss the full fit's point (Farseer's runs: an
+    N_opt of 2.79e10 [2.32e10, 2.78e10]); the end it misses is moved to the point, the others
+    and NaN stay."""
+    point = np.array([3.0, 1.0, np.nan, 2.0])
+    lo, hi = np.array([3.5, 0.5, 1.0, 1.0]), np.array([4.0, 0.8, 2.0, 3.0])
+    held = Estimate(point, lo, hi, 0.9, "confidence")
+    assert held.lo.tolist() == [3.0, 0.5, 1.0, 1.0]
+    assert held.hi.tolist() == [4.0, 1.0, 2.0, 3.0]
+
+
 def test_input_messages():
     with pytest.raises(FitError, match="no data: N is empty"):
         validate.positive([], "N")
