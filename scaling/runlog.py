@@ -17,7 +17,7 @@ import pandas as pd
 from scaling.errors import ScalingError, ScalingWarning
 from store.db import connect, default_path, is_damage, memory, migrate
 from store.errors import StoreError
-from store.imports import normalise_columns, six_n_d
+from store.imports import frame_runs, normalise_columns
 from store.runs import read_curves, read_runs
 
 T = TypeVar("T")
@@ -45,9 +45,10 @@ class RunLog:
             "source": "frame",
         }
         frame = frame.assign(**{k: v for k, v in defaults.items() if k not in frame.columns})
-        if {"params", "tokens"} <= set(frame.columns):
-            derived = six_n_d(frame["params"], frame["tokens"])
-            frame["flops"] = frame["flops"].fillna(derived) if "flops" in frame else derived
+        try:
+            frame = frame_runs(frame)
+        except StoreError as exc:
+            raise ScalingError(str(exc)) from None
         con = memory()
         migrate(con, Path(":memory:"))
         con.register("_frame", frame[[c for c in frame.columns if c in _run_columns(con)]])

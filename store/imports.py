@@ -248,6 +248,38 @@ def _problem(record: dict[str, object]) -> str | None:
     return None
 
 
+def frame_runs(frame: pd.DataFrame) -> pd.DataFrame:
+    """A frame in run-log names (a DataFrame given to a Study) with its number columns as
+    numbers and C = 6ND where a run gives no compute; StoreError naming the rows (by index
+    label) that an import would refuse for what they hold: a number column holding anything
+    but a positive number where given, a finished run with no loss, a run with no size.
+    Counts need not be whole: a frame's N may be a fraction, which the log rounds."""
+    reasons: dict[int, str] = {}
+    frame = frame.copy()
+    for column in [c for c in NUMERIC if c in frame.columns]:
+        raw = frame[column].to_numpy(dtype=object)
+        frame[column] = pd.to_numeric(frame[column], errors="coerce").astype(float)
+        value = frame[column].to_numpy()
+        for i in np.flatnonzero(~pd.isna(raw) & ~(np.isfinite(value) & (value > 0))):
+            reasons.setdefault(int(i), f"{column} must be a positive number, got {_shown(raw[i])}")
+    done = frame["status"].eq("done").to_numpy() if "status" in frame else np.ones(len(frame), bool)
+    no_loss = frame.get("final_val_loss", pd.Series(np.nan, index=frame.index)).isna()
+    for i in np.flatnonzero(done & no_loss.to_numpy()):
+        reasons.setdefault(int(i), "a finished run with no loss")
+    sizes = frame[[c for c in SIZE_COLUMNS if c in frame.columns]]
+    for i in np.flatnonzero(sizes.isna().all(axis=1).to_numpy()):
+        reasons.setdefault(int(i), "needs params, tokens or flops")
+    if reasons:
+        rows = sorted(reasons)
+        shown = "; ".join(f"row {frame.index[i]}: {reasons[i]}" for i in rows[:3])
+        more = f" and {len(rows) - 3} more" if len(rows) > 3 else ""
+        raise StoreError(f"the frame has rows that cannot be runs ({shown}{more})")
+    if {"params", "tokens"} <= set(frame.columns):
+        derived = six_n_d(frame["params"], frame["tokens"])
+        frame["flops"] = frame["flops"].fillna(derived) if "flops" in frame else derived
+    return frame
+
+
 def plan_import(frame: pd.DataFrame, source: str, mapping: dict[str, str]) -> ImportPlan:
     """Map columns, check every cell against its column's type, and build `runs` rows for
     the good rows (one per distinct row)."""

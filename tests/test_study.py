@@ -357,6 +357,30 @@ def test_an_answer_depends_on_the_runs_not_their_order_or_how_they_came_in(tmp_p
     pd.testing.assert_frame_equal(*tables)
 
 
+def test_a_frames_rows_are_checked_as_an_imports_are_and_named_by_their_index():
+    """A DataFrame's rows are checked as an import checks a file's and refused in one line that
+    names them by index label (before, a word in N raised a TypeError, and a NaN loss reached
+    the fit, which named its row in the fit's own order); a number written as text is read."""
+    points = pd.read_csv(datasets.path("chinchilla-epoch"))[["N", "D", "loss"]].head(40)
+    points.index += 100
+    one = {"N": ["abc"] + [1e8] * 39, "loss": [np.nan] + [3.0] * 39}
+    bad = {
+        "row 100: params must be a positive number, got 'abc'": points.assign(N=one["N"]),
+        "row 100: a finished run with no loss": points.assign(loss=one["loss"]),
+        "row 100: final_val_loss must be a positive number, got inf": points.assign(
+            loss=[np.inf] + [3.0] * 39
+        ),
+        "row 102: tokens must be a positive number, got 0 and 37 more": points.assign(D=0.0),
+    }  # fmt: skip
+    for said, frame in bad.items():
+        with pytest.raises(ScalingError, match=f"^the frame has rows that cannot be runs .*{said}"):
+            Study.from_frame(frame)
+    as_text = Study.from_frame(points.assign(N=points.N.map(str))).law_runs("chinchilla")
+    assert np.allclose(as_text.C, 6.0 * as_text.N * as_text.D, rtol=1e-6)
+    diverged = points.assign(loss=[np.nan, *points.loss[1:]], status=["diverged"] + ["done"] * 39)
+    assert len(Study.from_frame(diverged).law_runs("chinchilla")) == 39
+
+
 def test_a_backtest_does_not_count_an_infinite_interval_as_holding_its_run():
     """A law that overflows at a held-out run predicts inf with an infinite upper end: that run
     is not covered (it would be, by lo <= actual <= inf), and the summary says how many."""
