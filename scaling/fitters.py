@@ -5,7 +5,7 @@ fits.prediction for loss, each law's predict_interval for the rest)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -36,8 +36,9 @@ from scaling.runlog import RunLog
 
 POWER_X = {"N": "N", "D": "D", "C": "C", "width": "d_model"}
 LR_GROUP = ("arch", "parametrization", "N", "D", "batch_size")  # runs that differ only in LR
+NEAR_GROUP = ("arch", "N", "D")  # the groups whose near-optimal runs Step Law fits on
 LOSS_FORMS = ("auto", *LOSS_LAWS)  # laws of loss in (N, D): selected and calibrated
-CALIBRATION = "kinds-v9"  # in the selection, so fits made before it are not reused: bump it
+CALIBRATION = "kinds-v10"  # in the selection, so fits made before it are not reused: bump it
 # whenever a change moves a loss law's stored fit (its calibration, weights or parameters)
 
 
@@ -107,8 +108,8 @@ def fit_lr_law(law: str, data: pd.DataFrame, selection: dict[str, Any], ctx: Con
     method = options.get("method", "vertex")
     form, level = options.get("form", "auto"), ctx.settings.level
     if method == "near-optimal":
-        near = near_optimal_runs(data[data.status == "done"], ["arch", "N", "D"], "loss")
-        return _lr_law(law, near, near.lr, selection, form, level)
+        near = near_optimal_runs(data[data.status == "done"], NEAR_GROUP, "loss")
+        return _lr_law(law, near, near.lr, selection, form, level, near=True)
     if method != "vertex":
         raise ScalingError("lr-law method must be vertex or near-optimal")
     optima = optimal_lr(data, LR_GROUP)
@@ -124,17 +125,20 @@ def fit_lr_law(law: str, data: pd.DataFrame, selection: dict[str, Any], ctx: Con
 
 
 def _lr_law(law: str, points: pd.DataFrame, lr: pd.Series, selection: dict[str, Any], form: str,
-            level: float) -> FittedLaw:  # fmt: skip
-    """LR* against N and/or D; `auto` drops a variable that does not vary."""
+            level: float, near: bool = False) -> FittedLaw:  # fmt: skip
+    """LR* against N and/or D; `auto` drops a variable that does not vary. near: the points
+    are near-optimal runs, several to a group."""
     if form != "auto" and form not in LR_FORMS:
         raise ScalingError(f"unknown lr-law form {form!r}: auto, {', '.join(LR_FORMS)}")
-    model = lr_law(points, form, level).fit(points, lr)
-    return FittedLaw(law, model, selection, table=points)
+    model = lr_law(points, form, level)
+    if near:
+        _enough_groups(points, model.variables)
+    return FittedLaw(law, model.fit(points, lr), selection, table=points)
 
 
 def fit_bs_law(law: str, data: pd.DataFrame, selection: dict[str, Any], ctx: Context,
                 options: dict[str, Any]) -> FittedLaw:  # fmt: skip
-    near = near_optimal_runs(data[data.status == "done"], ["arch", "N", "D"], "loss")
+    near = near_optimal_runs(data[data.status == "done"], NEAR_GROUP, "loss")
     if near["batch_tokens"].isna().any():
         raise ScalingError(
             "runs lack seq_len, so batch size in tokens is unknown "
@@ -145,8 +149,22 @@ def fit_bs_law(law: str, data: pd.DataFrame, selection: dict[str, Any], ctx: Con
             f"no spread in batch size: every run used {data.batch_tokens.iloc[0]:g} tokens "
             "per batch (scan batch sizes to fit bs-law)"
         )
-    model = batch_size_law("D", level=ctx.settings.level).fit(near, near.batch_tokens)
-    return FittedLaw(law, model, selection, table=near)
+    model = batch_size_law("D", level=ctx.settings.level)
+    _enough_groups(near, model.variables)
+    return FittedLaw(law, model.fit(near, near.batch_tokens), selection, table=near)
+
+
+def _enough_groups(near: pd.DataFrame, variables: Sequence[str]) -> None:
+    """Near-optimal runs of one (N, D) group are one optimum, not several: a law in k variables
+    through k + 1 groups passes through each, and the groups' scatter about it, which an
+    answer's interval carries, is not measured (one size of Step Law's, 165 runs at two token
+    counts, answered a batch size of 1.42e8 [1.42e8, 1.42e8])."""
+    groups, need = near.groupby(list(NEAR_GROUP)).ngroups, len(variables) + 2
+    if groups < need:
+        raise ScalingError(
+            f"need near-optimal runs in at least {need} (N, D) groups to fit a law in "
+            f"{', '.join(variables)} with the groups' scatter about it, found {groups}"
+        )
 
 
 def fit_loss_forms(law: str, data: pd.DataFrame, selection: dict[str, Any], ctx: Context,

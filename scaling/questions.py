@@ -114,8 +114,9 @@ class Questions:
                    where: str | None, method: str = "vertex") -> Prediction:  # fmt: skip
         fitted = self.fits.fit("lr-law", arch, source, where, method=method)
         p = predict_optimum(fitted, pd.DataFrame({"N": [N], "D": [D]}), self.level, self.seed)
+        answer = _optimum("lr_opt", p, fitted.fit_id, self.level)
         return self.answer(
-            _optimum("lr_opt", p, fitted.fit_id, self.level),
+            replace(answer, note=_unseen_variable_note(fitted, {"N": N, "D": D})),
             {"ask": "lr", "N": N, "D": D, "arch": arch},
         )
 
@@ -276,6 +277,24 @@ def _optimum(quantity: str, p: tuple[np.ndarray, ...], fit_id: str | None, level
     """An optimum's answer: its prediction interval is that of one new group's optimum."""
     return Prediction(quantity, float(p[0][0]), float(p[1][0]), float(p[2][0]), level, fit_id,
                       "prediction")  # fmt: skip
+
+
+def _unseen_variable_note(fitted: FittedLaw, asked: dict[str, float]) -> str:
+    """A caution where the LR law left out N or D because every point it was fitted on had one
+    value of it, and the question asks at another: the answer assumes the optimum does not
+    move with it (Step Law's LR* falls as N^-0.71: ten times N is 5x lower)."""
+    table, variables = fitted.table, getattr(fitted.model, "variables", ())
+    if table is None:
+        return ""
+    used = table[table["bracketed"].astype(bool)] if "bracketed" in table else table
+    notes = []
+    for name, value in asked.items():
+        held = used[name].unique() if name in used and name not in variables else np.array([])
+        if len(held) == 1 and not math.isclose(value, held[0], rel_tol=1e-6):
+            notes.append(f"every point the law was fitted on has {name} = {held[0]:.3g}: it "
+                         f"cannot say how the optimum moves with {name}, and at {name} = "
+                         f"{value:.3g} assumes it does not")  # fmt: skip
+    return _joined(*notes)
 
 
 def _interval_kind(fitted: FittedLaw) -> str:

@@ -14,6 +14,7 @@ import pytest
 from fits.hparam_backtest import largest_compute, score_groups
 from fits.lr import scan_optimum, scan_parabola
 from scaling import Study, datasets
+from scaling.errors import ScalingError
 from tests.conftest import REPO, run_cli
 
 GRID = np.geomspace(1e-4, 1e-1, 13)  # ratio 10^0.25 between neighbours
@@ -114,6 +115,31 @@ def test_runs_without_a_batch_size_are_one_lr_scan_per_group():
     result = Study.from_frame(runs).backtest("lr-law")
     np.testing.assert_allclose(result.frame.ratio, 1.0, rtol=1e-6)
     assert result.frame.batch_size.isna().all()
+
+
+def test_one_model_size_is_answered_with_a_caution_or_refused_where_its_groups_are_too_few():
+    """Step Law's largest size alone (165 runs, two token counts): the batch-size law through
+    its two (N, D) groups' near-optimal runs fitted them exactly, 1.42e8 [1.42e8, 1.42e8], and
+    is now refused in one line, as is the near-optimal LR law; the vertex LR law (15 groups,
+    one per batch size) answers, and at ten times the size it says it assumed that the optimum
+    does not move with N, which no point could show. At the size itself it says nothing."""
+    runs = datasets.load("step-law").assign(seq_len=2048)
+    one = runs[runs["N"].eq(runs["N"].max())]
+    study = Study.from_frame(one, n_bootstrap=20)
+    need = r"^need near-optimal runs in at least 3 \(N, D\) groups .* in D .*, found 2$"
+    with pytest.raises(ScalingError, match=need):
+        study.optimal_batch_size(1e12)
+    with pytest.raises(ScalingError, match=need):
+        study.optimal_lr(1e10, 1e12, method="near-optimal")
+    n, d = float(one.N.iloc[0]), 1e12
+    farther = study.optimal_lr(10 * n, d)
+    assert "has N = 1.07e+09: it cannot say how the optimum moves with N" in farther.note
+    here = study.optimal_lr(n, d)
+    assert here.note == "" and (here.value, here.lo, here.hi) == (
+        farther.value,
+        farther.lo,
+        farther.hi,
+    )
 
 
 @pytest.fixture(scope="module")
