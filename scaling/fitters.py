@@ -108,8 +108,8 @@ def fit_lr_law(law: str, data: pd.DataFrame, selection: dict[str, Any], ctx: Con
     method = options.get("method", "vertex")
     form, level = options.get("form", "auto"), ctx.settings.level
     if method == "near-optimal":
-        near = near_optimal_runs(data[data.status == "done"], NEAR_GROUP, "loss")
-        return _lr_law(law, near, near.lr, selection, form, level, near=True)
+        near = _near_optimal(data, "lr")
+        return _lr_law(law, near, near.lr, selection, form, level, near="lr")
     if method != "vertex":
         raise ScalingError("lr-law method must be vertex or near-optimal")
     optima = optimal_lr(data, LR_GROUP)
@@ -125,21 +125,20 @@ def fit_lr_law(law: str, data: pd.DataFrame, selection: dict[str, Any], ctx: Con
 
 
 def _lr_law(law: str, points: pd.DataFrame, lr: pd.Series, selection: dict[str, Any], form: str,
-            level: float, near: bool = False) -> FittedLaw:  # fmt: skip
+            level: float, near: str | None = None) -> FittedLaw:  # fmt: skip
     """LR* against N and/or D; `auto` drops a variable that does not vary. near: the points
-    are near-optimal runs, several to a group."""
+    are near-optimal runs, several to a group, of groups that scanned this column."""
     if form != "auto" and form not in LR_FORMS:
         raise ScalingError(f"unknown lr-law form {form!r}: auto, {', '.join(LR_FORMS)}")
     model = lr_law(points, form, level)
-    if near:
-        _enough_groups(points, model.variables)
+    if near is not None:
+        _enough_groups(points, model.variables, near)
     return FittedLaw(law, model.fit(points, lr), selection, table=points)
 
 
 def fit_bs_law(law: str, data: pd.DataFrame, selection: dict[str, Any], ctx: Context,
                 options: dict[str, Any]) -> FittedLaw:  # fmt: skip
-    near = near_optimal_runs(data[data.status == "done"], NEAR_GROUP, "loss")
-    if near["batch_tokens"].isna().any():
+    if data.loc[data.status == "done", "batch_tokens"].isna().any():
         raise ScalingError(
             "runs lack seq_len, so batch size in tokens is unknown "
             "(import with --columns seq_len=LENGTH)"
@@ -149,12 +148,21 @@ def fit_bs_law(law: str, data: pd.DataFrame, selection: dict[str, Any], ctx: Con
             f"no spread in batch size: every run used {data.batch_tokens.iloc[0]:g} tokens "
             "per batch (scan batch sizes to fit bs-law)"
         )
+    near = _near_optimal(data, "batch_tokens")
     model = batch_size_law("D", level=ctx.settings.level)
-    _enough_groups(near, model.variables)
+    _enough_groups(near, model.variables, "batch_size")
     return FittedLaw(law, model.fit(near, near.batch_tokens), selection, table=near)
 
 
-def _enough_groups(near: pd.DataFrame, variables: Sequence[str]) -> None:
+def _near_optimal(data: pd.DataFrame, scanned: str) -> pd.DataFrame:
+    """The near-optimal finished runs of the (N, D) groups that tried two or more values of
+    `scanned`: a run alone in its group is its best by default, not an optimum found."""
+    done = data[data.status == "done"]
+    scans = done.groupby(list(NEAR_GROUP))[scanned].transform("nunique") >= 2
+    return near_optimal_runs(done[scans], NEAR_GROUP, "loss")
+
+
+def _enough_groups(near: pd.DataFrame, variables: Sequence[str], scanned: str) -> None:
     """Near-optimal runs of one (N, D) group are one optimum, not several: a law in k variables
     through k + 1 groups passes through each, and the groups' scatter about it, which an
     answer's interval carries, is not measured (one size of Step Law's, 165 runs at two token
@@ -162,8 +170,9 @@ def _enough_groups(near: pd.DataFrame, variables: Sequence[str]) -> None:
     groups, need = near.groupby(list(NEAR_GROUP)).ngroups, len(variables) + 2
     if groups < need:
         raise ScalingError(
-            f"need near-optimal runs in at least {need} (N, D) groups to fit a law in "
-            f"{', '.join(variables)} with the groups' scatter about it, found {groups}"
+            f"need near-optimal runs in at least {need} (N, D) groups that tried two or more "
+            f"values of {scanned} to fit a law in {', '.join(variables)} with the groups' "
+            f"scatter about it, found {groups}"
         )
 
 

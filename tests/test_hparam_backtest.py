@@ -120,7 +120,8 @@ def test_runs_without_a_batch_size_are_one_lr_scan_per_group():
 def test_one_model_size_is_answered_with_a_caution_or_refused_where_its_groups_are_too_few():
     """Step Law's largest size alone (165 runs, two token counts): the batch-size law through
     its two (N, D) groups' near-optimal runs fitted them exactly, 1.42e8 [1.42e8, 1.42e8], and
-    is now refused in one line, as is the near-optimal LR law; the vertex LR law (15 groups,
+    is now refused in one line, as is the near-optimal LR law, and so are groups of one run
+    each (each its own best, no optimum found); the vertex LR law (15 groups,
     one per batch size) answers, and at ten times the size it says it assumed that the optimum
     does not move with N, which no point could show. At the size itself it says nothing."""
     runs = datasets.load("step-law").assign(seq_len=2048)
@@ -131,6 +132,9 @@ def test_one_model_size_is_answered_with_a_caution_or_refused_where_its_groups_a
         study.optimal_batch_size(1e12)
     with pytest.raises(ScalingError, match=need):
         study.optimal_lr(1e10, 1e12, method="near-optimal")
+    alone = Study.from_frame(runs.groupby(["N", "D"]).head(1), n_bootstrap=20)  # one run a group
+    with pytest.raises(ScalingError, match=r"values of batch_size to fit a law in D .*, found 0$"):
+        alone.optimal_batch_size(1e12)
     n, d = float(one.N.iloc[0]), 1e12
     farther = study.optimal_lr(10 * n, d)
     assert "has N = 1.07e+09: it cannot say how the optimum moves with N" in farther.note
