@@ -83,15 +83,15 @@ class Crossover:
     note: str
 
     def __str__(self) -> str:
-        if self.C is None:
-            return f"{self.arch_a} vs {self.arch_b}: {self.note}"
+        crossing = f"{self.fraction_crossing:.0%} of bootstrap pairs cross in range"
+        if self.C is None:  # how sure "better throughout" is
+            return f"{self.arch_a} vs {self.arch_b}: {self.note}; {crossing}"
         lines = [
             f"{self.arch_a} vs {self.arch_b}: {self.note}",
             str(self.C),
             str(self.N),
             str(self.D),
-            f"{self.better_below} is better below, {self.better_above} above; "
-            f"{self.fraction_crossing:.0%} of bootstrap pairs cross in range",
+            f"{self.better_below} is better below, {self.better_above} above; {crossing}",
         ]
         return "\n".join(lines)
 

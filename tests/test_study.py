@@ -152,6 +152,8 @@ def test_crossover_of_two_known_frontiers():
     assert answer.C.lo < true_c < answer.C.hi
     none = study.crossover("softmax", "linear", (1e15, true_c / 100))
     assert none.C is None and "none in range" in none.note
+    said = f"{none.fraction_crossing:.0%} of bootstrap pairs cross in range"  # how sure it is
+    assert str(none).endswith(said) and 0 <= none.fraction_crossing < 0.5
     # a range that starts just below the fitted crossing: pairs that cross below it count
     # there, so the interval reaches the range's end and holds the point (it once did not)
     lo_c = answer.C.value / 1.5
