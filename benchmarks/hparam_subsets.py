@@ -17,9 +17,6 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-import time
-import traceback
-from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,6 +26,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from machine import machine
+from subsets import run_trials
 
 from fits.errors import FitError
 from scaling import datasets
@@ -91,21 +89,10 @@ def main() -> None:
     args = parser.parse_args()
     print(f"machine: {machine()}", flush=True)
     runs = datasets.load("step-law").assign(seq_len=2048)
-    rng = np.random.default_rng(args.seed)
-    counts: Counter[str] = Counter()
-    for trial in range(args.trials):
-        kind, subset = draw(runs, rng)
-        t0 = time.perf_counter()
-        try:
-            found, shown = findings(subset, args.bootstrap)
-        except Exception:  # a traceback is a finding: a user mistake must be refused in a line
-            found, shown = ["traceback"], traceback.format_exc(limit=-3)
-        counts.update(found or ["none"])
-        print(f"{trial:3d} {kind}: {len(subset)} runs, {subset.N.nunique()} sizes "
-              f"({time.perf_counter() - t0:.0f} s) {shown}{' FOUND: ' if found else ''}"
-              f"{'; '.join(found)}", flush=True)  # fmt: skip
-    print(f"\n{args.trials} subsets (seed {args.seed}): " +
-          ", ".join(f"{k}: {v}" for k, v in counts.most_common()))  # fmt: skip
+    run_trials(
+        args.trials, args.seed, lambda rng: draw(runs, rng),
+        lambda subset: findings(subset, args.bootstrap),
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

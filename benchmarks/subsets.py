@@ -1,18 +1,21 @@
 """Does `auto` give physical answers on data sets it has not met? Fit it on random subsets.
 
-    python benchmarks/subsets.py [--trials 40] [--seed 0] [--bootstrap 100]
+    python benchmarks/subsets.py [--trials 40] [--seed 0] [--bootstrap 100] [--kinds ...]
 
 The public sets that judge the product are not in the repo, so this draws stand-ins from the
 shipped ones (Epoch's 245 points, Farseer's and Muennighoff's shared runs, Step Law's best
 point per (N, D)): a random share of the runs, a few model sizes, only the smaller models, or
-a handful of runs. On each, `Study.fit("auto")` must fit or refuse in one line (ScalingError
-or FitError). Its answers at the runs' median N and D, at ten times their largest N and D, and
-at 1000x N and 300x D (unique tokens unlimited) must be finite with lo <= point <= hi, and so
-must the compute-optimal N, D and loss at 100x the largest run's compute (or be refused in
-one line), with 6 N D that compute. Physics: a model ten times the largest on ten times the
-tokens, none of them repeated, does better than every run, so its point must lie below the
-lowest loss among the runs and its upper end below the highest. Prints one line per trial and
-the count of each finding; a finding's subset is replayed by its seed.
+a handful of runs; with `--kinds` also only the shorter runs (the question of over-training:
+Gadre et al. fit short runs and predict long ones) or only the larger models. A seed draws
+the same subsets with the same kinds. On each, `Study.fit("auto")` must fit or refuse in one
+line (ScalingError or FitError). Its answers at the runs' median N and D, at ten times their
+largest N and D, and at 1000x N and 300x D (unique tokens unlimited) must be finite with
+lo <= point <= hi, and so must the compute-optimal N, D and loss at 100x the largest run's
+compute (or be refused in one line), with 6 N D that compute. Physics: a model ten times the
+largest on ten times the tokens, none of them repeated, does better than every run, so its
+point must lie below the lowest loss among the runs and its upper end below the highest.
+Prints one line per trial and the count of each finding; a finding's subset is replayed by
+its seed.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import sys
 import time
 import traceback
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +43,7 @@ from scaling.study import Study
 
 SETS = ("chinchilla-epoch", "farseer", "data-constrained", "step-law")
 KINDS = ("a random share", "a few sizes", "the smaller models", "a handful")
+MORE_KINDS = ("the shorter runs", "the larger models")  # drawn only when named: seeds replay
 
 
 def shipped(name: str) -> pd.DataFrame:
@@ -50,8 +55,8 @@ def shipped(name: str) -> pd.DataFrame:
     return runs[[c for c in ("N", "D", "U", "loss") if c in runs]].astype(float)
 
 
-def draw(rng: np.random.Generator) -> tuple[str, str, pd.DataFrame]:
-    name, kind = SETS[rng.integers(len(SETS))], KINDS[rng.integers(len(KINDS))]
+def draw(rng: np.random.Generator, kinds: tuple[str, ...] = KINDS) -> tuple[str, str, pd.DataFrame]:
+    name, kind = SETS[rng.integers(len(SETS))], kinds[rng.integers(len(kinds))]
     runs = shipped(name)
     seed = int(rng.integers(2**31))
     if kind == "a random share":
@@ -63,6 +68,10 @@ def draw(rng: np.random.Generator) -> tuple[str, str, pd.DataFrame]:
     elif kind == "the smaller models":
         largest = np.quantile(runs.N, rng.uniform(0.2, 0.6))
         runs = runs[runs["N"] <= largest]
+    elif kind == "the shorter runs":
+        runs = runs[runs["D"] <= np.quantile(runs.D, rng.uniform(0.2, 0.6))]
+    elif kind == "the larger models":
+        runs = runs[runs["N"] >= np.quantile(runs.N, rng.uniform(0.4, 0.8))]
     else:
         runs = runs.sample(n=min(len(runs), int(rng.integers(5, 30))), random_state=seed)
     return name, kind, runs
@@ -111,22 +120,42 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=40)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--bootstrap", type=int, default=100)
+    every = ", ".join(KINDS + MORE_KINDS)
+    parser.add_argument("--kinds", default=",".join(KINDS), help=f"comma-separated, of: {every}")
     args = parser.parse_args()
+    kinds = tuple(k.strip() for k in args.kinds.split(","))
+    if unknown := [k for k in kinds if k not in KINDS + MORE_KINDS]:
+        parser.error(f"unknown kinds {unknown}: choose from {every}")
     print(f"machine: {machine()}", flush=True)
-    rng = np.random.default_rng(args.seed)
+
+    def labelled(rng: np.random.Generator) -> tuple[str, pd.DataFrame]:
+        name, kind, runs = draw(rng, kinds)
+        return f"{name}, {kind}", runs
+
+    run_trials(args.trials, args.seed, labelled, lambda runs: findings(runs, args.bootstrap))
+
+
+def run_trials(
+    trials: int,
+    seed: int,
+    draw_one: Callable[[np.random.Generator], tuple[str, pd.DataFrame]],
+    check: Callable[[pd.DataFrame], tuple[list[str], str]],
+) -> None:
+    """Draw and check `trials` subsets, one line each, then the count of each finding."""
+    rng = np.random.default_rng(seed)
     counts: Counter[str] = Counter()
-    for trial in range(args.trials):
-        name, kind, runs = draw(rng)
+    for trial in range(trials):
+        label, runs = draw_one(rng)
         t0 = time.perf_counter()
         try:
-            found, shown = findings(runs, args.bootstrap)
+            found, shown = check(runs)
         except Exception:  # a traceback is a finding: a user mistake must be refused in a line
             found, shown = ["traceback"], traceback.format_exc(limit=-3)
         counts.update(found or ["none"])
-        print(f"{trial:3d} {name}, {kind}: {len(runs)} runs, {runs.N.nunique()} sizes "
+        print(f"{trial:3d} {label}: {len(runs)} runs, {runs.N.nunique()} sizes "
               f"({time.perf_counter() - t0:.0f} s) {shown}{' FOUND: ' if found else ''}"
               f"{'; '.join(found)}", flush=True)  # fmt: skip
-    print(f"\n{args.trials} subsets (seed {args.seed}): " +
+    print(f"\n{trials} subsets (seed {seed}): " +
           ", ".join(f"{k}: {v}" for k, v in counts.most_common()))  # fmt: skip
 
 
