@@ -3,6 +3,7 @@ parameters, intervals calibrated exactly as documented, and the JSON round trip.
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -223,6 +224,19 @@ def test_intervals_are_leave_one_schedule_out_quantiles() -> None:
     assert np.allclose(lo, mid * math.exp(lo_q), rtol=1e-5)
     assert np.allclose(hi, mid * math.exp(hi_q), rtol=1e-5)
     assert np.all(lo <= mid) and np.all(mid <= hi)
+
+
+def test_a_band_from_errors_all_one_way_holds_its_prediction(mpl: MultiPowerLaw) -> None:
+    """Where every held-out schedule was under-predicted (log errors 1%, 2%, 3%), the band's
+    quantiles are both above the prediction: its lower end is held at the prediction, the
+    upper end stays at exp of the weighted 95% quantile."""
+    law = copy.copy(mpl)
+    law.holdout_errors_, law.holdout_weights_ = np.array([0.01, 0.02, 0.03]), np.ones(3)
+    lrs = schedule("wsd", 300)
+    lo, hi = law.predict_interval(lrs, level=0.9)
+    mid = law.predict(lrs)
+    assert np.array_equal(lo, mid)
+    assert np.allclose(hi, mid * math.exp(0.03), rtol=1e-12)  # the top quantile is the largest
 
 
 def test_annealing_fit_recovers_its_own_curves() -> None:

@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize
 
-from fits.base import Fit
+from fits.base import Fit, holding_point
 from fits.errors import FitError
 from fits.schedule.kernel import areas, warmup_end
 
@@ -141,10 +141,7 @@ class ScheduleLaw(Fit):
             raise FitError(f"level must be in (0, 1), got {level}")
         if len(self.holdout_errors_) == 0:
             raise FitError("intervals are calibrated on held-out schedules: fit at least two runs")
-        mid = self.predict(lrs)
-        tail = (1 - level) / 2
-        lo, hi = _weighted_quantiles(self.holdout_errors_, self.holdout_weights_, [tail, 1 - tail])
-        return mid * math.exp(lo), mid * math.exp(hi)
+        return band(self.predict(lrs), self.holdout_errors_, self.holdout_weights_, level)
 
     def _theta(self) -> np.ndarray:
         return np.array([self.params_[name] for name in self.nonlinear_names])
@@ -369,6 +366,17 @@ def _to_z(theta: np.ndarray, lo: np.ndarray) -> np.ndarray:
 
 def _from_z(z: np.ndarray, lo: np.ndarray) -> np.ndarray:
     return np.where(lo > 0, np.exp(z), z)
+
+
+def band(
+    mid: np.ndarray, errors: np.ndarray, weights: np.ndarray, level: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """`mid` times exp of the equal-tailed weighted quantiles at `level` of held-out log
+    errors, stretched to hold `mid` where every held-out run erred one way
+    (fits.base.holding_point)."""
+    tail = (1 - level) / 2
+    lo, hi = _weighted_quantiles(errors, weights, [tail, 1 - tail])
+    return holding_point(mid, mid * math.exp(lo), mid * math.exp(hi))
 
 
 def _weighted_quantiles(values: np.ndarray, weights: np.ndarray, qs: list[float]) -> list[float]:

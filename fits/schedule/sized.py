@@ -47,7 +47,7 @@ from fits.schedule.laws import (
     _from_z,
     _projected,
     _to_z,
-    _weighted_quantiles,
+    band,
     curves_from_frame,
 )
 
@@ -114,9 +114,7 @@ class SizedMultiPowerLaw:
             raise FitError(
                 f"the band is calibrated on sizes left out: fit at least {MIN_SIZES + 1} sizes"
             )
-        tail = (1 - level) / 2
-        lo, hi = _weighted_quantiles(self.holdout_errors_, self.holdout_weights_, [tail, 1 - tail])
-        return mid * math.exp(lo), mid * math.exp(hi)
+        return band(mid, self.holdout_errors_, self.holdout_weights_, level)
 
     def _pinned_note(self) -> str:
         return f" (at a bound: {', '.join(self.pinned_)})" if self.pinned_ else ""
