@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from fits import LossLaw, crossing_draws, frontier_crossing
+from fits.allocation import ratio_window
 from fits.base import holding_point
 from fits.bootstrap import percentile_interval
 from fits.errors import FitError
@@ -182,7 +183,7 @@ class Questions:
         if arch is not None and arch not in speed.coef_:
             raise ScalingError(f"no timed local runs of arch {arch!r}")
         context = seq_len or int(runs["seq_len"].mode().iloc[0])
-        optima = {}
+        optima, left_out = {}, []
         for name in sorted(speed.coef_):
             try:
                 fitted, model = self.loss_law(law, name, source, where)
@@ -190,15 +191,29 @@ class Questions:
                 if name == arch:
                     raise
                 continue
-            rungs = size_ladder(name, context)
-            optimum = optimal_within(_UnlimitedData(model), speed, rungs, hours, self.level)
+            rungs, ratios = size_ladder(name, context), ratio_window(model.data_range_)
+            if context > speed.tokens_per_s(rungs).max() * 3600.0 * hours:
+                raise ScalingError(f"{hours:g} hours train {name} on less than one sequence "
+                                   f"of {context}: give more hours")  # fmt: skip
+            try:
+                optimum = optimal_within(
+                    _UnlimitedData(model), speed, rungs, hours, self.level, ratios=ratios
+                )
+            except ScalingError as exc:
+                if name == arch or (arch is None and len(speed.coef_) == 1):
+                    raise
+                left_out.append(f"{name} left out: {exc}")
+                continue
             if context > optimum.D:
                 raise ScalingError(
                     f"{hours:g} hours train {name} on {optimum.D:.3g} tokens, less than one "
                     f"sequence of {context}: give more hours"
                 )
             optima[name] = replace(optimum, loss=self.loss_at(fitted, optimum.N, optimum.D))
+        if not optima and left_out:
+            raise ScalingError("; ".join(left_out))
         answer = compare(optima, arch)
+        answer = replace(answer, note=_joined(answer.note, *left_out))
         for name in [arch] if arch else list(answer.optima):
             optimum = answer.optima[name]
             question = {"ask": "optimal_within", "hours": hours, "arch": name, "N": optimum.N,

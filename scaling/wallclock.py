@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import minimize_scalar
 
+from fits.allocation import RATIO_MARGIN
 from fits.throughput import ThroughputModel
 from scaling.errors import ScalingError
 from scaling.results import Prediction, fmt
@@ -101,12 +102,15 @@ def optimal_within(
     hours: float,
     level: float = 0.90,
     n_column: str = "params",
+    ratios: tuple[float, float] | None = None,
 ) -> WallclockOptimum:
     """Minimise law.predict(N, tokens_per_s(N) 3600 hours) over the ladder's range of N.
 
     `ladder` holds one architecture's rungs at the context length to train with (columns of
     `size_ladder`: name, arch, d_model, n_layers, n_heads, seq_len, params, params_nonembed,
-    flops_per_token); N is `n_column`, the parameter count the law was fitted on.
+    flops_per_token); N is `n_column`, the parameter count the law was fitted on. ratios: the
+    tokens per parameter (lo, hi) an answer may have (fits.allocation.ratio_window), as for
+    a compute-optimal answer: a law can fall again toward an allocation no run comes near.
     """
     if not hours > 0:
         raise ScalingError(f"hours must be positive, got {hours}")
@@ -124,8 +128,18 @@ def optimal_within(
         return np.asarray(law.predict(np.exp(x), rate * seconds), dtype=float)
 
     grid = np.linspace(log_n[0], log_n[-1], GRID)
+    arch = str(rungs["arch"].iloc[0])
+    if ratios is not None:
+        per_parameter = np.exp(np.interp(grid, log_n, log_rate) - grid) * seconds
+        grid = grid[(per_parameter >= ratios[0]) & (per_parameter <= ratios[1])]
+        if grid.size == 0:
+            raise ScalingError(
+                f"in {hours:g} h no size of {arch}'s ladder trains on a number of tokens per "
+                f"parameter within {RATIO_MARGIN:g}x of its runs' ({ratios[0] * RATIO_MARGIN:.3g}"
+                f"..{ratios[1] / RATIO_MARGIN:.3g}): the runs say nothing that far from theirs"
+            )
     i = int(np.nanargmin(loss_at(grid)))
-    lo, hi = grid[max(i - 1, 0)], grid[min(i + 1, GRID - 1)]
+    lo, hi = grid[max(i - 1, 0)], grid[min(i + 1, grid.size - 1)]
     best = minimize_scalar(
         lambda x: float(loss_at(np.array([x]))[0]), bounds=(lo, hi), method="bounded"
     )
@@ -136,7 +150,6 @@ def optimal_within(
     loss = _loss_prediction(law, n_opt, d_opt, level)
     nearest = rungs.iloc[int(np.argmin(np.abs(log_n - x)))]["name"]
     table = rungs[["name", "N", "tokens_per_s", "D", "loss"]].reset_index(drop=True)
-    arch = str(rungs["arch"].iloc[0])
     return WallclockOptimum(arch, hours, n_opt, d_opt, rate, loss, str(nearest), table)
 
 

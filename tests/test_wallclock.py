@@ -77,6 +77,34 @@ def test_linear_mixer_wins_at_long_context_with_the_same_law() -> None:
     assert compare(short).winner == "llama"  # tnl's dearer FLOPs lose at a short context
 
 
+class SizeOnlyLaw:
+    """A law whose loss falls with N whatever D is: its optimum in any hours is the largest
+    rung, at tokens per parameter no run of a real study comes near."""
+
+    def predict(self, N: np.ndarray, D: np.ndarray) -> np.ndarray:
+        N, _ = np.broadcast_arrays(np.asarray(N, float), np.asarray(D, float))
+        return 2.0 + 100.0 * N**-0.3
+
+
+def test_an_answer_keeps_to_the_tokens_per_parameter_near_the_runs() -> None:
+    """As a compute-optimal answer does (fits.allocation.ratio_window): the search keeps to
+    the sizes whose tokens per parameter in these hours lie in the window (free, it took the
+    largest rung on 0.0013 tokens per parameter), here the largest of them on a brute-force
+    grid; with none in it, it refuses in one line."""
+    rungs, hours = size_ladder("llama", 256), 0.05
+    free = optimal_within(SizeOnlyLaw(), SPEED, rungs, hours)
+    assert pytest.approx(rungs.params.max()) == free.N and free.D / free.N < 0.01
+    kept = optimal_within(SizeOnlyLaw(), SPEED, rungs, hours, ratios=(20.0, 1e6))
+    log_n = np.log(rungs.sort_values("params").params.to_numpy(float))
+    grid = np.linspace(log_n[0], log_n[-1], 200_001)
+    log_rate = np.log(SPEED.tokens_per_s(rungs.sort_values("params")))
+    rate = np.exp(np.interp(grid, log_n, log_rate))
+    inside = np.exp(grid)[rate * 3600 * hours / np.exp(grid) >= 20.0]
+    assert kept.D / kept.N >= 20.0 and pytest.approx(inside.max(), rel=1e-3) == kept.N
+    with pytest.raises(ScalingError, match="no size of llama's ladder trains on a number of"):
+        optimal_within(SizeOnlyLaw(), SPEED, rungs, hours, ratios=(1e8, 1e9))
+
+
 def test_interval_comes_from_the_law_draws() -> None:
     rng = np.random.default_rng(0)
     N = np.repeat(np.geomspace(3e4, 3e6, 6), 4)
