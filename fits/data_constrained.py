@@ -187,7 +187,8 @@ class DataConstrainedLaw(TwoStageLaw):
         )
         phi, f = polished_best(objective, starts)
         self.fit_r_n_ = fit_n
-        r_star = np.exp(phi) if fit_n else np.array([math.exp(phi[0]), math.inf])
+        with np.errstate(over="ignore"):  # a runaway R* is inf, refused as unidentified below
+            r_star = np.exp(phi) if fit_n else np.array([np.exp(phi[0]), math.inf])
         draws = None
         if self.n_bootstrap > 0 and base.bootstrap_params_ is not None:
             draws = self._bootstrap(base, Nr, Dr, Ur, log_loss, phi)

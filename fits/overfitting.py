@@ -36,6 +36,7 @@ from fits.two_stage import TwoStageLaw, polished_best, unlimited_as_inf
 
 PARAM_NAMES = ("E", "A", "B", "alpha", "beta", "P", "delta", "kappa")
 NO_REPEATS = "overfitting needs runs that repeat data (D > unique tokens); none do"
+LOG_MAX_FLOAT = math.log(np.finfo(float).max)  # 709.78: e^x overflows past it
 # Starts: delta and kappa on a grid; P such that the penalty at the repeated runs' median
 # repeats and capacity ratio is each share of their median loss.
 DELTAS = (0.5, 1.0, 2.0)
@@ -173,6 +174,9 @@ class OverfittingLaw(TwoStageLaw):
         phi, f = polished_best(objective, starts)
         if not np.isfinite(f):
             raise FitError("no start of the penalty fit converged: the runs do not determine it")
+        if not phi[0] < LOG_MAX_FLOAT:  # P = e^phi[0] past any float: a runaway, not a fit
+            raise FitError(f"the penalty's scale ran away (log P = {phi[0]:.3g}): the runs that "
+                           "repeat data do not determine it")  # fmt: skip
         row = np.r_[base_row[0], math.exp(phi[0]), phi[1], phi[2]]
         extra = penalty(row[None, :], Nr, Dr, Ur)[0]
         self.penalty_share_ = float(np.nanmax(extra / (_loss(base_row, Nr, Dr)[0] + extra)))

@@ -4,12 +4,15 @@ finite differences and known parameters; refused where the runs cannot identify 
 import math
 import re
 
+import duckdb
 import numpy as np
 import pandas as pd
 import pytest
 
 from fits import LOSS_LAWS, ChinchillaLaw, FitError, OverfittingLaw, from_dict
 from fits.overfitting import NO_REPEATS, _PenaltyObjective, overfitting_loss, starting_phi
+from scaling.study import Study
+from tests.conftest import REPO
 
 # E, A, B, alpha, beta (Hoffmann et al.'s published fit) and a penalty that reaches a tenth
 # of the loss at 60 repeats by a model a tenth the size of its unique data.
@@ -149,3 +152,18 @@ def test_runs_that_do_not_overfit_are_refused():
     not positive: P, delta and kappa are not identified, and the form says so."""
     with pytest.raises(FitError, match=r"no overfitting|not positive"):
         OverfittingLaw(n_bootstrap=0).fit_frame(runs_of(np.r_[TRUTH[:5], 1e-9, 0.5, 0.4], 3))
+
+
+def test_a_penalty_scale_that_runs_away_is_a_failed_fit_not_an_overflow():
+    """52 of the architecture study's hgrn2 runs (a random share that a probe of wall-clock
+    answers drew): refitted on the runs up to their 80% quantile of N, as a nested backtest
+    does, the penalty's log P ran past 709 and e^P raised OverflowError out of `auto`. It is
+    a FitError now (the nested split fails, as any split whose fit fails), and `auto` fits."""
+    runs = duckdb.read_parquet(str(REPO / "benchmarks/data/architecture_runs.parquet")).df()
+    share = runs.sample(frac=0.6274591760723647, random_state=1799343698)
+    study = Study.from_frame(share[share.arch == "hgrn2"], n_bootstrap=0)
+    frame = study.law_runs("overfitting")
+    fitted = OverfittingLaw(n_bootstrap=0).fit_frame(frame)
+    with pytest.raises(FitError, match=r"the penalty's scale ran away \(log P = "):
+        fitted.quick_refit(frame[frame["N"] <= frame["N"].quantile(0.8)], force=True)
+    assert "overfitting" in study.fit("auto").forms.form.tolist()
