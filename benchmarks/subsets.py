@@ -152,7 +152,8 @@ def run_trials(
         except Exception:  # a traceback is a finding: a user mistake must be refused in a line
             found, shown = ["traceback"], traceback.format_exc(limit=-3)
         counts.update(found or ["none"])
-        print(f"{trial:3d} {label}: {len(runs)} runs, {runs.N.nunique()} sizes "
+        sizes = runs["N" if "N" in runs else "params"].nunique()
+        print(f"{trial:3d} {label}: {len(runs)} runs, {sizes} sizes "
               f"({time.perf_counter() - t0:.0f} s) {shown}{' FOUND: ' if found else ''}"
               f"{'; '.join(found)}", flush=True)  # fmt: skip
     print(f"\n{trials} subsets (seed {seed}): " +
