@@ -26,22 +26,14 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from machine import machine
-from subsets import run_trials
+from subsets import about_its_point, run_trials
 
-from fits.allocation import RATIO_MARGIN
+from fits.allocation import ratio_window
 from fits.errors import FitError
 from scaling.errors import ScalingError
-from scaling.results import Prediction
 from scaling.study import Study
 
 RUNS = Path(__file__).resolve().parent / "data" / "architecture_runs.parquet"
-
-
-def about_its_point(label: str, p: Prediction) -> list[str]:
-    ends = (p.lo, p.value, p.hi)
-    if all(map(math.isfinite, ends)) and 0 < p.lo <= p.value <= p.hi:
-        return []
-    return [f"{label}: not a finite interval about the point"]
 
 
 def findings(runs: pd.DataFrame, rng: np.random.Generator, bootstrap: int) -> tuple[list[str], str]:
@@ -55,9 +47,10 @@ def findings(runs: pd.DataFrame, rng: np.random.Generator, bootstrap: int) -> tu
         shown.append(f"{hours:.3g} h: {answer.winner} wins")
         for arch, optimum in answer.optima.items():
             found += about_its_point(f"{arch} in {hours:.3g} h", optimum.loss)
-            mine = runs[runs.arch == arch]  # the runs' box, as fits.allocation.ratio_window
-            low = mine.tokens.min() / mine.params.max() / RATIO_MARGIN
-            high = mine.tokens.max() / mine.params.min() * RATIO_MARGIN
+            mine = runs[runs.arch == arch]
+            box = {"N": (mine.params.min(), mine.params.max()),
+                   "D": (mine.tokens.min(), mine.tokens.max())}  # fmt: skip
+            low, high = ratio_window(box) or (0.0, math.inf)
             if not low <= optimum.D / optimum.N <= high:
                 found.append(f"{arch} in {hours:.3g} h: {optimum.D / optimum.N:.3g} tokens a "
                              f"parameter, beyond {low:.3g}..{high:.3g}")  # fmt: skip

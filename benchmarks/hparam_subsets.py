@@ -15,7 +15,6 @@ finding's subset is replayed by its seed.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -26,7 +25,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from machine import machine
-from subsets import run_trials
+from subsets import about_its_point, run_trials
 
 from fits.errors import FitError
 from scaling import datasets
@@ -69,12 +68,9 @@ def findings(runs: pd.DataFrame, bootstrap: int) -> tuple[list[str], str]:
             shown.append(f"{label} refused: {str(exc)[:60]}")
             continue
         shown.append(f"{label} {p.value:.3g} [{p.lo:.3g}, {p.hi:.3g}]")
-        if not (all(map(math.isfinite, (p.lo, p.value, p.hi))) and 0 < p.lo < p.hi):
-            found.append(f"{label}: not a finite interval")
-        elif p.hi / p.lo < 1 + 1e-6:
+        if not (missed := about_its_point(label, p)) and p.hi / p.lo < 1 + 1e-6:
             found.append(f"{label}: an interval of no width")
-        elif not p.lo <= p.value <= p.hi:
-            found.append(f"{label}: the interval misses its point")
+        found += missed
         unseen = [v for v in ("N", "D") if runs[v].nunique() == 1]
         if label.startswith("lr") and unseen and not p.note:
             found.append(f"{label}: at {' and '.join(unseen)} no run had, without a caution")

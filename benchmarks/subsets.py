@@ -39,6 +39,7 @@ from machine import machine
 from fits.errors import FitError
 from scaling import datasets
 from scaling.errors import ScalingError
+from scaling.results import Prediction
 from scaling.study import Study
 
 SETS = ("chinchilla-epoch", "farseer", "data-constrained", "step-law")
@@ -77,6 +78,14 @@ def draw(rng: np.random.Generator, kinds: tuple[str, ...] = KINDS) -> tuple[str,
     return name, kind, runs
 
 
+def about_its_point(label: str, answer: Prediction) -> list[str]:
+    """The finding when `answer` is not a finite interval about its point (none when it is)."""
+    ends = (answer.lo, answer.value, answer.hi)
+    if all(map(math.isfinite, ends)) and 0 < answer.lo <= answer.value <= answer.hi:
+        return []
+    return [f"{label}: not a finite interval about the point"]
+
+
 def findings(runs: pd.DataFrame, bootstrap: int) -> tuple[list[str], str]:
     """What breaks the rules above on these runs (empty: nothing), and the answers."""
     study = Study.from_frame(runs, n_bootstrap=bootstrap)
@@ -92,8 +101,7 @@ def findings(runs: pd.DataFrame, bootstrap: int) -> tuple[list[str], str]:
         answer = study.loss_at(fitted, n, d)  # fresh tokens: no repeats
         lo, point, hi = answer.lo, answer.value, answer.hi
         shown.append(f"{label} {point:.3f} [{lo:.3f}, {hi:.3f}]")
-        if not (all(map(math.isfinite, (lo, point, hi))) and 0 < lo <= point <= hi):
-            found.append(f"{label}: not a finite interval about the point")
+        found += about_its_point(label, answer)
         if label == "10x" and not point < runs.loss.min():
             found.append("10x: point not below every run's loss")
         if label == "10x" and not hi < runs.loss.max():
@@ -107,9 +115,7 @@ def findings(runs: pd.DataFrame, bootstrap: int) -> tuple[list[str], str]:
     size, tokens = optimal.N, optimal.D
     shown.append(f"optimal N {size.value:.3g} [{size.lo:.3g}, {size.hi:.3g}]")
     for answer in (size, tokens, optimal.loss):
-        ends = (answer.lo, answer.value, answer.hi)
-        if not (all(map(math.isfinite, ends)) and 0 < answer.lo <= answer.value <= answer.hi):
-            found.append(f"optimal {answer.quantity}: not a finite interval about the point")
+        found += about_its_point(f"optimal {answer.quantity}", answer)
     if not math.isclose(6 * size.value * tokens.value, budget, rel_tol=1e-6):
         found.append("optimal: 6 N D is not the budget")
     return found, " ".join(shown)
