@@ -187,7 +187,7 @@ class DataConstrainedLaw(TwoStageLaw):
         )
         phi, f = polished_best(objective, starts)
         self.fit_r_n_ = fit_n
-        with np.errstate(over="ignore"):  # a runaway R* is inf, refused as unidentified below
+        with np.errstate(over="ignore"):  # a runaway R* is inf: repeats worth fresh tokens
             r_star = np.exp(phi) if fit_n else np.array([np.exp(phi[0]), math.inf])
         draws = None
         if self.n_bootstrap > 0 and base.bootstrap_params_ is not None:
