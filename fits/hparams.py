@@ -13,6 +13,12 @@ mapped back by exp (so it is an interval for the geometric-mean y at that point)
 `kind="prediction"` the prediction interval of one new y there (the mean's variance plus the
 residual variance): what a new (N, D) group's optimum is promised, since groups scatter
 about the law by more than the law's mean is uncertain.
+
+Points in clusters (`clusters`: the columns naming one, e.g. Step Law's near-optimal runs, several
+to an (N, D) group) are not independent: a group's runs share its offset from the law, so OLS's
+covariance, which counts them as separate draws, is too small. Where some cluster holds two or
+more points the covariance is then the cluster-robust sandwich (statsmodels `cov_type="cluster"`)
+and t quantiles take G - 1 degrees of freedom for G clusters, the usual small-G remedy.
 """
 
 from __future__ import annotations
@@ -45,8 +51,11 @@ class LogLinearLaw(IntervalFit):
     ----------------------
     params_ {coef, exponents...} in the law's sign convention, stderr_ (the constant's by the
     delta method), intervals_ (t intervals; the constant's is exp of the log-space one),
-    beta_ and cov_ (log-space OLS coefficients and covariance), df_resid_, rsquared_,
-    objective_ (SSR in log space), n_points_.
+    beta_ and cov_ (log-space OLS coefficients and covariance, cluster-robust where points
+    share a cluster), df_resid_ (n - k - 1: the residual variance's), df_t_ (the t quantiles':
+    G - 1 where clustered, else df_resid_), n_clusters_, rsquared_, objective_ (SSR in log
+    space), n_points_.
+    clusters: columns of the fitted frame whose values name one cluster of dependent points.
     """
 
     law = "loglinear"
@@ -61,8 +70,10 @@ class LogLinearLaw(IntervalFit):
         exponents: Sequence[str] | None = None,
         signs: Sequence[int] | None = None,
         level: float = 0.90,
+        clusters: Sequence[str] = (),
     ) -> None:
         self.variables = list(variables)
+        self.clusters = list(clusters)
         self.target = target
         self.coef = coef
         self.exponents = (
@@ -108,16 +119,30 @@ class LogLinearLaw(IntervalFit):
                 f"predictors {self.variables} are collinear in log space: no separate exponents"
             )
         validate.distinct(y, 2, f"{self.target} values", self.target.replace("_", " "))
-        res = sm.OLS(np.log(y), design).fit()
+        ids = self._cluster_ids(X, y.size)
+        self.n_clusters_ = y.size if ids is None else int(ids.max()) + 1
+        if ids is None:
+            res = sm.OLS(np.log(y), design).fit()
+        else:
+            res = sm.OLS(np.log(y), design).fit(cov_type="cluster", cov_kwds={"groups": ids})
         self.beta_ = np.asarray(res.params, dtype=float)  # log-space coefficients
         self.cov_ = np.asarray(res.cov_params(), dtype=float)
         self.df_resid_ = int(res.df_resid)
+        self.df_t_ = self.df_resid_ if ids is None else self.n_clusters_ - 1
         self.rsquared_ = float(res.rsquared)
         self.n_points_ = int(y.size)
         self.objective_ = float(res.ssr)
         self.level_ = level
         self._set_params()
         return self
+
+    def _cluster_ids(self, X: pd.DataFrame | Mapping[str, Any], n: int) -> np.ndarray | None:
+        """Each point's cluster number, or None where no cluster holds two points."""
+        if not self.clusters:
+            return None
+        validate.columns(pd.DataFrame(X), self.clusters)
+        ids = pd.DataFrame(X).groupby(self.clusters, sort=True, dropna=False).ngroup().to_numpy()
+        return None if ids.max() + 1 == n else ids
 
     def _log_design(self, X: pd.DataFrame | Mapping[str, Any]) -> np.ndarray:
         """Columns log x_j, with positivity and spread checks per variable."""
@@ -135,7 +160,7 @@ class LogLinearLaw(IntervalFit):
     def _set_params(self) -> None:
         """Natural-scale params, stderr and t intervals from the log-space OLS."""
         se = np.sqrt(np.diag(self.cov_))
-        t = t_quantile(0.5 + self.level_ / 2, self.df_resid_)
+        t = t_quantile(0.5 + self.level_ / 2, self.df_t_)
         sign = np.array([1.0, *self.signs])
         est = self.beta_ * sign  # exponents in the law's own sign convention
         lo = np.minimum((self.beta_ - t * se) * sign, (self.beta_ + t * se) * sign)
@@ -174,7 +199,7 @@ class LogLinearLaw(IntervalFit):
         if check_kind(kind) == "prediction":
             var = var + self.objective_ / self.df_resid_
         se = np.sqrt(var)
-        t = t_quantile(0.5 + level / 2, self.df_resid_)
+        t = t_quantile(0.5 + level / 2, self.df_t_)
         return Estimate(np.exp(mean), np.exp(mean - t * se), np.exp(mean + t * se), level, kind)
 
     def _predict_design(self, X: pd.DataFrame | Mapping[str, Any]) -> np.ndarray:
@@ -191,7 +216,12 @@ class LogLinearLaw(IntervalFit):
             f"{type(self).__name__}: {self.law_formula}",
             f"points: {self.n_points_}    R^2: {self.rsquared_:.4f}    "
             f"SSR (log space): {self.objective_:.6g}",
-            f"OLS on log {self.target}; t intervals with {self.df_resid_} df",
+            f"OLS on log {self.target}; t intervals with {self.df_t_} df"
+            + (
+                f" ({self.n_clusters_} clusters, cluster-robust)"
+                if self.n_clusters_ < self.n_points_
+                else ""
+            ),
         ]
 
     def _state(self) -> dict[str, Any]:
@@ -199,6 +229,8 @@ class LogLinearLaw(IntervalFit):
             "log_coefficients": self.beta_,
             "cov": self.cov_,
             "df_resid": self.df_resid_,
+            "df_t": self.df_t_,
+            "n_clusters": self.n_clusters_,
             "rsquared": self.rsquared_,
         }
 
@@ -206,32 +238,59 @@ class LogLinearLaw(IntervalFit):
         self.beta_ = np.asarray(state["log_coefficients"], dtype=float)
         self.cov_ = np.asarray(state["cov"], dtype=float)
         self.df_resid_ = int(state["df_resid"])
+        self.df_t_ = int(state.get("df_t", self.df_resid_))
+        self.n_clusters_ = int(state.get("n_clusters", self.n_points_))
         self.rsquared_ = _num(state["rsquared"])
 
 
-def step_law_lr(level: float = 0.90) -> LogLinearLaw:
+def step_law_lr(level: float = 0.90, clusters: Sequence[str] = ()) -> LogLinearLaw:
     """Step Law's optimal learning rate: lr* = a N^alpha D^beta."""
     return LogLinearLaw(
-        variables=("N", "D"), target="lr", coef="a", exponents=("alpha", "beta"), level=level
+        variables=("N", "D"),
+        target="lr",
+        coef="a",
+        exponents=("alpha", "beta"),
+        level=level,
+        clusters=clusters,
     )
 
 
-def batch_size_law(variable: str = "D", level: float = 0.90) -> LogLinearLaw:
+def batch_size_law(
+    variable: str = "D", level: float = 0.90, clusters: Sequence[str] = ()
+) -> LogLinearLaw:
     """Optimal batch size: BS* = c D^gamma (Step Law), or c N^gamma with variable='N' (Porian)."""
     return LogLinearLaw(
-        variables=(variable,), target="batch_size", coef="c", exponents=("gamma",), level=level
+        variables=(variable,),
+        target="batch_size",
+        coef="c",
+        exponents=("gamma",),
+        level=level,
+        clusters=clusters,
     )
 
 
-def porian_lr(level: float = 0.90) -> LogLinearLaw:
+def porian_lr(level: float = 0.90, clusters: Sequence[str] = ()) -> LogLinearLaw:
     """Porian et al.'s optimal learning rate against model size: LR*(N) = a N^alpha."""
-    return LogLinearLaw(variables=("N",), target="lr", coef="a", exponents=("alpha",), level=level)
+    return LogLinearLaw(
+        variables=("N",),
+        target="lr",
+        coef="a",
+        exponents=("alpha",),
+        level=level,
+        clusters=clusters,
+    )
 
 
-def bjorck_lr(level: float = 0.90) -> LogLinearLaw:
+def bjorck_lr(level: float = 0.90, clusters: Sequence[str] = ()) -> LogLinearLaw:
     """Bjorck et al.'s optimal learning rate against tokens at one size: LR*(D) = B D^-beta."""
     return LogLinearLaw(
-        variables=("D",), target="lr", coef="B", exponents=("beta",), signs=(-1,), level=level
+        variables=("D",),
+        target="lr",
+        coef="B",
+        exponents=("beta",),
+        signs=(-1,),
+        level=level,
+        clusters=clusters,
     )
 
 
@@ -240,16 +299,19 @@ LR_FORMS: dict[str, Callable[..., LogLinearLaw]] = {
 }  # fmt: skip
 
 
-def lr_law(points: pd.DataFrame, form: str = "auto", level: float = 0.90) -> LogLinearLaw:
+def lr_law(
+    points: pd.DataFrame, form: str = "auto", level: float = 0.90, clusters: Sequence[str] = ()
+) -> LogLinearLaw:
     """An LR law of `form` (LR_FORMS); `auto`: the form over the variables (N, D) that vary
-    among the points (both: Step Law, N: Porian, D or neither: Bjorck)."""
+    among the points (both: Step Law, N: Porian, D or neither: Bjorck); clusters: see
+    LogLinearLaw."""
     if form == "auto":
         varying = lr_variables(points)
         forms = (name for name, make in LR_FORMS.items() if tuple(make().variables) == varying)
         form = next(forms, "bjorck")
     if form not in LR_FORMS:
         raise FitError(f"unknown LR-law form {form!r}: auto, {', '.join(LR_FORMS)}")
-    return LR_FORMS[form](level=level)
+    return LR_FORMS[form](level=level, clusters=clusters)
 
 
 def lr_variables(points: pd.DataFrame) -> tuple[str, ...]:

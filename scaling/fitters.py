@@ -127,10 +127,11 @@ def fit_lr_law(law: str, data: pd.DataFrame, selection: dict[str, Any], ctx: Con
 def _lr_law(law: str, points: pd.DataFrame, lr: pd.Series, selection: dict[str, Any], form: str,
             level: float, near: str | None = None) -> FittedLaw:  # fmt: skip
     """LR* against N and/or D; `auto` drops a variable that does not vary. near: the points
-    are near-optimal runs, several to a group, of groups that scanned this column."""
+    are near-optimal runs, several to a group, of groups that scanned this column. Points of
+    one (N, D) group (near-optimal runs, or optima at several batch sizes) are one cluster."""
     if form != "auto" and form not in LR_FORMS:
         raise ScalingError(f"unknown lr-law form {form!r}: auto, {', '.join(LR_FORMS)}")
-    model = lr_law(points, form, level)
+    model = lr_law(points, form, level, NEAR_GROUP)
     if near is not None:
         _enough_groups(points, model.variables, near)
     return FittedLaw(law, model.fit(points, lr), selection, table=points)
@@ -149,7 +150,7 @@ def fit_bs_law(law: str, data: pd.DataFrame, selection: dict[str, Any], ctx: Con
             "per batch (scan batch sizes to fit bs-law)"
         )
     near = _near_optimal(data, "batch_tokens")
-    model = batch_size_law("D", level=ctx.settings.level)
+    model = batch_size_law("D", ctx.settings.level, NEAR_GROUP)
     _enough_groups(near, model.variables, "batch_size")
     return FittedLaw(law, model.fit(near, near.batch_tokens), selection, table=near)
 

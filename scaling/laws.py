@@ -89,7 +89,10 @@ def _loss_form(name: str, forms: tuple[str, ...], extra: Mapping[str, Any]) -> L
     )
 
 
-WITH_DIVERGED = ("done", "diverged")  # an LR scan's diverged runs bound its optimum
+WITH_DIVERGED = ("done", "diverged")
+CLUSTERED = {
+    "covariance": "clustered by (N, D)"
+}  # in the selection: older fits are refitted  # an LR scan's diverged runs bound its optimum
 LR_BACKTEST = partial(
     backtest_groups, methods=("vertex", "near-optimal"), option="method", x="lr",
     across="batch_size", quantity="LR",
@@ -125,8 +128,15 @@ REGISTRY: dict[str, Law] = {
             options=("form", "method"),
             backtest=LR_BACKTEST,
             predict=fitters.predict_optimum,
+            selection=CLUSTERED,
         ),
-        Law("bs-law", fitters.fit_bs_law, backtest=BS_BACKTEST, predict=fitters.predict_optimum),
+        Law(
+            "bs-law",
+            fitters.fit_bs_law,
+            backtest=BS_BACKTEST,
+            predict=fitters.predict_optimum,
+            selection=CLUSTERED,
+        ),
         Law(
             "schedule",
             schedules.fit_runs,
