@@ -70,7 +70,12 @@ def places(frame: pd.DataFrame) -> np.ndarray:
 
 def repeats(frame: pd.DataFrame) -> np.ndarray:
     """Which runs or questions repeat their unique tokens, D > U (`places`' epochs above 1)."""
-    return places(frame)[:, 2] > 0
+    return repeating(places(frame))
+
+
+def repeating(place: np.ndarray) -> np.ndarray:
+    """Which rows of `places` output repeat their unique tokens (log10 epochs above 0)."""
+    return place[:, 2] > 0
 
 
 def nearest(where: np.ndarray, points: np.ndarray, k: int) -> np.ndarray:
@@ -170,7 +175,7 @@ class RunNoise:
             if self.losses is not None
             else ""
         )
-        if (self.where[:, 2] > 0).any():  # some fitted runs repeat their tokens
+        if repeating(self.where).any():
             bound += "; on repeated tokens a lower end is at least that on as many fresh tokens"
         runs = "fitted runs" if self.set_aside is None else "runs"
         return (

@@ -37,6 +37,8 @@ def schedule_lrs(spec: str, steps: int, warmup: int, peak: float) -> np.ndarray:
     """Per-step LRs of a schedule written as the runners take it (`scaling run --schedule`)."""
     if steps < 2 or warmup < 0 or not peak > 0:
         raise ScalingError("a schedule needs steps >= 2, warmup >= 0 and a positive LR")
+    if warmup >= steps:
+        raise ScalingError(f"a {warmup}-step warmup leaves nothing of a {steps}-step schedule")
     try:
         return peak * parse_schedule(spec).factors(steps, warmup)
     except RunnerError as exc:
@@ -115,6 +117,7 @@ class CurvePrediction:
     lo: np.ndarray
     hi: np.ndarray
     level: float
+    note: str = ""  # what of the schedule the runs did not show the law
 
     def to_frame(self, points: int | None = None) -> pd.DataFrame:
         """step (updates done), lr, loss, lo, hi; thinned to about `points` rows if given."""
@@ -129,7 +132,7 @@ class CurvePrediction:
     def final(self) -> Prediction:
         return Prediction(
             "final loss", float(self.loss[-1]), float(self.lo[-1]), float(self.hi[-1]),
-            self.level, self.fit_id, "calibrated",
+            self.level, self.fit_id, "calibrated", self.note,
         )  # fmt: skip
 
     def to_dict(self, points: int | None = None) -> dict[str, Any]:
@@ -150,7 +153,8 @@ def predict_curve(fitted: FittedLaw, lrs: Any, level: float) -> CurvePrediction:
         lo, hi = model.predict_interval(lrs, level)
     except FitError as exc:
         raise ScalingError(str(exc)) from exc
-    return CurvePrediction(model.law, fit_id, np.asarray(lrs), loss, lo, hi, level)
+    note = model.unseen(lrs)
+    return CurvePrediction(model.law, fit_id, np.asarray(lrs), loss, lo, hi, level, note)
 
 
 @dataclass(frozen=True)

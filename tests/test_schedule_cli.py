@@ -58,6 +58,9 @@ def test_predict_curve_prints_table_json_and_plot(log: Path, tmp_path: Path) -> 
     assert png.stat().st_size > 10_000
     table = run_cli(*args, "--db", str(log))
     assert table.returncode == 0 and "final loss" in table.stdout
+    assert "caution" not in table.stdout
+    hotter = run_cli(*args, "--lr", "0.1", "--json", "--db", str(log))
+    assert "peak LR 0.1 is above every run's (0.003)" in json.loads(hotter.stdout)["final"]["note"]
 
 
 def test_predict_schedule_beats_or_matches_its_baselines(log: Path) -> None:
@@ -74,6 +77,7 @@ def test_predict_schedule_beats_or_matches_its_baselines(log: Path) -> None:
 def test_user_mistakes_are_one_line(log: Path) -> None:
     for args in (["predict", "curve", "--schedule", "wsd:shape=square", "--steps", "50"],
                  ["predict", "schedule", "--steps", "1"],
+                 ["predict", "curve", "--schedule", "wsd", "--steps", "50", "--warmup", "50"],
                  ["fit", "schedule", "--law", "nope"]):  # fmt: skip
         done = run_cli(*args, "--db", str(log))
         assert done.returncode == 2, (args, done.stderr)

@@ -20,7 +20,7 @@ from fits.schedule import (
     loss_drop_grad,
     loss_drop_naive,
 )
-from fits.schedule.laws import curves_from_frame
+from fits.schedule.curves import curves_from_frame
 
 WARMUP, PEAK = 20, 3e-3
 
@@ -237,6 +237,36 @@ def test_a_band_from_errors_all_one_way_holds_its_prediction(mpl: MultiPowerLaw)
     mid = law.predict(lrs)
     assert np.array_equal(lo, mid)
     assert np.allclose(hi, mid * math.exp(0.03), rtol=1e-12)  # the top quantile is the largest
+
+
+def test_a_curve_that_reaches_zero_is_refused_not_banded(mpl: MultiPowerLaw) -> None:
+    """A drop term that outgrows L0 far past the runs takes the curve to 0 and below: the law
+    does not hold there, and a band of a negative loss times exp(quantiles) would lie upside
+    down (held at its point, of no width). Its refusal names the first such step."""
+    law = copy.copy(mpl)
+    law.params_ = {**mpl.params_, "L0": 0.25}
+    short, long = schedule("linear-zero", 300), schedule("linear-zero", 1500)
+    assert (mpl_naive(short, law.params_) > 0).all()
+    assert np.allclose(law.predict(short), mpl_naive(short, law.params_), rtol=1e-10, atol=0)
+    naive = mpl_naive(long, law.params_)
+    assert np.allclose(law.curve(long), naive, rtol=1e-9, atol=1e-12)
+    first = int(np.argmax(naive <= 0))
+    assert 300 < first < 1500
+    for ask in (law.predict, law.predict_interval):
+        with pytest.raises(FitError, match=f"loss <= 0 from step {first:,}"):
+            ask(long)
+
+
+def test_a_schedule_the_runs_did_not_show_the_law_is_named(mpl: MultiPowerLaw) -> None:
+    assert mpl.peak_lr_ == PEAK and mpl.unseen(schedule("wsd", 400)) == ""
+    assert "peak LR 0.03 is above every run's (0.003)" in mpl.unseen(schedule("wsd", peak=0.03))
+    first = next(step for step in range(5, 300, 6) if step >= WARMUP)  # measured after warmup
+    fitted = ["constant", "cosine", "two-stage"]  # the fixture's runs
+    least = min(np.cumsum(schedule(kind))[first] for kind in fitted)
+    assert mpl.least_area_ == pytest.approx(least, rel=1e-12)
+    tiny = mpl.unseen(schedule("constant", 300, peak=1e-9))
+    assert "LR area" in tiny and "peak" not in tiny
+    assert Fit.from_dict(mpl.to_dict()).least_area_ == mpl.least_area_
 
 
 def test_annealing_fit_recovers_its_own_curves() -> None:

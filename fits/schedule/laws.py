@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Any, ClassVar, Self
 
@@ -35,55 +34,10 @@ from scipy import optimize
 
 from fits.base import Fit, holding_point
 from fits.errors import FitError
+from fits.schedule.curves import Curve, check_schedule, curves_from_frame, positive_curve
 from fits.schedule.kernel import areas, warmup_end
 
 _COARSE_POINTS = 200  # starts are searched at about this many measured points per run
-
-
-@dataclass(frozen=True)
-class Curve:
-    """One run's schedule and the steps where its loss was measured (after the warmup)."""
-
-    run: str
-    lrs: np.ndarray
-    steps: np.ndarray
-    loss: np.ndarray
-
-
-def curves_from_frame(curves: pd.DataFrame) -> list[Curve]:
-    """Check the contract's frame and split it by run; FitError says what is wrong."""
-    missing = {"run", "step", "lr", "loss"} - set(curves.columns)
-    if missing:
-        raise FitError(f"curves need columns run, step, lr, loss; missing {sorted(missing)}")
-    out = []
-    for run, rows in curves.groupby("run", sort=True):
-        rows = rows.sort_values("step")
-        steps = rows["step"].to_numpy()
-        if not np.array_equal(steps, np.arange(len(rows))):
-            raise FitError(f"run {run}: steps must be 0, 1, 2, ... with every step's LR")
-        lrs = rows["lr"].to_numpy(dtype=float)
-        if not np.isfinite(lrs).all() or (lrs < 0).any() or not (lrs > 0).any():
-            raise FitError(f"run {run}: LRs must be finite, non-negative and not all zero")
-        loss = rows["loss"].to_numpy(dtype=float)
-        measured = np.isfinite(loss) & (steps > warmup_end(lrs))
-        if (loss[measured] <= 0).any():
-            raise FitError(f"run {run}: losses must be positive")
-        if measured.sum() < 2:
-            raise FitError(f"run {run}: fewer than two losses measured after its warmup")
-        out.append(Curve(str(run), lrs, steps[measured], loss[measured]))
-    if not out:
-        raise FitError("no runs in the curves")
-    return out
-
-
-def check_schedule(lrs: Any) -> np.ndarray:
-    """One schedule as a 1-D array of finite, non-negative per-step LRs (not all zero)."""
-    arr = np.asarray(lrs, dtype=float)
-    if arr.ndim != 1 or len(arr) == 0:
-        raise FitError("a schedule is a 1-D array of per-step LRs")
-    if not np.isfinite(arr).all() or (arr < 0).any() or not (arr > 0).any():
-        raise FitError("a schedule's LRs must be finite, non-negative and not all zero")
-    return arr
 
 
 class ScheduleLaw(Fit):
@@ -126,10 +80,31 @@ class ScheduleLaw(Fit):
         return self._drop(lrs, theta, steps, grad)
 
     def predict(self, lrs: Any) -> np.ndarray:
-        """The loss after every step of one schedule (a 1-D array of per-step LRs)."""
+        """The loss after every step of one schedule (a 1-D array of per-step LRs); FitError
+        where it reaches a loss <= 0 (`positive_curve`)."""
+        return positive_curve(self.curve(lrs))
+
+    def curve(self, lrs: Any) -> np.ndarray:
+        """The law's value after every step of one schedule, unchecked: where its parameters
+        do not hold (a drop term that outgrows L0 far past the runs) it reaches 0 and below."""
         self._check_fitted()
+        return self._curve(check_schedule(lrs), self._theta())
+
+    def unseen(self, lrs: Any) -> str:
+        """What of a schedule the runs did not show the law (empty if nothing): a peak LR above
+        every run's, or an LR area below any at which a run's loss was measured, where the
+        law's area^-alpha rises without bound while a real run's loss stays below its
+        untrained value."""
         lrs = check_schedule(lrs)
-        return self._curve(lrs, self._theta())
+        notes = []
+        if lrs.max() > self.peak_lr_ * (1 + 1e-9):
+            notes.append(f"its peak LR {lrs.max():.3g} is above every run's ({self.peak_lr_:.3g})")
+        if areas(lrs)[-1] < self.least_area_:
+            notes.append(
+                f"its LR area ({areas(lrs)[-1]:.3g}, the sum of its LRs) is below any at which "
+                f"the runs' loss was measured ({self.least_area_:.3g})"
+            )
+        return "; ".join(notes) + (": the law has not seen it" if notes else "")
 
     def predict_interval(
         self, lrs: Any, level: float | None = None
@@ -167,6 +142,7 @@ class ScheduleLaw(Fit):
         self.n_points_ = n_points
         self.n_runs_ = len(data)
         self.peak_lr_ = float(max(c.lrs.max() for c in data))
+        self.least_area_ = float(min(areas(c.lrs)[c.steps[0]] for c in data))
         self.warmup_ = int(np.median([warmup_end(c.lrs) + 1 for c in data]))
         self.level_ = self.level
         self._calibrate(data if self.calibrate else data[:1], theta)
@@ -317,6 +293,7 @@ class ScheduleLaw(Fit):
             "holdout_params": self.holdout_params_,
             "n_runs": self.n_runs_,
             "peak_lr": self.peak_lr_,
+            "least_area": self.least_area_,
             "warmup": self.warmup_,
         }
 
@@ -327,6 +304,7 @@ class ScheduleLaw(Fit):
         self.holdout_params_ = [dict(p) for p in state.get("holdout_params", [])]
         self.n_runs_ = int(state.get("n_runs", 0))
         self.peak_lr_ = float(state.get("peak_lr", math.nan))
+        self.least_area_ = float(state.get("least_area", math.nan))
         self.warmup_ = int(state.get("warmup", 0))
 
     def holdout_laws(self) -> list[Self]:

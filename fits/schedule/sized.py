@@ -40,16 +40,10 @@ import pandas as pd
 from scipy import optimize
 
 from fits.errors import FitError
+from fits.schedule.curves import Curve, curves_from_frame, positive_curve
 from fits.schedule.forms import MultiPowerLaw
 from fits.schedule.kernel import areas, loss_drop_grad
-from fits.schedule.laws import (
-    Curve,
-    _from_z,
-    _projected,
-    _to_z,
-    band,
-    curves_from_frame,
-)
+from fits.schedule.laws import _from_z, _projected, _to_z, band
 
 MIN_SIZES = 3  # an offset power law in N, E + K N^-g, has three parameters
 
@@ -92,14 +86,7 @@ class SizedMultiPowerLaw:
     def predict(self, lrs: Any, N: float) -> np.ndarray:
         """The loss after every step of one schedule (per-step LRs) for a model of N params;
         FitError where the law's curve reaches a loss <= 0 (its parameters do not hold there)."""
-        curve = self.law_at(N).predict(lrs)
-        if (curve <= 0).any():
-            step = int(np.argmax(curve <= 0))
-            raise FitError(
-                f"the law predicts a loss <= 0 from step {step:,} at N = {N:.4g}: it does not "
-                f"extrapolate there{self._pinned_note()}"
-            )
-        return curve
+        return positive_curve(self.law_at(N).curve(lrs), f" at N = {N:.4g}", self._pinned_note())
 
     def predict_interval(
         self, lrs: Any, N: float, level: float | None = None
@@ -185,7 +172,7 @@ class SizedMultiPowerLaw:
                 continue
             for c in held:
                 with np.errstate(invalid="ignore"):
-                    predicted = _one_size(n, t, linear).predict(c.curve.lrs)[c.curve.steps]
+                    predicted = _one_size(n, t, linear).curve(c.curve.lrs)[c.curve.steps]
                     e = np.log(c.curve.loss / predicted)
                 errors.append(e)
                 weights.append(np.full(len(e), 1.0 / (len(held) * len(e))))
