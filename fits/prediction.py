@@ -106,6 +106,7 @@ def widened(
         lo = no_better_than_fresh(model, residuals, calibration, asked, level, seed, point, lo)
         if residuals is not None:
             hi = no_worse_than_runs(residuals, asked, level, point, hi)
+        hi = no_worse_than_one_pass(model, residuals, calibration, asked, level, seed, point, hi)
     lo, hi = holding_point(point, lo, hi)
     return (lo, hi) if calibration is None else calibration.clip(lo, hi)
 
@@ -132,6 +133,31 @@ def no_better_than_fresh(
         fresh_lo, _ = calibration.widen(fresh_lo, fresh_hi, fresh)
     out = np.array(lo, dtype=float)
     out[repeated] = np.minimum(np.maximum(out[repeated], fresh_lo), np.asarray(point)[repeated])
+    return out
+
+
+def no_worse_than_one_pass(
+    model: LossLaw, residuals: RunNoise | None, calibration: Calibration | None,
+    asked: pd.DataFrame, level: float, seed: int, point: np.ndarray, hi: np.ndarray,
+) -> np.ndarray:  # fmt: skip
+    """Upper ends `hi` at the rows of asked on repeated tokens (D > U), each at most the upper
+    end `widened` gives one pass of the same data (N on U fresh tokens), never below the point.
+
+    Physics: no repeating run ends above one pass of its data (0 of Muennighoff's 34 pairs),
+    and that pass is bounded as any fresh question is (fewer tokens, the runs it dominates).
+    The grid of `falling_in_tokens` stops below U and the runs' bound takes fresh questions
+    only, so without this a repeated question's upper end could stand above its one pass's
+    (Muennighoff's runs at ten times their largest N, 100 epochs: 3.33 against 2.82)."""
+    repeated = repeats(asked)
+    if not repeated.any():
+        return hi
+    once = question_frame(asked.N[repeated], asked.U[repeated])
+    once_point, once_lo, once_hi = own_interval(model, residuals, once, level, seed)
+    _, once_hi = widened(
+        model, residuals, calibration, once, once_point, once_lo, once_hi, level, seed
+    )
+    out = np.array(hi, dtype=float)
+    out[repeated] = np.maximum(np.minimum(out[repeated], once_hi), np.asarray(point)[repeated])
     return out
 
 
