@@ -257,7 +257,7 @@ class LossLaw(IntervalFit):
         for name, (lo, hi) in self.bounds.items():
             value = self.params_[name]
             if not lo < value < hi and not (math.isinf(value) and self._held(name)):
-                problems.append(f"{name} = {value:.3g} is at its bound ({lo:g}..{hi:g})")
+                problems.append(f"{name} = {value:.3g} is not inside its bounds ({lo:g}..{hi:g})")
         if not problems:
             c_mid = self._probe_compute()
             if not np.all(np.isfinite([*self.compute_optimal(c_mid), self.frontier(c_mid)])):
