@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from numbers import Integral
 from typing import Any, Protocol
 
 import pandas as pd
@@ -34,6 +35,9 @@ class Settings:
     def __post_init__(self) -> None:
         if not 0 < self.level < 1:
             raise ScalingError(f"level must be between 0 and 1, got {self.level}")
+        whole = isinstance(self.n_bootstrap, Integral) and not isinstance(self.n_bootstrap, bool)
+        if not (whole and self.n_bootstrap >= 1):
+            raise ScalingError(f"n_bootstrap must be a whole number >= 1, got {self.n_bootstrap!r}")
 
 
 class Fittable(Protocol):

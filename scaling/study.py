@@ -18,6 +18,7 @@ import pandas as pd
 
 from fits import LossLaw
 from fits.bootstrap import DEFAULT_JOBS
+from runners.numbers import parse_number
 from scaling import laws, schedules
 from scaling.errors import ScalingError
 from scaling.fitters import LR_GROUP
@@ -146,11 +147,13 @@ class Study:
 
         U: unique tokens the run can see (data-constrained; None: unlimited).
         """
+        N, D, U = _asked("N", N), _asked("D", D), None if U is None else _asked("U", U)
         return self.ask.predict_loss(N, D, arch, source, where, law, U)
 
     def loss_at(self, fitted: FittedLaw, N: float, D: float, U: float | None = None) -> Prediction:
         """The loss of (N, D) by a law already fitted, with its (calibrated) interval; not
         logged. U: unique tokens the run can see (None: unlimited)."""
+        N, D, U = _asked("N", N), _asked("D", D), None if U is None else _asked("U", U)
         return self.ask.loss_at(fitted, N, D, U)
 
     def compute_optimal(
@@ -158,7 +161,7 @@ class Study:
         where: str | None = None, *, law: str = "auto",
     ) -> ComputeOptimal:  # fmt: skip
         """N and D that minimise the fitted loss at compute C = 6 N D, and that loss."""
-        return self.ask.compute_optimal(C, arch, source, where, law)
+        return self.ask.compute_optimal(_asked("C", C), arch, source, where, law)
 
     def optimal_lr(
         self, N: float, D: float, arch: str | None = None, source: str | None = None,
@@ -167,20 +170,21 @@ class Study:
         """Optimal peak LR from the fitted LR law, with the prediction interval of one new
         (N, D) group's optimum (the law's uncertainty plus the groups' scatter about it).
         method: the law's data, vertex (per-group optimum) or near-optimal (Step Law)."""
-        return self.ask.optimal_lr(N, D, arch, source, where, method)
+        return self.ask.optimal_lr(_asked("N", N), _asked("D", D), arch, source, where, method)
 
     def optimal_batch_size(
         self, D: float, arch: str | None = None, source: str | None = None, where: str | None = None
     ) -> Prediction:
         """Optimal batch size in tokens at horizon D from BS* = c D^gamma (prediction
         interval of one new group's optimum, as for the LR)."""
-        return self.ask.optimal_batch_size(D, arch, source, where)
+        return self.ask.optimal_batch_size(_asked("D", D), arch, source, where)
 
     def crossover(
         self, arch_a: str, arch_b: str, C_range: tuple[float, float] = (1e15, 1e27),
         source: str | None = None, *, law: str = "auto",
     ) -> Crossover:  # fmt: skip
         """Compute at which the compute-optimal frontiers of two architectures cross."""
+        C_range = (_asked("C_range[0]", C_range[0]), _asked("C_range[1]", C_range[1]))
         return self.ask.crossover(arch_a, arch_b, C_range, source, law)
 
     def optimal_within(
@@ -191,7 +195,7 @@ class Study:
         architecture with a loss law, and which one wins (scaling.wallclock). source/where
         select the runs the loss laws are fitted on; the throughput model takes every timed
         local run."""
-        return self.ask.optimal_within(hours, arch, seq_len, source, where, law)
+        return self.ask.optimal_within(_asked("hours", hours), arch, seq_len, source, where, law)
 
     # -- schedules -------------------------------------------------------------------------
     def fit_schedule(
@@ -239,3 +243,20 @@ class Study:
         return entry.backtest(  # type: ignore[no-any-return]
             self.fits, law, entry.predict, arch, holdout, fraction, source, where, method
         )
+
+
+def _asked(name: str, value: Any) -> float:
+    """A question's N, D, U, C or hours as one finite positive number (text such as "70B" read
+    as the CLI reads it), else ScalingError in one line: a NaN, a zero or a list would
+    otherwise come back as a loss of nan or inf, or as numpy's error from deep in a fit."""
+    number: float | None = None
+    if isinstance(value, str):
+        try:
+            number = parse_number(value)
+        except ValueError:
+            number = None
+    elif isinstance(value, Real) and not isinstance(value, bool):
+        number = float(value)
+    if number is None or not (math.isfinite(number) and number > 0):
+        raise ScalingError(f"{name} must be one positive number, got {value!r}")
+    return number

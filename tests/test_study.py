@@ -410,3 +410,36 @@ def test_nine_of_epochs_points_along_one_coordinate_are_answered_with_a_caution(
     assert 0 < answer.lo <= answer.value <= answer.hi < runs.loss.max()
     assert "calibrated on 2 nested errors" in answer.note
     assert "may be too narrow" in answer.note
+
+
+BAD_NUMBERS = [math.nan, math.inf, 0, -1, [1e9, 2e9], "lots", True, None]
+
+
+@pytest.mark.parametrize("bad", BAD_NUMBERS, ids=repr)
+def test_a_question_asked_with_no_positive_number_is_refused_in_one_line(chinchilla, bad):
+    """Before, N = nan, 0 or inf, or D = -1, came back as a loss of nan or inf with numpy's
+    warnings, U = 0 as a fresh answer, and a list or a word as numpy's ValueError."""
+    asks = {
+        "N": lambda: chinchilla.predict_loss(N=bad, D=1e12),
+        "D": lambda: chinchilla.predict_loss(N=1e10, D=bad),
+        "U": lambda: chinchilla.predict_loss(N=1e10, D=1e12, U=bad),
+        "C": lambda: chinchilla.compute_optimal(bad),
+    }
+    for name, ask in asks.items():
+        if name == "U" and bad is None:
+            continue  # U = None: unlimited unique tokens
+        with pytest.raises(ScalingError, match=f"^{name} must be one positive number") as err:
+            ask()
+        assert "\n" not in str(err.value)
+
+
+def test_a_question_reads_sizes_written_as_the_cli_takes_them(chinchilla):
+    written = chinchilla.predict_loss(N="70B", D="1.4T")
+    assert written == chinchilla.predict_loss(N=7e10, D=1.4e12)
+    assert chinchilla.predict_loss(N=np.float64(7e10), D=np.int64(1_400_000_000_000)) == written
+
+
+@pytest.mark.parametrize("bad", [-1, 0, 2.5, True])
+def test_a_study_refuses_a_bootstrap_count_that_is_no_whole_number_of_resamples(bad):
+    with pytest.raises(ScalingError, match="n_bootstrap must be a whole number >= 1"):
+        Study.from_frame(datasets.epoch_240(), n_bootstrap=bad)
