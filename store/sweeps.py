@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import duckdb
 import pandas as pd
 
@@ -17,6 +19,17 @@ def run_outcomes(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[str, float |
     """Every run's (status, final_val_loss) by run id: what a restarted sweep resumes from."""
     rows = con.execute("SELECT run_id, status, final_val_loss FROM runs").fetchall()
     return {run_id: (status, loss) for run_id, status, loss in rows}
+
+
+def planned_loss(outcome: tuple[str, float | None] | None) -> float | None:
+    """What a sweep's planner reads of a run's (status, loss): None until it finished, then
+    its loss where it finished with a finite one, else inf (diverged, failed, or a done row
+    whose loss is NaN, which an import can write). `sweep run` and `sweep suggest` read runs
+    through this one rule, so that they plan the same next round."""
+    if outcome is None or outcome[0] not in FINISHED:
+        return None
+    status, loss = outcome
+    return loss if status == "done" and loss is not None and math.isfinite(loss) else math.inf
 
 
 def run_timings(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[float, float]]:

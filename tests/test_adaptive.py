@@ -27,6 +27,7 @@ from scaling.sweeps.suggestion import suggest
 from scaling.sweeps.timing import EVAL_COST, RUN_START_S
 from store.db import connect
 from store.fit_log import save_fit, sweep_fits
+from store.sweeps import planned_loss
 from tests.conftest import run_cli
 
 TRUE = {"E": 1.7, "A": 400.0, "B": 400.0, "alpha": 0.34, "beta": 0.28}
@@ -431,3 +432,15 @@ def test_live_sweep_in_hours_replays_the_same_runs_from_the_log(
     closing = suggest(loads_spec(spec.read_text()), db)
     assert closing.width_now is not None
     assert f"all {sizes[-1]} runs: {100 * closing.width_now:.2f}%" in " ".join(shown.stdout.split())
+
+
+def test_sweep_run_and_suggest_read_a_runs_outcome_by_one_rule() -> None:
+    """Both read runs through store.sweeps.planned_loss. `suggest` had passed a done row's NaN
+    loss (an import can write one) to the planner, whose min over an LR scan is then NaN: it
+    showed a different next round from the one `sweep run` trains."""
+    assert planned_loss(None) is None
+    assert planned_loss(("running", None)) is None and planned_loss(("pending", 2.0)) is None
+    assert planned_loss(("done", 2.5)) == 2.5
+    for outcome in (("done", math.nan), ("done", None), ("done", math.inf), ("diverged", 3.0),
+                    ("failed", None)):  # fmt: skip
+        assert planned_loss(outcome) == math.inf, outcome

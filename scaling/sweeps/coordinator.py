@@ -60,6 +60,7 @@ from store.runs import (
 from store.sweeps import (
     FINISHED,
     measured_throughput,
+    planned_loss,
     run_outcomes,
     run_timings,
     running_owners,
@@ -165,11 +166,7 @@ class _Book:
         return outcome is not None and outcome[0] in FINISHED
 
     def loss_of(self, config: RunConfig) -> float | None:
-        run_id = self.run(config).run_id
-        if not self.finished(run_id):
-            return None
-        status, loss = self.outcomes[run_id]
-        return loss if status == "done" and loss is not None and math.isfinite(loss) else math.inf
+        return planned_loss(self.outcomes.get(self.run(config).run_id))
 
     def timing_of(self, config: RunConfig) -> Timing | None:
         run_id = self.run(config).run_id

@@ -10,7 +10,6 @@ keeps in the log with the rounds' fits (scaling.sweeps.round_fits), so a later `
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ from scaling.sweeps.planner import AdaptivePlanner, Group, Outcome, row
 from scaling.sweeps.rounds import RoundPlan
 from store.db import connect, default_path
 from store.errors import LockedError
-from store.sweeps import run_outcomes, run_timings
+from store.sweeps import planned_loss, run_outcomes, run_timings
 
 KEEP_WAIT_S = 2.0  # how long `sweep run` waits for a reader to store the closing fit
 
@@ -65,10 +64,7 @@ def suggest(spec: SweepSpec, db: str | Path | None = None, keep_fits: bool = Fal
         return rows[config]
 
     def loss_of(config: RunConfig) -> float | None:
-        status, loss = outcomes.get(row_of(config)["run_id"], (None, None))
-        if status not in ("done", "diverged", "failed"):
-            return None
-        return float(loss) if status == "done" and loss is not None else math.inf
+        return planned_loss(outcomes.get(row_of(config)["run_id"]))
 
     def timing_of(config: RunConfig) -> Timing | None:
         measured = timings.get(row_of(config)["run_id"])
