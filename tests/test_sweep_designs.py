@@ -74,6 +74,21 @@ def test_refinement_stops_at_the_run_limit():
     assert len(drive(scan([1e-3, 2e-3], max_runs=3), loss)) == 3
 
 
+def test_refinement_stops_before_a_step_past_what_a_float_can_hold():
+    """A scan from 1e-8 to 1e299 whose best is its highest steps at its own spacing, 1e307 a
+    step: it had planned inf four times over; one from 1e-300 to 1e-8 whose best is its lowest
+    had planned 0 four times. Each now stops where the next LR would be no run's LR."""
+
+    def rising(lr):
+        return -math.log10(lr)
+
+    high = drive(scan([1e-8, 1e299]), rising)
+    assert sorted(c.train.lr for c in high) == [1e-8, 1e299]
+    low = drive(scan([1e-300, 1e-8]), lambda lr: math.log10(lr))
+    lrs = sorted(c.train.lr for c in low)
+    assert all(lr > 0 and math.isfinite(lr) for lr in lrs) and len(set(lrs)) == len(lrs)
+
+
 def test_each_group_refines_on_its_own():
     def loss(lr):
         return (math.log10(lr) + 2) ** 2

@@ -24,7 +24,7 @@ from typing import Any
 from runners.accounting import Counts, count
 from runners.branches import Cooldown, branch_plan
 from runners.checkpoint import Branch
-from runners.config import MAX_TOKENS, ModelConfig, RunConfig, TrainConfig
+from runners.config import MAX_TOKENS, ModelConfig, RunConfig, TrainConfig, setting_problem
 from runners.corpus import load_corpus
 from runners.errors import RunnerError
 from runners.sweeps.spec import MODEL_FIELDS, SHAPE, Branches, Size, SweepSpec
@@ -180,15 +180,16 @@ def refinements(
     extra = []
     for template, members in groups.items():
         lrs = sorted(c.train.lr for c in members)
-        factor = (lrs[-1] / lrs[0]) ** (1 / (len(lrs) - 1)) if lrs[-1] > lrs[0] else 2.0
+        factor = (lrs[-1] / lrs[0]) ** (1 / (len(lrs) - 1)) if lrs[-1] > lrs[0] > 0 else 2.0
         limit = max_runs or len(members) + DEFAULT_EXTRA_RUNS
         while len(members) < limit:
             known = [loss for loss in map(loss_of, members) if loss is not None]
             if len(known) < len(members):
                 break
-            lr = next_lr([c.train.lr for c in members], known, factor)
-            if lr is None:
-                break
+            tried = [c.train.lr for c in members]
+            lr = next_lr(tried, known, factor)
+            if lr is None or lr in tried or setting_problem("lr", lr):
+                break  # bracketed, or a step past what a float (and a run) can take
             new = with_lr(template, lr)
             members.append(new)
             extra.append(new)
