@@ -188,13 +188,19 @@ def status(
     import pandas as pd
 
     from runners.sweeps.spec import load_spec
+    from scaling.errors import ScalingError
     from scaling.sweeps.coordinator import sweep_status
     from scaling.sweeps.planner import planner_for
 
     sweep = load_spec(spec) if spec is not None else None
-    frame, holder = sweep_status(
-        db, sweep.name if sweep else None, planner_for(sweep) if sweep else None
-    )
+    unplanned = None
+    try:
+        frame, holder = sweep_status(
+            db, sweep.name if sweep else None, planner_for(sweep) if sweep else None
+        )
+    except ScalingError as exc:  # the runs so far are what shows why: the table without a plan
+        frame, holder = sweep_status(db, sweep.name if sweep else None)
+        unplanned = f"the sweep cannot plan its next round: {exc}"
     if frame.empty:
         console.print("no sweeps in the log")
     else:  # to the minute: with seconds the time folded onto a second line at 80 columns
@@ -209,6 +215,8 @@ def status(
             f"{frame['orphaned'].sum()} running run(s) were left by a process that is gone "
             "(orphaned): the next `sweep run` trains them again"
         )
+    if unplanned:
+        console.print(unplanned, style="yellow")
 
 
 def suggest(spec: SpecArgument, db: DbOption = None) -> None:

@@ -8,3 +8,13 @@ class FitError(ValueError):
     A ValueError so that callers who only know the standard library still catch it; the
     message says what is missing and is meant to be shown to the user as is.
     """
+
+
+class UnidentifiedFit(FitError):
+    """A fit the data do not identify (an exponent not above zero, a parameter outside its
+    bounds): `problems` lists why, and the message adds that `--force` (force=True) keeps it,
+    which a caller that offers no such choice (an adaptive sweep) leaves out."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        super().__init__(f"{'; '.join(self.problems)}; --force keeps it, flagged")

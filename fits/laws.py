@@ -27,7 +27,7 @@ from fits import validate
 from fits.allocation import allocation, allocation_problems, ratio_window
 from fits.base import Estimate, IntervalFit, check_kind
 from fits.bootstrap import RandomState, percentile_interval
-from fits.errors import FitError
+from fits.errors import FitError, UnidentifiedFit
 
 LOSS_LAWS: dict[str, type[LossLaw]] = {}
 # An exponent below this is not a power law over any range of data: loss does not fall.
@@ -250,9 +250,14 @@ class LossLaw(IntervalFit):
         ]
         for name, column in self.exponents.items():
             value = self.params_[name]
-            if np.isfinite(value) and value < MIN_EXPONENT:
+            if np.isfinite(value) and value <= 0:
                 problems.append(
                     f"{name} = {value:.3g} is not positive (loss does not fall with {column})"
+                )
+            elif np.isfinite(value) and value < MIN_EXPONENT:
+                problems.append(
+                    f"{name} = {value:.3g} is below {MIN_EXPONENT:g} (loss hardly falls with "
+                    f"{column})"
                 )
         for name, (lo, hi) in self.bounds.items():
             value = self.params_[name]
@@ -279,7 +284,7 @@ class LossLaw(IntervalFit):
         """Raise FitError listing the problems, unless built with force=True."""
         problems = self.identification_problems()
         if problems and not self.force:
-            raise FitError(f"{'; '.join(problems)}; --force keeps it, flagged")
+            raise UnidentifiedFit(problems)
 
     def cautions(self) -> list[str]:
         """What an identified fit still does not measure: an offset E that the runs cannot tell

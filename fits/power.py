@@ -27,7 +27,7 @@ from fits.bootstrap import (
     resample_weights,
     robust_spread,
 )
-from fits.errors import FitError
+from fits.errors import FitError, UnidentifiedFit
 from fits.quantiles import t_quantile
 
 PARAM_NAMES = ("E", "A", "alpha")
@@ -149,7 +149,7 @@ class PowerLaw(IntervalFit):
             self._set_uncertainty()
         problems = self.identification_problems()
         if problems and not self.force:
-            raise FitError(f"{'; '.join(problems)}; --force keeps it, flagged")
+            raise UnidentifiedFit(problems)
         return self
 
     def identification_problems(self) -> list[str]:

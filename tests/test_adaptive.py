@@ -3,6 +3,7 @@ cost, the spec, and the CLI's refusal of a budget that buys nothing."""
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from scaling.sweeps.adaptive import (
     fit_law,
     plan_round,
 )
-from scaling.sweeps.planner import AdaptivePlanner
+from scaling.sweeps.planner import AdaptivePlanner, row
 from scaling.sweeps.rounds import Target
 from scaling.sweeps.suggestion import suggest
 from scaling.sweeps.timing import EVAL_COST, RUN_START_S
@@ -175,6 +176,12 @@ def test_bad_requests_are_one_line() -> None:
         plan_round(synthetic_runs(), candidates(), Target("lr", (1e9,), (1e10,)), "chinchilla")
     with pytest.raises(ScalingError, match="supports law"):
         fit_law(synthetic_runs(), "kaplan")
+    rising = synthetic_runs().assign(loss=lambda r: 2 + 1e-3 * np.sqrt(r.N))
+    with pytest.raises(ScalingError, match="is not positive") as refused:
+        fit_law(rising)  # a sweep has no --force to offer
+    assert "--force" not in str(refused.value)
+    with pytest.raises(ScalingError, match="no run of the sweep finished with a loss"):
+        fit_law(synthetic_runs().iloc[:0])
 
 
 # -- the sweep: spec, restart safety, CLI ---------------------------------------------------
@@ -444,3 +451,29 @@ def test_sweep_run_and_suggest_read_a_runs_outcome_by_one_rule() -> None:
     for outcome in (("done", math.nan), ("done", None), ("done", math.inf), ("diverged", 3.0),
                     ("failed", None)):  # fmt: skip
         assert planned_loss(outcome) == math.inf, outcome
+
+
+@pytest.mark.slow
+def test_a_sweep_whose_start_round_all_diverged_shows_its_runs_and_why_it_cannot_go_on(
+    tmp_path: Path,
+) -> None:
+    """`sweep status SPEC` had printed only the planner's error, without the table of runs that
+    shows why; `sweep suggest` says it in one line, naming no --force it does not have."""
+    spec = tmp_path / "spec.toml"
+    spec.write_text(SPEC.format(budget="1e12"))
+    db = tmp_path / "r.duckdb"
+    with connect(db) as con:
+        columns = {name for (name, *_) in con.execute("DESCRIBE runs").fetchall()}
+        for config in AdaptivePlanner(loads_spec(spec.read_text()))(lambda config: None):
+            record = {k: v for k, v in row(config).items() if k in columns}
+            record.update(status="diverged", sweep="adapt", config=json.dumps(record["config"]))
+            names = ", ".join(record)
+            marks = ", ".join("?" * len(record))
+            con.execute(f"INSERT INTO runs ({names}) VALUES ({marks})", list(record.values()))
+    why = "cannot fit the law: no run of the sweep finished with a loss"
+    status = run_cli("sweep", "status", str(spec), "--db", str(db))
+    assert status.returncode == 0, status.stderr
+    assert "adapt" in status.stdout and why in " ".join(status.stdout.split())
+    assert " 12 " in status.stdout  # the start round's 12 runs, all diverged
+    shown = run_cli("sweep", "suggest", str(spec), "--db", str(db))
+    assert shown.returncode == 2 and why in shown.stderr and len(shown.stderr.splitlines()) == 1

@@ -42,6 +42,7 @@ import pandas as pd
 
 from fits import ChinchillaLaw, FitError, compute_optimal_allocation
 from fits.chinchilla import theta_jacobian, theta_loss, theta_to_params
+from fits.errors import UnidentifiedFit
 from fits.extrapolation import COORDS, BoxCalibration, assess, decades_outside, widening
 from fits.laws import refit_predict, training_compute
 from scaling.errors import ScalingError
@@ -103,6 +104,8 @@ def fit_law(
     """
     if law not in DESIGN_LAWS:
         raise ScalingError(f"adaptive design supports law {' or '.join(DESIGN_LAWS)}, got {law!r}")
+    if runs.empty:
+        raise ScalingError("cannot fit the law: no run of the sweep finished with a loss (diverged and failed runs have none)")
     runs = runs.reset_index(drop=True)
     runs = runs.assign(C=training_compute(runs.N, runs.D))
     try:
@@ -110,8 +113,9 @@ def fit_law(
             model = _starts_of(warm).quick_refit(runs)
         else:
             model = ChinchillaLaw(n_bootstrap=0, level=level).fit_frame(runs)
-    except FitError as exc:
-        raise ScalingError(f"cannot fit the law: {exc}") from exc
+    except FitError as exc:  # a sweep offers no --force: say only why
+        why = "; ".join(exc.problems) if isinstance(exc, UnidentifiedFit) else str(exc)
+        raise ScalingError(f"cannot fit the law: {why}") from exc
     _, _, calibration = assess(runs, {law: partial(refit_predict, model)}, level)
     resid = np.log(runs.loss.to_numpy()) - np.log(model.predict_frame(runs))
     mad = float(np.median(np.abs(resid - np.median(resid)))) * 1.4826
