@@ -36,8 +36,8 @@ class Settings:
         if not 0 < self.level < 1:
             raise ScalingError(f"level must be between 0 and 1, got {self.level}")
         whole = isinstance(self.n_bootstrap, Integral) and not isinstance(self.n_bootstrap, bool)
-        if not (whole and self.n_bootstrap >= 1):
-            raise ScalingError(f"n_bootstrap must be a whole number >= 1, got {self.n_bootstrap!r}")
+        if not (whole and self.n_bootstrap >= 0):  # 0: no bootstrap, the law's point alone
+            raise ScalingError(f"n_bootstrap must be a whole number >= 0, got {self.n_bootstrap!r}")
 
 
 class Fittable(Protocol):

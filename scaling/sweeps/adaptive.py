@@ -105,7 +105,10 @@ def fit_law(
     if law not in DESIGN_LAWS:
         raise ScalingError(f"adaptive design supports law {' or '.join(DESIGN_LAWS)}, got {law!r}")
     if runs.empty:
-        raise ScalingError("cannot fit the law: no run of the sweep finished with a loss (diverged and failed runs have none)")
+        raise ScalingError(
+            "cannot fit the law: no run of the sweep finished with a loss (diverged and failed "
+            "runs have none)"
+        )
     runs = runs.reset_index(drop=True)
     runs = runs.assign(C=training_compute(runs.N, runs.D))
     try:
