@@ -259,7 +259,7 @@ STEP = np.where(GRID_N > 1e8, 2.0, 3.0)
 def test_loss_that_does_not_fall_with_d_is_refused_by_every_form(law, loss):
     """Issue 25: chinchilla-shared kept B = 2.1e-10 on N-only loss and answered N_opt = 1.5e28
     with D_opt = 1.1e-8 tokens; a step in N answered N_opt = 4e60."""
-    with pytest.raises(FitError, match="loss (does not fall|hardly falls) with D"):
+    with pytest.raises(FitError, match=r"loss (does not fall|hardly falls) with D"):
         law(n_bootstrap=0).fit(GRID_N, GRID_D, loss)
 
 
