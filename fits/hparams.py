@@ -140,8 +140,9 @@ class LogLinearLaw(IntervalFit):
         """Each point's cluster number, or None where no cluster holds two points."""
         if not self.clusters:
             return None
-        validate.columns(pd.DataFrame(X), self.clusters)
-        ids = pd.DataFrame(X).groupby(self.clusters, sort=True, dropna=False).ngroup().to_numpy()
+        frame = pd.DataFrame(X)
+        validate.columns(frame, self.clusters)
+        ids = frame.groupby(self.clusters, sort=True, dropna=False).ngroup().to_numpy()
         return None if ids.max() + 1 == n else ids
 
     def _log_design(self, X: pd.DataFrame | Mapping[str, Any]) -> np.ndarray:

@@ -89,10 +89,8 @@ def _loss_form(name: str, forms: tuple[str, ...], extra: Mapping[str, Any]) -> L
     )
 
 
-WITH_DIVERGED = ("done", "diverged")
-CLUSTERED = {
-    "covariance": "clustered by (N, D)"
-}  # in the selection: older fits are refitted  # an LR scan's diverged runs bound its optimum
+WITH_DIVERGED = ("done", "diverged")  # an LR scan's diverged runs bound its optimum
+CLUSTERED = {"covariance": "clustered by (N, D)"}  # in the selection: older fits are refitted
 LR_BACKTEST = partial(
     backtest_groups, methods=("vertex", "near-optimal"), option="method", x="lr",
     across="batch_size", quantity="LR",

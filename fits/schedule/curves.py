@@ -36,7 +36,7 @@ def curves_from_frame(curves: pd.DataFrame) -> list[Curve]:
         if not np.array_equal(steps, np.arange(len(rows))):
             raise FitError(f"run {run}: steps must be 0, 1, 2, ... with every step's LR")
         lrs = rows["lr"].to_numpy(dtype=float)
-        if not np.isfinite(lrs).all() or (lrs < 0).any() or not (lrs > 0).any():
+        if not _usable_lrs(lrs):
             raise FitError(f"run {run}: LRs must be finite, non-negative and not all zero")
         loss = rows["loss"].to_numpy(dtype=float)
         measured = np.isfinite(loss) & (steps > warmup_end(lrs))
@@ -67,6 +67,11 @@ def check_schedule(lrs: Any) -> np.ndarray:
     arr = np.asarray(lrs, dtype=float)
     if arr.ndim != 1 or len(arr) == 0:
         raise FitError("a schedule is a 1-D array of per-step LRs")
-    if not np.isfinite(arr).all() or (arr < 0).any() or not (arr > 0).any():
+    if not _usable_lrs(arr):
         raise FitError("a schedule's LRs must be finite, non-negative and not all zero")
     return arr
+
+
+def _usable_lrs(lrs: np.ndarray) -> bool:
+    """Per-step LRs a law can read: finite, none negative, not all zero (no LR area at all)."""
+    return bool(np.isfinite(lrs).all() and (lrs >= 0).all() and (lrs > 0).any())

@@ -96,13 +96,14 @@ class ScheduleLaw(Fit):
         law's area^-alpha rises without bound while a real run's loss stays below its
         untrained value."""
         lrs = check_schedule(lrs)
+        peak, area = lrs.max(), areas(lrs)[-1]
         notes = []
-        if lrs.max() > self.peak_lr_ * (1 + 1e-9):
-            notes.append(f"its peak LR {lrs.max():.3g} is above every run's ({self.peak_lr_:.3g})")
-        if areas(lrs)[-1] < self.least_area_:
+        if peak > self.peak_lr_ * (1 + 1e-9):
+            notes.append(f"its peak LR {peak:.3g} is above every run's ({self.peak_lr_:.3g})")
+        if area < self.least_area_:
             notes.append(
-                f"its LR area ({areas(lrs)[-1]:.3g}, the sum of its LRs) is below any at which "
-                f"the runs' loss was measured ({self.least_area_:.3g})"
+                f"its LR area ({area:.3g}, the sum of its LRs) is below any at which the runs' "
+                f"loss was measured ({self.least_area_:.3g})"
             )
         return "; ".join(notes) + (": the law has not seen it" if notes else "")
 
