@@ -14,7 +14,6 @@ trial and the count of each finding; a finding's subset is replayed by its seed.
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 from pathlib import Path
@@ -26,7 +25,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from machine import machine
-from subsets import about_its_point, run_trials
+from subsets import about_its_point, run_trials, trial_parser
 
 from fits.allocation import ratio_window
 from fits.errors import FitError
@@ -67,11 +66,7 @@ def findings(runs: pd.DataFrame, rng: np.random.Generator, bootstrap: int) -> tu
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=10)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--bootstrap", type=int, default=50)
-    args = parser.parse_args()
+    args = trial_parser(__doc__, trials=10, bootstrap=50).parse_args()
     print(f"machine: {machine()}", flush=True)
     runs = duckdb.read_parquet(str(RUNS)).df()
     runs = runs[(runs.status == "done") & (runs.tokens_per_s > 0)]

@@ -14,7 +14,6 @@ finding's subset is replayed by its seed.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -25,7 +24,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from machine import machine
-from subsets import about_its_point, run_trials
+from subsets import about_its_point, run_trials, trial_parser
 
 from fits.errors import FitError
 from scaling import datasets
@@ -78,11 +77,7 @@ def findings(runs: pd.DataFrame, bootstrap: int) -> tuple[list[str], str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=30)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--bootstrap", type=int, default=100)
-    args = parser.parse_args()
+    args = trial_parser(__doc__, trials=30, bootstrap=100).parse_args()
     print(f"machine: {machine()}", flush=True)
     runs = datasets.load("step-law").assign(seq_len=2048)
     run_trials(

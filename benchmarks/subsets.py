@@ -122,10 +122,7 @@ def findings(runs: pd.DataFrame, bootstrap: int) -> tuple[list[str], str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=40)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--bootstrap", type=int, default=100)
+    parser = trial_parser(__doc__, trials=40, bootstrap=100)
     every = ", ".join(KINDS + MORE_KINDS)
     parser.add_argument("--kinds", default=",".join(KINDS), help=f"comma-separated, of: {every}")
     args = parser.parse_args()
@@ -139,6 +136,16 @@ def main() -> None:
         return f"{name}, {kind}", runs
 
     run_trials(args.trials, args.seed, labelled, lambda runs: findings(runs, args.bootstrap))
+
+
+def trial_parser(doc: str | None, trials: int, bootstrap: int) -> argparse.ArgumentParser:
+    """The options every subset benchmark takes: how many trials, the seed that replays them,
+    and the bootstrap resamples of each fit."""
+    parser = argparse.ArgumentParser(description=(doc or "").splitlines()[0])
+    parser.add_argument("--trials", type=int, default=trials)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--bootstrap", type=int, default=bootstrap)
+    return parser
 
 
 def run_trials(
