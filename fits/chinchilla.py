@@ -26,13 +26,21 @@ from typing import ClassVar
 
 import numpy as np
 
-from fits.gridfit import GridLaw, Problem, mask_nonfinite, standardize, start_weights
+from fits.gridfit import (
+    GridLaw,
+    Problem,
+    mask_nonfinite,
+    standardize,
+    start_blocks,
+    start_weights,
+)
 from fits.laws import TERM_SHARE
 
 PARAM_NAMES = ("E", "A", "B", "alpha", "beta")
 DERIVED_NAMES = ("a", "b", "G")
 
-# Starts per objective evaluation block: keeps the (starts x points) temporaries in cache.
+# Starts per objective evaluation block: keeps the (starts x points) temporaries in cache
+# (fits.gridfit.start_blocks bounds them on large sets).
 _CHUNK = 96
 
 
@@ -163,8 +171,7 @@ class HuberLSEObjective:
         f = np.empty(k)
         g = np.empty((k, 5))
         with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
-            for s in range(0, k, _CHUNK):
-                sl = slice(s, s + _CHUNK)
+            for sl in start_blocks(k, _CHUNK, len(self.log_loss)):
                 w = start_weights(self.weights, self.weight_row, rows[sl])
                 f[sl], g[sl] = self._block(theta[sl], w)
         return mask_nonfinite(f, g)

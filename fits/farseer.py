@@ -30,7 +30,7 @@ import pandas as pd
 
 from fits.allocation import ratio_window
 from fits.errors import FitError
-from fits.gridfit import GridLaw, mask_nonfinite, standardize, start_weights
+from fits.gridfit import GridLaw, mask_nonfinite, standardize, start_blocks, start_weights
 from fits.laws import TERM_SHARE
 
 PARAM_NAMES = ("s", "q", "S", "B", "b", "Q", "A", "a", "E")
@@ -42,7 +42,8 @@ MIN_TOKEN_COUNTS = 3
 MIN_RUNS = 27
 BEYOND = 3.0  # decades past the runs' largest N and D where a fit must predict a finite loss
 _PER_DECADE = 8  # grid points per decade of that check
-# Starts per objective evaluation block: keeps the (starts x points) temporaries in cache.
+# Starts per objective evaluation block: keeps the (starts x points) temporaries in cache
+# (fits.gridfit.start_blocks bounds them on large sets).
 _CHUNK = 64
 
 
@@ -125,8 +126,7 @@ class _FarseerObjective:
         k = phi.shape[0]
         f, g = np.empty(k), np.empty((k, 9))
         with np.errstate(all="ignore"):
-            for s in range(0, k, _CHUNK):
-                sl = slice(s, s + _CHUNK)
+            for sl in start_blocks(k, _CHUNK, len(self.log_loss)):
                 w = start_weights(self.weights, self.weight_row, rows[sl])
                 f[sl], g[sl] = self._block(phi[sl], w)
         return mask_nonfinite(f, g)

@@ -165,6 +165,24 @@ def test_analytic_gradient_matches_finite_differences(epoch240):
             assert f == pytest.approx(reference_objective(x, d.N, d.D, d.loss, w[row]), rel=1e-12)
 
 
+def test_a_large_set_is_evaluated_in_smaller_blocks_of_starts_with_each_starts_weights():
+    """On 5,000 runs fits.gridfit.start_blocks cuts 40 starts into blocks of 13: every start's
+    objective is still the published one with its own resample's weights."""
+    rng = np.random.default_rng(2)
+    N = 10 ** rng.uniform(7, 9.5, 5000)
+    D = N * 10 ** rng.uniform(0.5, 2.5, 5000)
+    loss = (1.8 + 480 / N**0.34 + 2100 / D**0.28) * np.exp(rng.normal(0, 0.01, 5000))
+    w = rng.integers(0, 3, size=(3, 5000)).astype(float)
+    grid = starting_grid()
+    starts = grid[rng.choice(len(grid), 40, replace=False)]
+    rows = np.arange(40)
+    obj = HuberLSEObjective(np.log(N), np.log(D), np.log(loss), 1e-3, w, rows % 3)
+    f, _ = obj(starts, rows)
+    for i in rows:
+        expected = reference_objective(starts[i], N, D, loss, w[i % 3])
+        assert f[i] == pytest.approx(expected, rel=1e-10)
+
+
 # -- synthetic data with known parameters ----------------------------------------------------
 def test_noiseless_synthetic_is_recovered_exactly():
     N, D, loss = synthetic(noise=0.0)
