@@ -26,21 +26,15 @@ from typing import ClassVar
 
 import numpy as np
 
-from fits.gridfit import (
-    GridLaw,
-    Problem,
-    mask_nonfinite,
-    standardize,
-    start_blocks,
-    start_weights,
-)
+from fits.gridfit import GridLaw, Problem, standardize
 from fits.laws import TERM_SHARE
+from fits.objective_blocks import mask_nonfinite, start_blocks, start_weights
 
 PARAM_NAMES = ("E", "A", "B", "alpha", "beta")
 DERIVED_NAMES = ("a", "b", "G")
 
 # Starts per objective evaluation block: keeps the (starts x points) temporaries in cache
-# (fits.gridfit.start_blocks bounds them on large sets).
+# (fits.objective_blocks.start_blocks bounds them on large sets).
 _CHUNK = 96
 
 

@@ -25,8 +25,9 @@ from typing import Any, ClassVar, Self
 import numpy as np
 
 from fits.chinchilla import ChinchillaLaw, _loss
-from fits.gridfit import GRID_TOL, mask_nonfinite
+from fits.gridfit import GRID_TOL
 from fits.lbfgs import minimize_batched
+from fits.objective_blocks import mask_nonfinite
 from fits.two_stage import TwoStageLaw, polished_best, unlimited_as_inf
 
 PARAM_NAMES = ("E", "A", "B", "alpha", "beta", "R_D_star", "R_N_star")

@@ -30,8 +30,9 @@ import pandas as pd
 
 from fits.allocation import ratio_window
 from fits.errors import FitError
-from fits.gridfit import GridLaw, mask_nonfinite, standardize, start_blocks, start_weights
+from fits.gridfit import GridLaw, standardize
 from fits.laws import TERM_SHARE
+from fits.objective_blocks import mask_nonfinite, start_blocks, start_weights
 
 PARAM_NAMES = ("s", "q", "S", "B", "b", "Q", "A", "a", "E")
 # Nine parameters, three of them functions of N with a level, a scale and a power each: fewer
@@ -43,7 +44,7 @@ MIN_RUNS = 27
 BEYOND = 3.0  # decades past the runs' largest N and D where a fit must predict a finite loss
 _PER_DECADE = 8  # grid points per decade of that check
 # Starts per objective evaluation block: keeps the (starts x points) temporaries in cache
-# (fits.gridfit.start_blocks bounds them on large sets).
+# (fits.objective_blocks.start_blocks bounds them on large sets).
 _CHUNK = 64
 
 

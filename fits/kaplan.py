@@ -18,7 +18,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from fits.gridfit import GridLaw, Problem, mask_nonfinite, standardize, start_weights
+from fits.gridfit import GridLaw, Problem, standardize
+from fits.objective_blocks import mask_nonfinite, start_weights
 
 PARAM_NAMES = ("N_c", "D_c", "alpha_N", "alpha_D")
 

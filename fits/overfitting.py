@@ -29,9 +29,10 @@ import numpy as np
 from fits import validate
 from fits.chinchilla import ChinchillaLaw, _loss
 from fits.errors import FitError
-from fits.gridfit import GRID_TOL, mask_nonfinite
+from fits.gridfit import GRID_TOL
 from fits.laws import TERM_SHARE
 from fits.lbfgs import minimize_batched
+from fits.objective_blocks import mask_nonfinite
 from fits.two_stage import TwoStageLaw, polished_best, unlimited_as_inf
 
 PARAM_NAMES = ("E", "A", "B", "alpha", "beta", "P", "delta", "kappa")

@@ -166,8 +166,8 @@ def test_analytic_gradient_matches_finite_differences(epoch240):
 
 
 def test_a_large_set_is_evaluated_in_smaller_blocks_of_starts_with_each_starts_weights():
-    """On 5,000 runs fits.gridfit.start_blocks cuts 40 starts into blocks of 13: every start's
-    objective is still the published one with its own resample's weights."""
+    """On 5,000 runs fits.objective_blocks.start_blocks cuts 40 starts into blocks of 13:
+    every start's objective is still the published one with its own resample's weights."""
     rng = np.random.default_rng(2)
     N = 10 ** rng.uniform(7, 9.5, 5000)
     D = N * 10 ** rng.uniform(0.5, 2.5, 5000)
