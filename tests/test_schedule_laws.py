@@ -269,6 +269,21 @@ def test_a_schedule_the_runs_did_not_show_the_law_is_named(mpl: MultiPowerLaw) -
     assert Fit.from_dict(mpl.to_dict()).least_area_ == mpl.least_area_
 
 
+def test_steps_before_any_lr_have_no_loss_not_an_infinite_one(mpl: MultiPowerLaw) -> None:
+    """A schedule whose first steps apply LR 0 has LR area 0 there: the model is untrained and
+    the law's area^-alpha is infinite. Those steps have no loss (NaN, null in JSON), the rest
+    are the formula, and the note says why."""
+    lrs = np.r_[np.zeros(3), schedule("wsd", 400)]
+    curve, (lo, hi) = mpl.predict(lrs), mpl.predict_interval(lrs)
+    assert np.isnan(curve[:3]).all() and np.isnan(lo[:3]).all() and np.isnan(hi[:3]).all()
+    naive = mpl_naive(lrs[3:], mpl.params_)  # zero LRs add no area and no drop
+    assert np.allclose(curve[3:], naive, rtol=1e-10, atol=0)
+    assert (lo[3:] <= curve[3:]).all() and (curve[3:] <= hi[3:]).all()
+    assert "no loss at steps 1-3" in mpl.unseen(lrs)
+    assert "no loss at step 1:" in mpl.unseen(lrs[2:])
+    assert "no loss" not in mpl.unseen(lrs[3:])
+
+
 def test_annealing_fit_recovers_its_own_curves() -> None:
     truth = {"L0": 2.0, "A": 0.5, "alpha": 0.4, "C": 0.5}
 

@@ -86,15 +86,21 @@ class ScheduleLaw(Fit):
 
     def curve(self, lrs: Any) -> np.ndarray:
         """The law's value after every step of one schedule, unchecked: where its parameters
-        do not hold (a drop term that outgrows L0 far past the runs) it reaches 0 and below."""
+        do not hold (a drop term that outgrows L0 far past the runs) it reaches 0 and below.
+        NaN while no LR has been applied (LR area 0): the model is untrained there, and the
+        law's area^-alpha is infinite, not a loss."""
         self._check_fitted()
-        return self._curve(check_schedule(lrs), self._theta())
+        lrs = check_schedule(lrs)
+        with np.errstate(invalid="ignore"):
+            curve = self._curve(lrs, self._theta())
+        curve[areas(lrs) == 0] = np.nan
+        return curve
 
     def unseen(self, lrs: Any) -> str:
         """What of a schedule the runs did not show the law (empty if nothing): a peak LR above
         every run's, or an LR area below any at which a run's loss was measured, where the
         law's area^-alpha rises without bound while a real run's loss stays below its
-        untrained value."""
+        untrained value; and the first steps, if they apply no LR."""
         lrs = check_schedule(lrs)
         peak, area = lrs.max(), areas(lrs)[-1]
         notes = []
@@ -105,7 +111,11 @@ class ScheduleLaw(Fit):
                 f"its LR area ({area:.3g}, the sum of its LRs) is below any at which the runs' "
                 f"loss was measured ({self.least_area_:.3g})"
             )
-        return "; ".join(notes) + (": the law has not seen it" if notes else "")
+        seen = "; ".join(notes) + (": the law has not seen it" if notes else "")
+        untrained = int(np.argmax(lrs > 0))  # steps before the first LR > 0 (curve: NaN)
+        steps = "step 1" if untrained == 1 else f"steps 1-{untrained:,}"
+        blank = f"no loss at {steps}: no LR is applied yet (the model is untrained)"
+        return "; ".join(part for part in (seen, blank if untrained else "") if part)
 
     def predict_interval(
         self, lrs: Any, level: float | None = None
