@@ -339,8 +339,10 @@ class LossLaw(IntervalFit):
 
 
 def training_compute(N: Any, D: Any) -> np.ndarray:
-    """Training compute C = 6 N D: forward and backward pass, 6 FLOPs per parameter per token."""
-    return 6.0 * np.asarray(N, dtype=float) * np.asarray(D, dtype=float)
+    """Training compute C = 6 N D: forward and backward pass, 6 FLOPs per parameter per token
+    (inf past a float's range: farther from the runs than any)."""
+    with np.errstate(over="ignore"):
+        return 6.0 * np.asarray(N, dtype=float) * np.asarray(D, dtype=float)
 
 
 def refit_predict(model: LossLaw, train: pd.DataFrame, test: pd.DataFrame) -> np.ndarray:

@@ -84,7 +84,10 @@ class Questions:
     def compute_optimal(self, C: float, arch: str | None, source: str | None, where: str | None,
                         law: str) -> ComputeOptimal:  # fmt: skip
         fitted, model = self.loss_law(law, arch, source, where)
-        n_pred, d_pred = model.compute_optimal_interval(np.array([C]), self.level)
+        try:  # an optimum below one parameter, or far past the runs' D/N, is no answer
+            n_pred, d_pred = model.compute_optimal_interval(np.array([C]), self.level)
+        except FitError as exc:
+            raise ScalingError(str(exc)) from exc
         value, lo, hi = run_interval(fitted.model, fitted.residuals, fitted.calibration, None,
                                      self.level, self.seed, optimal_at=C)  # fmt: skip
         fid, level, runs = fitted.fit_id, self.level, self._fitted_runs(fitted)

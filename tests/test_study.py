@@ -80,6 +80,14 @@ def test_compute_optimal_matches_a_brute_force_minimum_and_chinchilla(chinchilla
     assert answer.loss.value == pytest.approx(best.fun, rel=1e-6)
 
 
+@pytest.mark.parametrize(("C", "why"), [(1e-3, "below one parameter"), (1e300, "beyond the runs")])
+def test_a_budget_with_no_compute_optimal_answer_is_refused_as_a_study_error(chinchilla, C, why):
+    """The Python API's refusals are ScalingErrors, as every other question's: a caller
+    catches one kind (FitError leaked from the law before)."""
+    with pytest.raises(ScalingError, match=f"no compute-optimal answer: .*{why}"):
+        chinchilla.compute_optimal(C, law="chinchilla")
+
+
 @pytest.mark.slow
 def test_stored_fit_is_reused_for_the_same_runs(chinchilla):
     first = chinchilla.fit("chinchilla", bootstrap=300)
