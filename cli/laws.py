@@ -137,18 +137,29 @@ def _beyond(study: Study, arch: str | None, source: str | None, where: str | Non
             **asked: float) -> dict[str, Any]:  # fmt: skip
     """Decades in N, D and C = 6ND (and in epochs D/U, when asked) between the question and
     the largest finished run the selection holds (positive: beyond it; a law's error grows
-    with that distance)."""
+    with that distance); and, for those below the smallest run, the decades below it."""
     runs = study.runs(arch=arch, source=source, where=where)
     params, tokens = runs["params"].astype(float), runs["tokens"].astype(float)
-    largest = {"N": params.max(), "D": tokens.max(), "C": (6.0 * params * tokens).max()}
+    compute = 6.0 * params * tokens
+    largest = {"N": params.max(), "D": tokens.max(), "C": compute.max()}
+    smallest = {"N": params.min(), "D": tokens.min(), "C": compute.min()}
     if "epochs" in asked:  # the most repeated run's; NaN where no run records its unique tokens
         largest["epochs"] = (tokens / runs["unique_tokens"].astype(float)).max()
-    decades = {
-        k: round(math.log10(v / largest[k]), 2)
+    decades = _decades(asked, largest)
+    below = {k: v for k, v in _decades(asked, smallest).items() if v < 0}
+    out: dict[str, Any] = {"decades": decades, "largest_run": {k: largest[k] for k in decades}}
+    if below:
+        out |= {"decades_below": below, "smallest_run": {k: smallest[k] for k in below}}
+    return out
+
+
+def _decades(asked: dict[str, float], runs: dict[str, float]) -> dict[str, float]:
+    """log10(asked / the runs' value) to 2 places, for each quantity both give as a size."""
+    return {
+        k: round(math.log10(v / runs[k]), 2)
         for k, v in asked.items()
-        if math.isfinite(largest[k]) and largest[k] > 0 and math.isfinite(v) and v > 0
+        if k in runs and math.isfinite(runs[k]) and runs[k] > 0 and math.isfinite(v) and v > 0
     }
-    return {"decades": decades, "largest_run": {k: largest[k] for k in decades}}
 
 
 def _beyond_line(beyond: dict[str, Any]) -> str:
@@ -156,8 +167,14 @@ def _beyond_line(beyond: dict[str, Any]) -> str:
     if not decades:
         return "beyond the runs: unknown (no finished run holds these sizes)"
     parts = [f"{k} {v:+.2f} ({format_value(largest[k])})" for k, v in decades.items()]
-    where = "beyond" if max(decades.values()) > 0 else "within"
-    return f"{where} the runs: decades past the largest run (its value): " + ", ".join(parts)
+    below = beyond.get("decades_below", {})
+    where = "beyond" if max(decades.values()) > 0 else "below" if below else "within"
+    line = f"{where} the runs: decades past the largest run (its value): " + ", ".join(parts)
+    if below:
+        smallest = beyond["smallest_run"]
+        shown = [f"{k} {v:+.2f} ({format_value(smallest[k])})" for k, v in below.items()]
+        line += "; below the smallest run: " + ", ".join(shown)
+    return line
 
 
 @predict_app.command("loss")

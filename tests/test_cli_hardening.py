@@ -502,6 +502,17 @@ def test_every_prediction_says_how_far_beyond_the_runs_it_lies(tmp_path, capsys)
     assert beyond["largest_run"]["C"] == pytest.approx(4.8e15)
     code, out, _ = call_cli(argv, capsys)
     assert code == 0 and "beyond the runs" in out and "N +2.00" in out
+    assert "decades_below" not in beyond and "smallest" not in out
+    # below the smallest run (N 1e6, C 3e14) is not "within the runs": C = 1.2e14
+    argv[argv.index("4e8")] = "1e5"
+    code, out, _ = call_cli([*argv, "--json"], capsys)
+    beyond = json.loads(out)["beyond_runs"]
+    assert beyond["decades_below"] == {"N": -1.0, "C": -0.4}
+    assert beyond["smallest_run"]["C"] == pytest.approx(3e14)
+    code, out, _ = call_cli(argv, capsys)
+    assert code == 0 and "within the runs" not in out
+    line = " ".join(out.split())
+    assert "below the runs" in line and "below the smallest run: N -1.00 (1M), C -0.40" in line
 
 
 @pytest.mark.slow
