@@ -12,6 +12,7 @@ import hashlib
 import json
 import math
 import numbers
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -139,15 +140,22 @@ def normalise_columns(frame: pd.DataFrame, mapping: dict[str, str]) -> pd.DataFr
         frame[target] = values.iloc[:, 0].to_numpy()
     con.close()
     mapped = {source for source in mapping.values() if source in frame.columns}
-    renames: dict[str, str] = {}
-    for column in frame.columns:
-        if column in mapping or column in mapped:
+    renames = column_renames([c for c in frame.columns if c not in mapped], mapping)
+    return frame.drop(columns=[c for c in mapped if c not in mapping]).rename(columns=renames)
+
+
+def column_renames(columns: list[Any], mapping: Mapping[str, str] = {}) -> dict[Any, str]:
+    """The run-log name of each column that has one by its own name or an alias (N: params,
+    loss: final_val_loss), leaving the columns `mapping` sets alone."""
+    renames: dict[Any, str] = {}
+    for column in columns:
+        if column in mapping:
             continue
         key = str(column).strip().lower().replace(" ", "_")
         target = key if key in RUN_COLUMNS else ALIASES.get(key, "")
         if target and target not in mapping and target not in renames.values():
             renames[column] = target
-    return frame.drop(columns=[c for c in mapped if c not in mapping]).rename(columns=renames)
+    return renames
 
 
 @lru_cache(maxsize=1)
@@ -248,12 +256,13 @@ def _problem(record: dict[str, object]) -> str | None:
     return None
 
 
-def frame_runs(frame: pd.DataFrame) -> pd.DataFrame:
+def frame_runs(frame: pd.DataFrame, names: Mapping[str, str] = {}) -> pd.DataFrame:
     """A frame in run-log names (a DataFrame given to a Study) with its number columns as
     numbers and C = 6ND where a run gives no compute; StoreError naming the rows (by index
     label) that an import would refuse for what they hold: a number column holding anything
     but a positive number where given, a finished run with no loss, a run with no size.
-    Counts need not be whole: a frame's N may be a fraction, which the log rounds."""
+    Counts need not be whole: a frame's N may be a fraction, which the log rounds. names:
+    the caller's name of a run-log column, where it had its own (N for params)."""
     reasons: dict[int, str] = {}
     frame = frame.copy()
     for column in [c for c in NUMERIC if c in frame.columns]:
@@ -261,7 +270,8 @@ def frame_runs(frame: pd.DataFrame) -> pd.DataFrame:
         frame[column] = pd.to_numeric(frame[column], errors="coerce").astype(float)
         value = frame[column].to_numpy()
         for i in np.flatnonzero(~pd.isna(raw) & ~(np.isfinite(value) & (value > 0))):
-            reasons.setdefault(int(i), f"{column} must be a positive number, got {_shown(raw[i])}")
+            shown = f"{names.get(column, column)} must be a positive number, got {_shown(raw[i])}"
+            reasons.setdefault(int(i), shown)
     done = frame["status"].eq("done").to_numpy() if "status" in frame else np.ones(len(frame), bool)
     no_loss = frame.get("final_val_loss", pd.Series(np.nan, index=frame.index)).isna()
     for i in np.flatnonzero(done & no_loss.to_numpy()):

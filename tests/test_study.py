@@ -369,18 +369,21 @@ def test_an_answer_depends_on_the_runs_not_their_order_or_how_they_came_in(tmp_p
 
 def test_a_frames_rows_are_checked_as_an_imports_are_and_named_by_their_index():
     """A DataFrame's rows are checked as an import checks a file's and refused in one line that
-    names them by index label (before, a word in N raised a TypeError, and a NaN loss reached
-    the fit, which named its row in the fit's own order); a number written as text is read."""
+    names them by index label and their columns by the frame's own names (before, a word in N
+    raised a TypeError, and a NaN loss reached the fit, which named its row in the fit's own
+    order; then N was named params); a number written as text is read."""
     points = pd.read_csv(datasets.path("chinchilla-epoch"))[["N", "D", "loss"]].head(40)
     points.index += 100
     one = {"N": ["abc"] + [1e8] * 39, "loss": [np.nan] + [3.0] * 39}
     bad = {
-        "row 100: params must be a positive number, got 'abc'": points.assign(N=one["N"]),
+        "row 100: N must be a positive number, got 'abc'": points.assign(N=one["N"]),
         "row 100: a finished run with no loss": points.assign(loss=one["loss"]),
-        "row 100: final_val_loss must be a positive number, got inf": points.assign(
+        "row 100: loss must be a positive number, got inf": points.assign(
             loss=[np.inf] + [3.0] * 39
         ),
-        "row 102: tokens must be a positive number, got 0 and 37 more": points.assign(D=0.0),
+        "row 102: D must be a positive number, got 0 and 37 more": points.assign(D=0.0),
+        "row 100: tokens must be a positive number, got -1": points.rename(columns={"D": "tokens"})
+        .assign(tokens=[-1.0] + [1e9] * 39),  # the frame's own names, alias or run-log name
     }  # fmt: skip
     for said, frame in bad.items():
         with pytest.raises(ScalingError, match=f"^the frame has rows that cannot be runs .*{said}"):
