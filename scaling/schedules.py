@@ -9,6 +9,7 @@ runners' schedules for comparisons, and shapes the answers.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Any
@@ -31,12 +32,31 @@ SCHEDULE_LAWS: dict[str, type[ScheduleLaw]] = {
     "annealing": AnnealingLaw,
 }
 LOSS_COLUMNS = {"val": "val_loss", "train": "train_loss"}
+# Peak memory of a predicted curve per step, the heaviest measured: a wsd schedule under the
+# multi-power law took 8.7 GB at 30M steps (annealing about 80 bytes a step).
+BYTES_PER_STEP = 300
+
+
+def check_steps(steps: int) -> None:
+    """ScalingError for a horizon whose per-step curve would need more than half this
+    machine's memory: the process would be killed for memory instead (1e9 steps was)."""
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows): nothing to check
+        return
+    if steps * BYTES_PER_STEP > memory / 2:
+        raise ScalingError(
+            f"{steps:,} steps would need about {steps * BYTES_PER_STEP / 1e9:,.0f} GB of memory "
+            f"for the curve ({BYTES_PER_STEP} bytes a step) and this machine has "
+            f"{memory / 1e9:,.0f} GB: ask for at most {int(memory / 2 / BYTES_PER_STEP):,} steps"
+        )
 
 
 def schedule_lrs(spec: str, steps: int, warmup: int, peak: float) -> np.ndarray:
     """Per-step LRs of a schedule written as the runners take it (`scaling run --schedule`)."""
     if steps < 2 or warmup < 0 or not peak > 0:
         raise ScalingError("a schedule needs steps >= 2, warmup >= 0 and a positive LR")
+    check_steps(steps)
     if warmup >= steps:
         raise ScalingError(f"a {warmup}-step warmup leaves nothing of a {steps}-step schedule")
     try:
@@ -148,6 +168,7 @@ class CurvePrediction:
 def predict_curve(fitted: FittedLaw, lrs: Any, level: float) -> CurvePrediction:
     """The fitted schedule law's curve of one schedule, with its band at `level`."""
     model, fit_id = law_of(fitted), fitted.fit_id
+    check_steps(np.size(lrs))
     try:
         loss = model.predict(lrs)
         lo, hi = model.predict_interval(lrs, level)
@@ -200,6 +221,7 @@ def best_schedule(
     """Optimise the schedule under the fitted law and compare it with the baselines (runner
     schedule specs) at the same horizon, warmup and peak LR."""
     model, fit_id = law_of(fitted), fitted.fit_id
+    check_steps(steps)
     try:
         lrs = optimal_schedule(model, steps)
     except FitError as exc:

@@ -78,7 +78,12 @@ def test_user_mistakes_are_one_line(log: Path) -> None:
     for args in (["predict", "curve", "--schedule", "wsd:shape=square", "--steps", "50"],
                  ["predict", "schedule", "--steps", "1"],
                  ["predict", "curve", "--schedule", "wsd", "--steps", "50", "--warmup", "50"],
-                 ["fit", "schedule", "--law", "nope"]):  # fmt: skip
+                 ["fit", "schedule", "--law", "nope"],
+                 # no machine holds a 1e12-step curve: refused, not killed for memory
+                 ["predict", "curve", "--schedule", "wsd", "--steps", "1e12"],
+                 ["predict", "schedule", "--steps", "1e12"]):  # fmt: skip
         done = run_cli(*args, "--db", str(log))
         assert done.returncode == 2, (args, done.stderr)
         assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+        if "1e12" in args:
+            assert "1,000,000,000,000 steps would need about 300,000 GB" in done.stderr
