@@ -218,7 +218,11 @@ class Study:
     ) -> schedules.ScheduleAnswer:
         """The non-increasing-after-warmup schedule with the lowest predicted final loss at
         `steps` steps, and its predicted gain over cosine and WSD at the same horizon."""
-        return schedules.best_schedule(fitted or self.fit_schedule(**select), steps, self.level)
+        horizon = _asked("steps", steps)
+        if horizon != int(horizon):
+            raise ScalingError(f"steps must be a whole number, got {steps!r}")
+        fitted = fitted or self.fit_schedule(**select)
+        return schedules.best_schedule(fitted, int(horizon), self.level)
 
     def backtest(
         self,
@@ -246,9 +250,9 @@ class Study:
 
 
 def _asked(name: str, value: Any) -> float:
-    """A question's N, D, U, C or hours as one finite positive number (text such as "70B" read
-    as the CLI reads it), else ScalingError in one line: a NaN, a zero or a list would
-    otherwise come back as a loss of nan or inf, or as numpy's error from deep in a fit."""
+    """A question's N, D, U, C, hours or steps as one finite positive number (text such as
+    "70B" read as the CLI reads it), else ScalingError in one line: a NaN, a zero or a list
+    would otherwise come back as a loss of nan or inf, or as numpy's error from deep in a fit."""
     number: float | None = None
     if isinstance(value, str):
         try:

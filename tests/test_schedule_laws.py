@@ -284,6 +284,12 @@ def test_steps_before_any_lr_have_no_loss_not_an_infinite_one(mpl: MultiPowerLaw
     assert "no loss" not in mpl.unseen(lrs[3:])
 
 
+def test_a_schedule_of_words_is_refused_as_one(mpl: MultiPowerLaw) -> None:
+    for ask in (mpl.predict, mpl.predict_interval, mpl.unseen):  # numpy's ValueError before
+        with pytest.raises(FitError, match=r"^a schedule's LRs must be numbers: \['a', 'b'\]"):
+            ask(["a", "b"])
+
+
 def test_annealing_fit_recovers_its_own_curves() -> None:
     truth = {"L0": 2.0, "A": 0.5, "alpha": 0.4, "C": 0.5}
 

@@ -426,15 +426,22 @@ def test_nine_of_epochs_points_along_one_coordinate_are_answered_with_a_caution(
 BAD_NUMBERS = [math.nan, math.inf, 0, -1, [1e9, 2e9], "lots", True, None]
 
 
+def test_a_schedule_horizon_is_a_whole_number(chinchilla):
+    with pytest.raises(ScalingError, match=r"^steps must be a whole number, got 1\.5$"):
+        chinchilla.optimal_schedule(1.5)  # it read "1.5 steps leave nothing after warmup"
+
+
 @pytest.mark.parametrize("bad", BAD_NUMBERS, ids=repr)
 def test_a_question_asked_with_no_positive_number_is_refused_in_one_line(chinchilla, bad):
     """Before, N = nan, 0 or inf, or D = -1, came back as a loss of nan or inf with numpy's
-    warnings, U = 0 as a fresh answer, and a list or a word as numpy's ValueError."""
+    warnings, U = 0 as a fresh answer, and a list or a word as numpy's ValueError (steps: a
+    word as a TypeError)."""
     asks = {
         "N": lambda: chinchilla.predict_loss(N=bad, D=1e12),
         "D": lambda: chinchilla.predict_loss(N=1e10, D=bad),
         "U": lambda: chinchilla.predict_loss(N=1e10, D=1e12, U=bad),
         "C": lambda: chinchilla.compute_optimal(bad),
+        "steps": lambda: chinchilla.optimal_schedule(bad),  # refused before any fit
     }
     for name, ask in asks.items():
         if name == "U" and bad is None:

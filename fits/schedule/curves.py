@@ -64,7 +64,10 @@ def positive_curve(curve: np.ndarray, where: str = "", why: str = "") -> np.ndar
 
 def check_schedule(lrs: Any) -> np.ndarray:
     """One schedule as a 1-D array of finite, non-negative per-step LRs (not all zero)."""
-    arr = np.asarray(lrs, dtype=float)
+    try:
+        arr = np.asarray(lrs, dtype=float)
+    except (TypeError, ValueError):
+        raise FitError(f"a schedule's LRs must be numbers: {str(lrs)[:60]}") from None
     if arr.ndim != 1 or len(arr) == 0:
         raise FitError("a schedule is a 1-D array of per-step LRs")
     if not _usable_lrs(arr):
