@@ -35,9 +35,14 @@ class Settings:
     def __post_init__(self) -> None:
         if not 0 < self.level < 1:
             raise ScalingError(f"level must be between 0 and 1, got {self.level}")
-        whole = isinstance(self.n_bootstrap, Integral) and not isinstance(self.n_bootstrap, bool)
-        if not (whole and self.n_bootstrap >= 0):  # 0: no bootstrap, the law's point alone
-            raise ScalingError(f"n_bootstrap must be a whole number >= 0, got {self.n_bootstrap!r}")
+        resamples("n_bootstrap", self.n_bootstrap)
+
+
+def resamples(name: str, value: Any) -> int:
+    """A bootstrap count: a whole number >= 0 (0: no bootstrap, the law's point alone)."""
+    if not (isinstance(value, Integral) and not isinstance(value, bool) and int(value) >= 0):
+        raise ScalingError(f"{name} must be a whole number >= 0, got {value!r}")
+    return int(value)
 
 
 class Fittable(Protocol):
@@ -49,6 +54,8 @@ class Fittable(Protocol):
     def statuses(self) -> tuple[str, ...]: ...
     @property
     def selection(self) -> Mapping[str, Any]: ...
+    @property
+    def options(self) -> tuple[str, ...]: ...
 
 
 class FitLog:
@@ -87,10 +94,14 @@ class FitLog:
         """Fit `law` on the selected runs (only `run_ids` of them, when given), reusing a stored
         fit of the same runs, and store it (see Study.fit)."""
         entry = self.laws(law)
+        unknown = sorted(set(options) - {"bootstrap", *entry.options})
+        if unknown:  # a misspelt option would otherwise be dropped without a word
+            takes = ", ".join(["bootstrap", *entry.options])
+            raise ScalingError(f"{law} takes no option {', '.join(unknown)} (it takes {takes})")
+        n_bootstrap = resamples("bootstrap", options.pop("bootstrap", self.settings.n_bootstrap))
         data = self.runs_of(law, arch, source, where, n_column)
         if run_ids is not None:
             data = data[data.run_id.isin(list(run_ids))].reset_index(drop=True)
-        n_bootstrap = int(options.pop("bootstrap", self.settings.n_bootstrap))
         selection: dict[str, Any] = {
             "law": law,
             "arch": arch,

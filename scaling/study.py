@@ -124,6 +124,7 @@ class Study:
 
         Options: power: x = N | D | C | width, E = fixed offset (e.g. 0);
         lr-law: form = auto | step | porian | bjorck; bootstrap: resamples (loss laws, power).
+        An option the law does not take is refused (ScalingError), not dropped.
         force: keep a loss law the data cannot identify, flagged (stored apart from good
         fits and never picked up by the questions, which fit without force).
         """

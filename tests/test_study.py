@@ -426,6 +426,21 @@ def test_nine_of_epochs_points_along_one_coordinate_are_answered_with_a_caution(
 BAD_NUMBERS = [math.nan, math.inf, 0, -1, [1e9, 2e9], "lots", True, None]
 
 
+def test_a_fit_option_the_law_does_not_take_is_refused_not_dropped(chinchilla):
+    """`bootstrp=50` was dropped without a word, and the fit ran on the default 1,000."""
+    with pytest.raises(
+        ScalingError, match=r"^chinchilla takes no option bootstrp \(it takes bootstrap\)$"
+    ):
+        chinchilla.fit("chinchilla", bootstrp=50)
+    with pytest.raises(
+        ScalingError, match=r"^power takes no option form \(it takes bootstrap, x, E\)$"
+    ):
+        chinchilla.fit("power", form="step")
+    for bad in ("x", 1.5, -1, True):
+        with pytest.raises(ScalingError, match=r"^bootstrap must be a whole number >= 0"):
+            chinchilla.fit("chinchilla", bootstrap=bad)
+
+
 def test_a_schedule_horizon_is_a_whole_number(chinchilla):
     with pytest.raises(ScalingError, match=r"^steps must be a whole number, got 1\.5$"):
         chinchilla.optimal_schedule(1.5)  # it read "1.5 steps leave nothing after warmup"
