@@ -19,9 +19,8 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from store.db import memory
 from store.errors import StoreError
-from store.imports import READERS, read_table
+from store.imports import READERS, read_csv, read_table
 
 ALIASES = {
     "run": ("run", "run_id", "run_name", "name", "curve"),
@@ -73,11 +72,7 @@ def _read(path: Path) -> pd.DataFrame:
     """The file's table; CSV cells as text, so that a sniffer never reads `inf` as a date."""
     if READERS.get(path.suffix.lower()) != "read_csv_auto" or not path.is_file():
         return read_table(path)
-    try:
-        sql = "SELECT * FROM read_csv_auto(?, all_varchar = true)"
-        return memory().execute(sql, [str(path)]).df()
-    except duckdb.Error as exc:
-        raise StoreError(f"cannot read {path}: {str(exc).splitlines()[0]}") from exc
+    return read_csv(path, ", all_varchar = true")
 
 
 def read_curves_file(path: Path) -> dict[str, pd.DataFrame]:

@@ -94,8 +94,34 @@ def read_table(path: Path) -> pd.DataFrame:
     reader = READERS.get(path.suffix.lower())
     if reader is None:
         raise StoreError(f"{path}: unknown format {path.suffix!r} (csv, parquet or jsonl)")
+    if reader == "read_csv_auto":
+        return read_csv(path)
+    return _query(f"SELECT * FROM {reader}(?)", path)
+
+
+def read_csv(path: Path, options: str = "") -> pd.DataFrame:
+    """A CSV with its header line, as DuckDB's sniffer reads it (`options`: more read_csv
+    settings, after a comma). A row short of fields is padded with NULL, whose cells are then
+    checked as any missing cell; a row with more fields than the header refuses the file.
+    Without padding the sniffer took a file with one such row for one column named after the
+    whole header line, or for a headerless file of the long row alone. (Padding reads a quoted
+    line break only in one thread; well-formed files read the same either way.)"""
+    sql = f"SELECT * FROM read_csv_auto(?{options}, header = true, null_padding = true, "
+    frame = _query(sql + "parallel = false)", path)
+    with path.open(encoding="utf-8", errors="replace") as file:
+        header = file.readline()
+    if not header.strip():
+        return pd.DataFrame()  # no header: nothing to read
+    padded = [c for i, c in enumerate(frame.columns) if c == f"column{i}" and c not in header]
+    if padded:
+        fields = frame.columns.get_loc(padded[0])
+        raise StoreError(f"cannot read {path}: a row has more fields than its header's {fields}")
+    return frame
+
+
+def _query(sql: str, path: Path) -> pd.DataFrame:
     try:
-        return memory().execute(f"SELECT * FROM {reader}(?)", [str(path)]).df()
+        return memory().execute(sql, [str(path)]).df()
     except duckdb.Error as exc:
         raise StoreError(f"cannot read {path}: {str(exc).splitlines()[0]}") from exc
 
@@ -185,10 +211,10 @@ def _shown(value: object) -> str:
     return repr(value)
 
 
-def _number(column: str, value: object) -> int | float:
+def _number(name: str, value: object) -> int | float:
     """A cell as a Python number (ints kept exact), or ValueError saying why not."""
     if isinstance(value, bool | np.bool_):
-        raise ValueError(f"{column} is not a number: {_shown(value)}")
+        raise ValueError(f"{name} is not a number: {_shown(value)}")
     if isinstance(value, numbers.Integral):
         return int(value)
     if isinstance(value, numbers.Real):
@@ -200,49 +226,51 @@ def _number(column: str, value: object) -> int | float:
                 return kind(text)
             except ValueError:
                 pass
-    raise ValueError(f"{column} is not a number: {_shown(value)}")
+    raise ValueError(f"{name} is not a number: {_shown(value)}")
 
 
-def _cell(column: str, kind: str, value: object) -> object:
+def _cell(column: str, kind: str, value: object, name: str = "") -> object:
     """The value as `runs.column` (of DuckDB type `kind`) stores it, or ValueError saying why
-    it cannot: a wrong type, a fraction in a whole-number column, a number past the column."""
+    it cannot: a wrong type, a fraction in a whole-number column, a number past the column.
+    name: the column as the file calls it, for the reason (default: the run-log name)."""
+    name = name or column
     if _missing(value):
         return None
     if kind in INTEGER_MAX or kind == "DOUBLE":
-        number = _number(column, value)
+        number = _number(name, value)
         if column in NUMERIC and not (math.isfinite(number) and number > 0):
-            raise ValueError(f"{column} must be a positive number, got {_shown(value)}")
+            raise ValueError(f"{name} must be a positive number, got {_shown(value)}")
         if column in NON_NEGATIVE and not (math.isfinite(number) and number >= 0):
-            raise ValueError(f"{column} must be zero or more, got {_shown(value)}")
+            raise ValueError(f"{name} must be zero or more, got {_shown(value)}")
         if kind == "DOUBLE":
             return float(number)
         slack = COUNT_SLACK * abs(number) if column in COUNTS else 0.0
         if not math.isfinite(number) or abs(number - round(number)) > slack:
-            raise ValueError(f"{column} must be a whole number, got {_shown(value)}")
+            raise ValueError(f"{name} must be a whole number, got {_shown(value)}")
         number = round(number)
         # a column with a missing cell is float64 in the frame the import writes, where
         # 2**63 - 1 rounds up to 2**63: the limit is what survives that rounding too
         if abs(number) > INTEGER_MAX[kind] or abs(float(number)) > INTEGER_MAX[kind]:
             limit = INTEGER_MAX[kind]
             raise ValueError(
-                f"{column} = {_shown(value)} is beyond the column's range (±{limit:.3g})"
+                f"{name} = {_shown(value)} is beyond the column's range (±{limit:.3g})"
             )
         return number
     if kind == "TIMESTAMP":
         if not isinstance(value, str | datetime | np.datetime64):
-            raise ValueError(f"{column} is not a date and time: {_shown(value)}")
+            raise ValueError(f"{name} is not a date and time: {_shown(value)}")
         try:
             stamp = pd.Timestamp(value)
         except (ValueError, TypeError, OverflowError):
-            raise ValueError(f"{column} is not a date and time: {_shown(value)}") from None
+            raise ValueError(f"{name} is not a date and time: {_shown(value)}") from None
         if pd.isna(stamp):
-            raise ValueError(f"{column} is not a date and time: {_shown(value)}")
+            raise ValueError(f"{name} is not a date and time: {_shown(value)}")
         return (
             stamp.tz_convert("UTC").tz_localize(None) if stamp.tzinfo else stamp
         ).to_pydatetime()
     text = value if isinstance(value, str) else str(value)
     if "\x00" in text:
-        raise ValueError(f"{column} holds a NUL character")
+        raise ValueError(f"{name} holds a NUL character")
     if column == "status" and text not in STATUSES:
         raise ValueError(f"status must be one of {', '.join(STATUSES)}, got {text!r}")
     return text
@@ -292,7 +320,12 @@ def frame_runs(frame: pd.DataFrame, names: Mapping[str, str] = {}) -> pd.DataFra
 
 def plan_import(frame: pd.DataFrame, source: str, mapping: dict[str, str]) -> ImportPlan:
     """Map columns, check every cell against its column's type, and build `runs` rows for
-    the good rows (one per distinct row)."""
+    the good rows (one per distinct row); a bad cell's reason names its column as the file
+    does (loss, not final_val_loss)."""
+    names = {target: own for target, own in mapping.items() if own in frame.columns}
+    names |= {
+        target: str(own) for own, target in column_renames(list(frame.columns), mapping).items()
+    }
     frame = normalise_columns(frame, mapping)
     if "final_val_loss" not in frame.columns:
         raise StoreError("no loss column: name one with --columns loss=COLUMN")
@@ -316,7 +349,8 @@ def plan_import(frame: pd.DataFrame, source: str, mapping: dict[str, str]) -> Im
     for number, (_, row) in enumerate(hashed.iterrows()):
         try:
             record = {
-                c: _cell(c, types[c], v) for c, v in zip(run_part, cells[number], strict=True)
+                c: _cell(c, types[c], v, names.get(c, c))
+                for c, v in zip(run_part, cells[number], strict=True)
             }
         except ValueError as exc:
             bad.append((number, str(exc)))
@@ -361,14 +395,18 @@ def import_file(
     skip_bad: bool = False,
 ) -> tuple[ImportCounts, list[str]]:
     """Import a file whole; with `skip_bad`, import the good rows and report the others."""
-    plan = plan_import(read_table(path), source or path.stem, parse_mapping(columns))
+    table = read_table(path)
+    if table.empty:  # a header alone, or no line at all
+        raise StoreError(f"{path}: no rows to import")
+    plan = plan_import(table, source or path.stem, parse_mapping(columns))
     problems = [f"{location(path, i)}: {reason}" for i, reason in plan.bad]
     if problems and not skip_bad:
         shown = "; ".join(problems[:5]) + (
             f"; ... ({len(problems)} in all)" if len(problems) > 5 else ""
         )
         raise StoreError(
-            f"nothing imported, {len(problems)} bad rows ({shown}); --skip-bad imports the rest"
+            f"nothing imported, {len(problems)} bad row{'s' * (len(problems) > 1)} ({shown}); "
+            "--skip-bad imports the rest"
         )
     inserted, present = write_import(con, plan.rows)
     return ImportCounts(inserted, present, plan.duplicates), problems

@@ -64,6 +64,32 @@ def test_bad_rows_import_nothing_unless_skipped(tmp_path, db):
     assert [p.split(":")[0] for p in problems] == ["line 3", "line 4", "line 5"]
 
 
+def test_a_row_short_of_fields_is_a_bad_row_and_a_long_one_refuses_the_file(tmp_path, db):
+    """DuckDB's sniffer read a file with one short row as one column named 'N,D,loss,lr', and
+    the import said the file had no loss column. A short row is now padded: its missing loss
+    makes it a bad row, its missing lr a missing cell. A longer row refuses the file."""
+    short = tmp_path / "short.csv"
+    short.write_text("N,D,loss,lr\n1e6,1e9,3.0,1e-3\n2e6,1e9\n3e6,1e9,2.8\n4e6,1e9,2.7,1e-3\n")
+    with connect(db) as con:
+        with pytest.raises(StoreError, match=r"^nothing imported, 1 bad row \(line 3: no loss\)"):
+            import_file(con, short)
+        counts, _ = import_file(con, short, skip_bad=True)
+        runs = read_runs(con).sort_values("params")
+    assert counts.inserted == 3 and list(runs.final_val_loss) == [3.0, 2.8, 2.7]
+    assert runs.lr.isna().tolist() == [False, True, False]
+    long = tmp_path / "long.csv"
+    long.write_text("N,D,loss\n1e6,1e9,3.0\n2e6,1e9,2.9,7\n")
+    with pytest.raises(StoreError, match="a row has more fields than its header's 3"):
+        read_table(long)
+    quoted = tmp_path / "quoted.csv"  # a quoted line break is read as before (no padding)
+    quoted.write_text('N,D,loss,note\n1e6,1e9,3.0,"two\nlines"\n2e6,1e9,2.9,"a, b"\n')
+    assert read_table(quoted).note.tolist() == ["two\nlines", "a, b"]
+    for text in ("", "N,D,loss\n"):
+        (tmp_path / "empty.csv").write_text(text)
+        with connect(db) as con, pytest.raises(StoreError, match=r"empty\.csv: no rows to import"):
+            import_file(con, tmp_path / "empty.csv")
+
+
 @pytest.mark.slow  # runs `scaling import` in a subprocess
 def test_parquet_and_jsonl_and_the_command(tmp_path, db):
     frame = pd.DataFrame({"params": [1e6, 2e6], "tokens": [1e8, 1e8], "loss": [3.1, 2.9]})
@@ -114,10 +140,10 @@ def test_counts_say_what_was_inserted_present_and_repeated(tmp_path, db):
     assert "2 rows repeat an earlier row of the file" in said
 
 
-BAD_CELLS = [
-    ("N", "0.5", "params must be a whole number, got 0.5"),
-    ("N", "1e30", "params = 1e+30 is beyond the column's range"),
-    ("D", "1e30", "tokens = 1e+30 is beyond the column's range"),
+BAD_CELLS = [  # each named as the file names it (N, not params)
+    ("N", "0.5", "N must be a whole number, got 0.5"),
+    ("N", "1e30", "N = 1e+30 is beyond the column's range"),
+    ("D", "1e30", "D = 1e+30 is beyond the column's range"),
     ("seed", "1e20", "seed = 1e+20 is beyond the column's range"),
     ("d_model", "1e12", "d_model = 1e+12 is beyond the column's range"),
     ("d_model", "32.7", "d_model must be a whole number, got 32.7"),
