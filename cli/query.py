@@ -38,6 +38,9 @@ class Format(StrEnum):
     parquet = "parquet"
 
 
+SUFFIX_FORMATS = {".csv": Format.csv, ".json": Format.json, ".parquet": Format.parquet}
+
+
 def sql(
     query: Annotated[str, typer.Argument(help="One SQL query over runs, curves, fits, ...")],
     db: DbOption = None,
@@ -69,9 +72,10 @@ def _sql(query: str, db: Path | None, format: Format, out: Path | None) -> None:
 
     if format is Format.parquet and out is None:
         raise StoreError("--format parquet needs --out FILE")
+    if format is Format.table and out is not None:  # no --format: the name's, else csv
+        format = SUFFIX_FORMATS.get(out.suffix.lower(), Format.csv)
     if out is not None:
-        check_out(out, format.value if format is not Format.table else "csv",
-                  db if db is not None else default_path())  # fmt: skip
+        check_out(out, format.value, db if db is not None else default_path())
     with connect(db, read_only=True) as con:
         if format is Format.parquet:
             assert out is not None
@@ -88,7 +92,7 @@ def _sql(query: str, db: Path | None, format: Format, out: Path | None) -> None:
                 return
             with replacing(out) as temp, open(temp, "w", encoding="utf-8", newline="") as handle:
                 write(result, handle)
-    console.print(f"wrote {out}", soft_wrap=True)
+    console.print(f"wrote {out} ({format.value})", soft_wrap=True)
 
 
 def _print_table(result: Result) -> None:

@@ -83,6 +83,27 @@ def test_sql_out_replaces_only_a_file_of_the_kind_asked(log, tmp_path, capsys):
     assert leftovers == []
 
 
+def test_sql_out_without_a_format_writes_the_one_its_name_says(log, tmp_path, capsys):
+    """`--out runs.parquet` wrote CSV text into runs.parquet; a name of no known kind is csv,
+    and the line says which was written."""
+    for name, magic in (
+        ("a.parquet", b"PAR1"),
+        ("a.json", b"["),
+        ("a.CSV", b"a\n"),
+        ("a.txt", b"a\n"),
+    ):
+        out = tmp_path / name
+        code, said, err = call_cli(
+            ["sql", "SELECT 1 AS a", "--db", str(log), "--out", str(out)], capsys
+        )
+        assert code == 0, err
+        assert out.read_bytes().startswith(magic), name
+        kind = {b"PAR1": "parquet", b"[": "json"}.get(magic, "csv")
+        assert f"({kind})" in said
+    parquet = str(tmp_path / "a.parquet")
+    assert duckdb.sql(f"SELECT a FROM read_parquet('{parquet}')").fetchall() == [(1,)]
+
+
 @pytest.mark.parametrize(
     "out",
     ["missing/x.csv", ".", "/dev/full", "/dev/null", "", "a" * 300 + ".csv"],
