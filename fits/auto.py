@@ -106,8 +106,11 @@ def fit_forms(
             fitted[name] = warm[name].quick_refit(runs) if name in warm else make(0).fit_frame(runs)
         except FitError as exc:
             notes[name] = str(exc)
-    if not fitted:
-        reasons = "; ".join(f"{k}: {v}" for k, v in notes.items())
+    if not fitted:  # each reason once, after the forms it stopped
+        stopped: dict[str, list[str]] = {}
+        for name, why in notes.items():
+            stopped.setdefault(why, []).append(name)
+        reasons = "; ".join(f"{', '.join(names)}: {why}" for why, names in stopped.items())
         raise FitError(f"no law form fits ({reasons})")
     return fitted, notes
 

@@ -31,7 +31,6 @@ from fits.objective_blocks import mask_nonfinite
 from fits.two_stage import TwoStageLaw, polished_best, unlimited_as_inf
 
 PARAM_NAMES = ("E", "A", "B", "alpha", "beta", "R_D_star", "R_N_star")
-NO_REPEATS = "data-constrained needs runs that repeat data (D > unique tokens); none do"
 _LOG_R_STARTS = np.log([1.0, 3.0, 10.0, 30.0, 100.0])
 
 
@@ -157,7 +156,6 @@ class DataConstrainedLaw(TwoStageLaw):
         "R_D_star": (1e-2, 1e4),
         "R_N_star": (1e-2, 1e4),
     }
-    no_repeats = NO_REPEATS
     min_repeated = 3
     repeat_params = "R_D* and R_N*"
 

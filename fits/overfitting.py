@@ -36,7 +36,6 @@ from fits.objective_blocks import mask_nonfinite
 from fits.two_stage import TwoStageLaw, polished_best, unlimited_as_inf
 
 PARAM_NAMES = ("E", "A", "B", "alpha", "beta", "P", "delta", "kappa")
-NO_REPEATS = "overfitting needs runs that repeat data (D > unique tokens); none do"
 LOG_MAX_FLOAT = math.log(np.finfo(float).max)  # 709.78: e^x overflows past it
 # Starts: delta and kappa on a grid; P such that the penalty at the repeated runs' median
 # repeats and capacity ratio is each share of their median loss.
@@ -136,7 +135,6 @@ class OverfittingLaw(TwoStageLaw):
     formula = "L = E + A / N^alpha + B / D^beta + P R^delta (N/U)^kappa, R = D/U - 1 repeats"
     param_names: ClassVar[tuple[str, ...]] = PARAM_NAMES
     exponents: ClassVar[dict[str, str]] = {"alpha": "N", "beta": "D"}
-    no_repeats = NO_REPEATS
     min_repeated = 4  # three penalty parameters and one run more
     repeat_params = "P, delta and kappa"
 

@@ -44,13 +44,16 @@ def polished_best(objective: BatchObjective, starts: np.ndarray) -> tuple[np.nda
     return res.x[best], float(res.fun[best])
 
 
+NO_REPEATS = "needs runs that repeat data (D > unique tokens); none do"  # both forms' refusal
+
+
 class TwoStageLaw(LossLaw):
     """A Chinchilla base on the single-epoch runs and repeat parameters on the others.
 
-    A subclass sets `no_repeats` (the refusal when no run repeats data), `min_repeated` (and
-    the words for it, `repeat_params`) and supplies `_second_stage` (the repeat parameters
-    from a start, or from its own starts when start is None), `_start` (this fit's repeat
-    parameters as a start for a quick refit) and any extra state.
+    A subclass sets `min_repeated` (and the words for it, `repeat_params`) and supplies
+    `_second_stage` (the repeat parameters from a start, or from its own starts when start is
+    None), `_start` (this fit's repeat parameters as a start for a quick refit) and any extra
+    state.
 
     Attributes (after fit): params_, stderr_, intervals_, bootstrap_params_, base_ (the fitted
     ChinchillaLaw of the single-epoch runs), n_single_, n_repeated_, objective_ (Huber sum
@@ -58,7 +61,6 @@ class TwoStageLaw(LossLaw):
     """
 
     columns: ClassVar[tuple[str, ...]] = ("N", "D", "U")
-    no_repeats: ClassVar[str]
     min_repeated: ClassVar[int]
     repeat_params: ClassVar[str]
 
@@ -109,7 +111,7 @@ class TwoStageLaw(LossLaw):
             raise FitError("unique tokens U must be positive (NaN for unlimited)")
         repeated = unlimited_as_inf(U) < D
         if not repeated.any():
-            raise FitError(self.no_repeats)
+            raise FitError(NO_REPEATS)
         validate.at_least(int(repeated.sum()), self.min_repeated,
                           f"runs that repeat data to fit {self.repeat_params}")  # fmt: skip
         return N, D, U, loss, repeated

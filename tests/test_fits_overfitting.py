@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from fits import LOSS_LAWS, ChinchillaLaw, FitError, OverfittingLaw, from_dict
-from fits.overfitting import NO_REPEATS, _PenaltyObjective, overfitting_loss, starting_phi
+from fits.overfitting import _PenaltyObjective, overfitting_loss, starting_phi
+from fits.two_stage import NO_REPEATS
 from scaling.study import Study
 from tests.conftest import REPO
 

@@ -250,6 +250,19 @@ def test_every_loss_law_answers_through_the_registry():
         study.predict_loss(1e8, 3e9, law="power")
 
 
+def test_auto_refused_on_one_token_count_says_each_reason_once():
+    """Runs at one D: four forms stop on the same reason and two on another; the refusal said
+    'no spread in D' four times and named each repeat form twice."""
+    N = np.geomspace(1e7, 1e9, 6)
+    frame = pd.DataFrame({"N": N, "D": 2e10, "loss": 1.7 + 400 / N**0.34})
+    with pytest.raises(ScalingError) as refused:
+        Study.from_frame(frame, n_bootstrap=0).fit("auto")
+    said = str(refused.value)
+    assert said.count("no spread in D") == 1 and said.count("needs runs that repeat") == 1
+    assert "chinchilla, chinchilla-shared, farseer, kaplan: no spread in D" in said
+    assert "data-constrained, overfitting: needs runs that repeat data" in said
+
+
 @pytest.mark.slow
 def test_unidentified_fit_is_refused_and_a_forced_one_never_answers():
     frame = synthetic({"E": 1.7, "A": 0.0, "B": 0.0, "alpha": 0.3, "beta": 0.3}, 6, noise=0)
