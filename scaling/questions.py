@@ -52,7 +52,9 @@ class Questions:
     ) -> tuple[FittedLaw, LossLaw]:  # fmt: skip
         """A fitted loss law (auto: the form that extrapolated best) for a question about loss."""
         if law not in LOSS_FORMS:
-            raise ScalingError(f"unknown loss law {law!r}: choose one of {', '.join(LOSS_FORMS)}")
+            what = "power is a law of one variable (fit it to read it), not of N and D"
+            what = what if law == "power" else f"unknown loss law {law!r}"
+            raise ScalingError(f"{what}: choose one of {', '.join(LOSS_FORMS)}")
         fitted = self.fits.fit(law, arch, source, where)
         assert isinstance(fitted.model, LossLaw)
         return fitted, fitted.model

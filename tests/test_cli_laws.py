@@ -101,7 +101,7 @@ def test_backtest_and_report(db, tmp_path):
         (["fit", "chinchilla", "--where", "nonsense_column > 1"], "bad --where"),
         (["predict", "lr", "--N", "1e9", "--D", "1e10"], "lr"),
         (["predict", "loss", "--N", "7B", "--M", "20"], "give --N and --D, or --compute and --M"),
-        (["predict", "loss", "--N", "7B", "--D", "1T", "--law", "power"], "unknown loss law"),
+        (["predict", "loss", "--N", "7B", "--D", "1T", "--law", "power"], "power is a law of one"),
     ],
 )
 def test_law_mistakes_are_one_line(db, args, message):
