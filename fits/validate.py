@@ -40,6 +40,8 @@ def as_float_array(values: object, name: str) -> np.ndarray:
 def positive(values: object, name: str) -> np.ndarray:
     """Values that are finite and > 0 (they enter logarithms), else FitError naming the rows."""
     arr = as_float_array(values, name)
+    if np.isnan(arr).all():  # a column the runs never gave: naming every row says less
+        raise FitError(f"no {name} in any of the {arr.size} rows: the runs do not give it")
     bad = ~np.isfinite(arr) | (arr <= 0)
     if bad.any():
         raise FitError(f"non-positive or NaN values in {name} ({_row_labels(values, bad)})")

@@ -224,8 +224,8 @@ def test_not_enough_data_says_what_is_missing():
         study.predict_loss(1e9, 1e10)
     with pytest.raises(ScalingError, match="no finished runs match"):
         study.predict_loss(1e9, 1e10, arch="nope")
-    with pytest.raises(ScalingError, match="non-positive or NaN values in lr"):
-        study.optimal_lr(1e9, 1e10)
+    with pytest.raises(ScalingError, match="no lr in any of the 4 rows: the runs do not give it"):
+        study.optimal_lr(1e9, 1e10)  # it named every row
     one_lr = Study.from_frame(frame.assign(lr=1e-3, batch_size=8))
     with pytest.raises(ScalingError, match="need at least 3 groups with a bracketed LR"):
         one_lr.optimal_lr(1e9, 1e10)
