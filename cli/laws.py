@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from cli import common
+from cli.answers import beyond, show
 from cli.common import DbOption, console, emit_json, format_value, positive, print_frame, real
 from cli.fit_display import fit_payload, print_fit, print_forms
 from scaling.errors import ScalingError
@@ -123,60 +124,6 @@ def fit(
     print_fit(fitted, get_law(law).table, groups)
 
 
-def _show(answer: Any, as_json: bool, beyond: dict[str, Any] | None = None) -> None:
-    """An answer, and how far its question lies beyond the runs (text, or `beyond_runs`)."""
-    if as_json:
-        emit_json({**answer.to_dict(), **({"beyond_runs": beyond} if beyond else {})})
-        return
-    console.print(str(answer))
-    if beyond:
-        console.print(_beyond_line(beyond))
-
-
-def _beyond(study: Study, arch: str | None, source: str | None, where: str | None,
-            **asked: float) -> dict[str, Any]:  # fmt: skip
-    """Decades in N, D and C = 6ND (and in epochs D/U, when asked) between the question and
-    the largest finished run the selection holds (positive: beyond it; a law's error grows
-    with that distance); and, for those below the smallest run, the decades below it."""
-    runs = study.runs(arch=arch, source=source, where=where)
-    params, tokens = runs["params"].astype(float), runs["tokens"].astype(float)
-    compute = 6.0 * params * tokens
-    largest = {"N": params.max(), "D": tokens.max(), "C": compute.max()}
-    smallest = {"N": params.min(), "D": tokens.min(), "C": compute.min()}
-    if "epochs" in asked:  # the most repeated run's; NaN where no run records its unique tokens
-        largest["epochs"] = (tokens / runs["unique_tokens"].astype(float)).max()
-    decades = _decades(asked, largest)
-    below = {k: v for k, v in _decades(asked, smallest).items() if v < 0}
-    out: dict[str, Any] = {"decades": decades, "largest_run": {k: largest[k] for k in decades}}
-    if below:
-        out |= {"decades_below": below, "smallest_run": {k: smallest[k] for k in below}}
-    return out
-
-
-def _decades(asked: dict[str, float], runs: dict[str, float]) -> dict[str, float]:
-    """log10(asked / the runs' value) to 2 places, for each quantity both give as a size."""
-    return {
-        k: round(math.log10(v / runs[k]), 2)
-        for k, v in asked.items()
-        if k in runs and math.isfinite(runs[k]) and runs[k] > 0 and math.isfinite(v) and v > 0
-    }
-
-
-def _beyond_line(beyond: dict[str, Any]) -> str:
-    decades, largest = beyond["decades"], beyond["largest_run"]
-    if not decades:
-        return "beyond the runs: unknown (no finished run holds these sizes)"
-    parts = [f"{k} {v:+.2f} ({format_value(largest[k])})" for k, v in decades.items()]
-    below = beyond.get("decades_below", {})
-    where = "beyond" if max(decades.values()) > 0 else "below" if below else "within"
-    line = f"{where} the runs: decades past the largest run (its value): " + ", ".join(parts)
-    if below:
-        smallest = beyond["smallest_run"]
-        shown = [f"{k} {v:+.2f} ({format_value(smallest[k])})" for k, v in below.items()]
-        line += "; below the smallest run: " + ", ".join(shown)
-    return line
-
-
 @predict_app.command("loss")
 def predict_loss(
     n: Annotated[
@@ -225,7 +172,7 @@ def predict_loss(
     with common.working(ANSWERING):
         answer = study.predict_loss(n, d, arch, source, where, law=law, U=unique)
     repeats = {"epochs": d / unique} if unique is not None and d > unique else {}
-    _show(answer, as_json, _beyond(study, arch, source, where, N=n, D=d, C=6.0 * n * d, **repeats))
+    show(answer, as_json, beyond(study, arch, source, where, N=n, D=d, C=6.0 * n * d, **repeats))
 
 
 @predict_app.command("optimal")
@@ -253,12 +200,12 @@ def predict_optimal(
             answer = study.optimal_within(hours, arch, seq_len, source, where, law=law)
         best = answer.optima[answer.asked or answer.winner]
         shown = {"N": best.N, "D": best.D, "C": 6.0 * best.N * best.D}
-        _show(answer, as_json, _beyond(study, best.arch, source, where, **shown))
+        show(answer, as_json, beyond(study, best.arch, source, where, **shown))
     elif compute is not None and hours is None:
         with common.working(ANSWERING):
             allocation = study.compute_optimal(compute, arch, source, where, law=law)
         shown = {"N": allocation.N.value, "D": allocation.D.value, "C": compute}
-        _show(allocation, as_json, _beyond(study, arch, source, where, **shown))
+        show(allocation, as_json, beyond(study, arch, source, where, **shown))
     else:
         raise ScalingError("give exactly one of --compute FLOPS or --hours H")
 
@@ -285,7 +232,7 @@ def predict_lr(
     study = _study(db, level)
     with common.working(ANSWERING):
         answer = study.optimal_lr(n, d, arch, source, where, method)
-    _show(answer, as_json, _beyond(study, arch, source, where, N=n, D=d, C=6.0 * n * d))
+    show(answer, as_json, beyond(study, arch, source, where, N=n, D=d, C=6.0 * n * d))
 
 
 @predict_app.command("bs")
@@ -302,7 +249,29 @@ def predict_bs(
     study = _study(db, level)
     with common.working(ANSWERING):
         answer = study.optimal_batch_size(d, arch, source, where)
-    _show(answer, as_json, _beyond(study, arch, source, where, D=d))
+    show(answer, as_json, beyond(study, arch, source, where, D=d))
+
+
+@predict_app.command("power")
+def predict_power(
+    at: Annotated[float, typer.Option(parser=positive, help="The variable's value (7B, 4096).")],
+    x: Annotated[str, typer.Option(help="The variable: N, D, C or width.")] = "C",
+    fixed_e: Annotated[
+        float | None, typer.Option("--E", parser=real, help="Hold the offset E fixed (e.g. 0).")
+    ] = None,
+    arch: Arch = None,
+    source: Source = None,
+    where: Where = None,
+    level: Level = 0.90,
+    as_json: Json = False,
+    db: DbOption = None,
+) -> None:
+    """Loss at one value of N, D, C or width from the power law L = E + A x^-alpha (as
+    `fit power` fits it), with the law's own interval."""
+    study = _study(db, level)
+    with common.working(ANSWERING):
+        answer = study.power_loss(at, x, fixed_e, arch, source, where)
+    show(answer, as_json, beyond(study, arch, source, where, **{x: at}))
 
 
 @predict_app.command("crossover")
@@ -321,7 +290,7 @@ def predict_crossover(
     study = _study(db, level)
     with common.working(ANSWERING):
         answer = study.crossover(arch_a, arch_b, (min_compute, max_compute), source, law=law)
-    _show(answer, as_json)
+    show(answer, as_json)
 
 
 def backtest(

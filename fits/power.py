@@ -112,11 +112,12 @@ class PowerLaw(IntervalFit):
         """Fit y = E + A x^-alpha on positive x, or on a runs table alone (`fit(runs)`: its
         columns named by the x and y settings); returns self."""
         runs = runs_only(x, y)
+        name = "x" if runs is None else self.x  # a refusal names the runs' column
         if runs is not None:
             validate.columns(runs, [self.x, self.y])
             x, y = runs[self.x], runs[self.y]
         level = validate.level(self.level)
-        x = validate.positive(x, "x")
+        x = validate.positive(x, name)
         y = validate.finite(y, "y")
         validate.same_length(x=x, y=y)
         if self.E is not None and not (np.isfinite(self.E) and y.min() > self.E):
@@ -125,7 +126,7 @@ class PowerLaw(IntervalFit):
                 f"E = {self.E:.4g} with the smallest y {y.min():.4g}"
             )
         n_free = len(self.free_names)
-        validate.distinct(x, n_free, "x values", "x")
+        validate.distinct(x, n_free, f"{name} values", name)
         validate.at_least(x.size, n_free + 1, f"points to fit {n_free} parameters with an error")
 
         # Huge or degenerate values overflow in the profile and the solver; those starts

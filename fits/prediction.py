@@ -51,7 +51,7 @@ def own_interval(
     """Point loss and the law's own interval: law draws times a resampled residual of the runs
     nearest the question (fits.noise).
 
-    At the rows of `runs` (the law's columns; C for a power law), or on the compute-optimal
+    At the rows of `runs` (the law's columns; a power law's x), or on the compute-optimal
     frontier at compute `optimal_at` (loss laws only)."""
     point, lo, hi, _ = _own(model, residuals, runs, level, seed, optimal_at)
     return point, lo, hi
@@ -69,8 +69,8 @@ def _own(
             runs = optimum(model, optimal_at)
         else:
             point, draws = model.predict_frame(runs), model.loss_draws(runs)
-    elif isinstance(model, PowerLaw) and runs is not None:
-        point, draws = model.predict(runs.C), model.predict_draws(runs.C)
+    elif isinstance(model, PowerLaw) and runs is not None:  # at the runs' column of its x
+        point, draws = model.predict(runs), model.predict_draws(runs)
     else:
         raise FitError(f"{type(model).__name__} does not predict loss at these questions")
     pools = None if residuals is None else residuals.pools(runs)

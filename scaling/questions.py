@@ -1,5 +1,6 @@
-"""The questions a Study answers from its fits: loss at (N, D), the compute-optimal model, the
-optimal LR and batch size, where two frontiers cross, the best model within some hours.
+"""The questions a Study answers from its fits: loss at (N, D) or along one variable, the
+compute-optimal model, the optimal LR and batch size, where two frontiers cross, the best
+model within some hours.
 
 Loss answers carry prediction intervals: the bootstrap draws of the law times a resampled
 run residual, since a question about a run is answered by one run, not by the mean of many;
@@ -22,10 +23,10 @@ from fits.base import holding_point
 from fits.bootstrap import percentile_interval
 from fits.errors import FitError
 from fits.offset import offset_span
-from fits.prediction import run_interval
+from fits.prediction import own_interval, run_interval
 from fits.throughput import ThroughputModel
 from scaling.errors import ScalingError
-from scaling.fitters import predict_optimum
+from scaling.fitters import POWER_X, predict_optimum
 from scaling.fitting import FitLog
 from scaling.laws import LOSS_FORMS
 from scaling.results import ComputeOptimal, Crossover, FittedLaw, Prediction, fmt
@@ -125,6 +126,24 @@ class Questions:
             replace(answer, note=_unseen_variable_note(fitted, {"N": N, "D": D})),
             {"ask": "lr", "N": N, "D": D, "arch": arch},
         )
+
+    def power_loss(self, value: float, x: str, E: float | None, arch: str | None,
+                   source: str | None, where: str | None) -> Prediction:  # fmt: skip
+        """Loss at `value` of a power law's variable x (N, D, C or width), with the law's own
+        interval: no backtest widens it for the distance beyond the runs."""
+        options: dict[str, Any] = {"x": x} if E is None else {"x": x, "E": E}
+        fitted = self.fits.fit("power", arch, source, where, **options)
+        asked = pd.DataFrame({POWER_X[x]: [value]})
+        try:
+            point, lo, hi = own_interval(
+                fitted.model, fitted.residuals, asked, self.level, self.seed
+            )
+        except FitError as exc:
+            raise ScalingError(str(exc)) from exc
+        note = "the law's own interval: its error beyond the runs is not in it"
+        answer = Prediction("loss", float(point[0]), float(lo[0]), float(hi[0]), self.level,
+                            fitted.fit_id, "uncalibrated prediction", note)  # fmt: skip
+        return self.answer(answer, {"ask": "power", "x": x, "at": value, "arch": arch})
 
     def optimal_batch_size(self, D: float, arch: str | None, source: str | None,
                            where: str | None) -> Prediction:  # fmt: skip

@@ -21,7 +21,7 @@ from fits.bootstrap import DEFAULT_JOBS
 from runners.numbers import parse_number
 from scaling import laws, schedules
 from scaling.errors import ScalingError
-from scaling.fitters import LR_GROUP
+from scaling.fitters import LR_GROUP, POWER_X
 from scaling.fitting import FitLog, Settings
 from scaling.laws import LAWS
 from scaling.questions import Questions
@@ -172,6 +172,17 @@ class Study:
         (N, D) group's optimum (the law's uncertainty plus the groups' scatter about it).
         method: the law's data, vertex (per-group optimum) or near-optimal (Step Law)."""
         return self.ask.optimal_lr(_asked("N", N), _asked("D", D), arch, source, where, method)
+
+    def power_loss(
+        self, at: float, x: str = "C", E: float | None = None, arch: str | None = None,
+        source: str | None = None, where: str | None = None,
+    ) -> Prediction:  # fmt: skip
+        """Loss at `at` of the variable x (N, D, C or width) from the power law L = E + A x^-alpha
+        fitted on the selected runs (Kaplan's single-variable laws; muP loss against width),
+        with the law's own prediction interval (uncalibrated: no backtest widens it)."""
+        if x not in POWER_X:
+            raise ScalingError(f"power law x must be one of {', '.join(POWER_X)}, got {x!r}")
+        return self.ask.power_loss(_asked(x, at), x, E, arch, source, where)
 
     def optimal_batch_size(
         self, D: float, arch: str | None = None, source: str | None = None, where: str | None = None

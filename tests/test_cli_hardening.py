@@ -534,6 +534,12 @@ def test_every_prediction_says_how_far_beyond_the_runs_it_lies(tmp_path, capsys)
     assert code == 0 and "within the runs" not in out
     line = " ".join(out.split())
     assert "below the runs" in line and "below the smallest run: N -1.00 (1M), C -0.40" in line
+    power = ["predict", "power", "--x", "N", "--at", "4e7", "--db", str(log), "--json"]
+    code, out, err = call_cli(power, capsys)
+    assert code == 0, err
+    answer = json.loads(out)
+    assert answer["beyond_runs"]["decades"] == {"N": 1.0}
+    assert answer["interval"] == "uncalibrated prediction" and answer["lo"] < answer["value"]
 
 
 @pytest.mark.slow

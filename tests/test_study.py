@@ -216,6 +216,29 @@ def test_optimal_lr_and_batch_size_recover_known_power_laws():
     assert answer.lo < answer.value < answer.hi
 
 
+@pytest.mark.parametrize(("x", "column"), [("N", "N"), ("width", "d_model")])
+def test_a_power_law_of_one_variable_answers_beyond_its_runs(x, column):
+    """Runs of L = 2 + 50 x^-0.3 (1% noise) up to x = 1e9 (or width 1e9: the law's arithmetic
+    is the same): the loss one decade past them is the law's, inside its interval; E held at
+    0 gives another law, lower there."""
+    rng = np.random.default_rng(4)
+    values = np.repeat(np.geomspace(1e6, 1e9, 8), 2)
+    loss = (2 + 50 * values**-0.3) * np.exp(rng.normal(0, 0.01, values.size))
+    frame = pd.DataFrame({"N": values, "D": 1e10, "loss": loss, "d_model": values})
+    study = Study.from_frame(frame, n_bootstrap=200)
+    truth = 2 + 50 * 1e10**-0.3
+    answer = study.power_loss(1e10, x=x)
+    assert answer.quantity == "loss" and answer.interval == "uncalibrated prediction"
+    assert answer.value == pytest.approx(truth, rel=0.01) and answer.lo < truth < answer.hi
+    assert "not in it" in answer.note
+    params = study.fit("power", x=x).model.params_
+    assert answer.value == pytest.approx(params["E"] + params["A"] * 1e10 ** -params["alpha"])
+    pure = study.power_loss(1e10, x=x, E=0)
+    assert pure.value < answer.value  # a pure power law falls on toward 0
+    with pytest.raises(ScalingError, match="power law x must be one of N, D, C, width"):
+        study.power_loss(1e10, x=column if column != x else "Q")
+
+
 def test_not_enough_data_says_what_is_missing():
     frame = pd.DataFrame({"N": [1e6, 1e6, 2e6, 2e6], "D": [1e8, 2e8, 1e8, 2e8],
                           "loss": [3.0, 2.9, 2.8, 2.7]})  # fmt: skip
