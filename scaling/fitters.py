@@ -192,9 +192,10 @@ def fit_loss_forms(law: str, data: pd.DataFrame, selection: dict[str, Any], ctx:
     try:
         auto = fit_auto(data, makers, ctx.settings.level, ctx.n_bootstrap, _vocab(data))
     except FitError as exc:
+        why = str(exc)
         if len(names) == 1:  # the form's own reason, not "no law form fits"
-            raise FitError(str(exc).removeprefix(f"no law form fits ({names[0]}: ")[:-1]) from None
-        raise
+            why = why.removeprefix(f"no law form fits ({names[0]}: ")[:-1]
+        raise FitError(why + _one_variable_hint(data)) from None
     model: LossLaw = auto.model if len(names) > 1 else auto.model.forms_[names[0]]
     return FittedLaw(law, model, selection, residuals=auto.residuals, forms=auto.forms,
                      calibration=auto.calibration)  # fmt: skip
@@ -209,6 +210,15 @@ def _vocab(data: pd.DataFrame) -> float | None:
     if "vocab_size" not in data or data.vocab_size.isna().any() or data.vocab_size.nunique() != 1:
         return None
     return float(data.vocab_size.iloc[0])
+
+
+def _one_variable_hint(data: pd.DataFrame) -> str:
+    """Where the runs hold one token count (or one size), the law that can read them."""
+    for fixed, x in (("D", "N"), ("N", "D")):
+        if data[fixed].nunique() == 1 and data[x].nunique() >= 3:
+            law = f"the law of {x} alone reads them (predict power --x {x})"
+            return f"; the runs have one {fixed}: {law}"
+    return ""
 
 
 def predict_loss(fitted: FittedLaw, runs: pd.DataFrame, level: float, seed: int) -> Interval:

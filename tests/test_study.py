@@ -284,6 +284,7 @@ def test_auto_refused_on_one_token_count_says_each_reason_once():
     assert said.count("no spread in D") == 1 and said.count("needs runs that repeat") == 1
     assert "chinchilla, chinchilla-shared, farseer, kaplan: no spread in D" in said
     assert "data-constrained, overfitting: needs runs that repeat data" in said
+    assert said.endswith("the runs have one D: the law of N alone reads them (predict power --x N)")
 
 
 @pytest.mark.slow
