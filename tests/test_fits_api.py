@@ -225,6 +225,10 @@ def test_the_dead_worker_is_told_apart_from_the_survivors_the_pool_stops(codes, 
 @pytest.mark.skipif(sys.platform != "linux", reason="workers are forked on Linux only")
 @pytest.mark.parametrize("exit_code, how", [(None, "killed by SIGKILL"), (3, "exit code 3")])
 @pytest.mark.parametrize("parts", [4, 20_000])
+# CPython 3.11's pool manager marks the pool broken without the submit lock, so a submit in
+# that moment can end its thread with "dictionary changed size during iteration" (its
+# traceback, in about 1 run of 3); the pool is broken either way and handled the same
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 def test_workers_that_keep_dying_leave_the_fit_to_this_process(exit_code, how, parts):
     """Every worker dies, in both pools: the parts left are fitted in the calling process,
     and each warning says how the workers died. With 20,000 parts a worker dies while parts are
