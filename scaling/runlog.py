@@ -85,6 +85,8 @@ class RunLog:
                 if where is None or is_damage(exc):
                     raise  # store.db.connect names the damage of the file
                 raise ScalingError(f"bad --where clause: {str(exc).splitlines()[0]}") from exc
+            except StoreError as exc:  # a selection that is none (status, --where)
+                raise ScalingError(str(exc)) from None
 
     def curves(self, run_ids: Sequence[str]) -> pd.DataFrame:
         with self.connection(read_only=True) as con:

@@ -25,7 +25,7 @@ import pandas as pd
 
 from store.db import is_damage, memory, migrate
 from store.errors import StoreError
-from store.schema import RUN_COLUMNS
+from store.schema import RUN_COLUMNS, STATUSES
 from store.sql import expression, sandbox
 
 ALIASES = {
@@ -42,7 +42,6 @@ NUMERIC = ("params", "params_nonembed", "tokens", "flops", "lr", "batch_size", "
            "n_layers", "n_heads", "seq_len", "final_val_loss", "unique_tokens")  # fmt: skip
 SIZE_COLUMNS = ("params", "tokens", "flops")
 NON_NEGATIVE = ("seed", "wall_s", "tokens_per_s", "warmup")  # zero is a value; below is not
-STATUSES = ("pending", "running", "done", "diverged", "failed")
 # Large counts estimated from plots (Epoch's Chinchilla N) carry fractions far below one
 # part in a million: those are rounded; any other fraction in a whole-number column is refused.
 COUNTS = ("params", "params_nonembed", "tokens", "unique_tokens")

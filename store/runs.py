@@ -13,7 +13,8 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from store.schema import RUN_COLUMNS
+from store.errors import StoreError
+from store.schema import RUN_COLUMNS, STATUSES
 from store.sql import RUN_LOG_TABLES, expression
 
 # What a run's result sets, cleared when it is marked running or fails: DuckDB's INSERT OR
@@ -156,6 +157,8 @@ def read_runs(
     (stored as `imported:chinchilla`), as does `imported:chinchilla`; `local` the local runs.
     `where` must be one SQL expression over the run log (store.sql.expression).
     """
+    if status is not None and status not in STATUSES:  # it would select no run, silently
+        raise StoreError(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
     clauses: list[str] = []
     params: list[Any] = []
     for column, value in (("arch", arch), ("status", status)):

@@ -108,6 +108,7 @@ MIGRATIONS: list[list[str]] = [
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
+STATUSES = ("pending", "running", "done", "diverged", "failed")  # a run's status
 RUN_COLUMNS = (
     "run_id", "sweep", "arch", "parametrization", "d_model", "n_layers", "n_heads", "seq_len",
     "vocab_size", "params", "params_nonembed", "tokens", "flops", "lr", "batch_size", "warmup",

@@ -247,6 +247,8 @@ def test_not_enough_data_says_what_is_missing():
         study.predict_loss(1e9, 1e10)
     with pytest.raises(ScalingError, match="no finished runs match"):
         study.predict_loss(1e9, 1e10, arch="nope")
+    with pytest.raises(ScalingError, match=r"^status must be one of pending, running, done, "):
+        study.runs(status="finished")  # an empty frame before
     with pytest.raises(ScalingError, match="no lr in any of the 4 rows: the runs do not give it"):
         study.optimal_lr(1e9, 1e10)  # it named every row
     one_lr = Study.from_frame(frame.assign(lr=1e-3, batch_size=8))
