@@ -20,6 +20,7 @@ from fits import LossLaw
 from fits.bootstrap import DEFAULT_JOBS
 from runners.numbers import parse_number
 from scaling import laws, schedules
+from scaling.backtests import backtest_runs
 from scaling.errors import ScalingError
 from scaling.fitters import LR_GROUP, POWER_X
 from scaling.fitting import FitLog, Settings
@@ -256,6 +257,8 @@ class Study:
         entry = laws.REGISTRY.get(law)
         if entry is None or entry.backtest is None or entry.predict is None:
             raise ScalingError(f"backtest supports {', '.join(laws.BACKTESTED)}")
+        if method is not None and entry.backtest is backtest_runs:  # it would go unread
+            raise ScalingError(f"method applies to the lr-law and bs-law backtests, not {law}")
         return entry.backtest(  # type: ignore[no-any-return]
             self.fits, law, entry.predict, arch, holdout, fraction, source, where, method
         )

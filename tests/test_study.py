@@ -123,6 +123,8 @@ def test_backtest_on_a_known_law_is_accurate_and_calibrated():
     assert result.frame.C.min() >= study.runs().flops.quantile(0.7)
     assert result.median_rel_error < 0.01
     assert result.coverage >= 0.7
+    with pytest.raises(ScalingError, match=r"^method applies to the lr-law and bs-law backtests"):
+        study.backtest("chinchilla", method="vertex")  # read by no loss law: run without it
 
 
 @pytest.mark.slow
