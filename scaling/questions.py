@@ -29,14 +29,10 @@ from scaling.errors import ScalingError
 from scaling.fitters import POWER_X, predict_optimum
 from scaling.fitting import FitLog
 from scaling.laws import LOSS_FORMS
-from scaling.results import ComputeOptimal, Crossover, FittedLaw, Prediction, fmt
+from scaling.repeats import repeats_note, unpriced_repeats_note, unread_repeats_note
+from scaling.results import ComputeOptimal, Crossover, FittedLaw, Prediction
 from scaling.wallclock import WallclockAnswer, compare, optimal_within, size_ladder
 from store.fit_log import save_prediction
-
-NEARLY_FRESH_EPOCHS = 4.0
-"""Epochs of repeated data that are worth about as much as fresh tokens: Muennighoff et al.
-(2023, "Scaling Data-Constrained Language Models") find up to 4 epochs change the loss
-negligibly against unique data, and more cost ever more."""
 
 
 class Questions:
@@ -71,11 +67,12 @@ class Questions:
         value, lo, hi = run_interval(fitted.model, fitted.residuals, fitted.calibration, question,
                                      self.level, self.seed)  # fmt: skip
         kind = _interval_kind(fitted)
-        fresh = U is None or U >= D  # repeats priced by U need no caution, nor the runs read
+        fresh = U is None or U >= D  # repeats the law reads need no caution, nor the runs read
         runs = self._fitted_runs(fitted) if fresh else pd.DataFrame()
-        repeats = "" if U is not None else _repeats_note("D", D, runs)
-        unpriced = _unpriced_repeats_note(fitted.model, runs) if fresh else ""
-        note = _joined(repeats, unpriced, _calibration_note(fitted))
+        repeats = "" if U is not None else repeats_note("D", D, runs)
+        unpriced = unpriced_repeats_note(fitted.model, runs) if fresh else ""
+        unread = unread_repeats_note(fitted.model, D, U)
+        note = _joined(repeats, unpriced, unread, _calibration_note(fitted))
         return Prediction("loss", value[0], lo[0], hi[0], self.level, fitted.fit_id, kind, note)
 
     def _fitted_runs(self, fitted: FittedLaw) -> pd.DataFrame:
@@ -97,7 +94,7 @@ class Questions:
         n_opt, d_opt = _scalar("N_opt", n_pred, fid), _scalar("D_opt", d_pred, fid)
         if model.offset_unseen():
             n_opt, d_opt = _offset_spanned(model, runs, C, level, n_opt, d_opt)
-        d_opt = replace(d_opt, note=_joined(d_opt.note, _repeats_note("D_opt", d_opt.value, runs)))
+        d_opt = replace(d_opt, note=_joined(d_opt.note, repeats_note("D_opt", d_opt.value, runs)))
         answer = ComputeOptimal(
             C,
             n_opt,
@@ -110,7 +107,7 @@ class Questions:
                 level,
                 fid,
                 _interval_kind(fitted),
-                _joined(_unpriced_repeats_note(model, runs), _calibration_note(fitted)),
+                _joined(unpriced_repeats_note(model, runs), _calibration_note(fitted)),
             ),
         )
         for part in (answer.N, answer.D, answer.loss):
@@ -345,48 +342,3 @@ def _calibration_note(fitted: FittedLaw) -> str:
     scores are too few to hold its upper quantile (fits.calibration.few_scores_caution)."""
     cal = fitted.calibration
     return "" if cal is None or cal.caution is None else cal.caution
-
-
-def _epochs(count: float) -> str:
-    """Epochs as a person reads them: 5.2, 91, 119,470 (not 119470.0)."""
-    return f"{count:.1f}" if count < 10 else f"{count:,.0f}"
-
-
-def _unpriced_repeats_note(model: object, runs: pd.DataFrame) -> str:
-    """A caution on fresh tokens when some runs repeat their data more than
-    NEARLY_FRESH_EPOCHS times and no form of the law prices repetition: such a law counts their
-    repeated tokens as fresh, so it learns tokens to be worth less than fresh ones are and
-    predicts too high a loss on fresh tokens."""
-    if "U" not in runs or not isinstance(model, LossLaw) or model.prices_repeats():
-        return ""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        epochs = (runs.D / runs.U).to_numpy(dtype=float)
-    many = np.nan_to_num(epochs, nan=0.0, posinf=0.0) > NEARLY_FRESH_EPOCHS
-    if not many.any():
-        return ""
-    return (
-        f"{many.sum()} of the {len(runs)} runs repeat their unique tokens more than "
-        f"{NEARLY_FRESH_EPOCHS:.0f} times (up to {_epochs(float(epochs[many].max()))} epochs) "
-        "and no form of this law prices repetition (law data-constrained does, where it "
-        "fits): it counts repeated tokens as fresh, so on fresh tokens the loss is likely "
-        "lower than predicted"
-    )
-
-
-def _repeats_note(name: str, tokens: float, runs: pd.DataFrame) -> str:
-    """A caution when `tokens` exceed the one corpus every run trained on (known, equal U):
-    the loss laws, asked without U, and every law's allocation assume unlimited unique data."""
-    unique = runs.U
-    if unique.isna().any() or unique.nunique() != 1:
-        return ""
-    corpus = float(unique.iloc[0])
-    if tokens <= corpus:
-        return ""
-    return (
-        f"{name} = {fmt(tokens)} tokens is {_epochs(tokens / corpus)} epochs of the "
-        f"{fmt(corpus)} unique tokens the runs trained on (the longest run: "
-        f"{_epochs(runs.D.max() / corpus)}); the "
-        "law assumes unlimited unique data, and repeated tokens are worth less (predict loss "
-        "--U with law data-constrained or overfitting, fitted on runs that repeat data, prices "
-        "them)"
-    )

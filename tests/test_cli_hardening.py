@@ -583,9 +583,10 @@ def test_predict_lr_takes_the_step_law_method(tmp_path, capsys):
 
 
 def test_cautions_write_epochs_as_counts():
-    from scaling.questions import _epochs
+    from scaling.repeats import epochs_text
 
-    assert _epochs(119470.04) == "119,470" and _epochs(5.23) == "5.2" and _epochs(91.4) == "91"
+    assert epochs_text(119470.04) == "119,470" and epochs_text(5.23) == "5.2"
+    assert epochs_text(91.4) == "91"
 
 
 def test_sweep_suggest_says_when_round_0_is_trimmed_to_the_budget(tmp_path, capsys):

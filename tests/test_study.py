@@ -80,6 +80,16 @@ def test_compute_optimal_matches_a_brute_force_minimum_and_chinchilla(chinchilla
     assert answer.loss.value == pytest.approx(best.fun, rel=1e-6)
 
 
+def test_a_question_on_repeated_tokens_to_a_law_that_does_not_read_them_says_so(chinchilla):
+    """U below D asks about repeated tokens; chinchilla reads N and D alone and answered the
+    loss on fresh tokens without a word."""
+    repeated = chinchilla.predict_loss(1e10, 1e11, U=1e9, law="chinchilla")
+    fresh = chinchilla.predict_loss(1e10, 1e11, law="chinchilla")
+    assert repeated.value == fresh.value  # the same law, the same point: U is not read
+    assert "does not read U" in repeated.note and "100 epochs of 1e+09" in repeated.note
+    assert "does not read U" not in chinchilla.predict_loss(1e10, 1e11, U=1e11).note
+
+
 @pytest.mark.parametrize(("C", "why"), [(1e-3, "below one parameter"), (1e300, "beyond the runs")])
 def test_a_budget_with_no_compute_optimal_answer_is_refused_as_a_study_error(chinchilla, C, why):
     """The Python API's refusals are ScalingErrors, as every other question's: a caller
