@@ -104,8 +104,8 @@ def _frontier_figure(report: Report, study: Study, runs: pd.DataFrame, source: s
     fig, ax = plt.subplots(figsize=(7, 4.5))
     rows = []
     for arch, group in runs.groupby(runs.arch.fillna("")):
-        label = arch or "all"
-        ax.scatter(group.flops, group.final_val_loss, s=14, alpha=0.6, label=f"{label} runs")
+        label = arch or "all"  # in a skip; a legend of runs of no arch names none
+        ax.scatter(group.flops, group.final_val_loss, s=14, alpha=0.6, label=f"{arch} runs".strip())
         rows.append(
             group.assign(kind="run")[["arch", "kind", "flops", "final_val_loss"]].rename(
                 columns={"flops": "C", "final_val_loss": "loss"}
@@ -120,7 +120,7 @@ def _frontier_figure(report: Report, study: Study, runs: pd.DataFrame, source: s
         grid = np.geomspace(group.flops.min() / 3, group.flops.max() * 30, 60)
         line = model.frontier(grid)
         lo, hi = percentile_interval(model.frontier_draws(grid), study.level)
-        ax.plot(grid, line, label=f"{label} compute-optimal frontier")
+        ax.plot(grid, line, label=f"{arch} compute-optimal frontier".strip())
         ax.fill_between(grid, lo, hi, alpha=0.2)
         rows.append(
             pd.DataFrame(
