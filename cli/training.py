@@ -31,7 +31,9 @@ def run(
         2_000_000
     ),
     lr: Annotated[float, typer.Option(parser=real, help="Peak learning rate.")] = 3e-3,
-    warmup: Annotated[int | None, typer.Option(help="Warmup steps (default 5%, <= 200).")] = None,
+    warmup: Annotated[
+        int | None, typer.Option(parser=integer, help="Warmup steps (default 5%, <= 200).")
+    ] = None,
     schedule: Annotated[
         str,
         typer.Option(
@@ -51,7 +53,9 @@ def run(
     corpus: Annotated[
         str, typer.Option(help="'default', a text file, a folder, .jsonl or .parquet.")
     ] = "default",
-    eval_every: Annotated[int | None, typer.Option(help="Steps between evals.")] = None,
+    eval_every: Annotated[
+        int | None, typer.Option(parser=integer, help="Steps between evals.")
+    ] = None,
     eval_tokens: Annotated[int, typer.Option(parser=integer, help="Held-out tokens.")] = 65_536,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     force: Annotated[bool, typer.Option(help="Train again even if the log has this run.")] = False,
@@ -71,7 +75,7 @@ def run(
         ),
     ] = None,
     cooldown_steps: Annotated[
-        int | None, typer.Option(help="Each branch's cooldown, in steps.")
+        int | None, typer.Option(parser=integer, help="Each branch's cooldown, in steps.")
     ] = (None),
     cooldown_shape: Annotated[
         str, typer.Option(help="Branch cooldown: linear, exp, 1-sqrt or cosine.")

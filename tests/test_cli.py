@@ -40,6 +40,20 @@ def test_run_records_the_run_and_its_curve(trained):
     con.close()
 
 
+def test_step_counts_are_read_as_tokens_are(tmp_path):
+    """--warmup 1e1 and --eval-every 2e1 were refused as no integer, where --tokens 20k is read."""
+    db = tmp_path / "steps.duckdb"
+    done = run_cli("run", *TINY, "--warmup", "1e1", "--eval-every", "2e1", "--db", str(db))
+    assert done.returncode == 0, done.stderr
+    with duckdb.connect(str(db), read_only=True) as con:
+        (warmup,) = con.execute("SELECT warmup FROM runs").fetchone()
+        rows = con.execute("SELECT step FROM curves WHERE val_loss IS NOT NULL").fetchall()
+    evals = [step for (step,) in rows]
+    assert warmup == 10 and evals and all(step % 20 == 0 or step == max(evals) for step in evals)
+    half = run_cli("run", *TINY, "--warmup", "1.5", "--db", str(db))
+    assert half.returncode == 2 and "'1.5' is not a whole number" in half.stderr
+
+
 def test_same_run_again_is_not_trained_twice(trained):
     db, _ = trained
     again = run_cli("run", *TINY, "--lr", "3e-3", "--db", str(db))
