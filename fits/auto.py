@@ -40,7 +40,7 @@ import pandas as pd
 
 from fits.averaging import AveragedLaw, average, in_data_errors, largest_of, stacking_weights
 from fits.calibration import Calibration, calibrate
-from fits.errors import FitError
+from fits.errors import FitError, each_reason_once
 from fits.extrapolation import (
     COORDS,
     QUANTILES,
@@ -106,12 +106,8 @@ def fit_forms(
             fitted[name] = warm[name].quick_refit(runs) if name in warm else make(0).fit_frame(runs)
         except FitError as exc:
             notes[name] = str(exc)
-    if not fitted:  # each reason once, after the forms it stopped
-        stopped: dict[str, list[str]] = {}
-        for name, why in notes.items():
-            stopped.setdefault(why, []).append(name)
-        reasons = "; ".join(f"{', '.join(names)}: {why}" for why, names in stopped.items())
-        raise FitError(f"no law form fits ({reasons})")
+    if not fitted:
+        raise FitError(f"no law form fits ({each_reason_once(notes)})")
     return fitted, notes
 
 

@@ -1,5 +1,7 @@
 """The one error type every estimator raises for a fit it cannot do."""
 
+from collections.abc import Mapping
+
 
 class FitError(ValueError):
     """Data cannot identify the law (too few sizes, no spread, NaNs, non-positive values...),
@@ -18,3 +20,12 @@ class UnidentifiedFit(FitError):
     def __init__(self, problems: list[str]) -> None:
         self.problems = list(problems)
         super().__init__(f"{'; '.join(self.problems)}; --force keeps it, flagged")
+
+
+def each_reason_once(refused: Mapping[str, str]) -> str:
+    """Why several laws were refused ({law: reason}), each reason once after the laws it
+    stopped: 'chinchilla, kaplan: no spread in D; data-constrained: needs runs that ...'."""
+    stopped: dict[str, list[str]] = {}
+    for name, why in refused.items():
+        stopped.setdefault(why, []).append(name)
+    return "; ".join(f"{', '.join(names)}: {why}" for why, names in stopped.items())

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from fits import FitError
+from fits.errors import each_reason_once
 from fits.schedule import AnnealingLaw, MultiPowerLaw, ScheduleLaw
 from fits.schedule.design import optimal_schedule
 from runners.errors import RunnerError
@@ -92,14 +93,16 @@ def fit_schedule_law(law: str, frame: pd.DataFrame, level: float) -> ScheduleLaw
     if any(name not in SCHEDULE_LAWS for name in names):
         raise ScalingError(f"unknown schedule law {law!r}: choose auto, {', '.join(SCHEDULE_LAWS)}")
     fitted: list[ScheduleLaw] = []
+    refused: dict[str, str] = {}
     for name in names:
         try:
             fitted.append(SCHEDULE_LAWS[name](level=level).fit(frame))
         except FitError as exc:
             if law != "auto":
                 raise ScalingError(f"cannot fit {name}: {exc}") from exc
+            refused[name] = str(exc)
     if not fitted:
-        raise ScalingError("no schedule law fits these runs' curves")
+        raise ScalingError(f"no schedule law fits these runs' curves ({each_reason_once(refused)})")
     return min(fitted, key=holdout_error)
 
 

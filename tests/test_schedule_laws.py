@@ -328,3 +328,17 @@ def test_bad_curves_raise_fit_errors() -> None:
         AnnealingLaw().fit(good[good.run == "cosine"]).predict_interval(schedule("wsd"))
     with pytest.raises(FitError, match="1-D"):
         AnnealingLaw(calibrate=False).fit(good).predict(np.ones((2, 2)))
+
+
+def test_auto_refused_on_every_law_says_why_once():
+    """Curves measured once after warmup fit neither law; auto said only that none fits."""
+    from scaling.errors import ScalingError
+    from scaling.schedules import fit_schedule_law
+
+    data = curves(lambda lrs: mpl_naive(lrs, TRUE), ["constant", "cosine"], 0.0, every=150)
+    data.loc[data.step < WARMUP + 150, "loss"] = np.nan  # one loss left after warmup
+    with pytest.raises(ScalingError) as refused:
+        fit_schedule_law("auto", data, 0.9)
+    said = str(refused.value)
+    assert said.startswith("no schedule law fits these runs' curves (multi-power, annealing: ")
+    assert said.count("fewer than two losses measured after its warmup") == 1
