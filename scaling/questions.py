@@ -156,6 +156,8 @@ class Questions:
         lo_c, hi_c = C_range
         if not 0 < lo_c < hi_c:
             raise ScalingError(f"compute range must satisfy 0 < low < high, got {C_range}")
+        if arch_a == arch_b:  # it answered "llama is better throughout" of llama against itself
+            raise ScalingError(f"a crossover needs two architectures, got {arch_a!r} twice")
         (fa, ma), (fb, mb) = (self.loss_law(law, a, source) for a in (arch_a, arch_b))
         point = frontier_crossing(ma, mb, lo_c, hi_c)[0]
         draws = crossing_draws(ma, mb, lo_c, hi_c)

@@ -172,6 +172,8 @@ def test_crossover_of_two_known_frontiers():
     assert answer.C.lo < true_c < answer.C.hi
     none = study.crossover("softmax", "linear", (1e15, true_c / 100))
     assert none.C is None and "none in range" in none.note
+    with pytest.raises(ScalingError, match=r"^a crossover needs two architectures, got 'linear'"):
+        study.crossover("linear", "linear")  # "linear is better throughout" of itself
     said = f"{none.fraction_crossing:.0%} of bootstrap pairs cross in range"  # how sure it is
     assert str(none).endswith(said) and 0 <= none.fraction_crossing < 0.5
     # a range that starts just below the fitted crossing: pairs that cross below it count
