@@ -189,6 +189,7 @@ def fit_loss_forms(law: str, data: pd.DataFrame, selection: dict[str, Any], ctx:
         "force": ctx.force,
     }
     makers = {name: partial(_make, LOSS_LAWS[name], config) for name in names}
+    _refuse_bad_runs(data)
     try:
         auto = fit_auto(data, makers, ctx.settings.level, ctx.n_bootstrap, _vocab(data))
     except FitError as exc:
@@ -210,6 +211,20 @@ def _vocab(data: pd.DataFrame) -> float | None:
     if "vocab_size" not in data or data.vocab_size.isna().any() or data.vocab_size.nunique() != 1:
         return None
     return float(data.vocab_size.iloc[0])
+
+
+def _refuse_bad_runs(data: pd.DataFrame) -> None:
+    """FitError naming by run id the runs whose N, D or loss no law can read: the fit names
+    them by their place in its own order, which no user can look up. A column no run gives
+    is left to the fit's own message."""
+    for column in ("N", "D", "loss"):
+        values = data[column].to_numpy(dtype=float)
+        bad = ~(np.isfinite(values) & (values > 0))
+        if bad.any() and not np.isnan(values).all():
+            ids = list(data.run_id[bad])
+            shown = ", ".join(ids[:3]) + (f" and {len(ids) - 3} more" if len(ids) > 3 else "")
+            runs = "run" if len(ids) == 1 else "runs"
+            raise FitError(f"non-positive or NaN values in {column} ({runs} {shown})")
 
 
 def _one_variable_hint(data: pd.DataFrame) -> str:

@@ -39,8 +39,9 @@ class RunLog:
         frame = normalise_columns(runs, {})
         if "final_val_loss" not in frame.columns:
             raise ScalingError("the frame needs a loss column (loss or final_val_loss)")
+        labels = frame.index if frame.index.is_unique else range(len(frame))
         defaults = {
-            "run_id": [f"row{i}" for i in range(len(frame))],
+            "run_id": [f"row{label}" for label in labels],  # as a refusal names the row
             "status": "done",
             "source": "frame",
         }

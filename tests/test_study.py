@@ -447,6 +447,20 @@ def test_a_frames_rows_are_checked_as_an_imports_are_and_named_by_their_index():
     assert len(Study.from_frame(diverged).law_runs("chinchilla")) == 39
 
 
+def test_a_loss_law_names_a_bad_run_by_the_frames_row_not_its_own_order():
+    """A NaN D was named by its place in the fit's own order (frame row 3 of Epoch's 245
+    points read 'row 196'); a frame's runs are now named by its index labels."""
+    points = pd.read_csv(datasets.path("chinchilla-epoch"))[["N", "D", "loss"]].head(40)
+    points.index += 100
+    with pytest.raises(ScalingError, match=r"non-positive or NaN values in D \(run row103\)$"):
+        Study.from_frame(points.assign(D=[*points.D[:3], np.nan, *points.D[4:]])).fit("chinchilla")
+    most = points.assign(D=[np.nan] * 38 + [*points.D[38:]])  # many: three and a count
+    with pytest.raises(
+        ScalingError, match=r"in D \(runs row1\d\d, row1\d\d, row1\d\d and 35 more\)"
+    ):
+        Study.from_frame(most).fit("auto")
+
+
 def test_a_backtest_does_not_count_an_infinite_interval_as_holding_its_run():
     """A law that overflows at a held-out run predicts inf with an infinite upper end: that run
     is not covered (it would be, by lo <= actual <= inf), and the summary says how many."""
