@@ -103,10 +103,13 @@ def read_csv(path: Path, options: str = "") -> pd.DataFrame:
     settings, after a comma). A row short of fields is padded with NULL, whose cells are then
     checked as any missing cell; a row with more fields than the header refuses the file.
     Without padding the sniffer took a file with one such row for one column named after the
-    whole header line, or for a headerless file of the long row alone. (Padding reads a quoted
-    line break only in one thread; well-formed files read the same either way.)"""
-    sql = f"SELECT * FROM read_csv_auto(?{options}, header = true, null_padding = true, "
-    frame = _query(sql + "parallel = false)", path)
+    whole header line, or for a headerless file of the long row alone. Well-formed files read
+    the same as without these settings."""
+    sql = f"SELECT * FROM read_csv_auto(?{options}, header = true, null_padding = true"
+    try:
+        frame = memory().execute(sql + ")", [str(path)]).df()
+    except duckdb.Error:  # DuckDB pads a file with a quoted line break only in one thread
+        frame = _query(sql + ", parallel = false)", path)
     with path.open(encoding="utf-8", errors="replace") as file:
         header = file.readline()
     if not header.strip():
