@@ -86,7 +86,7 @@ def fit_power(law: str, data: pd.DataFrame, selection: dict[str, Any], ctx: Cont
                options: dict[str, Any]) -> FittedLaw:  # fmt: skip
     x_name = options.pop("x", "C")
     if x_name not in POWER_X:
-        raise ScalingError(f"power law x must be one of {', '.join(POWER_X)}")
+        raise ScalingError(f"power law x must be one of {', '.join(POWER_X)}, got {x_name!r}")
     x = data[POWER_X[x_name]]
     model = PowerLaw(
         E=options.pop("E", None), level=ctx.settings.level, n_bootstrap=ctx.n_bootstrap,

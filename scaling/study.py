@@ -22,7 +22,7 @@ from runners.numbers import parse_number
 from scaling import laws, schedules
 from scaling.backtests import backtest_runs
 from scaling.errors import ScalingError
-from scaling.fitters import LR_GROUP, POWER_X
+from scaling.fitters import LR_GROUP
 from scaling.fitting import FitLog, Settings
 from scaling.laws import LAWS
 from scaling.questions import Questions
@@ -181,8 +181,6 @@ class Study:
         """Loss at `at` of the variable x (N, D, C or width) from the power law L = E + A x^-alpha
         fitted on the selected runs (Kaplan's single-variable laws; muP loss against width),
         with the law's own prediction interval (uncalibrated: no backtest widens it)."""
-        if x not in POWER_X:
-            raise ScalingError(f"power law x must be one of {', '.join(POWER_X)}, got {x!r}")
         return self.ask.power_loss(_asked(x, at), x, E, arch, source, where)
 
     def optimal_batch_size(
