@@ -17,7 +17,7 @@ import pandas as pd
 from scaling.errors import ScalingError, ScalingWarning
 from store.db import connect, default_path, is_damage, memory, migrate
 from store.errors import StoreError
-from store.imports import column_renames, frame_runs, normalise_columns
+from store.imports import frame_runs, normalise_columns, own_names
 from store.runs import read_curves, read_runs
 
 T = TypeVar("T")
@@ -46,9 +46,8 @@ class RunLog:
             "source": "frame",
         }
         frame = frame.assign(**{k: v for k, v in defaults.items() if k not in frame.columns})
-        given = {log_name: str(own) for own, log_name in column_renames(list(runs.columns)).items()}
         try:
-            frame = frame_runs(frame, given)
+            frame = frame_runs(frame, own_names(list(runs.columns)))
         except StoreError as exc:
             raise ScalingError(str(exc)) from None
         con = memory()

@@ -186,6 +186,13 @@ def column_renames(columns: list[Any], mapping: Mapping[str, str] = {}) -> dict[
     return renames
 
 
+def own_names(columns: list[Any], mapping: Mapping[str, str] = {}) -> dict[str, str]:
+    """{run-log name: the name the file or frame gives that column}, mapped or by alias (N
+    for params), for reasons that name a column as its owner does."""
+    names = {target: own for target, own in mapping.items() if own in columns}
+    return names | {target: str(own) for own, target in column_renames(columns, mapping).items()}
+
+
 @lru_cache(maxsize=1)
 def column_types() -> dict[str, str]:
     """Each `runs` column's DuckDB type, read off the schema itself."""
@@ -324,10 +331,7 @@ def plan_import(frame: pd.DataFrame, source: str, mapping: dict[str, str]) -> Im
     """Map columns, check every cell against its column's type, and build `runs` rows for
     the good rows (one per distinct row); a bad cell's reason names its column as the file
     does (loss, not final_val_loss)."""
-    names = {target: own for target, own in mapping.items() if own in frame.columns}
-    names |= {
-        target: str(own) for own, target in column_renames(list(frame.columns), mapping).items()
-    }
+    names = own_names(list(frame.columns), mapping)
     frame = normalise_columns(frame, mapping)
     if "final_val_loss" not in frame.columns:
         raise StoreError("no loss column: name one with --columns loss=COLUMN")
