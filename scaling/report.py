@@ -103,8 +103,11 @@ def _frontier_figure(report: Report, study: Study, runs: pd.DataFrame, source: s
     runs = _drawable(runs, ["flops", "final_val_loss"], "runs")
     fig, ax = plt.subplots(figsize=(7, 4.5))
     rows = []
+    named = runs.arch.notna().any()
     for arch, group in runs.groupby(runs.arch.fillna("")):
-        label = arch or "all"  # in a skip; a legend of runs of no arch names none
+        # runs of no arch beside named ones get the frontier of their own runs, not of all
+        where = "arch IS NULL" if named and not arch else None
+        label = arch or ("no architecture" if where else "all")  # a skip's name; no legend's
         ax.scatter(group.flops, group.final_val_loss, s=14, alpha=0.6, label=f"{arch} runs".strip())
         rows.append(
             group.assign(kind="run")[["arch", "kind", "flops", "final_val_loss"]].rename(
@@ -112,7 +115,7 @@ def _frontier_figure(report: Report, study: Study, runs: pd.DataFrame, source: s
             )
         )
         try:
-            fitted, model = study.loss_law("chinchilla", arch or None, source)
+            fitted, model = study.loss_law("chinchilla", arch or None, source, where)
         except ScalingError as exc:
             report.skipped[f"frontier of {label}"] = str(exc)
             continue

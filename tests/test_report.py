@@ -102,6 +102,26 @@ def test_missing_data_is_explained_not_drawn(tmp_path):
     assert "Not drawn" in result.index.read_text()
 
 
+def test_runs_of_no_architecture_beside_named_ones_get_their_own_frontier(tmp_path):
+    """Imported runs (no arch) beside trained llama runs: their frontier was fitted on every
+    run, llama's included, so it drew a law neither set follows."""
+    grid = [(N, D) for N in (1e6, 2e6, 4e6, 8e6) for D in (1e8, 2e8, 4e8, 8e8)]
+
+    def runs(arch, E):
+        return [
+            {"arch": arch, "N": N, "D": D, "loss": E + 60 / N**0.3 + 90 / D**0.3} for N, D in grid
+        ]
+
+    imported = pd.DataFrame(runs(None, 2.6))
+    both = pd.concat([imported, pd.DataFrame(runs("llama", 1.8))], ignore_index=True)
+    result = write_report(Study.from_frame(both, n_bootstrap=20), tmp_path)
+    drawn = result.figures["frontier"].data
+    line = drawn[(drawn.kind == "frontier") & (drawn.arch == "")]
+    _, alone = Study.from_frame(imported, n_bootstrap=20).loss_law("chinchilla")
+    assert np.allclose(line.loss, alone.frontier(line.C.to_numpy()), rtol=1e-6)
+    assert (line.loss > 2.6).all()  # above the imported runs' floor, where a pooled fit is not
+
+
 @pytest.mark.slow
 def test_a_small_log_lists_the_figures_it_cannot_draw(tmp_path):
     """Nine runs, one LR: the backtest's intervals miss its estimates, the isoflop and LR laws
