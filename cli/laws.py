@@ -267,7 +267,7 @@ def predict_power(
     db: DbOption = None,
 ) -> None:
     """Loss at one value of N, D, C or width from the power law L = E + A x^-alpha (as
-    `fit power` fits it), with the law's own interval."""
+    `fit power` fits it), with the law's own interval (`backtest power --x` scores it)."""
     study = _study(db, level)
     with common.working(ANSWERING):
         answer = study.power_loss(at, x, fixed_e, arch, source, where)
@@ -310,13 +310,24 @@ def backtest(
         str | None,
         typer.Option(help="lr-law: vertex (default) or near-optimal, as in `scaling fit`."),
     ] = None,
+    x: Annotated[str, typer.Option(help="power: the variable, N, D, C or width.")] = "C",
+    fixed_e: Annotated[
+        float | None,
+        typer.Option("--E", parser=real, help="power: hold the offset E fixed (e.g. 0)."),
+    ] = None,
+    form: Annotated[str, typer.Option(help="lr-law: auto, step, porian or bjorck.")] = "auto",
     level: Level = 0.90,
     as_json: Json = False,
     db: DbOption = None,
 ) -> None:
     """Refit without the held-out runs and score its predictions of them."""
+    from scaling.laws import get as get_law
+
+    options = get_law(law).options_from({"x": x, "E": fixed_e, "form": form})
     with common.working(f"backtesting {law}"):
-        result = _study(db, level).backtest(law, arch, holdout, fraction, source, where, method)
+        result = _study(db, level).backtest(
+            law, arch, holdout, fraction, source, where, method, **options
+        )
     if as_json:
         emit_json(result.to_dict())
         return

@@ -54,19 +54,21 @@ def held_out_groups(data: pd.DataFrame, fraction: float) -> tuple[pd.DataFrame, 
 
 def backtest_runs(
     fits: FitLog, law: str, predict: Predictor, arch: str | None, how: str, fraction: float,
-    source: str | None, where: str | None, method: str | None = None,
+    source: str | None, where: str | None, method: str | None = None, **options: Any,
 ) -> Backtest:  # fmt: skip
     """A loss law (or power law) scored on the runs it did not see, with its calibrated
-    interval (calibrated inside the training runs only) and its own (lo_law, hi_law)."""
+    interval (calibrated inside the training runs only) and its own (lo_law, hi_law).
+    `options` are the fit's (a power law's x and E)."""
     if how not in HOLDOUTS:  # before reading the runs, as the range of fraction
         raise ScalingError(f"unknown holdout {how!r}: choose {', '.join(HOLDOUTS)}")
     _check_fraction(fraction)
     data = fits.runs_of(law, arch, source, where)
     train, test = holdout(data, how, fraction, fits.settings.seed)
-    fitted = fits.fit(law, arch, source, where, run_ids=list(train.run_id))
+    fitted = fits.fit(law, arch, source, where, run_ids=list(train.run_id), **options)
     value, lo, hi = predict(fitted, test, fits.settings.level, fits.settings.seed)
+    shown = ["run_id", "N", "D", "C", *(["d_model"] if options.get("x") == "width" else [])]
     frame = (
-        test[["run_id", "N", "D", "C"]]
+        test[shown]
         .assign(actual=test.loss.to_numpy(), predicted=value, lo=lo, hi=hi, lo_law=lo, hi_law=hi)
         .reset_index(drop=True)
     )
@@ -78,17 +80,20 @@ def backtest_runs(
         frame["distance"] = fitted.calibration.distance(frame)
     frame["rel_error"] = (frame.predicted - frame.actual) / frame.actual
     frame["covered"] = covered(frame.lo, frame.hi, frame.actual)
-    return Backtest(law, how, fraction, fits.settings.level, len(train), frame, fitted.forms)
+    name = f"{law} of {options['x']}" if "x" in options else law  # which power law it scored
+    return Backtest(name, how, fraction, fits.settings.level, len(train), frame, fitted.forms)
 
 
 def backtest_groups(
     fits: FitLog, law: str, predict: Predictor, arch: str | None, how: str, fraction: float,
     source: str | None, where: str | None, method: str | None = None, *,
     methods: tuple[str, ...], x: str, across: str, quantity: str, option: str | None = None,
+    **options: Any,
 ) -> HparamBacktest:  # fmt: skip
     """Fit an optimum's law (LR, batch size) without the largest-compute (N, D) groups and
     score it on them: `x` is the optimised variable, scanned `across` another; `methods` the
-    data it can be fitted on (the first by default), passed as its fit option `option`."""
+    data it can be fitted on (the first by default), passed as its fit option `option`;
+    `options` are the fit's others (lr-law's form)."""
     if how != "top-compute":
         raise ScalingError(f"{law} backtests hold out the largest-compute groups only")
     _check_fraction(fraction)
@@ -101,7 +106,8 @@ def backtest_groups(
         held, test = held_out_groups(data, fraction)
     except ScalingError as exc:
         raise ScalingError(f"{law} backtest: {exc}") from exc
-    options: dict[str, Any] = {option: method} if option else {}
+    if option:
+        options[option] = method
     fitted = fits.fit(law, arch, source, where, run_ids=list(data.run_id[~test]), **options)
     level = fits.settings.level
     value, lo, hi = predict(fitted, held, level, fits.settings.seed)

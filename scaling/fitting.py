@@ -78,6 +78,16 @@ class FitLog:
         """The runs `law` is fitted on, with the columns fits/ expects (N, D, C, loss, ...)."""
         return self.log.law_runs(self.laws(law).statuses, arch, source, where, n_column)
 
+    def check_options(self, law: str, options: dict[str, Any]) -> Fittable:
+        """`law`'s registry entry, once its `options` are known to be ones it takes: a misspelt
+        option would otherwise be dropped without a word (ScalingError)."""
+        entry = self.laws(law)
+        unknown = sorted(set(options) - {"bootstrap", *entry.options})
+        if unknown:
+            takes = ", ".join(["bootstrap", *entry.options])
+            raise ScalingError(f"{law} takes no option {', '.join(unknown)} (it takes {takes})")
+        return entry
+
     def fit(
         self,
         law: str,
@@ -93,11 +103,7 @@ class FitLog:
     ) -> FittedLaw:
         """Fit `law` on the selected runs (only `run_ids` of them, when given), reusing a stored
         fit of the same runs, and store it (see Study.fit)."""
-        entry = self.laws(law)
-        unknown = sorted(set(options) - {"bootstrap", *entry.options})
-        if unknown:  # a misspelt option would otherwise be dropped without a word
-            takes = ", ".join(["bootstrap", *entry.options])
-            raise ScalingError(f"{law} takes no option {', '.join(unknown)} (it takes {takes})")
+        entry = self.check_options(law, options)
         n_bootstrap = resamples("bootstrap", options.pop("bootstrap", self.settings.n_bootstrap))
         data = self.runs_of(law, arch, source, where, n_column)
         if run_ids is not None:

@@ -244,6 +244,7 @@ class Study:
         source: str | None = None,
         where: str | None = None,
         method: str | None = None,
+        **options: Any,
     ) -> Backtest | HparamBacktest:
         """Fit on all but the held-out runs, predict those, and score the predictions.
 
@@ -251,15 +252,17 @@ class Study:
         measured on runs that were never used to calibrate; lo_law, hi_law are the law's own
         (uncalibrated) interval, distance the decades outside the training runs.
         lr-law and bs-law hold out whole (N, D) groups; `method` is how lr-law is fitted.
+        `options` are the fit's, as Study.fit takes them (power: x, E; lr-law: form).
         """
         entry = laws.REGISTRY.get(law)
         if entry is None or entry.backtest is None or entry.predict is None:
             raise ScalingError(f"backtest supports {', '.join(laws.BACKTESTED)}")
         if method is not None and entry.backtest is backtest_runs:  # it would go unread
             raise ScalingError(f"method applies to the lr-law and bs-law backtests, not {law}")
-        return entry.backtest(  # type: ignore[no-any-return]
-            self.fits, law, entry.predict, arch, holdout, fraction, source, where, method
-        )
+        self.fits.check_options(law, options)
+        method = method or options.pop("method", None)  # lr-law's, given as a fit option
+        how = (holdout, fraction, source, where, method)
+        return entry.backtest(self.fits, law, entry.predict, arch, *how, **options)  # type: ignore[no-any-return]
 
 
 def _asked(name: str, value: Any) -> float:

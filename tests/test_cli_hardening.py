@@ -540,6 +540,13 @@ def test_every_prediction_says_how_far_beyond_the_runs_it_lies(tmp_path, capsys)
     answer = json.loads(out)
     assert answer["beyond_runs"]["decades"] == {"N": 1.0}
     assert answer["interval"] == "uncalibrated prediction" and answer["lo"] < answer["value"]
+    scored = ["backtest", "power", "--x", "N", "--holdout", "top-params", "--db", str(log)]
+    code, out, err = call_cli([*scored, "--json"], capsys)
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["law"] == "power of N" and {run["N"] for run in result["runs"]} == {4e6}
+    code, out, err = call_cli(["backtest", "kaplan", "--x", "N", "--db", str(log)], capsys)
+    assert code == 2 and "--x applies to power fits, not kaplan" in err
 
 
 @pytest.mark.slow

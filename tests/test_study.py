@@ -253,6 +253,30 @@ def test_a_power_law_of_one_variable_answers_beyond_its_runs(x, column):
         study.power_loss(1e10, x=column if column != x else "Q")
 
 
+def test_a_power_law_of_one_variable_is_backtested_in_its_own_variable():
+    """The power law's backtest was in C only: on runs at one D, a law of N could not be
+    scored. Now x (and E) reach the fit, and the held-out runs are predicted from N."""
+    rng = np.random.default_rng(5)
+    values = np.repeat(np.geomspace(1e6, 1e9, 8), 2)
+    loss = (2 + 50 * values**-0.3) * np.exp(rng.normal(0, 0.005, values.size))
+    frame = pd.DataFrame({"N": values, "D": 1e10, "loss": loss, "d_model": values / 1e3})
+    study = Study.from_frame(frame, n_bootstrap=200)
+    result = study.backtest("power", holdout="top-params", fraction=0.25, x="N")
+    held = result.frame
+    assert np.allclose(sorted(held.N), values[-4:]) and result.n_train == 12
+    truth = 2 + 50 * held.N**-0.3
+    assert np.allclose(held.predicted, truth, rtol=0.02)
+    width = study.backtest("power", holdout="top-params", x="width")
+    assert np.allclose(width.frame.predicted, held.predicted)  # width = N / 1e3: the same law
+    assert np.allclose(width.frame.d_model, held.N / 1e3, rtol=1e-5)
+    pure = study.backtest("power", holdout="top-params", x="N", E=0)
+    assert (pure.frame.predicted < held.predicted).all()  # a pure power law falls on toward 0
+    with pytest.raises(ScalingError, match="chinchilla takes no option x"):
+        study.backtest("chinchilla", x="N")
+    with pytest.raises(ScalingError, match="power law x must be one of N, D, C, width"):
+        study.backtest("power", x="Q")
+
+
 def test_not_enough_data_says_what_is_missing():
     frame = pd.DataFrame({"N": [1e6, 1e6, 2e6, 2e6], "D": [1e8, 2e8, 1e8, 2e8],
                           "loss": [3.0, 2.9, 2.8, 2.7]})  # fmt: skip
