@@ -6,6 +6,7 @@ on the rest is restricted by run id, so no run id is ever quoted into SQL.
 
 from __future__ import annotations
 
+from numbers import Real
 from typing import Any
 
 import numpy as np
@@ -119,5 +120,5 @@ def backtest_groups(
 
 
 def _check_fraction(fraction: float) -> None:
-    if not 0 < fraction < 1:
-        raise ScalingError(f"holdout fraction must be between 0 and 1, got {fraction}")
+    if not (isinstance(fraction, Real) and not isinstance(fraction, bool) and 0 < fraction < 1):
+        raise ScalingError(f"holdout fraction must be between 0 and 1, got {fraction!r}")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from numbers import Integral
+from numbers import Integral, Real
 from typing import Any, Protocol
 
 import pandas as pd
@@ -33,13 +33,22 @@ class Settings:
     n_jobs: int | None = DEFAULT_JOBS
 
     def __post_init__(self) -> None:
-        if not 0 < self.level < 1:
-            raise ScalingError(f"level must be between 0 and 1, got {self.level}")
-        resamples("n_bootstrap", self.n_bootstrap)
+        """Each setting checked here, in one line: a text level or seed raised Python's
+        TypeError from a comparison deep in a fit, or was taken and failed there."""
+        if not (isinstance(self.level, Real) and not isinstance(self.level, bool)
+                and 0 < self.level < 1):  # fmt: skip
+            raise ScalingError(f"level must be between 0 and 1, got {self.level!r}")
+        whole_number("n_bootstrap", self.n_bootstrap)
+        whole_number("seed", self.seed)
+        if self.n_jobs is not None and not (
+            isinstance(self.n_jobs, Integral) and not isinstance(self.n_jobs, bool)
+        ):
+            raise ScalingError(f"n_jobs must be a whole number or None, got {self.n_jobs!r}")
 
 
-def resamples(name: str, value: Any) -> int:
-    """A bootstrap count: a whole number >= 0 (0: no bootstrap, the law's point alone)."""
+def whole_number(name: str, value: Any) -> int:
+    """A bootstrap count (0: no bootstrap, the law's point alone) or a seed: a whole number
+    >= 0."""
     if not (isinstance(value, Integral) and not isinstance(value, bool) and int(value) >= 0):
         raise ScalingError(f"{name} must be a whole number >= 0, got {value!r}")
     return int(value)
@@ -104,7 +113,7 @@ class FitLog:
         """Fit `law` on the selected runs (only `run_ids` of them, when given), reusing a stored
         fit of the same runs, and store it (see Study.fit)."""
         entry = self.check_options(law, options)
-        n_bootstrap = resamples("bootstrap", options.pop("bootstrap", self.settings.n_bootstrap))
+        n_bootstrap = whole_number("bootstrap", options.pop("bootstrap", self.settings.n_bootstrap))
         data = self.runs_of(law, arch, source, where, n_column)
         if run_ids is not None:
             data = data[data.run_id.isin(list(run_ids))].reset_index(drop=True)

@@ -22,7 +22,7 @@ from runners.numbers import parse_number
 from scaling import laws, schedules
 from scaling.backtests import backtest_runs
 from scaling.errors import ScalingError
-from scaling.fitters import LR_GROUP
+from scaling.fitters import LOSS_FORMS, LR_GROUP
 from scaling.fitting import FitLog, Settings
 from scaling.laws import LAWS
 from scaling.questions import Questions
@@ -155,6 +155,12 @@ class Study:
     def loss_at(self, fitted: FittedLaw, N: float, D: float, U: float | None = None) -> Prediction:
         """The loss of (N, D) by a law already fitted, with its (calibrated) interval; not
         logged. U: unique tokens the run can see (None: unlimited)."""
+        if not isinstance(fitted, FittedLaw) or fitted.law not in LOSS_FORMS:
+            got = f"a {fitted.law} fit" if isinstance(fitted, FittedLaw) else repr(fitted)
+            hint = ": power_loss answers a power law" if got == "a power fit" else ""
+            laws_of_n_and_d = ", ".join(LOSS_FORMS)
+            raise ScalingError(f"loss_at takes a fit of a loss law of N and D ({laws_of_n_and_d}),"
+                               f" got {got}{hint}")  # fmt: skip
         N, D, U = _asked("N", N), _asked("D", D), None if U is None else _asked("U", U)
         return self.ask.loss_at(fitted, N, D, U)
 
@@ -195,7 +201,13 @@ class Study:
         source: str | None = None, *, law: str = "auto",
     ) -> Crossover:  # fmt: skip
         """Compute at which the compute-optimal frontiers of two architectures cross."""
-        C_range = (_asked("C_range[0]", C_range[0]), _asked("C_range[1]", C_range[1]))
+        try:
+            low, high = C_range
+        except (TypeError, ValueError):
+            raise ScalingError(
+                f"C_range must be two computes (from, to), got {C_range!r}"
+            ) from None
+        C_range = (_asked("C_range[0]", low), _asked("C_range[1]", high))
         return self.ask.crossover(arch_a, arch_b, C_range, source, law)
 
     def optimal_within(

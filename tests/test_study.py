@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import re
 
 import numpy as np
 import pandas as pd
@@ -567,3 +568,31 @@ def test_a_question_reads_sizes_written_as_the_cli_takes_them(chinchilla):
 def test_a_study_refuses_a_bootstrap_count_that_is_no_whole_number_of_resamples(bad):
     with pytest.raises(ScalingError, match="n_bootstrap must be a whole number >= 0"):
         Study.from_frame(datasets.epoch_240(), n_bootstrap=bad)
+
+
+@pytest.mark.parametrize(
+    ("setting", "bad", "refusal"),
+    [
+        ("level", "x", "level must be between 0 and 1, got 'x'"),  # TypeError from a `<`
+        ("level", float("nan"), "level must be between 0 and 1"),
+        ("seed", "x", "seed must be a whole number >= 0, got 'x'"),  # taken, failed in a fit
+        ("seed", -1, "seed must be a whole number >= 0"),
+        ("n_jobs", "2", "n_jobs must be a whole number or None"),
+    ],
+)
+def test_a_study_refuses_a_setting_of_the_wrong_type_in_one_line(setting, bad, refusal):
+    with pytest.raises(ScalingError, match=re.escape(refusal)):
+        Study.from_frame(datasets.epoch_240(), **{setting: bad})
+
+
+def test_a_question_of_the_wrong_type_is_refused_in_one_line(chinchilla):
+    """Each raised Python's TypeError or AttributeError from deep in the question."""
+    with pytest.raises(ScalingError, match="holdout fraction must be between 0 and 1, got 'x'"):
+        chinchilla.backtest("chinchilla", fraction="x")
+    with pytest.raises(ScalingError, match=re.escape("C_range must be two computes (from, to)")):
+        chinchilla.crossover("a", "b", C_range=5)
+    with pytest.raises(ScalingError, match="loss_at takes a fit of a loss law of N and D"):
+        chinchilla.loss_at("chinchilla", 1e9, 1e10)
+    power = chinchilla.fit("power", x="C")
+    with pytest.raises(ScalingError, match="got a power fit: power_loss answers a power law"):
+        chinchilla.loss_at(power, 1e9, 1e10)  # pandas KeyError C (a law of N: N alone read)
