@@ -192,9 +192,11 @@ class IsoFLOPFit(_ComputeOptimalFit):
         self.budgets_ = table.drop(columns="has_vertex")
         used = self.budgets_[self.budgets_["used"]]
         if len(used) < 3:
-            reasons = "; ".join(
-                f"C={r.C:.3g}: {r.note}" for r in self.budgets_.itertuples() if not r.used
-            )
+            stopped: dict[str, list[float]] = {}  # each reason once, after the budgets it stopped
+            for r in self.budgets_.itertuples():
+                if not r.used:
+                    stopped.setdefault(r.note, []).append(r.C)
+            reasons = "; ".join(f"{_budgets(Cs)}: {why}" for why, Cs in stopped.items())
             raise FitError(
                 f"need at least 3 compute budgets with a usable minimum, found {len(used)}"
                 + (f" ({reasons})" if reasons else "")
@@ -222,7 +224,8 @@ class IsoFLOPFit(_ComputeOptimalFit):
         }
         n_sizes = np.unique(N).size
         if n_sizes < self.min_points:
-            row["note"] = f"only {n_sizes} distinct model sizes (need {self.min_points})"
+            sizes = "size" if n_sizes == 1 else "sizes"
+            row["note"] = f"only {n_sizes} distinct model {sizes} (need {self.min_points})"
             return row
         if self.n_neighbors is not None:
             return self._local_minimum(N, loss, row, self.n_neighbors)
@@ -383,3 +386,10 @@ class EnvelopeFit(_ComputeOptimalFit):
     def _load_state(self, state: dict[str, Any]) -> None:
         self._load_regression(state["regression"])
         self.envelope_ = pd.DataFrame(state["envelope"])
+
+
+def _budgets(Cs: list[float]) -> str:
+    """Budgets a refusal names: each of up to three, else how many and their range."""
+    if len(Cs) <= 3:
+        return ", ".join(f"C={C:.3g}" for C in Cs)
+    return f"{len(Cs)} budgets, C={min(Cs):.3g} to {max(Cs):.3g}"

@@ -324,7 +324,8 @@ def _draw_all(study: Study, out: Path, arch: str | None, source: str | None) -> 
     report = Report(out)
     runs = study.runs(arch=arch, source=source)
     if runs.empty:
-        raise ScalingError("no finished runs to report on")
+        chosen = ", ".join(f"{k}={v}" for k, v in (("arch", arch), ("source", source)) if v)
+        raise ScalingError("no finished runs to report on" + (f" ({chosen})" if chosen else ""))
     steps: list[tuple[str, Callable[[], None]]] = [
         ("frontier", lambda: _frontier_figure(report, study, runs, source)),
         ("isoflop", lambda: _isoflop_figure(report, study, arch, source)),

@@ -122,6 +122,12 @@ def test_refuses_too_few_budgets():
     runs = isoflop_runs(n=2)
     with pytest.raises(FitError, match="only 2 distinct model sizes"):
         IsoFLOPFit().fit(runs.N, runs.loss, runs.C)
+    one = isoflop_runs(budgets=np.geomspace(1e17, 1e20, 12), n=1)  # runs at one D/N, as Epoch's
+    with pytest.raises(FitError) as refused:  # the reason once, not once per budget
+        IsoFLOPFit().fit(one.N, one.loss, one.C)
+    assert str(refused.value).endswith(
+        "found 0 (12 budgets, C=1e+17 to 1e+20: only 1 distinct model size (need 3))"
+    )
     with pytest.raises(FitError, match="need the compute C"):
         IsoFLOPFit().fit(runs.N, runs.loss)
     bad = runs.loss.to_numpy().copy()

@@ -98,6 +98,8 @@ def test_missing_data_is_explained_not_drawn(tmp_path):
     )
     result = write_report(Study.from_frame(frame, n_bootstrap=50), tmp_path)
     assert "frontier" in result.figures
+    with pytest.raises(ScalingError, match=r"no finished runs to report on \(arch=tnl\)$"):
+        write_report(Study.from_frame(frame, n_bootstrap=50), tmp_path, arch="tnl")
     assert "lr" in result.skipped and "lr" in result.skipped["lr"]
     assert "Not drawn" in result.index.read_text()
 
