@@ -93,7 +93,7 @@ from scaling.experiments.architecture import (  # noqa: E402
     tnl_check,
 )
 from scaling.study import Study  # noqa: E402
-from scaling.sweeps.coordinator import plan_sweep  # noqa: E402
+from scaling.sweeps.book import plan_sweep  # noqa: E402
 from store import archive  # noqa: E402
 from store.db import connect  # noqa: E402
 from store.sweeps import FINISHED  # noqa: E402

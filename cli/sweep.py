@@ -62,7 +62,7 @@ def plan(
     """Print the runs a sweep would do, how many are done, its FLOPs and wall time."""
     from runners.sweeps.designs import DEFAULT_EXTRA_RUNS
     from runners.sweeps.spec import load_spec
-    from scaling.sweeps.coordinator import plan_sweep
+    from scaling.sweeps.book import plan_sweep
     from scaling.sweeps.planner import planner_for
     from scaling.sweeps.timing import RUN_START_S, WORKER_START_S
     from store.sweeps import FINISHED
@@ -189,7 +189,7 @@ def status(
 
     from runners.sweeps.spec import load_spec
     from scaling.errors import ScalingError
-    from scaling.sweeps.coordinator import sweep_status
+    from scaling.sweeps.book import sweep_status
     from scaling.sweeps.planner import planner_for
 
     sweep = load_spec(spec) if spec is not None else None

@@ -12,7 +12,8 @@ from typing import Any
 from rich.progress import Progress as Bar
 
 from runners.results import Progress
-from scaling.sweeps.coordinator import Observer, PlannedRun
+from scaling.sweeps.book import PlannedRun
+from scaling.sweeps.coordinator import Observer
 
 
 class SweepDisplay(Observer):

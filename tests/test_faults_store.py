@@ -14,7 +14,7 @@ import duckdb
 import pytest
 
 from scaling import datasets
-from scaling.sweeps.coordinator import sweep_status
+from scaling.sweeps.book import sweep_status
 from store import pending
 from store.db import connect, memory
 from store.errors import StoreError

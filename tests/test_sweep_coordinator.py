@@ -12,7 +12,8 @@ from runners.results import config_row
 from runners.sweeps.designs import Planner
 from runners.sweeps.executors import cores
 from runners.sweeps.spec import loads_spec
-from scaling.sweeps.coordinator import SweepOptions, plan_sweep, run_sweep, sweep_status
+from scaling.sweeps.book import plan_sweep, sweep_status
+from scaling.sweeps.coordinator import SweepOptions, run_sweep
 from store.db import connect
 from store.runs import mark_running, read_curves, read_runs
 

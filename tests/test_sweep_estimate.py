@@ -12,7 +12,7 @@ from runners.results import config_row
 from runners.sweeps.designs import Planner
 from runners.sweeps.spec import loads_spec
 from runners.train import train
-from scaling.sweeps.coordinator import evaluated_tokens, plan_sweep
+from scaling.sweeps.book import evaluated_tokens, plan_sweep
 from scaling.sweeps.timing import EVAL_COST, RUN_START_S, WORKER_START_S
 from store.db import connect
 from store.runs import record_run

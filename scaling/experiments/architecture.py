@@ -30,7 +30,7 @@ from scaling.errors import ScalingError
 from scaling.runlog import law_frame
 from scaling.study import Study
 from scaling.sweeps import EXIT_RUNS_LEFT
-from scaling.sweeps.coordinator import plan_sweep
+from scaling.sweeps.book import plan_sweep
 from store import archive
 from store.sweeps import FINISHED
 

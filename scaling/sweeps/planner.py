@@ -15,7 +15,7 @@ recorded wall_s; a failed run, one start-up). Both are read from the runs of the
 before, so replanning stays a pure function of them. Round 0 is then trained whole: nothing
 has been timed before it.
 
-The plan function has the coordinator's shape (scaling.sweeps.coordinator.PlanFunction): it is
+The plan function has the coordinator's shape (scaling.sweeps.book.PlanFunction): it is
 called with the losses known so far and returns every run planned, so `run_sweep` trains a
 round, and when its last run lands, replans and goes on until the budget is spent.
 """
@@ -47,7 +47,7 @@ from runners.sweeps.spec import Adaptive, Design, SweepSpec
 from scaling.errors import ScalingError
 from scaling.sweeps.adaptive import plan_round
 from scaling.sweeps.adaptive_lr import LRLawState, fit_lr_law, plan_lr_round
-from scaling.sweeps.coordinator import evaluated_tokens
+from scaling.sweeps.book import evaluated_tokens
 from scaling.sweeps.round_fits import RoundFits
 from scaling.sweeps.rounds import RoundPlan, Target
 from scaling.sweeps.timing import RUN_START_S, WORKER_START_S, Throughput
