@@ -36,6 +36,10 @@ class RunLog:
     def from_frame(cls, runs: pd.DataFrame) -> RunLog:
         """An in-memory log holding the runs of a DataFrame (columns N, D, loss, lr, ... or the
         run-log names)."""
+        if not isinstance(runs, pd.DataFrame):
+            raise ScalingError(f"from_frame takes a pandas DataFrame, got {type(runs).__name__}")
+        if runs.empty:  # else every question said "no finished runs match"
+            raise ScalingError("the frame has no rows: no runs to fit")
         frame = normalise_columns(runs, {})
         if "final_val_loss" not in frame.columns:
             raise ScalingError("the frame needs a loss column (loss or final_val_loss)")

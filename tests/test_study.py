@@ -470,6 +470,10 @@ def test_a_frames_rows_are_checked_as_an_imports_are_and_named_by_their_index():
     assert np.allclose(as_text.C, 6.0 * as_text.N * as_text.D, rtol=1e-6)
     diverged = points.assign(loss=[np.nan, *points.loss[1:]], status=["diverged"] + ["done"] * 39)
     assert len(Study.from_frame(diverged).law_runs("chinchilla")) == 39
+    with pytest.raises(ScalingError, match=r"^the frame has no rows: no runs to fit$"):
+        Study.from_frame(points.head(0))  # every question said "no finished runs match"
+    with pytest.raises(ScalingError, match=r"^from_frame takes a pandas DataFrame, got dict$"):
+        Study.from_frame(points.to_dict())  # DuckDB InvalidInputException on a "file"
 
 
 def test_a_loss_law_names_a_bad_run_by_the_frames_row_not_its_own_order():
