@@ -43,6 +43,12 @@ Law = Annotated[
         help=f"Loss law: auto (the form that extrapolates best) or {', '.join(LOSS_LAW_NAMES)}.",
     ),
 ]
+PowerX = Annotated[str, typer.Option(help="power: the variable, N, D, C or width.")]
+FixedE = Annotated[
+    float | None,
+    typer.Option("--E", parser=real, help="power: hold the offset E fixed (e.g. 0)."),
+]
+LrForm = Annotated[str, typer.Option(help="lr-law: auto, step, porian or bjorck.")]
 
 WIDE = 120  # a terminal this wide shows each held-out group's interval beside its prediction
 ANSWERING = "answering (the first question of a selection fits its law first)"
@@ -65,12 +71,9 @@ def fit(
     bootstrap: Bootstrap = 1000,
     level: Level = 0.90,
     n_column: Annotated[str, typer.Option(help="N is params or params_nonembed.")] = "params",
-    x: Annotated[str, typer.Option(help="power: the variable, N, D, C or width.")] = "C",
-    fixed_e: Annotated[
-        float | None,
-        typer.Option("--E", parser=real, help="power: hold the offset E fixed (e.g. 0)."),
-    ] = None,
-    form: Annotated[str, typer.Option(help="lr-law: auto, step, porian or bjorck.")] = "auto",
+    x: PowerX = "C",
+    fixed_e: FixedE = None,
+    form: LrForm = "auto",
     method: Annotated[
         str,
         typer.Option(
@@ -310,12 +313,9 @@ def backtest(
         str | None,
         typer.Option(help="lr-law: vertex (default) or near-optimal, as in `scaling fit`."),
     ] = None,
-    x: Annotated[str, typer.Option(help="power: the variable, N, D, C or width.")] = "C",
-    fixed_e: Annotated[
-        float | None,
-        typer.Option("--E", parser=real, help="power: hold the offset E fixed (e.g. 0)."),
-    ] = None,
-    form: Annotated[str, typer.Option(help="lr-law: auto, step, porian or bjorck.")] = "auto",
+    x: PowerX = "C",
+    fixed_e: FixedE = None,
+    form: LrForm = "auto",
     level: Level = 0.90,
     as_json: Json = False,
     db: DbOption = None,
