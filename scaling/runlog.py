@@ -136,6 +136,9 @@ def law_frame(runs: pd.DataFrame, n_column: str = "params") -> pd.DataFrame:
     on the order the runs were logged in or on the ids an import or a DataFrame gave them."""
     if n_column not in runs.columns:
         raise ScalingError(f"unknown N column {n_column!r}: use params or params_nonembed")
+    if runs[n_column].isna().all() and runs["params"].notna().any():  # else "no N" in the fit
+        raise ScalingError(f"no {n_column} in any of the {len(runs)} runs (they give params): "
+                           "count N as params, the default")  # fmt: skip
     frame = pd.DataFrame(
         {
             "run_id": runs["run_id"],

@@ -476,6 +476,20 @@ def test_a_frames_rows_are_checked_as_an_imports_are_and_named_by_their_index():
         Study.from_frame(points.to_dict())  # DuckDB InvalidInputException on a "file"
 
 
+def test_n_counted_without_embeddings_is_refused_on_runs_that_do_not_give_it():
+    """Imported runs give params alone: a fit asked to count N without embeddings said
+    "no N in any of the 40 rows", naming neither the column nor the way out."""
+    points = pd.read_csv(datasets.path("chinchilla-epoch"))[["N", "D", "loss"]].head(40)
+    study = Study.from_frame(points)
+    with pytest.raises(ScalingError, match=r"^no params_nonembed in any of the 40 runs \(they"):
+        study.fit("chinchilla", n_column="params_nonembed")
+    given = Study.from_frame(points.assign(params_nonembed=points.N / 2))
+    law = given.fit("chinchilla", n_column="params_nonembed")
+    assert np.allclose(given.law_runs("chinchilla", n_column="params_nonembed").N * 2,
+                       given.law_runs("chinchilla").N)  # fmt: skip
+    assert law.selection["n_column"] == "params_nonembed"
+
+
 def test_a_loss_law_names_a_bad_run_by_the_frames_row_not_its_own_order():
     """A NaN D was named by its place in the fit's own order (frame row 3 of Epoch's 245
     points read 'row 196'); a frame's runs are now named by its index labels."""
