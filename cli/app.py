@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import sys
 import warnings
 from typing import Annotated, TextIO
@@ -74,6 +75,20 @@ app.command("backtest")(laws.backtest)
 app.command("report")(report.report)
 app.command("sizes")(sizes.sizes)
 app.add_typer(sweep.app, name="sweep")
+
+
+def _one_line_summaries(*apps: typer.Typer) -> None:
+    """Each command's line in its group's list is its docstring's first paragraph on one line:
+    typer's rich mode keeps a docstring's line breaks there, so a summary wrapped in the source
+    broke mid-sentence in `scaling predict --help`."""
+    for group in apps:
+        for info in group.registered_commands:
+            if info.short_help is None and info.callback is not None:
+                first = inspect.cleandoc(info.callback.__doc__ or "").split("\n\n")[0]
+                info.short_help = " ".join(first.split())
+
+
+_one_line_summaries(app, laws.predict_app, sweep.app)
 
 
 def _show_warning(

@@ -662,3 +662,15 @@ def test_the_clis_option_help_is_the_registrys():
     shown = {p.opts[0]: (p.help, p.default) for p in command.params if p.opts}
     for option in OPTIONS.values():
         assert shown[option.flag] == (option.help, option.default), option.name
+
+
+@pytest.mark.parametrize("group", [[], ["predict"], ["sweep"]])
+def test_each_commands_summary_in_a_help_list_is_one_sentence_unbroken(group, capsys, monkeypatch):
+    """typer kept a docstring's source line breaks in the command list: `predict --help` read
+    "... L = E + A x^-alpha (as" and the rest on the next line."""
+    monkeypatch.setenv("COLUMNS", "400")  # wide enough that rich wraps no summary
+    code, out, _ = call_cli([*group, "--help"], capsys)
+    panel = out.split("Commands")[1].splitlines()[1:]
+    listed = panel[: next(i for i, line in enumerate(panel) if line.startswith("╰"))]
+    continued = [line for line in listed if line[1:].startswith("  ")]  # no command's name
+    assert code == 0 and listed and not continued, continued
