@@ -77,18 +77,19 @@ app.command("sizes")(sizes.sizes)
 app.add_typer(sweep.app, name="sweep")
 
 
-def _one_line_summaries(*apps: typer.Typer) -> None:
-    """Each command's line in its group's list is its docstring's first paragraph on one line:
-    typer's rich mode keeps a docstring's line breaks there, so a summary wrapped in the source
-    broke mid-sentence in `scaling predict --help`."""
+def _unwrapped_help(*apps: typer.Typer) -> None:
+    """Each command's help is its docstring with each paragraph on one line, and its line in
+    its group's list the first paragraph: typer's rich mode keeps a docstring's source line
+    breaks, so a sentence wrapped in the source broke mid-line in `scaling predict --help`."""
     for group in apps:
         for info in group.registered_commands:
-            if info.short_help is None and info.callback is not None:
-                first = inspect.cleandoc(info.callback.__doc__ or "").split("\n\n")[0]
-                info.short_help = " ".join(first.split())
+            if info.help is None and info.callback is not None:
+                paragraphs = inspect.cleandoc(info.callback.__doc__ or "").split("\n\n")
+                info.help = "\n\n".join(" ".join(p.split()) for p in paragraphs)
+                info.short_help = info.short_help or info.help.split("\n\n")[0]
 
 
-_one_line_summaries(app, laws.predict_app, sweep.app)
+_unwrapped_help(app, laws.predict_app, sweep.app)
 
 
 def _show_warning(

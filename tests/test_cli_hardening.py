@@ -674,3 +674,11 @@ def test_each_commands_summary_in_a_help_list_is_one_sentence_unbroken(group, ca
     listed = panel[: next(i for i, line in enumerate(panel) if line.startswith("╰"))]
     continued = [line for line in listed if line[1:].startswith("  ")]  # no command's name
     assert code == 0 and listed and not continued, continued
+
+
+def test_a_commands_own_help_keeps_no_line_break_of_its_source(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "400")
+    code, out, _ = call_cli(["sweep", "run", "--help"], capsys)
+    assert code == 0 and "--time-budget stopped it with runs left" in out  # "it" ended a line
+    code, out, _ = call_cli(["report", "--help"], capsys)
+    assert code == 0 and "a figure the runs cannot support is listed" in out
