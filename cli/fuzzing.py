@@ -76,6 +76,7 @@ SQL_TEXTS = [
     "SELECT * FROM duckdb_settings() WHERE name LIKE '%external%'", "SELECT 1/0",
     "SELECT * FROM range(100000)", "SELECT 'nan'::DOUBLE, 'inf'::DOUBLE", "SELECT [1, 2] AS l",
 ]  # fmt: skip
+X = ["N", "D", "C", "width"]  # a power law's variables
 NUMBERS = ["1e299", "1e-300", "1e308", "1e-9", "0.5", "1e30"]
 
 
@@ -129,12 +130,14 @@ def spec_text(draw: st.DrawFn) -> str:
 
 @st.composite
 def query_argv(draw: st.DrawFn) -> list[str]:
-    """predict, fit, sql, runs and import with bad values."""
-    kind = draw(st.sampled_from(["predict", "fit", "sql", "runs", "import", "report"]))
+    """predict, fit, backtest, sql, runs and import with bad values."""
+    kind = draw(st.sampled_from(["predict", "fit", "backtest", "sql", "runs", "import", "report"]))
     if kind == "predict":
-        sub = draw(st.sampled_from(["loss", "optimal", "lr", "bs", "crossover"]))
+        sub = draw(st.sampled_from(["loss", "optimal", "lr", "bs", "crossover", "power"]))
         argv = ["predict", sub]
-        if sub == "crossover":
+        if sub == "power":
+            argv += ["--at", draw(words()), "--x", draw(st.one_of(words(), st.sampled_from(X)))]
+        elif sub == "crossover":
             argv += [draw(words()), draw(words()), "--min-compute", draw(words())]
         elif sub == "optimal":
             argv += [draw(st.sampled_from(["--compute", "--hours"])), draw(words())]
@@ -150,6 +153,9 @@ def query_argv(draw: st.DrawFn) -> list[str]:
         argv = ["fit", draw(st.sampled_from(LAWS))]
         option = draw(st.sampled_from(["--x", "--E", "--form", "--level", "--bootstrap", None]))
         return argv + ([option, draw(words())] if option else [])
+    if kind == "backtest":
+        option = draw(st.sampled_from(["--holdout", "--fraction", "--x", "--E", "--method"]))
+        return ["backtest", draw(st.sampled_from(LAWS)), option, draw(words())]
     if kind == "sql":
         argv = ["sql", draw(st.one_of(words(), st.sampled_from(SQL_TEXTS), st.text(max_size=40)))]
         if draw(st.booleans()):
