@@ -38,7 +38,11 @@ class Format(StrEnum):
     parquet = "parquet"
 
 
-SUFFIX_FORMATS = {".csv": Format.csv, ".json": Format.json, ".parquet": Format.parquet}
+# what --out's name says when no --format is given (no suffix: csv)
+SUFFIX_FORMATS = {
+    "": Format.csv, ".txt": Format.csv, ".csv": Format.csv, ".json": Format.json,
+    ".parquet": Format.parquet,
+}  # fmt: skip
 
 
 def sql(
@@ -72,8 +76,12 @@ def _sql(query: str, db: Path | None, format: Format, out: Path | None) -> None:
 
     if format is Format.parquet and out is None:
         raise StoreError("--format parquet needs --out FILE")
-    if format is Format.table and out is not None:  # no --format: the name's, else csv
-        format = SUFFIX_FORMATS.get(out.suffix.lower(), Format.csv)
+    if format is Format.table and out is not None:  # no --format: the name's
+        named = SUFFIX_FORMATS.get(out.suffix.lower())
+        if named is None:  # CSV text in runs.xlsx: a file its own program cannot open
+            raise StoreError(f"--out {out.name}: {out.suffix} is no format this writes: name "
+                             "it .csv, .json or .parquet, or give --format")  # fmt: skip
+        format = named
     if out is not None:
         check_out(out, format.value, db if db is not None else default_path())
     with connect(db, read_only=True) as con:

@@ -84,8 +84,8 @@ def test_sql_out_replaces_only_a_file_of_the_kind_asked(log, tmp_path, capsys):
 
 
 def test_sql_out_without_a_format_writes_the_one_its_name_says(log, tmp_path, capsys):
-    """`--out runs.parquet` wrote CSV text into runs.parquet; a name of no known kind is csv,
-    and the line says which was written."""
+    """`--out runs.parquet` wrote CSV text into runs.parquet; a .txt or no suffix is csv,
+    another suffix is refused without --format, and the line says which was written."""
     for name, magic in (
         ("a.parquet", b"PAR1"),
         ("a.json", b"["),
@@ -102,6 +102,12 @@ def test_sql_out_without_a_format_writes_the_one_its_name_says(log, tmp_path, ca
         assert f"({kind})" in said
     parquet = str(tmp_path / "a.parquet")
     assert duckdb.sql(f"SELECT a FROM read_parquet('{parquet}')").fetchall() == [(1,)]
+    excel = ["sql", "SELECT 1 AS a", "--db", str(log), "--out", str(tmp_path / "a.xlsx")]
+    code, _, err = call_cli(excel, capsys)  # it wrote CSV text into a.xlsx
+    assert code == 2 and ".xlsx is no format this writes" in err
+    assert not (tmp_path / "a.xlsx").exists()
+    code, _, err = call_cli([*excel, "--format", "csv"], capsys)  # asked for: the name is yours
+    assert code == 0 and (tmp_path / "a.xlsx").read_bytes().startswith(b"a\n")
 
 
 @pytest.mark.parametrize(
