@@ -90,6 +90,7 @@ def regular_file(path: Path | None) -> Path | None:
     return path
 
 
+Json = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
 DbOption = Annotated[
     Path | None,
     typer.Option(

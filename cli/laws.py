@@ -9,7 +9,16 @@ import typer
 
 from cli import common
 from cli.answers import beyond, show
-from cli.common import DbOption, console, emit_json, format_value, positive, print_frame, real
+from cli.common import (
+    DbOption,
+    Json,
+    console,
+    emit_json,
+    format_value,
+    positive,
+    print_frame,
+    real,
+)
 from cli.fit_display import fit_payload, print_fit, print_forms
 from scaling.errors import ScalingError
 
@@ -29,7 +38,6 @@ Source = Annotated[
     str | None, typer.Option(help="Only runs from this source (local, imported:NAME).")
 ]
 Where = Annotated[str | None, typer.Option(help="Extra SQL condition on runs.")]
-Json = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
 Level = Annotated[float, typer.Option(help="Interval level.", min=0.5, max=0.999)]
 MAX_BOOTSTRAP = 100_000  # beyond this the intervals do not move and the fit takes hours
 Bootstrap = Annotated[

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, TextIO
 
 import typer
 
-from cli.common import DbOption, console, print_frame, print_rows
+from cli.common import DbOption, Json, console, emit_json, print_frame, print_rows
 from cli.output import check_out, check_out_name, replacing
 from store.errors import StoreError
 
@@ -179,9 +179,12 @@ def _json_value(value: object) -> object:
 def runs(
     db: DbOption = None,
     arch: Annotated[str | None, typer.Option(help="Only this architecture.")] = None,
-    status: Annotated[str | None, typer.Option(help="done, running, diverged or failed.")] = None,
+    status: Annotated[
+        str | None, typer.Option(help="pending, running, done, diverged or failed.")
+    ] = None,
     sweep: Annotated[str | None, typer.Option(help="Only runs of this sweep.")] = None,
     limit: Annotated[int, typer.Option(min=1, help="Show at most this many (newest).")] = 50,
+    as_json: Json = False,
 ) -> None:
     """List runs in the log."""
     from store.db import connect
@@ -189,12 +192,17 @@ def runs(
 
     with connect(db, read_only=True) as con:
         frame = read_runs(con, arch=arch, status=status, sweep=sweep)
+    running = frame[frame["status"] == "running"]
+    gone = [o for o in running["owner"] if owner_alive(o) is False]
+    if as_json:  # every column of the newest `limit` runs
+        shown = frame.tail(limit)
+        emit_json({"n_runs": len(frame), "runs": shown.to_dict("records"),
+                   "orphaned_by": sorted(set(gone))})  # fmt: skip
+        return
     if frame.empty:
         console.print("no runs match")
         return
     print_frame(frame[RUN_SUMMARY].tail(limit), title=f"{len(frame)} runs", short=True)
-    running = frame[frame["status"] == "running"]
-    gone = [o for o in running["owner"] if owner_alive(o) is False]
     if gone:
         console.print(
             f"{len(gone)} running run(s) were left by a process that is gone "

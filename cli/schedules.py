@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cli.common import DbOption, console, emit_json, integer, print_frame, real
-from cli.laws import Arch, Json, Level, Source, Where, _study
+from cli.common import DbOption, Json, console, emit_json, integer, print_frame, real
+from cli.laws import Arch, Level, Source, Where, _study
 from scaling.errors import ScalingError
 
 if TYPE_CHECKING:  # the fitting stack loads only when a command runs (scaling --help is quick)

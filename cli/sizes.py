@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from cli.common import print_frame
+from cli.common import Json, emit_json, print_frame
 
 
 def sizes(
@@ -14,8 +14,13 @@ def sizes(
         str | None, typer.Option(help="Only this architecture (llama, tnl, hgrn2, cosformer2).")
     ] = None,
     seq_len: Annotated[int, typer.Option(help="Context length for FLOPs per token.")] = 256,
+    as_json: Json = False,
 ) -> None:
     """List the size ladder: shapes, parameters and training FLOPs per token."""
     from runners.sizes import ladder
 
-    print_frame(ladder(arch, seq_len), title=f"size ladder (FLOPs per token at seq_len {seq_len})")
+    sizes = ladder(arch, seq_len)
+    if as_json:
+        emit_json({"seq_len": seq_len, "sizes": sizes.to_dict("records")})
+        return
+    print_frame(sizes, title=f"size ladder (FLOPs per token at seq_len {seq_len})")

@@ -15,7 +15,16 @@ from typing import Annotated, Any
 
 import typer
 
-from cli.common import DbOption, Interrupted, console, format_value, print_frame, progress_bar
+from cli.common import (
+    DbOption,
+    Interrupted,
+    Json,
+    console,
+    emit_json,
+    format_value,
+    print_frame,
+    progress_bar,
+)
 from runners.checkpoint import DEFAULT_EVERY_S
 from runners.errors import RunnerError
 from scaling.sweeps import EXIT_RUNS_LEFT
@@ -58,6 +67,7 @@ def plan(
     device: Annotated[str, typer.Option(help="auto, cpu or cuda (decides precision auto).")] = (
         "auto"
     ),
+    as_json: Json = False,
 ) -> None:
     """Print the runs a sweep would do, how many are done, its FLOPs and wall time."""
     from runners.sweeps.designs import DEFAULT_EXTRA_RUNS
@@ -75,6 +85,17 @@ def plan(
     columns = ["run_id", "arch", "d_model", "n_layers", "n_heads", "params", "tokens", "lr",
                "batch_size", "seed", "flops", "status", "est_s"]  # fmt: skip
     shown = runs[[c for c in columns if c in runs]]
+    seconds = None
+    if result.throughput is not None and len(todo):
+        seconds = WORKER_START_S + todo["est_s"].sum() / max(1, workers)
+    if as_json:
+        emit_json({"sweep": sweep.name, "design": sweep.design.kind,
+                   "runs": shown.to_dict("records"), "planned": len(runs),
+                   "finished": {s: int(counts.get(s, 0)) for s in FINISHED},
+                   "to_run": len(todo), "flops": runs["flops"].sum(),
+                   "flops_to_run": todo["flops"].sum(), "workers": workers,
+                   "estimated_wall_s": seconds})  # fmt: skip
+        return
     same = [c for c in shown.columns[1:] if len(shown) > 1 and shown[c].nunique(dropna=False) == 1]
     title = f"sweep {sweep.name} ({sweep.design.kind})"
     if same:  # a column that never varies is said once, above the table
@@ -97,8 +118,7 @@ def plan(
             "wall time: no estimate (no finished local runs in the log to measure throughput "
             "on; run a few, e.g. `sweep run --max-runs 2`, then plan again)"
         )
-    elif len(todo):
-        seconds = WORKER_START_S + todo["est_s"].sum() / max(1, workers)
+    elif seconds is not None:
         console.print(
             f"estimated wall time: {_clock(seconds)} with {workers} worker(s): training and "
             f"{format_value(todo['eval_tokens'].sum())} evaluated tokens at the throughput of "
@@ -183,6 +203,7 @@ def status(
         Path | None, typer.Argument(help="A spec, to also show planned and left.")
     ] = None,
     db: DbOption = None,
+    as_json: Json = False,
 ) -> None:
     """Runs per sweep: done, running, diverged, failed (and left, given a spec)."""
     import pandas as pd
@@ -201,6 +222,10 @@ def status(
     except ScalingError as exc:  # the runs so far are what shows why: the table without a plan
         frame, holder = sweep_status(db, sweep.name if sweep else None)
         unplanned = f"the sweep cannot plan its next round: {exc}"
+    if as_json:
+        emit_json({"sweeps": frame.to_dict("records"), "coordinator": holder,
+                   "unplanned": unplanned})  # fmt: skip
+        return
     if frame.empty:
         console.print("no sweeps in the log")
     else:  # to the minute: with seconds the time folded onto a second line at 80 columns
@@ -219,7 +244,7 @@ def status(
         console.print(unplanned, style="yellow")
 
 
-def suggest(spec: SpecArgument, db: DbOption = None) -> None:
+def suggest(spec: SpecArgument, db: DbOption = None, as_json: Json = False) -> None:
     """Print the runs an adaptive sweep trains next, each with its cost and the expected
     width of the target's interval once it (and the ones above it) are done."""
     from runners.sweeps.spec import load_spec
@@ -233,6 +258,11 @@ def suggest(spec: SpecArgument, db: DbOption = None) -> None:
         )
     s = suggest_round(sweep, db)
     runs = s.runs
+    if as_json:
+        emit_json({"sweep": sweep.name, "round": s.round, "runs": runs.to_dict("records"),
+                   "spent": s.spent, "budget": s.budget, "unit": s.unit,
+                   "width_now": s.width_now, "rounds": s.history.to_dict("records")})  # fmt: skip
+        return
     shape = [
         f"{d}/{n}/{h}" for d, n, h in zip(runs.d_model, runs.n_layers, runs.n_heads, strict=True)
     ]

@@ -402,6 +402,10 @@ def test_suggest_prints_the_start_round(tmp_path: Path) -> None:
     assert "round 0" in result.stdout and "start design" in result.stdout
     rows = [line.split() for line in result.stdout.splitlines()]
     assert sum(row[-2:] == ["planned", "-"] for row in rows) == 12  # a row per run of round 0
+    shown = run_cli("sweep", "suggest", str(spec), "--db", str(tmp_path / "r.duckdb"), "--json")
+    suggested = json.loads(shown.stdout)
+    assert suggested["round"] == 0 and len(suggested["runs"]) == 12
+    assert suggested["unit"] == "FLOPs" and suggested["budget"] == 1e12
 
 
 @pytest.mark.slow

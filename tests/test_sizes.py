@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import itertools
+import json
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -86,6 +88,10 @@ def test_sizes_command_prints_the_ladder() -> None:
     for name in SIZES:
         assert name in first_cells
     assert "hgrn2" in result.output and "llama" not in result.output
+    result = CliRunner().invoke(app, ["sizes", "--arch", "hgrn2", "--seq-len", "512", "--json"])
+    shown = json.loads(result.output)
+    assert shown["seq_len"] == 512
+    assert pd.DataFrame(shown["sizes"]).equals(ladder("hgrn2", 512).reset_index(drop=True))
 
 
 @pytest.mark.parametrize("name", [n for n in SIZES if n.endswith("xs")])

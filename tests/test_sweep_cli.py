@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import random
 import re
@@ -214,11 +215,21 @@ def test_plan_then_run_in_slices_then_status(tmp_path):
     plan = scaling("sweep", "plan", "s.toml", *db, "--workers", "2", cwd=tmp_path)
     assert "4 runs planned: 1 done" in plan.stdout
     assert "estimated wall time:" in plan.stdout and "with 2 worker(s)" in plan.stdout
+    planned = json.loads(scaling("sweep", "plan", "s.toml", *db, "--json", cwd=tmp_path).stdout)
+    assert (planned["planned"], planned["finished"]["done"], planned["to_run"]) == (4, 1, 3)
+    assert [r["status"] for r in planned["runs"]].count("done") == 1
+    assert planned["estimated_wall_s"] > 0 and planned["flops_to_run"] < planned["flops"]
 
     rest = scaling("sweep", "run", "s.toml", *db, "--workers", WORKERS, cwd=tmp_path)
     assert rest.returncode == 0, rest.stderr
     assert "trained 3 run(s) (3 done)" in rest.stdout and "4 of 4 finished" in rest.stdout
 
+    status = scaling("sweep", "status", "s.toml", *db, "--json", cwd=tmp_path)
+    (sweep,) = json.loads(status.stdout)["sweeps"]
+    assert (sweep["done"], sweep["planned"], sweep["left"], sweep["orphaned"]) == (4, 4, 0, 0)
+    listed = json.loads(scaling("runs", *db, "--limit", "3", "--json", cwd=tmp_path).stdout)
+    assert listed["n_runs"] == 4 and len(listed["runs"]) == 3
+    assert all(r["sweep"] == "crash" and r["status"] == "done" for r in listed["runs"])
     status = scaling("sweep", "status", "s.toml", *db, cwd=tmp_path)
     assert status.returncode == 0, status.stderr
     lines = status.stdout.splitlines()
