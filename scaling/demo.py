@@ -73,7 +73,7 @@ def demo_answers(db: str | Path | None) -> list[str]:
         return [f"no law from the demo runs: {exc}"]
     try:  # refused, not answered, when the optimum lies far beyond the runs
         found = study.compute_optimal(ASK_C, "llama", where=DEMO_WHERE)
-        optimal = f"{found.N}; {found.D}"
+        optimal = "; ".join(found.allocation())
     except (ScalingError, FitError) as exc:
         optimal = str(exc)
     p = fitted.model.params_

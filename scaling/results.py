@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -54,10 +54,17 @@ class ComputeOptimal:
     D: Prediction
     loss: Prediction
 
+    def allocation(self) -> tuple[str, str]:
+        """N and D as shown: a caution D shares with N is said once, for N (--json keeps
+        both whole)."""
+        D = self.D
+        if self.N.note and D.note.startswith(self.N.note):
+            rest = D.note[len(self.N.note) :].lstrip("; ")
+            D = replace(D, note="as for N_opt" + (f"; {rest}" if rest else ""))
+        return str(self.N), str(D)
+
     def __str__(self) -> str:
-        return "\n".join(
-            [f"compute C = {fmt(self.C)} FLOPs", str(self.N), str(self.D), str(self.loss)]
-        )
+        return "\n".join([f"compute C = {fmt(self.C)} FLOPs", *self.allocation(), str(self.loss)])
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -102,6 +102,9 @@ def test_a_compute_optimal_answer_spans_e_only_where_the_runs_cannot_tell_it(E):
         n_span, d_span, _ = offset_span(model, runs, np.array([1e22]), 0.9)
         assert "cannot tell the offset E from zero" in answer.N.note
         assert "cannot tell the offset E from zero" in answer.D.note
+        shown = str(answer).splitlines()  # the caution said once, for N; D's points to it
+        assert sum("cannot tell the offset E" in line for line in shown) == 1
+        assert "caution: as for N_opt" in str(answer)
         assert answer.N.lo == pytest.approx(min(boot_n.lo[0], *n_span.ravel()))
         assert answer.N.hi == pytest.approx(max(boot_n.hi[0], *n_span.ravel()))
         assert answer.D.lo == pytest.approx(min(boot_d.lo[0], *d_span.ravel()))
