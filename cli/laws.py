@@ -353,6 +353,8 @@ def backtest(
         # narrower than WIDE, the law's own interval is left to --json and the summary line
         narrow = ["lo_law", "hi_law"] if console.width < WIDE else []
         shown = result.frame.drop(columns=["run_id", *narrow], errors="ignore")
+        unknown = [c for c in ("N", "D", "C") if shown[c].isna().all()]  # e.g. widths alone
+        shown = shown.drop(columns=unknown)
         print_frame(shown, title="held-out runs", short=True)
         if result.forms is not None:
             print_forms(result.forms, title="law forms (nested backtests on the training runs)")

@@ -223,6 +223,14 @@ def test_import_example_mu_scaling(tmp_path, capsys):
             "SELECT d_model, params, final_val_loss FROM runs ORDER BY d_model"
         ).fetchall()
     assert rows[0] == (128, 8_530_000, 3.9181)  # the first line of mu_scaling.csv
+    backtest = ["backtest", "power", "--x", "width", "--holdout", "top-params", "--db", str(db)]
+    code, out, err = call_cli(backtest, capsys)
+    assert code == 0, err
+    header = next(line for line in out.splitlines() if "actual" in line).split()
+    assert header[:2] == ["N", "d"]  # no empty D and C columns: the widths' runs give neither
+    assert "backtest power of width (top-params, 25% held out): fitted on 8 runs" in " ".join(
+        out.split()
+    )
 
 
 # -- numbers: sizes, tokens, compute, ratios and hours are finite and positive --------------
