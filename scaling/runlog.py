@@ -40,6 +40,7 @@ class RunLog:
             raise ScalingError(f"from_frame takes a pandas DataFrame, got {type(runs).__name__}")
         if runs.empty:  # else every question said "no finished runs match"
             raise ScalingError("the frame has no rows: no runs to fit")
+        runs = _each_run_once(runs)
         frame = normalise_columns(runs, {})
         if "final_val_loss" not in frame.columns:
             raise ScalingError("the frame needs a loss column (loss or final_val_loss)")
@@ -128,6 +129,23 @@ class RunLog:
             reason = f"{path} is read-only" if not writable else str(exc).splitlines()[0]
             warnings.warn(f"{reason}: {what}", ScalingWarning, stacklevel=4)
             return None
+
+
+def _each_run_once(runs: pd.DataFrame) -> pd.DataFrame:
+    """A frame's rows less those that repeat an earlier row in every column, with a warning:
+    an import keeps such a row once (it is the same run, by the run id its content gives), so
+    a frame must too, or the same file answers differently by the route it came in (Farseer's
+    404 shared rows hold 4 repeats: 400 runs imported, 404 from the frame until 7 December
+    2026)."""
+    try:
+        repeats = runs.duplicated()
+    except TypeError:  # unhashable cells: refused, by name, when the rows are read
+        return runs
+    if repeats.any():
+        said = f"{int(repeats.sum())} rows repeat an earlier row of the frame"
+        warnings.warn(f"{said}: each run is kept once, as an import keeps a file's",
+                      ScalingWarning, stacklevel=4)  # fmt: skip
+    return runs[~repeats]
 
 
 def law_frame(runs: pd.DataFrame, n_column: str = "params") -> pd.DataFrame:

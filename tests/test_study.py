@@ -13,7 +13,7 @@ from scipy.optimize import brentq, minimize_scalar
 from fits import crossing_draws, frontier_crossing
 from fits.averaging import AveragedLaw
 from scaling import datasets
-from scaling.errors import ScalingError
+from scaling.errors import ScalingError, ScalingWarning
 from scaling.fitters import CALIBRATION
 from scaling.results import Backtest, covered
 from scaling.study import Study
@@ -443,6 +443,24 @@ def test_an_answer_depends_on_the_runs_not_their_order_or_how_they_came_in(tmp_p
     ]
     tables = [s.fit("isoflop").table for s in (logged, shuffled)]
     pd.testing.assert_frame_equal(*tables)
+
+
+def test_a_row_that_repeats_an_earlier_one_is_one_run_by_either_route(tmp_path):
+    """An import keeps a repeated row once (its content is its run id); a frame kept every
+    copy, so Farseer's 404 shared rows, 4 of them repeats, were 400 runs imported and 404 as a
+    DataFrame, and the two routes answered differently."""
+    points = pd.read_csv(datasets.path("chinchilla-epoch"))[["N", "D", "loss"]].head(40)
+    repeated = pd.concat([points, points.iloc[[3, 7, 7]]], ignore_index=True)
+    csv, db = tmp_path / "repeated.csv", tmp_path / "runs.duckdb"
+    repeated.to_csv(csv, index=False)
+    with connect(db) as con:
+        import_file(con, csv, "repeated")
+    with pytest.warns(ScalingWarning, match="^3 rows repeat an earlier row of the frame"):
+        framed = Study.from_frame(repeated)
+    columns = ["N", "D", "C", "loss"]
+    runs = framed.law_runs("chinchilla")[columns]
+    assert len(runs) == 40
+    pd.testing.assert_frame_equal(Study(db).law_runs("chinchilla")[columns], runs)
 
 
 def test_a_frames_rows_are_checked_as_an_imports_are_and_named_by_their_index():
