@@ -199,7 +199,7 @@ class ScheduleAnswer:
                  f"({self.optimised.law} law):", "  " + str(self.optimised.final())]  # fmt: skip
         for name, gain in self.gains.items():
             base = self.baselines[name].final()
-            lines.append(f"  vs {name}: final {fmt(base.value)}, gain {gain}")
+            lines.append(f"  vs {name}: final {fmt(base.value)}, {gain}")  # "gain = ..."
         return "\n".join(lines)
 
     def to_dict(self, points: int | None = None) -> dict[str, Any]:

@@ -72,6 +72,9 @@ def test_predict_schedule_beats_or_matches_its_baselines(log: Path) -> None:
     assert len(lrs) == 40 and np.all(np.diff(lrs[lrs.argmax() :]) <= 1e-15)
     for name in ("cosine", "wsd"):  # the optimum under the law is no worse than a baseline
         assert answer["gains"][name]["value"] >= -1e-9
+    shown = run_cli(*args[:-1], "--db", str(log)).stdout
+    lines = [line for line in shown.splitlines() if line.startswith("  vs ")]
+    assert len(lines) == 2 and all(", gain = " in line for line in lines)  # was "gain gain ="
 
 
 def test_user_mistakes_are_one_line(log: Path) -> None:
