@@ -198,16 +198,21 @@ def print_frame(
 
     short: a table of runs, with short headers and run-id prefixes, to fit 80 columns.
     squeeze: a text column cut to what the others leave of the line (one line a row).
-    compact (implied by squeeze): a column the same in every row is said once in the title.
+    compact (implied by squeeze): a column the same in every row is said once in the title
+    (the squeezed one too, and left out where it is empty in every row).
     """
     import pandas as pd
 
     if (compact or squeeze is not None) and len(frame) > 1:
-        same = [c for c in frame.columns if c != squeeze and frame[c].nunique(dropna=False) == 1]
-        if same:
-            said = ", ".join(f"{c} {format_value(frame[c].iloc[0]) or '-'}" for c in same)
+        same = [c for c in frame.columns if frame[c].nunique(dropna=False) == 1]
+        blank = [c for c in same if c == squeeze and not str(frame[c].iloc[0]).strip()]
+        said = ", ".join(
+            f"{c} {format_value(frame[c].iloc[0]) or '-'}" for c in same if c not in blank
+        )
+        if said:
             title = f"{title}: all {said}" if title else f"all {said}"
-            frame = frame.drop(columns=same)
+        frame = frame.drop(columns=same)
+        squeeze = None if squeeze in same else squeeze
     if short:
         if "run_id" in frame:
             frame = frame.assign(run_id=frame["run_id"].astype(str).str[:RUN_ID_SHOWN])

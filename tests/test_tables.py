@@ -71,3 +71,19 @@ def test_every_command_summary_in_help_is_a_whole_sentence(capsys, monkeypatch):
     for text in summaries:
         first = text.strip().split("\n\n")[0]
         assert "\n" not in first and first.endswith("."), first  # typer shows this paragraph
+
+
+def test_a_note_the_same_in_every_row_is_said_once_and_an_empty_one_not_at_all(capsys, narrow):
+    """The schedule law's held-out table repeated one note in every row, cut to "…"."""
+    import pandas as pd
+
+    from cli.common import print_frame
+
+    note = "|measured / predicted - 1| at its logged points"
+    frame = pd.DataFrame({"held out": ["a", "b"], "worst": [0.1, 0.2], "note": [note, note]})
+    print_frame(frame, title="each run held out", squeeze="note")
+    out = capsys.readouterr().out
+    assert out.count("measured") == 1 and "…" not in out
+    print_frame(frame.assign(note=["", ""]), title="each run held out", squeeze="note")
+    out = capsys.readouterr().out
+    assert "note" not in out and "worst" in out
