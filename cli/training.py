@@ -7,7 +7,17 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cli.common import DbOption, Interrupted, console, integer, print_frame, progress_bar, real
+from cli.common import (
+    DbOption,
+    Interrupted,
+    Json,
+    console,
+    emit_json,
+    integer,
+    print_frame,
+    progress_bar,
+    real,
+)
 from cli.sweep import duration
 from runners.checkpoint import DEFAULT_EVERY_S, Branch
 from runners.errors import RunnerError
@@ -84,6 +94,7 @@ def run(
         float, typer.Option(parser=real, help="Branch cooldown's final LR factor.")
     ] = 0.0,
     db: DbOption = None,
+    as_json: Json = False,
 ) -> None:
     """Train one model and record the run and its loss curve (and its branches')."""
     from runners.corpus import load_corpus
@@ -122,11 +133,19 @@ def run(
     sha256 = load_corpus(corpus).sha256  # a missing or bad corpus is reported before the bar
     plan = _branches(config, branch_at, cooldown_steps, cooldown_shape, cooldown_floor, sha256)
     branches = tuple(branch for _, branch in plan)
-    parent_id = _train_one(config, db, device, force, checkpoint_every, branches=branches)
+    said = not as_json  # with --json, the runs' rows at the end instead of a line each
+    parent_id = _train_one(config, db, device, force, checkpoint_every, said, branches=branches)
+    trained = [parent_id]
     for branch_config, branch in plan:
-        _train_one(
-            branch_config, db, device, force, checkpoint_every, parent=(parent_id, branch.step)
-        )
+        trained.append(_train_one(branch_config, db, device, force, checkpoint_every, said,
+                                  parent=(parent_id, branch.step)))  # fmt: skip
+    if as_json:
+        from store.db import connect
+        from store.runs import read_runs
+
+        with connect(db, read_only=True) as con:
+            runs = read_runs(con).set_index("run_id", drop=False)
+        emit_json({"runs": runs.loc[trained].to_dict("records")})
 
 
 def _branches(
@@ -159,10 +178,11 @@ def _train_one(
     device: str,
     force: bool,
     checkpoint_every: float,
+    said: bool,
     branches: tuple[Branch, ...] = (),
     parent: tuple[str, int] | None = None,
 ) -> str:
-    """Train one run under a progress bar, print its line, and return its run id."""
+    """Train one run under a progress bar, print its line (if `said`), and return its id."""
     from runners.checkpoint import Stopped
     from scaling.execute import run_and_record
 
@@ -192,6 +212,8 @@ def _train_one(
     finally:
         if task is not None:
             bar.stop()
+    if not said:
+        return run_id
     if result is None:
         console.print(f"run {run_id} is already in the log as done (use --force to train again)")
         return run_id

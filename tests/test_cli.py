@@ -61,6 +61,24 @@ def test_same_run_again_is_not_trained_twice(trained):
     assert again.stdout.splitlines()[0].startswith("run ")  # no empty progress bar first
 
 
+def test_run_json_prints_the_runs_row_and_nothing_else(trained):
+    """Scripts read one JSON object: the run's row, trained now or already in the log."""
+    db, _ = trained
+    again = run_cli("run", *TINY, "--lr", "3e-3", "--json", "--db", str(db))
+    assert again.returncode == 0, again.stderr
+    (run,) = json.loads(again.stdout)["runs"]
+    with duckdb.connect(str(db), read_only=True) as con:
+        logged = con.execute("SELECT run_id, final_val_loss FROM runs").fetchall()
+    assert logged == [(run["run_id"], run["final_val_loss"])] and run["status"] == "done"
+
+
+def test_a_fresh_run_with_json_prints_its_row(tmp_path):
+    done = run_cli("run", *TINY, "--lr", "2e-3", "--json", "--db", str(tmp_path / "j.duckdb"))
+    assert done.returncode == 0, done.stderr
+    (run,) = json.loads(done.stdout)["runs"]  # the whole stdout is the object: no bar, no line
+    assert run["status"] == "done" and run["lr"] == 2e-3 and 0 < run["final_val_loss"] < 5.6
+
+
 def test_precision_auto_is_resolved_recorded_and_said(trained):
     from runners.precision import auto_precision
 
