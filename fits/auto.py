@@ -107,7 +107,7 @@ def fit_forms(
         except FitError as exc:
             notes[name] = str(exc)
     if not fitted:
-        raise FitError(f"no law form fits ({each_reason_once(notes)})")
+        raise FitError(f"no law form fits ({each_reason_once(notes.items())})")
     return fitted, notes
 
 

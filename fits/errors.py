@@ -1,6 +1,7 @@
 """The one error type every estimator raises for a fit it cannot do."""
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable
+from typing import Any
 
 
 class FitError(ValueError):
@@ -22,10 +23,13 @@ class UnidentifiedFit(FitError):
         super().__init__(f"{'; '.join(self.problems)}; --force keeps it, flagged")
 
 
-def each_reason_once(refused: Mapping[str, str]) -> str:
-    """Why several laws were refused ({law: reason}), each reason once after the laws it
-    stopped: 'chinchilla, kaplan: no spread in D; data-constrained: needs runs that ...'."""
-    stopped: dict[str, list[str]] = {}
-    for name, why in refused.items():
+def each_reason_once(
+    refused: Iterable[tuple[Any, str]], named: Callable[[list[Any]], str] = ", ".join
+) -> str:
+    """Why several things were refused ((law, reason) pairs, or IsoFLOP's budgets), each
+    reason once after what it stopped, as `named` names them: 'chinchilla, kaplan: no spread
+    in D; data-constrained: needs runs that ...'."""
+    stopped: dict[str, list[Any]] = {}
+    for name, why in refused:
         stopped.setdefault(why, []).append(name)
-    return "; ".join(f"{', '.join(names)}: {why}" for why, names in stopped.items())
+    return "; ".join(f"{named(names)}: {why}" for why, names in stopped.items())

@@ -23,7 +23,7 @@ import pandas as pd
 
 from fits import validate
 from fits.base import Estimate, IntervalFit, runs_column, runs_only
-from fits.errors import FitError
+from fits.errors import FitError, each_reason_once
 from fits.hparams import LogLinearLaw
 from fits.lr import scan_optimum
 
@@ -192,11 +192,8 @@ class IsoFLOPFit(_ComputeOptimalFit):
         self.budgets_ = table.drop(columns="has_vertex")
         used = self.budgets_[self.budgets_["used"]]
         if len(used) < 3:
-            stopped: dict[str, list[float]] = {}  # each reason once, after the budgets it stopped
-            for r in self.budgets_.itertuples():
-                if not r.used:
-                    stopped.setdefault(r.note, []).append(r.C)
-            reasons = "; ".join(f"{_budgets(Cs)}: {why}" for why, Cs in stopped.items())
+            unused = self.budgets_[~self.budgets_["used"]]
+            reasons = each_reason_once(zip(unused["C"], unused["note"], strict=True), _budgets)
             raise FitError(
                 f"need at least 3 compute budgets with a usable minimum, found {len(used)}"
                 + (f" ({reasons})" if reasons else "")

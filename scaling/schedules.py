@@ -102,7 +102,8 @@ def fit_schedule_law(law: str, frame: pd.DataFrame, level: float) -> ScheduleLaw
                 raise ScalingError(f"cannot fit {name}: {exc}") from exc
             refused[name] = str(exc)
     if not fitted:
-        raise ScalingError(f"no schedule law fits these runs' curves ({each_reason_once(refused)})")
+        reasons = each_reason_once(refused.items())
+        raise ScalingError(f"no schedule law fits these runs' curves ({reasons})")
     return min(fitted, key=holdout_error)
 
 

@@ -156,8 +156,9 @@ class Study:
         """The loss of (N, D) by a law already fitted, with its (calibrated) interval; not
         logged. U: unique tokens the run can see (None: unlimited)."""
         if not isinstance(fitted, FittedLaw) or fitted.law not in LOSS_FORMS:
-            got = f"a {fitted.law} fit" if isinstance(fitted, FittedLaw) else repr(fitted)
-            hint = ": power_loss answers a power law" if got == "a power fit" else ""
+            law = fitted.law if isinstance(fitted, FittedLaw) else None
+            got = repr(fitted) if law is None else f"a {law} fit"
+            hint = ": power_loss answers a power law" if law == "power" else ""
             laws_of_n_and_d = ", ".join(LOSS_FORMS)
             raise ScalingError(f"loss_at takes a fit of a loss law of N and D ({laws_of_n_and_d}),"
                                f" got {got}{hint}")  # fmt: skip
